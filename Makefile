@@ -1,0 +1,41 @@
+# rramsim: `make demo` and `make test` do all the set-up on a fresh Debian 12 machine.
+PY      ?= python3
+VENV    := .venv
+BIN     := $(VENV)/bin
+PIP     := $(BIN)/pip -q --disable-pip-version-check
+STAMP   := $(VENV)/.installed
+TORCH   := torch==2.13.0
+# Prefer a local CPU wheel (it lies on disk on the project's machines) over the registry.
+TORCH_WHEELS ?= /opt/wheels
+
+.PHONY: all setup ngspice demo test test-all bench clean
+
+all: test
+
+ngspice:
+	bash scripts/install-ngspice.sh
+
+$(STAMP): pyproject.toml constraints.txt
+	$(MAKE) ngspice
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(PIP) install --upgrade pip setuptools wheel
+	$(PIP) install --find-links $(TORCH_WHEELS) $(TORCH)
+	$(PIP) install -c constraints.txt -e '.[dev]'
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/python examples/demo.py
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not slow"
+
+test-all: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+bench: $(STAMP)
+	$(BIN)/python bench/characterize.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info demo-out

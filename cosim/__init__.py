@@ -1,0 +1,1 @@
+"""rramsim.cosim."""

@@ -1,0 +1,133 @@
+"""Compact-model parameter sets and their variability (what a device *is*).
+
+The behavioural model is a Stanford/PKU-like filament-gap model (Guan, Yu & Wong,
+IEEE EDL 2012; Jiang et al., SISPAD 2014), simplified for plain ngspice:
+
+    I      = i0 * exp(-g / g0) * sinh(V / v0)
+    dg/dt  = -nu_set   * sinh(max(V, 0) / vs_set)   * w_set(g)        (SET, V > 0)
+             +nu_reset * sinh(max(-V, 0) / vs_reset) * w_reset(g)      (RESET, V < 0)
+             +r_ret * (g_max - g)                                      (relaxation)
+
+with the gap ``g`` in nm held on a capacitor node and windows
+``w_set = max(0, 1 - exp(-(g - g_min)/w))``, ``w_reset = max(0, 1 - exp(-(g_max - g)/w))``
+that stop the state exactly at its bounds.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class CompactModel:
+    """Parameters of the behavioural filament-gap RRAM model (SI units, gap in nm)."""
+
+    name: str = "hfox"
+    i0: float = 1.0e-4          # A, current prefactor
+    g0: float = 0.25            # nm, tunnelling decay length of the gap
+    v0: float = 0.25            # V, I-V nonlinearity voltage
+    g_min: float = 0.1          # nm, smallest gap (LRS bound)
+    g_max: float = 1.7          # nm, largest gap (HRS bound)
+    nu_set: float = 60.0        # nm/s, SET gap velocity prefactor
+    vs_set: float = 0.1         # V, SET field-enhancement voltage
+    nu_reset: float = 60.0      # nm/s, RESET gap velocity prefactor
+    vs_reset: float = 0.1       # V, RESET field-enhancement voltage
+    window: float = 0.05        # nm, width of the window functions
+    r_ret: float = 1.0e-6       # 1/s, relaxation rate of the gap towards g_max (retention)
+    noise: float = 0.01         # relative read-noise amplitude at g = 1 nm (sigma ~ G^-1/2)
+
+    # Parameters that device-to-device variability may act on.
+    VARIABLE = ("i0", "g0", "v0", "nu_set", "vs_set", "nu_reset", "vs_reset", "r_ret", "noise")
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            if f.name == "name":
+                continue
+            value = getattr(self, f.name)
+            if not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+                raise ValueError(f"CompactModel.{f.name} must be a finite positive number, got {value!r}")
+        if self.g_min >= self.g_max:
+            raise ValueError(f"CompactModel.g_min ({self.g_min}) must be below g_max ({self.g_max})")
+
+    def params(self) -> dict[str, float]:
+        """The numeric parameters as the netlist renderer takes them."""
+        return {f.name: float(getattr(self, f.name)) for f in dataclasses.fields(self) if f.name != "name"}
+
+    def conductance(self, gap: float | np.ndarray, v_read: float = 0.2) -> np.ndarray:
+        """Static read conductance I(v_read)/v_read at gap ``gap`` (nm)."""
+        return self.i0 * np.exp(-np.asarray(gap) / self.g0) * np.sinh(v_read / self.v0) / v_read
+
+    def window_conductance(self, v_read: float = 0.2) -> tuple[float, float]:
+        """(G_min, G_max): the conductance window at the gap bounds."""
+        return float(self.conductance(self.g_max, v_read)), float(self.conductance(self.g_min, v_read))
+
+    def replace(self, **changes) -> "CompactModel":
+        return dataclasses.replace(self, **changes)
+
+
+@dataclass(frozen=True)
+class Variability:
+    """Device-to-device and cycle-to-cycle spreads, all log-normal and seeded.
+
+    ``d2d`` maps a :attr:`CompactModel.VARIABLE` parameter to the standard deviation of
+    ln(parameter) across devices (0.2 ≈ 20% spread). ``c2c`` is the standard deviation of
+    the ln of a per-pulse factor on the gap velocity (a fresh draw every pulse period).
+    """
+
+    d2d: dict[str, float] = field(default_factory=dict)
+    c2c: float = 0.0
+
+    def __post_init__(self) -> None:
+        for key, sigma in self.d2d.items():
+            if key not in CompactModel.VARIABLE:
+                raise ValueError(f"Variability.d2d: unknown parameter {key!r}; choose from "
+                                 f"{', '.join(CompactModel.VARIABLE)}")
+            if not isinstance(sigma, (int, float)) or not math.isfinite(sigma) or sigma < 0:
+                raise ValueError(f"Variability.d2d[{key!r}] must be a finite sigma >= 0, got {sigma!r}")
+        if not isinstance(self.c2c, (int, float)) or not math.isfinite(self.c2c) or self.c2c < 0:
+            raise ValueError(f"Variability.c2c must be a finite sigma >= 0, got {self.c2c!r}")
+
+    def scaled(self, factor: float) -> "Variability":
+        """The same spread shape, every sigma multiplied by ``factor``."""
+        return Variability({k: v * factor for k, v in self.d2d.items()}, self.c2c * factor)
+
+    def sample(self, model: CompactModel, n: int, rng: np.random.Generator) -> list[dict[str, float]]:
+        """Per-device parameter dicts for ``n`` devices drawn from ``rng``."""
+        base = model.params()
+        keys = sorted(self.d2d)
+        draws = rng.standard_normal((n, len(keys)))
+        devices = []
+        for row in draws:
+            p = dict(base)
+            for key, z in zip(keys, row):
+                p[key] = base[key] * math.exp(self.d2d[key] * z)
+            devices.append(p)
+        return devices
+
+    def to_dict(self) -> dict:
+        return {"d2d": dict(self.d2d), "c2c": self.c2c}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Variability":
+        return cls(dict(d.get("d2d", {})), float(d.get("c2c", 0.0)))
+
+
+#: Named presets: (model, variability).
+PRESETS: dict[str, tuple[CompactModel, Variability]] = {
+    "hfox": (CompactModel(), Variability({"nu_set": 0.3, "nu_reset": 0.3, "i0": 0.05, "g0": 0.02}, c2c=0.15)),
+    "hfox-ideal": (CompactModel(name="hfox-ideal"), Variability()),
+    "taox": (CompactModel(name="taox", i0=6e-5, g0=0.28, nu_set=30.0, nu_reset=90.0, vs_reset=0.12,
+                          noise=0.006),
+             Variability({"nu_set": 0.2, "nu_reset": 0.2, "i0": 0.04}, c2c=0.1)),
+}
+
+
+def preset(name: str) -> tuple[CompactModel, Variability]:
+    """Look up a preset by name, with a message listing the choices."""
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise ValueError(f"unknown device preset {name!r}; choose from {', '.join(PRESETS)}") from None

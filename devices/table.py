@@ -1,0 +1,338 @@
+"""The DeviceTable: fitted statistics of one characterized device under one scheme.
+
+This is the contract between the SPICE side (``rramsim.cosim`` writes it) and the torch
+side (``rramsim.models`` reads it). On disk it is plain HDF5, format version 1, laid out
+as in DESIGN.md; :meth:`DeviceTable.save` writes it atomically and :meth:`DeviceTable.load`
+refuses anything malformed with a :class:`TableError` that says what is wrong.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+FORMAT = "rramsim.device_table"
+FORMAT_VERSION = 1
+
+#: Arrays of the /programming group and their dtypes, all shaped [L, N].
+PROGRAMMING_ARRAYS = {
+    "g_final": np.float64,
+    "pulses": np.int32,
+    "energy": np.float64,
+    "time": np.float64,
+    "converged": np.bool_,
+}
+#: Required attributes of /programming (the write-verify scheme).
+SCHEME_ATTRS = ("scheme", "v_start", "v_step", "v_max", "pulse_width", "read_voltage",
+                "tolerance", "max_pulses")
+
+
+class TableError(ValueError):
+    """A device table file or object is malformed; the message says what and where."""
+
+
+@dataclass
+class DeviceTable:
+    """Fitted lookup tables of one RRAM device (SI units throughout).
+
+    ``targets`` [L] are the write-verify target conductances; ``g_final``, ``pulses``,
+    ``energy``, ``time`` and ``converged`` [L, N] hold the outcome of programming N
+    simulated devices to each target. ``read_g``/``read_sigma`` [K] give the read-noise
+    standard deviation versus conductance, ``iv_v`` [M] and ``iv_current`` [L, M] the I-V
+    of each programmed level, and the optional ``retention_*`` arrays G(t)/G(0).
+    """
+
+    targets: np.ndarray
+    g_final: np.ndarray
+    pulses: np.ndarray
+    energy: np.ndarray
+    time: np.ndarray
+    converged: np.ndarray
+    scheme: dict[str, Any]
+    read_g: np.ndarray
+    read_sigma: np.ndarray
+    iv_v: np.ndarray
+    iv_current: np.ndarray
+    retention_t: np.ndarray | None = None
+    retention_ratio: np.ndarray | None = None
+    retention_sigma: np.ndarray | None = None
+    model: dict[str, Any] = field(default_factory=dict)       # compact-model parameters
+    variability: dict[str, Any] = field(default_factory=dict)
+    model_netlist: str = ""
+    programming_netlist: str = ""
+    provenance: dict[str, Any] = field(default_factory=dict)  # created, versions, seed, command
+
+    def __post_init__(self) -> None:
+        for name in ("targets", "g_final", "energy", "time", "read_g", "read_sigma", "iv_v",
+                     "iv_current", "retention_t", "retention_ratio", "retention_sigma"):
+            value = getattr(self, name)
+            if value is not None:
+                setattr(self, name, np.asarray(value, dtype=np.float64))
+        self.pulses = np.asarray(self.pulses, dtype=np.int32)
+        self.converged = np.asarray(self.converged, dtype=bool)
+        self.validate()
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def n_levels(self) -> int:
+        return int(self.targets.shape[0])
+
+    @property
+    def n_devices(self) -> int:
+        return int(self.g_final.shape[1])
+
+    @property
+    def g_min(self) -> float:
+        return float(self.targets[0])
+
+    @property
+    def g_max(self) -> float:
+        return float(self.targets[-1])
+
+    @property
+    def has_retention(self) -> bool:
+        return self.retention_t is not None
+
+    def read_sigma_at(self, g: np.ndarray) -> np.ndarray:
+        """Read-noise standard deviation at conductance(s) ``g`` (linear interpolation)."""
+        return np.interp(g, self.read_g, self.read_sigma)
+
+    def level_stats(self) -> dict[str, np.ndarray]:
+        """Per-level summary: mean/std of reached G, mean pulses/energy/time, convergence."""
+        return {
+            "target": self.targets,
+            "g_mean": self.g_final.mean(axis=1),
+            "g_std": self.g_final.std(axis=1),
+            "pulses_mean": self.pulses.mean(axis=1),
+            "energy_mean": self.energy.mean(axis=1),
+            "time_mean": self.time.mean(axis=1),
+            "converged": self.converged.mean(axis=1),
+        }
+
+    # ------------------------------------------------------------------ validation
+    def validate(self) -> None:
+        """Raise :class:`TableError` unless every array has the right shape and values."""
+        t = self.targets
+        if t.ndim != 1 or t.size < 1:
+            raise TableError(f"/programming/targets must be a 1-D array of levels, got shape {t.shape}")
+        if not np.all(np.isfinite(t)) or np.any(t <= 0):
+            raise TableError("/programming/targets must be finite positive conductances (S)")
+        if t.size > 1 and np.any(np.diff(t) <= 0):
+            raise TableError("/programming/targets must be strictly increasing")
+        n_levels = t.size
+        shape = self.g_final.shape
+        if len(shape) != 2 or shape[0] != n_levels or shape[1] < 1:
+            raise TableError(f"/programming/g_final must be [L={n_levels}, N] , got shape {shape}")
+        for name in PROGRAMMING_ARRAYS:
+            a = getattr(self, name)
+            if a.shape != shape:
+                raise TableError(f"/programming/{name} has shape {a.shape}, expected {shape}")
+        for name in ("g_final", "energy", "time"):
+            a = getattr(self, name)
+            if not np.all(np.isfinite(a)):
+                raise TableError(f"/programming/{name} contains NaN or inf")
+            if np.any(a < 0):
+                raise TableError(f"/programming/{name} contains negative values")
+        if np.any(self.pulses < 0):
+            raise TableError("/programming/pulses contains negative counts")
+        missing = [k for k in SCHEME_ATTRS if k not in self.scheme]
+        if missing:
+            raise TableError(f"/programming attrs lack the scheme entries {missing}")
+        tol = float(self.scheme["tolerance"])
+        if not (np.isfinite(tol) and 0 < tol < 1):
+            raise TableError(f"/programming tolerance must be in (0, 1), got {tol}")
+        if self.read_g.ndim != 1 or self.read_g.shape != self.read_sigma.shape or self.read_g.size < 1:
+            raise TableError(f"/read/g and /read/sigma must be 1-D of equal length, got "
+                             f"{self.read_g.shape} and {self.read_sigma.shape}")
+        for name in ("read_g", "read_sigma", "iv_v", "iv_current"):
+            if not np.all(np.isfinite(getattr(self, name))):
+                raise TableError(f"/{name.replace('_', '/', 1)} contains NaN or inf")
+        if np.any(self.read_sigma < 0):
+            raise TableError("/read/sigma contains negative standard deviations")
+        if self.read_g.size > 1 and np.any(np.diff(self.read_g) <= 0):
+            raise TableError("/read/g must be strictly increasing")
+        if self.iv_v.ndim != 1 or self.iv_current.shape != (n_levels, self.iv_v.size):
+            raise TableError(f"/iv/current must be [L={n_levels}, M={self.iv_v.size}], "
+                             f"got {self.iv_current.shape}")
+        ret = (self.retention_t, self.retention_ratio, self.retention_sigma)
+        if any(r is not None for r in ret):
+            if any(r is None for r in ret):
+                raise TableError("/retention needs all of t, ratio and sigma")
+            rt, rr, rs = ret
+            if rt.ndim != 1 or rr.shape != (n_levels, rt.size) or rs.shape != rr.shape:
+                raise TableError(f"/retention arrays must be [T], [L, T], [L, T]; got "
+                                 f"{rt.shape}, {rr.shape}, {rs.shape}")
+            if not all(np.all(np.isfinite(r)) for r in ret):
+                raise TableError("/retention contains NaN or inf")
+
+    # ------------------------------------------------------------------ equality
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, DeviceTable):
+            return NotImplemented
+        for f in dataclasses.fields(self):
+            a, b = getattr(self, f.name), getattr(other, f.name)
+            if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
+                if a is None or b is None or a.shape != b.shape or not np.array_equal(a, b):
+                    return False
+            elif a != b:
+                return False
+        return True
+
+    # ------------------------------------------------------------------ HDF5
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write the table to ``path`` atomically (temporary file, then ``os.replace``)."""
+        import h5py
+
+        path = Path(path)
+        folder = path.parent if str(path.parent) else Path(".")
+        if not folder.is_dir():
+            raise TableError(f"cannot write {path}: folder {folder} does not exist")
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
+        os.close(fd)
+        try:
+            with h5py.File(tmp, "w") as f:
+                f.attrs["format"] = FORMAT
+                f.attrs["format_version"] = FORMAT_VERSION
+                for key, value in self.provenance.items():
+                    f.attrs[key] = value
+                m = f.create_group("model")
+                for key, value in self.model.items():
+                    m.attrs[key] = value
+                m.attrs["variability"] = json.dumps(self.variability, sort_keys=True)
+                m.create_dataset("netlist", data=self.model_netlist)
+                p = f.create_group("programming")
+                _array(p, "targets", self.targets)
+                for name, dtype in PROGRAMMING_ARRAYS.items():
+                    _array(p, name, getattr(self, name).astype(dtype))
+                for key, value in self.scheme.items():
+                    p.attrs[key] = value
+                p.create_dataset("netlist", data=self.programming_netlist)
+                r = f.create_group("read")
+                _array(r, "g", self.read_g)
+                _array(r, "sigma", self.read_sigma)
+                iv = f.create_group("iv")
+                _array(iv, "v", self.iv_v)
+                _array(iv, "current", self.iv_current)
+                if self.has_retention:
+                    rt = f.create_group("retention")
+                    _array(rt, "t", self.retention_t)
+                    _array(rt, "ratio", self.retention_ratio)
+                    _array(rt, "sigma", self.retention_sigma)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "DeviceTable":
+        """Read and validate a table; any problem is a :class:`TableError`."""
+        import h5py
+
+        path = Path(path)
+        if not path.is_file():
+            raise TableError(f"{path}: no such file (make one with `rramsim characterize -o {path}`)")
+        try:
+            f = h5py.File(path, "r")
+        except OSError as exc:
+            raise TableError(f"{path} is not a readable HDF5 file (truncated or not a table): {exc}") from None
+        try:
+            with f:
+                return cls._from_h5(f, path)
+        except TableError:
+            raise
+        except (OSError, KeyError, ValueError, TypeError, AttributeError, RuntimeError) as exc:
+            raise TableError(f"{path}: damaged device table ({type(exc).__name__}: {exc}); "
+                             "regenerate it with `rramsim characterize`") from None
+
+    @classmethod
+    def _from_h5(cls, f, path: Path) -> "DeviceTable":
+        fmt = _text(f.attrs.get("format", ""))
+        if fmt != FORMAT:
+            raise TableError(f"{path} is not an rramsim device table (format attribute {fmt!r})")
+        version = f.attrs.get("format_version")
+        if version is None or int(version) != FORMAT_VERSION:
+            raise TableError(f"{path} has format_version {version!r}; this rramsim reads version "
+                             f"{FORMAT_VERSION} only (upgrade rramsim or regenerate the table)")
+        for group in ("model", "programming", "read", "iv"):
+            if group not in f:
+                raise TableError(f"{path} lacks the required group /{group}")
+        p = f["programming"]
+        scheme = {k: _scalar(v) for k, v in p.attrs.items()}
+        model = {k: _scalar(v) for k, v in f["model"].attrs.items() if k != "variability"}
+        variability = json.loads(_text(f["model"].attrs.get("variability", "{}")))
+        retention = {}
+        if "retention" in f:
+            retention = {f"retention_{k}": _read(f, f"retention/{k}", path) for k in ("t", "ratio", "sigma")}
+        provenance = {k: _scalar(v) for k, v in f.attrs.items() if k not in ("format", "format_version")}
+        return cls(
+            targets=_read(f, "programming/targets", path),
+            **{name: _read(f, f"programming/{name}", path) for name in PROGRAMMING_ARRAYS},
+            scheme=scheme,
+            read_g=_read(f, "read/g", path),
+            read_sigma=_read(f, "read/sigma", path),
+            iv_v=_read(f, "iv/v", path),
+            iv_current=_read(f, "iv/current", path),
+            **retention,
+            model=model,
+            variability=variability,
+            model_netlist=_text(f["model"]["netlist"][()]) if "netlist" in f["model"] else "",
+            programming_netlist=_text(p["netlist"][()]) if "netlist" in p else "",
+            provenance=provenance,
+        )
+
+    def summary(self) -> str:
+        """A readable multi-line summary (what ``rramsim table show`` prints)."""
+        s = self.level_stats()
+        lines = [
+            f"rramsim device table: {self.n_levels} levels x {self.n_devices} devices",
+            f"  model: {self.model.get('name', '?')}   scheme: {self.scheme.get('scheme')}  "
+            f"tolerance {100 * float(self.scheme['tolerance']):.1f}%  max pulses {self.scheme['max_pulses']}",
+        ]
+        for k in ("command", "created", "seed", "ngspice_version", "rramsim_version"):
+            if k in self.provenance:
+                lines.append(f"  {k}: {self.provenance[k]}")
+        lines.append("  level  target[uS]  G mean[uS]  G std[uS]  pulses  energy[pJ]  time[ns]  converged")
+        for i in range(self.n_levels):
+            lines.append(
+                f"  {i:5d}  {s['target'][i] * 1e6:10.2f}  {s['g_mean'][i] * 1e6:10.2f}  {s['g_std'][i] * 1e6:9.3f}"
+                f"  {s['pulses_mean'][i]:6.2f}  {s['energy_mean'][i] * 1e12:10.2f}  {s['time_mean'][i] * 1e9:8.1f}"
+                f"  {100 * s['converged'][i]:8.1f}%")
+        lines.append(f"  read noise: sigma/G {100 * np.median(self.read_sigma / self.read_g):.2f}% (median over "
+                     f"{self.read_g.size} points, {self.read_g[0] * 1e6:.1f}-{self.read_g[-1] * 1e6:.1f} uS)")
+        lines.append(f"  I-V: {self.iv_v.size} points, {self.iv_v[0]:.2f} V to {self.iv_v[-1]:.2f} V")
+        if self.has_retention:
+            lines.append(f"  retention: G(t)/G(0) at t = {self.retention_t[-1]:.3g} s: "
+                         + ", ".join(f"{r:.3f}" for r in self.retention_ratio[:, -1]))
+        return "\n".join(lines)
+
+
+def _array(group, name: str, data: np.ndarray) -> None:
+    group.create_dataset(name, data=data, fletcher32=True)
+
+
+def _read(f, name: str, path: Path) -> np.ndarray:
+    if name not in f:
+        raise TableError(f"{path} lacks the required dataset /{name}")
+    try:
+        return f[name][()]
+    except OSError as exc:
+        raise TableError(f"{path}: dataset /{name} is damaged (checksum or truncation: {exc})") from None
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _scalar(value: Any) -> Any:
+    if isinstance(value, bytes):
+        return value.decode()
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
