@@ -1,0 +1,185 @@
+"""ngspice through PySpice's shared-library mode: one session per process.
+
+The session sends ``set num_threads=1`` at start, frees every run's vectors afterwards
+(``destroy all``), and turns ngspice's complaints into :class:`SimulationError` with the
+deck name, parameters and the end of ngspice's log. :func:`run_with_retries` walks the
+documented ladder of solver options (:data:`RETRY_LADDER`) before giving up.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import re
+import threading
+import warnings
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+import numpy as np
+
+T = TypeVar("T")
+
+#: Solver options tried in order when a run fails or does not converge. Each entry is
+#: a line of ``.options`` appended to the deck: the first is the plain default, then
+#: gear integration, then tighter tolerances with more iterations, then gmin stepping.
+RETRY_LADDER: tuple[str, ...] = (
+    "",
+    ".options method=gear",
+    ".options method=gear reltol=1e-5 itl1=500 itl4=100",
+    ".options method=gear reltol=1e-5 gminsteps=20 srcsteps=20 itl1=1000 itl4=200 gmin=1e-10",
+)
+
+_FAILURE = re.compile(r"(timestep too small|singular matrix|simulation\(s\) aborted|"
+                      r"no convergence|error|cannot|could not find|unknown subckt|too few nodes|"
+                      r"doanalyses: iteration limit)", re.IGNORECASE)
+_BENIGN = re.compile(r"(pause requested|simulation interrupted|condition met|"
+                     r"unsupported ngspice version|note: )", re.IGNORECASE)
+
+
+class SimulationError(RuntimeError):
+    """ngspice failed; the message names the deck, its parameters and the log's end."""
+
+    def __init__(self, deck: str, message: str, log: Sequence[str] = (), params: dict | None = None):
+        self.deck, self.log, self.params = deck, list(log), dict(params or {})
+        tail = "\n    ".join(self.log[-15:]) or "(no output)"
+        shown = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                          for k, v in list(self.params.items())[:12])
+        super().__init__(f"ngspice run of deck '{deck}' failed: {message}"
+                         + (f"\n  parameters: {shown}" if shown else "")
+                         + f"\n  end of ngspice log:\n    {tail}")
+
+
+class Session:
+    """The process's ngspice shared-library session (use :meth:`get`)."""
+
+    _instance: "Session | None" = None
+    _pid: int | None = None
+    _lock = threading.Lock()
+
+    def __init__(self) -> None:
+        logging.getLogger("PySpice").setLevel(logging.CRITICAL)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            from PySpice.Spice.NgSpice.Shared import NgSpiceShared, ffi
+        self._ffi = ffi
+        try:
+            self._ng = NgSpiceShared.new_instance()
+        except OSError as exc:  # library missing
+            raise SimulationError("(session)", f"cannot load libngspice ({exc}); run `make setup` "
+                                  "or install libngspice0-dev, or set NGSPICE_LIBRARY_PATH") from None
+        self._lib = self._ng._ngspice_shared
+        self.command("set num_threads=1")
+        self.version = self._read_version()
+        self.runs = 0
+
+    @classmethod
+    def get(cls) -> "Session":
+        """The session of this process (created on first use; a forked child makes its own)."""
+        with cls._lock:
+            if cls._instance is None or cls._pid != os.getpid():
+                cls._instance = cls()
+                cls._pid = os.getpid()
+            return cls._instance
+
+    # ------------------------------------------------------------------ primitives
+    def _read_version(self) -> str:
+        self.command("version -s")
+        for line in self._ng.stdout.splitlines():
+            m = re.search(r"ngspice-(\d+(?:\.\d+)?)", line)
+            if m:
+                return m.group(1)
+        return "unknown"
+
+    def command(self, cmd: str) -> list[str]:
+        """Send one control command; returns the lines ngspice printed for it."""
+        self._ng.clear_output()
+        self._lib.ngSpice_Command(cmd.encode("ascii"))
+        return self.output()
+
+    def output(self) -> list[str]:
+        return [line for line in (self._ng.stdout + "\n" + self._ng.stderr).splitlines() if line.strip()]
+
+    def failures(self, lines: Sequence[str]) -> list[str]:
+        return [ln for ln in lines if _FAILURE.search(ln) and not _BENIGN.search(ln)]
+
+    def load(self, deck: str, name: str = "deck", params: dict | None = None) -> None:
+        """Load a deck (text); a parse error raises :class:`SimulationError`."""
+        self.command("destroy all")
+        self.command("remcirc")
+        self._ng.clear_output()
+        lines = deck.splitlines()
+        self._ng.load_circuit("\n".join(lines))
+        log = self.output()
+        bad = self.failures(log)
+        if bad or self._lib.ngSpice_CurPlot() == self._ffi.NULL:
+            raise SimulationError(name, "the deck did not load: " + (bad[0] if bad else "?"), log, params)
+
+    def vector(self, name: str) -> np.ndarray:
+        """A copy of vector ``name`` of the current plot."""
+        info = self._lib.ngGet_Vec_Info(name.encode("ascii"))
+        if info == self._ffi.NULL or info.v_realdata == self._ffi.NULL:
+            raise KeyError(f"ngspice has no real vector {name!r}")
+        n = info.v_length
+        return np.frombuffer(self._ffi.buffer(info.v_realdata, n * 8), dtype=np.float64).copy()
+
+    def vector_tail(self, name: str, start: int) -> np.ndarray:
+        """Elements ``start:`` of vector ``name`` (cheap: copies only the tail)."""
+        info = self._lib.ngGet_Vec_Info(name.encode("ascii"))
+        if info == self._ffi.NULL or info.v_realdata == self._ffi.NULL:
+            raise KeyError(f"ngspice has no real vector {name!r}")
+        n = info.v_length
+        if start >= n:
+            return np.empty(0)
+        buf = self._ffi.buffer(info.v_realdata + start, (n - start) * 8)
+        return np.frombuffer(buf, dtype=np.float64).copy()
+
+    def vector_length(self, name: str) -> int:
+        info = self._lib.ngGet_Vec_Info(name.encode("ascii"))
+        return 0 if info == self._ffi.NULL else int(info.v_length)
+
+    def run(self, analysis: str, name: str = "deck", params: dict | None = None) -> list[str]:
+        """Run an analysis command (``op``, ``tran ...``, ``dc ...``, ``resume``) on the loaded deck."""
+        log = self.command(analysis)
+        self.runs += 1
+        bad = self.failures(log)
+        if bad:
+            raise SimulationError(name, bad[0], log, params)
+        return log
+
+    def simulate(self, deck: str, analysis: str, vectors: Sequence[str], name: str = "deck",
+                 params: dict | None = None) -> dict[str, np.ndarray]:
+        """Load ``deck``, run ``analysis``, return the named vectors, free the results."""
+        self.load(deck, name, params)
+        log = self.run(analysis, name, params)
+        try:
+            out = {v: self.vector(v) for v in vectors}
+        except KeyError as exc:
+            raise SimulationError(name, f"missing result {exc}", log, params) from None
+        finally:
+            self.command("destroy all")
+        for key, value in out.items():
+            if not np.all(np.isfinite(value)):
+                raise SimulationError(name, f"vector {key} contains NaN/inf", log, params)
+        return out
+
+    def free(self) -> None:
+        self.command("destroy all")
+
+
+def run_with_retries(attempt: Callable[[str], T], name: str = "deck",
+                     ladder: Sequence[str] = RETRY_LADDER) -> T:
+    """Call ``attempt(options_line)`` for each rung of the ladder until one succeeds.
+
+    ``attempt`` builds the deck with the extra ``.options`` line, runs it and returns the
+    result, raising :class:`SimulationError` on failure. The last error is re-raised with
+    the list of rungs tried.
+    """
+    last: SimulationError | None = None
+    for options in ladder:
+        try:
+            return attempt(options)
+        except SimulationError as exc:
+            last = exc
+    assert last is not None
+    raise SimulationError(last.deck, f"failed with every solver option set tried ({len(ladder)}): "
+                          + str(last).split(": ", 1)[-1].split("\n")[0], last.log, last.params)
