@@ -1,0 +1,423 @@
+"""CLI commands for datasets, training and crossbar-aware evaluation.
+
+``add_commands(subparsers)`` registers, on the ``rramsim`` argparse parser:
+
+- ``data fetch {mnist,fashion-mnist}``   -> :func:`cmd_data_fetch`
+- ``train``                              -> :func:`cmd_train`
+- ``evaluate``                           -> :func:`cmd_evaluate`
+- ``plot accuracy``                      -> :func:`cmd_plot_accuracy`
+
+Each subparser sets ``func`` to a handler that takes the argparse namespace and returns an
+int exit code. ``python -m rramsim.cosim.cli_inference ...`` runs them stand-alone.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import shlex
+import sys
+from pathlib import Path
+from typing import Any
+
+__all__ = ["add_commands", "main", "cmd_data_fetch", "cmd_train", "cmd_evaluate",
+           "cmd_plot_accuracy", "DEFAULT_CHECKPOINT"]
+
+#: the LeNet-5/MNIST checkpoint shipped with rramsim
+DEFAULT_CHECKPOINT = Path(__file__).resolve().parent.parent / "models" / "checkpoints" / "lenet5_mnist.pt"
+
+
+def _default_checkpoint() -> Path:
+    try:
+        from importlib.resources import files
+
+        p = files("rramsim.models") / "checkpoints" / "lenet5_mnist.pt"
+        if p.is_file():
+            return Path(str(p))
+    except Exception:  # pragma: no cover
+        pass
+    return DEFAULT_CHECKPOINT
+
+
+def _err(msg: str) -> int:
+    print(f"rramsim: error: {msg}", file=sys.stderr)
+    return 2
+
+
+def _command_line() -> str:
+    return "rramsim " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+
+
+def _threads(n: int | None) -> None:
+    import torch
+
+    if n is not None:
+        if n <= 0:
+            raise ValueError(f"--threads must be positive, got {n}")
+        torch.set_num_threads(int(n))
+
+
+def _load_table(path: str | None):
+    """The DeviceTable at ``path``, or the shipped default table."""
+    from rramsim.devices import DeviceTable
+
+    if path:
+        return DeviceTable.load(path)
+    try:
+        from rramsim.devices import load_default_table
+
+        return load_default_table()
+    except (ImportError, FileNotFoundError, OSError) as exc:
+        raise ValueError(
+            f"no --table given and the default device table is not available ({exc}); "
+            "pass --table FILE (made by `rramsim characterize`)"
+        ) from exc
+
+
+def _crossbar_config(args: argparse.Namespace, **overrides: Any):
+    """A CrossbarConfig from the layer package with the CLI's overrides applied."""
+    from rramsim.models import CrossbarConfig
+
+    cfg = CrossbarConfig()
+    changes = {}
+    if getattr(args, "adc_bits", None) is not None:
+        changes["adc_bits"] = int(args.adc_bits)
+    if getattr(args, "drift", None) is not None:
+        changes["drift_time"] = float(args.drift)
+    changes.update(overrides)
+    names = {f.name for f in dataclasses.fields(cfg)}
+    for k in changes:
+        if k not in names:
+            raise ValueError(f"CrossbarConfig has no field {k!r}")
+    return dataclasses.replace(cfg, **changes)
+
+
+# --------------------------------------------------------------------------- handlers
+
+
+def cmd_data_fetch(args: argparse.Namespace) -> int:
+    """``rramsim data fetch NAME``: download/install a dataset into the data root."""
+    from rramsim.models import data
+
+    try:
+        folder = data.fetch(args.dataset, root=args.root)
+    except (data.DatasetError, ValueError) as exc:
+        return _err(str(exc))
+    print(f"{args.dataset}: ready in {folder}")
+    return 0
+
+
+def _copy_float_weights(analog, float_model) -> None:
+    """Copy the float weights kept by analog layers back into the plain network."""
+    import torch
+    from torch import nn
+
+    amods = dict(analog.named_modules())
+    with torch.no_grad():
+        for name, m in float_model.named_modules():
+            if not isinstance(m, (nn.Linear, nn.Conv2d)):
+                continue
+            a = amods.get(name)
+            if a is None:
+                raise RuntimeError(f"converted model has no layer {name!r}")
+            for attr in ("weight", "bias"):
+                src, dst = getattr(a, attr, None), getattr(m, attr, None)
+                if isinstance(src, torch.Tensor) and isinstance(dst, torch.Tensor):
+                    dst.copy_(src.detach().reshape(dst.shape))
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    """``rramsim train``: float or hardware-aware training; writes a checkpoint."""
+    import torch
+
+    from rramsim.models import data
+    from rramsim.models.networks import build_network, canonical_name
+    from rramsim.models.training import (evaluate, load_checkpoint, noise_from_table,
+                                         save_checkpoint, train)
+
+    try:
+        _threads(args.threads)
+        network = canonical_name(args.network)
+        if args.epochs <= 0:
+            raise ValueError(f"--epochs must be positive, got {args.epochs}")
+        if args.fetch:
+            data.ensure_dataset(args.dataset)
+        train_loader = data.get_loader(args.dataset, "train", batch_size=args.batch_size,
+                                       subset=args.subset, seed=args.seed)
+        test_loader = data.get_loader(args.dataset, "test", batch_size=1000,
+                                      subset=args.test_subset, seed=args.seed)
+        torch.manual_seed(args.seed)
+        if args.init:
+            model, meta = load_checkpoint(args.init)
+            if meta["network"] != network:
+                raise ValueError(f"--init checkpoint holds {meta['network']}, not {network}")
+        else:
+            model = build_network(network, num_classes=data.DATASETS[args.dataset].num_classes)
+        extra: dict[str, Any] = {"epochs": args.epochs, "lr": args.lr, "seed": args.seed}
+        show = not args.quiet
+        if args.hw_aware:
+            table = _load_table(args.table)
+            analog = None
+            if args.noise is None:
+                try:
+                    from rramsim.models import convert_to_analog
+
+                    analog = convert_to_analog(model, table, _crossbar_config(args))
+                except ImportError:
+                    analog = None
+            if analog is not None:
+                print("hardware-aware training through the converted crossbar layers",
+                      file=sys.stderr)
+                hist = train(analog, train_loader, epochs=args.epochs, lr=args.lr,
+                             seed=args.seed, augment_shift=args.shift, progress=show)
+                _copy_float_weights(analog, model)
+                extra["hw_aware"] = "analog layers"
+            else:
+                noise = args.noise if args.noise is not None else noise_from_table(table)
+                print(f"hardware-aware training with relative weight noise {noise:.4f}",
+                      file=sys.stderr)
+                hist = train(model, train_loader, epochs=args.epochs, lr=args.lr,
+                             seed=args.seed, weight_noise=noise, augment_shift=args.shift,
+                             test_loader=test_loader, progress=show)
+                extra["hw_aware"] = f"weight noise {noise:.6g}"
+        else:
+            hist = train(model, train_loader, epochs=args.epochs, lr=args.lr, seed=args.seed,
+                         augment_shift=args.shift, test_loader=test_loader, progress=show)
+        acc = evaluate(model, test_loader)
+        extra["train_seconds"] = round(hist.seconds, 1)
+        out = save_checkpoint(args.output, model, network, dataset=args.dataset, accuracy=acc,
+                              command=_command_line(), extra=extra)
+    except (data.DatasetError, ValueError, FloatingPointError) as exc:
+        return _err(str(exc))
+    print(f"{network} on {args.dataset}: float test accuracy {100 * acc:.2f} % "
+          f"({hist.seconds:.0f} s); saved {out}")
+    return 0
+
+
+def _format_cost(cost: Any) -> str:
+    if cost is None:
+        return "(no cost report: rramsim.models.cost is not available)"
+    for meth in ("format", "table", "to_text", "summary"):
+        fn = getattr(cost, meth, None)
+        if callable(fn):
+            return str(fn())
+    return str(cost)
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    """``rramsim evaluate``: accuracy mean ± std over K programmings, float, cost."""
+    from rramsim.models import data
+    from rramsim.models.training import CheckpointError, evaluate_trials, load_checkpoint
+
+    try:
+        _threads(args.threads)
+        if args.trials <= 0:
+            raise ValueError(f"--trials must be positive, got {args.trials}")
+        model, meta = load_checkpoint(args.model or _default_checkpoint())
+        dataset = args.dataset or meta.get("dataset") or "mnist"
+        if args.fetch:
+            data.ensure_dataset(dataset)
+        loader = data.get_loader(dataset, "test", batch_size=args.batch_size,
+                                 subset=args.subset, seed=args.seed)
+        table = _load_table(args.table)
+        config = _crossbar_config(args)
+        res = evaluate_trials(model, table, config, loader, trials=args.trials,
+                              drift=args.drift, seed=args.seed, progress=not args.quiet)
+    except (CheckpointError, data.DatasetError, ValueError) as exc:
+        return _err(str(exc))
+    n = len(loader.dataset)
+    print(f"model {meta['network']} ({args.model or _default_checkpoint()}), {dataset} test "
+          f"set ({n} images), {args.trials} programmings, drift {res.drift:g} s"
+          + (f", {args.adc_bits}-bit ADC" if args.adc_bits is not None else ""))
+    print(f"accuracy  {100 * res.mean:.2f} ± {100 * res.std:.2f} %   "
+          f"(float {100 * res.float_accuracy:.2f} %, drop {100 * res.drop:.2f} pp)")
+    print(_format_cost(res.cost))
+    return 0
+
+
+def _floats(text: str) -> list[float]:
+    try:
+        vals = [float(v) for v in text.split(",") if v.strip()]
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from exc
+    if not vals:
+        raise argparse.ArgumentTypeError("expected at least one number")
+    return vals
+
+
+def _ints(text: str) -> list[int]:
+    vals = _floats(text)
+    if any(v != int(v) or v <= 0 for v in vals):
+        raise argparse.ArgumentTypeError(f"expected comma-separated positive integers, got {text!r}")
+    return [int(v) for v in vals]
+
+
+def cmd_plot_accuracy(args: argparse.Namespace) -> int:
+    """``rramsim plot accuracy``: accuracy versus drift time and versus ADC bits (PNG)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from rramsim.models import data
+    from rramsim.models.training import CheckpointError, evaluate_trials, load_checkpoint
+
+    try:
+        _threads(args.threads)
+        model, meta = load_checkpoint(args.model or _default_checkpoint())
+        dataset = args.dataset or meta.get("dataset") or "mnist"
+        if args.fetch:
+            data.ensure_dataset(dataset)
+        loader = data.get_loader(dataset, "test", batch_size=args.batch_size,
+                                 subset=args.subset, seed=args.seed)
+        table = _load_table(args.table)
+        drift_res, adc_res = [], []
+        for t in args.drifts:
+            cfg = _crossbar_config(args, drift_time=float(t))
+            drift_res.append(evaluate_trials(model, table, cfg, loader, trials=args.trials,
+                                             seed=args.seed, progress=not args.quiet))
+        for b in args.adc_bits_list:
+            cfg = _crossbar_config(args, adc_bits=int(b), drift_time=0.0)
+            adc_res.append(evaluate_trials(model, table, cfg, loader, trials=args.trials,
+                                           seed=args.seed, progress=not args.quiet))
+    except (CheckpointError, data.DatasetError, ValueError) as exc:
+        return _err(str(exc))
+    float_acc = 100 * (drift_res or adc_res)[0].float_accuracy
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 4))
+    t = np.array(args.drifts, dtype=float)
+    tx = np.where(t > 0, t, 1.0)  # log axis: plot t=0 at 1 s and label it
+    a1.errorbar(tx, [100 * r.mean for r in drift_res], yerr=[100 * r.std for r in drift_res],
+                marker="o", capsize=3, label="crossbar")
+    a1.axhline(float_acc, ls="--", c="gray", label="float")
+    a1.set_xscale("log")
+    a1.set_xlabel("drift time (s; 0 plotted at 1 s)")
+    a1.set_ylabel("test accuracy (%)")
+    a1.set_title("accuracy versus drift")
+    a1.legend()
+    a2.errorbar(args.adc_bits_list, [100 * r.mean for r in adc_res],
+                yerr=[100 * r.std for r in adc_res], marker="o", capsize=3, label="crossbar")
+    a2.axhline(float_acc, ls="--", c="gray", label="float")
+    a2.set_xlabel("ADC bits")
+    a2.set_ylabel("test accuracy (%)")
+    a2.set_title("accuracy versus ADC resolution (no drift)")
+    a2.legend()
+    fig.suptitle(f"{meta['network']} / {dataset}, {args.trials} programmings per point")
+    fig.tight_layout()
+    out = Path(args.output)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+    for t_, r in zip(args.drifts, drift_res):
+        print(f"drift {t_:>10g} s: {100 * r.mean:.2f} ± {100 * r.std:.2f} %")
+    for b, r in zip(args.adc_bits_list, adc_res):
+        print(f"ADC {b:>2d} bits:    {100 * r.mean:.2f} ± {100 * r.std:.2f} %")
+    print(f"float: {float_acc:.2f} %; wrote {out}")
+    return 0
+
+
+# --------------------------------------------------------------------------- parser
+
+
+def _add_common_eval(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", metavar="CKPT", default=None,
+                   help="checkpoint from `rramsim train` (default: the shipped LeNet-5/MNIST)")
+    p.add_argument("--table", metavar="FILE", default=None,
+                   help="DeviceTable HDF5 file (default: the shipped default table)")
+    p.add_argument("--dataset", choices=["mnist", "fashion-mnist"], default=None,
+                   help="test set (default: the checkpoint's dataset)")
+    p.add_argument("--trials", type=int, default=10, metavar="K",
+                   help="independent programmings (default 10)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--subset", type=int, default=None, metavar="N",
+                   help="evaluate on a seeded random N-image subset of the test set")
+    p.add_argument("--batch-size", type=int, default=500)
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--no-fetch", dest="fetch", action="store_false",
+                   help="do not fetch a missing dataset")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+
+
+def add_commands(subparsers) -> None:
+    """Register ``data``, ``train``, ``evaluate`` and ``plot`` on an argparse subparsers."""
+    from rramsim.models.networks import network_names
+
+    # data fetch
+    p_data = subparsers.add_parser("data", help="datasets (MNIST, Fashion-MNIST)")
+    data_sub = p_data.add_subparsers(dest="data_command", metavar="{fetch}")
+    data_sub.required = True
+    p_fetch = data_sub.add_parser("fetch", help="fetch a dataset into $RRAMSIM_DATA "
+                                  "(default ~/.cache/rramsim)")
+    p_fetch.add_argument("dataset", choices=["mnist", "fashion-mnist"])
+    p_fetch.add_argument("--root", default=None, help="data root (default: $RRAMSIM_DATA or "
+                         "~/.cache/rramsim)")
+    p_fetch.set_defaults(func=cmd_data_fetch)
+
+    # train
+    p_train = subparsers.add_parser("train", help="train a network (float or hardware-aware)")
+    p_train.add_argument("--network", default="lenet5", choices=network_names() + ["lenet", "resnet"])
+    p_train.add_argument("--dataset", default="mnist", choices=["mnist", "fashion-mnist"])
+    p_train.add_argument("--epochs", type=int, default=10)
+    p_train.add_argument("--batch-size", type=int, default=128)
+    p_train.add_argument("--lr", type=float, default=3e-3, help="peak Adam learning rate "
+                         "(OneCycle schedule)")
+    p_train.add_argument("--shift", type=int, default=2,
+                         help="random translation augmentation in pixels (0: off)")
+    p_train.add_argument("--hw-aware", action="store_true",
+                         help="inject the device table's noise while training")
+    p_train.add_argument("--table", metavar="FILE", default=None,
+                         help="DeviceTable for --hw-aware (default: the shipped table)")
+    p_train.add_argument("--noise", type=float, default=None,
+                         help="with --hw-aware: relative weight noise instead of the crossbar "
+                         "layers (default: train through the converted layers)")
+    p_train.add_argument("--adc-bits", type=int, default=None,
+                         help="with --hw-aware: ADC bits of the crossbar config")
+    p_train.add_argument("--init", metavar="CKPT", default=None,
+                         help="start from this checkpoint (fine-tuning)")
+    p_train.add_argument("--subset", type=int, default=None, metavar="N",
+                         help="train on a seeded random N-image subset")
+    p_train.add_argument("--test-subset", type=int, default=None, metavar="N")
+    p_train.add_argument("--seed", type=int, default=0)
+    p_train.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p_train.add_argument("--no-fetch", dest="fetch", action="store_false",
+                         help="do not fetch a missing dataset")
+    p_train.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    p_train.add_argument("-o", "--output", metavar="CKPT", required=True)
+    p_train.set_defaults(func=cmd_train, drift=None)
+
+    # evaluate
+    p_eval = subparsers.add_parser(
+        "evaluate", help="accuracy over K programmings on crossbars, float accuracy, costs")
+    _add_common_eval(p_eval)
+    p_eval.add_argument("--drift", type=float, default=None, metavar="T",
+                        help="drift time in seconds after programming")
+    p_eval.add_argument("--adc-bits", type=int, default=None, help="ADC resolution")
+    p_eval.set_defaults(func=cmd_evaluate)
+
+    # plot accuracy
+    p_plot = subparsers.add_parser("plot", help="plots")
+    plot_sub = p_plot.add_subparsers(dest="plot_command", metavar="{accuracy}")
+    plot_sub.required = True
+    p_acc = plot_sub.add_parser("accuracy", help="accuracy versus drift time and ADC bits (PNG)")
+    _add_common_eval(p_acc)
+    p_acc.set_defaults(trials=3)
+    p_acc.add_argument("--drifts", type=_floats, default=[0.0, 1e2, 1e4, 1e6, 1e8],
+                       help="comma-separated drift times in s (default 0,1e2,1e4,1e6,1e8)")
+    p_acc.add_argument("--adc-bits", dest="adc_bits_list", type=_ints,
+                       default=[3, 4, 5, 6, 7, 8],
+                       help="comma-separated ADC resolutions (default 3,4,5,6,7,8)")
+    p_acc.add_argument("-o", "--output", default="accuracy.png", help="PNG file")
+    p_acc.set_defaults(func=cmd_plot_accuracy, adc_bits=None, drift=None)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Stand-alone entry point: ``python -m rramsim.cosim.cli_inference``."""
+    parser = argparse.ArgumentParser(prog="rramsim")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    add_commands(sub)
+    args = parser.parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
