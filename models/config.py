@@ -1,0 +1,175 @@
+"""CrossbarConfig: every knob of the simulated crossbar hardware, with defaults.
+
+A plain dataclass: override field by field (``CrossbarConfig(adc_bits=6)``) or with
+:meth:`CrossbarConfig.replace`. Every field is validated on construction; a bad value is
+a ``ValueError`` that names the field and says what is allowed.
+
+Defaults follow the ISAAC baseline of DESIGN.md where it gives one (128 x 128 tiles,
+100 ns cycles, ADC 1.67 pJ per 8-bit conversion, 1-bit DAC 0.42 pJ).
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import numbers
+from dataclasses import dataclass
+from typing import Any
+
+MAPPINGS = ("differential", "offset", "bit_sliced")
+IR_DROP_MODES = ("off", "exact", "approx")
+WEIGHT_SCALINGS = ("layer", "column")
+PARALLELISM = ("row", "cell", "tile")
+
+
+@dataclass
+class CrossbarConfig:
+    """Hardware of the crossbars an analog layer runs on.
+
+    Tiles and mapping
+        ``tile_rows`` x ``tile_cols``: physical cells of one crossbar (inputs x columns).
+        ``mapping``: how a weight becomes conductances: ``"differential"`` (a pair of cells,
+        G+ - G-), ``"offset"`` (one cell around a mid-range offset subtracted before the
+        ADC), ``"bit_sliced"`` (``cells_per_weight`` differential slices of
+        ``bits_per_cell`` bits each). ``weight_scaling``: ``"layer"`` (one max|w| per layer)
+        or ``"column"`` (one per output).
+    Periphery
+        ``dac_bits`` input resolution (``None``: ideal), ``bit_serial``: stream the input
+        bits one per cycle (1-bit DAC, ISAAC style) instead of one multi-bit DAC cycle.
+        ``adc_bits`` (``None``: ideal), ``adc_range``: full scale of each tile column's ADC
+        as a fraction of that column's worst-case current (all rows at full voltage);
+        signals beyond it clip.
+    Physics
+        ``read_voltage`` (V) at full-scale input; ``wire_resistance`` (ohm per segment
+        between neighbouring cells, rows and columns); ``ir_drop``: ``"off"``, ``"exact"``
+        (sparse solve of the tile network), ``"approx"`` (first-order correction);
+        ``nonlinear_iv``: use the table's I-V curves instead of Ohm's law.
+        ``stuck_on``/``stuck_off``: extra stuck-at-fault rates (probability per cell) on
+        top of the cells the table says did not converge. ``drift_time`` (s after
+        programming; 0 = none). Without a retention group in the table drift follows
+        G(t) = G(t0) (t/t0)^-nu with ``drift_nu`` +- ``drift_nu_std`` and t0 = ``drift_t0``.
+        ``read_noise``: draw the table's read noise on every forward.
+    System and cost
+        ``n_crossbars`` available (``None``: as many as needed); ``cycle_time`` of one MVM
+        cycle (s); ``dac_energy`` (J per 1-bit conversion, multi-bit scales with bits);
+        ``adc_energy`` (J per 8-bit conversion, scales by 2^(bits-8));
+        ``program_parallelism``: ``"row"`` (the cells of one row of one tile are written
+        together, rows and tiles one after another), ``"cell"`` (one cell at a time) or
+        ``"tile"`` (all tiles in parallel, rows within a tile one after another).
+    """
+
+    tile_rows: int = 128
+    tile_cols: int = 128
+    mapping: str = "differential"
+    cells_per_weight: int = 4
+    bits_per_cell: int = 2
+    weight_scaling: str = "layer"
+    dac_bits: int | None = 8
+    bit_serial: bool = False
+    adc_bits: int | None = 8
+    adc_range: float = 0.25
+    read_voltage: float = 0.2
+    wire_resistance: float = 1.0
+    ir_drop: str = "off"
+    nonlinear_iv: bool = False
+    read_noise: bool = True
+    stuck_on: float = 0.0
+    stuck_off: float = 0.0
+    drift_time: float = 0.0
+    drift_nu: float = 0.005
+    drift_nu_std: float = 0.002
+    drift_t0: float = 1.0
+    n_crossbars: int | None = None
+    cycle_time: float = 100e-9
+    dac_energy: float = 0.42e-12
+    adc_energy: float = 1.67e-12
+    program_parallelism: str = "row"
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    # ------------------------------------------------------------------ validation
+    def validate(self) -> None:
+        """Raise ``ValueError`` naming the first bad field."""
+        for name in ("tile_rows", "tile_cols", "cells_per_weight", "bits_per_cell"):
+            _positive_int(self, name)
+        for name in ("dac_bits", "adc_bits"):
+            if getattr(self, name) is not None:
+                _positive_int(self, name, upper=24)
+        if self.n_crossbars is not None:
+            _positive_int(self, "n_crossbars")
+        _choice(self, "mapping", MAPPINGS)
+        _choice(self, "ir_drop", IR_DROP_MODES)
+        _choice(self, "weight_scaling", WEIGHT_SCALINGS)
+        _choice(self, "program_parallelism", PARALLELISM)
+        for name in ("bit_serial", "nonlinear_iv", "read_noise"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"CrossbarConfig.{name} must be True or False, got {getattr(self, name)!r}")
+        for name in ("adc_range", "read_voltage", "cycle_time", "drift_t0"):
+            _finite(self, name, low=0.0, strict=True)
+        for name in ("wire_resistance", "drift_time", "drift_nu", "drift_nu_std", "dac_energy", "adc_energy"):
+            _finite(self, name, low=0.0)
+        for name in ("stuck_on", "stuck_off"):
+            _finite(self, name, low=0.0)
+            if getattr(self, name) > 1:
+                raise ValueError(f"CrossbarConfig.{name} is a probability in [0, 1], got {getattr(self, name)!r}")
+        if self.stuck_on + self.stuck_off > 1:
+            raise ValueError("CrossbarConfig.stuck_on + stuck_off must not exceed 1")
+        if self.ir_drop != "off" and self.wire_resistance <= 0:
+            raise ValueError(f"CrossbarConfig.wire_resistance must be > 0 when ir_drop={self.ir_drop!r} "
+                             "(or set ir_drop='off')")
+        if self.bit_serial and self.dac_bits is None:
+            raise ValueError("CrossbarConfig.bit_serial needs dac_bits (the number of streamed input bits)")
+        if self.mapping == "bit_sliced" and self.cells_per_weight * self.bits_per_cell > 24:
+            raise ValueError("CrossbarConfig.cells_per_weight * bits_per_cell must be at most 24 bits")
+        per_weight = self.columns_per_weight
+        if self.tile_cols % per_weight:
+            raise ValueError(f"CrossbarConfig.tile_cols={self.tile_cols} must be a multiple of the "
+                             f"{per_weight} cells each weight takes with mapping={self.mapping!r}")
+
+    @property
+    def columns_per_weight(self) -> int:
+        """Physical columns one logical output column takes (cells per weight)."""
+        if self.mapping == "differential":
+            return 2
+        if self.mapping == "offset":
+            return 1
+        return 2 * self.cells_per_weight
+
+    # ------------------------------------------------------------------ helpers
+    def replace(self, **changes: Any) -> "CrossbarConfig":
+        """A copy with some fields changed (validated)."""
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "CrossbarConfig":
+        """Rebuild from :meth:`to_dict` output; unknown keys are an error."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown CrossbarConfig field(s) {unknown}; known: {sorted(known)}")
+        return cls(**data)
+
+
+def _positive_int(cfg: CrossbarConfig, name: str, upper: int | None = None) -> None:
+    value = getattr(cfg, name)
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise ValueError(f"CrossbarConfig.{name} must be a positive integer, got {value!r}")
+    if upper is not None and value > upper:
+        raise ValueError(f"CrossbarConfig.{name} must be at most {upper}, got {value!r}")
+
+
+def _choice(cfg: CrossbarConfig, name: str, allowed: tuple[str, ...]) -> None:
+    value = getattr(cfg, name)
+    if value not in allowed:
+        raise ValueError(f"CrossbarConfig.{name} must be one of {', '.join(map(repr, allowed))}, got {value!r}")
+
+
+def _finite(cfg: CrossbarConfig, name: str, low: float, strict: bool = False) -> None:
+    value = getattr(cfg, name)
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+        raise ValueError(f"CrossbarConfig.{name} must be a finite number, got {value!r}")
+    if value < low or (strict and value == low):
+        raise ValueError(f"CrossbarConfig.{name} must be {'>' if strict else '>='} {low}, got {value!r}")
