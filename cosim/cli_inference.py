@@ -43,8 +43,12 @@ def _err(msg: str) -> int:
     return 2
 
 
-def _command_line() -> str:
-    return "rramsim " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+def _command_line(args: argparse.Namespace | None = None) -> str:
+    """The command that is running, for provenance (``args.argv`` when main() set it)."""
+    argv = getattr(args, "argv", None)
+    if argv is None:
+        argv = sys.argv[1:]
+    return "rramsim " + " ".join(shlex.quote(str(a)) for a in argv)
 
 
 def _threads(n: int | None) -> None:
@@ -185,7 +189,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         acc = evaluate(model, test_loader)
         extra["train_seconds"] = round(hist.seconds, 1)
         out = save_checkpoint(args.output, model, network, dataset=args.dataset, accuracy=acc,
-                              command=_command_line(), extra=extra)
+                              command=_command_line(args), extra=extra)
     except (data.DatasetError, ValueError, FloatingPointError) as exc:
         return _err(str(exc))
     print(f"{network} on {args.dataset}: float test accuracy {100 * acc:.2f} % "
@@ -415,7 +419,9 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     add_commands(sub)
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
+    args.argv = argv
     return int(args.func(args))
 
 
