@@ -341,14 +341,29 @@ def _add_common_eval(p: argparse.ArgumentParser) -> None:
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
 
 
+def _group(subparsers, name: str, help: str, dest: str):
+    """The sub-subparsers of command group ``name``, reusing one already registered.
+
+    ``rramsim plot`` may already exist (e.g. characterization plots): then ``accuracy`` is
+    added beside its other plot kinds instead of clashing with it.
+    """
+    parser = subparsers.choices.get(name)
+    if parser is None:
+        parser = subparsers.add_parser(name, help=help)
+    for action in parser._actions:  # argparse keeps sub-subparsers as an action
+        if isinstance(action, argparse._SubParsersAction):
+            return action
+    group = parser.add_subparsers(dest=dest, metavar="KIND")
+    group.required = True
+    return group
+
+
 def add_commands(subparsers) -> None:
     """Register ``data``, ``train``, ``evaluate`` and ``plot`` on an argparse subparsers."""
     from rramsim.models.networks import network_names
 
     # data fetch
-    p_data = subparsers.add_parser("data", help="datasets (MNIST, Fashion-MNIST)")
-    data_sub = p_data.add_subparsers(dest="data_command", metavar="{fetch}")
-    data_sub.required = True
+    data_sub = _group(subparsers, "data", "datasets (MNIST, Fashion-MNIST)", "data_command")
     p_fetch = data_sub.add_parser("fetch", help="fetch a dataset into $RRAMSIM_DATA "
                                   "(default ~/.cache/rramsim)")
     p_fetch.add_argument("dataset", choices=["mnist", "fashion-mnist"])
@@ -398,9 +413,7 @@ def add_commands(subparsers) -> None:
     p_eval.set_defaults(func=cmd_evaluate)
 
     # plot accuracy
-    p_plot = subparsers.add_parser("plot", help="plots")
-    plot_sub = p_plot.add_subparsers(dest="plot_command", metavar="{accuracy}")
-    plot_sub.required = True
+    plot_sub = _group(subparsers, "plot", "plots", "plot_command")
     p_acc = plot_sub.add_parser("accuracy", help="accuracy versus drift time and ADC bits (PNG)")
     _add_common_eval(p_acc)
     p_acc.set_defaults(trials=3)

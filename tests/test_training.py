@@ -288,3 +288,21 @@ def test_full_lenet5_training_reaches_99_percent(mnist, tmp_path):
     assert rc == 0
     _, meta = load_checkpoint(tmp_path / "l.pt")
     assert meta["accuracy"] >= 0.99
+
+
+def test_add_commands_joins_an_existing_plot_group():
+    import argparse
+
+    from rramsim.cosim.cli_inference import add_commands, cmd_plot_accuracy
+
+    parser = argparse.ArgumentParser(prog="rramsim")
+    sub = parser.add_subparsers(dest="command")
+    plot = sub.add_parser("plot").add_subparsers(dest="plot_command")
+    plot.add_parser("programming").set_defaults(func=lambda a: 0)
+    add_commands(sub)
+    assert parser.parse_args(["plot", "programming"]).plot_command == "programming"
+    args = parser.parse_args(["plot", "accuracy", "--drifts", "0,10", "--adc-bits", "4,6"])
+    assert args.func is cmd_plot_accuracy and args.drifts == [0.0, 10.0]
+    assert args.adc_bits_list == [4, 6]
+    for line in (["data", "fetch", "mnist"], ["train", "-o", "x.pt"], ["evaluate"]):
+        assert callable(parser.parse_args(line).func)
