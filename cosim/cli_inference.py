@@ -159,7 +159,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         extra: dict[str, Any] = {"epochs": args.epochs, "lr": args.lr, "seed": args.seed}
         show = not args.quiet
         if args.hw_aware:
-            table = _load_table(args.table)
+            table = _load_table(args.table) if (args.noise is None or args.table) else None
             analog = None
             if args.noise is None:
                 try:

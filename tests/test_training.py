@@ -306,3 +306,19 @@ def test_add_commands_joins_an_existing_plot_group():
     assert args.adc_bits_list == [4, 6]
     for line in (["data", "fetch", "mnist"], ["train", "-o", "x.pt"], ["evaluate"]):
         assert callable(parser.parse_args(line).func)
+
+
+def test_cli_hardware_aware_training(mnist, tmp_path):
+    table = tmp_path / "t.h5"
+    small_table(0.05).save(table)
+    out = tmp_path / "hw.pt"
+    assert cli(f"train --hw-aware --noise 0.05 --epochs 1 --subset 2048 --batch-size 64 "
+               f"--test-subset 500 -q -o {out}") == 0
+    _, meta = load_checkpoint(out)
+    assert meta["extra"]["hw_aware"] == "weight noise 0.05" and meta["accuracy"] > 0.5
+    assert cli(f"train --hw-aware --table {table} --epochs 1 --subset 1024 --batch-size 64 "
+               f"--test-subset 500 -q -o {out}") == 0
+    model, meta = load_checkpoint(out)
+    assert meta["extra"]["hw_aware"] in ("analog layers",
+                                         f"weight noise {noise_from_table(small_table(0.05)):.6g}")
+    assert meta["accuracy"] > 0.3
