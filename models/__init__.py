@@ -1,1 +1,20 @@
-"""rramsim.models."""
+"""rramsim.models: torch crossbar layers that read a DeviceTable (imports rramsim.devices only).
+
+Entry points: :func:`convert_to_analog` (swap every nn.Linear/nn.Conv2d for a programmed
+crossbar layer), :class:`CrossbarConfig` (the hardware), :func:`cost_report` (inference
+cost) and :func:`program_analog` (program again with another seed).
+"""
+from rramsim.models.config import CrossbarConfig
+from rramsim.models.convert import (analog_layers, convert_to_analog, program_analog, programming_summary,
+                                    set_drift_time)
+from rramsim.models.cost import CostReport, LayerCost, cost_report, format_cost_report
+from rramsim.models.irdrop import TileSolver, approx_transfer, nodal_matrix
+from rramsim.models.layers import AnalogConv2d, AnalogLayerMixin, AnalogLinear
+from rramsim.models.mapping import (BitSlicedMapping, DifferentialMapping, OffsetMapping, WeightMapping,
+                                    make_mapping)
+from rramsim.models.programming import DevicePhysics
+
+__all__ = ["CrossbarConfig", "convert_to_analog", "program_analog", "programming_summary", "set_drift_time",
+           "analog_layers", "AnalogLinear", "AnalogConv2d", "AnalogLayerMixin", "cost_report", "CostReport",
+           "LayerCost", "format_cost_report", "TileSolver", "approx_transfer", "nodal_matrix", "WeightMapping",
+           "DifferentialMapping", "OffsetMapping", "BitSlicedMapping", "make_mapping", "DevicePhysics"]
