@@ -162,6 +162,13 @@ class Session:
                 raise SimulationError(name, f"vector {key} contains NaN/inf", log, params)
         return out
 
+    def alter(self, source: str, value: float, name: str = "deck") -> None:
+        """Set the DC value of a source of the loaded deck (between pauses of a run)."""
+        log = self.command(f"alter {source} dc={float(value)!r}")
+        bad = self.failures(log)
+        if bad:
+            raise SimulationError(name, f"alter {source} failed: {bad[0]}", log)
+
     def free(self) -> None:
         self.command("destroy all")
 

@@ -36,8 +36,8 @@ class CompactModel:
     nu_reset: float = 60.0      # nm/s, RESET gap velocity prefactor
     vs_reset: float = 0.1       # V, RESET field-enhancement voltage
     window: float = 0.05        # nm, width of the window functions
-    r_ret: float = 1.0e-6       # 1/s, relaxation rate of the gap towards g_max (retention)
-    noise: float = 0.01         # relative read-noise amplitude at g = 1 nm (sigma ~ G^-1/2)
+    r_ret: float = 3.0e-7       # 1/s, relaxation rate of the gap towards g_max (retention)
+    noise: float = 0.03         # relative read-noise amplitude at g = 1 nm (sigma ~ G^-1/2)
 
     # Parameters that device-to-device variability may act on.
     VARIABLE = ("i0", "g0", "v0", "nu_set", "vs_set", "nu_reset", "vs_reset", "r_ret", "noise")
@@ -117,7 +117,8 @@ class Variability:
 
 #: Named presets: (model, variability).
 PRESETS: dict[str, tuple[CompactModel, Variability]] = {
-    "hfox": (CompactModel(), Variability({"nu_set": 0.3, "nu_reset": 0.3, "i0": 0.05, "g0": 0.02}, c2c=0.15)),
+    "hfox": (CompactModel(), Variability({"nu_set": 0.3, "nu_reset": 0.3, "i0": 0.05, "g0": 0.02, "r_ret": 0.3},
+                                      c2c=0.15)),
     "hfox-ideal": (CompactModel(name="hfox-ideal"), Variability()),
     "taox": (CompactModel(name="taox", i0=6e-5, g0=0.28, nu_set=30.0, nu_reset=90.0, vs_reset=0.12,
                           noise=0.006),

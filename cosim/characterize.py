@@ -1,0 +1,200 @@
+"""Characterization: from a device subcircuit to a fitted :class:`DeviceTable`.
+
+Steps (each a real ngspice run):
+
+1. the write-verify campaign (:mod:`rramsim.cosim.campaign`), N devices x L levels;
+2. the nominal device is programmed once more and its recorded pulse train replayed on
+   fresh cells, followed by a read plateau (read noise: sigma of G over 500 samples) and a
+   fast I-V sweep (read nonlinearity of every level);
+3. retention (built-in model only, whose state can be set directly): cells at each level
+   with device-to-device relaxation rates, read at log-spaced times up to ``retention_time``;
+4. fitting (:mod:`rramsim.cosim.fitting`) into the table.
+"""
+from __future__ import annotations
+
+import datetime
+import shlex
+import sys
+import time as _time
+from concurrent.futures import Executor
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from rramsim import __version__
+from rramsim.circuits.testbenches import EDGE, Device, builtin_device, iv_sweep_deck, replay_deck
+from rramsim.cosim.campaign import CampaignResult, device_params, run_campaign
+from rramsim.cosim.fitting import fit_table
+from rramsim.cosim.ngspice import Session, SimulationError, run_with_retries
+from rramsim.cosim.writeverify import BatchSpec, WriteVerifyScheme, run_batch
+from rramsim.devices import CompactModel, DeviceTable, Variability
+
+NOISE_SAMPLES = 500
+NOISE_STEP = 1e-9
+
+
+@dataclass
+class Characterization:
+    """What to characterize: a device (built-in ``model`` or a user's subcircuit) and how."""
+
+    device: Device
+    model: CompactModel | None
+    variability: Variability = field(default_factory=Variability)
+    scheme: WriteVerifyScheme = field(default_factory=WriteVerifyScheme)
+    targets: np.ndarray = field(default_factory=lambda: np.linspace(10e-6, 80e-6, 8))
+    n_devices: int = 100
+    seed: int = 0
+    batch_size: int = 40
+    iv_points: int = 21
+    retention_time: float = 1e5      # s; 0 skips retention
+    retention_devices: int = 8
+
+    def __post_init__(self) -> None:
+        self.targets = np.asarray(self.targets, dtype=float)
+        if self.n_devices < 1:
+            raise ValueError(f"n_devices must be >= 1, got {self.n_devices}")
+        if self.targets.ndim != 1 or self.targets.size < 1 or np.any(self.targets <= 0) \
+                or np.any(np.diff(self.targets) <= 0):
+            raise ValueError("targets must be positive conductances in strictly increasing order")
+        if self.iv_points < 3:
+            raise ValueError(f"iv_points must be >= 3, got {self.iv_points}")
+
+    @classmethod
+    def builtin(cls, model: CompactModel, cell: str = "1R", **kw) -> "Characterization":
+        return cls(device=builtin_device(model.params(), cell), model=model, **kw)
+
+
+def characterize(spec: Characterization, executor: Executor | None = None, workers: int | None = None,
+                 progress: bool = True, command: str | None = None) -> DeviceTable:
+    """Run every bench of ``spec`` and fit the table."""
+    started = _time.time()
+    cells = device_params(spec.model, spec.variability, spec.n_devices, spec.seed, spec.scheme)
+    campaign = run_campaign(spec.device, cells, spec.targets, spec.scheme, spec.seed, spec.batch_size,
+                            executor=executor, workers=workers, progress=progress)
+    read_g, read_sigma, iv_v, iv_current = replay_levels(spec)
+    retention = measure_retention(spec) if spec.model is not None and spec.retention_time > 0 else None
+    session = Session.get()
+    provenance = {
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "rramsim_version": __version__,
+        "ngspice_version": session.version,
+        "seed": int(spec.seed),
+        "command": command or " ".join(shlex.quote(a) for a in sys.argv),
+        "runtime_s": round(_time.time() - started, 2),
+    }
+    model = spec.model.params() if spec.model is not None else {}
+    model = {"name": spec.model.name if spec.model else spec.device.subckt, "cell": spec.device.cell, **model}
+    return fit_table(campaign, spec.scheme, read_g, read_sigma, iv_v, iv_current, retention,
+                     model=model, variability=spec.variability.to_dict(), model_netlist=spec.device.definition,
+                     programming_netlist=_programming_netlist(spec, cells), provenance=provenance)
+
+
+def _programming_netlist(spec: Characterization, cells: list) -> str:
+    from rramsim.circuits.testbenches import write_verify_deck
+    return write_verify_deck(spec.device, cells[:1], spec.scheme.timing)
+
+
+def nominal_params(spec: Characterization, **extra) -> dict | None:
+    if spec.model is None:
+        return None
+    return dict(spec.model.params(), c2c=0.0, tc=spec.scheme.timing.period, x0=spec.model.g_max, **extra)
+
+
+def program_nominal(spec: Characterization):
+    """Write-verify the nominal device (no variability) through all levels, in-process."""
+    res = run_batch(BatchSpec(-1, spec.device, [nominal_params(spec)], spec.targets, spec.scheme, 1))
+    return res.amplitudes[0], res.level_end[:, 0]
+
+
+def replay_levels(spec: Characterization):
+    """Read noise and I-V of every level, from replays of the nominal device's pulse train."""
+    amplitudes, level_end = program_nominal(spec)
+    vr = spec.scheme.read_voltage
+    v_iv = 1.5 * vr
+    t_noise = NOISE_SAMPLES * NOISE_STEP
+    tail = [(EDGE, vr), (EDGE + t_noise, vr), (2 * EDGE + t_noise, 0.0),
+            (t_noise + 100e-9, -v_iv), (t_noise + 300e-9, v_iv), (t_noise + 350e-9, 0.0)]
+    iv_v = np.linspace(-v_iv, v_iv, spec.iv_points)
+    if spec.model is not None:   # cell 0 with read noise (1 ns steps), cell 1 noiseless for the I-V
+        cells = [nominal_params(spec, tn=NOISE_STEP), nominal_params(spec, noise=1e-12)]
+    else:
+        cells = [None]
+    period = spec.scheme.timing.period
+    session = Session.get()
+    read_g, read_sigma, iv_current = [], [], []
+    for lv, end in enumerate(level_end):
+        amps = amplitudes[: int(end) + 1]
+        t_end = len(amps) * period
+        name = f"replay level {lv}"
+
+        def attempt(options: str):
+            deck = replay_deck(spec.device, cells, amps, spec.scheme.timing, tail, options)
+            return session.simulate(deck, f"tran 1e-9 {t_end + t_noise + 400e-9!r} 0 1e-9 uic",
+                                    ["time", "v(d)", "i(vs0)"] + (["i(vs1)"] if len(cells) > 1 else []),
+                                    name=name, params={"level": lv, "pulses": len(amps)})
+
+        out = run_with_retries(attempt, name)
+        t, v = out["time"], out["v(d)"]
+        grid = t_end + EDGE + np.arange(10, NOISE_SAMPLES - 10) * NOISE_STEP
+        g = np.interp(grid, t, out["i(vs0)"]) / np.interp(grid, t, v)
+        read_g.append(float(g.mean()))
+        read_sigma.append(float(g.std(ddof=1)))
+        i_iv = out["i(vs1)" if len(cells) > 1 else "i(vs0)"]
+        leg = (t >= t_end + t_noise + 100e-9) & (t <= t_end + t_noise + 300e-9)
+        order = np.argsort(v[leg])
+        iv_current.append(np.interp(iv_v, v[leg][order], i_iv[leg][order]))
+    return np.array(read_g), np.array(read_sigma), iv_v, np.array(iv_current)
+
+
+def retention_times(t_max: float) -> np.ndarray:
+    return np.logspace(0, np.log10(t_max), int(round(2 * np.log10(t_max))) + 1)
+
+
+def measure_retention(spec: Characterization) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """G(t)/G(0) of every level for ``retention_devices`` cells with d2d relaxation rates."""
+    model, vr = spec.model, spec.scheme.read_voltage
+    times = retention_times(spec.retention_time)
+    t_ref = 1e-5
+    stamps = np.concatenate([[t_ref], times])
+    pwl = [(0.0, 0.0)]
+    for ts in stamps:
+        pwl += [(ts, 0.0), (ts + 1e-6, vr), (ts + 3e-6, vr), (ts + 4e-6, 0.0)]   # 2 us read
+    gaps = -model.g0 * np.log(spec.targets * vr / (model.i0 * np.sinh(vr / model.v0)))
+    rng = np.random.default_rng([spec.seed, 0xDEC])
+    sigma = spec.variability.d2d.get("r_ret", 0.0)
+    rates = model.r_ret * np.exp(sigma * rng.standard_normal(spec.retention_devices))
+    quiet = {"noise": 1e-12, "tn": float(times[-1]), "tc": float(times[-1])}   # no noise breakpoints
+    cells = [dict(model.params(), x0=float(np.clip(g, model.g_min, model.g_max)), r_ret=float(r), **quiet)
+             for g in gaps for r in rates]
+    session = Session.get()
+    from rramsim.circuits.render import number
+    lines = ["* rramsim retention", ".options method=gear reltol=1e-4", spec.device.header(),
+             "Vd d 0 pwl(" + " ".join(f"{number(t, 'time')} {number(v, 'v')}" for t, v in pwl) + ")"]
+    for k, p in enumerate(cells):
+        lines += [f"Vs{k} d t{k} dc 0", spec.device.instance(f"c{k}", f"t{k}", p)]
+    lines += [".save time " + " ".join(f"i(vs{k})" for k in range(len(cells))), ".end"]
+    deck = "\n".join(lines)
+    out = run_with_retries(lambda options: session.simulate(
+        deck.replace(".options method=gear reltol=1e-4", ".options method=gear reltol=1e-4\n" + options),
+        f"tran {float(stamps[-1]) / 1e4!r} {float(stamps[-1]) + 5e-6!r} 0 {float(stamps[-1]) / 100!r} uic", ["time"] + [f"i(vs{k})" for k in range(len(cells))],
+        name="retention"), "retention")
+    t = out["time"]
+    sample = stamps + 2e-6
+    g = np.array([np.interp(sample, t, out[f"i(vs{k})"]) / vr for k in range(len(cells))])
+    g = g.reshape(len(gaps), len(rates), len(stamps))
+    ratio = g[:, :, 1:] / g[:, :, :1]
+    return times, ratio.mean(axis=1), ratio.std(axis=1)
+
+
+def iv_sweep(device: Device, v_max: float = 1.3, period: float = 4e-6, params: dict | None = None,
+             points: int = 2000) -> dict[str, np.ndarray]:
+    """Quasi-static I-V sweep (SET then RESET): time, voltage and device current."""
+    session = Session.get()
+    out = run_with_retries(lambda options: session.simulate(
+        iv_sweep_deck(device, v_max, period, options, params), f"tran {period / points!r} {period!r} uic",
+        ["time", "v(d)", "i(vd)"], name="I-V sweep", params={"v_max": v_max, "period": period}), "I-V sweep")
+    return {"time": out["time"], "v": out["v(d)"], "i": -out["i(vd)"]}
+
+
+__all__ = ["Characterization", "characterize", "iv_sweep", "replay_levels", "measure_retention",
+           "CampaignResult", "SimulationError"]
