@@ -48,6 +48,7 @@ class Characterization:
     iv_points: int = 21
     retention_time: float = 1e5      # s; 0 skips retention
     retention_devices: int = 8
+    sweep_voltage: float = 1.3       # V, amplitude of the quasi-static SET/RESET sweep
 
     def __post_init__(self) -> None:
         self.targets = np.asarray(self.targets, dtype=float)
@@ -73,6 +74,7 @@ def characterize(spec: Characterization, executor: Executor | None = None, worke
                             executor=executor, workers=workers, progress=progress)
     read_g, read_sigma, iv_v, iv_current = replay_levels(spec)
     retention = measure_retention(spec) if spec.model is not None and spec.retention_time > 0 else None
+    sweep = iv_sweep(spec.device, spec.sweep_voltage, params=nominal_params(spec))
     session = Session.get()
     provenance = {
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -86,7 +88,18 @@ def characterize(spec: Characterization, executor: Executor | None = None, worke
     model = {"name": spec.model.name if spec.model else spec.device.subckt, "cell": spec.device.cell, **model}
     return fit_table(campaign, spec.scheme, read_g, read_sigma, iv_v, iv_current, retention,
                      model=model, variability=spec.variability.to_dict(), model_netlist=spec.device.definition,
-                     programming_netlist=_programming_netlist(spec, cells), provenance=provenance)
+                     programming_netlist=_programming_netlist(spec, cells), provenance=provenance,
+                     sweep_v=sweep["v"], sweep_current=sweep["i"], **traces(campaign))
+
+
+def traces(c: CampaignResult, devices: int = 8) -> dict[str, np.ndarray]:
+    """Write-verify trajectories of the first ``devices`` devices, zero-padded."""
+    n = min(devices, len(c.reads))
+    length = np.array([len(c.reads[d]) for d in range(n)], dtype=np.int32)
+    amp, g = np.zeros((n, length.max())), np.zeros((n, length.max()))
+    for d in range(n):
+        amp[d, :length[d]], g[d, :length[d]] = c.amplitudes[d], c.reads[d]
+    return {"trace_amplitude": amp, "trace_g": g, "trace_length": length}
 
 
 def _programming_netlist(spec: Characterization, cells: list) -> str:

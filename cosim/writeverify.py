@@ -29,7 +29,7 @@ class WriteVerifyScheme:
     v_start: float = 1.0          # first SET pulse
     v_step: float = 0.04          # increment between consecutive pulses of one polarity
     v_max: float = 1.6            # largest SET pulse
-    v_reset_start: float = 0.9    # first RESET pulse (magnitude)
+    v_reset_start: float = 1.0    # first RESET pulse (magnitude)
     v_reset_max: float = 1.6      # largest RESET pulse (magnitude)
     v_erase: float = 1.6          # RESET pulse that starts every level (magnitude)
     pulse_width: float = 50e-9

@@ -31,10 +31,10 @@ class CompactModel:
     v0: float = 0.25            # V, I-V nonlinearity voltage
     g_min: float = 0.1          # nm, smallest gap (LRS bound)
     g_max: float = 1.7          # nm, largest gap (HRS bound)
-    nu_set: float = 60.0        # nm/s, SET gap velocity prefactor
-    vs_set: float = 0.1         # V, SET field-enhancement voltage
-    nu_reset: float = 60.0      # nm/s, RESET gap velocity prefactor
-    vs_reset: float = 0.1       # V, RESET field-enhancement voltage
+    nu_set: float = 0.35        # nm/s, SET gap velocity prefactor
+    vs_set: float = 0.07        # V, SET field-enhancement voltage
+    nu_reset: float = 0.35      # nm/s, RESET gap velocity prefactor
+    vs_reset: float = 0.07      # V, RESET field-enhancement voltage
     window: float = 0.05        # nm, width of the window functions
     r_ret: float = 3.0e-7       # 1/s, relaxation rate of the gap towards g_max (retention)
     noise: float = 0.03         # relative read-noise amplitude at g = 1 nm (sigma ~ G^-1/2)

@@ -29,6 +29,8 @@ PROGRAMMING_ARRAYS = {
     "converged": np.bool_,
 }
 #: Required attributes of /programming (the write-verify scheme).
+#: Optional groups beyond the format's required ones (readers may ignore them).
+OPTIONAL_GROUPS = {"sweep": ("v", "current"), "trace": ("amplitude", "g", "length")}
 SCHEME_ATTRS = ("scheme", "v_start", "v_step", "v_max", "pulse_width", "read_voltage",
                 "tolerance", "max_pulses")
 
@@ -62,6 +64,11 @@ class DeviceTable:
     retention_t: np.ndarray | None = None
     retention_ratio: np.ndarray | None = None
     retention_sigma: np.ndarray | None = None
+    sweep_v: np.ndarray | None = None          # optional /sweep: quasi-static SET/RESET I-V
+    sweep_current: np.ndarray | None = None
+    trace_amplitude: np.ndarray | None = None  # optional /trace: write-verify trajectories
+    trace_g: np.ndarray | None = None          # [D, P] zero-padded after trace_length
+    trace_length: np.ndarray | None = None     # [D]
     model: dict[str, Any] = field(default_factory=dict)       # compact-model parameters
     variability: dict[str, Any] = field(default_factory=dict)
     model_netlist: str = ""
@@ -70,10 +77,13 @@ class DeviceTable:
 
     def __post_init__(self) -> None:
         for name in ("targets", "g_final", "energy", "time", "read_g", "read_sigma", "iv_v",
-                     "iv_current", "retention_t", "retention_ratio", "retention_sigma"):
+                     "iv_current", "retention_t", "retention_ratio", "retention_sigma",
+                     "sweep_v", "sweep_current", "trace_amplitude", "trace_g"):
             value = getattr(self, name)
             if value is not None:
                 setattr(self, name, np.asarray(value, dtype=np.float64))
+        if self.trace_length is not None:
+            self.trace_length = np.asarray(self.trace_length, dtype=np.int32)
         self.pulses = np.asarray(self.pulses, dtype=np.int32)
         self.converged = np.asarray(self.converged, dtype=bool)
         self.validate()
@@ -170,6 +180,12 @@ class DeviceTable:
                                  f"{rt.shape}, {rr.shape}, {rs.shape}")
             if not all(np.all(np.isfinite(r)) for r in ret):
                 raise TableError("/retention contains NaN or inf")
+        for group, names in OPTIONAL_GROUPS.items():
+            arrays = [getattr(self, f"{group}_{n}") for n in names]
+            if any(a is not None for a in arrays) and any(a is None for a in arrays):
+                raise TableError(f"/{group} needs all of {', '.join(names)}")
+            if arrays[0] is not None and not all(np.all(np.isfinite(a)) for a in arrays):
+                raise TableError(f"/{group} contains NaN or inf")
 
     # ------------------------------------------------------------------ equality
     def __eq__(self, other: object) -> bool:
@@ -219,11 +235,11 @@ class DeviceTable:
                 iv = f.create_group("iv")
                 _array(iv, "v", self.iv_v)
                 _array(iv, "current", self.iv_current)
-                if self.has_retention:
-                    rt = f.create_group("retention")
-                    _array(rt, "t", self.retention_t)
-                    _array(rt, "ratio", self.retention_ratio)
-                    _array(rt, "sigma", self.retention_sigma)
+                for group, names in {"retention": ("t", "ratio", "sigma"), **OPTIONAL_GROUPS}.items():
+                    if getattr(self, f"{group}_{names[0]}") is not None:
+                        g = f.create_group(group)
+                        for n in names:
+                            _array(g, n, getattr(self, f"{group}_{n}"))
             os.replace(tmp, path)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
@@ -268,8 +284,9 @@ class DeviceTable:
         model = {k: _scalar(v) for k, v in f["model"].attrs.items() if k != "variability"}
         variability = json.loads(_text(f["model"].attrs.get("variability", "{}")))
         retention = {}
-        if "retention" in f:
-            retention = {f"retention_{k}": _read(f, f"retention/{k}", path) for k in ("t", "ratio", "sigma")}
+        for group, names in {"retention": ("t", "ratio", "sigma"), **OPTIONAL_GROUPS}.items():
+            if group in f:
+                retention.update({f"{group}_{k}": _read(f, f"{group}/{k}", path) for k in names})
         provenance = {k: _scalar(v) for k, v in f.attrs.items() if k not in ("format", "format_version")}
         return cls(
             targets=_read(f, "programming/targets", path),

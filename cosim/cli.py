@@ -1,0 +1,172 @@
+"""The ``rramsim`` command line."""
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from pathlib import Path
+
+import numpy as np
+
+
+def _targets(text: str) -> np.ndarray:
+    from rramsim.circuits.render import parse_number
+    try:
+        if ":" in text:           # lo:hi:count, e.g. 10u:80u:8
+            lo, hi, count = text.split(":")
+            return np.linspace(parse_number(lo, "targets"), parse_number(hi, "targets"), int(count))
+        return np.array([parse_number(t, "targets") for t in text.split(",")])
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{exc} (use LO:HI:COUNT such as 10u:80u:8, or a comma list)") from None
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def _number(text: str) -> float:
+    from rramsim.circuits.render import parse_number
+    try:
+        return parse_number(text, "value")
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def cmd_characterize(args) -> int:
+    from rramsim.circuits.testbenches import builtin_device
+    from rramsim.circuits.user_netlist import load_user_device
+    from rramsim.cosim.characterize import Characterization, characterize
+    from rramsim.cosim.writeverify import WriteVerifyScheme
+    from rramsim.devices import preset
+
+    model, variability = preset(args.preset)
+    if args.variability_scale != 1.0:
+        variability = variability.scaled(args.variability_scale)
+    scheme = WriteVerifyScheme(v_start=args.v_start, v_step=args.v_step, v_max=args.v_max,
+                               pulse_width=args.pulse_width, read_voltage=args.read_voltage,
+                               tolerance=args.tolerance, max_pulses=args.max_pulses)
+    if args.netlist or args.subckt:
+        if not (args.netlist and args.subckt):
+            raise ValueError("--netlist and --subckt go together (the file and the subcircuit in it)")
+        device, model = load_user_device(args.netlist, args.subckt, args.cell), None
+    else:
+        device = builtin_device(model.params(), args.cell)
+    out = Path(args.output)
+    if not out.parent.exists():
+        raise ValueError(f"output folder {out.parent} does not exist")
+    spec = Characterization(device=device, model=model, variability=variability, scheme=scheme,
+                            targets=args.targets, n_devices=args.devices, seed=args.seed,
+                            batch_size=args.batch_size, retention_time=args.retention_time)
+    command = "rramsim " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    table = characterize(spec, workers=args.workers, progress=not args.quiet, command=command)
+    table.save(out)
+    print(table.summary())
+    print(f"wrote {out}")
+    return 0
+
+
+def cmd_table_show(args) -> int:
+    from rramsim.devices import DeviceTable
+    print(DeviceTable.load(args.file).summary())
+    return 0
+
+
+def cmd_table_validate(args) -> int:
+    from rramsim.devices import DeviceTable
+    table = DeviceTable.load(args.file)
+    print(f"{args.file}: valid rramsim device table (format version 1, {table.n_levels} levels x "
+          f"{table.n_devices} devices)")
+    return 0
+
+
+def cmd_plot(args) -> int:
+    from rramsim.cosim.plots import PLOTS
+    from rramsim.devices import DeviceTable
+    path = PLOTS[args.kind](DeviceTable.load(args.file), args.output)
+    print(f"wrote {path}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from rramsim import __version__
+    from rramsim.devices import PRESETS
+
+    p = argparse.ArgumentParser(prog="rramsim", description="SPICE-calibrated RRAM compute-in-memory co-simulation")
+    p.add_argument("--version", action="version", version=f"rramsim {__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    c = sub.add_parser("characterize", help="run the ngspice benches and write a device table (HDF5)")
+    c.add_argument("--preset", default="hfox", choices=sorted(PRESETS), help="built-in compact model preset")
+    c.add_argument("--netlist", help="your netlist file holding the device subcircuit")
+    c.add_argument("--subckt", help="name of the two-terminal subcircuit in --netlist")
+    c.add_argument("--cell", default="1R", choices=["1R", "1T1R"])
+    c.add_argument("--devices", type=_positive_int, default=100, help="Monte Carlo devices (default 100)")
+    c.add_argument("--targets", type=_targets, default=np.linspace(10e-6, 80e-6, 8),
+                   help="target conductances LO:HI:COUNT or comma list (default 10u:80u:8)")
+    c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--variability-scale", type=float, default=1.0, help="multiply every spread of the preset")
+    c.add_argument("--v-start", type=_number, default=1.0)
+    c.add_argument("--v-step", type=_number, default=0.04)
+    c.add_argument("--v-max", type=_number, default=1.6)
+    c.add_argument("--pulse-width", type=_number, default=50e-9)
+    c.add_argument("--read-voltage", type=_number, default=0.2)
+    c.add_argument("--tolerance", type=float, default=0.05, help="relative write-verify tolerance")
+    c.add_argument("--max-pulses", type=_positive_int, default=40)
+    c.add_argument("--retention-time", type=_number, default=1e5, help="s; 0 skips retention")
+    c.add_argument("--batch-size", type=_positive_int, default=40, help="cells per transient")
+    c.add_argument("--workers", type=_positive_int, default=2, help="worker processes")
+    c.add_argument("-o", "--output", required=True, help="output HDF5 file")
+    c.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    c.set_defaults(func=cmd_characterize)
+
+    t = sub.add_parser("table", help="inspect device tables")
+    tsub = t.add_subparsers(dest="table_command", required=True)
+    s = tsub.add_parser("show", help="readable summary")
+    s.add_argument("file")
+    s.set_defaults(func=cmd_table_show)
+    v = tsub.add_parser("validate", help="check a table file; exit 1 if it is not valid")
+    v.add_argument("file")
+    v.set_defaults(func=cmd_table_validate)
+
+    pl = sub.add_parser("plot", help="plots of a device table (PNG)")
+    plsub = pl.add_subparsers(dest="plot_kind", required=True)
+    for kind, help_ in (("iv", "I-V hysteresis and per-level read I-V"), ("levels", "conductance histograms"),
+                        ("writeverify", "write-verify trajectories")):
+        k = plsub.add_parser(kind, help=help_)
+        k.add_argument("file")
+        k.add_argument("-o", "--output", required=True)
+        k.set_defaults(func=cmd_plot, kind=kind)
+
+    try:
+        from rramsim.cosim import cli_inference
+    except ImportError:
+        cli_inference = None
+    if cli_inference is not None:
+        cli_inference.add_commands(sub, plsub) if cli_inference.add_commands.__code__.co_argcount > 1 \
+            else cli_inference.add_commands(sub)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    from rramsim.cosim.ngspice import SimulationError
+    from rramsim.devices import TableError
+    try:
+        return int(args.func(args) or 0)
+    except (TableError, SimulationError, ValueError, FileNotFoundError) as exc:
+        print(f"rramsim {args.command}: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("rramsim: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,80 @@
+"""Matplotlib figures of a device table: I-V hysteresis, level histograms, write-verify."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from rramsim.devices import DeviceTable
+
+
+def _figure(ncols: int = 1, width: float = 6.0):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, axes = plt.subplots(1, ncols, figsize=(width * ncols, 4.2), squeeze=False)
+    return fig, axes[0]
+
+
+def _save(fig, path: str | Path) -> Path:
+    import matplotlib.pyplot as plt
+    path = Path(path)
+    if path.parent and not path.parent.exists():
+        raise ValueError(f"cannot write {path}: folder {path.parent} does not exist")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def plot_iv(table: DeviceTable, path: str | Path) -> Path:
+    """Quasi-static SET/RESET loop (if recorded) and the read I-V of every level."""
+    has_sweep = table.sweep_v is not None
+    fig, axes = _figure(2 if has_sweep else 1)
+    if has_sweep:
+        ax = axes[0]
+        ax.semilogy(table.sweep_v, np.abs(table.sweep_current) + 1e-12, lw=1.2)
+        ax.set(xlabel="voltage [V]", ylabel="|current| [A]", title="I-V sweep (SET > 0, RESET < 0)")
+        ax.grid(alpha=0.3)
+    ax = axes[-1]
+    cmap = __import__("matplotlib").colormaps["viridis"]
+    for lv in range(table.n_levels):
+        ax.plot(table.iv_v, table.iv_current[lv] * 1e6, color=cmap(lv / max(1, table.n_levels - 1)),
+                label=f"{table.targets[lv] * 1e6:.0f} uS")
+    ax.set(xlabel="read voltage [V]", ylabel="current [uA]", title="read I-V per level")
+    ax.legend(fontsize=7, ncol=2)
+    ax.grid(alpha=0.3)
+    return _save(fig, path)
+
+
+def plot_levels(table: DeviceTable, path: str | Path) -> Path:
+    """Histograms of the conductance reached at every level, targets marked."""
+    fig, (ax,) = _figure(width=8)
+    tol = float(table.scheme["tolerance"])
+    for lv in range(table.n_levels):
+        g = table.g_final[lv] * 1e6
+        ax.hist(g, bins=30, alpha=0.7)
+        ax.axvspan(table.targets[lv] * 1e6 * (1 - tol), table.targets[lv] * 1e6 * (1 + tol), color="k", alpha=0.06)
+    ax.set(xlabel="conductance after write-verify [uS]", ylabel="devices",
+           title=f"{table.n_devices} devices x {table.n_levels} levels (shaded: ±{100 * tol:.0f}% tolerance)")
+    return _save(fig, path)
+
+
+def plot_writeverify(table: DeviceTable, path: str | Path) -> Path:
+    """Write-verify trajectories: verify-read conductance and pulse amplitude per pulse."""
+    if table.trace_g is None:
+        raise ValueError("this table has no /trace group (write-verify trajectories); "
+                         "regenerate it with `rramsim characterize`")
+    fig, (ax, ax2) = _figure(2)
+    for d in range(len(table.trace_length)):
+        n = table.trace_length[d]
+        ax.semilogy(np.arange(n), table.trace_g[d, :n] * 1e6, lw=0.9)
+        ax2.plot(np.arange(n), table.trace_amplitude[d, :n], lw=0.9)
+    for t in table.targets:
+        ax.axhline(t * 1e6, color="k", lw=0.4, ls=":")
+    ax.set(xlabel="pulse", ylabel="verify read G [uS]", title="write-verify trajectories")
+    ax2.set(xlabel="pulse", ylabel="pulse amplitude [V]", title="ISPP pulses (< 0: RESET/erase)")
+    return _save(fig, path)
+
+
+PLOTS = {"iv": plot_iv, "levels": plot_levels, "writeverify": plot_writeverify}
