@@ -18,8 +18,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from rramsim.circuits.compact_model import nmos_model
 from rramsim.circuits.render import number
+
+
+#: Level-1 access transistor of the 1T1R cell (same defaults as the characterization benches).
+NMOS = {"vto": 0.45, "kp": 2e-4, "lam": 0.02}
 
 
 def _finite_array(value, name: str, ndim: int) -> np.ndarray:
@@ -60,7 +63,8 @@ def crossbar_deck(conductances, inputs, wire_resistance: float, cell: str = "1R"
     rw = _fmt(r)
     lines = [f"* rramsim crossbar {n}x{m} ({cell})", ".options klu"]
     if cell == "1T1R":
-        lines.append(nmos_model("nacc").rstrip())
+        lines.append(f".model nacc nmos level=1 vto={_fmt(NMOS['vto'])} kp={_fmt(NMOS['kp'])} "
+                     f"lambda={_fmt(NMOS['lam'])}")
         lines.append(f"Vwl wl 0 dc {number(v_gate, 'v_gate')}")
         wl = number(w_over_l, "w_over_l")
     for i in range(n):

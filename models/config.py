@@ -19,6 +19,7 @@ MAPPINGS = ("differential", "offset", "bit_sliced")
 IR_DROP_MODES = ("off", "exact", "approx")
 WEIGHT_SCALINGS = ("layer", "column")
 PARALLELISM = ("row", "cell", "tile")
+READ_NOISE_MODES = ("per_read", "per_forward", "off")
 
 
 @dataclass
@@ -47,7 +48,9 @@ class CrossbarConfig:
         top of the cells the table says did not converge. ``drift_time`` (s after
         programming; 0 = none). Without a retention group in the table drift follows
         G(t) = G(t0) (t/t0)^-nu with ``drift_nu`` +- ``drift_nu_std`` and t0 = ``drift_t0``.
-        ``read_noise``: draw the table's read noise on every forward.
+        ``read_noise``: the table's read noise, ``"per_read"`` (an independent draw per
+        cell and per input vector, exact), ``"per_forward"`` (one draw per cell per forward
+        pass, shared by the batch: faster, same marginal statistics) or ``"off"``.
     System and cost
         ``n_crossbars`` available (``None``: as many as needed); ``cycle_time`` of one MVM
         cycle (s); ``dac_energy`` (J per 1-bit conversion, multi-bit scales with bits);
@@ -71,7 +74,7 @@ class CrossbarConfig:
     wire_resistance: float = 1.0
     ir_drop: str = "off"
     nonlinear_iv: bool = False
-    read_noise: bool = True
+    read_noise: str = "per_read"
     stuck_on: float = 0.0
     stuck_off: float = 0.0
     drift_time: float = 0.0
@@ -101,7 +104,8 @@ class CrossbarConfig:
         _choice(self, "ir_drop", IR_DROP_MODES)
         _choice(self, "weight_scaling", WEIGHT_SCALINGS)
         _choice(self, "program_parallelism", PARALLELISM)
-        for name in ("bit_serial", "nonlinear_iv", "read_noise"):
+        _choice(self, "read_noise", READ_NOISE_MODES)
+        for name in ("bit_serial", "nonlinear_iv"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"CrossbarConfig.{name} must be True or False, got {getattr(self, name)!r}")
         for name in ("adc_range", "read_voltage", "cycle_time", "drift_t0"):

@@ -39,7 +39,7 @@ from rramsim.devices import DeviceTable
 from rramsim.models.config import CrossbarConfig
 from rramsim.models.irdrop import TileSolver, approx_transfer
 from rramsim.models.mapping import make_mapping
-from rramsim.models.periphery import adc, dac, dac_levels, input_scale
+from rramsim.models.periphery import dac_levels, input_scale
 from rramsim.models.programming import DevicePhysics, programming_latency
 
 EXTRA_STATE_VERSION = 1
@@ -263,44 +263,70 @@ class AnalogLayerMixin:
         self._compile()
 
     def _analog(self, x: torch.Tensor) -> torch.Tensor:
-        """The analog output for input ``x`` (no gradient)."""
+        """The analog output for input ``x`` (call under ``torch.no_grad()``)."""
         c = self.config
         xm = input_scale(x)
-        v = x / xm
-        n = dac_levels(x, c.dac_bits) if c.dac_bits is not None else None
-        if c.bit_serial:
-            codes = torch.round(v * n)
+        V = c.read_voltage
+        self._select_matrices()
+        if c.dac_bits is None:
+            vq = x / xm
+            y = self._digitize(vq * V)
+        elif c.bit_serial:
+            n = dac_levels(x, c.dac_bits)
+            codes = torch.round(x * (n / xm))
             mag, sign = codes.abs(), torch.sign(codes)
-            acc = None
+            y = None
             for k in range(c.dac_bits):
                 plane = sign * torch.remainder(torch.floor(mag / 2 ** k), 2)
-                part = self._digitize(plane * c.read_voltage) * 2 ** k
-                acc = part if acc is None else acc + part
-            y = acc / _expand(n.reshape(-1), acc)
+                part = self._digitize(plane * V).mul_(2 ** k)
+                y = part if y is None else y.add_(part)
+            y = y / _expand(n.reshape(-1), y)
             vq = codes / n
         else:
-            vq = dac(v, n)
-            y = self._digitize(vq * c.read_voltage)
+            n = dac_levels(x, c.dac_bits)
+            codes = torch.round(x * (n / xm))
+            y = self._digitize(codes * (V / n))
+            vq = codes / n
         self.usage["vectors_per_sample"] = self._vectors_per_sample(x)
         if self.record_usage:
             self.usage["mean_v2"] = float((vq ** 2).mean())
         S = self.mapping.n_slices
         if S > 1:
             y = y.reshape(y.shape[0], -1, S, *y.shape[2:]).sum(2)
-        return y * _expand(xm.reshape(-1), y)
+        return y.mul_(_expand(xm.reshape(-1), y))
+
+    def _select_matrices(self) -> None:
+        """The matrices of this forward: the compiled ones, or with ``read_noise="per_forward"``
+        a copy with one read-noise draw per cell (signal domain: variance sum_p sigma_p^2)."""
+        if self.config.read_noise != "per_forward" or self._solvers:
+            self._active = self._mats
+        else:
+            noise = self._noise_mat.sqrt() * torch.randn(self._noise_mat.shape, generator=self._generator(
+                self._noise_mat.device), device=self._noise_mat.device, dtype=self._noise_mat.dtype)
+            self._active = [self._mats[0] + noise, *self._mats[1:]]
+        self._after_select()
+
+    def _after_select(self) -> None:
+        """Hook: the conv layer rebuilds its kernels when the matrices changed."""
 
     def _digitize(self, volts: torch.Tensor) -> torch.Tensor:
-        """Tile currents -> noise -> ADC -> shifted, summed over tiles: [B, out*S, ...]."""
+        """Tile currents -> noise -> ADC -> scaled to weight units, summed over tiles:
+        [B, out*S, ...]."""
         c = self.config
         cur = self._currents(volts)                                      # [B, tiles, out*S, ...]
-        if c.read_noise:
-            var = self._noise_var(volts * volts)
-            cur = cur + var.clamp_min(0).sqrt() * torch.randn(cur.shape, generator=self._generator(cur.device),
-                                                               device=cur.device, dtype=cur.dtype)
-        fs = self._full_scale.reshape(1, *self._full_scale.shape, *([1] * (cur.dim() - 3)))
-        q = adc(cur, fs, c.adc_bits)
-        scale = self._col_scale.reshape(1, 1, -1, *([1] * (cur.dim() - 3)))
-        return (q * scale).sum(1)
+        extra = [1] * (cur.dim() - 3)
+        if c.read_noise == "per_read" or (c.read_noise == "per_forward" and self._solvers):
+            std = self._noise_var(volts * volts).clamp_min_(0).sqrt_()
+            cur = cur.addcmul_(std, torch.randn(cur.shape, generator=self._generator(cur.device),
+                                                device=cur.device, dtype=cur.dtype))
+        if c.adc_bits is None:
+            cur = cur.mul_(self._col_scale.reshape(1, 1, -1, *extra))
+        else:
+            nq = float(max(2 ** (c.adc_bits - 1) - 1, 1))
+            inv_step = (nq / self._full_scale).reshape(1, *self._full_scale.shape, *extra)
+            step_scale = (self._full_scale / nq * self._col_scale).reshape(1, *self._full_scale.shape, *extra)
+            cur = cur.mul_(inv_step).clamp_(-nq, nq).round_().mul_(step_scale)
+        return cur[:, 0] if cur.shape[1] == 1 else cur.sum(1)
 
     # ------------------------------------------------------------------ forward
     def _forward_analog(self, x: torch.Tensor, float_fn) -> torch.Tensor:
@@ -312,7 +338,7 @@ class AnalogLayerMixin:
             with torch.no_grad():
                 y_analog = self._analog(x)
         if self.bias is not None:
-            y_analog = y_analog + _expand(self.bias.detach(), y_analog, dim=1)
+            y_analog = y_analog.add_(_expand(self.bias.detach(), y_analog, dim=1))
         if torch.is_grad_enabled() and (x.requires_grad or self.weight.requires_grad):
             y_float = float_fn(x)
             return y_float + (y_analog - y_float).detach()
@@ -391,7 +417,7 @@ class AnalogLinear(AnalogLayerMixin, nn.Linear):
     def _currents(self, volts: torch.Tensor) -> torch.Tensor:
         if self._solvers:
             return _exact_nonlinear(self, volts).transpose(0, 1)
-        mats = self._mats
+        mats = self._active
         vp = self._rows(volts)                                           # [tiles, B, R]
         cur = torch.bmm(vp, mats[0])
         if len(mats) > 1:
@@ -458,20 +484,31 @@ class AnalogConv2d(AnalogLayerMixin, nn.Conv2d):
         # Kernels per row tile: tile t's kernel holds only the rows (in, kh, kw) of tile t.
         self._kernels = [self._tile_kernels(m) for m in self._mats]
         self._noise_kernel = self._tile_kernels(self._noise_mat)
+        self._active_kernels = self._kernels
 
-    def _tile_kernels(self, mat: torch.Tensor) -> torch.Tensor:
+    def _after_select(self) -> None:
+        self._active_kernels = (self._kernels if self._active is self._mats
+                                else [self._tile_kernels(m) for m in self._active])
+
+    def _tile_kernels(self, mat: torch.Tensor) -> list[tuple[int, int, torch.Tensor]]:
+        """Per row tile: the input channels its rows touch and its kernel on those channels
+        (rows of other tiles zeroed), so each tile's convolution reads only its channels."""
         n_tr, R, cols = mat.shape
-        rows = self.in_rows
-        full = torch.zeros(n_tr, n_tr * R, cols, dtype=mat.dtype, device=mat.device)
+        k_in = int(self.weight[0, 0].numel())                              # rows per input channel
+        out = []
         for t in range(n_tr):
-            full[t, t * R:(t + 1) * R] = mat[t]
-        full = full[:, :rows]                                             # [tiles, rows, cols]
-        return full.permute(0, 2, 1).reshape(n_tr * cols, *self.weight.shape[1:]).contiguous()
+            r0, r1 = t * R, min((t + 1) * R, self.in_rows)
+            c0, c1 = r0 // k_in, (r1 - 1) // k_in + 1
+            full = torch.zeros((c1 - c0) * k_in, cols, dtype=mat.dtype, device=mat.device)
+            full[r0 - c0 * k_in:r1 - c0 * k_in] = mat[t, :r1 - r0]
+            kernel = full.T.reshape(cols, c1 - c0, *self.weight.shape[2:]).contiguous()
+            out.append((c0, c1, kernel))
+        return out
 
-    def _conv(self, v: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
-        y = F.conv2d(v, kernel, None, self.stride, self.padding, self.dilation)
-        n_tr = self._mats[0].shape[0]
-        return y.reshape(y.shape[0], n_tr, -1, *y.shape[2:])
+    def _conv(self, v: torch.Tensor, kernels: list) -> torch.Tensor:
+        ys = [F.conv2d(v if (c0 == 0 and c1 == v.shape[1]) else v[:, c0:c1], k, None, self.stride,
+                       self.padding, self.dilation) for c0, c1, k in kernels]
+        return ys[0].unsqueeze(1) if len(ys) == 1 else torch.stack(ys, dim=1)
 
     def _currents(self, volts: torch.Tensor) -> torch.Tensor:
         if self._solvers:
@@ -481,7 +518,7 @@ class AnalogConv2d(AnalogLayerMixin, nn.Conv2d):
             cur = _exact_nonlinear(self, patches.transpose(1, 2).reshape(B * L, -1))    # [tiles, B*L, cols]
             H, W = self._out_hw(volts)
             return cur.reshape(cur.shape[0], B, H, W, -1).permute(1, 0, 4, 2, 3)
-        k = self._kernels
+        k = self._active_kernels
         cur = self._conv(volts, k[0])
         if len(k) > 1:
             sq = volts * volts

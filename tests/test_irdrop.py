@@ -1,0 +1,103 @@
+"""IR-drop solvers against scipy's sparse LU and against ngspice on the crossbar deck."""
+import numpy as np
+import pytest
+import scipy.sparse.linalg as spla
+import torch
+
+from rramsim.circuits.crossbar import column_vectors, crossbar_deck
+from rramsim.models.irdrop import TileSolver, approx_transfer, nodal_matrix
+
+
+def _random(n, m, seed):
+    rng = np.random.default_rng(seed)
+    return rng.uniform(5e-6, 150e-6, (n, m)), rng.uniform(-0.2, 0.2, n)
+
+
+def _ngspice(g, v, r, cell="1R"):
+    from rramsim.cosim.ngspice import Session
+    out = Session.get().simulate(crossbar_deck(g, v, r, cell=cell), "op", column_vectors(g.shape[1]), name="crossbar")
+    return np.array([out[k][0] for k in column_vectors(g.shape[1])])
+
+
+@pytest.mark.parametrize("n,m", [(1, 1), (1, 5), (6, 1), (7, 9)])
+def test_block_solver_equals_sparse_lu(n, m):
+    g, v = _random(n, m, seed=n * 10 + m)
+    T = TileSolver(g, 2.0).transfer()
+    A, drive, sense = nodal_matrix(g, 2.0)
+    b = np.zeros((A.shape[0], n))
+    b[drive, np.arange(n)] = 1 / 2.0
+    ref = spla.splu(A).solve(b)[sense] / 2.0
+    assert np.allclose(T, ref, rtol=1e-10, atol=1e-18)
+
+
+@pytest.mark.parametrize("size,r", [(32, 1.0), (64, 2.5)])
+def test_exact_solver_matches_ngspice(size, r):
+    g, v = _random(size, size, seed=size)
+    spice = _ngspice(g, v, r)
+    ours = TileSolver(g, r).currents(v[:, None])[:, 0]
+    rel = np.abs(ours - spice) / np.abs(spice).max()
+    assert rel.max() < 5e-3
+    ideal = v @ g                                          # the wires matter at this size
+    assert np.abs(ideal - spice).max() / np.abs(spice).max() > 5e-3
+
+
+def test_zero_wire_limit_and_approximation():
+    g, v = _random(16, 16, seed=1)
+    ideal = v @ g
+    exact = TileSolver(g, 1e-6).currents(v[:, None])[:, 0]
+    assert np.allclose(exact, ideal, rtol=1e-6, atol=1e-15)
+    r = 0.5
+    exact = TileSolver(g, r).currents(v[:, None])[:, 0]
+    approx = v @ approx_transfer(torch.tensor(g), r).numpy()
+    err_approx = np.abs(approx - exact).max() / np.abs(exact).max()
+    err_ideal = np.abs(ideal - exact).max() / np.abs(exact).max()
+    assert err_approx < 0.2 * err_ideal
+
+
+def test_nonlinear_iteration():
+    g, v = _random(12, 10, seed=4)
+    solver = TileSolver(g, 2.0)
+    lin = np.zeros((12, 10, 3))
+    lin[..., 0] = 1.0
+    cur, it = solver.currents_nonlinear(v[:, None], lin)
+    assert np.allclose(cur[:, 0], solver.currents(v[:, None])[:, 0], rtol=1e-9)
+    nl = lin.copy()
+    nl[..., 2] = 5.0                                        # superlinear cells carry more current
+    cur_nl, it = solver.currents_nonlinear(np.abs(v)[:, None], nl)
+    assert it > 1
+    assert np.all(cur_nl[:, 0] > solver.currents(np.abs(v)[:, None])[:, 0])
+
+
+def test_deck_rejects_bad_numbers():
+    g, v = _random(3, 3, seed=0)
+    bad = g.copy()
+    bad[1, 1] = np.nan
+    with pytest.raises(ValueError, match="conductances"):
+        crossbar_deck(bad, v, 1.0)
+    with pytest.raises(ValueError, match="conductances"):
+        crossbar_deck(-g, v, 1.0)
+    with pytest.raises(ValueError, match="inputs"):
+        crossbar_deck(g, v[:2], 1.0)
+    with pytest.raises(ValueError, match="wire_resistance"):
+        crossbar_deck(g, v, "1; shell rm -rf /")
+    with pytest.raises(ValueError, match="wire_resistance"):
+        crossbar_deck(g, v, float("inf"))
+    with pytest.raises(ValueError, match="cell"):
+        crossbar_deck(g, v, 1.0, cell="2R")
+
+
+def test_deck_text_is_stable():
+    deck = crossbar_deck([[1e-5, 2e-5]], [0.1], 2.0)
+    assert deck.splitlines() == [
+        "* rramsim crossbar 1x2 (1R)", ".options klu",
+        "Vrow0 d0 0 dc 0.1", "Rd0 d0 r0_0 2.0", "Rr0_1 r0_0 r0_1 2.0",
+        "Rs0 c0_0 s0 2.0", "Vcol0 s0 0 dc 0", "Rs1 c0_1 s1 2.0", "Vcol1 s1 0 dc 0",
+        f"Rx0_0 r0_0 c0_0 {1 / 1e-5!r}", f"Rx0_1 r0_1 c0_1 {1 / 2e-5!r}", ".end"]
+
+
+def test_1t1r_deck_runs_and_limits_current():
+    g, v = _random(4, 4, seed=2)
+    v = np.abs(v)
+    i_1r = _ngspice(g, v, 1.0)
+    i_1t1r = _ngspice(g, v, 1.0, cell="1T1R")
+    assert np.all(i_1t1r > 0) and np.all(i_1t1r < i_1r)

@@ -1,0 +1,113 @@
+"""Programming outcomes, costs, read noise and drift from the table."""
+import numpy as np
+import pytest
+import torch
+
+from rramsim.models import AnalogLinear, CrossbarConfig
+from rramsim.models.programming import DevicePhysics, fit_iv, programming_latency
+from tables import synthetic_table
+
+
+@pytest.fixture(scope="module")
+def table():
+    return synthetic_table(seed=3)
+
+
+def _sample(phys, level, seed, on=0.0, off=0.0):
+    g = torch.Generator().manual_seed(seed)
+    u = torch.rand(level.shape, generator=g, dtype=torch.float64)
+    f = torch.rand(level.shape, generator=g, dtype=torch.float64)
+    return phys.sample(level, u, f, on, off)
+
+
+def test_sampled_conductances_follow_the_table(table):
+    phys = DevicePhysics(table, 0.2)
+    for lvl in (1, 4):               # fully converged levels: inverse CDF of the samples
+        res = _sample(phys, torch.full((20000,), lvl), seed=1)
+        g = res["g"].numpy()
+        ref = table.g_final[lvl]
+        assert g.min() >= ref.min() - 1e-15 and g.max() <= ref.max() + 1e-15
+        assert g.mean() == pytest.approx(ref.mean(), rel=2e-3)
+        assert g.std() == pytest.approx(ref.std(), rel=0.1)
+        assert not res["stuck"].any()
+        assert res["pulses"].mean().item() == pytest.approx(table.pulses[lvl].mean(), rel=0.05)
+
+
+def test_nonconverged_devices_become_stuck(table):
+    phys = DevicePhysics(table, 0.2)
+    res = _sample(phys, torch.zeros(20000, dtype=torch.long), seed=2)
+    frac = 1 - table.converged[0].mean()
+    assert frac > 0
+    assert res["stuck"].double().mean().item() == pytest.approx(frac, abs=0.03)
+    stuck_g = res["g"][res["stuck"]].numpy()
+    assert np.all(np.isin(stuck_g, table.g_final[0][~table.converged[0]]))
+
+
+def test_stuck_at_faults_and_seed(table):
+    phys = DevicePhysics(table, 0.2)
+    level = torch.full((50000,), 3)
+    res = _sample(phys, level, seed=5, on=0.1, off=0.05)
+    g = res["g"]
+    assert (g == table.targets[-1]).double().mean().item() == pytest.approx(0.1, abs=0.01)
+    assert (g == table.targets[0]).double().mean().item() == pytest.approx(0.05, abs=0.01)
+    again = _sample(phys, level, seed=5, on=0.1, off=0.05)
+    assert torch.equal(g, again["g"])
+    assert not torch.equal(g, _sample(phys, level, seed=6, on=0.1, off=0.05)["g"])
+
+
+def test_read_sigma_matches_table(table):
+    phys = DevicePhysics(table, 0.2)
+    g = np.linspace(1e-6, 200e-6, 57)
+    assert np.allclose(phys.sigma(torch.tensor(g)).numpy(), table.read_sigma_at(g))
+
+
+def test_drift_with_retention_group(table):
+    phys = DevicePhysics(table, 0.2)
+    level = torch.arange(table.n_levels)
+    z = torch.zeros(table.n_levels, dtype=torch.float64)
+    t = table.retention_t[2]
+    f = phys.drift_factor(t, level, z, 0.0, 0.0, 1.0).numpy()
+    assert np.allclose(f, table.retention_ratio[:, 2])
+    assert np.allclose(phys.drift_factor(0.0, level, z, 0.0, 0.0, 1.0).numpy(), 1.0)
+    later = phys.drift_factor(table.retention_t[-1] * 100, level, z, 0.0, 0.0, 1.0).numpy()
+    assert np.all(later < table.retention_ratio[:, -1])     # power-law extrapolation keeps falling
+
+
+def test_drift_default_power_law():
+    table = synthetic_table(retention=False)
+    phys = DevicePhysics(table, 0.2)
+    level = torch.zeros(4, dtype=torch.long)
+    z = torch.zeros(4, dtype=torch.float64)
+    f = phys.drift_factor(1e4, level, z, 0.01, 0.0, 1.0)
+    assert torch.allclose(f, torch.full((4,), 1e4 ** -0.01, dtype=torch.float64))
+    assert torch.allclose(phys.drift_factor(0.5, level, z, 0.01, 0.0, 1.0), torch.ones(4, dtype=torch.float64))
+
+
+def test_iv_fit_normalized_at_read_voltage(table):
+    coef = fit_iv(table, 0.2)
+    vr = table.scheme["read_voltage"]
+    assert np.allclose(coef[:, 0] * vr + coef[:, 1] * vr ** 2 + coef[:, 2] * vr ** 3, vr)
+    assert np.all(coef[:, 2] > 0)                          # sinh-like: superlinear
+    with pytest.raises(ValueError, match="read_voltage"):
+        fit_iv(table, 1.0)                                  # beyond the I-V data
+
+
+def test_programming_latency_models():
+    t = torch.zeros(2, 3, 4, dtype=torch.float64)
+    t[0, :, 0] = 1.0
+    t[1, 0, :] = 2.0
+    assert programming_latency(t, "cell").item() == pytest.approx(3 * 1 + 4 * 2)
+    assert programming_latency(t, "row").item() == pytest.approx(3 * 1 + 2)
+    assert programming_latency(t, "tile").item() == pytest.approx(3.0)
+
+
+def test_layer_programming_cost_sums_the_cells(table):
+    layer = AnalogLinear(10, 6, table, CrossbarConfig(tile_rows=4, tile_cols=4), seed=0)
+    st = layer.program(seed=3)
+    assert st["cells"] == 10 * 12 and st["tiles"] == 3 * 3
+    per_cell_e = table.energy.mean()
+    assert st["energy"] == pytest.approx(per_cell_e * 120, rel=0.3)
+    assert st["latency"] <= st["cells"] * table.time.max()
+    again = layer.program(seed=3)
+    assert again["energy"] == st["energy"] and again["stuck"] == st["stuck"]
+    assert layer.program(seed=4)["energy"] != st["energy"]
