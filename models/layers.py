@@ -200,8 +200,8 @@ class AnalogLayerMixin:
             g_eff = self._untile(self._exact_transfer(self._tiles(g)))
         g_eff = g_eff[:self.in_rows]
 
-        def combine(phys: torch.Tensor, offset: float) -> torch.Tensor:
-            sig = (phys.reshape(self.in_rows, out, S, P) * signs).sum(-1) - offset
+        def combine(phys: torch.Tensor, offset: float, weights: torch.Tensor = signs) -> torch.Tensor:
+            sig = (phys.reshape(self.in_rows, out, S, P) * weights).sum(-1) - offset
             sig = F.pad(sig.reshape(self.in_rows, out * S), (0, 0, 0, rows_pad - self.in_rows))
             return sig.reshape(geo["row_tiles"], R, out * S)
 
@@ -212,7 +212,8 @@ class AnalogLayerMixin:
                           .to(dtype) for k in range(3)]
         else:
             self._mats = [combine(g_eff, m.offset).to(dtype)]
-        self._noise_mat = combine(self._physical(sigma ** 2)[:self.in_rows], 0.0).to(dtype)
+        # independent cells: the variances of a slice's cells add, whatever their signs
+        self._noise_mat = combine(self._physical(sigma ** 2)[:self.in_rows], 0.0, signs.abs()).to(dtype)
         # ADC full scale from the ideal (target) conductances: the designer's calibration
         ideal = combine(self._physical(self.physics.levels[level]), m.offset)
         self._full_scale = (c.adc_range * c.read_voltage * ideal.abs().sum(dim=1)).clamp_min(1e-30).to(dtype)

@@ -1,0 +1,263 @@
+"""AnalogLinear / AnalogConv2d / convert_to_analog with real torch."""
+import io
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from rramsim.models import (AnalogConv2d, AnalogLinear, CrossbarConfig, analog_layers, convert_to_analog,
+                            program_analog, set_drift_time)
+from tables import synthetic_table
+
+IDEAL = dict(read_noise="off", dac_bits=None, adc_bits=None)
+
+
+@pytest.fixture(scope="module")
+def table():
+    return synthetic_table(n_levels=16, seed=1)
+
+
+@pytest.fixture(scope="module")
+def tight_table():
+    """Programming lands on target (tiny spread, all converged): isolates the mapping."""
+    t = synthetic_table(n_levels=64, seed=2, nonconverged=0.0)
+    t.g_final = t.targets[:, None] * (1 + 1e-6 * np.random.default_rng(0).standard_normal(t.g_final.shape))
+    t.validate()
+    return t
+
+
+def _net():
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(2, 5, 3, padding=1), nn.ReLU(), nn.Conv2d(5, 4, 3, stride=2), nn.ReLU(),
+                         nn.Flatten(), nn.Linear(4 * 3 * 3, 7), nn.ReLU(), nn.Linear(7, 3))
+
+
+def _rel(a, b):
+    return float((a - b).norm() / b.norm())
+
+
+def test_convert_swaps_every_layer_and_is_programmed(table):
+    net = _net().eval()
+    a = convert_to_analog(net, table, CrossbarConfig(tile_rows=16, tile_cols=8), seed=1)
+    kinds = [type(m).__name__ for _, m in analog_layers(a)]
+    assert kinds == ["AnalogConv2d", "AnalogConv2d", "AnalogLinear", "AnalogLinear"]
+    assert not analog_layers(net)                          # the float model is left alone
+    assert all(m._programmed_version is not None for _, m in analog_layers(a))
+    x = torch.randn(4, 2, 8, 8)
+    with torch.no_grad():
+        assert _rel(a(x), net(x)) < 0.3
+    assert torch.equal(a[0].weight, net[0].weight)          # float weights are kept
+
+
+def test_ideal_hardware_equals_quantized_float(tight_table):
+    torch.manual_seed(1)
+    lin = nn.Linear(300, 20)
+    cfg = CrossbarConfig(tile_rows=64, tile_cols=16, **IDEAL)
+    a = AnalogLinear.from_linear(lin, tight_table, cfg)
+    x = torch.randn(8, 300)
+    with torch.no_grad():
+        err = _rel(a(x), lin(x))
+    assert err < 0.02                                       # 63-step levels, exact cells
+
+
+@pytest.mark.parametrize("mapping", ["differential", "offset", "bit_sliced"])
+def test_mappings_agree_with_float(tight_table, mapping):
+    torch.manual_seed(2)
+    lin = nn.Linear(40, 6)
+    cfg = CrossbarConfig(mapping=mapping, cells_per_weight=2, bits_per_cell=3, tile_rows=16, tile_cols=12,
+                         **IDEAL)
+    a = AnalogLinear.from_linear(lin, tight_table, cfg)
+    x = torch.rand(5, 40)
+    with torch.no_grad():
+        assert _rel(a(x), lin(x)) < 0.03
+
+
+def test_conv_equals_unfolded_linear(table):
+    torch.manual_seed(3)
+    conv = nn.Conv2d(3, 4, 3, padding=1, stride=2)
+    cfg = CrossbarConfig(tile_rows=10, tile_cols=8, **IDEAL)      # tiles split the 27 rows mid-channel
+    ac = AnalogConv2d.from_conv(conv, table, cfg, seed=4)
+    lin = nn.Linear(27, 4)
+    with torch.no_grad():
+        lin.weight.copy_(conv.weight.reshape(4, -1))
+        lin.bias.copy_(conv.bias)
+    al = AnalogLinear.from_linear(lin, table, cfg, seed=4)
+    x = torch.rand(2, 3, 7, 7)
+    with torch.no_grad():
+        y = ac(x)
+        cols = F.unfold(x, 3, padding=1, stride=2).transpose(1, 2)          # [B, L, 27]
+        ref = al(cols.reshape(-1, 27)).reshape(2, -1, 4)
+    assert torch.allclose(y.reshape(2, 4, -1).transpose(1, 2), ref, rtol=1e-4, atol=1e-5)
+
+
+def test_read_noise_every_forward_and_seeded(table):
+    lin = nn.Linear(50, 10)
+    x = torch.rand(16, 50)
+    for mode in ("per_read", "per_forward"):
+        a = AnalogLinear.from_linear(lin, table, CrossbarConfig(read_noise=mode), seed=7)
+        with torch.no_grad():
+            y1, y2 = a(x), a(x)
+            assert not torch.equal(y1, y2)
+            a.program(seed=7)
+            assert torch.equal(a(x), y1)                       # same seed, same programming and noise
+    off = AnalogLinear.from_linear(lin, table, CrossbarConfig(read_noise="off"), seed=7)
+    with torch.no_grad():
+        assert torch.equal(off(x), off(x))
+
+
+def test_read_noise_magnitude_matches_table(table):
+    torch.manual_seed(5)
+    lin = nn.Linear(64, 8, bias=False)
+    cfg = CrossbarConfig(read_noise="per_read", dac_bits=None, adc_bits=None)
+    a = AnalogLinear.from_linear(lin, table, cfg, seed=1)
+    x = torch.ones(4000, 64)
+    with torch.no_grad():
+        std = a(x).std(dim=0)
+    g = a._conductances()                                    # [1, 2, 8, 64]
+    sig2 = torch.as_tensor(table.read_sigma_at(g.numpy())) ** 2
+    expect = sig2.sum(dim=(0, 1)).sum(-1).sqrt() / (table.targets[-1] - table.targets[0]) * a._w_scale
+    assert torch.allclose(std.double(), expect, rtol=0.1)
+
+
+def test_adc_clips_and_quantizes(table):
+    lin = nn.Linear(32, 4, bias=False)
+    with torch.no_grad():
+        lin.weight.fill_(0.5)
+    x = torch.ones(1, 32)
+    base = dict(read_noise="off", dac_bits=None, tile_rows=32, tile_cols=8)
+    full = AnalogLinear.from_linear(lin, table, CrossbarConfig(adc_bits=None, **base), seed=0)
+    clip = AnalogLinear.from_linear(lin, table, CrossbarConfig(adc_bits=8, adc_range=0.25, **base), seed=0)
+    coarse = AnalogLinear.from_linear(lin, table, CrossbarConfig(adc_bits=2, adc_range=1.0, **base), seed=0)
+    with torch.no_grad():
+        y_full, y_clip, y_coarse = full(x), clip(x), coarse(x)
+    assert torch.all(y_clip < 0.6 * y_full)                  # clipped at a quarter of the worst case
+    assert len(torch.unique(y_coarse)) == 1                  # 2-bit ADC: one level
+    assert not torch.allclose(y_coarse, y_full)
+
+
+def test_bit_serial_equals_parallel_dac_with_ideal_adc(table):
+    lin = nn.Linear(20, 5)
+    x = torch.randn(6, 20)
+    kw = dict(read_noise="off", adc_bits=None, dac_bits=5)
+    a = AnalogLinear.from_linear(lin, table, CrossbarConfig(**kw), seed=2)
+    b = AnalogLinear.from_linear(lin, table, CrossbarConfig(bit_serial=True, **kw), seed=2)
+    with torch.no_grad():
+        assert torch.allclose(a(x), b(x), rtol=1e-4, atol=1e-6)
+
+
+def test_drift_lowers_outputs(table):
+    lin = nn.Linear(30, 4, bias=False)
+    with torch.no_grad():
+        lin.weight.abs_()
+    a = AnalogLinear.from_linear(lin, table, CrossbarConfig(**IDEAL), seed=3)
+    x = torch.rand(3, 30)
+    with torch.no_grad():
+        y0 = a(x)
+        set_drift_time(a, 1e5)
+        y1 = a(x)
+    assert torch.all(y1 < y0)
+    with pytest.raises(ValueError, match="drift"):
+        a.set_drift_time(-1.0)
+
+
+def test_ir_drop_modes(table):
+    torch.manual_seed(4)
+    lin = nn.Linear(48, 12, bias=False)
+    with torch.no_grad():
+        lin.weight.abs_()
+    x = torch.rand(5, 48)
+    out = {}
+    for mode in ("off", "approx", "exact"):
+        cfg = CrossbarConfig(ir_drop=mode, wire_resistance=2.0, tile_rows=32, tile_cols=16, **IDEAL)
+        with torch.no_grad():
+            out[mode] = AnalogLinear.from_linear(lin, table, cfg, seed=5)(x)
+    assert torch.all(out["exact"] < out["off"])              # wires lose current
+    assert _rel(out["approx"], out["exact"]) < 0.5 * _rel(out["off"], out["exact"])
+
+
+def test_exact_ir_drop_with_nonlinear_cells(table):
+    lin = nn.Linear(20, 4, bias=False)
+    x = torch.rand(3, 20)
+    kw = dict(wire_resistance=2.0, tile_rows=16, tile_cols=8, **IDEAL)
+    lin_cells = AnalogLinear.from_linear(lin, table, CrossbarConfig(ir_drop="exact", **kw), seed=1)
+    nl_cells = AnalogLinear.from_linear(lin, table, CrossbarConfig(ir_drop="exact", nonlinear_iv=True, **kw), seed=1)
+    nl_ideal = AnalogLinear.from_linear(lin, table, CrossbarConfig(nonlinear_iv=True, **kw), seed=1)
+    with torch.no_grad():
+        a, b, c = lin_cells(x), nl_cells(x), nl_ideal(x)
+    assert 0 < _rel(b, a) < 0.2 and 0 < _rel(b, c) < 0.2
+
+
+def test_gradients_flow_and_training_injects_noise(table):
+    net = convert_to_analog(_net(), table, CrossbarConfig(tile_rows=16, tile_cols=8), seed=0)
+    net.train()
+    x = torch.randn(4, 2, 8, 8, requires_grad=True)
+    y = net(x)
+    y.square().sum().backward()
+    assert x.grad is not None and torch.isfinite(x.grad).all()
+    for _, m in analog_layers(net):
+        assert m.weight.grad is not None and m.weight.grad.abs().sum() > 0
+    opt = torch.optim.SGD(net.parameters(), lr=0.1)
+    opt.step()                                               # weights change -> reprogram before eval
+    net.eval()
+    with torch.no_grad():
+        net(x)
+    for _, m in analog_layers(net):
+        assert m._programmed_version == m.weight._version
+
+
+def test_state_dict_keeps_config_and_programming(table):
+    cfg = CrossbarConfig(adc_bits=5, tile_rows=16, tile_cols=8)
+    a = convert_to_analog(_net(), table, cfg, seed=9).eval()
+    x = torch.randn(2, 2, 8, 8)
+    with torch.no_grad():
+        y = a(x)
+    buf = io.BytesIO()
+    torch.save(a.state_dict(), buf)
+    b = convert_to_analog(_net(), table, CrossbarConfig(), seed=0).eval()
+    b.load_state_dict(torch.load(io.BytesIO(buf.getvalue()), weights_only=False))
+    assert all(m.config == cfg for _, m in analog_layers(b))
+    with torch.no_grad():
+        assert torch.equal(b(x), y)
+
+
+def test_model_program_method(table):
+    a = convert_to_analog(_net(), table, CrossbarConfig(tile_rows=16, tile_cols=8), seed=0)
+    total = a.program(seed=3)
+    assert total["cells"] > 0 and total["energy"] > 0 and total["latency"] > 0
+    assert program_analog(a, 3)["energy"] == total["energy"]
+
+
+def test_bad_inputs(table):
+    lin = AnalogLinear(10, 3, table)
+    with pytest.raises(ValueError, match="in_features=10"):
+        lin(torch.randn(2, 11))
+    conv = AnalogConv2d(3, 2, 3, table)
+    with pytest.raises(ValueError, match="in_channels=3"):
+        conv(torch.randn(1, 2, 8, 8))
+    with pytest.raises(ValueError, match="in_features"):
+        AnalogLinear(0, 3, table)
+    bad = nn.Linear(4, 2)
+    with torch.no_grad():
+        bad.weight[0, 0] = float("nan")
+    with pytest.raises(ValueError, match="NaN"):
+        convert_to_analog(bad, table)
+    with pytest.raises(TypeError, match="DeviceTable"):
+        convert_to_analog(nn.Linear(3, 2), None)
+    with pytest.raises(ValueError, match="read_voltage"):
+        convert_to_analog(nn.Linear(3, 2), table, CrossbarConfig(nonlinear_iv=True, read_voltage=0.9))
+    with pytest.raises(ValueError, match="seed"):
+        convert_to_analog(nn.Linear(3, 2), table, seed=-1)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_follows_the_model(table):
+    a = convert_to_analog(_net(), table, CrossbarConfig(tile_rows=16, tile_cols=8), seed=0).eval()
+    x = torch.randn(3, 2, 8, 8)
+    with torch.no_grad():
+        y_cpu = a(x)
+        a.to("cuda")
+        y_gpu = a(x.cuda())
+    assert y_gpu.device.type == "cuda"
+    assert _rel(y_gpu.cpu(), y_cpu) < 0.1
