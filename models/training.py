@@ -41,7 +41,6 @@ __all__ = [
     "CheckpointError",
     "TrainResult",
     "TrialsResult",
-    "analog_layers",
     "evaluate",
     "evaluate_trials",
     "is_analog",
@@ -71,19 +70,11 @@ def _device_of(model: nn.Module) -> torch.device:
     return torch.device("cpu")
 
 
-def analog_layers(model: nn.Module) -> list[nn.Module]:
-    """Modules of ``model`` that are crossbar (analog) layers from ``rramsim.models``."""
-    out = []
-    for m in model.modules():
-        name = type(m).__name__
-        if name.startswith("Analog") and type(m).__module__.startswith("rramsim.models"):
-            out.append(m)
-    return out
-
-
 def is_analog(model: nn.Module) -> bool:
-    """True when ``model`` holds converted analog layers (they inject noise themselves)."""
-    return bool(analog_layers(model))
+    """True when ``model`` holds converted crossbar layers (they inject noise themselves)."""
+    from .layers import AnalogLayerMixin
+
+    return any(isinstance(m, AnalogLayerMixin) for m in model.modules())
 
 
 def _weight_layers(model: nn.Module) -> list[nn.Module]:
@@ -314,7 +305,7 @@ class TrialsResult:
 def _config_with(config: Any, **changes: Any) -> Any:
     """A copy of a dataclass config with ``changes`` applied to the fields it has."""
     if config is None:
-        from . import CrossbarConfig  # noqa: WPS433 - the layer package's dataclass
+        from .config import CrossbarConfig
         config = CrossbarConfig()
     if dataclasses.is_dataclass(config):
         names = {f.name for f in dataclasses.fields(config)}
@@ -327,17 +318,17 @@ def _config_with(config: Any, **changes: Any) -> Any:
     return config
 
 
-def _cost_report(analog: nn.Module) -> Any:
-    """The cost report from the layer package's cost module, or None if it has none."""
-    try:
-        from . import cost as cost_mod  # the layer helper's models/cost.py
-    except ImportError:
-        return None
-    for name in ("cost_report", "inference_cost", "report"):
-        fn = getattr(cost_mod, name, None)
-        if callable(fn):
-            return fn(analog)
-    return None
+def _cost_report(analog: nn.Module, loader: Iterable) -> Any:
+    """The inference cost report (per layer and total) of a programmed model.
+
+    One batch of the loader is run to measure vectors per sample and input statistics;
+    the batch size of the loader is the batch the reprogramming cost is amortized over.
+    """
+    from .cost import cost_report
+
+    x, _ = next(iter(loader))
+    x = x.to(_device_of(analog))
+    return cost_report(analog, example_input=x, batch_size=int(x.shape[0]))
 
 
 def evaluate_trials(
@@ -363,7 +354,7 @@ def evaluate_trials(
         raise ValueError(f"trials must be a positive integer, got {trials}")
     if drift is not None and not (drift >= 0 and math.isfinite(drift)):
         raise ValueError(f"drift time must be >= 0 seconds, got {drift}")
-    from . import convert_to_analog  # the layer package's entry point
+    from .convert import convert_to_analog, program_analog
 
     if drift is not None:
         config = _config_with(config, drift_time=float(drift))
@@ -375,36 +366,22 @@ def evaluate_trials(
     analog = None
     bar = tqdm(range(int(trials)), desc="programmings", disable=not progress, file=sys.stderr)
     for k in bar:
-        torch.manual_seed(int(seed) + k)  # read-noise draws inside the analog forward
-        analog = _program(convert_to_analog, float_model, table, config, int(seed) + k, analog)
+        # trial k: programming seed seed+k; each layer's read-noise generator restarts from
+        # its programming seed, so a trial is reproducible on its own
+        if analog is None:
+            analog = convert_to_analog(float_model, table, config, seed=int(seed) + k)
+            analog.eval()
+        else:
+            program_analog(analog, seed=int(seed) + k)
         acc = evaluate(analog, loader, progress=False)
         accs.append(acc)
         if cost is None:
-            cost = _cost_report(analog)
+            cost = _cost_report(analog, loader)
         bar.set_postfix(acc=f"{acc:.4f}")
     bar.close()
     return TrialsResult(accuracies=accs, float_accuracy=float_acc,
                         drift=float(getattr(config, "drift_time", drift or 0.0)),
                         seed=int(seed), cost=cost, config=config)
-
-
-def _program(convert_to_analog, float_model, table, config, seed, previous):
-    """A programmed analog copy of ``float_model`` with programming seed ``seed``."""
-    if previous is not None and hasattr(previous, "program"):
-        previous.program(seed=seed)
-        return previous
-    import copy
-    import inspect
-
-    model = copy.deepcopy(float_model)
-    params = inspect.signature(convert_to_analog).parameters
-    if "seed" in params:
-        analog = convert_to_analog(model, table, config, seed=seed)
-    else:
-        torch.manual_seed(seed)
-        analog = convert_to_analog(model, table, config)
-    analog.eval()
-    return analog
 
 
 # --------------------------------------------------------------------------- checkpoints
