@@ -8,40 +8,38 @@ that shows up as retention loss. Arguments of ``exp``/``sinh`` are clamped so Ne
 cannot overflow, and the windows ``max(0, 1 - exp(-distance/w))`` stop the state exactly
 at its bounds.
 
-Two internal sources give the statistics ngspice draws itself:
-``Vc`` (``trrandom``, a fresh Gaussian every pulse period ``tc``) multiplies the gap velocity
-by ``exp(c2c * n)`` (cycle-to-cycle spread), and ``Vn`` (``trnoise``, white, step ``tn``)
-multiplies the read current by ``1 + noise * exp((g - 1 nm)/(2 g0)) * n`` (read noise with
-sigma ~ G^-1/2).
+Randomness enters through two control ports that the benches drive with seeded draws
+(so the same seed gives the same table, bit for bit): ``c`` carries a unit Gaussian per
+pulse period that multiplies the gap velocity by ``exp(c2c * V(c))`` (cycle-to-cycle
+spread), and ``n`` a unit white-noise waveform that multiplies the read current by
+``1 + noise * exp((g - 1 nm)/(2 g0)) * V(n)`` (read noise with sigma ~ G^-1/2). Tie a
+port to ground (node 0) to switch its effect off.
 """
 from __future__ import annotations
 
 from rramsim.circuits.render import check_identifier, render
 
 #: Instance parameters the subcircuit accepts, beyond the compact-model ones.
-INSTANCE_PARAMS = ("x0", "c2c", "tc", "tn")
+INSTANCE_PARAMS = ("x0", "c2c")
 
 _RRAM = """\
-.subckt {{name}} te be params: i0={i0} g0={g0} v0={v0} g_min={g_min} g_max={g_max}
+.subckt {{name}} te be c n params: i0={i0} g0={g0} v0={v0} g_min={g_min} g_max={g_max}
 + nu_set={nu_set} vs_set={vs_set} nu_reset={nu_reset} vs_reset={vs_reset} window={window}
-+ r_ret={r_ret} noise={noise} x0={x0} c2c={c2c} tc={tc} tn={tn}
++ r_ret={r_ret} noise={noise} x0={x0} c2c={c2c}
 * state: gap in nm on node x (1 F), relaxing towards g_max through 1/r_ret
 Cx x 0 1 ic={{x0}}
 Vgm gm 0 dc {{g_max}}
 Rx x gm {{1/r_ret}}
-* cycle-to-cycle factor (new Gaussian draw every pulse period) and read noise
-Vc c 0 dc 0 trrandom(2 {{tc}} 0 1 0)
-Vn nz 0 dc 0 trnoise(1 {{tn}} 0 0)
 Bx 0 x I=exp(max(min({{c2c}}*V(c), 5), -5)) * (
 + -{{nu_set}}*sinh(min(max(V(te,be), 0)/{{vs_set}}, 40))*max(0, 1-exp(-max(V(x)-{{g_min}}, -1)/{{window}}))
 + +{{nu_reset}}*sinh(min(max(-V(te,be), 0)/{{vs_reset}}, 40))*max(0, 1-exp(-max({{g_max}}-V(x), -1)/{{window}})) )
 Bi te be I={{i0}}*exp(-min(max(V(x), {{g_min}}), {{g_max}})/{{g0}})*sinh(max(min(V(te,be)/{{v0}}, 30), -30))
-+ *(1 + {{noise}}*exp((min(max(V(x), {{g_min}}), {{g_max}})-1)/(2*{{g0}}))*V(nz))
++ *(1 + {{noise}}*exp((min(max(V(x), {{g_min}}), {{g_max}})-1)/(2*{{g0}}))*V(n))
 .ends {{name}}
 """
 
 _NMOS = """\
-.model {name} nmos level=1 vto={vto} kp={kp} lambda={lam}
+.model {{name}} nmos level=1 vto={vto} kp={kp} lambda={lam}
 """
 
 
@@ -49,13 +47,11 @@ def rram_subckt(model_params: dict, name: str = "rram") -> str:
     """The subcircuit text of the behavioural model with ``model_params`` as defaults.
 
     ``model_params`` are ``CompactModel.params()`` (numbers only); the instance defaults
-    x0 = g_max (fresh device in HRS), no cycle-to-cycle spread, 100 ns noise step.
+    are x0 = g_max (a fresh device in HRS) and no cycle-to-cycle spread.
     """
     params = dict(model_params)
     params.setdefault("x0", params.get("g_max", 1.7))
     params.setdefault("c2c", 0.0)
-    params.setdefault("tc", 1e-7)
-    params.setdefault("tn", 1e-6)
     text = render(_RRAM, params)
     return text.replace("{name}", check_identifier(name, "subcircuit name"))
 

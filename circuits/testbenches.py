@@ -27,6 +27,8 @@ class Device:
     ``definition`` is the subcircuit text (built-in model or the user's checked file);
     ``params`` names the instance parameters the subcircuit accepts (empty for a user's
     device: it is characterized as written). ``cell`` is ``"1R"`` or ``"1T1R"``.
+    ``controls`` says the subcircuit has the built-in model's two extra ports (``c``:
+    cycle-to-cycle draw, ``n``: read-noise waveform) after its two terminals.
     """
 
     subckt: str
@@ -35,6 +37,7 @@ class Device:
     cell: str = "1R"
     v_gate: float = 1.2        # V, word-line voltage of the 1T1R access transistor
     w_over_l: float = 3.0      # access transistor W/L (sets the SET compliance)
+    controls: bool = False
 
     def __post_init__(self) -> None:
         check_identifier(self.subckt, "subcircuit name")
@@ -52,8 +55,10 @@ class Device:
             lines.append(f"Vwl wl 0 dc {number(self.v_gate, 'v_gate')}")
         return "\n".join(lines)
 
-    def instance(self, tag: str, top: str, params: Mapping[str, float] | None = None) -> str:
-        """Cell lines between node ``top`` and ground, named with ``tag``."""
+    def instance(self, tag: str, top: str, params: Mapping[str, float] | None = None,
+                 c2c_node: str = "0", noise_node: str = "0") -> str:
+        """Cell lines between node ``top`` and ground, named with ``tag``; the control
+        nodes reach the built-in model only (ground switches them off)."""
         check_identifier(tag, "instance tag")
         p = ""
         if params:
@@ -61,17 +66,20 @@ class Device:
                 raise ValueError(f"subcircuit {self.subckt} takes no instance parameters; "
                                  "variability and presets apply to the built-in model only")
             p = " " + instance_params(params, self.params)
+        ctl = f" {check_identifier(c2c_node, 'node') if c2c_node != '0' else '0'} " \
+              f"{check_identifier(noise_node, 'node') if noise_node != '0' else '0'}" if self.controls else ""
         if self.cell == "1R":
-            return f"X{tag} {top} 0 {self.subckt}{p}"
+            return f"X{tag} {top} 0{ctl} {self.subckt}{p}"
         wl = number(self.w_over_l, "w_over_l")
-        return (f"X{tag} {top} m{tag} {self.subckt}{p}\n"
+        return (f"X{tag} {top} m{tag}{ctl} {self.subckt}{p}\n"
                 f"M{tag} m{tag} wl 0 0 nacc w={wl}u l=1u")
 
 
 def builtin_device(model_params: Mapping[str, float], cell: str = "1R", **kw) -> Device:
     """The built-in behavioural model as a :class:`Device`."""
     from rramsim.circuits.compact_model import rram_subckt
-    return Device("rram", rram_subckt(dict(model_params)), tuple(model_params) + INSTANCE_PARAMS, cell, **kw)
+    return Device("rram", rram_subckt(dict(model_params)), tuple(model_params) + INSTANCE_PARAMS, cell,
+                  controls=True, **kw)
 
 
 # ---------------------------------------------------------------------------- I-V sweep
@@ -112,7 +120,8 @@ def write_verify_deck(device: Device, cell_params: Sequence[Mapping[str, float] 
     """A batch of independent cells, each driven by its own amplitude source ``va<k>``.
 
     The drive of cell k is ``V(a<k>) * pulse(t) + v_read * read(t)``: the engine pauses in
-    every read plateau, reads ``i(vs<k>)``, and alters ``va<k>`` for the next pulse.
+    every read plateau, reads ``i(vs<k>)``, and alters ``va<k>`` for the next pulse (and,
+    for the built-in model, ``vk<k>``: the cycle-to-cycle draw of the next period).
     """
     per = timing.period
     lines = ["* rramsim write-verify batch", OPTIONS, extra_options, device.header(),
@@ -124,8 +133,11 @@ def write_verify_deck(device: Device, cell_params: Sequence[Mapping[str, float] 
     for k, p in enumerate(cell_params):
         lines += [f"Va{k} a{k} 0 dc 0",
                   f"Bd{k} d{k} 0 V=V(a{k})*V(ps)+{vr}*V(rs)",
-                  f"Vs{k} d{k} t{k} dc 0",
-                  device.instance(f"c{k}", f"t{k}", p)]
+                  f"Vs{k} d{k} t{k} dc 0"]
+        if device.controls:
+            lines += [f"Vk{k} k{k} 0 dc 0", device.instance(f"c{k}", f"t{k}", p, c2c_node=f"k{k}")]
+        else:
+            lines.append(device.instance(f"c{k}", f"t{k}", p))
         saves += [f"i(vs{k})", f"v(d{k})"]
     lines += [".save " + " ".join(saves), ".end"]
     return "\n".join(line for line in lines if line)
@@ -133,9 +145,12 @@ def write_verify_deck(device: Device, cell_params: Sequence[Mapping[str, float] 
 
 # ---------------------------------------------------------------------------- replay
 def replay_deck(device: Device, cell_params: Sequence[Mapping[str, float] | None], amplitudes: Sequence[float],
-                timing: PulseTiming, tail: Sequence[tuple[float, float]], extra_options: str = "") -> str:
+                timing: PulseTiming, tail: Sequence[tuple[float, float]], extra_options: str = "",
+                noise: Sequence[tuple[float, float]] = ()) -> str:
     """Re-apply a recorded pulse train to fresh cells, then the PWL ``tail`` (time from
     the end of the train, volts): a read-noise plateau, an I-V sweep or a retention wait.
+    ``noise`` (time from the end of the train, unit-noise value) drives the read-noise
+    port of cell 0 of the built-in model.
     """
     per, pts = timing.period, [(0.0, 0.0)]
     for i, a in enumerate(amplitudes):
@@ -151,8 +166,13 @@ def replay_deck(device: Device, cell_params: Sequence[Mapping[str, float] | None
     pwl = " ".join(f"{t!r} {v!r}" for t, v in pts)
     lines = ["* rramsim replay", OPTIONS, extra_options, device.header(), f"Vd d 0 pwl({pwl})"]
     saves = ["time", "v(d)"]
+    if noise and device.controls:
+        pts_n = [(0.0, 0.0)] + [(t_end + float(number(dt, "noise time")), float(number(z, "noise value")))
+                                for dt, z in noise]
+        lines.append("Vnz nz 0 pwl(" + " ".join(f"{t!r} {v!r}" for t, v in pts_n) + ")")
     for k, p in enumerate(cell_params):
-        lines += [f"Vs{k} d t{k} dc 0", device.instance(f"c{k}", f"t{k}", p)]
+        node = "nz" if (k == 0 and noise and device.controls) else "0"
+        lines += [f"Vs{k} d t{k} dc 0", device.instance(f"c{k}", f"t{k}", p, noise_node=node)]
         saves.append(f"i(vs{k})")
     lines += [".save " + " ".join(saves), ".end"]
     return "\n".join(line for line in lines if line)

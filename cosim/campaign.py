@@ -46,14 +46,14 @@ def device_params(model: CompactModel | None, variability: Variability, n_device
     """Instance parameters of each device (None for a user's subcircuit, run as written)."""
     if model is None:
         return [None] * n_devices
-    extra = {"c2c": variability.c2c, "tc": scheme.timing.period, "x0": model.g_max}
+    extra = {"c2c": variability.c2c, "x0": model.g_max}
     return [dict(variability.sample(model, 1, np.random.default_rng([seed, i]))[0], **extra)
             for i in range(n_devices)]
 
 
-def batch_seed(seed: int, index: int) -> int:
-    """ngspice's random seed of batch ``index`` (cycle-to-cycle draws)."""
-    return int(np.random.SeedSequence([seed, index, 0x5EED]).generate_state(1)[0] % (2**31 - 1)) + 1
+def c2c_seed(seed: int, device: int) -> list[int]:
+    """Seed of device ``device``'s cycle-to-cycle draws (independent of batching)."""
+    return [seed, device, 0xC2C]
 
 
 def make_batches(device: Device, cell_params: Sequence, targets: np.ndarray, scheme: WriteVerifyScheme,
@@ -61,7 +61,7 @@ def make_batches(device: Device, cell_params: Sequence, targets: np.ndarray, sch
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     return [BatchSpec(b, device, list(cell_params[start:start + batch_size]), np.asarray(targets), scheme,
-                      batch_seed(seed, b))
+                      [c2c_seed(seed, i) for i in range(start, start + len(cell_params[start:start + batch_size]))])
             for b, start in enumerate(range(0, len(cell_params), batch_size))]
 
 

@@ -110,12 +110,12 @@ def _programming_netlist(spec: Characterization, cells: list) -> str:
 def nominal_params(spec: Characterization, **extra) -> dict | None:
     if spec.model is None:
         return None
-    return dict(spec.model.params(), c2c=0.0, tc=spec.scheme.timing.period, x0=spec.model.g_max, **extra)
+    return dict(spec.model.params(), c2c=0.0, x0=spec.model.g_max, **extra)
 
 
 def program_nominal(spec: Characterization):
     """Write-verify the nominal device (no variability) through all levels, in-process."""
-    res = run_batch(BatchSpec(-1, spec.device, [nominal_params(spec)], spec.targets, spec.scheme, 1))
+    res = run_batch(BatchSpec(-1, spec.device, [nominal_params(spec)], spec.targets, spec.scheme, [[spec.seed]]))
     return res.amplitudes[0], res.level_end[:, 0]
 
 
@@ -129,7 +129,7 @@ def replay_levels(spec: Characterization):
             (t_noise + 100e-9, -v_iv), (t_noise + 300e-9, v_iv), (t_noise + 350e-9, 0.0)]
     iv_v = np.linspace(-v_iv, v_iv, spec.iv_points)
     if spec.model is not None:   # cell 0 with read noise (1 ns steps), cell 1 noiseless for the I-V
-        cells = [nominal_params(spec, tn=NOISE_STEP), nominal_params(spec, noise=1e-12)]
+        cells = [nominal_params(spec), nominal_params(spec, noise=1e-12)]
     else:
         cells = [None]
     period = spec.scheme.timing.period
@@ -140,8 +140,11 @@ def replay_levels(spec: Characterization):
         t_end = len(amps) * period
         name = f"replay level {lv}"
 
+        z = np.random.default_rng([spec.seed, lv, 0x4E5]).standard_normal(NOISE_SAMPLES)
+        noise = list(zip(EDGE + np.arange(NOISE_SAMPLES) * NOISE_STEP, z)) + [(EDGE + t_noise, 0.0)]
+
         def attempt(options: str):
-            deck = replay_deck(spec.device, cells, amps, spec.scheme.timing, tail, options)
+            deck = replay_deck(spec.device, cells, amps, spec.scheme.timing, tail, options, noise)
             return session.simulate(deck, f"tran 1e-9 {t_end + t_noise + 400e-9!r} 0 1e-9 uic",
                                     ["time", "v(d)", "i(vs0)"] + (["i(vs1)"] if len(cells) > 1 else []),
                                     name=name, params={"level": lv, "pulses": len(amps)})
@@ -176,7 +179,7 @@ def measure_retention(spec: Characterization) -> tuple[np.ndarray, np.ndarray, n
     rng = np.random.default_rng([spec.seed, 0xDEC])
     sigma = spec.variability.d2d.get("r_ret", 0.0)
     rates = model.r_ret * np.exp(sigma * rng.standard_normal(spec.retention_devices))
-    quiet = {"noise": 1e-12, "tn": float(times[-1]), "tc": float(times[-1])}   # no noise breakpoints
+    quiet = {"noise": 1e-12}
     cells = [dict(model.params(), x0=float(np.clip(g, model.g_min, model.g_max)), r_ret=float(r), **quiet)
              for g in gaps for r in rates]
     session = Session.get()

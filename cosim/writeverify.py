@@ -75,7 +75,7 @@ class BatchSpec:
     cell_params: list            # per cell: instance parameter dict, or None
     targets: np.ndarray          # [L] S
     scheme: WriteVerifyScheme
-    seed: int                    # ngspice's random seed for this batch (cycle-to-cycle draws)
+    seeds: list                  # per cell: seed of its cycle-to-cycle draws (built-in model)
 
 
 @dataclass
@@ -101,7 +101,6 @@ def run_batch(spec: BatchSpec) -> BatchResult:
     def attempt(options: str) -> BatchResult:
         tries.append(options)
         deck = write_verify_deck(spec.device, spec.cell_params, spec.scheme.timing, options)
-        session.command(f"setseed {int(spec.seed)}")
         session.load(deck, name, _first_params(spec))
         try:
             return _drive(session, spec, name)
@@ -132,6 +131,7 @@ def _drive(session: Session, spec: BatchSpec, name: str) -> BatchResult:
     polarity = np.zeros(n, int)
     amp = np.full(n, -s.v_erase)     # every level starts with an erase pulse
     applied = np.full(n, np.nan)     # amplitude currently set in the deck
+    draws = [np.random.default_rng(sd) for sd in spec.seeds] if spec.device.controls else []
     done = np.zeros(n, bool)
     lo, hi = targets * (1 - s.tolerance), targets * (1 + s.tolerance)
     max_periods = n_levels * s.max_pulses + 2
@@ -143,6 +143,10 @@ def _drive(session: Session, spec: BatchSpec, name: str) -> BatchResult:
         for c in np.flatnonzero(amp != applied):
             session.alter(f"va{c}", float(amp[c]), name)
         applied[:] = amp
+        for c, rng in enumerate(draws):   # the cycle-to-cycle draw of this period, per cell
+            z = rng.standard_normal()
+            if not done[c]:
+                session.alter(f"vk{c}", z, name)
         session.command("delete all")
         session.command(f"stop when time > {timing.stop_time(k)!r}")
         log = session.run(f"tran 1e-9 {t_stop_total!r} uic" if k == 0 else "resume", name, params)

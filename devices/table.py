@@ -274,7 +274,7 @@ class DeviceTable:
             raise TableError(f"{path} is not an rramsim device table (format attribute {fmt!r})")
         version = f.attrs.get("format_version")
         if version is None or int(version) != FORMAT_VERSION:
-            raise TableError(f"{path} has format_version {version!r}; this rramsim reads version "
+            raise TableError(f"{path} has format_version {_scalar(version)!r}; this rramsim reads version "
                              f"{FORMAT_VERSION} only (upgrade rramsim or regenerate the table)")
         for group in ("model", "programming", "read", "iv"):
             if group not in f:

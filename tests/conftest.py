@@ -1,0 +1,28 @@
+"""Shared fixtures: one small real characterization reused by the table/CLI/plot tests."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from rramsim.cosim.characterize import Characterization, characterize
+from rramsim.devices import preset
+
+
+@pytest.fixture(scope="session")
+def small_spec() -> Characterization:
+    model, variability = preset("hfox")
+    return Characterization.builtin(model, variability=variability, n_devices=6, seed=3,
+                                    targets=np.array([10e-6, 30e-6, 60e-6]), batch_size=3,
+                                    retention_time=1e3, retention_devices=2)
+
+
+@pytest.fixture(scope="session")
+def small_table(small_spec):
+    return characterize(small_spec, workers=1, progress=False, command="pytest small_table")
+
+
+@pytest.fixture(scope="session")
+def small_table_file(small_table, tmp_path_factory):
+    path = tmp_path_factory.mktemp("tables") / "small.h5"
+    small_table.save(path)
+    return path

@@ -1,0 +1,49 @@
+"""The behavioural model and the I-V bench, run in ngspice."""
+import numpy as np
+
+from rramsim.circuits.testbenches import builtin_device
+from rramsim.cosim.characterize import iv_sweep
+from rramsim.devices import CompactModel
+
+
+def _switching_voltages(out):
+    v, i = out["v"], out["i"]
+    # chord conductance normalised by the sinh I-V shape: changes only when the state does
+    shape = np.where(np.abs(v) > 0.3, np.sinh(np.abs(v) / 0.25) / np.maximum(np.abs(v), 1e-9), np.nan)
+    state = np.log(np.abs(i) / np.maximum(np.abs(v), 1e-9) / shape)
+    step = np.diff(state)
+    half = len(v) // 2
+    set_idx = np.nanargmax(step[:half])             # fastest rise of G: first (positive) half
+    reset_idx = half + np.nanargmin(step[half:])    # fastest fall of G: second (negative) half
+    return v[set_idx], v[reset_idx], state
+
+
+def test_iv_sweep_shows_hysteresis_with_set_positive_reset_negative():
+    out = iv_sweep(builtin_device(CompactModel().params()), v_max=1.3)
+    v_set, v_reset, g = _switching_voltages(out)
+    assert 0.5 < v_set < 1.3, v_set
+    assert -1.3 < v_reset < -0.5, v_reset
+    # the two branches at +0.3 V differ by orders of magnitude (HRS up, LRS down)
+    v, i = out["v"], out["i"]
+    rising = np.flatnonzero((np.abs(v - 0.3) < 0.02) & (np.gradient(v) > 0))
+    falling = np.flatnonzero((np.abs(v - 0.3) < 0.02) & (np.gradient(v) < 0))
+    assert i[falling[0]] / i[rising[0]] > 50
+
+
+def test_1t1r_compliance_limits_set_current():
+    model = CompactModel()
+    one_r = iv_sweep(builtin_device(model.params(), "1R"), v_max=1.3)
+    one_t = iv_sweep(builtin_device(model.params(), "1T1R"), v_max=1.3)
+    assert one_t["i"].max() < 0.5 * one_r["i"].max()
+    assert one_t["i"].max() < 1e-3          # the transistor caps the SET current
+
+
+def test_state_stays_inside_its_bounds_under_extreme_stimulus():
+    # 3 V for microseconds would overflow an unclamped model; here G stays at the LRS bound
+    model = CompactModel()
+    out = iv_sweep(builtin_device(model.params()), v_max=3.0, period=2e-6)
+    assert np.all(np.isfinite(out["i"]))
+    g_max = model.window_conductance(0.2)[1]
+    v, i = out["v"], out["i"]
+    near = np.flatnonzero(np.abs(v - 0.2) < 0.01)
+    assert np.all(i[near] / v[near] < 1.05 * g_max)
