@@ -65,11 +65,11 @@ class CrossbarConfig:
     mapping: str = "differential"
     cells_per_weight: int = 4
     bits_per_cell: int = 2
-    weight_scaling: str = "layer"
+    weight_scaling: str = "column"
     dac_bits: int | None = 8
     bit_serial: bool = False
     adc_bits: int | None = 8
-    adc_range: float = 0.25
+    adc_range: float = 0.5
     read_voltage: float = 0.2
     wire_resistance: float = 1.0
     ir_drop: str = "off"

@@ -216,7 +216,7 @@ def test_state_dict_keeps_config_and_programming(table):
     buf = io.BytesIO()
     torch.save(a.state_dict(), buf)
     b = convert_to_analog(_net(), table, CrossbarConfig(), seed=0).eval()
-    b.load_state_dict(torch.load(io.BytesIO(buf.getvalue()), weights_only=False))
+    b.load_state_dict(torch.load(io.BytesIO(buf.getvalue()), weights_only=True))
     assert all(m.config == cfg for _, m in analog_layers(b))
     with torch.no_grad():
         assert torch.equal(b(x), y)
