@@ -1,0 +1,93 @@
+"""The rramsim command line, run as a user would (real ngspice, real files)."""
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from rramsim.cosim.cli import main
+from rramsim.devices import DeviceTable
+
+MYDEV = """* a user's two-terminal device: a threshold memristor with a state node
+.subckt mymem p n params: ron=10k roff=200k
+Cx x 0 1 ic=0
+Rx x 0 1e12
+Bx 0 x I=2e7*(V(p,n) > 0.9 ? V(p,n)-0.9 : (V(p,n) < -0.9 ? V(p,n)+0.9 : 0))*(V(p,n) > 0 ? 1-V(x) : V(x))
+Bm p n I=V(p,n)/(ron*min(max(V(x),0),1) + roff*(1-min(max(V(x),0),1)))
+.ends mymem
+"""
+
+
+def test_table_show_validate_and_plots(small_table_file, tmp_path, capsys):
+    assert main(["table", "show", str(small_table_file)]) == 0
+    out = capsys.readouterr().out
+    assert "3 levels x 6 devices" in out and "pytest small_table" in out
+    assert main(["table", "validate", str(small_table_file)]) == 0
+    for kind in ("iv", "levels", "writeverify"):
+        png = tmp_path / f"{kind}.png"
+        assert main(["plot", kind, str(small_table_file), "-o", str(png)]) == 0
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
+
+
+def test_validate_rejects_a_bad_file(tmp_path, capsys):
+    bad = tmp_path / "bad.h5"
+    bad.write_bytes(b"not hdf5 at all")
+    assert main(["table", "validate", str(bad)]) == 1
+    assert "not a readable HDF5" in capsys.readouterr().err
+
+
+def test_characterize_a_users_subcircuit_end_to_end(tmp_path):
+    netlist = tmp_path / "mydev.cir"
+    netlist.write_text(MYDEV)
+    out = tmp_path / "mine.h5"
+    proc = subprocess.run([sys.executable, "-m", "rramsim.cosim.cli", "characterize", "--netlist", str(netlist),
+                           "--subckt", "mymem", "--devices", "2", "--targets", "10u,40u", "--v-start", "1.0",
+                           "--v-max", "1.5", "--retention-time", "0", "--workers", "1", "-q", "-o", str(out)],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    table = DeviceTable.load(out)
+    assert table.model["name"] == "mymem" and ".subckt mymem" in table.model_netlist
+    assert table.converged.all()
+    assert np.all(np.abs(table.g_final - table.targets[:, None]) <= 0.05 * table.targets[:, None])
+    assert "--subckt mymem" in table.provenance["command"]
+    assert not table.has_retention
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--netlist", "NOFILE.cir", "--subckt", "x"], "does not exist"),
+    (["--netlist", "{dev}", "--subckt", "other"], "defines no subcircuit 'other'; it defines mymem"),
+    (["--netlist", "{three}", "--subckt", "tri"], "has 3 ports"),
+    (["--netlist", "{ctrl}", "--subckt", "mymem"], "'.control' is not allowed"),
+    (["--netlist", "{dev}"], "--netlist and --subckt go together"),
+    (["--netlist", "{dev}", "--subckt", "bad name;rm"], "--subckt must be a name"),
+])
+def test_user_netlist_errors_come_before_any_simulation(tmp_path, capsys, args, message):
+    files = {"dev": MYDEV, "three": ".subckt tri a b c\nR1 a b 1k\nR2 b c 1k\n.ends tri\n",
+             "ctrl": MYDEV + ".control\nshell touch /tmp/pwned\n.endc\n"}
+    for name, text in files.items():
+        (tmp_path / f"{name}.cir").write_text(text)
+    args = [a.format(**{n: str(tmp_path / f"{n}.cir") for n in files}) for a in args]
+    code = main(["characterize", *args, "-o", str(tmp_path / "x.h5"), "-q"])
+    assert code == 1
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "x.h5").exists()
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--targets", "10u:abc:4"], "not a number"),
+    (["--devices", "0"], "must be >= 1"),
+    (["--pulse-width", "nan"], "'nan' is not a number"),
+    (["--preset", "nope"], "invalid choice"),
+])
+def test_bad_arguments_are_refused_by_the_parser(tmp_path, capsys, args, message):
+    with pytest.raises(SystemExit) as err:
+        main(["characterize", *args, "-o", str(tmp_path / "x.h5")])
+    assert err.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_bad_scheme_values_are_clear_errors(tmp_path, capsys):
+    assert main(["characterize", "--tolerance", "2", "-o", str(tmp_path / "x.h5"), "-q"]) == 1
+    assert "tolerance" in capsys.readouterr().err
+    assert main(["characterize", "--devices", "2", "-o", str(tmp_path / "no" / "x.h5"), "-q"]) == 1
+    assert "does not exist" in capsys.readouterr().err
