@@ -246,8 +246,9 @@ class AnalogLayerMixin:
 
     # ------------------------------------------------------------------ forward core
     def _generator(self, device: torch.device) -> torch.Generator:
-        if self._noise_gen is None or self._noise_gen.device != device:
+        if self._noise_gen is None or self._noise_dev != str(device):
             self._noise_gen = torch.Generator(device=device).manual_seed(self.seed + 1)
+            self._noise_dev = str(device)
         return self._noise_gen
 
     def _ensure_programmed(self) -> None:

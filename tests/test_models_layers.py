@@ -251,6 +251,17 @@ def test_bad_inputs(table):
         convert_to_analog(nn.Linear(3, 2), table, seed=-1)
 
 
+def test_dtype_change_follows_the_model(table):
+    a = convert_to_analog(_net(), table, CrossbarConfig(tile_rows=16, tile_cols=8, read_noise="off"), seed=0).eval()
+    x = torch.randn(3, 2, 8, 8)
+    with torch.no_grad():
+        y = a(x)
+        a.double()
+        y64 = a(x.double())
+    assert y64.dtype == torch.float64
+    assert torch.allclose(y64.float(), y, rtol=1e-3, atol=1e-3)
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_cuda_follows_the_model(table):
     a = convert_to_analog(_net(), table, CrossbarConfig(tile_rows=16, tile_cols=8), seed=0).eval()
