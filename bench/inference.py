@@ -96,8 +96,8 @@ def main() -> None:
 
     # ---------------------------------------------------------------- 1. LeNet-5 no IR drop
     models = {"plain torch": plain}
-    for mode in ("per_read", "per_forward"):
-        models[f"analog, read noise {mode}"] = convert_to_analog(plain, table, CrossbarConfig(read_noise=mode),
+    for mode in ("per_forward", "per_read"):
+        models[f"analog, read noise {mode}" + (" (default)" if mode == "per_forward" else "")] = convert_to_analog(plain, table, CrossbarConfig(read_noise=mode),
                                                                   seed=1).eval()
     models["analog, nonlinear I-V (per_forward)"] = convert_to_analog(
         plain, table, CrossbarConfig(read_noise="per_forward", nonlinear_iv=True), seed=1).eval()

@@ -48,9 +48,11 @@ class CrossbarConfig:
         top of the cells the table says did not converge. ``drift_time`` (s after
         programming; 0 = none). Without a retention group in the table drift follows
         G(t) = G(t0) (t/t0)^-nu with ``drift_nu`` +- ``drift_nu_std`` and t0 = ``drift_t0``.
-        ``read_noise``: the table's read noise, ``"per_read"`` (an independent draw per
-        cell and per input vector, exact), ``"per_forward"`` (one draw per cell per forward
-        pass, shared by the batch: faster, same marginal statistics) or ``"off"``.
+        ``read_noise``: the table's read noise, drawn on every forward: ``"per_forward"``
+        (default: one draw per cell per forward pass, shared by the samples of the batch,
+        like a weight-noise model; same statistics per sample, ~2x cheaper) or
+        ``"per_read"`` (an independent draw per cell and per input vector, added as its
+        exact Gaussian sum at each output; the most faithful) or ``"off"``.
     System and cost
         ``n_crossbars`` available (``None``: as many as needed); ``cycle_time`` of one MVM
         cycle (s); ``dac_energy`` (J per 1-bit conversion, multi-bit scales with bits);
@@ -74,7 +76,7 @@ class CrossbarConfig:
     wire_resistance: float = 1.0
     ir_drop: str = "off"
     nonlinear_iv: bool = False
-    read_noise: str = "per_read"
+    read_noise: str = "per_forward"
     stuck_on: float = 0.0
     stuck_off: float = 0.0
     drift_time: float = 0.0

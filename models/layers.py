@@ -9,9 +9,10 @@ copy of them as conductances. What happens to an input, in order:
 2. Crossbar: rows are split into tiles of ``tile_rows``; each tile's columns give
    currents from the programmed conductances after drift, through the exact or
    approximate IR-drop transfer matrix if enabled, with the table's I-V nonlinearity if
-   enabled, plus read noise drawn on every forward (an independent Gaussian per cell and
-   read, added as its exact per-output sum). The mapping's planes combine (G+ - G-, or
-   minus the offset) before the ADC.
+   enabled, plus the table's read noise drawn on every forward (``read_noise``: one
+   draw per cell per forward, or an independent draw per cell and input vector added as
+   its exact Gaussian sum per output). The mapping's planes combine (G+ - G-, or minus
+   the offset) before the ADC.
 3. ADC: each tile column's signal is clipped to its full scale (``adc_range`` times its
    worst-case current) and quantized to ``adc_bits``.
 4. Digital: partial sums are shifted (bit slices, bit-serial cycles) and added across
