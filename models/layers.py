@@ -40,7 +40,7 @@ from rramsim.devices import DeviceTable
 from rramsim.models.config import CrossbarConfig
 from rramsim.models.irdrop import TileSolver, approx_transfer
 from rramsim.models.mapping import make_mapping
-from rramsim.models.periphery import dac_levels, input_scale
+from rramsim.models.periphery import adc_scaled_, dac_codes, input_scale
 from rramsim.models.programming import DevicePhysics, programming_latency
 
 EXTRA_STATE_VERSION = 1
@@ -268,15 +268,14 @@ class AnalogLayerMixin:
     def _analog(self, x: torch.Tensor) -> torch.Tensor:
         """The analog output for input ``x`` (call under ``torch.no_grad()``)."""
         c = self.config
-        xm = input_scale(x)
         V = c.read_voltage
         self._select_matrices()
         if c.dac_bits is None:
+            xm = input_scale(x)
             vq = x / xm
             y = self._digitize(vq * V)
         elif c.bit_serial:
-            n = dac_levels(x, c.dac_bits)
-            codes = torch.round(x * (n / xm))
+            codes, n, xm = dac_codes(x, c.dac_bits)
             mag, sign = codes.abs(), torch.sign(codes)
             y = None
             for k in range(c.dac_bits):
@@ -286,8 +285,7 @@ class AnalogLayerMixin:
             y = y / _expand(n.reshape(-1), y)
             vq = codes / n
         else:
-            n = dac_levels(x, c.dac_bits)
-            codes = torch.round(x * (n / xm))
+            codes, n, xm = dac_codes(x, c.dac_bits)
             y = self._digitize(codes * (V / n))
             vq = codes / n
         self.usage["vectors_per_sample"] = self._vectors_per_sample(x)
@@ -322,13 +320,8 @@ class AnalogLayerMixin:
             std = self._noise_var(volts * volts).clamp_min_(0).sqrt_()
             cur = cur.addcmul_(std, torch.randn(cur.shape, generator=self._generator(cur.device),
                                                 device=cur.device, dtype=cur.dtype))
-        if c.adc_bits is None:
-            cur = cur.mul_(self._col_scale.reshape(1, 1, -1, *extra))
-        else:
-            nq = float(max(2 ** (c.adc_bits - 1) - 1, 1))
-            inv_step = (nq / self._full_scale).reshape(1, *self._full_scale.shape, *extra)
-            step_scale = (self._full_scale / nq * self._col_scale).reshape(1, *self._full_scale.shape, *extra)
-            cur = cur.mul_(inv_step).clamp_(-nq, nq).round_().mul_(step_scale)
+        fs = self._full_scale.reshape(1, *self._full_scale.shape, *extra)
+        cur = adc_scaled_(cur, fs, c.adc_bits, self._col_scale.reshape(1, 1, -1, *extra))
         return cur[:, 0] if cur.shape[1] == 1 else cur.sum(1)
 
     # ------------------------------------------------------------------ forward

@@ -57,3 +57,21 @@ def adc(signal: torch.Tensor, full_scale: torch.Tensor, bits: int | None) -> tor
     if signal.requires_grad:
         return signal + (q - signal).detach()
     return q
+
+
+def dac_codes(x: torch.Tensor, bits: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Integer DAC codes of ``x`` (no gradient): ``(codes, levels, scale)`` with
+    ``x ~ codes / levels * scale`` (per-sample scale from :func:`input_scale`)."""
+    scale = input_scale(x)
+    levels = dac_levels(x, bits)
+    return torch.round(x * (levels / scale)), levels, scale
+
+
+def adc_scaled_(signal: torch.Tensor, full_scale: torch.Tensor, bits: int | None,
+                out_scale: torch.Tensor) -> torch.Tensor:
+    """In-place, no-gradient ADC for the forward pass: clip to +-``full_scale``, round to
+    ``bits`` and multiply by ``out_scale`` (the digital rescale), in four passes."""
+    if bits is None:
+        return signal.mul_(out_scale)
+    n = float(max(2 ** (bits - 1) - 1, 1))
+    return signal.mul_(n / full_scale).clamp_(-n, n).round_().mul_(full_scale / n * out_scale)
