@@ -35,8 +35,9 @@ def test_exact_solver_matches_ngspice(size, r):
     g, v = _random(size, size, seed=size)
     spice = _ngspice(g, v, r)
     ours = TileSolver(g, r).currents(v[:, None])[:, 0]
-    rel = np.abs(ours - spice) / np.abs(spice).max()
-    assert rel.max() < 5e-3
+    big = np.abs(spice) > 0.01 * np.abs(spice).max()
+    assert np.all(np.abs(ours - spice)[big] / np.abs(spice)[big] < 5e-3)       # each column within 0.5%
+    assert np.abs(ours - spice).max() / np.abs(spice).max() < 5e-3
     ideal = v @ g                                          # the wires matter at this size
     assert np.abs(ideal - spice).max() / np.abs(spice).max() > 5e-3
 
