@@ -43,8 +43,10 @@ def lenet5() -> nn.Module:
                              nn.Linear(400, 120), nn.ReLU(), nn.Linear(120, 84), nn.ReLU(), nn.Linear(84, 10))
 
 
-def load_table():
-    from rramsim.devices import TableError, load_default_table
+def load_table(path: str | None = None):
+    from rramsim.devices import DeviceTable, TableError, load_default_table
+    if path:
+        return DeviceTable.load(path), f"table {path}"
     try:
         return load_default_table(), "default table (devices/data/default.h5)"
     except (TableError, FileNotFoundError, OSError):
@@ -78,12 +80,13 @@ def timed(f, repeats: int = 1) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="fewer repeats")
+    ap.add_argument("--table", help="a DeviceTable HDF5 file (default: the shipped one, else a synthetic one)")
     args = ap.parse_args()
     reps = 7 if args.quick else 25
     torch.set_num_threads(1)
     from rramsim.models import CrossbarConfig, TileSolver, convert_to_analog, nodal_matrix
 
-    table, table_name = load_table()
+    table, table_name = load_table(args.table)
     print(f"rramsim inference benchmark ({table_name}); torch {torch.__version__}, 1 thread")
     torch.manual_seed(0)
     plain = lenet5().eval()

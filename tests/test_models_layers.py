@@ -272,3 +272,20 @@ def test_cuda_follows_the_model(table):
         y_gpu = a(x.cuda())
     assert y_gpu.device.type == "cuda"
     assert _rel(y_gpu.cpu(), y_cpu) < 0.1
+
+
+def test_real_characterized_table_end_to_end(request):
+    """The session's small real characterization (ngspice) drives a converted network."""
+    try:
+        real = request.getfixturevalue("small_table")
+    except pytest.FixtureLookupError:
+        pytest.skip("no small_table fixture in this checkout")
+    from rramsim.models import cost_report
+    a = convert_to_analog(_net(), real, CrossbarConfig(tile_rows=16, tile_cols=8), seed=0).eval()
+    x = torch.randn(2, 2, 8, 8)
+    with torch.no_grad():
+        y = a(x)
+        ref = _net().eval()(x)
+    assert torch.isfinite(y).all() and _rel(y, ref) < 0.5
+    rep = cost_report(a, x)
+    assert rep.program_energy > 0 and rep.energy > 0
