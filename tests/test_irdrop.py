@@ -102,3 +102,20 @@ def test_1t1r_deck_runs_and_limits_current():
     i_1r = _ngspice(g, v, 1.0)
     i_1t1r = _ngspice(g, v, 1.0, cell="1T1R")
     assert np.all(i_1t1r > 0) and np.all(i_1t1r < i_1r)
+
+
+def test_approximation_accuracy_at_32x32():
+    g, v = _random(32, 32, seed=8)
+    v = np.abs(v)
+    exact = TileSolver(g, 1.0).currents(v[:, None])[:, 0]
+    approx = v @ approx_transfer(torch.tensor(g), 1.0).numpy()
+    assert np.abs(approx - exact).max() / np.abs(exact).max() < 0.005
+    assert np.abs(v @ g - exact).max() / np.abs(exact).max() > 0.03      # while the ideal model is off
+
+
+@pytest.mark.slow
+def test_exact_solver_matches_ngspice_128():
+    g, v = _random(128, 128, seed=128)
+    spice = _ngspice(g, v, 1.0)
+    ours = TileSolver(g, 1.0).currents(v[:, None])[:, 0]
+    assert np.abs(ours - spice).max() / np.abs(spice).max() < 5e-3
