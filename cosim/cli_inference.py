@@ -158,6 +158,16 @@ def cmd_train(args: argparse.Namespace) -> int:
             model = build_network(network, num_classes=data.DATASETS[args.dataset].num_classes)
         extra: dict[str, Any] = {"epochs": args.epochs, "lr": args.lr, "seed": args.seed}
         show = not args.quiet
+
+        def save_epoch(epoch, trained, hist, analog=False):
+            # an interrupted run keeps its finished epochs in the output checkpoint
+            if analog:
+                _copy_float_weights(trained, model)
+            acc_e = hist.test_accuracy[-1] if hist.test_accuracy else None
+            save_checkpoint(args.output, model, network, dataset=args.dataset, accuracy=acc_e,
+                            command=_command_line(args),
+                            extra=dict(extra, epochs_done=epoch, finished=False))
+
         if args.hw_aware:
             table = _load_table(args.table) if (args.noise is None or args.table) else None
             analog = None
@@ -171,27 +181,33 @@ def cmd_train(args: argparse.Namespace) -> int:
             if analog is not None:
                 print("hardware-aware training through the converted crossbar layers",
                       file=sys.stderr)
-                hist = train(analog, train_loader, epochs=args.epochs, lr=args.lr,
-                             seed=args.seed, augment_shift=args.shift, progress=show)
-                _copy_float_weights(analog, model)
                 extra["hw_aware"] = "analog layers"
+                hist = train(analog, train_loader, epochs=args.epochs, lr=args.lr,
+                             seed=args.seed, augment_shift=args.shift, progress=show,
+                             on_epoch_end=lambda e, m, h: save_epoch(e, m, h, analog=True))
+                _copy_float_weights(analog, model)
             else:
                 noise = args.noise if args.noise is not None else noise_from_table(table)
                 print(f"hardware-aware training with relative weight noise {noise:.4f}",
                       file=sys.stderr)
+                extra["hw_aware"] = f"weight noise {noise:.6g}"
                 hist = train(model, train_loader, epochs=args.epochs, lr=args.lr,
                              seed=args.seed, weight_noise=noise, augment_shift=args.shift,
-                             test_loader=test_loader, progress=show)
-                extra["hw_aware"] = f"weight noise {noise:.6g}"
+                             test_loader=test_loader, progress=show, on_epoch_end=save_epoch)
         else:
             hist = train(model, train_loader, epochs=args.epochs, lr=args.lr, seed=args.seed,
-                         augment_shift=args.shift, test_loader=test_loader, progress=show)
+                         augment_shift=args.shift, test_loader=test_loader, progress=show,
+                         on_epoch_end=save_epoch)
         acc = evaluate(model, test_loader)
-        extra["train_seconds"] = round(hist.seconds, 1)
+        extra.update(train_seconds=round(hist.seconds, 1), epochs_done=args.epochs,
+                     finished=True)
         out = save_checkpoint(args.output, model, network, dataset=args.dataset, accuracy=acc,
                               command=_command_line(args), extra=extra)
     except (data.DatasetError, ValueError, FloatingPointError) as exc:
         return _err(str(exc))
+    except KeyboardInterrupt:
+        print(f"\ninterrupted; finished epochs (if any) are in {args.output}", file=sys.stderr)
+        return 130
     print(f"{network} on {args.dataset}: float test accuracy {100 * acc:.2f} % "
           f"({hist.seconds:.0f} s); saved {out}")
     return 0

@@ -26,7 +26,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import numpy as np
 import torch
@@ -148,6 +148,7 @@ def train(
     test_loader: Iterable | None = None,
     max_steps: int | None = None,
     progress: bool = True,
+    on_epoch_end: Callable[[int, nn.Module, "TrainResult"], None] | None = None,
 ) -> TrainResult:
     """Train ``model`` in place with Adam (and a OneCycle schedule by default).
 
@@ -155,6 +156,8 @@ def train(
     on a converted analog model leave it 0: its layers already inject the table's noise.
     ``augment_shift`` translates training images by up to that many pixels.
     ``max_steps`` stops early after that many optimizer steps (tests, quick runs).
+    ``on_epoch_end(epoch, model, result)`` runs after every finished epoch (e.g. to save a
+    checkpoint, so an interrupted run keeps its finished epochs).
     The loader's own generator fixes the data order; ``seed`` fixes the noise and shifts.
     """
     if int(epochs) <= 0:
@@ -240,6 +243,9 @@ def train(
                 tqdm.write(f"epoch {epoch + 1}/{epochs}: loss {result.loss[-1]:.4f}  "
                            f"train {result.train_accuracy[-1]:.4f}  test {acc:.4f}",
                            file=sys.stderr)
+        result.seconds = time.perf_counter() - t0
+        if on_epoch_end is not None:
+            on_epoch_end(epoch + 1, model, result)
         if step >= total:
             break
     result.seconds = time.perf_counter() - t0

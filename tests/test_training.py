@@ -103,6 +103,25 @@ def test_hardware_aware_noise_injection_keeps_clean_weights(mnist):
         train(m, tr, weight_noise=-1, progress=False)
 
 
+def test_epoch_callback_keeps_finished_epochs(mnist, tmp_path):
+    tr, te = _loaders(n_train=512)
+    torch.manual_seed(0)
+    m = build_network("lenet5")
+    seen = []
+
+    def on_epoch_end(epoch, model, hist):
+        seen.append((epoch, len(hist.loss), len(hist.test_accuracy)))
+        save_checkpoint(tmp_path / "e.pt", model, "lenet5", accuracy=hist.test_accuracy[-1])
+        if epoch == 2:
+            raise KeyboardInterrupt  # a user pressing Ctrl-C after the second epoch
+
+    with pytest.raises(KeyboardInterrupt):
+        train(m, tr, epochs=3, test_loader=te, progress=False, on_epoch_end=on_epoch_end)
+    assert seen == [(1, 1, 1), (2, 2, 2)]
+    saved, meta = load_checkpoint(tmp_path / "e.pt")
+    assert meta["accuracy"] == evaluate(saved, te) == evaluate(m, te)
+
+
 def test_train_and_evaluate_reject_bad_input(mnist):
     tr, _ = _loaders(n_train=64)
     m = build_network("lenet5")
@@ -212,6 +231,7 @@ def test_cli_train_writes_a_checkpoint(mnist, tmp_path, capsys):
     assert rc == 0
     model, meta = load_checkpoint(out)
     assert meta["extra"]["seed"] == 3 and 0.5 < meta["accuracy"] <= 1
+    assert meta["extra"]["finished"] is True and meta["extra"]["epochs_done"] == 1
     assert "--subset 4096" in meta["command"]
     assert "float test accuracy" in capsys.readouterr().out
 
