@@ -278,19 +278,22 @@ class AnalogLayerMixin:
             codes, n, xm = dac_codes(x, c.dac_bits)
             mag, sign = codes.abs(), torch.sign(codes)
             y = None
+            on = 0.0
             for k in range(c.dac_bits):
                 plane = sign * torch.remainder(torch.floor(mag / 2 ** k), 2)
                 part = self._digitize(plane * V).mul_(2 ** k)
                 y = part if y is None else y.add_(part)
+                if self.record_usage:
+                    on += float(plane.abs().mean()) / c.dac_bits
             y = y / _expand(n.reshape(-1), y)
-            vq = codes / n
+            vq = None                    # each cycle drives full-scale bits: mean v^2 = share of ones
         else:
             codes, n, xm = dac_codes(x, c.dac_bits)
             y = self._digitize(codes * (V / n))
             vq = codes / n
         self.usage["vectors_per_sample"] = self._vectors_per_sample(x)
         if self.record_usage:
-            self.usage["mean_v2"] = float((vq ** 2).mean())
+            self.usage["mean_v2"] = on if vq is None else float((vq ** 2).mean())
         S = self.mapping.n_slices
         if S > 1:
             y = y.reshape(y.shape[0], -1, S, *y.shape[2:]).sum(2)
