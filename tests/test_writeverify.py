@@ -35,7 +35,7 @@ def test_nominal_device_reaches_every_target_within_tolerance():
 
 def test_monte_carlo_spread_is_nonzero_and_grows_with_variability():
     none = _campaign(scale=0.0)
-    assert np.all(none.g_final.std(axis=1) == 0) and np.all(none.pulses.std(axis=1) == 0)
+    assert np.all(np.ptp(none.g_final, axis=1) <= 1e-12 * none.g_final.max()) and np.all(np.ptp(none.pulses, axis=1) == 0)
     small = _campaign(scale=0.3)
     large = _campaign(scale=2.0)
     spread_small = small.pulses.std() + small.g_final.std(axis=1).mean()
