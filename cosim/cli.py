@@ -143,13 +143,8 @@ def build_parser() -> argparse.ArgumentParser:
         k.add_argument("-o", "--output", required=True)
         k.set_defaults(func=cmd_plot, kind=kind)
 
-    try:
-        from rramsim.cosim import cli_inference
-    except ImportError:
-        cli_inference = None
-    if cli_inference is not None:
-        cli_inference.add_commands(sub, plsub) if cli_inference.add_commands.__code__.co_argcount > 1 \
-            else cli_inference.add_commands(sub)
+    from rramsim.cosim import cli_inference     # data, train, evaluate, plot accuracy
+    cli_inference.add_commands(sub)
     return p
 
 
