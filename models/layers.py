@@ -270,10 +270,11 @@ class AnalogLayerMixin:
         c = self.config
         V = c.read_voltage
         self._select_matrices()
+        vq = None
         if c.dac_bits is None:
             xm = input_scale(x)
             vq = x / xm
-            y = self._digitize(vq * V)
+            y = self._digitize(vq * V, xm)
         elif c.bit_serial:
             codes, n, xm = dac_codes(x, c.dac_bits)
             mag, sign = codes.abs(), torch.sign(codes)
@@ -281,23 +282,22 @@ class AnalogLayerMixin:
             on = 0.0
             for k in range(c.dac_bits):
                 plane = sign * torch.remainder(torch.floor(mag / 2 ** k), 2)
-                part = self._digitize(plane * V).mul_(2 ** k)
+                part = self._digitize(plane * V, xm * (2 ** k) / n)
                 y = part if y is None else y.add_(part)
                 if self.record_usage:
                     on += float(plane.abs().mean()) / c.dac_bits
-            y = y / _expand(n.reshape(-1), y)
-            vq = None                    # each cycle drives full-scale bits: mean v^2 = share of ones
         else:
             codes, n, xm = dac_codes(x, c.dac_bits)
-            y = self._digitize(codes * (V / n))
-            vq = codes / n
+            y = self._digitize(codes.mul_(V / n), xm)
+            if self.record_usage:
+                vq = codes / V
         self.usage["vectors_per_sample"] = self._vectors_per_sample(x)
-        if self.record_usage:
+        if self.record_usage:       # bit-serial cycles drive full-scale bits: mean v^2 = share of ones
             self.usage["mean_v2"] = on if vq is None else float((vq ** 2).mean())
         S = self.mapping.n_slices
         if S > 1:
             y = y.reshape(y.shape[0], -1, S, *y.shape[2:]).sum(2)
-        return y.mul_(_expand(xm.reshape(-1), y))
+        return y
 
     def _select_matrices(self) -> None:
         """The matrices of this forward: the compiled ones, or with ``read_noise="per_forward"``
@@ -313,9 +313,9 @@ class AnalogLayerMixin:
     def _after_select(self) -> None:
         """Hook: the conv layer rebuilds its kernels when the matrices changed."""
 
-    def _digitize(self, volts: torch.Tensor) -> torch.Tensor:
-        """Tile currents -> noise -> ADC -> scaled to weight units, summed over tiles:
-        [B, out*S, ...]."""
+    def _digitize(self, volts: torch.Tensor, sample_scale: torch.Tensor) -> torch.Tensor:
+        """Tile currents -> noise -> ADC -> scaled to weight units (times the per-sample
+        input scale [B, 1, ...]), summed over tiles: [B, out*S, ...]."""
         c = self.config
         cur = self._currents(volts)                                      # [B, tiles, out*S, ...]
         extra = [1] * (cur.dim() - 3)
@@ -324,7 +324,8 @@ class AnalogLayerMixin:
             cur = cur.addcmul_(std, torch.randn(cur.shape, generator=self._generator(cur.device),
                                                 device=cur.device, dtype=cur.dtype))
         fs = self._full_scale.reshape(1, *self._full_scale.shape, *extra)
-        cur = adc_scaled_(cur, fs, c.adc_bits, self._col_scale.reshape(1, 1, -1, *extra))
+        out_scale = self._col_scale.reshape(1, 1, -1, *extra) * sample_scale.reshape(-1, *([1] * (cur.dim() - 1)))
+        cur = adc_scaled_(cur, fs, c.adc_bits, out_scale)
         return cur[:, 0] if cur.shape[1] == 1 else cur.sum(1)
 
     # ------------------------------------------------------------------ forward

@@ -17,7 +17,7 @@ def round_ste(x: torch.Tensor) -> torch.Tensor:
 def input_scale(x: torch.Tensor) -> torch.Tensor:
     """Per-sample full scale ``max|x|`` (shape [B, 1, ...]); 1 where a sample is all zero."""
     flat = x.detach().reshape(x.shape[0], -1)
-    m = flat.abs().amax(dim=1)
+    m = torch.maximum(flat.amax(dim=1), -flat.amin(dim=1))
     m = torch.where(m > 0, m, torch.ones_like(m))
     return m.view(-1, *([1] * (x.dim() - 1)))
 
@@ -26,7 +26,7 @@ def dac_levels(x: torch.Tensor, bits: int) -> torch.Tensor:
     """Number of positive DAC codes per sample: 2^bits - 1 for non-negative samples,
     2^(bits-1) - 1 for samples with negative entries (a sign bit), at least 1."""
     flat = x.detach().reshape(x.shape[0], -1)
-    signed = (flat < 0).any(dim=1)
+    signed = flat.amin(dim=1) < 0
     unsigned_n = float(2 ** bits - 1)
     signed_n = float(max(2 ** (bits - 1) - 1, 1))
     n = torch.where(signed, torch.full_like(flat[:, 0], signed_n), torch.full_like(flat[:, 0], unsigned_n))
@@ -61,9 +61,16 @@ def adc(signal: torch.Tensor, full_scale: torch.Tensor, bits: int | None) -> tor
 
 def dac_codes(x: torch.Tensor, bits: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Integer DAC codes of ``x`` (no gradient): ``(codes, levels, scale)`` with
-    ``x ~ codes / levels * scale`` (per-sample scale from :func:`input_scale`)."""
-    scale = input_scale(x)
-    levels = dac_levels(x, bits)
+    ``x ~ codes / levels * scale``; ``scale`` is the per-sample max|x| (1 for an all-zero
+    sample) and ``levels`` as in :func:`dac_levels`. One pass to find both per sample."""
+    flat = x.detach().reshape(x.shape[0], -1)
+    lo, hi = flat.amin(dim=1), flat.amax(dim=1)          # (faster than aminmax here)
+    scale = torch.maximum(hi, -lo)
+    scale = torch.where(scale > 0, scale, torch.ones_like(scale))
+    levels = torch.where(lo < 0, torch.full_like(lo, float(max(2 ** (bits - 1) - 1, 1))),
+                         torch.full_like(lo, float(2 ** bits - 1)))
+    view = (-1, *([1] * (x.dim() - 1)))
+    levels, scale = levels.view(view), scale.view(view)
     return torch.round(x * (levels / scale)), levels, scale
 
 
