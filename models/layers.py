@@ -419,11 +419,10 @@ class AnalogLinear(AnalogLayerMixin, nn.Linear):
             return _exact_nonlinear(self, volts).transpose(0, 1)
         mats = self._active
         vp = self._rows(volts)                                           # [tiles, B, R]
-        cur = torch.bmm(vp, mats[0])
-        if len(mats) > 1:
+        if len(mats) > 1:                       # polynomial I-V: [v, v^2, v^3] @ [M1; M2; M3]
             sq = vp * vp
-            cur = cur + torch.bmm(sq, mats[1]) + torch.bmm(sq * vp, mats[2])
-        return cur.transpose(0, 1)
+            return torch.bmm(torch.cat([vp, sq, sq * vp], dim=2), torch.cat(mats, dim=1)).transpose(0, 1)
+        return torch.bmm(vp, mats[0]).transpose(0, 1)
 
     def _noise_var(self, v2: torch.Tensor) -> torch.Tensor:
         return torch.bmm(self._rows(v2), self._noise_mat).transpose(0, 1)
@@ -482,13 +481,20 @@ class AnalogConv2d(AnalogLayerMixin, nn.Conv2d):
 
     def _after_compile(self) -> None:
         # Kernels per row tile: tile t's kernel holds only the rows (in, kh, kw) of tile t.
-        self._kernels = [self._tile_kernels(m) for m in self._mats]
+        self._kernels = self._fused_kernels(self._mats)
         self._noise_kernel = self._tile_kernels(self._noise_mat)
         self._active_kernels = self._kernels
 
     def _after_select(self) -> None:
         self._active_kernels = (self._kernels if self._active is self._mats
-                                else [self._tile_kernels(m) for m in self._active])
+                                else self._fused_kernels(self._active))
+
+    def _fused_kernels(self, mats: list) -> list[tuple[int, int, torch.Tensor]]:
+        """Per tile (c0, c1, kernel); with the polynomial I-V the kernels of v, v^2 and v^3
+        are stacked along the input channels so one convolution does all three."""
+        per_mat = [self._tile_kernels(m) for m in mats]
+        return [(c0, c1, torch.cat([pm[t][2] for pm in per_mat], dim=1) if len(per_mat) > 1 else k)
+                for t, (c0, c1, k) in enumerate(per_mat[0])]
 
     def _tile_kernels(self, mat: torch.Tensor) -> list[tuple[int, int, torch.Tensor]]:
         """Per row tile: the input channels its rows touch and its kernel on those channels
@@ -505,9 +511,14 @@ class AnalogConv2d(AnalogLayerMixin, nn.Conv2d):
             out.append((c0, c1, kernel))
         return out
 
-    def _conv(self, v: torch.Tensor, kernels: list) -> torch.Tensor:
-        ys = [F.conv2d(v if (c0 == 0 and c1 == v.shape[1]) else v[:, c0:c1], k, None, self.stride,
-                       self.padding, self.dilation) for c0, c1, k in kernels]
+    def _conv(self, v: torch.Tensor, kernels: list, powers: int = 1) -> torch.Tensor:
+        ys = []
+        for c0, c1, k in kernels:
+            vt = v if (c0 == 0 and c1 == v.shape[1]) else v[:, c0:c1]
+            if powers > 1:
+                sq = vt * vt
+                vt = torch.cat([vt, sq, sq * vt], dim=1)
+            ys.append(F.conv2d(vt, k, None, self.stride, self.padding, self.dilation))
         return ys[0].unsqueeze(1) if len(ys) == 1 else torch.stack(ys, dim=1)
 
     def _currents(self, volts: torch.Tensor) -> torch.Tensor:
@@ -518,12 +529,7 @@ class AnalogConv2d(AnalogLayerMixin, nn.Conv2d):
             cur = _exact_nonlinear(self, patches.transpose(1, 2).reshape(B * L, -1))    # [tiles, B*L, cols]
             H, W = self._out_hw(volts)
             return cur.reshape(cur.shape[0], B, H, W, -1).permute(1, 0, 4, 2, 3)
-        k = self._active_kernels
-        cur = self._conv(volts, k[0])
-        if len(k) > 1:
-            sq = volts * volts
-            cur = cur + self._conv(sq, k[1]) + self._conv(sq * volts, k[2])
-        return cur
+        return self._conv(volts, self._active_kernels, powers=len(self._active))
 
     def _noise_var(self, v2: torch.Tensor) -> torch.Tensor:
         return self._conv(v2, self._noise_kernel)

@@ -289,3 +289,24 @@ def test_real_characterized_table_end_to_end(request):
     assert torch.isfinite(y).all() and _rel(y, ref) < 0.5
     rep = cost_report(a, x)
     assert rep.program_energy > 0 and rep.energy > 0
+
+
+def test_polynomial_iv_agrees_with_the_exact_nonlinear_solver(table):
+    """Without wires the exact solver's nonlinear cells and the fast polynomial path agree,
+    for the linear and the convolution layer (each input sample is scaled to full voltage
+    by the DAC, so the I-V's curvature matters)."""
+    torch.manual_seed(6)
+    conv = nn.Conv2d(2, 3, 3)
+    lin = nn.Linear(18, 3)
+    kw = dict(nonlinear_iv=True, tile_rows=8, tile_cols=6, **IDEAL)
+    fast = CrossbarConfig(**kw)
+    exact = CrossbarConfig(ir_drop="exact", wire_resistance=1e-7, **kw)
+    ohm = CrossbarConfig(tile_rows=8, tile_cols=6, **IDEAL)
+    x = torch.rand(2, 2, 5, 5)
+    v = torch.rand(7, 18)
+    with torch.no_grad():
+        y = {name: (AnalogConv2d.from_conv(conv, table, cfg, seed=2)(x), AnalogLinear.from_linear(lin, table, cfg, seed=2)(v))
+             for name, cfg in (("fast", fast), ("exact", exact), ("ohm", ohm))}
+    for k in (0, 1):
+        assert _rel(y["fast"][k], y["exact"][k]) < 1e-4
+        assert _rel(y["fast"][k], y["ohm"][k]) > 1e-3                # the I-V does change the result
