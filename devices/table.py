@@ -240,6 +240,9 @@ class DeviceTable:
                         g = f.create_group(group)
                         for n in names:
                             _array(g, n, getattr(self, f"{group}_{n}"))
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(tmp, 0o666 & ~umask)          # mkstemp makes 0600; give the usual mode
             os.replace(tmp, path)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
