@@ -111,3 +111,12 @@ def test_layer_programming_cost_sums_the_cells(table):
     again = layer.program(seed=3)
     assert again["energy"] == st["energy"] and again["stuck"] == st["stuck"]
     assert layer.program(seed=4)["energy"] != st["energy"]
+
+
+def test_table_without_usable_iv_data_is_refused_when_needed():
+    t = synthetic_table(retention=False)
+    t.iv_v = np.array([0.0, 0.2])
+    t.iv_current = t.targets[:, None] * t.iv_v[None, :]
+    with pytest.raises(ValueError, match="/iv"):
+        AnalogLinear(4, 2, t, CrossbarConfig(nonlinear_iv=True))
+    AnalogLinear(4, 2, t, CrossbarConfig(nonlinear_iv=False)).program()   # linear cells do not need it
