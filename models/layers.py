@@ -330,6 +330,10 @@ class AnalogLayerMixin:
 
     # ------------------------------------------------------------------ forward
     def _forward_analog(self, x: torch.Tensor, float_fn) -> torch.Tensor:
+        if x.shape[0] == 0:
+            return float_fn(x)                   # an empty batch: nothing to convert
+        if not torch.is_floating_point(x):
+            raise ValueError(f"{type(self).__name__} expects floating-point inputs, got {x.dtype}")
         if self.training and torch.is_grad_enabled():
             with torch.no_grad():
                 y_analog = self._analog_training(x)
