@@ -179,7 +179,7 @@ def main() -> None:
     out("Nonlinear I-V (table's I-V, cubic fit per level):")
     out(f"  exact IR drop, one 128x128 tile, 256 vectors: {t_nl:.2f} s ({iters} fixed-point iterations "
         f"on the one factorization), against {t_mm * 1e3:.3f} ms for linear cells")
-    out("  without IR drop: 'analog, nonlinear I-V' above (three matmuls per tile instead of one)")
+    out("  without IR drop: 'analog, nonlinear I-V' above (one matmul per tile on [v, v^2, v^3], 3x the rows)")
 
     results = ROOT / "bench" / "RESULTS.md"
     write_section(results, "Inference", lines)
