@@ -10,11 +10,16 @@ which worker ran what or in what order.
 """
 from __future__ import annotations
 
+import hashlib
 import multiprocessing
 import os
+import pickle
+import shutil
+import tempfile
 from collections.abc import Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -73,29 +78,44 @@ def default_executor(workers: int | None = None) -> ProcessPoolExecutor:
 
 def run_campaign(device: Device, cell_params: Sequence, targets: np.ndarray, scheme: WriteVerifyScheme,
                  seed: int, batch_size: int = 40, executor: Executor | None = None, workers: int | None = None,
-                 progress: bool = True) -> CampaignResult:
-    """Program every device to every target; batches run on ``executor`` (default: processes)."""
+                 progress: bool = True, checkpoint: str | os.PathLike | None = None,
+                 resume: bool = False) -> CampaignResult:
+    """Program every device to every target; batches run on ``executor`` (default: processes).
+
+    With ``checkpoint`` (a folder), every finished batch is written there durably as it
+    arrives, so a crash or ``kill -9`` loses at most the batches in flight; ``resume=True``
+    takes the finished batches from there and computes only the rest (the result is
+    identical to an uninterrupted run).
+    """
     targets = np.asarray(targets, dtype=float)
     if targets.ndim != 1 or targets.size < 1 or np.any(np.diff(targets) <= 0) or np.any(targets <= 0):
         raise ValueError("targets must be positive and strictly increasing")
     if len(cell_params) < 1:
         raise ValueError("a campaign needs at least one device")
     batches = make_batches(device, cell_params, targets, scheme, seed, batch_size)
-    results: dict[int, BatchResult] = {}
-    own = executor is None and (workers or 2) > 1 and len(batches) > 1
-    bar = tqdm(total=len(cell_params), unit="device", desc="write-verify", disable=not progress)
+    store = BatchStore(checkpoint, fingerprint(batches), resume) if checkpoint is not None else None
+    results: dict[int, BatchResult] = store.load() if store else {}
+    todo = [spec for spec in batches if spec.index not in results]
+
+    def finished(res: BatchResult) -> None:
+        results[res.index] = res
+        if store:
+            store.save(res)
+
+    own = executor is None and (workers or 2) > 1 and len(todo) > 1
+    bar = tqdm(total=len(cell_params), unit="device", desc="write-verify", disable=not progress,
+               initial=sum(len(b.cell_params) for b in batches if b.index in results))
     try:
         if executor is None and not own:
-            for spec in batches:
-                results[spec.index] = run_batch(spec)
+            for spec in todo:
+                finished(run_batch(spec))
                 bar.update(len(spec.cell_params))
         else:
             pool = default_executor(workers) if own else executor
             try:
-                futures = {pool.submit(run_batch, spec): spec for spec in batches}
+                futures = {pool.submit(run_batch, spec): spec for spec in todo}
                 for fut in as_completed(futures):
-                    res = fut.result()
-                    results[res.index] = res
+                    finished(fut.result())
                     bar.update(len(futures[fut].cell_params))
             finally:
                 if own:
@@ -103,6 +123,69 @@ def run_campaign(device: Device, cell_params: Sequence, targets: np.ndarray, sch
     finally:
         bar.close()
     return merge(results, targets, cell_params)
+
+
+def fingerprint(batches: Sequence[BatchSpec]) -> str:
+    """A digest of everything that determines a campaign's results."""
+    h = hashlib.sha256()
+    for b in batches:
+        h.update(pickle.dumps((b.index, b.device, b.cell_params, np.asarray(b.targets).tobytes(), b.scheme, b.seeds)))
+    return h.hexdigest()
+
+
+class BatchStore:
+    """Finished batches of one campaign, one file each, written atomically in ``folder``."""
+
+    def __init__(self, folder: str | os.PathLike, digest: str, resume: bool) -> None:
+        self.folder = Path(folder)
+        self.digest = digest
+        stamp = self.folder / "campaign.sha256"
+        if self.folder.exists() and any(self.folder.glob("batch-*.pkl")):
+            if not resume:
+                raise ValueError(f"{self.folder} holds finished batches of an interrupted campaign: pass "
+                                 "--resume to continue it, or delete the folder to start again")
+            if not stamp.is_file() or stamp.read_text().strip() != digest:
+                raise ValueError(f"{self.folder} belongs to a different campaign (other devices, seed, targets, "
+                                 "scheme or batch size); delete it or rerun with the original settings")
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            _atomic_write(stamp, digest.encode())
+        except OSError as exc:
+            raise ValueError(f"cannot write campaign checkpoints in {self.folder}: {exc.strerror or exc}") from None
+
+    def load(self) -> dict[int, BatchResult]:
+        out = {}
+        for path in sorted(self.folder.glob("batch-*.pkl")):
+            try:
+                with open(path, "rb") as f:
+                    res = pickle.load(f)
+            except Exception:          # a torn file cannot be: writes are atomic; skip anything odd
+                continue
+            out[res.index] = res
+        return out
+
+    def save(self, res: BatchResult) -> None:
+        try:
+            _atomic_write(self.folder / f"batch-{res.index:06d}.pkl", pickle.dumps(res))
+        except OSError as exc:
+            raise ValueError(f"cannot save finished batch {res.index} in {self.folder}: "
+                             f"{exc.strerror or exc} (the batches saved so far are kept)") from None
+
+    def remove(self) -> None:
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def merge(results: dict[int, BatchResult], targets: np.ndarray, cell_params: Sequence) -> CampaignResult:

@@ -66,12 +66,18 @@ class Characterization:
 
 
 def characterize(spec: Characterization, executor: Executor | None = None, workers: int | None = None,
-                 progress: bool = True, command: str | None = None) -> DeviceTable:
-    """Run every bench of ``spec`` and fit the table."""
+                 progress: bool = True, command: str | None = None, checkpoint=None,
+                 resume: bool = False) -> DeviceTable:
+    """Run every bench of ``spec`` and fit the table.
+
+    ``checkpoint``: a folder where finished write-verify batches are kept as they arrive
+    (see :func:`run_campaign`); ``resume`` continues from it.
+    """
     started = _time.time()
     cells = device_params(spec.model, spec.variability, spec.n_devices, spec.seed, spec.scheme)
     campaign = run_campaign(spec.device, cells, spec.targets, spec.scheme, spec.seed, spec.batch_size,
-                            executor=executor, workers=workers, progress=progress)
+                            executor=executor, workers=workers, progress=progress, checkpoint=checkpoint,
+                            resume=resume)
     read_g, read_sigma, iv_v, iv_current = replay_levels(spec)
     retention = measure_retention(spec) if spec.model is not None and spec.retention_time > 0 else None
     sweep = iv_sweep(spec.device, spec.sweep_voltage, params=nominal_params(spec))

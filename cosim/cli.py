@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import shlex
+import shutil
 import sys
 from pathlib import Path
 
@@ -63,9 +64,12 @@ def cmd_characterize(args) -> int:
     spec = Characterization(device=device, model=model, variability=variability, scheme=scheme,
                             targets=args.targets, n_devices=args.devices, seed=args.seed,
                             batch_size=args.batch_size, retention_time=args.retention_time)
-    command = "rramsim " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-    table = characterize(spec, workers=args.workers, progress=not args.quiet, command=command)
+    command = "rramsim " + " ".join(shlex.quote(a) for a in args.argv)
+    parts = out.with_name(out.name + ".parts")     # finished batches, kept until the table is written
+    table = characterize(spec, workers=args.workers, progress=not args.quiet, command=command,
+                         checkpoint=parts, resume=args.resume)
     table.save(out)
+    shutil.rmtree(parts, ignore_errors=True)
     print(table.summary())
     print(f"wrote {out}")
     return 0
@@ -122,6 +126,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--batch-size", type=_positive_int, default=40, help="cells per transient")
     c.add_argument("--workers", type=_positive_int, default=2, help="worker processes")
     c.add_argument("-o", "--output", required=True, help="output HDF5 file")
+    c.add_argument("--resume", action="store_true",
+                   help="continue an interrupted campaign from OUTPUT.parts/ (finished batches are kept there)")
     c.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     c.set_defaults(func=cmd_characterize)
 
@@ -150,7 +156,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = parser.parse_args(argv)
+    args.argv = argv
     from rramsim.cosim.ngspice import SimulationError
     from rramsim.devices import TableError
     try:

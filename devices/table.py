@@ -209,7 +209,10 @@ class DeviceTable:
         folder = path.parent if str(path.parent) else Path(".")
         if not folder.is_dir():
             raise TableError(f"cannot write {path}: folder {folder} does not exist")
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
+        try:
+            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
+        except OSError as exc:
+            raise TableError(f"cannot write {path}: {exc.strerror or exc}; nothing was changed") from None
         os.close(fd)
         try:
             with h5py.File(tmp, "w") as f:
@@ -244,6 +247,11 @@ class DeviceTable:
             os.umask(umask)
             os.chmod(tmp, 0o666 & ~umask)          # mkstemp makes 0600; give the usual mode
             os.replace(tmp, path)
+        except OSError as exc:
+            Path(tmp).unlink(missing_ok=True)
+            reason = exc.strerror or str(exc)
+            raise TableError(f"cannot write {path}: {reason} (disk full or read-only?); "
+                             + ("the earlier file is untouched" if path.exists() else "no file was written")) from None
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
