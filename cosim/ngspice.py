@@ -68,6 +68,7 @@ class Session:
             raise SimulationError("(session)", f"cannot load libngspice ({exc}); run `make setup` "
                                   "or install libngspice0-dev, or set NGSPICE_LIBRARY_PATH") from None
         self._lib = self._ng._ngspice_shared
+        self._commands = 0
         self.command("set num_threads=1")
         self.version = self._read_version()
         self.runs = 0
@@ -92,6 +93,9 @@ class Session:
 
     def command(self, cmd: str) -> list[str]:
         """Send one control command; returns the lines ngspice printed for it."""
+        self._commands += 1
+        if self._commands % 1000 == 0:      # ngspice keeps every command in its history: free it
+            self._lib.ngSpice_Command(self._ffi.NULL)
         self._ng.clear_output()
         self._lib.ngSpice_Command(cmd.encode("ascii"))
         return self.output()

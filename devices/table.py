@@ -84,7 +84,11 @@ class DeviceTable:
                 setattr(self, name, np.asarray(value, dtype=np.float64))
         if self.trace_length is not None:
             self.trace_length = np.asarray(self.trace_length, dtype=np.int32)
-        self.pulses = np.asarray(self.pulses, dtype=np.int32)
+        pulses = np.asarray(self.pulses)
+        if pulses.dtype.kind not in "iub" and not (pulses.dtype.kind == "f" and np.all(np.isfinite(pulses))
+                                                   and np.all(pulses == np.round(pulses))):
+            raise TableError(f"/programming/pulses must hold whole pulse counts, got dtype {pulses.dtype}")
+        self.pulses = pulses.astype(np.int32)
         self.converged = np.asarray(self.converged, dtype=bool)
         self.validate()
 
