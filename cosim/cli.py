@@ -66,8 +66,22 @@ def cmd_characterize(args) -> int:
                             batch_size=args.batch_size, retention_time=args.retention_time)
     command = "rramsim " + " ".join(shlex.quote(a) for a in args.argv)
     parts = out.with_name(out.name + ".parts")     # finished batches, kept until the table is written
-    table = characterize(spec, workers=args.workers, progress=not args.quiet, command=command,
-                         checkpoint=parts, resume=args.resume)
+    client = None
+    if args.scheduler:
+        try:
+            from dask.distributed import Client
+        except ImportError:
+            raise ValueError("--scheduler needs dask.distributed: pip install 'rramsim[dask]'") from None
+        try:
+            client = Client(args.scheduler, timeout=30)
+        except (OSError, TimeoutError) as exc:
+            raise ValueError(f"cannot reach the Dask scheduler at {args.scheduler}: {exc}") from None
+    try:
+        table = characterize(spec, executor=client.get_executor() if client else None, workers=args.workers,
+                             progress=not args.quiet, command=command, checkpoint=parts, resume=args.resume)
+    finally:
+        if client is not None:
+            client.close()
     table.save(out)
     shutil.rmtree(parts, ignore_errors=True)
     print(table.summary())
@@ -125,6 +139,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--retention-time", type=_number, default=1e5, help="s; 0 skips retention")
     c.add_argument("--batch-size", type=_positive_int, default=40, help="cells per transient")
     c.add_argument("--workers", type=_positive_int, default=2, help="worker processes")
+    c.add_argument("--scheduler", metavar="ADDRESS",
+                   help="run the batches on a Dask cluster (e.g. tcp://host:8786) instead of local processes")
     c.add_argument("-o", "--output", required=True, help="output HDF5 file")
     c.add_argument("--resume", action="store_true",
                    help="continue an interrupted campaign from OUTPUT.parts/ (finished batches are kept there)")
