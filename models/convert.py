@@ -14,7 +14,7 @@ from torch import nn
 
 from rramsim.devices import DeviceTable
 from rramsim.models.config import CrossbarConfig
-from rramsim.models.layers import AnalogConv2d, AnalogLayerMixin, AnalogLinear
+from rramsim.models.layers import AnalogConv2d, AnalogLayerMixin, AnalogLinear, checked_inputs
 
 
 def analog_layers(model: nn.Module) -> list[tuple[str, AnalogLayerMixin]]:
@@ -38,12 +38,7 @@ def convert_to_analog(model: nn.Module, table: DeviceTable, config: CrossbarConf
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"convert_to_analog expects a torch.nn.Module, got {type(model).__name__}")
-    if not isinstance(table, DeviceTable):
-        raise TypeError(f"table must be a rramsim.devices.DeviceTable, got {type(table).__name__}")
-    config = CrossbarConfig() if config is None else config
-    if not isinstance(config, CrossbarConfig):
-        raise TypeError(f"config must be a CrossbarConfig, got {type(config).__name__}")
-    config.validate()
+    config = checked_inputs(table, config)
     if not inplace:
         model = copy.deepcopy(model)
     if isinstance(model, (nn.Linear, nn.Conv2d)) and not isinstance(model, AnalogLayerMixin):

@@ -46,17 +46,34 @@ from rramsim.models.programming import DevicePhysics, programming_latency
 EXTRA_STATE_VERSION = 1
 
 
+def checked_inputs(table: DeviceTable, config: CrossbarConfig | None) -> CrossbarConfig:
+    """The validated config (default if None), after checking both argument types."""
+    if not isinstance(table, DeviceTable):
+        raise TypeError(f"table must be a rramsim.devices.DeviceTable, got {type(table).__name__}")
+    config = CrossbarConfig() if config is None else config
+    if not isinstance(config, CrossbarConfig):
+        raise TypeError(f"config must be a CrossbarConfig, got {type(config).__name__}")
+    config.validate()
+    return config
+
+
 class AnalogLayerMixin:
     """Everything the two analog layers share; the subclasses supply the MVM itself."""
 
     # ------------------------------------------------------------------ set-up
+    def _copy_from(self, module: nn.Module, program: bool):
+        """Take ``module``'s float weights (and bias), then program unless told not to."""
+        with torch.no_grad():
+            self.weight.copy_(module.weight)
+            if module.bias is not None:
+                self.bias.copy_(module.bias)
+        self.weight.requires_grad_(module.weight.requires_grad)
+        if program:
+            self.program()
+        return self
+
     def _init_analog(self, table: DeviceTable, config: CrossbarConfig | None, seed: int) -> None:
-        if not isinstance(table, DeviceTable):
-            raise TypeError(f"table must be a rramsim.devices.DeviceTable, got {type(table).__name__}")
-        config = CrossbarConfig() if config is None else config
-        if not isinstance(config, CrossbarConfig):
-            raise TypeError(f"config must be a CrossbarConfig, got {type(config).__name__}")
-        config.validate()
+        config = checked_inputs(table, config)
         self.table = table
         self.config = config
         self.seed = _check_seed(seed)
@@ -400,14 +417,7 @@ class AnalogLinear(AnalogLayerMixin, nn.Linear):
         """An analog copy of ``module`` (same weights, device and dtype), programmed."""
         layer = cls(module.in_features, module.out_features, table, config, bias=module.bias is not None,
                     seed=seed, device=module.weight.device, dtype=module.weight.dtype)
-        with torch.no_grad():
-            layer.weight.copy_(module.weight)
-            if module.bias is not None:
-                layer.bias.copy_(module.bias)
-        layer.weight.requires_grad_(module.weight.requires_grad)
-        if program:
-            layer.program()
-        return layer
+        return layer._copy_from(module, program)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() < 1 or x.shape[-1] != self.in_features:
@@ -467,14 +477,7 @@ class AnalogConv2d(AnalogLayerMixin, nn.Conv2d):
                     stride=module.stride, padding=module.padding, dilation=module.dilation,
                     bias=module.bias is not None, seed=seed, device=module.weight.device,
                     dtype=module.weight.dtype)
-        with torch.no_grad():
-            layer.weight.copy_(module.weight)
-            if module.bias is not None:
-                layer.bias.copy_(module.bias)
-        layer.weight.requires_grad_(module.weight.requires_grad)
-        if program:
-            layer.program()
-        return layer
+        return layer._copy_from(module, program)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() != 4 or x.shape[1] != self.in_channels:
