@@ -43,7 +43,7 @@ def plain_loop(device, cells, targets, scheme, seed):
                 z = rng.standard_normal()
                 deck = (deck.replace("Vk0 k0 0 dc 0", f"Vk0 k0 0 dc {z!r}").replace("Va0 a0 0 dc 0", f"Va0 a0 0 dc {amp!r}")
                         .replace(".save time", ".save time v(xc0.x)"))
-                out = session.simulate(deck, f"tran 1e-9 {timing.stop_time(0)!r} uic",
+                out = session.simulate(deck, f"tran {scheme.max_step!r} {timing.stop_time(0)!r} 0 {scheme.max_step!r} uic",
                                        ["time", "i(vs0)", "v(d0)", "v(xc0.x)"], name="plain")
                 g = out["i(vs0)"][-1] / out["v(d0)"][-1]
                 gap = float(out["v(xc0.x)"][-1])
@@ -72,11 +72,14 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=40)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--full", action="store_true", help="also time 1000 devices x 8 levels")
+    ap.add_argument("--max-step", type=float, default=WriteVerifyScheme.max_step,
+                    help="simulator step cap for both ways (default: the scheme's)")
     args = ap.parse_args()
     model, var = __import__("rramsim.devices", fromlist=["preset"]).preset("hfox")
-    scheme = WriteVerifyScheme()
+    scheme = WriteVerifyScheme(max_step=args.max_step)
     device = builtin_device(model.params())
     seed = 0
+    print(f"ISPP write-verify, hfox preset, {len(TARGETS)} levels, max step {scheme.max_step * 1e9:g} ns")
     cells = device_params(model, var, args.devices, seed, scheme)
     Session.get()
 
