@@ -208,6 +208,30 @@ def measure_retention(spec: Characterization) -> tuple[np.ndarray, np.ndarray, n
     return times, ratio.mean(axis=1), ratio.std(axis=1)
 
 
+def pulse_read(device: Device, amplitude: float, scheme: WriteVerifyScheme | None = None,
+               params: dict | None = None) -> dict[str, float]:
+    """One programming pulse of ``amplitude`` volts (negative: RESET) between two reads.
+
+    Returns the read conductance before and after, and the pulse's energy (∫v·i dt).
+    """
+    scheme = scheme or WriteVerifyScheme()
+    timing = scheme.timing
+    session = Session.get()
+    name = "pulse + read"
+
+    def attempt(options: str):
+        deck = replay_deck(device, [params], [0.0, float(amplitude)], timing, [], options)
+        return session.simulate(deck, f"tran {scheme.max_step!r} {2 * timing.period!r} 0 {scheme.max_step!r} uic",
+                                ["time", "v(d)", "i(vs0)"], name=name, params={"amplitude": amplitude})
+
+    out = run_with_retries(attempt, name)
+    t, v, i = out["time"], out["v(d)"], out["i(vs0)"]
+    reads = [timing.stop_time(k) for k in (0, 1)]
+    g = [float(np.interp(tr, t, i) / np.interp(tr, t, v)) for tr in reads]
+    during = (t >= reads[0]) & (t <= reads[1])
+    return {"g_before": g[0], "g_after": g[1], "energy": float(np.trapezoid(v[during] * i[during], t[during]))}
+
+
 def iv_sweep(device: Device, v_max: float = 1.3, period: float = 4e-6, params: dict | None = None,
              points: int = 2000) -> dict[str, np.ndarray]:
     """Quasi-static I-V sweep (SET then RESET): time, voltage and device current."""
@@ -218,5 +242,5 @@ def iv_sweep(device: Device, v_max: float = 1.3, period: float = 4e-6, params: d
     return {"time": out["time"], "v": out["v(d)"], "i": -out["i(vd)"]}
 
 
-__all__ = ["Characterization", "characterize", "iv_sweep", "replay_levels", "measure_retention",
+__all__ = ["Characterization", "characterize", "iv_sweep", "pulse_read", "replay_levels", "measure_retention",
            "CampaignResult", "SimulationError"]

@@ -47,3 +47,18 @@ def test_state_stays_inside_its_bounds_under_extreme_stimulus():
     v, i = out["v"], out["i"]
     near = np.flatnonzero(np.abs(v - 0.2) < 0.01)
     assert np.all(i[near] / v[near] < 1.05 * g_max)
+
+
+def test_single_pulse_and_read_set_raises_reset_lowers_conductance():
+    from rramsim.cosim.characterize import pulse_read
+    model = CompactModel()
+    device = builtin_device(model.params())
+    mid = {"x0": 1.0}
+    weak = pulse_read(device, 0.5, params=mid)
+    strong = pulse_read(device, 1.3, params=mid)
+    reset = pulse_read(device, -1.3, params=mid)
+    assert abs(weak["g_after"] / weak["g_before"] - 1) < 0.01          # below threshold: a read, not a write
+    assert strong["g_after"] > 2 * strong["g_before"]
+    assert reset["g_after"] < 0.5 * reset["g_before"]
+    assert strong["g_before"] == reset["g_before"] == weak["g_before"]
+    assert strong["energy"] > weak["energy"] > 0
