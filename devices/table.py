@@ -10,7 +10,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import signal
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -263,12 +265,23 @@ class DeviceTable:
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "DeviceTable":
-        """Read and validate a table; any problem is a :class:`TableError`."""
-        import h5py
+        """Read and validate a table; any problem is a :class:`TableError`.
 
+        The file is first read in a forked child process: the HDF5 C library can crash or
+        hang on some kinds of damage, and that must not take the caller down with it.
+        """
         path = Path(path)
         if not path.is_file():
             raise TableError(f"{path}: no such file (make one with `rramsim characterize -o {path}`)")
+        trouble = _probe(path)
+        if trouble:
+            raise TableError(f"{path}: damaged device table ({trouble}); regenerate it with `rramsim characterize`")
+        return cls._read(path)
+
+    @classmethod
+    def _read(cls, path: Path) -> "DeviceTable":
+        import h5py
+
         try:
             f = h5py.File(path, "r")
         except OSError as exc:
@@ -343,6 +356,33 @@ class DeviceTable:
             lines.append(f"  retention: G(t)/G(0) at t = {self.retention_t[-1]:.3g} s: "
                          + ", ".join(f"{r:.3f}" for r in self.retention_ratio[:, -1]))
         return "\n".join(lines)
+
+
+def _probe(path: Path, timeout: float = 60.0) -> str | None:
+    """Read ``path`` in a forked child; say why if the child crashed or hung, else None."""
+    if not hasattr(os, "fork"):
+        return None
+    pid = os.fork()
+    if pid == 0:                                    # child: read, report only by exit status
+        code = 0
+        try:
+            DeviceTable._read(path)
+        except BaseException:
+            code = 1
+        os._exit(code)
+    deadline = time.monotonic() + timeout
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            break
+        if time.monotonic() > deadline:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            return f"reading it did not finish in {timeout:.0f} s"
+        time.sleep(0.002)
+    if os.WIFSIGNALED(status):
+        return f"the HDF5 library crashed reading it (signal {signal.Signals(os.WTERMSIG(status)).name})"
+    return None
 
 
 def _array(group, name: str, data: np.ndarray) -> None:

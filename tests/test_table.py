@@ -117,3 +117,15 @@ def test_constructor_validates_shapes(small_table):
         dataclasses.replace(small_table, targets=small_table.targets[::-1])
     with pytest.raises(TableError, match="pulses has shape"):
         dataclasses.replace(small_table, pulses=small_table.pulses[:, :2])
+
+
+def test_a_crash_or_hang_inside_the_hdf5_reader_is_a_table_error(small_table_file, monkeypatch):
+    # some damage makes the HDF5 C library segfault; the reader runs in a forked child first
+    import rramsim.devices.table as table_module
+    monkeypatch.setattr(DeviceTable, "_read", classmethod(lambda cls, path: os.kill(os.getpid(), 11)))
+    with pytest.raises(TableError, match="crashed reading it.*SIGSEGV"):
+        DeviceTable.load(small_table_file)
+    import time
+    monkeypatch.setattr(DeviceTable, "_read", classmethod(lambda cls, path: time.sleep(30)))
+    assert table_module._probe(small_table_file, timeout=0.5) == "reading it did not finish in 0 s" or \
+        "did not finish" in table_module._probe(small_table_file, timeout=0.5)
