@@ -127,5 +127,4 @@ def test_a_crash_or_hang_inside_the_hdf5_reader_is_a_table_error(small_table_fil
         DeviceTable.load(small_table_file)
     import time
     monkeypatch.setattr(DeviceTable, "_read", classmethod(lambda cls, path: time.sleep(30)))
-    assert table_module._probe(small_table_file, timeout=0.5) == "reading it did not finish in 0 s" or \
-        "did not finish" in table_module._probe(small_table_file, timeout=0.5)
+    assert "did not finish" in table_module._probe(small_table_file, timeout=0.5)
