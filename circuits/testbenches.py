@@ -38,6 +38,7 @@ class Device:
     v_gate: float = 1.2        # V, word-line voltage of the 1T1R access transistor
     w_over_l: float = 3.0      # access transistor W/L (sets the SET compliance)
     controls: bool = False
+    osdi: tuple[str, ...] = ()  # compiled Verilog-A libraries the simulator must load first
 
     def __post_init__(self) -> None:
         check_identifier(self.subckt, "subcircuit name")
@@ -49,7 +50,7 @@ class Device:
         return bool(self.params)
 
     def header(self) -> str:
-        lines = [self.definition.rstrip()]
+        lines = [f"* osdi: {path}" for path in self.osdi] + [self.definition.rstrip()]
         if self.cell == "1T1R":
             lines.append(nmos_model("nacc").rstrip())
             lines.append(f"Vwl wl 0 dc {number(self.v_gate, 'v_gate')}")

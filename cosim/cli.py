@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import shlex
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -52,10 +53,18 @@ def cmd_characterize(args) -> int:
     scheme = WriteVerifyScheme(v_start=args.v_start, v_step=args.v_step, v_max=args.v_max,
                                pulse_width=args.pulse_width, read_voltage=args.read_voltage,
                                tolerance=args.tolerance, max_pulses=args.max_pulses)
-    if args.netlist or args.subckt:
+    if args.veriloga or args.module:
+        if not (args.veriloga and args.module):
+            raise ValueError("--veriloga and --module go together (the .va file and the module in it)")
+        from rramsim.cosim.osdi import va_device
+        device, model = va_device(args.veriloga, args.module, args.cell), None
+    elif args.netlist or args.subckt:
         if not (args.netlist and args.subckt):
             raise ValueError("--netlist and --subckt go together (the file and the subcircuit in it)")
         device, model = load_user_device(args.netlist, args.subckt, args.cell), None
+    elif args.backend == "osdi":
+        from rramsim.cosim.osdi import builtin_va_device
+        device = builtin_va_device(model.params(), args.cell)
     else:
         device = builtin_device(model.params(), args.cell)
     out = Path(args.output)
@@ -123,6 +132,10 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--preset", default="hfox", choices=sorted(PRESETS), help="built-in compact model preset")
     c.add_argument("--netlist", help="your netlist file holding the device subcircuit")
     c.add_argument("--subckt", help="name of the two-terminal subcircuit in --netlist")
+    c.add_argument("--veriloga", metavar="FILE.va", help="your Verilog-A device (compiled to OSDI by OpenVAF)")
+    c.add_argument("--module", help="name of the module in --veriloga (2 ports, or 4 with c2c/noise ports)")
+    c.add_argument("--backend", default="behavioural", choices=["behavioural", "osdi"],
+                   help="built-in model as a B-source netlist, or compiled Verilog-A (same physics, ~4x faster)")
     c.add_argument("--cell", default="1R", choices=["1R", "1T1R"])
     c.add_argument("--devices", type=_positive_int, default=100, help="Monte Carlo devices (default 100)")
     c.add_argument("--targets", type=_targets, default=np.linspace(10e-6, 80e-6, 8),
@@ -179,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
     from rramsim.devices import TableError
     try:
         return int(args.func(args) or 0)
-    except (TableError, SimulationError, ValueError, FileNotFoundError) as exc:
+    except (TableError, SimulationError, ValueError, FileNotFoundError, subprocess.TimeoutExpired) as exc:
         print(f"rramsim {args.command}: error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

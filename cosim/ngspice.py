@@ -69,9 +69,15 @@ class Session:
                                   "or install libngspice0-dev, or set NGSPICE_LIBRARY_PATH") from None
         self._lib = self._ng._ngspice_shared
         self._commands = 0
+        self._osdi: set[str] = set()
+        self.runs = 0
         self.command("set num_threads=1")
         self.version = self._read_version()
-        self.runs = 0
+        # ngspice crashes when an OSDI library is loaded after a circuit has run, so every
+        # compiled Verilog-A model in the cache is loaded now, before any circuit.
+        from rramsim.cosim.osdi import cached_libraries
+        for path in cached_libraries():
+            self.load_osdi(path)
 
     @classmethod
     def get(cls) -> "Session":
@@ -106,8 +112,30 @@ class Session:
     def failures(self, lines: Sequence[str]) -> list[str]:
         return [ln for ln in lines if _FAILURE.search(ln) and not _BENIGN.search(ln)]
 
+    def load_osdi(self, path: str) -> None:
+        """Load a compiled Verilog-A (OSDI) library into this session, once."""
+        if path in self._osdi:
+            return
+        if self.runs:
+            raise SimulationError("(osdi)", f"{path} was compiled after this process ran its first simulation; "
+                                  "ngspice can only load OSDI libraries before that: run again (the compiled "
+                                  "model is cached and loads at start)")
+        if not re.fullmatch(r"[\w./+-]+\.osdi", path) or not os.path.isfile(path):
+            raise SimulationError("(osdi)", f"not a loadable OSDI file path: {path!r}")
+        log = self.command(f"osdi {path}")
+        bad = self.failures(log)
+        if bad:
+            raise SimulationError("(osdi)", f"ngspice could not load {path}: {bad[0]} "
+                                  "(OSDI needs ngspice 41 or newer)", log)
+        self._osdi.add(path)
+
     def load(self, deck: str, name: str = "deck", params: dict | None = None) -> None:
-        """Load a deck (text); a parse error raises :class:`SimulationError`."""
+        """Load a deck (text); a parse error raises :class:`SimulationError`.
+
+        ``* osdi: FILE`` comment lines name compiled Verilog-A libraries to load first.
+        """
+        for path in re.findall(r"^\* osdi: (\S+)$", deck, re.MULTILINE):
+            self.load_osdi(path)
         self.command("destroy all")
         self.command("remcirc")
         self._ng.clear_output()
@@ -143,8 +171,8 @@ class Session:
 
     def run(self, analysis: str, name: str = "deck", params: dict | None = None) -> list[str]:
         """Run an analysis command (``op``, ``tran ...``, ``dc ...``, ``resume``) on the loaded deck."""
-        log = self.command(analysis)
         self.runs += 1
+        log = self.command(analysis)
         bad = self.failures(log)
         if bad:
             raise SimulationError(name, bad[0], log, params)

@@ -26,3 +26,14 @@ def small_table_file(small_table, tmp_path_factory):
     path = tmp_path_factory.mktemp("tables") / "small.h5"
     small_table.save(path)
     return path
+
+
+def pytest_configure(config):
+    """Compile the built-in Verilog-A model before any ngspice session exists: ngspice can
+    load OSDI libraries only before its first circuit (the session loads the cache at start)."""
+    try:
+        from rramsim.cosim.osdi import OsdiError, builtin_va_device
+        from rramsim.devices import CompactModel
+        builtin_va_device(CompactModel().params())
+    except (ImportError, OsdiError):
+        pass
