@@ -23,6 +23,8 @@ from rramsim.cosim.ngspice import Session
 from rramsim.cosim.writeverify import WriteVerifyScheme
 
 TARGETS = np.linspace(10e-6, 80e-6, 8)
+#: The state node the plain loop reads back: the gap (behavioural) or gap - x0 (Verilog-A).
+STATE = {False: "v(xc0.x)", True: "n.xc0.n1#y"}
 
 
 def plain_loop(device, cells, targets, scheme, seed):
@@ -42,11 +44,11 @@ def plain_loop(device, cells, targets, scheme, seed):
                 deck = write_verify_deck(device, [dict(p, x0=gap)], timing)
                 z = rng.standard_normal()
                 deck = (deck.replace("Vk0 k0 0 dc 0", f"Vk0 k0 0 dc {z!r}").replace("Va0 a0 0 dc 0", f"Va0 a0 0 dc {amp!r}")
-                        .replace(".save time", ".save time v(xc0.x)"))
+                        .replace(".save time", f".save time {STATE[device.osdi != ()]}"))
                 out = session.simulate(deck, f"tran {scheme.max_step!r} {timing.stop_time(0)!r} 0 {scheme.max_step!r} uic",
-                                       ["time", "i(vs0)", "v(d0)", "v(xc0.x)"], name="plain")
+                                       ["time", "i(vs0)", "v(d0)", STATE[device.osdi != ()]], name="plain")
                 g = out["i(vs0)"][-1] / out["v(d0)"][-1]
-                gap = float(out["v(xc0.x)"][-1])
+                gap = float(out[STATE[device.osdi != ()]][-1]) + (gap if device.osdi else 0.0)
                 np.trapezoid(out["v(d0)"] * out["i(vs0)"], out["time"])   # energy, as the engine does
                 count += 1
                 pulses += 1
@@ -72,14 +74,21 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=40)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--full", action="store_true", help="also time 1000 devices x 8 levels")
+    ap.add_argument("--backend", default="behavioural", choices=["behavioural", "osdi"],
+                    help="built-in model as B-source netlist or compiled Verilog-A, for both ways")
     ap.add_argument("--max-step", type=float, default=WriteVerifyScheme.max_step,
                     help="simulator step cap for both ways (default: the scheme's)")
     args = ap.parse_args()
     model, var = __import__("rramsim.devices", fromlist=["preset"]).preset("hfox")
     scheme = WriteVerifyScheme(max_step=args.max_step)
-    device = builtin_device(model.params())
+    if args.backend == "osdi":
+        from rramsim.cosim.osdi import builtin_va_device
+        device = builtin_va_device(model.params())
+    else:
+        device = builtin_device(model.params())
     seed = 0
-    print(f"ISPP write-verify, hfox preset, {len(TARGETS)} levels, max step {scheme.max_step * 1e9:g} ns")
+    print(f"ISPP write-verify, hfox preset, {len(TARGETS)} levels, max step {scheme.max_step * 1e9:g} ns, "
+          f"{args.backend} model")
     cells = device_params(model, var, args.devices, seed, scheme)
     Session.get()
 
