@@ -76,8 +76,9 @@ class Session:
         # ngspice crashes when an OSDI library is loaded after a circuit has run, so every
         # compiled Verilog-A model in the cache is loaded now, before any circuit.
         from rramsim.cosim.osdi import cached_libraries
-        for path in cached_libraries():
-            self.load_osdi(path)
+        if self.has_osdi:
+            for path in cached_libraries():
+                self.load_osdi(path)
 
     @classmethod
     def get(cls) -> "Session":
@@ -112,10 +113,21 @@ class Session:
     def failures(self, lines: Sequence[str]) -> list[str]:
         return [ln for ln in lines if _FAILURE.search(ln) and not _BENIGN.search(ln)]
 
+    @property
+    def has_osdi(self) -> bool:
+        """Whether this ngspice loads compiled Verilog-A (OSDI): version 41 and newer."""
+        try:
+            return float(self.version) >= 41
+        except ValueError:
+            return False
+
     def load_osdi(self, path: str) -> None:
         """Load a compiled Verilog-A (OSDI) library into this session, once."""
         if path in self._osdi:
             return
+        if not self.has_osdi:
+            raise SimulationError("(osdi)", f"ngspice {self.version} cannot load Verilog-A (OSDI needs ngspice 41 "
+                                  "or newer: `make ngspice` installs 46 from bookworm-backports)")
         if self.runs:
             raise SimulationError("(osdi)", f"{path} was compiled after this process ran its first simulation; "
                                   "ngspice can only load OSDI libraries before that: run again (the compiled "
