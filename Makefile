@@ -35,7 +35,7 @@ test-all: $(STAMP)
 	$(BIN)/python -m pytest -q
 
 bench: $(STAMP)
-	$(BIN)/python bench/characterize.py
+	$(BIN)/python bench/characterize.py --backend osdi --full
 
 clean:
 	rm -rf $(VENV) build *.egg-info demo-out
