@@ -60,16 +60,17 @@ def plot_levels(table: DeviceTable, path: str | Path) -> Path:
     return _save(fig, path)
 
 
-def plot_writeverify(table: DeviceTable, path: str | Path) -> Path:
+def plot_writeverify(table: DeviceTable, path: str | Path, devices: int = 3) -> Path:
     """Write-verify trajectories: verify-read conductance and pulse amplitude per pulse."""
     if table.trace_g is None:
         raise ValueError("this table has no /trace group (write-verify trajectories); "
                          "regenerate it with `rramsim characterize`")
     fig, (ax, ax2) = _figure(2)
-    for d in range(len(table.trace_length)):
+    for d in range(min(devices, len(table.trace_length))):
         n = table.trace_length[d]
-        ax.semilogy(np.arange(n), table.trace_g[d, :n] * 1e6, lw=0.9)
-        ax2.plot(np.arange(n), table.trace_amplitude[d, :n], lw=0.9)
+        ax.semilogy(np.arange(n), table.trace_g[d, :n] * 1e6, lw=0.9, marker=".", ms=3, label=f"device {d}")
+        ax2.step(np.arange(n), table.trace_amplitude[d, :n], lw=0.9, where="mid")
+    ax.legend(fontsize=7)
     for t in table.targets:
         ax.axhline(t * 1e6, color="k", lw=0.4, ls=":")
     ax.set(xlabel="pulse", ylabel="verify read G [uS]", title="write-verify trajectories")
