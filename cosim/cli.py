@@ -180,6 +180,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     from rramsim.cosim import cli_inference     # data, train, evaluate, plot accuracy
     cli_inference.add_commands(sub)
+    from rramsim.cosim import reproduce
+    reproduce.add_commands(sub)
     return p
 
 
