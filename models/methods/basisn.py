@@ -1,0 +1,382 @@
+"""BasisN: reprogramming-free inference by global basis kernels (Eldebiky et al., 2024).
+
+Every 3x3 kernel of every conv layer is a combination of ``n_bases`` global basis kernels
+shared by all layers: ``W[o, i] = sum_b C[o, i, b] * B[b]``. A layer is computed as a
+grouped conv with the shared bases (each input channel through every basis) followed by a
+1x1 conv holding the coefficients (:class:`BasisConv2d`); the coefficients are quantized
+(INT-b with a per-layer scale, or power of two) with straight-through gradients.
+
+Hardware: the bases are written to crossbars once (a 9-row x ``n_bases`` block; a 128 x 128
+crossbar holds ``min(128 // 9, 128 // (2 n_bases))`` copies on its diagonal, each serving one
+input patch per cycle); every layer streams its single-channel 3x3 patches through them and
+the coefficients are applied digitally after the ADC. The conventional network needs one
+crossbar region per layer; with fewer crossbars than it needs it reprograms them during
+every inference, at the device table's write-verify cost (rramsim's ``cost_report``).
+"""
+from __future__ import annotations
+
+import copy
+import math
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from rramsim.devices import DeviceTable
+from rramsim.models.config import CrossbarConfig
+
+__all__ = ["BasisConv2d", "SharedBases", "ConvNet", "BasisNet", "quantize_coefficients", "basisn_cost",
+           "baseline_cost", "reproduce_basisn"]
+
+QUANT_MODES = ("int", "pow2", "none")
+
+
+def quantize_coefficients(c: torch.Tensor, bits: int = 4, mode: str = "int") -> torch.Tensor:
+    """INT-``bits`` (symmetric, per-tensor scale) or power-of-two coefficients, STE gradient."""
+    if mode not in QUANT_MODES:
+        raise ValueError(f"coefficient quantization must be one of {QUANT_MODES}, got {mode!r}")
+    if mode == "none":
+        return c
+    if isinstance(bits, bool) or not isinstance(bits, int) or not 2 <= bits <= 16:
+        raise ValueError(f"coefficient bits must be an integer in 2..16, got {bits!r}")
+    m = c.detach().abs().max().clamp_min(1e-12)
+    if mode == "int":
+        n = 2 ** (bits - 1) - 1
+        q = torch.round(c / m * n).clamp(-n, n) * (m / n)
+    else:                                  # sign * 2^e, e in [log2(m) - (2^(bits-1) - 2), log2(m)]
+        top = torch.floor(torch.log2(m))
+        e = torch.round(torch.log2(c.detach().abs().clamp_min(1e-30))).clamp(top - (2 ** (bits - 1) - 2), top)
+        q = torch.sign(c) * 2.0 ** e
+        q = torch.where(c.detach().abs() < 2.0 ** (top - (2 ** (bits - 1) - 1)), torch.zeros_like(q), q)
+    return c + (q - c).detach()
+
+
+class SharedBases(nn.Module):
+    """``n_bases`` global 3x3 basis kernels (orthonormal-ish initialization)."""
+
+    def __init__(self, n_bases: int = 6, k: int = 3, seed: int = 0) -> None:
+        super().__init__()
+        if isinstance(n_bases, bool) or not isinstance(n_bases, int) or not 1 <= n_bases <= k * k:
+            raise ValueError(f"n_bases must be an integer in 1..{k * k}, got {n_bases!r}")
+        g = torch.Generator().manual_seed(seed)
+        q, _ = torch.linalg.qr(torch.randn(k * k, k * k, generator=g))
+        self.weight = nn.Parameter(q[:, :n_bases].t().reshape(n_bases, k, k).contiguous())
+        self.k = k
+
+    @property
+    def n(self) -> int:
+        return self.weight.shape[0]
+
+
+class BasisConv2d(nn.Module):
+    """A 3x3 conv whose kernels are quantized combinations of the shared bases."""
+
+    def __init__(self, bases: SharedBases, in_ch: int, out_ch: int, coef_bits: int = 4,
+                 quant: str = "int") -> None:
+        super().__init__()
+        self.bases = [bases]                       # shared, not a child (registered once by the net)
+        self.in_ch, self.out_ch = in_ch, out_ch
+        self.coef = nn.Parameter(torch.randn(out_ch, in_ch * bases.n, 1, 1) * math.sqrt(2.0 / (in_ch * 9)))
+        self.coef_bits, self.quant = coef_bits, quant
+        quantize_coefficients(self.coef, coef_bits, quant)     # validate now
+
+    def q_coef(self) -> torch.Tensor:
+        return quantize_coefficients(self.coef, self.coef_bits, self.quant)
+
+    def basis_stage(self, x: torch.Tensor) -> torch.Tensor:
+        """Each input channel through every basis: [B, in*n_bases, H, W] (the crossbar part)."""
+        b = self.bases[0].weight
+        w = b.unsqueeze(1).repeat(self.in_ch, 1, 1, 1)             # [in*n, 1, 3, 3]
+        return F.conv2d(x, w, padding=1, groups=self.in_ch)
+
+    def forward(self, x: torch.Tensor, basis_fn=None) -> torch.Tensor:
+        if basis_fn is None:      # the same result as basis stage + 1x1 conv, in one (faster) conv
+            return F.conv2d(x, self.kernel(), padding=1)
+        return F.conv2d(basis_fn(x, self), self.q_coef())            # digital coefficients
+
+    def kernel(self) -> torch.Tensor:
+        """The equivalent conv kernel [out, in, 3, 3]."""
+        b = self.bases[0].weight
+        c = self.q_coef().reshape(self.out_ch, self.in_ch, -1)
+        return torch.einsum("oin,nhw->oihw", c, b)
+
+
+class ConvNet(nn.Module):
+    """Four 3x3 convs (BN, ReLU; pool after the 2nd and 4th), global average pool, FC."""
+
+    def __init__(self, widths: tuple[int, ...] = (16, 16, 32, 32), num_classes: int = 10) -> None:
+        super().__init__()
+        chans = (1, *widths)
+        self.convs = nn.ModuleList([nn.Conv2d(chans[i], chans[i + 1], 3, padding=1, bias=False)
+                                    for i in range(len(widths))])
+        self.bns = nn.ModuleList([nn.BatchNorm2d(w) for w in widths])
+        self.fc = nn.Linear(widths[-1], num_classes)
+
+    def conv(self, i: int, x: torch.Tensor) -> torch.Tensor:
+        return self.convs[i](x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for i in range(len(self.convs)):
+            x = F.relu(self.bns[i](self.conv(i, x)))
+            if i % 2 == 1:
+                x = F.max_pool2d(x, 2)
+        return self.fc(x.mean((2, 3)))
+
+
+class BasisNet(ConvNet):
+    """:class:`ConvNet` with every conv a :class:`BasisConv2d` on one set of shared bases."""
+
+    def __init__(self, widths: tuple[int, ...] = (16, 16, 32, 32), n_bases: int = 6, coef_bits: int = 4,
+                 quant: str = "int", num_classes: int = 10, seed: int = 0) -> None:
+        super().__init__(widths, num_classes)
+        self.bases = SharedBases(n_bases, seed=seed)
+        chans = (1, *widths)
+        self.convs = nn.ModuleList([BasisConv2d(self.bases, chans[i], chans[i + 1], coef_bits, quant)
+                                    for i in range(len(widths))])
+        self.basis_fn = None                       # set to run the basis stage on crossbars
+
+    def conv(self, i: int, x: torch.Tensor) -> torch.Tensor:
+        return self.convs[i](x, self.basis_fn)
+
+
+class AnalogBases:
+    """The basis stage on crossbars: an ``AnalogLinear`` (9 rows x n_bases) fed with every
+    single-channel 3x3 patch of a layer's input (the same programmed cells for all layers)."""
+
+    def __init__(self, bases: SharedBases, table: DeviceTable, config: CrossbarConfig, seed: int = 0) -> None:
+        from rramsim.models.layers import AnalogLinear
+        n, k = bases.n, bases.k
+        lin = nn.Linear(k * k, n, bias=False)
+        with torch.no_grad():
+            lin.weight.copy_(bases.weight.detach().reshape(n, k * k))
+        self.layer = AnalogLinear.from_linear(lin, table, config, seed=seed)
+        self.layer.eval()
+        self.k = k
+        self.patches = 0
+
+    def __call__(self, x: torch.Tensor, conv: BasisConv2d) -> torch.Tensor:
+        B, C, H, W = x.shape
+        p = F.unfold(x.reshape(B * C, 1, H, W), self.k, padding=self.k // 2)       # [B*C, 9, H*W]
+        v = p.transpose(1, 2).reshape(-1, self.k * self.k)
+        self.patches += v.shape[0]
+        with torch.no_grad():
+            z = self.layer(v)                                                    # [B*C*H*W, n]
+        n = z.shape[1]
+        return z.reshape(B, C, H, W, n).permute(0, 1, 4, 2, 3).reshape(B, C * n, H, W)
+
+
+# --------------------------------------------------------------------------- training
+
+
+def _train(model: nn.Module, x, y, *, epochs: int, lr: float = 3e-3, batch_size: int = 128, seed: int = 0,
+           log=None, name: str = "") -> float:
+    g = torch.Generator().manual_seed(seed)
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    steps = epochs * math.ceil(x.shape[0] / batch_size)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps)
+    t0 = time.perf_counter()
+    for ep in range(epochs):
+        model.train()
+        perm = torch.randperm(x.shape[0], generator=g)
+        tot = 0.0
+        for k in range(0, x.shape[0], batch_size):
+            idx = perm[k:k + batch_size]
+            loss = F.cross_entropy(model(x[idx]), y[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            tot += float(loss.detach()) * idx.numel()
+        if log:
+            log(f"basisn {name} epoch {ep + 1}/{epochs}: loss {tot / x.shape[0]:.4f}")
+    return time.perf_counter() - t0
+
+
+def _accuracy(model: nn.Module, x, y, batch: int = 500) -> float:
+    model.eval()
+    with torch.no_grad():
+        return float(torch.cat([model(x[i:i + batch]).argmax(1) for i in range(0, x.shape[0], batch)])
+                     .eq(y).double().mean())
+
+
+# --------------------------------------------------------------------------- cost
+
+
+def _vectors(model: ConvNet, x: torch.Tensor) -> list[tuple[int, int, int]]:
+    """(in_ch, out_ch, output pixels) of every conv for one sample."""
+    shapes = []
+    hooks = [c.register_forward_hook(lambda m, i, o: shapes.append((i[0].shape[1], o.shape[1],
+                                                                    o.shape[2] * o.shape[3])))
+             for c in model.convs]
+    try:
+        with torch.no_grad():
+            model.eval()
+            model(x[:1])
+    finally:
+        for h in hooks:
+            h.remove()
+    return shapes
+
+
+def baseline_cost(model: ConvNet, table: DeviceTable, available: int, config: CrossbarConfig,
+                  x: torch.Tensor, seed: int = 0) -> dict:
+    """The conventional network on ``available`` crossbars, from rramsim's cost_report:
+    reprogramming every inference (batch of 1) when it does not fit."""
+    from rramsim.models.convert import convert_to_analog
+    from rramsim.models.cost import cost_report
+    an = convert_to_analog(model, table, config.replace(n_crossbars=available), seed=seed)
+    rep = cost_report(an, example_input=x, batch_size=1)
+    lat = rep.latency
+    return {"crossbars_needed": rep.crossbars_needed, "available": available, "rounds": rep.reprogram_rounds,
+            "cycles": lat / config.cycle_time, "latency": lat, "energy": rep.energy, "edp": rep.energy * lat,
+            "compute_latency": sum(l.latency for l in rep.layers), "reprogram_latency": rep.reprogram_latency,
+            "reprogram_energy": rep.reprogram_energy, "program_energy": rep.program_energy}
+
+
+def basisn_cost(model: BasisNet, table: DeviceTable, available: int, config: CrossbarConfig, x: torch.Tensor,
+                seed: int = 0, mac_energy: float = 0.1e-12) -> dict:
+    """BasisN on ``available`` crossbars: one for the FC layer, the rest hold copies of the
+    bases (``copies`` per crossbar on the diagonal). Per-vector energy from rramsim's
+    cost_report of the basis crossbar; coefficients as digital MACs (``mac_energy`` each)."""
+    from rramsim.models.cost import cost_report
+    from rramsim.models.convert import convert_to_analog
+    if available < 2:
+        raise ValueError(f"BasisN needs at least 2 crossbars (bases + the FC layer), got {available}")
+    n, k2 = model.bases.n, model.bases.k ** 2
+    cols = 2 * n if config.mapping == "differential" else n * config.columns_per_weight
+    copies = max(1, min(config.tile_rows // k2, config.tile_cols // cols))
+    slots = (available - 1) * copies
+    shapes = _vectors(model, x)
+    vectors = sum(cin * hw for cin, cout, hw in shapes)          # single-channel patches per sample
+    macs = sum(cin * n * cout * hw for cin, cout, hw in shapes)
+    cyc_per_mvm = config.dac_bits if config.bit_serial else 1
+    basis = AnalogBases(model.bases, table, config, seed=seed)
+    patches = F.unfold(x[:8].reshape(-1, 1, *x.shape[2:]), model.bases.k, padding=1).transpose(1, 2)
+    rep_b = cost_report(basis.layer, example_input=patches.reshape(-1, k2), batch_size=1)
+    e_vec = rep_b.layers[0].energy                                   # J per patch through the bases
+    fc = nn.Sequential(model.fc)
+    an_fc = convert_to_analog(fc, table, config, seed=seed)
+    rep_fc = cost_report(an_fc, batch_size=1)
+    cycles = math.ceil(vectors / slots) * cyc_per_mvm + rep_fc.layers[0].cycles
+    lat = cycles * config.cycle_time
+    energy = vectors * e_vec + macs * mac_energy + rep_fc.energy
+    prog = basis.layer.program_stats
+    return {"available": available, "copies_per_crossbar": copies, "vectors": vectors, "digital_macs": macs,
+            "cycles": cycles, "latency": lat, "energy": energy, "edp": energy * lat,
+            "program_energy_once": prog["energy"] + rep_fc.program_energy, "program_latency_once": prog["latency"]}
+
+
+# --------------------------------------------------------------------------- reproduction
+
+
+PAPER = ("Eldebiky et al., \"BasisN: Reprogramming-Free RRAM-Based In-Memory-Computing by Basis Combination "
+         "for Deep Neural Networks\", ICCAD 2024")
+
+
+def reproduce_basisn(table: DeviceTable, *, table_name: str = "", small: bool = False, seed: int = 0,
+                     epochs: int | None = None, n_bases: int = 6, coef_bits: int = 4, quant: str = "int",
+                     widths: tuple[int, ...] = (16, 16, 32, 32), scale_widths=None, command: str = "",
+                     log=None):
+    """Train the conventional network and its BasisN twin on Fashion-MNIST; accuracy (digital
+    and on crossbars) and cycles / EDP over a range of available crossbars."""
+    from rramsim.models.data import ensure_dataset, get_dataset
+    from rramsim.models.convert import convert_to_analog
+    from rramsim.models.methods.report import Report, fmt_pct, md_table
+
+    log = log or (lambda s: None)
+    quantize_coefficients(torch.zeros(1), coef_bits, quant)        # validate early
+    rep = Report(title="BasisN: global basis kernels written once, versus reprogramming",
+                 paper=PAPER, command=command, seed=seed, table=table_name, small=small)
+    n_train, n_test, n_xbar = (3000, 500, 200) if small else (60000, 10000, 1000)
+    epochs = epochs or (1 if small else 3)
+    if scale_widths is None:
+        scale_widths = () if small else ((64, 64, 128, 128), (128, 128, 256, 256))
+    ensure_dataset("fashion-mnist")
+    x, y = get_dataset("fashion-mnist", "train", subset=n_train if n_train < 60000 else None, seed=seed).tensors
+    xt, yt = get_dataset("fashion-mnist", "test", subset=n_test if n_test < 10000 else None, seed=seed).tensors
+    torch.manual_seed(seed)
+    conv = ConvNet(widths)
+    t_conv = _train(conv, x, y, epochs=epochs, seed=seed, log=log, name="conventional")
+    torch.manual_seed(seed)
+    bnet = BasisNet(widths, n_bases, coef_bits, quant, seed=seed)
+    t_basis = _train(bnet, x, y, epochs=epochs, seed=seed, log=log, name=f"BasisN ({n_bases} bases)")
+    acc_conv, acc_basis = _accuracy(conv, xt, yt), _accuracy(bnet, xt, yt)
+    log(f"basisn: conventional {acc_conv:.4f}, BasisN {acc_basis:.4f}")
+
+    hw = CrossbarConfig(bit_serial=True, dac_bits=8, adc_bits=8)
+    an_conv = convert_to_analog(conv, table, hw, seed=seed)
+    acc_conv_x = _accuracy(an_conv, xt[:n_xbar], yt[:n_xbar], batch=100)
+    bx = copy.deepcopy(bnet)
+    bx.basis_fn = AnalogBases(bx.bases, table, hw, seed=seed)
+    bx.fc = convert_to_analog(bx.fc, table, hw, seed=seed + 1)
+    acc_basis_x = _accuracy(bx, xt[:n_xbar], yt[:n_xbar], batch=100)
+    log(f"basisn: on crossbars conventional {acc_conv_x:.4f}, BasisN {acc_basis_x:.4f}")
+
+    needed = baseline_cost(conv, table, 10 ** 6, hw, xt[:2], seed)["crossbars_needed"]
+    avail = sorted({a for a in (2, 3, 4, max(2, needed // 2), needed - 1, needed, 2 * needed) if a >= 2})
+    rows, curve = [], []
+    for a in avail:
+        b = baseline_cost(conv, table, a, hw, xt[:2], seed)
+        s = basisn_cost(bnet, table, a, hw, xt[:2], seed)
+        curve.append({"available": a, "baseline": b, "basisn": s})
+        rows.append([a, b["rounds"], f"{b['cycles']:.4g}", f"{s['cycles']:.4g}",
+                     f"{100 * s['cycles'] / b['cycles']:.2f}%", f"{b['edp']:.3e}", f"{s['edp']:.3e}",
+                     f"{100 * s['edp'] / b['edp']:.3f}%"])
+        log(f"basisn: {a} crossbars: cycles {b['cycles']:.4g} vs {s['cycles']:.4g}, EDP {b['edp']:.3e} vs "
+            f"{s['edp']:.3e}")
+    reprog = [c for c in curve if c["baseline"]["rounds"] > 1]
+    cyc_r = [c["basisn"]["cycles"] / c["baseline"]["cycles"] for c in reprog]
+    edp_r = [c["basisn"]["edp"] / c["baseline"]["edp"] for c in reprog]
+    rep.row("dataset / network", "CIFAR/ImageNet CNNs",
+            f"Fashion-MNIST ({n_train} train / {n_test} test), 4-conv CNN widths {widths} + FC", "no CIFAR offline")
+    rep.row("bases / coefficients", "global bases, quantized coefficients",
+            f"{n_bases} global 3x3 bases shared by all {len(widths)} conv layers, {quant.upper()}-{coef_bits} "
+            "coefficients", "")
+    rep.row("accuracy, conventional vs BasisN (digital)", "negligible loss",
+            f"{fmt_pct(acc_conv)} vs {fmt_pct(acc_basis)} ({100 * (acc_basis - acc_conv):+.2f} pp)",
+            "target: within 1 pp")
+    rep.row("accuracy on crossbars (table noise)", "—",
+            f"{fmt_pct(acc_conv_x)} vs {fmt_pct(acc_basis_x)}", f"{n_xbar} test images")
+    if reprog:
+        rep.row("cycles per inference, BasisN / reprogramming baseline", "< 1%",
+                f"{100 * min(cyc_r):.2f}–{100 * max(cyc_r):.2f}%",
+                f"{len(reprog)} crossbar budgets where the baseline ({needed} crossbars) must reprogram")
+        rep.row("energy-delay product, BasisN / baseline", "< 1%",
+                f"{100 * min(edp_r):.3f}–{100 * max(edp_r):.3f}%", "same budgets")
+    rep.section("Cycles and EDP per inference versus available crossbars", md_table(
+        ["crossbars available", "baseline reprogramming rounds", "baseline cycles", "BasisN cycles",
+         "cycles ratio", "baseline EDP (J s)", "BasisN EDP (J s)", "EDP ratio"], rows))
+    scale_rows = []
+    for wd in scale_widths:
+        torch.manual_seed(seed)
+        c_big, b_big = ConvNet(wd), BasisNet(wd, n_bases, coef_bits, quant, seed=seed)
+        need_big = baseline_cost(c_big, table, 10 ** 6, hw, xt[:2], seed)["crossbars_needed"]
+        for a in sorted({max(2, need_big // 4), max(2, need_big // 2)}):
+            b = baseline_cost(c_big, table, a, hw, xt[:2], seed)
+            s_ = basisn_cost(b_big, table, a, hw, xt[:2], seed)
+            scale_rows.append([str(wd), need_big, a, b["rounds"], f"{100 * s_['cycles'] / b['cycles']:.2f}%",
+                               f"{100 * s_['edp'] / b['edp']:.3f}%"])
+            log(f"basisn scaling {wd} on {a}/{need_big} crossbars: cycles {100 * s_['cycles'] / b['cycles']:.2f}%")
+    if scale_rows:
+        rep.section("Scaling with network size (cost only, untrained weights)", md_table(
+            ["conv widths", "baseline needs", "available", "reprogramming rounds", "cycles ratio", "EDP ratio"],
+            scale_rows) + "\n\nCosts do not depend on the trained values beyond the programming energy per "
+            "level; wider networks need more crossbars and more reprogramming rounds per inference.")
+    rep.notes += [
+        f"Baseline: rramsim's convert_to_analog + cost_report (differential pairs, 8-bit bit-serial inputs, "
+        f"8-bit ADC, 100 ns cycles); it needs {needed} crossbars of 128x128; with fewer, every inference "
+        "(batch of 1) rewrites all its tiles at the table's write-verify energy and latency (rows one at a "
+        "time, tiles of a round in parallel).",
+        f"BasisN: one crossbar holds the FC layer, the others copies of the 9 x {n_bases} basis block "
+        f"({curve[0]['basisn']['copies_per_crossbar']} per crossbar); bases written once "
+        f"({curve[0]['basisn']['program_energy_once'] * 1e9:.1f} nJ, not per inference); per-patch energy from "
+        "cost_report of the basis crossbar; coefficients as digital MACs at 0.1 pJ each (an assumed 40 nm INT "
+        "MAC figure).",
+        f"Training: {epochs} epochs each (conventional {t_conv:.0f} s, BasisN {t_basis:.0f} s), Adam + OneCycle.",
+    ]
+    rep.results = {"acc_conv": acc_conv, "acc_basis": acc_basis, "acc_conv_xbar": acc_conv_x,
+                   "acc_basis_xbar": acc_basis_x, "needed": needed, "curve": curve,
+                   "cycles_ratio": cyc_r, "edp_ratio": edp_r}
+    return rep.finish()
