@@ -131,8 +131,8 @@ def admm_polarize(model: nn.Module, x: torch.Tensor, y: torch.Tensor, k: int, *,
                         Z[i] = project_fragments(m.weight + U[i], k)
                         U[i] += m.weight - Z[i]
                 rho *= rho_growth
-        dist = math.sqrt(sum(float(((m.weight - z) ** 2).sum()) for m, z in zip(layers, Z))
-                         / max(sum(float((m.weight ** 2).sum()) for m in layers), 1e-30))
+        dist = math.sqrt(sum(float(((m.weight.detach() - z) ** 2).sum()) for m, z in zip(layers, Z))
+                         / max(sum(float((m.weight.detach() ** 2).sum()) for m in layers), 1e-30))
         if log:
             log(f"forms k={k} ADMM epoch {ep + 1}/{epochs}: loss {float(loss.detach()):.4f}, rho {rho:.3g}, "
                 f"||W-Z||/||W|| {dist:.4f}")

@@ -1,0 +1,74 @@
+"""FORMS: fragment projection, ADMM polarization, sign-per-fragment mapping, costs."""
+from __future__ import annotations
+
+import itertools
+
+import pytest
+import torch
+from torch import nn
+
+from rramsim.devices import load_default_table
+from rramsim.models.config import CrossbarConfig
+from rramsim.models.data import ensure_dataset, get_dataset
+from rramsim.models.methods.forms import (PolarizedLinear, admm_polarize, finetune_masked, forms_cost, is_polarized,
+                                          project_fragments, to_polarized_analog)
+from rramsim.models.networks import LeNet5
+
+
+@pytest.mark.parametrize("k", [4, 8, 16])
+def test_projection_is_the_nearest_single_sign_point(k):
+    g = torch.Generator().manual_seed(k)
+    w = torch.randn(3, 2 * k + 3, generator=g)                          # a ragged last fragment
+    p = project_fragments(w, k)
+    assert is_polarized(p, k) and not is_polarized(w, k)
+    assert torch.equal(project_fragments(p, k), p)                     # idempotent
+    # brute force on the first fragment of the first column: every sign pattern's best point
+    v = w[0, :k]
+    best = min(float(((v - torch.where(v * s > 0, v, torch.zeros_like(v))) ** 2).sum()) for s in (1, -1))
+    assert float(((v - p[0, :k]) ** 2).sum()) == pytest.approx(best)
+
+
+def test_polarized_layer_matches_float_and_refuses_mixed_signs():
+    table = load_default_table()
+    torch.manual_seed(0)
+    lin = nn.Linear(40, 12)
+    with torch.no_grad():
+        lin.weight.copy_(project_fragments(lin.weight, 8))
+    ideal = CrossbarConfig(dac_bits=None, adc_bits=None, read_noise="off")
+    model = to_polarized_analog(nn.Sequential(lin), table, 8, ideal)
+    x = torch.randn(16, 40)
+    with torch.no_grad():
+        rel = (model(x) - lin(x)).norm() / lin(x).norm()
+    assert rel < 0.1                                                  # only the table's level spacing
+    assert isinstance(model[0], PolarizedLinear) and model[0].config.tile_rows == 8
+    with pytest.raises(ValueError, match="not polarized"):
+        to_polarized_analog(nn.Sequential(nn.Linear(40, 12)), table, 8, ideal)
+
+
+def test_admm_then_masked_finetune_polarizes_lenet_and_keeps_learning():
+    torch.set_num_threads(1)
+    ensure_dataset("mnist")
+    x, y = get_dataset("mnist", "train", subset=1500, seed=0).tensors
+    xt, yt = get_dataset("mnist", "test", subset=300, seed=0).tensors
+    torch.manual_seed(0)
+    model = LeNet5()
+    st = admm_polarize(model, x, y, 8, epochs=1, lr=3e-3, seed=0)
+    assert st["rho"] > 5e-3
+    finetune_masked(model, x, y, 8, epochs=1, lr=3e-3, seed=0)
+    assert all(is_polarized(m.weight.detach(), 8) for m in model.modules() if isinstance(m, (nn.Linear, nn.Conv2d)))
+    model.eval()
+    with torch.no_grad():
+        acc = float((model(xt).argmax(1) == yt).double().mean())
+    assert acc > 0.5
+    base = forms_cost(model, xt[:20], None)
+    pol = forms_cost(model, xt[:20], 8)
+    assert (base["crossbars"], pol["crossbars"]) == (14, 9)
+    assert base["cells"] == 2 * pol["cells"]
+    assert 0 < pol["skipped_fraction"] < 1 and pol["fragment_cycles"] < pol["cycles"] * 100
+    assert pol["energy"] < base["energy"]
+
+
+@pytest.mark.parametrize("k", [0, -4, 2.5, True])
+def test_bad_fragment_size_is_a_clear_error(k):
+    with pytest.raises(ValueError, match="fragment size"):
+        project_fragments(torch.zeros(2, 8), k)
