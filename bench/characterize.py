@@ -31,7 +31,6 @@ def plain_loop(device, cells, targets, scheme, seed):
     """One cell per transient, one transient per pulse; returns (cell-pulses, g_final)."""
     session = Session.get()
     timing = scheme.timing
-    period = timing.period
     pulses = 0
     g_final = np.zeros((len(targets), len(cells)))
     for d, p in enumerate(cells):

@@ -8,7 +8,7 @@ Every number goes through :mod:`rramsim.circuits.render`.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from rramsim.circuits.compact_model import INSTANCE_PARAMS, nmos_model
 from rramsim.circuits.render import check_identifier, instance_params, number, render

@@ -226,19 +226,13 @@ def _format_cost(cost: Any) -> str:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     """``rramsim evaluate``: accuracy mean ± std over K programmings, float, cost."""
     from rramsim.models import data
-    from rramsim.models.training import CheckpointError, evaluate_trials, load_checkpoint
+    from rramsim.models.training import CheckpointError, evaluate_trials
 
     try:
         _threads(args.threads)
         if args.trials <= 0:
             raise ValueError(f"--trials must be positive, got {args.trials}")
-        model, meta = load_checkpoint(args.model or _default_checkpoint())
-        dataset = args.dataset or meta.get("dataset") or "mnist"
-        if args.fetch:
-            data.ensure_dataset(dataset)
-        loader = data.get_loader(dataset, "test", batch_size=args.batch_size,
-                                 subset=args.subset, seed=args.seed)
-        table = _load_table(args.table)
+        model, meta, dataset, loader, table = _test_setup(args)
         config = _crossbar_config(args)
         res = evaluate_trials(model, table, config, loader, trials=args.trials,
                               drift=args.drift, seed=args.seed, progress=not args.quiet)
@@ -280,17 +274,11 @@ def cmd_plot_accuracy(args: argparse.Namespace) -> int:
     import numpy as np
 
     from rramsim.models import data
-    from rramsim.models.training import CheckpointError, evaluate_trials, load_checkpoint
+    from rramsim.models.training import CheckpointError, evaluate_trials
 
     try:
         _threads(args.threads)
-        model, meta = load_checkpoint(args.model or _default_checkpoint())
-        dataset = args.dataset or meta.get("dataset") or "mnist"
-        if args.fetch:
-            data.ensure_dataset(dataset)
-        loader = data.get_loader(dataset, "test", batch_size=args.batch_size,
-                                 subset=args.subset, seed=args.seed)
-        table = _load_table(args.table)
+        model, meta, dataset, loader, table = _test_setup(args)
         drift_res, adc_res = [], []
         for t in args.drifts:
             cfg = _crossbar_config(args, drift_time=float(t))
@@ -372,6 +360,19 @@ def _group(subparsers, name: str, help: str, dest: str):
     group = parser.add_subparsers(dest=dest, metavar="KIND")
     group.required = True
     return group
+
+
+def _test_setup(args):
+    """The checkpoint, its dataset and test-set loader, and the device table named by ``args``."""
+    from rramsim.models import data
+    from rramsim.models.training import load_checkpoint
+
+    model, meta = load_checkpoint(args.model or _default_checkpoint())
+    dataset = args.dataset or meta.get("dataset") or "mnist"
+    if args.fetch:
+        data.ensure_dataset(dataset)
+    loader = data.get_loader(dataset, "test", batch_size=args.batch_size, subset=args.subset, seed=args.seed)
+    return model, meta, dataset, loader, _load_table(args.table)
 
 
 def add_commands(subparsers) -> None:

@@ -1,7 +1,4 @@
 """Property-based tests: no input smuggles anything into a deck; no file crashes the reader."""
-import os
-import subprocess
-import sys
 
 import h5py
 import numpy as np

@@ -274,12 +274,9 @@ def test_cuda_follows_the_model(table):
     assert _rel(y_gpu.cpu(), y_cpu) < 0.1
 
 
-def test_real_characterized_table_end_to_end(request):
+def test_real_characterized_table_end_to_end(small_table):
     """The session's small real characterization (ngspice) drives a converted network."""
-    try:
-        real = request.getfixturevalue("small_table")
-    except pytest.FixtureLookupError:
-        pytest.skip("no small_table fixture in this checkout")
+    real = small_table
     from rramsim.models import cost_report
     a = convert_to_analog(_net(), real, CrossbarConfig(tile_rows=16, tile_cols=8), seed=0).eval()
     x = torch.randn(2, 2, 8, 8)

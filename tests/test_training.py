@@ -258,10 +258,7 @@ def test_cli_data_fetch_mnist(tmp_path, capsys):
 
 
 def _analog_api():
-    try:
-        from rramsim.models import CrossbarConfig, convert_to_analog  # noqa: F401
-    except ImportError:
-        pytest.skip("rramsim.models.convert_to_analog has not landed yet")
+    from rramsim.models import CrossbarConfig
     return CrossbarConfig
 
 
