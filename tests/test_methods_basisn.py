@@ -1,0 +1,77 @@
+"""BasisN: shared bases, quantized coefficients, crossbar basis stage, costs vs reprogramming."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from rramsim.devices import load_default_table
+from rramsim.models.config import CrossbarConfig
+from rramsim.models.data import ensure_dataset, get_dataset
+from rramsim.models.methods.basisn import (AnalogBases, BasisNet, ConvNet, SharedBases, _accuracy, _train,
+                                           baseline_cost, basisn_cost, quantize_coefficients)
+
+
+def test_basis_stage_plus_coefficients_equals_the_combined_kernel():
+    torch.manual_seed(0)
+    net = BasisNet((4, 4, 8, 8), n_bases=5).eval()
+    x = torch.randn(3, 1, 28, 28)
+    with torch.no_grad():
+        fast = net(x)
+        net.basis_fn = lambda v, conv: conv.basis_stage(v)
+        slow = net(x)
+    assert torch.allclose(fast, slow, atol=1e-4)
+    # all layers share one basis tensor
+    assert len({id(c.bases[0].weight) for c in net.convs}) == 1
+    assert sum(p.numel() for n, p in net.named_parameters() if "bases" in n) == 5 * 9
+
+
+def test_coefficient_quantization():
+    c = torch.randn(1000)
+    q = quantize_coefficients(c, 4, "int")
+    assert q.unique().numel() <= 15
+    p = quantize_coefficients(c, 4, "pow2")
+    nz = p[p != 0].abs()
+    assert torch.allclose(torch.log2(nz), torch.round(torch.log2(nz)))
+    assert p.unique().numel() <= 2 * 7 + 1
+    with pytest.raises(ValueError, match="quantization"):
+        quantize_coefficients(c, 4, "float8")
+    with pytest.raises(ValueError, match="bits"):
+        quantize_coefficients(c, 1, "int")
+    with pytest.raises(ValueError, match="n_bases"):
+        SharedBases(10)
+
+
+def test_basisn_trains_on_fashion_mnist_and_runs_its_bases_on_crossbars():
+    torch.set_num_threads(1)
+    ensure_dataset("fashion-mnist")
+    x, y = get_dataset("fashion-mnist", "train", subset=1500, seed=0).tensors
+    xt, yt = get_dataset("fashion-mnist", "test", subset=200, seed=0).tensors
+    torch.manual_seed(0)
+    net = BasisNet((8, 8, 16, 16), n_bases=6)
+    _train(net, x, y, epochs=2, lr=3e-2)
+    acc = _accuracy(net, xt, yt)
+    assert acc > 0.3                                   # 10% is chance; a short run on 1500 images
+    ideal = CrossbarConfig(dac_bits=None, adc_bits=None, read_noise="off")
+    net.basis_fn = AnalogBases(net.bases, load_default_table(), ideal)
+    acc_x = _accuracy(net, xt, yt)
+    assert abs(acc_x - acc) < 0.05
+    assert net.basis_fn.patches == 200 * (1 * 784 + 8 * 784 + 8 * 196 + 16 * 196)
+
+
+def test_costs_reprogramming_baseline_versus_bases_written_once():
+    table = load_default_table()
+    torch.manual_seed(0)
+    x = torch.randn(2, 1, 28, 28)
+    hw = CrossbarConfig(bit_serial=True, dac_bits=8, adc_bits=8)
+    conv, bnet = ConvNet((16, 16, 32, 32)), BasisNet((16, 16, 32, 32), n_bases=6)
+    fits = baseline_cost(conv, table, 100, hw, x)
+    need = fits["crossbars_needed"]
+    assert need == 9 and fits["rounds"] == 1 and fits["reprogram_latency"] == 0
+    short = baseline_cost(conv, table, 3, hw, x)
+    assert short["rounds"] == 3 and short["cycles"] > fits["cycles"] and short["energy"] > fits["energy"]
+    few, many = basisn_cost(bnet, table, 2, hw, x), basisn_cost(bnet, table, 6, hw, x)
+    assert few["copies_per_crossbar"] == 10
+    assert many["cycles"] < few["cycles"] and many["edp"] < few["edp"]
+    assert few["program_energy_once"] > 0
+    with pytest.raises(ValueError, match="at least 2 crossbars"):
+        basisn_cost(bnet, table, 1, hw, x)
