@@ -100,3 +100,18 @@ def test_noise_changes_counts_only_when_scaled_up(trained, table):
 def test_bad_macro_config_is_a_clear_error(kwargs):
     with pytest.raises(ValueError, match="MacroConfig"):
         MacroConfig(**kwargs)
+
+
+def test_tie_rows_bounds_the_renamed_rows():
+    from torch import nn
+    from rramsim.models.methods.lowbit import tie_rows
+    torch.manual_seed(0)
+    fc = nn.Linear(84, 10, bias=False)
+    retie = tie_rows(fc, 46)
+    with torch.no_grad():
+        fc.weight.add_(torch.randn_like(fc.weight))                    # an optimizer step
+    retie()
+    layer = IntLayer(w=torch.where(fc.weight >= 0, 1, -1).to(torch.int8), kind="fc")
+    assert rename_rows(layer)["physical_rows"] <= 46
+    with pytest.raises(ValueError, match="keep"):
+        tie_rows(fc, 0)

@@ -500,7 +500,7 @@ def reproduce_lowbit(table: DeviceTable, *, table_name: str = "", small: bool = 
     log = log or (lambda s: None)
     rep = Report(title="Low-bit co-design (1-bit weights, 2-bit activations) on a 7-rows-per-read macro",
                  paper=PAPER, command=command, seed=seed, table=table_name, small=small)
-    n_train, n_test = (4000, 500) if small else (60000, 10000)
+    n_train, n_test = (4000, 300) if small else (60000, 10000)
     epochs = epochs or (1 if small else 6)
     trials = trials or (1 if small else 2)
     ensure_dataset("mnist")

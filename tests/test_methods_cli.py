@@ -1,0 +1,46 @@
+"""`rramsim reproduce {lowbit,forms,basisn}`: reports with the paper's numbers beside ours."""
+from __future__ import annotations
+
+import pytest
+
+from rramsim.cosim.cli import main
+
+
+def test_reproduce_lowbit_small_writes_a_report(tmp_path, capsys):
+    out = tmp_path / "lowbit.md"
+    assert main(["reproduce", "lowbit", "--small", "--threads", "1", "-q", "--seed", "1", "-o", str(out)]) == 0
+    text = out.read_text()
+    for needle in ("96.66%", "−45.24%", "−5.6%", "rramsim reproduce lowbit --small", "| seed | 1 |",
+                   "shipped default table", "runtime", "small (CI)", "agreement with integer network 100.000%"):
+        assert needle in text, needle
+    assert "wrote" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["reproduce", "forms", "--small", "-o", "/nonexistent-folder/x.md"], "does not exist"),
+    (["reproduce", "basisn", "--small", "--table", "/nonexistent.h5", "-o", "x.md"], "does not exist"),
+])
+def test_reproduce_bad_inputs_are_clear_errors(argv, message, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(argv) == 1
+    assert message in capsys.readouterr().err
+
+
+def test_reproduce_needs_a_method(capsys):
+    with pytest.raises(SystemExit):
+        main(["reproduce"])
+    with pytest.raises(SystemExit):
+        main(["reproduce", "lowbit", "--epochs", "0"])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method, needles", [
+    ("forms", ("99.17%", "k=4", "k=8", "k=16", "1.12–2.4x")),
+    ("basisn", ("< 1%", "Fashion-MNIST", "crossbars available")),
+])
+def test_reproduce_forms_and_basisn_small(method, needles, tmp_path):
+    out = tmp_path / f"{method}.md"
+    assert main(["reproduce", method, "--small", "--threads", "1", "-q", "-o", str(out)]) == 0
+    text = out.read_text()
+    for needle in needles:
+        assert needle in text, needle
