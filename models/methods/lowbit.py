@@ -325,16 +325,17 @@ class Macro:
         self.vectors = 0
 
     def _program(self, i: int, m: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        if i not in self._cells:
+        key = (i, tuple(m.shape), hash(m.numpy().tobytes()))     # a changed layout is a new programming
+        if key not in self._cells:
             lvl = torch.where(m > 0, self.phys.levels.numel() - 1, 0).long()
             g = torch.Generator().manual_seed(self.seed * 1000 + i)
             u = torch.rand(lvl.shape, generator=g, dtype=torch.float64)
             res = self.phys.sample(lvl, u, torch.ones_like(u), 0.0, 0.0)
             target = self.phys.levels[lvl]
             gcell = target + self.cfg.noise_scale * (res["g"] - target)
-            self._cells[i] = ((gcell - self.g_off) / (self.g_on - self.g_off),                    # in LRS units
+            self._cells[key] = ((gcell - self.g_off) / (self.g_on - self.g_off),                    # in LRS units
                               (self.cfg.noise_scale * self.phys.sigma(gcell) / (self.g_on - self.g_off)) ** 2)
-        return self._cells[i]
+        return self._cells[key]
 
     def __call__(self, i: int, layer: IntLayer, x: torch.Tensor, chunk: int = 4096) -> torch.Tensor:
         return torch.cat([self._mvm(i, layer, x[k:k + chunk]) for k in range(0, x.shape[0], chunk)])
