@@ -55,7 +55,8 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
         rep = reproduce_forms(table, epochs=args.epochs, **common)
     else:
         from rramsim.models.methods.basisn import reproduce_basisn
-        rep = reproduce_basisn(table, epochs=args.epochs, **common)
+        rep = reproduce_basisn(table, epochs=args.epochs, n_bases=args.bases, coef_bits=args.coef_bits,
+                               quant=args.quant, **common)
     rep.write(out)
     print(f"rramsim reproduce {args.method}: wrote {out} ({time.perf_counter() - t0:.1f} s)")
     return 0
@@ -88,4 +89,9 @@ def add_commands(subparsers) -> None:
         q.add_argument("--epochs", type=_positive, default=None, help="training epochs (default: per method)")
         q.add_argument("--threads", type=int, default=None, help="torch CPU threads")
         q.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
+        if m == "basisn":
+            q.add_argument("--bases", type=_positive, default=6, help="global 3x3 basis kernels (1..9, default 6)")
+            q.add_argument("--coef-bits", type=_positive, default=4, help="coefficient bits (default 4)")
+            q.add_argument("--quant", choices=["int", "pow2", "none"], default="int",
+                           help="coefficient quantization (default int)")
         q.set_defaults(func=cmd_reproduce)

@@ -287,6 +287,7 @@ def reproduce_basisn(table: DeviceTable, *, table_name: str = "", small: bool = 
 
     log = log or (lambda s: None)
     quantize_coefficients(torch.zeros(1), coef_bits, quant)        # validate early
+    SharedBases(n_bases)
     rep = Report(title="BasisN: global basis kernels written once, versus reprogramming",
                  paper=PAPER, command=command, seed=seed, table=table_name, small=small)
     n_train, n_test, n_xbar = (3000, 500, 200) if small else (60000, 10000, 1000)
