@@ -376,6 +376,10 @@ def reproduce_basisn(table: DeviceTable, *, table_name: str = "", small: bool = 
         "cost_report of the basis crossbar; coefficients as digital MACs at 0.1 pJ each (an assumed 40 nm INT "
         "MAC figure).",
         f"Training: {epochs} epochs each (conventional {t_conv:.0f} s, BasisN {t_basis:.0f} s), Adam + OneCycle.",
+        "Crossbar accuracy of both networks is well below their digital accuracy: the table's 8 conductance "
+        "levels give weights of 15 values per column and the batch-normalized narrow network is sensitive to "
+        "that; in a check with ideal DAC/ADC and no read noise the loss was about as large, so it is the "
+        "weight resolution and programming spread, not the periphery. Hardware-aware training would recover it.",
     ]
     rep.results = {"acc_conv": acc_conv, "acc_basis": acc_basis, "acc_conv_xbar": acc_conv_x,
                    "acc_basis_xbar": acc_basis_x, "needed": needed, "curve": curve,
