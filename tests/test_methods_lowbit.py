@@ -115,3 +115,14 @@ def test_tie_rows_bounds_the_renamed_rows():
     assert rename_rows(layer)["physical_rows"] <= 46
     with pytest.raises(ValueError, match="keep"):
         tie_rows(fc, 0)
+
+
+def test_without_sparsity_aware_control_every_window_is_read(trained, table):
+    model, x, _ = trained
+    net = integerize(model)
+    dense = Macro(table, MacroConfig(sparsity_aware=False), noisy=False)
+    assert torch.equal(net.predict(x[:50], dense), net.predict(x[:50]))
+    assert dense.reads == dense.dense_reads
+    sparse = Macro(table, MacroConfig(), noisy=False)
+    net.predict(x[:50], sparse)
+    assert sparse.reads < dense.reads and sparse.conversions < dense.conversions

@@ -367,20 +367,27 @@ class Macro:
             for b in range(nbits):
                 bit = (mag >> b) & 1                                      # [V, T, rows]
                 active = bit.sum(-1)                                      # [V, T]
-                self.reads += float(torch.ceil(active / cfg.max_rows).sum()) * col_tiles
-                self.dense_reads += float(bit.shape[0] * tiles * math.ceil(rows / cfg.max_rows)) * col_tiles
-                # group of each driven row: its rank among the driven rows of its tile // max_rows
-                rank = torch.cumsum(bit, -1) - 1
+                dense = float(bit.shape[0] * tiles * math.ceil(rows / cfg.max_rows)) * col_tiles
+                self.dense_reads += dense
                 vv, tt, rr = torch.nonzero(bit, as_tuple=True)
                 K = math.ceil(rows / cfg.max_rows)
-                slot = (vv * tiles + tt) * K + torch.div(rank[vv, tt, rr], cfg.max_rows, rounding_mode="floor")
+                if cfg.sparsity_aware:
+                    # only rows whose bit is 1 are driven, max_rows at a time: group = rank among them
+                    self.reads += float(torch.ceil(active / cfg.max_rows).sum()) * col_tiles
+                    rank = torch.cumsum(bit, -1) - 1
+                    grp = torch.div(rank[vv, tt, rr], cfg.max_rows, rounding_mode="floor")
+                else:
+                    # fixed windows of max_rows physical rows, every window read
+                    self.reads += dense
+                    grp = torch.div(rr, cfg.max_rows, rounding_mode="floor")
+                slot = (vv * tiles + tt) * K + grp
                 slot_u, inv, n_drv = torch.unique_consecutive(slot, return_inverse=True, return_counts=True)
                 gsum = torch.zeros(slot_u.numel(), C, dtype=cells.dtype).index_add_(0, inv, cells[tt, rr])
                 if self.noisy:
                     gvar = torch.zeros(slot_u.numel(), C, dtype=var.dtype).index_add_(0, inv, var[tt, rr])
                     gsum += gvar.sqrt_() * torch.randn(gsum.shape, generator=self.gen, dtype=gsum.dtype)
                 count = torch.round(gsum).clamp_(0, n_max).to(torch.int64)     # the ADC
-                self.conversions += float(slot_u.numel()) * C
+                self.conversions += (float(slot_u.numel()) if cfg.sparsity_aware else dense / col_tiles) * C
                 part = (2 * count - n_drv.unsqueeze(-1)) * (sign << b)
                 y.index_add_(0, torch.div(slot_u, tiles * K, rounding_mode="floor"), part)
         return y
