@@ -19,6 +19,8 @@ def test_reproduce_lowbit_small_writes_a_report(tmp_path, capsys):
 @pytest.mark.parametrize("argv, message", [
     (["reproduce", "forms", "--small", "-o", "/nonexistent-folder/x.md"], "does not exist"),
     (["reproduce", "basisn", "--small", "--table", "/nonexistent.h5", "-o", "x.md"], "does not exist"),
+    (["reproduce", "basisn", "--small", "--bases", "12", "-o", "x.md"], "n_bases must be an integer in 1..9"),
+    (["reproduce", "basisn", "--small", "--coef-bits", "1", "-o", "x.md"], "coefficient bits"),
 ])
 def test_reproduce_bad_inputs_are_clear_errors(argv, message, capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
