@@ -54,15 +54,7 @@ def plain_loop(device, cells, targets, scheme, seed):
                 if (count > 1 and lo <= g <= hi) or count >= scheme.max_pulses:
                     g_final[lv, d] = g
                     break
-                want = 1 if g < lo else -1 if g > hi else 0
-                if want == 0:
-                    amp = 0.0
-                    continue
-                if want != polarity:
-                    polarity, streak = want, 0
-                amp = min(scheme.v_start + streak * scheme.v_step, scheme.v_max) if want > 0 else \
-                    -min(scheme.v_reset_start + streak * scheme.v_step, scheme.v_reset_max)
-                streak += 1
+                amp, polarity, streak = scheme.next_pulse(g, lo, hi, polarity, streak)
     return pulses, g_final
 
 

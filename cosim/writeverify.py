@@ -59,6 +59,21 @@ class WriteVerifyScheme:
         if isinstance(self.max_pulses, bool) or not isinstance(self.max_pulses, int) or self.max_pulses < 2:
             raise ValueError(f"max_pulses must be an integer >= 2, got {self.max_pulses!r}")
 
+    def next_pulse(self, g: float, lo: float, hi: float, polarity: int, streak: int) -> tuple[float, int, int]:
+        """ISPP decision after a verify read ``g`` against the window [lo, hi]:
+        (signed amplitude, polarity, streak). Each further pulse of one polarity is
+        ``v_step`` larger; a change of polarity starts again from the first amplitude."""
+        want = 1 if g < lo else (-1 if g > hi else 0)
+        if want == 0:          # right after the erase pulse a cell can already be in range
+            return 0.0, polarity, streak
+        if want != polarity:
+            polarity, streak = want, 0
+        if want > 0:
+            amp = min(self.v_start + streak * self.v_step, self.v_max)
+        else:
+            amp = -min(self.v_reset_start + streak * self.v_step, self.v_reset_max)
+        return amp, polarity, streak + 1
+
     @property
     def timing(self) -> PulseTiming:
         return PulseTiming(self.pulse_width, self.read_voltage)
@@ -178,17 +193,7 @@ def _drive(session: Session, spec: BatchSpec, name: str) -> BatchResult:
                 else:
                     amp[c] = -s.v_erase
                 continue
-            want = 1 if g < lo[lv] else (-1 if g > hi[lv] else 0)
-            if want == 0:          # right after the erase pulse a cell can already be in range
-                amp[c] = 0.0
-                continue
-            if want != polarity[c]:
-                polarity[c], streak[c] = want, 0
-            if want > 0:
-                amp[c] = min(s.v_start + streak[c] * s.v_step, s.v_max)
-            else:
-                amp[c] = -min(s.v_reset_start + streak[c] * s.v_step, s.v_reset_max)
-            streak[c] += 1
+            amp[c], polarity[c], streak[c] = s.next_pulse(g, lo[lv], hi[lv], polarity[c], streak[c])
         start = t.size + start - 1
         if done.all():
             return out
