@@ -79,10 +79,13 @@ def test_reorder_keeps_results_and_is_a_permutation(trained, table):
     model, x, _ = trained
     net = integerize(model)
     before = net.predict(x)
-    for layer in net.layers:
-        perm = reorder_rows(layer, 7)
-        assert sorted(perm.tolist()) == list(range(layer.w[0].numel()))
-    assert torch.equal(net.predict(x, Macro(table, noisy=False)), before)
+    for strategy in ("balance", "similar"):
+        for layer in net.layers:
+            perm = reorder_rows(layer, 7, strategy)
+            assert sorted(perm.tolist()) == list(range(layer.w[0].numel()))
+        assert torch.equal(net.predict(x, Macro(table, noisy=False)), before)
+    with pytest.raises(ValueError, match="strategy"):
+        reorder_rows(net.layers[0], 7, "random")
 
 
 def test_noise_changes_counts_only_when_scaled_up(trained, table):
