@@ -10,34 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-
-def _targets(text: str) -> np.ndarray:
-    from rramsim.circuits.render import parse_number
-    try:
-        if ":" in text:           # lo:hi:count, e.g. 10u:80u:8
-            lo, hi, count = text.split(":")
-            return np.linspace(parse_number(lo, "targets"), parse_number(hi, "targets"), int(count))
-        return np.array([parse_number(t, "targets") for t in text.split(",")])
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"{exc} (use LO:HI:COUNT such as 10u:80u:8, or a comma list)") from None
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
-
-
-def _number(text: str) -> float:
-    from rramsim.circuits.render import parse_number
-    try:
-        return parse_number(text, "value")
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
+from rramsim.cosim.argtypes import number, positive_int, targets
 
 
 def cmd_characterize(args) -> int:
@@ -137,21 +110,21 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--backend", default="behavioural", choices=["behavioural", "osdi"],
                    help="built-in model as a B-source netlist, or compiled Verilog-A (same physics, ~4x faster)")
     c.add_argument("--cell", default="1R", choices=["1R", "1T1R"])
-    c.add_argument("--devices", type=_positive_int, default=100, help="Monte Carlo devices (default 100)")
-    c.add_argument("--targets", type=_targets, default=np.linspace(10e-6, 80e-6, 8),
+    c.add_argument("--devices", type=positive_int, default=100, help="Monte Carlo devices (default 100)")
+    c.add_argument("--targets", type=targets, default=np.linspace(10e-6, 80e-6, 8),
                    help="target conductances LO:HI:COUNT or comma list (default 10u:80u:8)")
     c.add_argument("--seed", type=int, default=0)
     c.add_argument("--variability-scale", type=float, default=1.0, help="multiply every spread of the preset")
-    c.add_argument("--v-start", type=_number, default=1.0)
-    c.add_argument("--v-step", type=_number, default=0.04)
-    c.add_argument("--v-max", type=_number, default=1.6)
-    c.add_argument("--pulse-width", type=_number, default=50e-9)
-    c.add_argument("--read-voltage", type=_number, default=0.2)
+    c.add_argument("--v-start", type=number, default=1.0)
+    c.add_argument("--v-step", type=number, default=0.04)
+    c.add_argument("--v-max", type=number, default=1.6)
+    c.add_argument("--pulse-width", type=number, default=50e-9)
+    c.add_argument("--read-voltage", type=number, default=0.2)
     c.add_argument("--tolerance", type=float, default=0.05, help="relative write-verify tolerance")
-    c.add_argument("--max-pulses", type=_positive_int, default=40)
-    c.add_argument("--retention-time", type=_number, default=1e5, help="s; 0 skips retention")
-    c.add_argument("--batch-size", type=_positive_int, default=40, help="cells per transient")
-    c.add_argument("--workers", type=_positive_int, default=2, help="worker processes")
+    c.add_argument("--max-pulses", type=positive_int, default=40)
+    c.add_argument("--retention-time", type=number, default=1e5, help="s; 0 skips retention")
+    c.add_argument("--batch-size", type=positive_int, default=40, help="cells per transient")
+    c.add_argument("--workers", type=positive_int, default=2, help="worker processes")
     c.add_argument("--scheduler", metavar="ADDRESS",
                    help="run the batches on a Dask cluster (e.g. tcp://host:8786) instead of local processes")
     c.add_argument("-o", "--output", required=True, help="output HDF5 file")

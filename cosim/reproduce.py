@@ -11,6 +11,8 @@ import sys
 import time
 from pathlib import Path
 
+from rramsim.cosim.argtypes import positive_int
+
 __all__ = ["add_commands", "cmd_reproduce", "METHODS"]
 
 METHODS = ("lowbit", "forms", "basisn")
@@ -62,16 +64,6 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     return 0
 
 
-def _positive(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {v}")
-    return v
-
-
 def add_commands(subparsers) -> None:
     """Register ``reproduce {lowbit,forms,basisn}``."""
     p = subparsers.add_parser("reproduce", help="reproduce a published CIM method and write a markdown report")
@@ -86,12 +78,12 @@ def add_commands(subparsers) -> None:
         q.add_argument("-o", "--output", default=f"{m}.md", metavar="REPORT.md", help="markdown report to write")
         q.add_argument("--table", metavar="FILE", default=None, help="DeviceTable (default: the shipped table)")
         q.add_argument("--seed", type=int, default=0)
-        q.add_argument("--epochs", type=_positive, default=None, help="training epochs (default: per method)")
+        q.add_argument("--epochs", type=positive_int, default=None, help="training epochs (default: per method)")
         q.add_argument("--threads", type=int, default=None, help="torch CPU threads")
         q.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
         if m == "basisn":
-            q.add_argument("--bases", type=_positive, default=6, help="global 3x3 basis kernels (1..9, default 6)")
-            q.add_argument("--coef-bits", type=_positive, default=4, help="coefficient bits (default 4)")
+            q.add_argument("--bases", type=positive_int, default=6, help="global 3x3 basis kernels (1..9, default 6)")
+            q.add_argument("--coef-bits", type=positive_int, default=4, help="coefficient bits (default 4)")
             q.add_argument("--quant", choices=["int", "pow2", "none"], default="int",
                            help="coefficient quantization (default int)")
         q.set_defaults(func=cmd_reproduce)
