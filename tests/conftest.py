@@ -8,6 +8,16 @@ from rramsim.cosim.characterize import Characterization, characterize
 from rramsim.devices import preset
 
 
+@pytest.fixture
+def one_thread():
+    """torch on one thread for the test (2 shared cores: one thread is many times faster)."""
+    import torch
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.fixture(scope="session")
 def small_spec() -> Characterization:
     model, variability = preset("hfox")

@@ -11,12 +11,7 @@ from rramsim.models.networks import (NETWORKS, LeNet5, ResNetSmall, build_networ
                                      canonical_name, network_names)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)  # 2 shared cores: one thread is many times faster here
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_lenet5_architecture():

@@ -19,12 +19,7 @@ from rramsim.models.training import (CheckpointError, evaluate, evaluate_trials,
 SHIPPED = Path(__file__).resolve().parent.parent / "models" / "checkpoints" / "lenet5_mnist.pt"
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)  # 2 shared cores: one thread is many times faster here
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
