@@ -25,7 +25,7 @@ from rramsim import __version__
 from rramsim.circuits.testbenches import EDGE, Device, builtin_device, iv_sweep_deck, replay_deck
 from rramsim.cosim.campaign import CampaignResult, device_params, run_campaign
 from rramsim.cosim.fitting import fit_table
-from rramsim.cosim.ngspice import Session, SimulationError, run_with_retries
+from rramsim.cosim.ngspice import Session, run_with_retries
 from rramsim.cosim.writeverify import BatchSpec, WriteVerifyScheme, run_batch
 from rramsim.devices import CompactModel, DeviceTable, Variability
 
@@ -242,5 +242,4 @@ def iv_sweep(device: Device, v_max: float = 1.3, period: float = 4e-6, params: d
     return {"time": out["time"], "v": out["v(d)"], "i": -out["i(vd)"]}
 
 
-__all__ = ["Characterization", "characterize", "iv_sweep", "pulse_read", "replay_levels", "measure_retention",
-           "CampaignResult", "SimulationError"]
+__all__ = ["Characterization", "characterize", "iv_sweep", "pulse_read", "replay_levels", "measure_retention"]

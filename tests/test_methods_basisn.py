@@ -41,8 +41,7 @@ def test_coefficient_quantization():
         SharedBases(10)
 
 
-def test_basisn_trains_on_fashion_mnist_and_runs_its_bases_on_crossbars():
-    torch.set_num_threads(1)
+def test_basisn_trains_on_fashion_mnist_and_runs_its_bases_on_crossbars(one_thread):
     ensure_dataset("fashion-mnist")
     x, y = get_dataset("fashion-mnist", "train", subset=1500, seed=0).tensors
     xt, yt = get_dataset("fashion-mnist", "test", subset=200, seed=0).tensors

@@ -1,7 +1,6 @@
 """FORMS: fragment projection, ADMM polarization, sign-per-fragment mapping, costs."""
 from __future__ import annotations
 
-import itertools
 
 import pytest
 import torch
@@ -45,8 +44,7 @@ def test_polarized_layer_matches_float_and_refuses_mixed_signs():
         to_polarized_analog(nn.Sequential(nn.Linear(40, 12)), table, 8, ideal)
 
 
-def test_admm_then_masked_finetune_polarizes_lenet_and_keeps_learning():
-    torch.set_num_threads(1)
+def test_admm_then_masked_finetune_polarizes_lenet_and_keeps_learning(one_thread):
     ensure_dataset("mnist")
     x, y = get_dataset("mnist", "train", subset=1500, seed=0).tensors
     xt, yt = get_dataset("mnist", "test", subset=300, seed=0).tensors

@@ -12,7 +12,13 @@ from rramsim.models.methods.lowbit import (BinaryLeNet5, IntLayer, Macro, MacroC
 
 @pytest.fixture(scope="module")
 def trained():
-    torch.set_num_threads(1)
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)      # 2 shared cores: one thread is many times faster here
+    yield _train()
+    torch.set_num_threads(n)
+
+
+def _train():
     ensure_dataset("mnist")
     xi, yl = load_split("mnist", "train")
     xt, yt = load_split("mnist", "test")
