@@ -18,7 +18,7 @@ from typing import Any
 MAPPINGS = ("differential", "offset", "bit_sliced")
 IR_DROP_MODES = ("off", "exact", "approx")
 WEIGHT_SCALINGS = ("layer", "column")
-PARALLELISM = ("row", "cell", "tile")
+PARALLELISM = ("row", "cell")
 READ_NOISE_MODES = ("per_read", "per_forward", "off")
 
 
@@ -57,9 +57,11 @@ class CrossbarConfig:
         ``n_crossbars`` available (``None``: as many as needed); ``cycle_time`` of one MVM
         cycle (s); ``dac_energy`` (J per 1-bit conversion, multi-bit scales with bits);
         ``adc_energy`` (J per 8-bit conversion, scales by 2^(bits-8));
-        ``program_parallelism``: ``"row"`` (the cells of one row of one tile are written
-        together, rows and tiles one after another), ``"cell"`` (one cell at a time) or
-        ``"tile"`` (all tiles in parallel, rows within a tile one after another).
+        ``program_parallelism``: how the cells of one tile are written: ``"row"`` (all cells
+        of a row together, each column with its own write-verify loop; the row takes its
+        slowest cell) or ``"cell"`` (one cell at a time: one write-verify circuit per tile,
+        the conventional 1T1R scheme). ``parallel_tile_writes``: tiles are written at the
+        same time, each by its own periphery (``True``) or one after another (``False``).
     """
 
     tile_rows: int = 128
@@ -88,6 +90,7 @@ class CrossbarConfig:
     dac_energy: float = 0.42e-12
     adc_energy: float = 1.67e-12
     program_parallelism: str = "row"
+    parallel_tile_writes: bool = True
 
     def __post_init__(self) -> None:
         self.validate()
@@ -107,7 +110,7 @@ class CrossbarConfig:
         _choice(self, "weight_scaling", WEIGHT_SCALINGS)
         _choice(self, "program_parallelism", PARALLELISM)
         _choice(self, "read_noise", READ_NOISE_MODES)
-        for name in ("bit_serial", "nonlinear_iv"):
+        for name in ("bit_serial", "nonlinear_iv", "parallel_tile_writes"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"CrossbarConfig.{name} must be True or False, got {getattr(self, name)!r}")
         for name in ("adc_range", "read_voltage", "cycle_time", "drift_t0"):

@@ -15,6 +15,7 @@ from torch import nn
 from rramsim.devices import DeviceTable
 from rramsim.models.config import CrossbarConfig
 from rramsim.models.layers import AnalogConv2d, AnalogLayerMixin, AnalogLinear, checked_inputs
+from rramsim.models.programming import combined_latency
 
 
 def analog_layers(model: nn.Module) -> list[tuple[str, AnalogLayerMixin]]:
@@ -70,12 +71,18 @@ def program_analog(model: nn.Module, seed: int = 0) -> dict:
 
 
 def programming_summary(model: nn.Module) -> dict:
-    """Total programming cost of the model's last programming (sums over layers; latency
-    adds up: layers are written one after another)."""
+    """Total programming cost of the model's last programming: sums over layers, and the
+    latency of writing all their tiles (together or one after another, as the config's
+    ``parallel_tile_writes`` says)."""
     total = {"cells": 0, "tiles": 0, "pulses": 0.0, "energy": 0.0, "latency": 0.0, "stuck": 0}
+    per_tile, parallel = [], True
     for _, layer in analog_layers(model):
         for key in total:
-            total[key] += layer.program_stats.get(key, 0)
+            if key != "latency":
+                total[key] += layer.program_stats.get(key, 0)
+        per_tile.extend(layer.program_stats.get("tile_latency", []))
+        parallel = layer.config.parallel_tile_writes
+    total["latency"] = combined_latency(per_tile, parallel)
     return total
 
 

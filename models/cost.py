@@ -17,8 +17,8 @@ Model (per layer, per inference of one sample):
 - Crossbars: tiles needed versus ``n_crossbars`` available. If the model does not fit,
   each inference (batch) needs ``ceil(needed / available)`` rounds of programming: every
   tile is rewritten once per batch, at the energy measured when it was programmed
-  (the table's pulse energies) and, per round, the latency of its slowest tile
-  (tiles of a round are written in parallel, rows one at a time).
+  (the table's pulse energies) and, per round, the latency of writing its tiles under the
+  config's ``program_parallelism`` and ``parallel_tile_writes``.
 """
 from __future__ import annotations
 
@@ -29,6 +29,7 @@ import torch
 from torch import nn
 
 from rramsim.models.convert import analog_layers
+from rramsim.models.programming import combined_latency
 
 
 @dataclass
@@ -156,7 +157,8 @@ def cost_report(model: nn.Module, example_input: torch.Tensor | None = None, bat
     if not report.fits:
         avail = cfg.n_crossbars
         rounds = math.ceil(needed / avail)
-        lat = sum(max(tile_latency[k:k + avail], default=0.0) for k in range(0, len(tile_latency), avail))
+        lat = sum(combined_latency(tile_latency[k:k + avail], cfg.parallel_tile_writes)
+                  for k in range(0, len(tile_latency), avail))
         report.reprogram_rounds = rounds
         report.reprogram_energy = float(sum(tile_energy))
         report.reprogram_latency = float(lat)

@@ -41,7 +41,7 @@ from rramsim.models.config import CrossbarConfig
 from rramsim.models.irdrop import TileSolver, approx_transfer
 from rramsim.models.mapping import make_mapping
 from rramsim.models.periphery import adc_scaled_, dac_codes, input_scale
-from rramsim.models.programming import DevicePhysics, programming_latency
+from rramsim.models.programming import DevicePhysics, combined_latency, tile_latencies
 
 EXTRA_STATE_VERSION = 1
 
@@ -153,11 +153,12 @@ class AnalogLayerMixin:
         g = self.geometry()
         time = self._tiles(res["time"])              # [tiles, R, C]
         energy = self._tiles(res["energy"])
+        per_tile = tile_latencies(time, self.config.program_parallelism)
         return {"cells": g["cells"], "tiles": g["tiles"], "pulses": float(res["pulses"].sum()),
                 "energy": float(res["energy"].sum()), "stuck": int(res["stuck"].sum()),
-                "latency": float(programming_latency(time, self.config.program_parallelism)),
+                "latency": combined_latency(per_tile, self.config.parallel_tile_writes),
                 "tile_energy": energy.sum(dim=(1, 2)).cpu().numpy(),
-                "tile_latency": time.amax(dim=2).sum(dim=1).cpu().numpy()}
+                "tile_latency": per_tile.cpu().numpy()}
 
     def _physical(self, x: torch.Tensor) -> torch.Tensor:
         """[S, P, out, in] -> [in, out*S*P] (rows x physical columns, a weight's cells adjacent)."""

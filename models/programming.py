@@ -11,10 +11,10 @@ Programming model
     *stuck* at the conductance it reached. Independent stuck-at faults (``stuck_on`` ->
     highest level, ``stuck_off`` -> lowest) come on top.
 Cost model
-    Pulses and energy add over cells. Latency follows ``program_parallelism``: ``"row"``:
-    cells of one tile row are written in parallel (the row takes its slowest cell), rows
-    and tiles one after another; ``"tile"``: as ``"row"`` but all tiles in parallel;
-    ``"cell"``: one cell at a time.
+    Pulses and energy add over cells. Latency follows ``program_parallelism`` inside a
+    tile (``"row"``: the cells of a row are written together and the row takes its slowest
+    cell, rows one after another; ``"cell"``: one cell at a time) and
+    ``parallel_tile_writes`` across tiles (all at once, or one after another).
 Drift
     With a ``/retention`` group: G(t) = G(0) (ratio_l(t) + sigma_l(t) z), interpolated in
     log t per level, extrapolated beyond the last time as the power law of the last two
@@ -176,10 +176,18 @@ class DevicePhysics(nn.Module):
         return self.iv_coef[level]
 
 
-def programming_latency(time: torch.Tensor, parallelism: str) -> torch.Tensor:
-    """Latency of writing cells with per-cell times ``time`` laid out [tiles, rows, cols]
-    (zeros for unused cells), under the parallelism model (see the module doc)."""
+def tile_latencies(time: torch.Tensor, parallelism: str) -> torch.Tensor:
+    """Latency of writing each tile, from per-cell times ``time`` laid out [tiles, rows,
+    cols] (zeros for unused cells), under ``parallelism`` (see the module doc)."""
     if parallelism == "cell":
-        return time.sum()
-    per_tile = time.amax(dim=2).sum(dim=1)
-    return per_tile.amax() if parallelism == "tile" else per_tile.sum()
+        return time.sum(dim=(1, 2))
+    return time.amax(dim=2).sum(dim=1)
+
+
+def combined_latency(per_tile, parallel: bool) -> float:
+    """Latency of writing tiles with latencies ``per_tile`` together (``parallel``: the
+    slowest one) or one after another (their sum)."""
+    per_tile = torch.as_tensor(per_tile, dtype=torch.float64)
+    if per_tile.numel() == 0:
+        return 0.0
+    return float(per_tile.amax() if parallel else per_tile.sum())

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from rramsim.models import AnalogLinear, CrossbarConfig
-from rramsim.models.programming import DevicePhysics, fit_iv, programming_latency
+from rramsim.models.programming import DevicePhysics, combined_latency, fit_iv, tile_latencies
 from tables import synthetic_table
 
 
@@ -96,9 +96,27 @@ def test_programming_latency_models():
     t = torch.zeros(2, 3, 4, dtype=torch.float64)
     t[0, :, 0] = 1.0
     t[1, 0, :] = 2.0
-    assert programming_latency(t, "cell").item() == pytest.approx(3 * 1 + 4 * 2)
-    assert programming_latency(t, "row").item() == pytest.approx(3 * 1 + 2)
-    assert programming_latency(t, "tile").item() == pytest.approx(3.0)
+    assert tile_latencies(t, "cell").tolist() == pytest.approx([3.0, 8.0])       # every cell in turn
+    assert tile_latencies(t, "row").tolist() == pytest.approx([3.0, 2.0])        # a row takes its slowest cell
+    assert combined_latency(tile_latencies(t, "row"), parallel=True) == pytest.approx(3.0)
+    assert combined_latency(tile_latencies(t, "row"), parallel=False) == pytest.approx(5.0)
+    assert combined_latency([], parallel=True) == 0.0
+
+
+@pytest.mark.parametrize("parallelism", ["row", "cell"])
+def test_layer_latency_follows_the_parallelism(table, parallelism):
+    cfg = CrossbarConfig(tile_rows=4, tile_cols=4, program_parallelism=parallelism)
+
+    def programmed(c):
+        torch.manual_seed(0)                                      # same weights every time
+        return AnalogLinear(10, 6, table, c, seed=0).program(seed=3)
+    par, ser = programmed(cfg), programmed(cfg.replace(parallel_tile_writes=False))
+    assert par["latency"] == pytest.approx(max(par["tile_latency"]))
+    assert ser["latency"] == pytest.approx(sum(ser["tile_latency"])) and ser["latency"] > par["latency"]
+    if parallelism == "cell":
+        row = programmed(cfg.replace(program_parallelism="row"))
+        assert par["latency"] > 1.5 * row["latency"]              # 4 columns: written one by one
+        assert par["energy"] == row["energy"]                     # same cells, same pulses
 
 
 def test_layer_programming_cost_sums_the_cells(table):
