@@ -82,7 +82,7 @@ def add_commands(subparsers) -> None:
         q.add_argument("--threads", type=int, default=None, help="torch CPU threads")
         q.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
         if m == "basisn":
-            q.add_argument("--bases", type=positive_int, default=6, help="global 3x3 basis kernels (1..9, default 6)")
+            q.add_argument("--bases", type=positive_int, default=9, help="global 3x3 basis kernels (1..9, default 9)")
             q.add_argument("--coef-bits", type=positive_int, default=4, help="coefficient bits (default 4)")
             q.add_argument("--quant", choices=["int", "pow2", "none"], default="int",
                            help="coefficient quantization (default int)")

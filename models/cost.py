@@ -130,6 +130,9 @@ def cost_report(model: nn.Module, example_input: torch.Tensor | None = None, bat
             raise ValueError(f"layer {name!r} is a convolution that has not run yet: pass example_input "
                              "to cost_report (one batch of inputs)")
         mean_v2 = usage.get("mean_v2", 1.0)
+        if usage.get("adc_clipped", 0.0) > 0.01:
+            notes.append(f"{name}: the ADC clipped {usage['adc_clipped']:.1%} of its conversions in the example "
+                         "input; raise adc_range (full scale as a share of the column's worst case)")
         if "mean_v2" not in usage:
             notes.append(f"{name}: input statistics not measured, read energy assumes full-scale inputs")
         cycles = c.dac_bits if c.bit_serial else 1

@@ -80,6 +80,7 @@ class AnalogLayerMixin:
         self.program_stats: dict = {}
         self.usage: dict = {}
         self.record_usage = False
+        self._clip_counts = [0, 0]          # ADC conversions clipped, all (while recording usage)
         self._programmed_version: int | None = None
         self._noise_gen: torch.Generator | None = None
         self._train_gen: torch.Generator | None = None
@@ -288,6 +289,7 @@ class AnalogLayerMixin:
         c = self.config
         V = c.read_voltage
         self._select_matrices()
+        self._clip_counts = [0, 0]
         vq = None
         if c.dac_bits is None:
             xm = input_scale(x)
@@ -312,6 +314,8 @@ class AnalogLayerMixin:
         self.usage["vectors_per_sample"] = self._vectors_per_sample(x)
         if self.record_usage:       # bit-serial cycles drive full-scale bits: mean v^2 = share of ones
             self.usage["mean_v2"] = on if vq is None else float((vq ** 2).mean())
+            if c.adc_bits is not None:
+                self.usage["adc_clipped"] = self._clip_counts[0] / max(self._clip_counts[1], 1)
         S = self.mapping.n_slices
         if S > 1:
             y = y.reshape(y.shape[0], -1, S, *y.shape[2:]).sum(2)
@@ -342,6 +346,9 @@ class AnalogLayerMixin:
             cur = cur.addcmul_(std, torch.randn(cur.shape, generator=self._generator(cur.device),
                                                 device=cur.device, dtype=cur.dtype))
         fs = self._full_scale.reshape(1, *self._full_scale.shape, *extra)
+        if self.record_usage and c.adc_bits is not None:
+            self._clip_counts[0] += int((cur.abs() > fs).sum())
+            self._clip_counts[1] += cur.numel()
         out_scale = self._col_scale.reshape(1, 1, -1, *extra) * sample_scale.reshape(-1, *([1] * (cur.dim() - 1)))
         cur = adc_scaled_(cur, fs, c.adc_bits, out_scale)
         return cur[:, 0] if cur.shape[1] == 1 else cur.sum(1)

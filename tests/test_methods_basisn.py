@@ -8,7 +8,8 @@ from rramsim.devices import load_default_table
 from rramsim.models.config import CrossbarConfig
 from rramsim.models.data import ensure_dataset, get_dataset
 from rramsim.models.methods.basisn import (AnalogBases, BasisNet, ConvNet, SharedBases, _accuracy, _train,
-                                           baseline_cost, basisn_cost, quantize_coefficients)
+                                           baseline_cost, basisn_cost, level_grid, quantize_coefficients,
+                                           quantize_to_grid)
 
 
 def test_basis_stage_plus_coefficients_equals_the_combined_kernel():
@@ -23,6 +24,41 @@ def test_basis_stage_plus_coefficients_equals_the_combined_kernel():
     # all layers share one basis tensor
     assert len({id(c.bases[0].weight) for c in net.convs}) == 1
     assert sum(p.numel() for n, p in net.named_parameters() if "bases" in n) == 5 * 9
+
+
+def test_quantization_aware_weights_are_what_the_crossbar_holds():
+    table = load_default_table()
+    grid = level_grid(table)
+    assert grid[0] == 0 and grid[-1] == 1 and grid.numel() == table.n_levels
+    torch.manual_seed(0)
+    w = torch.randn(6, 4, 3, 3, requires_grad=True)
+    q = quantize_to_grid(w, grid)
+    flat, wf = q.detach().reshape(6, -1), w.detach().reshape(6, -1)
+    scale = wf.abs().amax(1, keepdim=True)
+    on_grid = (flat.abs() / scale).unsqueeze(-1) - grid.to(flat)
+    assert on_grid.abs().amin(-1).max() < 1e-6                         # every value is a level
+    nz = flat != 0                                                     # small weights round to 0
+    assert torch.equal(torch.sign(flat[nz]), torch.sign(wf[nz])) and torch.allclose(flat.abs().amax(1), scale[:, 0])
+    q.sum().backward()
+    assert torch.equal(w.grad, torch.ones_like(w))                     # straight-through
+    # the analog layer programs exactly these values (no noise): same weights as the quantized net
+    from rramsim.models.layers import AnalogLinear
+    lin = torch.nn.Linear(9, 5, bias=False)
+    analog = AnalogLinear.from_linear(lin, table, CrossbarConfig(adc_bits=None, dac_bits=None,
+                                                                 read_noise="off"), seed=0)
+    levels = analog.mapping.encode(lin.weight.detach().double() / lin.weight.detach().abs().amax(1, keepdim=True))
+    held = (levels[0, 0] - levels[0, 1]).double()                  # level-index difference of the pair
+    expect = quantize_to_grid(lin.weight.detach(), grid) / lin.weight.detach().abs().amax(1, keepdim=True)
+    g = torch.as_tensor(table.targets)
+    assert torch.allclose(expect.double(), torch.sign(held) * (g[held.abs().long()] - g[0]) / (g[-1] - g[0]), atol=1e-6)
+    net = ConvNet((4, 4, 8, 8))
+    net.quantization_aware(grid)
+    assert net(torch.randn(2, 1, 28, 28)).shape == (2, 10)
+    bnet = BasisNet((4, 4, 8, 8), n_bases=5)
+    bnet.quantization_aware(grid)
+    assert not torch.equal(bnet.bases.realized(), bnet.bases.weight)
+    bnet.quantization_aware(None)
+    assert torch.equal(bnet.bases.realized(), bnet.bases.weight)
 
 
 def test_coefficient_quantization():
@@ -76,6 +112,9 @@ def test_costs_reprogramming_baseline_versus_bases_written_once():
     assert need == 9 and fits["rounds"] == 1 and fits["reprogram_latency"] == 0
     short = baseline_cost(conv, table, 3, hw, x)
     assert short["rounds"] == 3 and short["cycles"] > fits["cycles"] and short["energy"] > fits["energy"]
+    cellwise = baseline_cost(conv, table, 3, hw.replace(program_parallelism="cell"), x)
+    assert cellwise["reprogram_latency"] > 5 * short["reprogram_latency"]       # cells one by one, not rows
+    assert cellwise["reprogram_energy"] == pytest.approx(short["reprogram_energy"])
     few, many = basisn_cost(bnet, table, 2, hw, x), basisn_cost(bnet, table, 6, hw, x)
     assert few["copies_per_crossbar"] == 10
     assert many["cycles"] < few["cycles"] and many["edp"] < few["edp"]

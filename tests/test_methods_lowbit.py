@@ -98,10 +98,12 @@ def test_noise_changes_counts_only_when_scaled_up(trained, table):
     model, x, _ = trained
     net = integerize(model)
     exact = net.predict(x)
-    quiet = net.predict(x, Macro(table, MacroConfig(noise_scale=0.0), seed=3))
-    loud = net.predict(x, Macro(table, MacroConfig(noise_scale=20.0), seed=3))
+    quiet_mac, loud_mac = (Macro(table, MacroConfig(noise_scale=s), seed=3) for s in (0.0, 20.0))
+    quiet, loud = net.predict(x, quiet_mac), net.predict(x, loud_mac)
     assert torch.equal(quiet, exact)
+    assert quiet_mac.counts > 0 and quiet_mac.count_errors == 0       # every ADC count exact
     assert float((loud == exact).double().mean()) < 0.98
+    assert 0.01 < loud_mac.count_errors / loud_mac.counts < 0.9
 
 
 @pytest.mark.parametrize("kwargs", [dict(adc_bits=2), dict(max_rows=0), dict(max_rows=200, rows=128),

@@ -76,3 +76,16 @@ def test_report_without_example_uses_the_last_forward(table):
     assert "statistics not measured" in str(rep)
     with pytest.raises(ValueError, match="analog"):
         cost_report(_net())
+
+
+def test_adc_clipping_is_reported(table):
+    lin = nn.Linear(9, 4, bias=False)
+    with torch.no_grad():
+        lin.weight.fill_(0.5)                  # a short column of same-sign weights
+    x = torch.tensor([[1.0] * 4 + [0.5] * 5]).repeat(16, 1)     # 72% of the column's worst case
+    for adc_range, clipped in ((0.5, True), (1.0, False)):
+        cfg = CrossbarConfig(adc_bits=8, adc_range=adc_range, read_noise="off")
+        a = convert_to_analog(nn.Sequential(lin), table, cfg, seed=0).eval()
+        rep = cost_report(a, x)
+        assert (analog_layers(a)[0][1].usage["adc_clipped"] > 0.5) == clipped
+        assert any("clipped" in n and "adc_range" in n for n in rep.notes) == clipped
