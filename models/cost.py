@@ -14,8 +14,9 @@ Model (per layer, per inference of one sample):
 - Array read energy: V^2 G t summed over cells: ``read_voltage^2 * mean(v^2) *
   sum(G) * cycle_time`` per cycle, where mean(v^2) is the mean squared normalized input
   seen in the last forward with usage recording on (1 if never measured).
-- Crossbars: tiles needed versus ``n_crossbars`` available. If the model does not fit,
-  each inference (batch) needs ``ceil(needed / available)`` rounds of programming: every
+- Crossbars: tiles needed versus ``n_crossbars`` available. A layer with more tiles than
+  are available computes in ``ceil(tiles / available)`` passes over its vectors. If the
+  model does not fit, each inference (batch) needs ``ceil(needed / available)`` rounds of programming: every
   tile is rewritten once per batch, at the energy measured when it was programmed
   (the table's pulse energies) and, per round, the latency of writing its tiles under the
   config's ``program_parallelism`` and ``parallel_tile_writes``.
@@ -136,6 +137,8 @@ def cost_report(model: nn.Module, example_input: torch.Tensor | None = None, bat
         if "mean_v2" not in usage:
             notes.append(f"{name}: input statistics not measured, read energy assumes full-scale inputs")
         cycles = c.dac_bits if c.bit_serial else 1
+        # a layer with more tiles than the crossbars available runs its vectors once per group of tiles
+        passes = 1 if c.n_crossbars is None else math.ceil(geo["tiles"] / c.n_crossbars)
         adc_conv = vectors * cycles * geo["outputs"] * geo["slices"] * geo["row_tiles"]
         dac_conv = vectors * cycles * geo["rows"] * geo["col_tiles"]
         adc_e = 0.0 if c.adc_bits is None else c.adc_energy * 2.0 ** (c.adc_bits - 8)
@@ -145,7 +148,7 @@ def cost_report(model: nn.Module, example_input: torch.Tensor | None = None, bat
         rows.append(LayerCost(name=name, kind=type(layer).__name__, tiles=geo["tiles"], cells=geo["cells"],
                               vectors=vectors, cycles=cycles, adc_conversions=adc_conv, dac_conversions=dac_conv,
                               read_energy=read_e, adc_energy=adc_conv * adc_e, dac_energy=dac_conv * dac_e,
-                              latency=vectors * cycles * c.cycle_time))
+                              latency=vectors * cycles * c.cycle_time * passes))
         needed += geo["tiles"]
         st = layer.program_stats
         prog_energy += st.get("energy", 0.0)

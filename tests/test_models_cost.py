@@ -61,6 +61,9 @@ def test_reprogramming_when_the_network_does_not_fit(table):
     fit = cost_report(convert_to_analog(_net(), table, cfg.replace(n_crossbars=None), seed=0).eval(),
                       torch.rand(2, 1, 8, 8), batch_size=4)
     assert rep.energy == pytest.approx(fit.energy + rep.reprogram_energy / 4, rel=0.05)
+    # the FC layer's 6 tiles on 3 crossbars: its vectors pass twice; the 1-tile conv once
+    assert rep.layers[0].latency == pytest.approx(fit.layers[0].latency)
+    assert rep.layers[1].latency == pytest.approx(2 * fit.layers[1].latency)
     text = format_cost_report(rep)
     assert "reprogramming rounds" in text and "total per sample" in text
 
