@@ -213,16 +213,6 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _format_cost(cost: Any) -> str:
-    if cost is None:
-        return "(no cost report: rramsim.models.cost is not available)"
-    for meth in ("format", "table", "to_text", "summary"):
-        fn = getattr(cost, meth, None)
-        if callable(fn):
-            return str(fn())
-    return str(cost)
-
-
 def cmd_evaluate(args: argparse.Namespace) -> int:
     """``rramsim evaluate``: accuracy mean ± std over K programmings, float, cost."""
     from rramsim.models import data
@@ -244,7 +234,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
           + (f", {args.adc_bits}-bit ADC" if args.adc_bits is not None else ""))
     print(f"accuracy  {100 * res.mean:.2f} ± {100 * res.std:.2f} %   "
           f"(float {100 * res.float_accuracy:.2f} %, drop {100 * res.drop:.2f} pp)")
-    print(_format_cost(res.cost))
+    print(res.cost)
     return 0
 
 

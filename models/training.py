@@ -286,7 +286,7 @@ class TrialsResult:
     float_accuracy: float
     drift: float
     seed: int
-    cost: Any = None          # the layer package's cost report (per layer and total)
+    cost: Any = None          # the CostReport of the programmed model (per layer and total)
     config: Any = None
 
     @property
@@ -309,19 +309,14 @@ class TrialsResult:
 
 
 def _config_with(config: Any, **changes: Any) -> Any:
-    """A copy of a dataclass config with ``changes`` applied to the fields it has."""
-    if config is None:
-        from .config import CrossbarConfig
-        config = CrossbarConfig()
-    if dataclasses.is_dataclass(config):
-        names = {f.name for f in dataclasses.fields(config)}
-        unknown = [k for k in changes if k not in names]
-        if unknown:
-            raise ValueError(f"{type(config).__name__} has no field(s) {unknown}")
-        return dataclasses.replace(config, **changes)
-    for k, v in changes.items():  # pragma: no cover - non-dataclass configs
-        setattr(config, k, v)
-    return config
+    """A copy of ``config`` (default: ``CrossbarConfig()``) with ``changes`` applied."""
+    from .config import CrossbarConfig
+    config = CrossbarConfig() if config is None else config
+    names = {f.name for f in dataclasses.fields(config)}
+    unknown = [k for k in changes if k not in names]
+    if unknown:
+        raise ValueError(f"{type(config).__name__} has no field(s) {unknown}")
+    return dataclasses.replace(config, **changes)
 
 
 def _cost_report(analog: nn.Module, loader: Iterable) -> Any:
