@@ -121,3 +121,36 @@ def test_costs_reprogramming_baseline_versus_bases_written_once():
     assert few["program_energy_once"] > 0
     with pytest.raises(ValueError, match="at least 2 crossbars"):
         basisn_cost(bnet, table, 1, hw, x)
+
+
+def test_network_shape_is_validated_and_sets_the_pixels_streamed_through_the_bases():
+    with pytest.raises(ValueError, match="pools must index the 4 convs"):
+        ConvNet((4, 4, 8, 8), pools=(4,))
+    with pytest.raises(ValueError, match="widths must be"):
+        BasisNet((4, 0, 8), n_bases=5)
+    torch.manual_seed(0)
+    net = BasisNet((4, 8, 8, 8), n_bases=5, pools=(0, 1, 2), in_ch=3, num_classes=7).eval()
+    seen = []
+    net.basis_fn = lambda v, conv: (seen.append(v.shape), conv.basis_stage(v))[1]
+    with torch.no_grad():
+        assert net(torch.randn(2, 3, 28, 28)).shape == (2, 7)
+    assert [s[1:] for s in seen] == [(3, 28, 28), (4, 14, 14), (8, 7, 7), (8, 3, 3)]
+
+
+def test_early_pooling_makes_reprogramming_dominate_the_baseline():
+    """BasisN's cycles follow the pixels x channels streamed through the bases; the
+    baseline's reprogramming follows its weights: the same widths pooled early make the
+    ratio far smaller (the regime of the paper's large networks)."""
+    table = load_default_table()
+    x = torch.randn(2, 1, 28, 28)
+    hw = CrossbarConfig(bit_serial=True, dac_bits=8, adc_bits=8, program_parallelism="cell")
+    ratio = {}
+    for pools in ((1, 3), (0, 1, 2)):
+        torch.manual_seed(0)
+        conv = ConvNet((32, 64, 128, 128), pools=pools)
+        bnet = BasisNet((32, 64, 128, 128), n_bases=9, pools=pools)
+        base, basis = baseline_cost(conv, table, 4, hw, x), basisn_cost(bnet, table, 4, hw, x)
+        assert base["crossbars_needed"] == 33 and base["rounds"] == 9
+        ratio[pools] = basis["cycles"] / base["cycles"]
+    assert ratio[(0, 1, 2)] < 0.01 < ratio[(1, 3)]
+    assert ratio[(1, 3)] > 3 * ratio[(0, 1, 2)]

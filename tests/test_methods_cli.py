@@ -38,7 +38,7 @@ def test_reproduce_needs_a_method(capsys):
 @pytest.mark.slow
 @pytest.mark.parametrize("method, needles", [
     ("forms", ("99.17%", "k=4", "k=8", "k=16", "1.12–2.4x")),
-    ("basisn", ("< 1%", "Fashion-MNIST", "crossbars available")),
+    ("basisn", ("< 1%", "Fashion-MNIST", "crossbars available", "below 1% at every budget", "pooled late")),
 ])
 def test_reproduce_forms_and_basisn_small(method, needles, tmp_path):
     out = tmp_path / f"{method}.md"
