@@ -393,6 +393,7 @@ def reproduce_basisn(table: DeviceTable, *, table_name: str = "", small: bool = 
         net.quantization_aware(grid)
         t_qat += _train(net, x, y, epochs=1, lr=1e-3, seed=seed + 1, log=log, name=f"{name} quantization-aware")
     acc_conv_q, acc_basis_q = _accuracy(conv, xt, yt), _accuracy(bnet, xt, yt)
+    sub_q = [_accuracy(net, xt[:n_xbar], yt[:n_xbar]) for net in (conv, bnet)]   # the images run on crossbars
     for net in (conv, bnet):
         net.quantization_aware(None)                 # from here on the crossbars do the quantizing
     log(f"basisn: with the crossbar's weight values: conventional {acc_conv_q:.4f}, BasisN {acc_basis_q:.4f}")
@@ -438,7 +439,8 @@ def reproduce_basisn(table: DeviceTable, *, table_name: str = "", small: bool = 
             f"({2 * table.n_levels - 1} weight values per column)")
     rep.row("accuracy on crossbars (table noise)", "—",
             f"{fmt_pct(acc_conv_x)} vs {fmt_pct(acc_basis_x)} ({100 * (acc_basis_x - acc_conv_x):+.2f} pp)",
-            f"{n_xbar} test images")
+            f"the first {n_xbar} test images; digitally, with the crossbar's weight values, "
+            f"{fmt_pct(sub_q[0])} vs {fmt_pct(sub_q[1])} on the same images")
     for m in WRITES if reprog else ():
         cyc_r, edp_r = ratios[m]
         rep.row(f"cycles per inference, BasisN / baseline ({WRITES[m]})", "< 1%",
