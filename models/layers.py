@@ -204,7 +204,8 @@ class AnalogLayerMixin:
         level = self._level if level is None else level
         w_scale = self._w_scale if w_scale is None else w_scale
         geo = self.geometry()
-        R = c.tile_rows
+        # a layer on one row tile keeps only its used rows (the others never see an input)
+        R = c.tile_rows if geo["row_tiles"] > 1 else self.in_rows
         rows_pad = geo["row_tiles"] * R
         m = self.mapping
         S, P, out = m.n_slices, m.planes, self.out_columns
@@ -327,8 +328,9 @@ class AnalogLayerMixin:
         if self.config.read_noise != "per_forward" or self._solvers:
             self._active = self._mats
         else:
-            noise = self._noise_mat.sqrt() * torch.randn(self._noise_mat.shape, generator=self._generator(
-                self._noise_mat.device), device=self._noise_mat.device, dtype=self._noise_mat.dtype)
+            n_tr, R, cols = self._noise_mat.shape       # drawn for whole tiles: the same stream for any trim
+            noise = self._noise_mat.sqrt() * torch.randn((n_tr, self.config.tile_rows, cols), generator=self._generator(
+                self._noise_mat.device), device=self._noise_mat.device, dtype=self._noise_mat.dtype)[:, :R]
             self._active = [self._mats[0] + noise, *self._mats[1:]]
         self._after_select()
 
@@ -451,7 +453,8 @@ class AnalogLinear(AnalogLayerMixin, nn.Linear):
 
     def _rows(self, v: torch.Tensor) -> torch.Tensor:
         n_tr, R = self._mats[0].shape[0], self._mats[0].shape[1]
-        vp = F.pad(v, (0, n_tr * R - v.shape[1]))
+        pad = n_tr * R - v.shape[1]
+        vp = F.pad(v, (0, pad)) if pad else v
         return vp.reshape(v.shape[0], n_tr, R).transpose(0, 1)
 
     def _vectors_per_sample(self, v: torch.Tensor) -> int:

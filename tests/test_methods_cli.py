@@ -35,7 +35,6 @@ def test_reproduce_needs_a_method(capsys):
         main(["reproduce", "lowbit", "--epochs", "0"])
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("method, needles", [
     ("forms", ("99.17%", "k=4", "k=8", "k=16", "1.12–2.4x")),
     ("basisn", ("< 1%", "Fashion-MNIST", "crossbars available", "below 1% at every budget", "pooled late")),
