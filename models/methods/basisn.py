@@ -136,6 +136,8 @@ class ConvNet(nn.Module):
         widths, pools = tuple(widths), tuple(pools)
         if not widths or any(isinstance(w, bool) or not isinstance(w, int) or w < 1 for w in widths):
             raise ValueError(f"widths must be a non-empty sequence of positive integers, got {widths!r}")
+        if isinstance(in_ch, bool) or not isinstance(in_ch, int) or in_ch < 1:
+            raise ValueError(f"in_ch must be a positive integer (input channels), got {in_ch!r}")
         if any(isinstance(i, bool) or not isinstance(i, int) or not 0 <= i < len(widths) for i in pools):
             raise ValueError(f"pools must index the {len(widths)} convs (0..{len(widths) - 1}), got {pools!r}")
         chans = (in_ch, *widths)
@@ -321,7 +323,7 @@ def basisn_cost(model: BasisNet, table: DeviceTable, available: int, config: Cro
 
 
 # ResNet-18 as a plain stack of its 17 3x3 convs (a pool where a stage starts with stride 2;
-# the three 1x1 shortcut convs, 1.6% of the weights, left out), on CIFAR-100-sized inputs
+# the three 1x1 shortcut convs, 1.5% of the weights, left out), on CIFAR-100-sized inputs
 RESNET18_CIFAR = dict(widths=(64,) * 5 + (128,) * 4 + (256,) * 4 + (512,) * 4, pools=(4, 8, 12), in_ch=3,
                       num_classes=100)
 # the same 16 3x3 convs at ImageNet resolution: from the stem's output (64 x 56 x 56; the 7x7 stem is
@@ -362,8 +364,8 @@ def reproduce_basisn(table: DeviceTable, *, table_name: str = "", small: bool = 
     and on crossbars) and cycles / EDP over a range of available crossbars. The default
     network pools early (28 -> 14 -> 7 -> 3 pixels) so that, as in the paper's large
     networks, its weights and not its pixel count set the cost of running it on few
-    crossbars. ``paper_scale`` (default: not ``small``) adds the cost of a ResNet-18-shaped
-    network on CIFAR-100-sized inputs, the size of network the paper's claim is about."""
+    crossbars. ``paper_scale`` (default: not ``small``) adds the cost of ResNet-18's convs on
+    CIFAR-100 and ImageNet-sized inputs, the size of network the paper's claim is about."""
     from rramsim.models.data import ensure_dataset, get_dataset
     from rramsim.models.convert import convert_to_analog
     from rramsim.models.methods.report import Report, fmt_pct, md_table
