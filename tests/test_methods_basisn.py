@@ -128,6 +128,8 @@ def test_network_shape_is_validated_and_sets_the_pixels_streamed_through_the_bas
         ConvNet((4, 4, 8, 8), pools=(4,))
     with pytest.raises(ValueError, match="widths must be"):
         BasisNet((4, 0, 8), n_bases=5)
+    with pytest.raises(ValueError, match="in_ch must be a positive integer"):
+        ConvNet((4, 4), in_ch=0)
     torch.manual_seed(0)
     net = BasisNet((4, 8, 8, 8), n_bases=5, pools=(0, 1, 2), in_ch=3, num_classes=7).eval()
     seen = []
