@@ -344,8 +344,8 @@ def _cost_only_networks(widths, pools, paper_scale: bool):
         nets.append((f"widths {tuple(widths)}, pooled late (after conv 2 and 4), Fashion-MNIST input",
                      dict(widths=tuple(widths), pools=(1, 3)), (1, 28, 28)))
     if paper_scale:
-        nets.append(("ResNet-18 3x3 convs (11.0 M weights), CIFAR-100 input 3x32x32", RESNET18_CIFAR, (3, 32, 32)))
-        nets.append(("ResNet-18 3x3 convs (11.0 M weights), ImageNet: from the stem's 64x56x56 output",
+        nets.append(("ResNet-18 3x3 convs, CIFAR-100 input 3x32x32", RESNET18_CIFAR, (3, 32, 32)))
+        nets.append(("ResNet-18 3x3 convs, ImageNet: from the stem's 64x56x56 output",
                      RESNET18_IMAGENET, (64, 56, 56)))
     return nets
 
@@ -464,19 +464,20 @@ def reproduce_basisn(table: DeviceTable, *, table_name: str = "", small: bool = 
     for label, kw, x_shape in _cost_only_networks(widths, pools, paper_scale):
         torch.manual_seed(seed)
         c_big, b_big = ConvNet(**kw), BasisNet(n_bases=n_bases, coef_bits=coef_bits, quant=quant, seed=seed, **kw)
+        label += f" ({sum(c.weight.numel() for c in c_big.convs) / 1e6:.1f} M conv weights)"
         xs = torch.randn(2, *x_shape, generator=torch.Generator().manual_seed(seed))
         need_big = baseline_cost(c_big, table, 10 ** 6, hw, xs, seed)["crossbars_needed"]
         for a in sorted({max(2, need_big // 16), max(2, need_big // 4)}):
             s_ = basisn_cost(b_big, table, a, hw, xs, seed)
             b = {m: baseline_cost(c_big, table, a, hw.replace(program_parallelism=m), xs, seed) for m in WRITES}
-            shape_rows.append([label, need_big, a, b["cell"]["rounds"]]
+            shape_rows.append([label, need_big, a, s_["fc_crossbars"], b["cell"]["rounds"]]
                               + [f"{100 * s_['cycles'] / b[m]['cycles']:.2f}%" for m in WRITES]
                               + [f"{100 * s_['edp'] / b[m]['edp']:.3f}%" for m in WRITES])
             log(f"basisn cost only, {label} on {a}/{need_big} crossbars: cycles "
                 + ", ".join(f"{s_['cycles'] / b[m]['cycles']:.2%} ({m})" for m in WRITES))
     if shape_rows:
         rep.section("Network shape and size (cost only, untrained weights)", md_table(
-            ["network", "baseline needs", "available", "reprogramming rounds"]
+            ["network", "baseline needs", "available", "BasisN FC crossbars", "reprogramming rounds"]
             + [f"cycles ratio ({m} writes)" for m in WRITES] + [f"EDP ratio ({m} writes)" for m in WRITES],
             shape_rows) + "\n\nCosts do not depend on the trained values beyond the programming energy per "
             "level. BasisN's cycles grow with the single-channel patches a layer streams through the bases "
@@ -491,8 +492,9 @@ def reproduce_basisn(table: DeviceTable, *, table_name: str = "", small: bool = 
         "the conventional scheme) or a whole row at a time (a write-verify loop on every column; the row "
         "waits for its slowest cell). The paper's < 1% needs reprogramming to dominate the inference; "
         "the two schemes bracket how much it does with this table (about 1.2 us and 17 pulses per cell).",
-        f"BasisN: the FC layer's tiles ({curve[0]['basisn']['fc_crossbars']} crossbar here; 64 for ImageNet's "
-        f"1000 classes) are written once like the bases, the other crossbars hold copies of the 9 x {n_bases} basis block "
+        f"BasisN: the FC layer's tiles ({curve[0]['basisn']['fc_crossbars']} crossbar here; the cost-only table "
+        f"lists each network's) are written once like the bases, the other crossbars hold copies of the 9 x {n_bases} "
+        "basis block "
         f"({curve[0]['basisn']['copies_per_crossbar']} per crossbar, all working in parallel; the baseline's "
         "layers are not replicated into spare crossbars, so where it fits the comparison flatters BasisN's "
         "compute: the rows with one round are for reference, the paper's claim is about the others); bases written once "
