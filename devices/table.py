@@ -35,6 +35,9 @@ PROGRAMMING_ARRAYS = {
 OPTIONAL_GROUPS = {"sweep": ("v", "current"), "trace": ("amplitude", "g", "length")}
 SCHEME_ATTRS = ("scheme", "v_start", "v_step", "v_max", "pulse_width", "read_voltage",
                 "tolerance", "max_pulses")
+#: Programming outcomes a measured table may lack (named in the provenance attribute
+#: ``unmeasured``); their arrays then hold NaN (energy, time), 0 (pulses) or True (converged).
+UNMEASURABLE = ("pulses", "energy", "time", "converged")
 
 
 class TableError(ValueError):
@@ -112,6 +115,12 @@ class DeviceTable:
         return float(self.targets[-1])
 
     @property
+    def unmeasured(self) -> frozenset[str]:
+        """Programming outcomes this table does not have (see :data:`UNMEASURABLE`): their
+        arrays are placeholders, never data."""
+        return frozenset(n for n in str(self.provenance.get("unmeasured", "")).split(",") if n)
+
+    @property
     def has_retention(self) -> bool:
         return self.retention_t is not None
 
@@ -120,8 +129,9 @@ class DeviceTable:
         return np.interp(g, self.read_g, self.read_sigma)
 
     def level_stats(self) -> dict[str, np.ndarray]:
-        """Per-level summary: mean/std of reached G, mean pulses/energy/time, convergence."""
-        return {
+        """Per-level summary: mean/std of reached G, mean pulses/energy/time, convergence
+        (NaN for what the table did not measure)."""
+        stats = {
             "target": self.targets,
             "g_mean": self.g_final.mean(axis=1),
             "g_std": self.g_final.std(axis=1),
@@ -130,6 +140,9 @@ class DeviceTable:
             "time_mean": self.time.mean(axis=1),
             "converged": self.converged.mean(axis=1),
         }
+        for name in self.unmeasured:
+            stats[f"{name}_mean" if name != "converged" else name] = np.full(self.n_levels, np.nan)
+        return stats
 
     # ------------------------------------------------------------------ validation
     def validate(self) -> None:
@@ -149,8 +162,13 @@ class DeviceTable:
             a = getattr(self, name)
             if a.shape != shape:
                 raise TableError(f"/programming/{name} has shape {a.shape}, expected {shape}")
+        odd = sorted(self.unmeasured - set(UNMEASURABLE))
+        if odd:
+            raise TableError(f"provenance 'unmeasured' names {odd}; only {list(UNMEASURABLE)} may be unmeasured")
         for name in ("g_final", "energy", "time"):
             a = getattr(self, name)
+            if name in self.unmeasured and np.all(np.isnan(a)):
+                continue
             if not np.all(np.isfinite(a)):
                 raise TableError(f"/programming/{name} contains NaN or inf")
             if np.any(a < 0):
@@ -161,8 +179,8 @@ class DeviceTable:
         if missing:
             raise TableError(f"/programming attrs lack the scheme entries {missing}")
         tol = float(self.scheme["tolerance"])
-        if not (np.isfinite(tol) and 0 < tol < 1):
-            raise TableError(f"/programming tolerance must be in (0, 1), got {tol}")
+        if not (np.isnan(tol) or 0 < tol < 1):     # NaN: not known (a measured table)
+            raise TableError(f"/programming tolerance must be in (0, 1) or NaN (unknown), got {tol}")
         if self.read_g.ndim != 1 or self.read_g.shape != self.read_sigma.shape or self.read_g.size < 1:
             raise TableError(f"/read/g and /read/sigma must be 1-D of equal length, got "
                              f"{self.read_g.shape} and {self.read_sigma.shape}")
@@ -351,7 +369,10 @@ class DeviceTable:
                 f"  {100 * s['converged'][i]:8.1f}%")
         lines.append(f"  read noise: sigma/G {100 * np.median(self.read_sigma / self.read_g):.2f}% (median over "
                      f"{self.read_g.size} points, {self.read_g[0] * 1e6:.1f}-{self.read_g[-1] * 1e6:.1f} uS)")
-        lines.append(f"  I-V: {self.iv_v.size} points, {self.iv_v[0]:.2f} V to {self.iv_v[-1]:.2f} V")
+        lines.append(f"  I-V: {self.iv_v.size} points, {self.iv_v[0]:.2f} V to {self.iv_v[-1]:.2f} V"
+                     if self.iv_v.size else "  I-V: not measured")
+        if self.unmeasured:
+            lines.append(f"  not measured: {', '.join(sorted(self.unmeasured))}")
         if self.has_retention:
             lines.append(f"  retention: G(t)/G(0) at t = {self.retention_t[-1]:.3g} s: "
                          + ", ".join(f"{r:.3f}" for r in self.retention_ratio[:, -1]))

@@ -157,6 +157,9 @@ def cost_report(model: nn.Module, example_input: torch.Tensor | None = None, bat
         tile_latency.extend(list(st.get("tile_latency", [])))
     from rramsim.models.convert import programming_summary
     prog_latency = programming_summary(model)["latency"]
+    if any(math.isnan(x) for x in (prog_energy, prog_pulses, prog_latency)):
+        notes.append("programming cost unknown (nan): the device table does not record pulses, energy or time "
+                     "(a measured table imported without those columns)")
     report = CostReport(layers=rows, crossbars_needed=needed, crossbars_available=cfg.n_crossbars,
                         batch_size=batch_size, program_energy=prog_energy, program_latency=prog_latency,
                         program_pulses=prog_pulses, notes=notes)

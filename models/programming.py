@@ -91,6 +91,8 @@ class DevicePhysics(nn.Module):
         self._buf("pulses_sorted", torch.as_tensor(take(table.pulses).astype(np.float64)))
         self._buf("energy_sorted", torch.as_tensor(take(table.energy), dtype=f64))
         self._buf("time_sorted", torch.as_tensor(take(table.time), dtype=f64))
+        for name in sorted(table.unmeasured & {"pulses", "energy", "time"}):   # measured without them:
+            getattr(self, f"{name}_sorted").fill_(float("nan"))                # costs come out unknown (NaN)
         self._buf("read_g", torch.as_tensor(table.read_g, dtype=f64))
         self._buf("read_sigma", torch.as_tensor(table.read_sigma, dtype=f64))
         if table.has_retention:
