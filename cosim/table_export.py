@@ -1,0 +1,107 @@
+"""DeviceTable -> files other tools read (``rramsim table export``).
+
+``csv``: the measurement schema of :mod:`rramsim.cosim.table_import` (a folder with
+``programming.csv``, ``read.csv`` and, where the table has them, ``retention.csv`` and
+``iv.csv``), so a table can be edited, shared and imported again. ``neurosim``: the states
+file of NeuroSim (``mem_states.csv``: header ``state,mean,std``, one row per level,
+conductances in S: the mean and standard deviation of the conductance each level reached).
+
+Every export records which table made it (SHA-256 fingerprint of the file) and the rramsim
+version: as ``#`` comment lines on top of the CSV files of ``csv``, and in a JSON file beside
+``neurosim``'s states file (``mem_states.csv.json``), whose header must stay exactly
+``state,mean,std``. Files are written atomically.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from rramsim.devices import DeviceTable
+
+
+def fingerprint(path: str | Path) -> str:
+    """SHA-256 of a table file (hex, first 16 digits)."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+
+
+def _write(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _csv(header: list[str], columns: list[np.ndarray], comments: list[str]) -> str:
+    buf = io.StringIO()
+    for c in comments:
+        buf.write(f"# {c}\n")
+    buf.write(",".join(header) + "\n")
+    for row in zip(*columns):
+        buf.write(",".join(repr(float(x)) if isinstance(x, (float, np.floating)) else str(int(x)) for x in row) + "\n")
+    return buf.getvalue()
+
+
+def export_csv(table: DeviceTable, source: str | Path, folder: str | Path) -> list[Path]:
+    """Write the table as measurement CSV files into ``folder`` (created if absent)."""
+    folder = Path(folder)
+    if not folder.parent.exists():
+        raise ValueError(f"cannot write {folder}: folder {folder.parent} does not exist")
+    folder.mkdir(exist_ok=True)
+    from rramsim import __version__
+    head = [f"exported by rramsim {__version__} from {Path(source).name} (sha256:{fingerprint(source)})"]
+    L, N = table.g_final.shape
+    level = np.repeat(np.arange(L), N)
+    cols = {"target": table.targets[level], "g": table.g_final.reshape(-1)}
+    for name in ("pulses", "energy", "time", "converged"):
+        if name not in table.unmeasured:
+            cols[name] = getattr(table, name).reshape(-1)
+    out = []
+    files = {"programming.csv": (list(cols), list(cols.values())),
+             "read.csv": (["g", "sigma"], [table.read_g, table.read_sigma])}
+    if table.has_retention:
+        T = table.retention_t.size
+        files["retention.csv"] = (["target", "t", "ratio", "sigma"],
+                                  [np.repeat(table.targets, T), np.tile(table.retention_t, L),
+                                   table.retention_ratio.reshape(-1), table.retention_sigma.reshape(-1)])
+    if table.iv_v.size:
+        M = table.iv_v.size
+        files["iv.csv"] = (["target", "v", "i"], [np.repeat(table.targets, M), np.tile(table.iv_v, L),
+                                                  table.iv_current.reshape(-1)])
+    for name, (header, columns) in files.items():
+        path = folder / name
+        columns = [c.astype(np.int64) if c.dtype.kind in "bi" else c for c in columns]
+        _write(path, _csv(header, columns, head))
+        out.append(path)
+    return out
+
+
+def export_neurosim(table: DeviceTable, source: str | Path, path: str | Path) -> list[Path]:
+    """NeuroSim's ``mem_states.csv`` (state,mean,std in S) and its provenance JSON beside it."""
+    path = Path(path)
+    if not path.parent.exists():
+        raise ValueError(f"cannot write {path}: folder {path.parent} does not exist")
+    s = table.level_stats()
+    rows = [f"{k},{s['g_mean'][k]!r},{s['g_std'][k]!r}" for k in range(table.n_levels)]
+    from rramsim import __version__
+    meta = {"made_by": f"rramsim {__version__}", "table": str(Path(source).name),
+            "table_sha256": fingerprint(source), "units": "S",
+            "state": "level index (targets in 'targets')", "targets": [float(t) for t in table.targets],
+            "std": "standard deviation of the conductance reached after programming (population, ddof=0)"}
+    _write(path, "state,mean,std\n" + "\n".join(str(r) for r in rows) + "\n")
+    side = path.with_name(path.name + ".json")
+    _write(side, json.dumps(meta, indent=1) + "\n")
+    return [path, side]
+
+
+FORMATS = {"csv": export_csv, "neurosim": export_neurosim}
