@@ -1,80 +1,271 @@
-"""A user's own device: any two-terminal ``.subckt`` from their netlist file.
+"""A user's own device: a ``.subckt`` from their netlist file, in the dialect it was written.
 
 The file is checked before anything is simulated: it must exist, be text, define the
-named subcircuit with exactly two ports, and hold only netlist lines — no ``.control``
-blocks, ``.include``/``.lib`` of other files or analysis cards, since ngspice's control
-language can run shell commands. Its subcircuit and model cards are then embedded in
-the benches, which only drive and read the two terminals.
+named subcircuit, and hold only netlist lines — no ``.control`` blocks, ``.include``/
+``.lib`` of other files or analysis cards, since ngspice's control language can run
+shell commands. Files written for LTspice, PSpice or HSPICE are run through ngspice's
+compatibility mode and what it does not cover is translated
+(:mod:`rramsim.circuits.dialects`). The subcircuit and model cards are then embedded in
+the benches, which only drive and read two terminals.
+
+Ports: a device has two terminals (top electrode first: positive pulses drive it
+against the bottom). A subcircuit with more ports — typically a third ``XSV`` port that
+only exposes the state variable for plotting — is used through ``ports=(A, B)``: a
+two-terminal wrapper connects A and B and leaves every other port open through a 1 TΩ
+resistance to ground (so no node floats; 1 pA at 1 V, a time constant of 1e12 s on a 1 F
+state capacitor).
+
+Initial states: ``.ic V(node)=...`` inside the subcircuit and ``IC=`` on its elements are
+honoured — every bench starts its transient with ``uic``, so the device starts from them.
+
+Variability: ``vary`` names subcircuit parameters (``.subckt`` line, ``params:`` or a
+``.param``/``.params`` line) that the benches may set per cell; each needs a numeric
+default (its nominal value). A varied ``.param`` is moved to the ``.subckt`` line so that
+an instance value overrides it and every expression computed from it.
 """
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from rramsim.circuits.render import check_identifier
+from rramsim.circuits.dialects import DIALECTS, NetlistError, detect, spice_value, split_assignments, translate
+from rramsim.circuits.render import check_identifier, number
 from rramsim.circuits.testbenches import Device
 
+__all__ = ["ALLOWED_CARDS", "NetlistError", "UserDevice", "load_user_device", "load_user_netlist", "subckt_ports"]
+
 #: Dot-cards a device file may hold (everything else is refused).
-ALLOWED_CARDS = {".subckt", ".ends", ".model", ".param", ".func", ".global", ".end"}
+ALLOWED_CARDS = {".subckt", ".ends", ".model", ".param", ".params", ".func", ".global", ".ic", ".end",
+                 ".backanno"}
 
-
-class NetlistError(ValueError):
-    """The user's netlist cannot be characterized; the message says why and what to do."""
+#: Resistance that leaves an unused port open (ohm).
+R_OPEN = 1e12
 
 
 def _logical_lines(text: str) -> list[tuple[int, str]]:
     out: list[tuple[int, str]] = []
-    for number, raw in enumerate(text.splitlines(), 1):
+    for number_, raw in enumerate(text.splitlines(), 1):
         line = raw.split(";", 1)[0].rstrip() if not raw.lstrip().startswith("*") else ""
         if not line.strip():
             continue
         if line.lstrip().startswith("+") and out:
             out[-1] = (out[-1][0], out[-1][1] + " " + line.lstrip()[1:].strip())
         else:
-            out.append((number, line.strip()))
+            out.append((number_, line.strip()))
     return out
+
+
+def _subckt_header(line: str) -> tuple[str, list[str], str] | None:
+    """(name, ports, parameter text) of a ``.subckt`` line."""
+    tokens = line.split()
+    if len(tokens) < 2 or tokens[0].lower() != ".subckt":
+        return None
+    ports, rest = [], []
+    for i, tok in enumerate(tokens[2:], 2):
+        if tok.lower().startswith("params:") or "=" in tok or (i + 1 < len(tokens) and tokens[i + 1].startswith("=")):
+            rest = tokens[i:]
+            break
+        ports.append(tok)
+    params = re.sub(r"^params:\s*", "", " ".join(rest), flags=re.IGNORECASE)
+    return tokens[1], ports, params
 
 
 def subckt_ports(text: str, name: str) -> list[str] | None:
     """Port names of subcircuit ``name`` in netlist ``text`` (None if it is not defined)."""
     for _, line in _logical_lines(text):
-        tokens = line.split()
-        if tokens[0].lower() == ".subckt" and len(tokens) > 1 and tokens[1].lower() == name.lower():
-            ports = []
-            for tok in tokens[2:]:
-                if tok.lower().startswith("params:") or "=" in tok:
-                    break
-                ports.append(tok)
-            return ports
+        head = _subckt_header(line)
+        if head and head[0].lower() == name.lower():
+            return head[1]
     return None
 
 
-def load_user_device(path: str | Path, subckt: str, cell: str = "1R") -> Device:
-    """Check ``path`` and return the :class:`Device` that instantiates ``subckt`` from it."""
+@dataclass
+class UserDevice:
+    """A checked, translated device file: the bench :class:`Device` and what was done."""
+
+    device: Device
+    dialect: str
+    detected_by: list[str]
+    ports: list[str]                    # all ports of the subcircuit, in order
+    terminals: tuple[str, str]          # the two driven ports
+    nominal: dict[str, float]           # varied parameter -> its nominal (default) value
+    ranges: dict[str, tuple[float, float]] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    def record(self) -> dict:
+        """What the table's model record keeps about the file's handling."""
+        return {"dialect": self.dialect, "ports": " ".join(self.ports),
+                "terminals": " ".join(self.terminals), "translation": "; ".join(self.notes) or "none"}
+
+
+def _check_cards(lines: list[tuple[int, str]], path: Path) -> None:
+    depth = 0
+    for number_, line in lines:
+        card = line.split()[0].lower()
+        if card == ".subckt":
+            depth += 1
+        elif card == ".ends":
+            depth -= 1
+        if card.startswith(".") and card not in ALLOWED_CARDS:
+            raise NetlistError(f"{path}:{number_}: '{card}' is not allowed in a device file; keep only the "
+                               f"subcircuit and its {', '.join(sorted(ALLOWED_CARDS - {'.end', '.backanno'}))} cards "
+                               "(rramsim writes the analyses itself)")
+        if card in (".ic",) and depth == 0:
+            raise NetlistError(f"{path}:{number_}: '.ic' outside the subcircuit names nodes of a circuit rramsim "
+                               "builds itself; move it inside the .subckt (it then sets that device's initial state)")
+        if re.match(r"^(shell|exec|source|system)\b", line, re.IGNORECASE):
+            raise NetlistError(f"{path}:{number_}: control command {line.split()[0]!r} is not allowed")
+
+
+def _parameters(lines: list[tuple[int, str]], start: int, end: int) -> dict[str, tuple[str, str, int]]:
+    """Parameters of the subcircuit spanning ``lines[start:end+1]``: lower-case name ->
+    (name, default text, index of the defining line); the ``.subckt`` line's come first,
+    a later ``.param`` of the same name wins (as in SPICE)."""
+    out: dict[str, tuple[str, str, int]] = {}
+    head = _subckt_header(lines[start][1])
+    for key, value in split_assignments(head[2] if head else ""):
+        out[key.lower()] = (key, value, start)
+    depth = 0
+    for i in range(start + 1, end):
+        tokens = lines[i][1].split(None, 1)
+        card = tokens[0].lower()
+        depth += card == ".subckt"
+        depth -= card == ".ends"
+        if depth == 0 and card in (".param", ".params") and len(tokens) > 1:
+            for key, value in split_assignments(tokens[1]):
+                if re.fullmatch(r"\w+", key):
+                    out[key.lower()] = (key, value, i)
+    return out
+
+
+def _subckt_span(lines: list[tuple[int, str]], name: str) -> tuple[int, int] | None:
+    for i, (_, line) in enumerate(lines):
+        head = _subckt_header(line)
+        if head and head[0].lower() == name.lower():
+            depth = 0
+            for j in range(i, len(lines)):
+                card = lines[j][1].split()[0].lower()
+                depth += card == ".subckt"
+                depth -= card == ".ends"
+                if depth == 0:
+                    return i, j
+            return i, len(lines) - 1
+    return None
+
+
+def load_user_netlist(path: str | Path, subckt: str, cell: str = "1R", dialect: str = "auto",
+                      ports: Sequence[str] | None = None, vary: Iterable[str] = ()) -> UserDevice:
+    """Check, translate and wrap subcircuit ``subckt`` of ``path`` (see the module doc)."""
     path = Path(path)
     check_identifier(subckt, "--subckt")
+    if dialect not in DIALECTS:
+        raise NetlistError(f"unknown dialect {dialect!r}; choose from {', '.join(DIALECTS)}")
     if not path.is_file():
         raise NetlistError(f"netlist file {path} does not exist (give the path to a file with your .subckt)")
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError:
         raise NetlistError(f"{path} is not a text netlist (it is not UTF-8 text)") from None
-    for number, line in _logical_lines(text):
-        card = line.split()[0].lower()
-        if card.startswith(".") and card not in ALLOWED_CARDS:
-            raise NetlistError(f"{path}:{number}: '{card}' is not allowed in a device file; keep only the "
-                               f"subcircuit and its {', '.join(sorted(ALLOWED_CARDS - {'.end'}))} cards "
-                               "(rramsim writes the analyses itself)")
-        if re.match(r"^(shell|exec|source|system)\b", line, re.IGNORECASE):
-            raise NetlistError(f"{path}:{number}: control command {line.split()[0]!r} is not allowed")
-    ports = subckt_ports(text, subckt)
-    if ports is None:
-        found = [ln.split()[1] for _, ln in _logical_lines(text) if ln.split()[0].lower() == ".subckt"
-                 and len(ln.split()) > 1]
+    lines = [(n, ln) for n, ln in _logical_lines(text) if ln.split()[0].lower() != ".end"]
+    _check_cards(lines, path)
+    span = _subckt_span(lines, subckt)
+    if span is None:
+        found = [h[0] for _, ln in lines if (h := _subckt_header(ln))]
         raise NetlistError(f"{path} defines no subcircuit {subckt!r}"
                            + (f"; it defines {', '.join(found)}" if found else "; it defines none"))
-    if len(ports) != 2:
-        raise NetlistError(f"subcircuit {subckt} has {len(ports)} ports ({' '.join(ports) or 'none'}); "
-                           "a device for rramsim must have exactly two (top electrode, bottom electrode)")
-    definition = "\n".join(ln for _, ln in _logical_lines(text) if ln.split()[0].lower() != ".end")
-    return Device(subckt, definition, (), cell)
+    name, all_ports, _ = _subckt_header(lines[span[0]][1])
+    terminals = _terminals(all_ports, ports, subckt)
+
+    why = [f"given as --dialect {dialect}"]
+    if dialect == "auto":
+        dialect, why = detect(lines, text, path)
+    tr = translate(lines, dialect, path)
+    lines = tr.lines
+    span = _subckt_span(lines, subckt)
+    params = _parameters(lines, *span)
+
+    nominal: dict[str, float] = {}
+    moved: list[str] = []
+    for want in vary:
+        key = want.lower()
+        if key not in params:
+            raise NetlistError(f"--vary {want}: subcircuit {name} has no parameter {want!r}"
+                               + (f"; its parameters: {', '.join(p[0] for p in params.values())}" if params
+                                  else "; it declares none (.param/.params or params: on the .subckt line)"))
+        pname, default, where = params[key]
+        value = spice_value(default)
+        if value is None:
+            raise NetlistError(f"{path}:{lines[where][0]}: --vary {pname}: its default {default!r} is an "
+                               "expression, not a number; vary the parameters it is computed from")
+        if value == 0:
+            raise NetlistError(f"{path}:{lines[where][0]}: --vary {pname}: its nominal value is 0, which a "
+                               "log-normal spread cannot change")
+        nominal[pname] = value
+        if where != span[0]:
+            moved.append(pname)
+            num, line = lines[where]
+            card, rest = line.split(None, 1)
+            keep = [f"{k}={v}" for k, v in split_assignments(rest) if k.lower() != key]
+            lines[where] = (num, f"{card} {' '.join(keep)}" if keep else "* (moved to the .subckt line)")
+    if moved:
+        num, line = lines[span[0]]
+        sep = "" if re.search(r"\bparams:", line, re.IGNORECASE) or _subckt_header(line)[2] else " params:"
+        lines[span[0]] = (num, line + sep + " " + " ".join(f"{p}={number(nominal[p], p)}" for p in moved))
+        tr.notes.append(f"varied .param(s) {', '.join(moved)} moved to the .subckt line")
+    tr.lines = lines
+    definition = tr.definition()
+    dev_name, varied = name, tuple(nominal)
+    if list(terminals) != all_ports[:2] or len(all_ports) != 2:
+        dev_name, wrapper = _wrapper(name, all_ports, terminals, nominal)
+        definition += "\n" + wrapper
+        tr.notes.append(f"ports {' '.join(all_ports)}: {terminals[0]}, {terminals[1]} driven"
+                        + (f", {', '.join(p for p in all_ports if p not in terminals)} open through "
+                           f"{R_OPEN:.0e} ohm" if len(all_ports) > 2 else ""))
+    device = Device(check_identifier(dev_name, "subcircuit name"), definition, varied, cell)
+    return UserDevice(device, dialect, why, all_ports, terminals, nominal, dict(tr.ranges), tr.notes)
+
+
+def load_user_device(path: str | Path, subckt: str, cell: str = "1R", dialect: str = "auto",
+                     ports: Sequence[str] | None = None, vary: Iterable[str] = ()) -> Device:
+    """Check ``path`` and return the :class:`Device` that instantiates ``subckt`` from it."""
+    return load_user_netlist(path, subckt, cell, dialect, ports, vary).device
+
+
+def _terminals(all_ports: list[str], ports: Sequence[str] | None, subckt: str) -> tuple[str, str]:
+    if ports is None:
+        if len(all_ports) == 2:
+            return all_ports[0], all_ports[1]
+        raise NetlistError(f"subcircuit {subckt} has {len(all_ports)} ports ({' '.join(all_ports) or 'none'}); "
+                           "a device for rramsim has two terminals: pick them with --ports A,B (top electrode "
+                           "first; the other ports are left open)" if len(all_ports) > 2 else
+                           f"subcircuit {subckt} has {len(all_ports)} ports ({' '.join(all_ports) or 'none'}); "
+                           "a device for rramsim must have two (top electrode, bottom electrode)")
+    ports = [p.strip() for p in ports]
+    if len(ports) != 2 or ports[0].lower() == ports[1].lower():
+        raise NetlistError(f"--ports takes two different port names A,B, got {','.join(ports)!r}")
+    lower = [p.lower() for p in all_ports]
+    for p in ports:
+        if p.lower() not in lower:
+            raise NetlistError(f"--ports: subcircuit {subckt} has no port {p!r}; its ports: {' '.join(all_ports)}")
+    return tuple(all_ports[lower.index(p.lower())] for p in ports)
+
+
+def _wrapper(name: str, all_ports: list[str], terminals: tuple[str, str], nominal: dict[str, float]) -> tuple[str, str]:
+    """A two-terminal subcircuit around ``name``: terminals driven, other ports open."""
+    wname = f"{name[:56]}_2t" if re.fullmatch(r"[A-Za-z]\w*", name) else "userdev_2t"
+    nodes, opens = [], []
+    for i, port in enumerate(all_ports):
+        if port == terminals[0]:
+            nodes.append("te")
+        elif port == terminals[1]:
+            nodes.append("be")
+        else:
+            nodes.append(f"open{i}")
+            opens.append(f"Ropen{i} open{i} 0 {number(R_OPEN, 'R_OPEN')}")
+    params = " ".join(f"{p}={number(v, p)}" for p, v in nominal.items())
+    passed = " ".join(f"{p}={{{p}}}" for p in nominal)
+    lines = [f".subckt {wname} te be" + (f" params: {params}" if params else ""),
+             f"X0 {' '.join(nodes)} {name}" + (f" {passed}" if passed else ""), *opens, f".ends {wname}"]
+    return wname, "\n".join(lines)

@@ -48,9 +48,12 @@ class CampaignResult:
 
 def device_params(model: CompactModel | None, variability: Variability, n_devices: int, seed: int,
                   scheme: WriteVerifyScheme) -> list[dict | None]:
-    """Instance parameters of each device (None for a user's subcircuit, run as written)."""
+    """Instance parameters of each device. A user's subcircuit gets only its varied
+    parameters (``--vary``), or None: run as written."""
     if model is None:
-        return [None] * n_devices
+        if variability.nominal is None:      # no spread declared for this device
+            return [None] * n_devices
+        return variability.device_overrides(n_devices, seed)
     extra = {"c2c": variability.c2c, "x0": model.g_max}
     return [dict(variability.sample(model, 1, np.random.default_rng([seed, i]))[0], **extra)
             for i in range(n_devices)]

@@ -13,14 +13,34 @@ import numpy as np
 from rramsim.cosim.argtypes import number, positive_int, targets
 
 
+def _ports(text: str) -> list[str]:
+    ports = [p.strip() for p in text.split(",")]
+    if len(ports) != 2 or not all(ports):
+        raise argparse.ArgumentTypeError(f"--ports takes two port names A,B, got {text!r}")
+    return ports
+
+
+def _vary(text: str) -> tuple[str, float]:
+    name, sep, spread = text.partition("=")
+    try:
+        sigma = float(spread)
+    except ValueError:
+        sigma = float("nan")
+    if not sep or not name.strip() or not np.isfinite(sigma) or sigma <= 0:
+        raise argparse.ArgumentTypeError(f"--vary takes NAME=SPREAD with SPREAD > 0 (sigma of ln NAME), got {text!r}")
+    return name.strip().lower(), sigma
+
+
 def cmd_characterize(args) -> int:
     from rramsim.circuits.testbenches import builtin_device
-    from rramsim.circuits.user_netlist import load_user_device
+    from rramsim.circuits.user_netlist import load_user_netlist
     from rramsim.cosim.characterize import Characterization, characterize
     from rramsim.cosim.writeverify import WriteVerifyScheme
-    from rramsim.devices import preset
+    from rramsim.devices import Variability, preset
 
     model, variability = preset(args.preset)
+    if args.vary and not (args.netlist or args.veriloga):      # the built-in model: --vary sets those spreads
+        variability = Variability({**variability.d2d, **dict(args.vary)}, variability.c2c)
     if args.variability_scale != 1.0:
         variability = variability.scaled(args.variability_scale)
     scheme = WriteVerifyScheme(v_start=args.v_start, v_step=args.v_step, v_max=args.v_max,
@@ -30,11 +50,24 @@ def cmd_characterize(args) -> int:
         if not (args.veriloga and args.module):
             raise ValueError("--veriloga and --module go together (the .va file and the module in it)")
         from rramsim.cosim.osdi import va_device
+        if args.vary or args.ports or args.dialect != "auto":
+            raise ValueError("--vary, --ports and --dialect apply to --netlist devices (and --vary to the "
+                             "built-in model); a Verilog-A module is characterized as written")
         device, model = va_device(args.veriloga, args.module, args.cell), None
+        variability = Variability()
     elif args.netlist or args.subckt:
         if not (args.netlist and args.subckt):
             raise ValueError("--netlist and --subckt go together (the file and the subcircuit in it)")
-        device, model = load_user_device(args.netlist, args.subckt, args.cell), None
+        vary = dict(args.vary or [])
+        user = load_user_netlist(args.netlist, args.subckt, args.cell, args.dialect, args.ports, vary)
+        device, model = user.device, None
+        # a user's device varies in exactly what --vary names, and in nothing else
+        variability = Variability({k: vary[k.lower()] for k in user.nominal}, 0.0, user.nominal,
+                                  {k: user.ranges[k.lower()] for k in user.nominal if k.lower() in user.ranges})
+        if args.variability_scale != 1.0:
+            variability = variability.scaled(args.variability_scale)
+    elif args.ports or args.dialect != "auto":
+        raise ValueError("--ports and --dialect apply to a device file given with --netlist/--subckt")
     elif args.backend == "osdi":
         from rramsim.cosim.osdi import builtin_va_device
         device = builtin_va_device(model.params(), args.cell)
@@ -67,13 +100,18 @@ def cmd_characterize(args) -> int:
     table.save(out)
     shutil.rmtree(parts, ignore_errors=True)
     print(table.summary())
+    from rramsim.devices.params import describe_variability
+    print("  " + describe_variability(table.variability))
     print(f"wrote {out}")
     return 0
 
 
 def cmd_table_show(args) -> int:
     from rramsim.devices import DeviceTable
-    print(DeviceTable.load(args.file).summary())
+    from rramsim.devices.params import describe_variability
+    table = DeviceTable.load(args.file)
+    print(table.summary())
+    print("  " + describe_variability(table.variability))
     return 0
 
 
@@ -105,6 +143,15 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--preset", default="hfox", choices=sorted(PRESETS), help="built-in compact model preset")
     c.add_argument("--netlist", help="your netlist file holding the device subcircuit")
     c.add_argument("--subckt", help="name of the two-terminal subcircuit in --netlist")
+    c.add_argument("--dialect", default="auto", choices=["auto", "ngspice", "ltspice", "pspice", "hspice"],
+                   help="simulator the --netlist file was written for (auto: detected); ngspice runs it in its "
+                        "compatibility mode and rramsim translates the rest (sdt, table, constants, ...)")
+    c.add_argument("--ports", type=_ports, metavar="A,B",
+                   help="the two device terminals of a --subckt with more ports (top electrode first; the "
+                        "others, e.g. a state-probe port XSV, are left open through 1 TOhm)")
+    c.add_argument("--vary", type=_vary, action="append", metavar="NAME=SPREAD",
+                   help="device-to-device log-normal spread (sigma of ln) of a subcircuit parameter; repeatable. "
+                        "The table records exactly these; without it a --netlist device has no spread")
     c.add_argument("--veriloga", metavar="FILE.va", help="your Verilog-A device (compiled to OSDI by OpenVAF)")
     c.add_argument("--module", help="name of the module in --veriloga (2 ports, or 4 with c2c/noise ports)")
     c.add_argument("--backend", default="behavioural", choices=["behavioural", "osdi"],

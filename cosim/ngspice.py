@@ -148,6 +148,7 @@ class Session:
         """
         for path in re.findall(r"^\* osdi: (\S+)$", deck, re.MULTILINE):
             self.load_osdi(path)
+        self.set_compat_mode(deck)
         self.command("destroy all")
         self.command("remcirc")
         self._ng.clear_output()
@@ -157,6 +158,18 @@ class Session:
         bad = self.failures(log)
         if bad or self._lib.ngSpice_CurPlot() == self._ffi.NULL:
             raise SimulationError(name, "the deck did not load: " + (bad[0] if bad else "?"), log, params)
+
+    def set_compat_mode(self, deck: str) -> None:
+        """ngspice's compatibility mode for ``deck`` (``set ngbehavior=...``, or none).
+
+        ngspice reads ``ngbehavior`` every time it reads a deck, and its flags also act
+        while the deck runs, so it is set (or unset) before every load. A device file of
+        another simulator carries its mode in a ``* ngbehavior: MODE`` line
+        (:mod:`rramsim.circuits.dialects`).
+        """
+        from rramsim.circuits.dialects import compat_mode
+        mode = compat_mode(deck)
+        self.command(f"set ngbehavior={mode}" if mode else "unset ngbehavior")
 
     def vector(self, name: str) -> np.ndarray:
         """A copy of vector ``name`` of the current plot."""

@@ -72,30 +72,57 @@ class CompactModel:
 class Variability:
     """Device-to-device and cycle-to-cycle spreads, all log-normal and seeded.
 
-    ``d2d`` maps a :attr:`CompactModel.VARIABLE` parameter to the standard deviation of
-    ln(parameter) across devices (0.2 ≈ 20% spread). ``c2c`` is the standard deviation of
-    the ln of a per-pulse factor on the gap velocity (a fresh draw every pulse period).
+    ``d2d`` maps a parameter to the standard deviation of ln(parameter) across devices
+    (0.2 ≈ 20% spread). For the built-in model (``nominal`` is None) the parameters are
+    :attr:`CompactModel.VARIABLE` and ``c2c`` is the standard deviation of the ln of a
+    per-pulse factor on the gap velocity (a fresh draw every pulse period).
+
+    For any other device (a user's subcircuit) ``nominal`` holds the nominal value of
+    every varied parameter: device k gets ``nominal * exp(sigma * z)`` with z drawn from
+    ``default_rng([seed, k])``, clipped to the parameter's declared range in ``bounds``
+    if it has one. Such a device has no cycle-to-cycle port, so ``c2c`` must be 0.
     """
 
     d2d: dict[str, float] = field(default_factory=dict)
     c2c: float = 0.0
+    nominal: dict[str, float] | None = None
+    bounds: dict[str, tuple[float, float]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        known = CompactModel.VARIABLE if self.nominal is None else tuple(self.nominal)
         for key, sigma in self.d2d.items():
-            if key not in CompactModel.VARIABLE:
+            if key not in known:
                 raise ValueError(f"Variability.d2d: unknown parameter {key!r}; choose from "
-                                 f"{', '.join(CompactModel.VARIABLE)}")
-            if not isinstance(sigma, (int, float)) or not math.isfinite(sigma) or sigma < 0:
+                                 f"{', '.join(known) or '(none)'}")
+            if isinstance(sigma, bool) or not isinstance(sigma, (int, float)) or not math.isfinite(sigma) \
+                    or sigma < 0:
                 raise ValueError(f"Variability.d2d[{key!r}] must be a finite sigma >= 0, got {sigma!r}")
-        if not isinstance(self.c2c, (int, float)) or not math.isfinite(self.c2c) or self.c2c < 0:
+        if isinstance(self.c2c, bool) or not isinstance(self.c2c, (int, float)) or not math.isfinite(self.c2c) \
+                or self.c2c < 0:
             raise ValueError(f"Variability.c2c must be a finite sigma >= 0, got {self.c2c!r}")
+        if self.nominal is not None:
+            if self.c2c:
+                raise ValueError("Variability.c2c acts on the built-in model's gap velocity only; a user's "
+                                 "device has no cycle-to-cycle port")
+            for key, value in self.nominal.items():
+                if not isinstance(value, (int, float)) or not math.isfinite(value) or value == 0:
+                    raise ValueError(f"Variability.nominal[{key!r}] must be a finite non-zero number, got {value!r}")
+            for key, (lo, hi) in self.bounds.items():
+                if key in self.nominal and not lo <= self.nominal[key] <= hi:
+                    raise ValueError(f"nominal {key}={self.nominal[key]:g} lies outside its declared range "
+                                     f"[{lo:g}, {hi:g}]")
+
+    @property
+    def declared(self) -> bool:
+        """Whether any spread is declared (a sigma > 0)."""
+        return self.c2c > 0 or any(s > 0 for s in self.d2d.values())
 
     def scaled(self, factor: float) -> "Variability":
         """The same spread shape, every sigma multiplied by ``factor``."""
-        return Variability({k: v * factor for k, v in self.d2d.items()}, self.c2c * factor)
+        return dataclasses.replace(self, d2d={k: v * factor for k, v in self.d2d.items()}, c2c=self.c2c * factor)
 
     def sample(self, model: CompactModel, n: int, rng: np.random.Generator) -> list[dict[str, float]]:
-        """Per-device parameter dicts for ``n`` devices drawn from ``rng``."""
+        """Per-device parameter dicts for ``n`` devices drawn from ``rng`` (built-in model)."""
         base = model.params()
         keys = sorted(self.d2d)
         draws = rng.standard_normal((n, len(keys)))
@@ -107,12 +134,56 @@ class Variability:
             devices.append(p)
         return devices
 
+    def device_overrides(self, n: int, seed: int) -> list[dict[str, float] | None]:
+        """Instance parameters of ``n`` devices of a user's subcircuit: the varied
+        parameters only (None for every device when nothing varies: run as written)."""
+        if self.nominal is None:
+            raise ValueError("device_overrides is for a user's device (Variability with nominal values)")
+        keys = sorted(k for k, s in self.d2d.items() if s > 0)
+        if not keys:
+            return [None] * n
+        out = []
+        for k in range(n):
+            z = np.random.default_rng([seed, k]).standard_normal(len(keys))
+            cell = {}
+            for key, zi in zip(keys, z):
+                value = self.nominal[key] * math.exp(self.d2d[key] * float(zi))
+                if key in self.bounds:
+                    value = min(max(value, self.bounds[key][0]), self.bounds[key][1])
+                cell[key] = value
+            out.append(cell)
+        return out
+
     def to_dict(self) -> dict:
-        return {"d2d": dict(self.d2d), "c2c": self.c2c}
+        out = {"d2d": dict(self.d2d), "c2c": self.c2c}
+        if self.nominal is not None:
+            out["distribution"] = "lognormal"
+            out["nominal"] = {k: v for k, v in self.nominal.items() if k in self.d2d}
+            out["bounds"] = {k: list(v) for k, v in self.bounds.items() if k in self.d2d}
+        return out
 
     @classmethod
     def from_dict(cls, d: dict) -> "Variability":
-        return cls(dict(d.get("d2d", {})), float(d.get("c2c", 0.0)))
+        nominal = d.get("nominal")
+        return cls(dict(d.get("d2d", {})), float(d.get("c2c", 0.0)),
+                   None if nominal is None else {k: float(v) for k, v in nominal.items()},
+                   {k: (float(v[0]), float(v[1])) for k, v in d.get("bounds", {}).items()})
+
+
+def describe_variability(spec: dict) -> str:
+    """One line for ``table show``: what varied in a table's devices, or that nothing did."""
+    d2d = {k: float(v) for k, v in (spec or {}).get("d2d", {}).items() if float(v) > 0}
+    c2c = float((spec or {}).get("c2c", 0.0))
+    if not d2d and not c2c:
+        return ("variability: none declared (every device is the nominal one; "
+                "--vary NAME=SPREAD gives a device-to-device spread)")
+    nominal = (spec or {}).get("nominal") or {}
+    parts = [f"{k} sigma(ln) {v:g}" + (f" around {float(nominal[k]):.4g}" if k in nominal else "")
+             for k, v in sorted(d2d.items())]
+    line = "variability: device-to-device log-normal: " + (", ".join(parts) if parts else "none")
+    if c2c:
+        line += f"; cycle-to-cycle log-normal sigma(ln) {c2c:g} on the gap velocity, per pulse"
+    return line
 
 
 #: Named presets: (model, variability).
