@@ -92,7 +92,7 @@ def export_neurosim(table: DeviceTable, source: str | Path, path: str | Path) ->
     if not path.parent.exists():
         raise ValueError(f"cannot write {path}: folder {path.parent} does not exist")
     s = table.level_stats()
-    rows = [f"{k},{s['g_mean'][k]!r},{s['g_std'][k]!r}" for k in range(table.n_levels)]
+    rows = [f"{k},{float(s['g_mean'][k])!r},{float(s['g_std'][k])!r}" for k in range(table.n_levels)]
     from rramsim import __version__
     meta = {"made_by": f"rramsim {__version__}", "table": str(Path(source).name),
             "table_sha256": fingerprint(source), "units": "S",
