@@ -45,7 +45,10 @@ class CrossbarConfig:
         (sparse solve of the tile network), ``"approx"`` (first-order correction);
         ``nonlinear_iv``: use the table's I-V curves instead of Ohm's law.
         ``stuck_on``/``stuck_off``: extra stuck-at-fault rates (probability per cell) on
-        top of the cells the table says did not converge. ``drift_time`` (s after
+        top of the cells the table says did not converge. ``ideal_programming``: every cell
+        gets exactly its level's target conductance (no programming spread, no stuck cells,
+        ``stuck_on``/``stuck_off`` ignored; the programming cost is still sampled from the
+        table): with an ideal periphery this isolates the mapping's own error. ``drift_time`` (s after
         programming; 0 = none). Without a retention group in the table drift follows
         G(t) = G(t0) (t/t0)^-nu with ``drift_nu`` +- ``drift_nu_std`` and t0 = ``drift_t0``.
         ``read_noise``: the table's read noise, drawn on every forward: ``"per_forward"``
@@ -81,6 +84,7 @@ class CrossbarConfig:
     read_noise: str = "per_forward"
     stuck_on: float = 0.0
     stuck_off: float = 0.0
+    ideal_programming: bool = False
     drift_time: float = 0.0
     drift_nu: float = 0.005
     drift_nu_std: float = 0.002
@@ -110,7 +114,7 @@ class CrossbarConfig:
         _choice(self, "weight_scaling", WEIGHT_SCALINGS)
         _choice(self, "program_parallelism", PARALLELISM)
         _choice(self, "read_noise", READ_NOISE_MODES)
-        for name in ("bit_serial", "nonlinear_iv", "parallel_tile_writes"):
+        for name in ("bit_serial", "nonlinear_iv", "parallel_tile_writes", "ideal_programming"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"CrossbarConfig.{name} must be True or False, got {getattr(self, name)!r}")
         for name in ("adc_range", "read_voltage", "cycle_time", "drift_t0"):

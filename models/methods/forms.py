@@ -193,20 +193,18 @@ class PolarizedMapping(WeightMapping):
 class _PolarizedMixin:
     """Fragment = one tile of ``tile_rows = k`` rows; its sign applied after the ADC."""
 
-    def _setup_physics(self) -> None:
-        super()._setup_physics()
-        self.mapping = PolarizedMapping(self.table.targets)
+    def _make_mapping(self, table, config) -> WeightMapping:
+        return PolarizedMapping(table.targets)
 
-    def _after_compile(self) -> None:
+    def _after_compile(self, compiled) -> None:
         k = self.config.tile_rows
         w = self.weight.detach()
         if not is_polarized(w, k):
             raise ValueError(f"{type(self).__name__}: the weights are not polarized in fragments of {k} rows; "
                              "train with admm_polarize + finetune_masked first (or use a differential mapping)")
-        s = fragment_signs(w, k).t().to(self._mats[0].dtype)          # [n_frag, out]
-        s = s.to(self._mats[0].device).unsqueeze(1)                     # [tiles, 1, out]
-        self._mats = [m * s for m in self._mats]
-        super()._after_compile()
+        mats = compiled.mats
+        s = fragment_signs(w, k).t().to(device=mats[0].device, dtype=mats[0].dtype)   # [n_frag, out]
+        compiled.mats = [m * s.unsqueeze(1) for m in mats]                           # [tiles, 1, out]
 
 
 class PolarizedLinear(_PolarizedMixin, AnalogLinear):
