@@ -10,9 +10,27 @@ one from the last cell to the sense node. The column currents are what the ADCs 
 With linear cells the currents are linear in the inputs: ``I = T v``. :class:`TileSolver`
 factorizes the nodal equations once (block elimination, float64 torch; ~10x faster than
 ``scipy.sparse.linalg.splu`` on the same matrix, which :func:`nodal_matrix` builds for
-reference) and gets ``T`` [C, R]; a forward pass is then a matmul. For nonlinear cells
-(``i = g (a1 d + a2 d^2 + a3 d^3)``) it iterates from the linear solution, moving the
-nonlinear excess current to the right-hand side (same factorization every iteration).
+reference) and gets ``T`` [C, R]; a forward pass is then a matmul.
+
+Nonlinear cells (``i = g (a1 d + a2 d^2 + a3 d^3)``, ``d`` the cell voltage) are solved by
+a per-programming linearization (:meth:`TileSolver.currents_nonlinear`, the default): each
+cell is split into a chord conductance ``g c`` (the least-squares line through its I-V
+over the inputs' range) and an excess current ``e(d) = g (p(d) - c d)``. The chord
+network is solved once per programming for three matrices: ``T_c`` (column currents per
+row volt), ``D`` (every cell's voltage per row volt) and ``U`` (column currents per unit
+current injected across each cell, by reciprocity one solve per column). A forward pass
+is then ``I = T_c v + U e(D v)``: three matmuls and an elementwise cubic, exact except
+for the extra wire drop the excess currents themselves cause (``e`` is evaluated at the
+chord network's cell voltages). That residual is measured when the linearization is
+built, on probe vectors against the fixed-point solution (``linearization_error``), and
+the solver falls back to the fixed-point iteration when it exceeds ``LINEARIZATION_TOL``
+(never a silent loss of accuracy). The fixed-point method (``method="fixed-point"``)
+iterates from the linear solution, moving the nonlinear excess current to the
+right-hand side (same factorization every iteration).
+
+:func:`series_cell_current` and :meth:`TileSolver.currents_cells` handle a cell whose
+current depends on both of its nodes, e.g. the RRAM in series with a 1T1R access
+transistor (:class:`AccessTransistor`) whose source sits on the column wire.
 
 :func:`approx_transfer` is a fast approximation without any solve: each cell's current
 is cut by the relative wire drops its row and column would see with ideal currents,
@@ -23,9 +41,18 @@ random 5-150 uS tiles: 0.04% error at 32x32 and 0.5% at 64x64 (1 ohm/segment), 3
 """
 from __future__ import annotations
 
+import hashlib
+import math
+from dataclasses import dataclass
+
 import numpy as np
 import scipy.sparse as sp
 import torch
+
+#: Largest relative error (of the largest column current) the linearized nonlinear solve
+#: may show on its probe vectors; beyond it the fixed-point iteration is used instead.
+LINEARIZATION_TOL = 5e-4
+PROBE_VECTORS = 8
 
 
 def nodal_matrix(g: np.ndarray, r: float) -> tuple[sp.csc_matrix, np.ndarray, np.ndarray]:
@@ -150,21 +177,86 @@ class TileSolver:
         return self.transfer() @ v
 
     def currents_nonlinear(self, v: np.ndarray, coef: np.ndarray, tol: float = 1e-9,
-                           max_iter: int = 100) -> tuple[np.ndarray, int]:
+                           max_iter: int = 100, method: str = "linearized") -> tuple[np.ndarray, int]:
         """Column currents [C, n] with cells ``i = g (a1 d + a2 d^2 + a3 d^3)``.
 
-        ``coef`` [R, C, 3] are the per-cell ``a_k``. Starts from the linear solution and
-        iterates with the nonlinear excess current of each cell moved to the right-hand
-        side (same factorization every iteration); stops when the largest node-voltage
-        change is below ``tol`` times the largest input. Returns currents and iterations.
+        ``coef`` [R, C, 3] are the per-cell ``a_k``. ``method="linearized"`` (default) uses
+        the per-programming linearization of the module doc (built on the first call for
+        these coefficients and this input range, then three matmuls per call; falls back
+        to the fixed-point iteration where its probe error exceeds ``LINEARIZATION_TOL``);
+        ``"fixed-point"`` iterates from the linear solution with the nonlinear excess
+        current of each cell on the right-hand side (same factorization every iteration)
+        until the largest node-voltage change is below ``tol`` times the largest input.
+        Returns currents and the number of solver passes (1 for the linearized path).
         """
         v = np.asarray(v, dtype=np.float64)
+        coef = np.asarray(coef, dtype=np.float64)
+        if coef.shape != self.shape + (3,):
+            raise ValueError(f"coef must be [rows, cols, 3] = {self.shape + (3,)}, got {coef.shape}")
+        if v.ndim != 2 or v.shape[0] != self.shape[0]:
+            raise ValueError(f"v must be [rows={self.shape[0]}, n], got shape {v.shape}")
+        if method == "fixed-point":
+            return self._fixed_point(v, coef, tol, max_iter)
+        if method != "linearized":
+            raise ValueError(f"method must be 'linearized' or 'fixed-point', got {method!r}")
+        lin = self.linearization(coef, v)
+        if lin is None:
+            return np.zeros((self.shape[1], v.shape[1])), 0
+        if lin["fallback"]:
+            return self._fixed_point(v, coef, tol, max_iter)
+        return _apply_linearization(lin, torch.from_numpy(v)).numpy(), 1
+
+    def linearization(self, coef: np.ndarray, v: np.ndarray) -> dict | None:
+        """The cached per-programming linearization for ``coef`` and the range of ``v``
+        (built when either changes; None for all-zero inputs). Its ``error`` is the
+        probe-vector error against the fixed-point solution, ``fallback`` whether that
+        error exceeded ``LINEARIZATION_TOL``."""
+        v_pos, v_neg = _range_key(float(v.max(initial=0.0))), _range_key(float(-v.min(initial=0.0)))
+        if v_pos == 0.0 and v_neg == 0.0:
+            return None
+        key = (hashlib.blake2b(np.ascontiguousarray(coef).tobytes(), digest_size=16).hexdigest(), v_pos, v_neg)
+        cached = getattr(self, "_lin", None)
+        if cached is not None and cached["key"] == key:
+            return cached
+        self._lin = lin = self._build_linearization(coef, v_pos, v_neg)
+        lin["key"] = key
+        return lin
+
+    def _build_linearization(self, coef: np.ndarray, v_pos: float, v_neg: float) -> dict:
+        R, C = self.shape
+        a1, a2, a3 = coef[..., 0], coef[..., 1], coef[..., 2]
+        # least-squares chord of p(d) = a1 d + a2 d^2 + a3 d^3 over d uniform in [-v_neg, v_pos]
+        m2 = (v_pos ** 3 + v_neg ** 3) / 3
+        c = a1 + (a2 * (v_pos ** 4 - v_neg ** 4) / 4 + a3 * (v_pos ** 5 + v_neg ** 5) / 5) / m2
+        if np.any(c <= 0):
+            raise ValueError("a cell's I-V has no positive chord conductance over the inputs' range "
+                             "(the fitted I-V is not a resistor there); use ir_drop='off' or 'approx'")
+        chord = TileSolver(self.g * c, self.r)
+        xr, xc = chord.solve(*chord._drive(np.eye(R)))                      # [C(j), R(i), R(m)]
+        T = (chord.gw * xc[:, -1, :])                                        # [C, R]
+        D = (xr - xc).permute(1, 0, 2).reshape(R * C, R)                    # cell (i, j) per v_m
+        f_r = torch.zeros((C, R, C), dtype=torch.float64)
+        f_c = torch.zeros_like(f_r)
+        f_c[torch.arange(C), R - 1, torch.arange(C)] = 1.0                  # unit current into each sense node
+        ur, uc = chord.solve(f_r, f_c)                                       # reciprocity: U = gw (x_c - x_r)
+        U = (chord.gw * (uc - ur)).permute(2, 1, 0).reshape(C, R * C)       # [C(k), (i, j)]
+        gq = [torch.from_numpy((self.g * q).reshape(R * C, 1)) for q in (a1 - c, a2, a3)]
+        lin = {"T": T, "D": D.float(), "U": U.float(), "gq": torch.cat(gq, dim=1).float(),
+               "chord": c, "v_range": (-v_neg, v_pos), "fallback": False}
+        probe = np.random.default_rng(0).uniform(-v_neg, v_pos, (R, PROBE_VECTORS))
+        ref, _ = self._fixed_point(probe, coef, 1e-10, 200)
+        fast = _apply_linearization(lin, torch.from_numpy(probe)).numpy()
+        lin["error"] = float(np.abs(fast - ref).max() / max(np.abs(ref).max(), 1e-300))
+        lin["fallback"] = lin["error"] > LINEARIZATION_TOL
+        return lin
+
+    def _fixed_point(self, v: np.ndarray, coef: np.ndarray, tol: float, max_iter: int) -> tuple[np.ndarray, int]:
         f_r, f_c = self._drive(v)
         xr, xc = self.solve(f_r, f_c)
         g = self._gc[:, :, None]
-        coef = torch.as_tensor(np.asarray(coef, dtype=np.float64)).permute(1, 0, 2)   # [C, R, 3]
+        coef = torch.as_tensor(coef).permute(1, 0, 2)                       # [C, R, 3]
         a1, a2, a3 = (coef[:, :, k:k + 1] for k in range(3))
-        scale = max(float(np.abs(v).max()), 1e-30)
+        scale = max(float(np.abs(v).max(initial=0.0)), 1e-30)
         for it in range(1, max_iter + 1):
             d = xr - xc
             excess = g * ((a1 - 1.0) * d + a2 * d * d + a3 * d * d * d)
@@ -176,6 +268,100 @@ class TileSolver:
         raise RuntimeError(f"IR-drop solver with nonlinear cells did not converge in {max_iter} iterations "
                            "(the I-V is too nonlinear for the wire resistance); lower wire_resistance "
                            "or use nonlinear_iv=False")
+
+    def currents_cells(self, v: np.ndarray, cell_current, tol: float = 1e-9,
+                       max_iter: int = 200) -> tuple[np.ndarray, int]:
+        """Column currents [C, n] for cells whose current depends on both of their nodes.
+
+        ``cell_current(x_r, x_c)`` maps row-node and column-node voltages [C, R, n] (float64
+        torch) to cell currents of the same shape. The linear part is this solver's
+        conductances ``g`` (choose them near the cells' small-signal conductance); the
+        rest is iterated on the right-hand side as in the fixed-point method.
+        """
+        v = np.asarray(v, dtype=np.float64)
+        f_r, f_c = self._drive(v)
+        xr, xc = self.solve(f_r, f_c)
+        g = self._gc[:, :, None]
+        scale = max(float(np.abs(v).max(initial=0.0)), 1e-30)
+        for it in range(1, max_iter + 1):
+            excess = cell_current(xr, xc) - g * (xr - xc)
+            xr_new, xc_new = self.solve(f_r - excess, f_c + excess)
+            change = max(float((xr_new - xr).abs().max()), float((xc_new - xc).abs().max()))
+            xr, xc = xr_new, xc_new
+            if change < tol * scale:
+                return (self.gw * xc[:, -1, :]).numpy(), it
+        raise RuntimeError(f"IR-drop solver with three-terminal cells did not converge in {max_iter} iterations")
+
+
+def _range_key(x: float) -> float:
+    """Input range rounded up to the next 1/8 octave (the linearization is reused within it)."""
+    if x <= 0:
+        return 0.0
+    return float(2.0 ** (math.ceil(8 * math.log2(x)) / 8))
+
+
+def _apply_linearization(lin: dict, v: torch.Tensor) -> torch.Tensor:
+    """``I = T_c v + U e(D v)`` (float64 linear part, float32 excess part)."""
+    v = v.to(torch.float64)
+    d = lin["D"] @ v.float()                                                 # [RC, n] cell voltages
+    gq = lin["gq"]
+    e = torch.addcmul(gq[:, 1:2], d, gq[:, 2:3])                            # g (a2 + a3 d)
+    e = torch.addcmul(gq[:, 0:1], e, d).mul_(d)                             # g ((a1 - c) d + a2 d^2 + a3 d^3)
+    return lin["T"] @ v + (lin["U"] @ e).double()
+
+
+@dataclass(frozen=True)
+class AccessTransistor:
+    """The level-1 NMOS of a 1T1R cell (drain on the RRAM, source on the column wire,
+    gate on the word line at ``v_gate``): ``i = kp W/L ((vgs - vto) vds - vds^2/2)(1 + lam vds)``
+    in triode, ``kp/2 W/L (vgs - vto)^2 (1 + lam vds)`` in saturation (ngspice level 1
+    without body effect or capacitances)."""
+
+    vto: float = 0.45
+    kp: float = 2e-4
+    lam: float = 0.02
+    w_over_l: float = 3.0
+    v_gate: float = 1.2
+
+    def current(self, vgs: torch.Tensor, vds: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Drain current and its derivatives with respect to ``vds`` and ``vgs`` (vds >= 0)."""
+        beta = self.kp * self.w_over_l
+        on = vgs > self.vto
+        vov = (vgs - self.vto).clamp_min(0.0)
+        sat = vds >= vov
+        vdse = torch.where(sat, vov, vds)
+        core = beta * (vov * vdse - 0.5 * vdse * vdse)
+        dcore_ds = torch.where(sat, torch.zeros_like(vds), beta * (vov - vds))
+        dcore_gs = torch.where(on, beta * vdse, torch.zeros_like(vds))
+        m = 1 + self.lam * vds
+        return core * m, dcore_ds * m + core * self.lam, dcore_gs * m
+
+
+def series_cell_current(d: torch.Tensor, vs: torch.Tensor, g: torch.Tensor, coef: torch.Tensor,
+                        fet: AccessTransistor, iters: int = 60) -> torch.Tensor:
+    """Current of an RRAM (``i = g (a1 u + a2 u^2 + a3 u^3)`` across it) in series with
+    ``fet`` whose source terminal is on the column node at ``vs``; ``d`` is the voltage
+    across the whole cell (row node minus column node). Solves for the RRAM voltage by
+    Newton's method (equal currents), elementwise. With ``d < 0`` the current reverses
+    and the transistor's source is its RRAM-side node (level 1 is symmetric)."""
+    rev = d < 0
+    sign = torch.where(rev, -1.0, 1.0).to(d)
+    dd = d.abs()
+    vgs0 = fet.v_gate - torch.where(rev, vs + d, vs)       # gate minus the lower cell terminal
+    a1, a2, a3 = coef[..., 0], coef[..., 1], coef[..., 2]
+    if a2.abs().max() > 0:   # the RRAM's I-V is not odd: reverse currents follow its own polarity
+        a2 = torch.where(rev, -a2, a2)
+    revf = rev.to(d)
+    u = dd * 0.8
+    for _ in range(iters):
+        i_r = g * (a1 * u + a2 * u * u + a3 * u * u * u)
+        di_r = g * (a1 + 2 * a2 * u + 3 * a3 * u * u)
+        i_t, gds, gm = fet.current(vgs0 - revf * u, dd - u)
+        step = (i_r - i_t) / (di_r + gds + revf * gm)
+        u = torch.minimum((u - step).clamp_min(0.0), dd)
+        if float(step.abs().max()) < 1e-14:
+            break
+    return sign * g * (a1 * u + a2 * u * u + a3 * u * u * u)
 
 
 def approx_transfer(g: torch.Tensor, r: float) -> torch.Tensor:

@@ -64,7 +64,7 @@ def test_nonlinear_iteration():
     assert np.allclose(cur[:, 0], solver.currents(v[:, None])[:, 0], rtol=1e-9)
     nl = lin.copy()
     nl[..., 2] = 5.0                                        # superlinear cells carry more current
-    cur_nl, it = solver.currents_nonlinear(np.abs(v)[:, None], nl)
+    cur_nl, it = solver.currents_nonlinear(np.abs(v)[:, None], nl, method="fixed-point")
     assert it > 1
     assert np.all(cur_nl[:, 0] > solver.currents(np.abs(v)[:, None])[:, 0])
 
