@@ -26,7 +26,7 @@ an instance value overrides it and every expression computed from it.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -91,6 +91,7 @@ class UserDevice:
     ports: list[str]                    # all ports of the subcircuit, in order
     terminals: tuple[str, str]          # the two driven ports
     nominal: dict[str, float]           # varied parameter -> its nominal (default) value
+    c2c: dict[str, float] = field(default_factory=dict)   # cycle-to-cycle parameter -> sigma of ln
     ranges: dict[str, tuple[float, float]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
@@ -156,8 +157,12 @@ def _subckt_span(lines: list[tuple[int, str]], name: str) -> tuple[int, int] | N
 
 
 def load_user_netlist(path: str | Path, subckt: str, cell: str = "1R", dialect: str = "auto",
-                      ports: Sequence[str] | None = None, vary: Iterable[str] = ()) -> UserDevice:
-    """Check, translate and wrap subcircuit ``subckt`` of ``path`` (see the module doc)."""
+                      ports: Sequence[str] | None = None, vary: Iterable[str] = (),
+                      c2c: Mapping[str, float] | None = None) -> UserDevice:
+    """Check, translate and wrap subcircuit ``subckt`` of ``path`` (see the module doc).
+
+    ``c2c`` maps parameters to the sigma of a cycle-to-cycle log-normal factor (see
+    :func:`_cycle_to_cycle`)."""
     path = Path(path)
     check_identifier(subckt, "--subckt")
     if dialect not in DIALECTS:
@@ -214,17 +219,93 @@ def load_user_netlist(path: str | Path, subckt: str, cell: str = "1R", dialect: 
         sep = "" if re.search(r"\bparams:", line, re.IGNORECASE) or _subckt_header(line)[2] else " params:"
         lines[span[0]] = (num, line + sep + " " + " ".join(f"{p}={number(nominal[p], p)}" for p in moved))
         tr.notes.append(f"varied .param(s) {', '.join(moved)} moved to the .subckt line")
+    inner_ports = list(all_ports)
+    if c2c:
+        lines, c2c = _cycle_to_cycle(lines, span, params, dict(c2c), path, name)
+        inner_ports.append(C2C_PORT)
+        tr.notes.append("cycle-to-cycle factor exp(sigma*z) on " + ", ".join(f"{k} (sigma {v:g})" for k, v in c2c.items())
+                        + f", z the bench's per-period draw on the added port {C2C_PORT}")
     tr.lines = lines
     definition = tr.definition()
     dev_name, varied = name, tuple(nominal)
-    if list(terminals) != all_ports[:2] or len(all_ports) != 2:
-        dev_name, wrapper = _wrapper(name, all_ports, terminals, nominal)
+    if list(terminals) != all_ports[:2] or len(all_ports) != 2 or c2c:
+        dev_name, wrapper = _wrapper(name, inner_ports, terminals, nominal, bool(c2c))
         definition += "\n" + wrapper
-        tr.notes.append(f"ports {' '.join(all_ports)}: {terminals[0]}, {terminals[1]} driven"
-                        + (f", {', '.join(p for p in all_ports if p not in terminals)} open through "
-                           f"{R_OPEN:.0e} ohm" if len(all_ports) > 2 else ""))
-    device = Device(check_identifier(dev_name, "subcircuit name"), definition, varied, cell)
-    return UserDevice(device, dialect, why, all_ports, terminals, nominal, dict(tr.ranges), tr.notes)
+        if list(terminals) != all_ports[:2] or len(all_ports) != 2:
+            tr.notes.append(f"ports {' '.join(all_ports)}: {terminals[0]}, {terminals[1]} driven"
+                            + (f", {', '.join(p for p in all_ports if p not in terminals)} open through "
+                               f"{R_OPEN:.0e} ohm" if len(all_ports) > 2 else ""))
+    device = Device(check_identifier(dev_name, "subcircuit name"), definition, varied, cell, controls=bool(c2c))
+    return UserDevice(device, dialect, why, all_ports, terminals, nominal, dict(c2c or {}), dict(tr.ranges),
+                      tr.notes)
+
+
+#: Port added to a subcircuit whose parameters vary from cycle to cycle: the bench drives
+#: it with a fresh unit Gaussian every pulse period (the built-in model's c2c port).
+C2C_PORT = "rr_c2c"
+
+
+def _cycle_to_cycle(lines: list[tuple[int, str]], span: tuple[int, int], params: dict, c2c: dict[str, float],
+                    path: Path, name: str) -> tuple[list[tuple[int, str]], dict[str, float]]:
+    """Make parameters vary from one pulse period to the next.
+
+    A SPICE parameter is a constant of the whole transient, so the factor cannot act on
+    the parameter itself: every use of it in a behavioural expression (B/E/G sources,
+    ``.func`` bodies) becomes ``(NAME*exp(sigma*V(rr_c2c)))``, with ``rr_c2c`` a port added
+    to the subcircuit and driven by the bench with a fresh seeded unit Gaussian each
+    period (clamped to ±5 sigma). Uses the transient cannot follow are refused: a derived
+    ``.param`` (computed once), the value of an R/C/L element. ``.ic``/``IC=`` uses keep the
+    nominal value (they act only at t = 0).
+    """
+    lines = list(lines)
+    start, end = span
+    named = {}
+    for want, sigma in c2c.items():
+        key = want.lower()
+        if key not in params:
+            raise NetlistError(f"--c2c-vary {want}: subcircuit {name} has no parameter {want!r}; its parameters: "
+                               + (", ".join(p[0] for p in params.values()) or "(none)"))
+        if not (isinstance(sigma, (int, float)) and sigma > 0 and sigma == sigma and sigma < 10):
+            raise NetlistError(f"--c2c-vary {want}: the spread must be a sigma in (0, 10), got {sigma!r}")
+        pname, _, where = params[key]
+        named[pname] = float(sigma)
+        word = re.compile(rf"(?<![\w.]){re.escape(pname)}(?![\w(])", re.IGNORECASE)
+        factor = f"({pname}*exp(max(min({number(sigma, pname)}*V({C2C_PORT}), 5), -5)))"
+        dynamic = 0
+        for i in range(start + 1, end):
+            num, line = lines[i]
+            card = line.split()[0].lower()
+            if i == where or not word.search(line):
+                continue
+            if card in (".param", ".params"):
+                users = [k for k, v in split_assignments(line.split(None, 1)[1]) if word.search(v)]
+                raise NetlistError(f"{path}:{num}: --c2c-vary {pname}: it enters the derived parameter(s) "
+                                   f"{', '.join(users)}, computed once before the transient; vary a parameter "
+                                   "used directly in a source expression")
+            if card == ".ic" or re.search(r"\bic\s*=", line, re.IGNORECASE) and card[0] in "cl":
+                continue
+            if card == ".func":       # an argument named V or I would swallow the V(node) inserted below
+                m = re.match(r"^\.func\s+\w+\s*\(([^)]*)\)", line, re.IGNORECASE)
+                for arg in (a.strip() for a in (m.group(1).split(",") if m else [])):
+                    if arg.lower() in ("v", "i"):
+                        line = re.sub(rf"(?<![\w.]){arg}(?![\w(])", f"rr_arg_{arg}", line)
+            if card == ".func" or card[0] in "beg":
+                head, _, expr = (line.partition(")") if card == ".func" else line.partition("="))
+                lines[i] = (num, head + (")" if card == ".func" else "=") + word.sub(factor, expr))
+                dynamic += 1
+                continue
+            raise NetlistError(f"{path}:{num}: --c2c-vary {pname}: it sets the value of element "
+                               f"{line.split()[0]}, which stays fixed during a transient; only parameters of "
+                               "behavioural expressions (B/E/G sources, .func) can vary from cycle to cycle")
+        if not dynamic:
+            raise NetlistError(f"--c2c-vary {pname}: no source expression of subcircuit {name} uses it, so a "
+                               "per-cycle factor would change nothing")
+    num, header = lines[start]
+    head = _subckt_header(header)
+    tokens = header.split()
+    at = 2 + len(head[1])
+    lines[start] = (num, " ".join(tokens[:at] + [C2C_PORT] + tokens[at:]))
+    return lines, named
 
 
 def load_user_device(path: str | Path, subckt: str, cell: str = "1R", dialect: str = "auto",
@@ -252,8 +333,10 @@ def _terminals(all_ports: list[str], ports: Sequence[str] | None, subckt: str) -
     return tuple(all_ports[lower.index(p.lower())] for p in ports)
 
 
-def _wrapper(name: str, all_ports: list[str], terminals: tuple[str, str], nominal: dict[str, float]) -> tuple[str, str]:
-    """A two-terminal subcircuit around ``name``: terminals driven, other ports open."""
+def _wrapper(name: str, all_ports: list[str], terminals: tuple[str, str], nominal: dict[str, float],
+             controls: bool = False) -> tuple[str, str]:
+    """A two-terminal subcircuit around ``name``: terminals driven, other ports open
+    (with ``controls``: the bench's c2c and noise ports too, c2c passed on to the device)."""
     wname = f"{name[:56]}_2t" if re.fullmatch(r"[A-Za-z]\w*", name) else "userdev_2t"
     nodes, opens = [], []
     for i, port in enumerate(all_ports):
@@ -261,11 +344,13 @@ def _wrapper(name: str, all_ports: list[str], terminals: tuple[str, str], nomina
             nodes.append("te")
         elif port == terminals[1]:
             nodes.append("be")
+        elif controls and port == C2C_PORT:
+            nodes.append("c")
         else:
             nodes.append(f"open{i}")
             opens.append(f"Ropen{i} open{i} 0 {number(R_OPEN, 'R_OPEN')}")
     params = " ".join(f"{p}={number(v, p)}" for p, v in nominal.items())
     passed = " ".join(f"{p}={{{p}}}" for p in nominal)
-    lines = [f".subckt {wname} te be" + (f" params: {params}" if params else ""),
+    lines = [f".subckt {wname} te be{' c n' if controls else ''}" + (f" params: {params}" if params else ""),
              f"X0 {' '.join(nodes)} {name}" + (f" {passed}" if passed else ""), *opens, f".ends {wname}"]
     return wname, "\n".join(lines)

@@ -39,6 +39,9 @@ def cmd_characterize(args) -> int:
     from rramsim.devices import Variability, preset
 
     model, variability = preset(args.preset)
+    if args.c2c_vary and not args.netlist:
+        raise ValueError("--c2c-vary applies to a --netlist device; the built-in model's cycle-to-cycle spread "
+                         "is its preset's (scale it with --variability-scale)")
     if args.vary and not (args.netlist or args.veriloga):      # the built-in model: --vary sets those spreads
         variability = Variability({**variability.d2d, **dict(args.vary)}, variability.c2c)
     if args.variability_scale != 1.0:
@@ -50,22 +53,23 @@ def cmd_characterize(args) -> int:
         if not (args.veriloga and args.module):
             raise ValueError("--veriloga and --module go together (the .va file and the module in it)")
         from rramsim.cosim.osdi import va_device
-        if args.vary or args.ports or args.dialect != "auto":
-            raise ValueError("--vary, --ports and --dialect apply to --netlist devices (and --vary to the "
-                             "built-in model); a Verilog-A module is characterized as written")
+        if args.vary or args.c2c_vary or args.ports or args.dialect != "auto":
+            raise ValueError("--vary, --c2c-vary, --ports and --dialect apply to --netlist devices (and --vary "
+                             "to the built-in model); a Verilog-A module is characterized as written")
         device, model = va_device(args.veriloga, args.module, args.cell), None
         variability = Variability()
     elif args.netlist or args.subckt:
         if not (args.netlist and args.subckt):
             raise ValueError("--netlist and --subckt go together (the file and the subcircuit in it)")
-        vary = dict(args.vary or [])
-        user = load_user_netlist(args.netlist, args.subckt, args.cell, args.dialect, args.ports, vary)
+        scale = args.variability_scale
+        vary = {k: s * scale for k, s in args.vary or []}
+        c2c = {k: s * scale for k, s in args.c2c_vary or [] if s * scale > 0}
+        user = load_user_netlist(args.netlist, args.subckt, args.cell, args.dialect, args.ports, vary, c2c)
         device, model = user.device, None
-        # a user's device varies in exactly what --vary names, and in nothing else
+        # a user's device varies in exactly what --vary/--c2c-vary name, and in nothing else
         variability = Variability({k: vary[k.lower()] for k in user.nominal}, 0.0, user.nominal,
-                                  {k: user.ranges[k.lower()] for k in user.nominal if k.lower() in user.ranges})
-        if args.variability_scale != 1.0:
-            variability = variability.scaled(args.variability_scale)
+                                  {k: user.ranges[k.lower()] for k in user.nominal if k.lower() in user.ranges},
+                                  user.c2c)
     elif args.ports or args.dialect != "auto":
         raise ValueError("--ports and --dialect apply to a device file given with --netlist/--subckt")
     elif args.backend == "osdi":
@@ -152,6 +156,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--vary", type=_vary, action="append", metavar="NAME=SPREAD",
                    help="device-to-device log-normal spread (sigma of ln) of a subcircuit parameter; repeatable. "
                         "The table records exactly these; without it a --netlist device has no spread")
+    c.add_argument("--c2c-vary", type=_vary, action="append", metavar="NAME=SPREAD",
+                   help="cycle-to-cycle log-normal factor (sigma of ln), drawn afresh every pulse period, on a "
+                        "--netlist subcircuit parameter used in its source expressions; repeatable")
     c.add_argument("--veriloga", metavar="FILE.va", help="your Verilog-A device (compiled to OSDI by OpenVAF)")
     c.add_argument("--module", help="name of the module in --veriloga (2 ports, or 4 with c2c/noise ports)")
     c.add_argument("--backend", default="behavioural", choices=["behavioural", "osdi"],

@@ -80,13 +80,17 @@ class Variability:
     For any other device (a user's subcircuit) ``nominal`` holds the nominal value of
     every varied parameter: device k gets ``nominal * exp(sigma * z)`` with z drawn from
     ``default_rng([seed, k])``, clipped to the parameter's declared range in ``bounds``
-    if it has one. Such a device has no cycle-to-cycle port, so ``c2c`` must be 0.
+    if it has one. Such a device has no built-in cycle-to-cycle port, so ``c2c`` must be
+    0; ``c2c_params`` maps parameters to the sigma of a log-normal factor drawn afresh
+    every pulse period (the device file is rewritten to take it, see
+    :mod:`rramsim.circuits.user_netlist`).
     """
 
     d2d: dict[str, float] = field(default_factory=dict)
     c2c: float = 0.0
     nominal: dict[str, float] | None = None
     bounds: dict[str, tuple[float, float]] = field(default_factory=dict)
+    c2c_params: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         known = CompactModel.VARIABLE if self.nominal is None else tuple(self.nominal)
@@ -103,7 +107,14 @@ class Variability:
         if self.nominal is not None:
             if self.c2c:
                 raise ValueError("Variability.c2c acts on the built-in model's gap velocity only; a user's "
-                                 "device has no cycle-to-cycle port")
+                                 "device has no cycle-to-cycle port (use c2c_params)")
+            for key, sigma in self.c2c_params.items():
+                if isinstance(sigma, bool) or not isinstance(sigma, (int, float)) or not math.isfinite(sigma) \
+                        or sigma <= 0:
+                    raise ValueError(f"Variability.c2c_params[{key!r}] must be a finite sigma > 0, got {sigma!r}")
+        elif self.c2c_params:
+            raise ValueError("Variability.c2c_params is for a user's device; the built-in model's "
+                             "cycle-to-cycle spread is Variability.c2c")
             for key, value in self.nominal.items():
                 if not isinstance(value, (int, float)) or not math.isfinite(value) or value == 0:
                     raise ValueError(f"Variability.nominal[{key!r}] must be a finite non-zero number, got {value!r}")
@@ -115,11 +126,12 @@ class Variability:
     @property
     def declared(self) -> bool:
         """Whether any spread is declared (a sigma > 0)."""
-        return self.c2c > 0 or any(s > 0 for s in self.d2d.values())
+        return self.c2c > 0 or bool(self.c2c_params) or any(s > 0 for s in self.d2d.values())
 
     def scaled(self, factor: float) -> "Variability":
         """The same spread shape, every sigma multiplied by ``factor``."""
-        return dataclasses.replace(self, d2d={k: v * factor for k, v in self.d2d.items()}, c2c=self.c2c * factor)
+        return dataclasses.replace(self, d2d={k: v * factor for k, v in self.d2d.items()}, c2c=self.c2c * factor,
+                                   c2c_params={k: v * factor for k, v in self.c2c_params.items()})
 
     def sample(self, model: CompactModel, n: int, rng: np.random.Generator) -> list[dict[str, float]]:
         """Per-device parameter dicts for ``n`` devices drawn from ``rng`` (built-in model)."""
@@ -160,6 +172,7 @@ class Variability:
             out["distribution"] = "lognormal"
             out["nominal"] = {k: v for k, v in self.nominal.items() if k in self.d2d}
             out["bounds"] = {k: list(v) for k, v in self.bounds.items() if k in self.d2d}
+            out["c2c_params"] = dict(self.c2c_params)
         return out
 
     @classmethod
@@ -167,20 +180,25 @@ class Variability:
         nominal = d.get("nominal")
         return cls(dict(d.get("d2d", {})), float(d.get("c2c", 0.0)),
                    None if nominal is None else {k: float(v) for k, v in nominal.items()},
-                   {k: (float(v[0]), float(v[1])) for k, v in d.get("bounds", {}).items()})
+                   {k: (float(v[0]), float(v[1])) for k, v in d.get("bounds", {}).items()},
+                   {k: float(v) for k, v in d.get("c2c_params", {}).items()})
 
 
 def describe_variability(spec: dict) -> str:
     """One line for ``table show``: what varied in a table's devices, or that nothing did."""
     d2d = {k: float(v) for k, v in (spec or {}).get("d2d", {}).items() if float(v) > 0}
     c2c = float((spec or {}).get("c2c", 0.0))
-    if not d2d and not c2c:
+    c2c_params = {k: float(v) for k, v in (spec or {}).get("c2c_params", {}).items()}
+    if not d2d and not c2c and not c2c_params:
         return ("variability: none declared (every device is the nominal one; "
                 "--vary NAME=SPREAD gives a device-to-device spread)")
     nominal = (spec or {}).get("nominal") or {}
     parts = [f"{k} sigma(ln) {v:g}" + (f" around {float(nominal[k]):.4g}" if k in nominal else "")
              for k, v in sorted(d2d.items())]
     line = "variability: device-to-device log-normal: " + (", ".join(parts) if parts else "none")
+    if c2c_params:
+        line += "; cycle-to-cycle log-normal factor per pulse period: " + ", ".join(
+            f"{k} sigma(ln) {v:g}" for k, v in sorted(c2c_params.items()))
     if c2c:
         line += f"; cycle-to-cycle log-normal sigma(ln) {c2c:g} on the gap velocity, per pulse"
     return line

@@ -176,11 +176,11 @@ def test_vary_draws_are_seeded_and_clipped_to_declared_range():
 def test_variability_record_names_exactly_what_varied():
     spec = Variability({"Gon": 0.15}, 0.0, {"Gon": 1.5e-4})
     assert spec.to_dict() == {"d2d": {"Gon": 0.15}, "c2c": 0.0, "distribution": "lognormal",
-                              "nominal": {"Gon": 1.5e-4}, "bounds": {}}
+                              "nominal": {"Gon": 1.5e-4}, "bounds": {}, "c2c_params": {}}
     assert Variability.from_dict(spec.to_dict()) == spec
     assert "Gon sigma(ln) 0.15 around 0.00015" in describe_variability(spec.to_dict())
     assert describe_variability(Variability().to_dict()).startswith("variability: none declared")
-    with pytest.raises(ValueError, match="no cycle-to-cycle port"):
+    with pytest.raises(ValueError, match="has no cycle-to-cycle port \\(use c2c_params\\)"):
         Variability({"Gon": 0.1}, 0.1, {"Gon": 1.5e-4})
 
 
@@ -195,7 +195,8 @@ def test_cli_vary_records_spread_and_no_vary_records_none(tmp_path, capsys):
     assert np.all(table.level_stats()["g_std"] > 0)
     assert main(common + ["-o", str(tmp_path / "plain.h5")]) == 0
     plain = DeviceTable.load(tmp_path / "plain.h5")
-    assert plain.variability == {"d2d": {}, "c2c": 0.0, "distribution": "lognormal", "nominal": {}, "bounds": {}}
+    assert plain.variability == {"d2d": {}, "c2c": 0.0, "distribution": "lognormal", "nominal": {}, "bounds": {},
+                                 "c2c_params": {}}
     capsys.readouterr()
     assert main(["table", "show", str(tmp_path / "plain.h5")]) == 0
     assert "variability: none declared" in capsys.readouterr().out
@@ -208,3 +209,44 @@ def test_cli_three_port_error_names_ports_flag(tmp_path, capsys):
     assert main(["characterize", "--netlist", str(LT), "--subckt", "LTTHR", "-o", str(tmp_path / "x.h5")]) == 1
     err = capsys.readouterr().err
     assert "3 ports (TE BE XSV)" in err and "--ports A,B" in err and "Traceback" not in err
+
+
+# ---------------------------------------------------------------------------- --c2c-vary
+def test_c2c_vary_gives_identical_devices_different_trajectories():
+    from rramsim.cosim.campaign import run_campaign
+    from rramsim.cosim.writeverify import WriteVerifyScheme
+    user = load_user_netlist(LT, "LTTHR", ports=["TE", "BE"], c2c={"kset": 0.5})
+    assert user.c2c == {"kset": 0.5} and user.device.controls
+    assert "rr_arg_V" in user.device.definition          # the .func argument V no longer swallows V(rr_c2c)
+    targets = np.array([20e-6, 60e-6])
+    spread = run_campaign(user.device, [None] * 3, targets, WriteVerifyScheme(), 0, 3, workers=1, progress=False)
+    def alike(a, b):
+        return len(a) == len(b) and np.allclose(a, b, rtol=1e-6)
+    assert not alike(spread.reads[0], spread.reads[1]) and not alike(spread.reads[1], spread.reads[2])
+    plain = load_user_netlist(LT, "LTTHR", ports=["TE", "BE"]).device
+    same = run_campaign(plain, [None] * 3, targets, WriteVerifyScheme(), 0, 3, workers=1, progress=False)
+    assert alike(same.reads[0], same.reads[1]) and alike(same.reads[0], same.reads[2])
+
+
+def test_c2c_vary_refuses_what_a_transient_cannot_vary(tmp_path):
+    with pytest.raises(NetlistError, match=r"c2c-vary x0: no source expression"):
+        load_user_netlist(LT, "LTTHR", ports=["TE", "BE"], c2c={"x0": 0.1})       # only in .ic
+    f = tmp_path / "derived.sub"
+    f.write_text(".subckt dev a b params: k=1 r0=1k\n.param k2={k*2}\nR1 a b {r0}\nB1 a b I={k2*V(a,b)}\n.ends dev\n")
+    with pytest.raises(NetlistError, match=r"derived.sub:2: --c2c-vary k: it enters the derived parameter\(s\) k2"):
+        load_user_netlist(f, "dev", c2c={"k": 0.1})
+    with pytest.raises(NetlistError, match=r"derived.sub:3: --c2c-vary r0: it sets the value of element R1"):
+        load_user_netlist(f, "dev", c2c={"r0": 0.1})
+
+
+def test_cli_c2c_vary_is_recorded(tmp_path, capsys):
+    from rramsim.cosim.cli import main
+    from rramsim.devices import DeviceTable
+    out = tmp_path / "c2c.h5"
+    assert main(["characterize", "--netlist", str(PS), "--subckt", "PSINT", "--c2c-vary", "k=0.3", "--devices", "2",
+                 "--targets", "30u", "--retention-time", "0", "--workers", "1", "-q", "-o", str(out)]) == 0
+    spec = DeviceTable.load(out).variability
+    assert spec["d2d"] == {} and spec["c2c_params"] == {"k": 0.3}
+    assert "cycle-to-cycle log-normal factor per pulse period: k sigma(ln) 0.3" in capsys.readouterr().out
+    assert main(["characterize", "--c2c-vary", "k=0.3", "-o", str(tmp_path / "x.h5")]) == 1
+    assert "--c2c-vary applies to a --netlist device" in capsys.readouterr().err
