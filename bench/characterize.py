@@ -20,7 +20,7 @@ import numpy as np
 from rramsim.circuits.testbenches import builtin_device, write_verify_deck
 from rramsim.cosim.campaign import device_params, run_campaign
 from rramsim.cosim.ngspice import Session
-from rramsim.cosim.writeverify import WriteVerifyScheme
+from rramsim.cosim.writeverify import WriteVerifyScheme, timing
 
 TARGETS = np.linspace(10e-6, 80e-6, 8)
 #: The state node the plain loop reads back: the gap (behavioural) or gap - x0 (Verilog-A).
@@ -30,7 +30,7 @@ STATE = {False: "v(xc0.x)", True: "n.xc0.n1#y"}
 def plain_loop(device, cells, targets, scheme, seed):
     """One cell per transient, one transient per pulse; returns (cell-pulses, g_final)."""
     session = Session.get()
-    timing = scheme.timing
+    tm = timing(scheme)
     pulses = 0
     g_final = np.zeros((len(targets), len(cells)))
     for d, p in enumerate(cells):
@@ -38,13 +38,14 @@ def plain_loop(device, cells, targets, scheme, seed):
         gap = p["x0"]
         for lv, target in enumerate(targets):
             lo, hi = target * (1 - scheme.tolerance), target * (1 + scheme.tolerance)
-            amp, count, polarity, streak = -scheme.v_erase, 0, 0, 0
+            pulse, count, direction, streak = scheme.erase_pulse(), 0, 0, 0
             while True:
-                deck = write_verify_deck(device, [dict(p, x0=gap)], timing)
+                deck = write_verify_deck(device, [dict(p, x0=gap)], tm, first=[pulse])
                 z = rng.standard_normal()
-                deck = (deck.replace("Vk0 k0 0 dc 0", f"Vk0 k0 0 dc {z!r}").replace("Va0 a0 0 dc 0", f"Va0 a0 0 dc {amp!r}")
+                deck = (deck.replace("Vk0 k0 0 dc 0", f"Vk0 k0 0 dc {z!r}")
                         .replace(".save time", f".save time {STATE[device.osdi != ()]}"))
-                out = session.simulate(deck, f"tran {scheme.max_step!r} {timing.stop_time(0)!r} 0 {scheme.max_step!r} uic",
+                step = scheme.step_cap
+                out = session.simulate(deck, f"tran {step!r} {tm.stop_time(0)!r} 0 {step!r} uic",
                                        ["time", "i(vs0)", "v(d0)", STATE[device.osdi != ()]], name="plain")
                 g = out["i(vs0)"][-1] / out["v(d0)"][-1]
                 gap = float(out[STATE[device.osdi != ()]][-1]) + (gap if device.osdi else 0.0)
@@ -54,7 +55,7 @@ def plain_loop(device, cells, targets, scheme, seed):
                 if (count > 1 and lo <= g <= hi) or count >= scheme.max_pulses:
                     g_final[lv, d] = g
                     break
-                amp, polarity, streak = scheme.next_pulse(g, lo, hi, polarity, streak)
+                pulse, direction, streak = scheme.next_pulse(g, lo, hi, direction, streak)
     return pulses, g_final
 
 
@@ -67,7 +68,7 @@ def main() -> None:
     ap.add_argument("--full", action="store_true", help="also time 1000 devices x 8 levels")
     ap.add_argument("--backend", default="behavioural", choices=["behavioural", "osdi"],
                     help="built-in model as B-source netlist or compiled Verilog-A, for both ways")
-    ap.add_argument("--max-step", type=float, default=WriteVerifyScheme.max_step,
+    ap.add_argument("--max-step", type=float, default=WriteVerifyScheme().step_cap,
                     help="simulator step cap for both ways (default: the scheme's)")
     args = ap.parse_args()
     model, var = __import__("rramsim.devices", fromlist=["preset"]).preset("hfox")
@@ -78,7 +79,7 @@ def main() -> None:
     else:
         device = builtin_device(model.params())
     seed = 0
-    print(f"ISPP write-verify, hfox preset, {len(TARGETS)} levels, max step {scheme.max_step * 1e9:g} ns, "
+    print(f"ISPP write-verify, hfox preset, {len(TARGETS)} levels, max step {scheme.step_cap * 1e9:g} ns, "
           f"{args.backend} model")
     cells = device_params(model, var, args.devices, seed, scheme)
     Session.get()

@@ -16,7 +16,7 @@ import numpy as np
 
 from rramsim.circuits.testbenches import builtin_device, write_verify_deck
 from rramsim.cosim.ngspice import Session
-from rramsim.cosim.writeverify import WriteVerifyScheme
+from rramsim.cosim.writeverify import WriteVerifyScheme, timing
 from rramsim.devices import CompactModel
 
 
@@ -40,9 +40,9 @@ def main() -> None:
     t0 = time.perf_counter()
     marks = {}
     for k in range(args.runs):
-        deck = write_verify_deck(device, [{"x0": float(rng.uniform(0.3, 1.6))}], scheme.timing)
+        deck = write_verify_deck(device, [{"x0": float(rng.uniform(0.3, 1.6))}], timing(scheme))
         deck = deck.replace("Va0 a0 0 dc 0", f"Va0 a0 0 dc {float(rng.uniform(-1.4, 1.4))!r}")
-        out = session.simulate(deck, f"tran 1e-9 {scheme.timing.stop_time(0)!r}", ["i(vs0)", "v(d0)"], name="soak")
+        out = session.simulate(deck, f"tran 1e-9 {timing(scheme).stop_time(0)!r}", ["i(vs0)", "v(d0)"], name="soak")
         assert np.isfinite(out["i(vs0)"][-1])
         if k + 1 == max(1, args.runs // 10):
             marks["after 10%"] = rss_mib()

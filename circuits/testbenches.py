@@ -1,4 +1,4 @@
-"""Testbench decks: I-V sweep, pulse + read, write-verify batches, replay, crossbar-free.
+"""Testbench decks: I-V sweep, write-verify batches, pulse trains, crossbar-free.
 
 Each bench only drives and reads the two terminals of a device subcircuit, so the
 built-in model and a user's own ``.subckt`` are characterized the same way. A
@@ -16,6 +16,7 @@ from rramsim.circuits.render import check_identifier, instance_params, number, r
 EDGE = 1e-9        # s, pulse rise/fall
 GAP = 2e-9         # s, quiet time between the pulse and the verify read
 T_READ = 10e-9     # s, verify-read plateau
+IV_SEGMENTS = 20   # straight pieces of the I-V leg of a measuring write-verify period (corners on the I-V grid)
 
 OPTIONS = ".options method=gear reltol=1e-4"
 
@@ -57,9 +58,10 @@ class Device:
         return "\n".join(lines)
 
     def instance(self, tag: str, top: str, params: Mapping[str, float] | None = None,
-                 c2c_node: str = "0", noise_node: str = "0") -> str:
+                 c2c_node: str = "0", noise_node: str = "0", gate: str = "wl") -> str:
         """Cell lines between node ``top`` and ground, named with ``tag``; the control
-        nodes reach the built-in model only (ground switches them off)."""
+        nodes reach the built-in model only (ground switches them off); ``gate`` is the
+        word line of a 1T1R cell."""
         check_identifier(tag, "instance tag")
         p = ""
         if params:
@@ -73,7 +75,7 @@ class Device:
             return f"X{tag} {top} 0{ctl} {self.subckt}{p}"
         wl = number(self.w_over_l, "w_over_l")
         return (f"X{tag} {top} m{tag}{ctl} {self.subckt}{p}\n"
-                f"M{tag} m{tag} wl 0 0 nacc w={wl}u l=1u")
+                f"M{tag} m{tag} {check_identifier(gate, 'gate node')} 0 0 nacc w={wl}u l=1u")
 
 
 def builtin_device(model_params: Mapping[str, float], cell: str = "1R", **kw) -> Device:
@@ -98,82 +100,156 @@ def iv_sweep_deck(device: Device, v_max: float, period: float, extra_options: st
 # ---------------------------------------------------------------------------- write-verify
 @dataclass(frozen=True)
 class PulseTiming:
-    """One pulse period: pulse, quiet gap, verify read (all the batch cells share it)."""
+    """One pulse period, shared by all cells of a batch: a pulse slot long enough for the
+    scheme's longest pulse, a quiet gap, the verify-read plateau (``reads`` reads of
+    ``T_READ``) and, with ``measure``, a read-noise sample and an I-V leg after it.
 
-    pulse_width: float = 50e-9
+    Edges are 1 ns, or a quarter of the shortest pulse when that is shorter.
+    """
+
+    slot: float = 50e-9            # s, longest pulse of the scheme
     read_voltage: float = 0.2
+    reads: int = 1
+    edge: float = EDGE
+    measure: bool = False          # append the read-noise sample and the I-V leg to every period
+    iv_voltage: float = 0.3        # V, amplitude of the I-V leg (measure only)
+    iv_time: float = 100e-9        # s, a quarter of the I-V leg (measure only)
 
     @property
     def read_delay(self) -> float:
-        return 2 * EDGE + self.pulse_width + GAP
+        return 2 * self.edge + self.slot + GAP
+
+    @property
+    def read_time(self) -> float:
+        return self.reads * T_READ
+
+    @property
+    def noise_start(self) -> float:
+        """Start of the read-noise sample (the noise port is 1 there; measure only)."""
+        return self.read_delay + self.edge + self.read_time
+
+    @property
+    def iv_start(self) -> float:
+        return self.noise_start + T_READ
 
     @property
     def period(self) -> float:
-        return self.read_delay + 2 * EDGE + T_READ + GAP
+        if self.measure:
+            return self.iv_start + 4 * self.iv_time + GAP
+        return self.read_delay + 2 * self.edge + self.read_time + GAP
+
+    def read_times(self, k: int) -> list[float]:
+        """Times of the verify reads of period k (the last one is where the run pauses)."""
+        t0 = k * self.period + self.read_delay + self.edge
+        return [t0 + (j + 0.8) * T_READ for j in range(self.reads)]
 
     def stop_time(self, k: int) -> float:
         """Time inside the k-th period's read plateau where the run pauses for the verify."""
-        return k * self.period + self.read_delay + EDGE + 0.8 * T_READ
+        return self.read_times(k)[-1]
+
+    def cell_time(self, width: float) -> float:
+        """Programming time of one pulse of ``width`` and its verify (the cell's own latency)."""
+        return 4 * self.edge + width + 2 * GAP + self.read_time
+
+
+def pulse_source(name: str, node: str, low: float, high: float, width: float, timing: PulseTiming) -> str:
+    """A periodic pulse from ``low`` to ``high`` in every period's pulse slot (the engine
+    alters its levels and width between periods)."""
+    return render(f"V{check_identifier(name, 'source')} {check_identifier(node, 'node')} 0 "
+                  "pulse({lo} {hi} 0 {e} {e} {w} {per})",
+                  {"lo": low, "hi": high, "e": timing.edge, "w": width, "per": timing.period})
+
+
+def pulse_vector(low: float, high: float, width: float, timing: PulseTiming) -> str:
+    """The parameter vector of :func:`pulse_source` for ngspice's ``alter``."""
+    return "[ " + " ".join(number(x, "pulse") for x in (low, high, 0.0, timing.edge, timing.edge, width,
+                                                        timing.period)) + " ]"
+
+
+def _read_drive(timing: PulseTiming) -> str:
+    """The read drive ``rs`` (volts): the verify plateau of every period; with ``measure``
+    also the noise sample and the I-V leg (0 -> -v -> +v -> 0), repeated every period."""
+    e, vr = timing.edge, timing.read_voltage
+    if not timing.measure:
+        return render("Vrs rs 0 pulse(0 {vr} {td} {e} {e} {tr} {per})",
+                      {"vr": vr, "td": timing.read_delay, "e": e, "tr": timing.read_time, "per": timing.period})
+    a, q = timing.iv_start, timing.iv_time
+    ramp = [(a + q + 2 * q * j / IV_SEGMENTS, timing.iv_voltage * (2 * j / IV_SEGMENTS - 1))
+            for j in range(IV_SEGMENTS + 1)]          # every corner is a time point of the run
+    pts = [(0.0, 0.0), (timing.read_delay, 0.0), (timing.read_delay + e, vr), (a, vr),
+           *ramp, (a + 4 * q, 0.0), (timing.period, 0.0)]
+    return "Vrs rs 0 pwl(" + " ".join(f"{number(t, 'time')} {number(v, 'volts')}" for t, v in pts) + ") r=0"
 
 
 def write_verify_deck(device: Device, cell_params: Sequence[Mapping[str, float] | None], timing: PulseTiming,
-                      extra_options: str = "", seed: int = 1) -> str:
-    """A batch of independent cells, each driven by its own amplitude source ``va<k>``.
+                      extra_options: str = "", first: Sequence | None = None, gates: bool = False,
+                      seed: int = 1) -> str:
+    """A batch of independent cells, each driven by its own pulse source ``va<k>``.
 
-    The drive of cell k is ``V(a<k>) * pulse(t) + v_read * read(t)``: the engine pauses in
-    every read plateau, reads ``i(vs<k>)``, and alters ``va<k>`` for the next pulse (and,
-    for the built-in model, ``vk<k>``: the cycle-to-cycle draw of the next period).
+    The drive of cell k is ``V(a<k>) + V(rs)``: its pulse (amplitude and width set by the
+    engine between periods with ``alter``) plus the shared verify-read plateau. The engine
+    pauses in every read plateau, reads ``i(vs<k>)``, alters the pulse sources for the next
+    period and resumes. ``first``: each cell's first pulse (``amplitude``, ``width``,
+    ``gate`` attributes; default none). ``gates`` gives every 1T1R cell its own word line
+    ``vg<k>`` (gate-controlled schemes): the pulse's gate voltage during the pulse slot, the
+    cell's read gate voltage otherwise. With ``timing.measure`` the built-in model's noise
+    port is driven with 1 during the noise sample (its read-noise response).
     """
-    per = timing.period
-    lines = ["* rramsim write-verify batch", OPTIONS, extra_options, device.header(),
-             render("Vps ps 0 pulse(0 1 0 {e} {e} {pw} {per})", {"e": EDGE, "pw": timing.pulse_width, "per": per}),
-             render("Vrs rs 0 pulse(0 1 {td} {e} {e} {tr} {per})",
-                    {"td": timing.read_delay, "e": EDGE, "tr": T_READ, "per": per})]
+    if gates and device.cell != "1T1R":
+        raise ValueError("a gate-controlled scheme needs a 1T1R cell (--cell 1T1R): "
+                         "a 1R cell has no word line to step")
+    lines = ["* rramsim write-verify batch", OPTIONS, extra_options, device.header(), _read_drive(timing)]
+    if timing.measure and device.controls:
+        lines.append(render("Vnz nz 0 pulse(0 1 {td} {e} {e} {w} {per})",
+                            {"td": timing.noise_start, "e": timing.edge, "w": T_READ - 2 * timing.edge,
+                             "per": timing.period}))
     saves = ["time"]
-    vr = number(timing.read_voltage, "read_voltage")
     for k, p in enumerate(cell_params):
-        lines += [f"Va{k} a{k} 0 dc 0",
-                  f"Bd{k} d{k} 0 V=V(a{k})*V(ps)+{vr}*V(rs)",
+        pulse = first[k] if first is not None else None
+        amp, width = (pulse.amplitude, pulse.width) if pulse is not None else (0.0, timing.slot)
+        lines += [pulse_source(f"a{k}", f"a{k}", 0.0, amp, width, timing),
+                  f"Bd{k} d{k} 0 V=V(a{k})+V(rs)",
                   f"Vs{k} d{k} t{k} dc 0"]
+        gate = "wl"
+        if gates:
+            vg = pulse.gate if pulse is not None and pulse.gate is not None else device.v_gate
+            lines.append(pulse_source(f"g{k}", f"wl{k}", device.v_gate, vg, width, timing))
+            gate = f"wl{k}"
+        noise = "nz" if timing.measure and device.controls else "0"
         if device.controls:
-            lines += [f"Vk{k} k{k} 0 dc 0", device.instance(f"c{k}", f"t{k}", p, c2c_node=f"k{k}")]
+            lines += [f"Vk{k} k{k} 0 dc 0",
+                      device.instance(f"c{k}", f"t{k}", p, c2c_node=f"k{k}", noise_node=noise, gate=gate)]
         else:
-            lines.append(device.instance(f"c{k}", f"t{k}", p))
+            lines.append(device.instance(f"c{k}", f"t{k}", p, gate=gate))
         saves += [f"i(vs{k})", f"v(d{k})"]
     lines += [".save " + " ".join(saves), ".end"]
     return "\n".join(line for line in lines if line)
 
 
-# ---------------------------------------------------------------------------- replay
-def replay_deck(device: Device, cell_params: Sequence[Mapping[str, float] | None], amplitudes: Sequence[float],
-                timing: PulseTiming, tail: Sequence[tuple[float, float]], extra_options: str = "",
-                noise: Sequence[tuple[float, float]] = ()) -> str:
-    """Re-apply a recorded pulse train to fresh cells, then the PWL ``tail`` (time from
-    the end of the train, volts): a read-noise plateau, an I-V sweep or a retention wait.
-    ``noise`` (time from the end of the train, unit-noise value) drives the read-noise
-    port of cell 0 of the built-in model.
-    """
-    per, pts = timing.period, [(0.0, 0.0)]
-    for i, a in enumerate(amplitudes):
-        t0 = i * per
-        a = float(number(a, f"amplitude[{i}]"))
-        vr = timing.read_voltage
-        pts += [(t0 + EDGE, a), (t0 + EDGE + timing.pulse_width, a), (t0 + 2 * EDGE + timing.pulse_width, 0.0),
-                (t0 + timing.read_delay, 0.0), (t0 + timing.read_delay + EDGE, vr),
-                (t0 + timing.read_delay + EDGE + T_READ, vr), (t0 + timing.read_delay + 2 * EDGE + T_READ, 0.0)]
-    t_end = len(amplitudes) * per
-    for dt, v in tail:
-        pts.append((t_end + float(number(dt, "tail time")), float(number(v, "tail voltage"))))
+# ---------------------------------------------------------------------------- pulse trains
+def pulse_train_deck(device: Device, cell_params: Sequence[Mapping[str, float] | None],
+                     pulses: Sequence[tuple[float, float]], read_voltage: float, extra_options: str = "",
+                     edge: float = EDGE) -> tuple[str, list[float]]:
+    """Fresh cells driven in parallel by a fixed train of ``(amplitude, width)`` pulses,
+    each followed by a read plateau at ``read_voltage``. Returns the deck and the time of
+    each pulse's read (the probe and single-pulse benches; closed-loop programming is
+    :func:`write_verify_deck`)."""
+    pts, reads, t0 = [(0.0, 0.0)], [], 0.0
+    vr = float(number(read_voltage, "read_voltage"))
+    for i, (a, w) in enumerate(pulses):
+        a, w = float(number(a, f"amplitude[{i}]")), float(number(w, f"width[{i}]"))
+        e = min(edge, w / 4)
+        rd = t0 + 2 * e + w + GAP
+        pts += [(t0 + e, a), (t0 + e + w, a), (t0 + 2 * e + w, 0.0), (rd, 0.0), (rd + e, vr),
+                (rd + e + T_READ, vr), (rd + 2 * e + T_READ, 0.0)]
+        reads.append(rd + e + 0.8 * T_READ)
+        t0 = rd + 2 * e + T_READ + GAP
+    pts.append((t0, 0.0))
     pwl = " ".join(f"{t!r} {v!r}" for t, v in pts)
-    lines = ["* rramsim replay", OPTIONS, extra_options, device.header(), f"Vd d 0 pwl({pwl})"]
+    lines = ["* rramsim pulse train", OPTIONS, extra_options, device.header(), f"Vd d 0 pwl({pwl})"]
     saves = ["time", "v(d)"]
-    if noise and device.controls:
-        pts_n = [(0.0, 0.0)] + [(t_end + float(number(dt, "noise time")), float(number(z, "noise value")))
-                                for dt, z in noise]
-        lines.append("Vnz nz 0 pwl(" + " ".join(f"{t!r} {v!r}" for t, v in pts_n) + ")")
     for k, p in enumerate(cell_params):
-        node = "nz" if (k == 0 and noise and device.controls) else "0"
-        lines += [f"Vs{k} d t{k} dc 0", device.instance(f"c{k}", f"t{k}", p, noise_node=node)]
+        lines += [f"Vs{k} d t{k} dc 0", device.instance(f"c{k}", f"t{k}", p)]
         saves.append(f"i(vs{k})")
     lines += [".save " + " ".join(saves), ".end"]
-    return "\n".join(line for line in lines if line)
+    return "\n".join(line for line in lines if line), reads

@@ -3,9 +3,10 @@
 Steps (each a real ngspice run):
 
 1. the write-verify campaign (:mod:`rramsim.cosim.campaign`), N devices x L levels;
-2. the nominal device is programmed once more and its recorded pulse train replayed on
-   fresh cells, followed by a read plateau (read noise: sigma of G over 500 samples) and a
-   fast I-V sweep (read nonlinearity of every level);
+2. the nominal device is programmed once more by the same closed loop, with a read-noise
+   sample and a fast I-V leg after every verify read; those of the period where each
+   level converged give the table's read conductance (exactly the state write-verify
+   reached), read noise and I-V (read nonlinearity of every level);
 3. retention (built-in model only, whose state can be set directly): cells at each level
    with device-to-device relaxation rates, read at log-spaced times up to ``retention_time``;
 4. fitting (:mod:`rramsim.cosim.fitting`) into the table.
@@ -22,15 +23,13 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from rramsim import __version__
-from rramsim.circuits.testbenches import EDGE, Device, builtin_device, iv_sweep_deck, replay_deck
+from rramsim.circuits.testbenches import Device, builtin_device, iv_sweep_deck, pulse_train_deck
 from rramsim.cosim.campaign import CampaignResult, device_params, run_campaign
 from rramsim.cosim.fitting import fit_table
 from rramsim.cosim.ngspice import Session, run_with_retries
-from rramsim.cosim.writeverify import BatchSpec, WriteVerifyScheme, run_batch
+from rramsim.cosim.writeverify import BatchSpec, run_batch, timing
 from rramsim.devices import CompactModel, DeviceTable, Variability
-
-NOISE_SAMPLES = 500
-NOISE_STEP = 1e-9
+from rramsim.devices.schemes import ISPP, Scheme
 
 
 @dataclass
@@ -40,7 +39,7 @@ class Characterization:
     device: Device
     model: CompactModel | None
     variability: Variability = field(default_factory=Variability)
-    scheme: WriteVerifyScheme = field(default_factory=WriteVerifyScheme)
+    scheme: Scheme = field(default_factory=ISPP)
     targets: np.ndarray = field(default_factory=lambda: np.linspace(10e-6, 80e-6, 8))
     n_devices: int = 100
     seed: int = 0
@@ -49,6 +48,8 @@ class Characterization:
     retention_time: float = 1e5      # s; 0 skips retention
     retention_devices: int = 8
     sweep_voltage: float = 1.3       # V, amplitude of the quasi-static SET/RESET sweep
+    sweep_time: float = 4e-6         # s, duration of that sweep
+    probe: dict = field(default_factory=dict)   # what the probe found (recorded in the table)
 
     def __post_init__(self) -> None:
         self.targets = np.asarray(self.targets, dtype=float)
@@ -59,6 +60,11 @@ class Characterization:
             raise ValueError("targets must be positive conductances in strictly increasing order")
         if self.iv_points < 3:
             raise ValueError(f"iv_points must be >= 3, got {self.iv_points}")
+        if self.scheme.gate_control and self.device.cell != "1T1R":
+            raise ValueError(f"the {self.scheme.name} scheme steps the word line of a 1T1R cell: "
+                             "use --cell 1T1R")
+        if not (self.sweep_voltage > 0 and self.sweep_time > 0):
+            raise ValueError("sweep_voltage and sweep_time must be > 0")
 
     @classmethod
     def builtin(cls, model: CompactModel, cell: str = "1R", **kw) -> "Characterization":
@@ -78,9 +84,9 @@ def characterize(spec: Characterization, executor: Executor | None = None, worke
     campaign = run_campaign(spec.device, cells, spec.targets, spec.scheme, spec.seed, spec.batch_size,
                             executor=executor, workers=workers, progress=progress, checkpoint=checkpoint,
                             resume=resume)
-    read_g, read_sigma, iv_v, iv_current = replay_levels(spec)
+    read_g, read_sigma, iv_v, iv_current = measure_levels(spec)
     retention = measure_retention(spec) if spec.model is not None and spec.retention_time > 0 else None
-    sweep = iv_sweep(spec.device, spec.sweep_voltage, params=nominal_params(spec))
+    sweep = iv_sweep(spec.device, spec.sweep_voltage, spec.sweep_time, params=nominal_params(spec))
     session = Session.get()
     provenance = {
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -95,22 +101,27 @@ def characterize(spec: Characterization, executor: Executor | None = None, worke
     return fit_table(campaign, spec.scheme, read_g, read_sigma, iv_v, iv_current, retention,
                      model=model, variability=spec.variability.to_dict(), model_netlist=spec.device.definition,
                      programming_netlist=_programming_netlist(spec, cells), provenance=provenance,
-                     sweep_v=sweep["v"], sweep_current=sweep["i"], **traces(campaign))
+                     sweep_v=sweep["v"], sweep_current=sweep["i"], probe=dict(spec.probe), **traces(campaign))
 
 
 def traces(c: CampaignResult, devices: int = 8) -> dict[str, np.ndarray]:
-    """Write-verify trajectories of the first ``devices`` devices, zero-padded."""
+    """Write-verify trajectories of the first ``devices`` devices, zero-padded: pulse
+    amplitude, verify-read G, word-line voltage and width of every pulse."""
     n = min(devices, len(c.reads))
     length = np.array([len(c.reads[d]) for d in range(n)], dtype=np.int32)
-    amp, g = np.zeros((n, length.max())), np.zeros((n, length.max()))
+    rows = {"amplitude": c.amplitudes, "g": c.reads, "gate": c.gates, "width": c.widths}
+    rows = {k: v for k, v in rows.items() if len(v) == len(c.reads)}   # batches kept by an older rramsim lack some
+    out = {name: np.zeros((n, length.max())) for name in rows}
     for d in range(n):
-        amp[d, :length[d]], g[d, :length[d]] = c.amplitudes[d], c.reads[d]
-    return {"trace_amplitude": amp, "trace_g": g, "trace_length": length}
+        for name, row in rows.items():
+            out[name][d, :length[d]] = row[d]
+    return {**{f"trace_{k}": v for k, v in out.items()}, "trace_length": length}
 
 
 def _programming_netlist(spec: Characterization, cells: list) -> str:
     from rramsim.circuits.testbenches import write_verify_deck
-    return write_verify_deck(spec.device, cells[:1], spec.scheme.timing)
+    return write_verify_deck(spec.device, cells[:1], timing(spec.scheme), first=[spec.scheme.erase_pulse()],
+                             gates=spec.scheme.gate_control)
 
 
 def nominal_params(spec: Characterization, **extra) -> dict | None:
@@ -119,53 +130,13 @@ def nominal_params(spec: Characterization, **extra) -> dict | None:
     return dict(spec.model.params(), c2c=0.0, x0=spec.model.g_max, **extra)
 
 
-def program_nominal(spec: Characterization):
-    """Write-verify the nominal device (no variability) through all levels, in-process."""
-    res = run_batch(BatchSpec(-1, spec.device, [nominal_params(spec)], spec.targets, spec.scheme, [[spec.seed]]))
-    return res.amplitudes[0], res.level_end[:, 0]
-
-
-def replay_levels(spec: Characterization):
-    """Read noise and I-V of every level, from replays of the nominal device's pulse train."""
-    amplitudes, level_end = program_nominal(spec)
-    vr = spec.scheme.read_voltage
-    v_iv = 1.5 * vr
-    t_noise = NOISE_SAMPLES * NOISE_STEP
-    tail = [(EDGE, vr), (EDGE + t_noise, vr), (2 * EDGE + t_noise, 0.0),
-            (t_noise + 100e-9, -v_iv), (t_noise + 300e-9, v_iv), (t_noise + 350e-9, 0.0)]
-    iv_v = np.linspace(-v_iv, v_iv, spec.iv_points)
-    if spec.model is not None:   # cell 0 with read noise (1 ns steps), cell 1 noiseless for the I-V
-        cells = [nominal_params(spec), nominal_params(spec, noise=1e-12)]
-    else:
-        cells = [None]
-    period = spec.scheme.timing.period
-    session = Session.get()
-    read_g, read_sigma, iv_current = [], [], []
-    for lv, end in enumerate(level_end):
-        amps = amplitudes[: int(end) + 1]
-        t_end = len(amps) * period
-        name = f"replay level {lv}"
-
-        z = np.random.default_rng([spec.seed, lv, 0x4E5]).standard_normal(NOISE_SAMPLES)
-        noise = list(zip(EDGE + np.arange(NOISE_SAMPLES) * NOISE_STEP, z)) + [(EDGE + t_noise, 0.0)]
-
-        def attempt(options: str):
-            deck = replay_deck(spec.device, cells, amps, spec.scheme.timing, tail, options, noise)
-            return session.simulate(deck, f"tran 1e-9 {t_end + t_noise + 400e-9!r} 0 1e-9 uic",
-                                    ["time", "v(d)", "i(vs0)"] + (["i(vs1)"] if len(cells) > 1 else []),
-                                    name=name, params={"level": lv, "pulses": len(amps)})
-
-        out = run_with_retries(attempt, name)
-        t, v = out["time"], out["v(d)"]
-        grid = t_end + EDGE + np.arange(10, NOISE_SAMPLES - 10) * NOISE_STEP
-        g = np.interp(grid, t, out["i(vs0)"]) / np.interp(grid, t, v)
-        read_g.append(float(g.mean()))
-        read_sigma.append(float(g.std(ddof=1)))
-        i_iv = out["i(vs1)" if len(cells) > 1 else "i(vs0)"]
-        leg = (t >= t_end + t_noise + 100e-9) & (t <= t_end + t_noise + 300e-9)
-        order = np.argsort(v[leg])
-        iv_current.append(np.interp(iv_v, v[leg][order], i_iv[leg][order]))
-    return np.array(read_g), np.array(read_sigma), iv_v, np.array(iv_current)
+def measure_levels(spec: Characterization):
+    """Read conductance, read noise and I-V of every level, measured on the nominal device
+    (no variability) in the very state its write-verify reached at that level."""
+    iv_v = 1.5 * spec.scheme.read_voltage
+    res = run_batch(BatchSpec(-1, spec.device, [nominal_params(spec)], spec.targets, spec.scheme, [[spec.seed]],
+                              measure=True, iv_voltage=iv_v, iv_points=spec.iv_points))
+    return res.g_final[:, 0], res.read_sigma[:, 0], res.iv_v, res.iv_current[:, 0, :]
 
 
 def retention_times(t_max: float) -> np.ndarray:
@@ -208,25 +179,30 @@ def measure_retention(spec: Characterization) -> tuple[np.ndarray, np.ndarray, n
     return times, ratio.mean(axis=1), ratio.std(axis=1)
 
 
-def pulse_read(device: Device, amplitude: float, scheme: WriteVerifyScheme | None = None,
-               params: dict | None = None) -> dict[str, float]:
-    """One programming pulse of ``amplitude`` volts (negative: RESET) between two reads.
+def pulse_read(device: Device, amplitude: float, scheme: Scheme | None = None,
+               params: dict | None = None, width: float | None = None) -> dict[str, float]:
+    """One programming pulse of ``amplitude`` volts (negative: RESET polarity on the first
+    port) and ``width`` (default: the scheme's SET width) between two reads.
 
     Returns the read conductance before and after, and the pulse's energy (∫v·i dt).
     """
-    scheme = scheme or WriteVerifyScheme()
-    timing = scheme.timing
+    scheme = scheme or ISPP()
+    width = scheme.set_width if width is None else width
     session = Session.get()
     name = "pulse + read"
+    deck_reads = {}
 
     def attempt(options: str):
-        deck = replay_deck(device, [params], [0.0, float(amplitude)], timing, [], options)
-        return session.simulate(deck, f"tran {scheme.max_step!r} {2 * timing.period!r} 0 {scheme.max_step!r} uic",
+        deck, reads = pulse_train_deck(device, [params], [(0.0, width), (float(amplitude), width)],
+                                       scheme.read_voltage, options)
+        deck_reads["t"] = reads
+        step = width / 10
+        return session.simulate(deck, f"tran {step!r} {reads[-1] + 1e-9!r} 0 {step!r} uic",
                                 ["time", "v(d)", "i(vs0)"], name=name, params={"amplitude": amplitude})
 
     out = run_with_retries(attempt, name)
     t, v, i = out["time"], out["v(d)"], out["i(vs0)"]
-    reads = [timing.stop_time(k) for k in (0, 1)]
+    reads = deck_reads["t"]
     g = [float(np.interp(tr, t, i) / np.interp(tr, t, v)) for tr in reads]
     during = (t >= reads[0]) & (t <= reads[1])
     return {"g_before": g[0], "g_after": g[1], "energy": float(np.trapezoid(v[during] * i[during], t[during]))}
@@ -242,4 +218,4 @@ def iv_sweep(device: Device, v_max: float = 1.3, period: float = 4e-6, params: d
     return {"time": out["time"], "v": out["v(d)"], "i": -out["i(vd)"]}
 
 
-__all__ = ["Characterization", "characterize", "iv_sweep", "pulse_read", "replay_levels", "measure_retention"]
+__all__ = ["Characterization", "characterize", "iv_sweep", "pulse_read", "measure_levels", "measure_retention"]

@@ -1,7 +1,7 @@
 """The DeviceTable: fitted statistics of one characterized device under one scheme.
 
 This is the contract between the SPICE side (``rramsim.cosim`` writes it) and the torch
-side (``rramsim.models`` reads it). On disk it is plain HDF5, format version 1, laid out
+side (``rramsim.models`` reads it). On disk it is plain HDF5, format version 2, laid out
 as in DESIGN.md; :meth:`DeviceTable.save` writes it atomically and :meth:`DeviceTable.load`
 refuses anything malformed with a :class:`TableError` that says what is wrong.
 """
@@ -15,12 +15,16 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
 FORMAT = "rramsim.device_table"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+#: Versions this rramsim reads. Version 1 recorded only the ISPP scheme, under its own
+#: attribute names; version 2 records any scheme generically (``scheme`` = its name, then
+#: its parameters; see :mod:`rramsim.devices.schemes`) and may hold the probe's findings.
+READ_VERSIONS = (1, 2)
 
 #: Arrays of the /programming group and their dtypes, all shaped [L, N].
 PROGRAMMING_ARRAYS = {
@@ -33,7 +37,10 @@ PROGRAMMING_ARRAYS = {
 #: Required attributes of /programming (the write-verify scheme).
 #: Optional groups beyond the format's required ones (readers may ignore them).
 OPTIONAL_GROUPS = {"sweep": ("v", "current"), "trace": ("amplitude", "g", "length")}
-SCHEME_ATTRS = ("scheme", "v_start", "v_step", "v_max", "pulse_width", "read_voltage",
+SCHEME_ATTRS = ("scheme", "read_voltage", "tolerance", "max_pulses")
+#: Optional /trace datasets beyond the required trio (gate-controlled and pulse-width schemes).
+TRACE_EXTRA = ("gate", "width")
+_V1_SCHEME_ATTRS = ("scheme", "v_start", "v_step", "v_max", "pulse_width", "read_voltage",
                 "tolerance", "max_pulses")
 #: Programming outcomes a measured table may lack (named in the provenance attribute
 #: ``unmeasured``); their arrays then hold NaN (energy, time), 0 (pulses) or True (converged).
@@ -74,16 +81,21 @@ class DeviceTable:
     trace_amplitude: np.ndarray | None = None  # optional /trace: write-verify trajectories
     trace_g: np.ndarray | None = None          # [D, P] zero-padded after trace_length
     trace_length: np.ndarray | None = None     # [D]
+    trace_gate: np.ndarray | None = None       # [D, P] word-line voltage of every pulse (optional)
+    trace_width: np.ndarray | None = None      # [D, P] width of every pulse (optional)
     model: dict[str, Any] = field(default_factory=dict)       # compact-model parameters
     variability: dict[str, Any] = field(default_factory=dict)
     model_netlist: str = ""
     programming_netlist: str = ""
     provenance: dict[str, Any] = field(default_factory=dict)  # created, versions, seed, command
+    probe: dict[str, Any] = field(default_factory=dict)       # what the probe found (optional /probe)
+    #: Format version of the file it was read from (saving always writes FORMAT_VERSION).
+    format_version: ClassVar[int] = FORMAT_VERSION
 
     def __post_init__(self) -> None:
         for name in ("targets", "g_final", "energy", "time", "read_g", "read_sigma", "iv_v",
                      "iv_current", "retention_t", "retention_ratio", "retention_sigma",
-                     "sweep_v", "sweep_current", "trace_amplitude", "trace_g"):
+                     "sweep_v", "sweep_current", "trace_amplitude", "trace_g", "trace_gate", "trace_width"):
             value = getattr(self, name)
             if value is not None:
                 setattr(self, name, np.asarray(value, dtype=np.float64))
@@ -210,6 +222,10 @@ class DeviceTable:
                 raise TableError(f"/{group} needs all of {', '.join(names)}")
             if arrays[0] is not None and not all(np.all(np.isfinite(a)) for a in arrays):
                 raise TableError(f"/{group} contains NaN or inf")
+        for n in TRACE_EXTRA:
+            a = getattr(self, f"trace_{n}")
+            if a is not None and (self.trace_g is None or a.shape != self.trace_g.shape or not np.all(np.isfinite(a))):
+                raise TableError(f"/trace/{n} must be finite and shaped like /trace/g")
 
     # ------------------------------------------------------------------ equality
     def __eq__(self, other: object) -> bool:
@@ -267,6 +283,13 @@ class DeviceTable:
                         g = f.create_group(group)
                         for n in names:
                             _array(g, n, getattr(self, f"{group}_{n}"))
+                for n in TRACE_EXTRA:
+                    if getattr(self, f"trace_{n}") is not None:
+                        _array(f["trace"], n, getattr(self, f"trace_{n}"))
+                if self.probe:
+                    pr = f.create_group("probe")
+                    for key, value in self.probe.items():
+                        pr.attrs[key] = value
             umask = os.umask(0)
             os.umask(umask)
             os.chmod(tmp, 0o666 & ~umask)          # mkstemp makes 0600; give the usual mode
@@ -319,22 +342,27 @@ class DeviceTable:
         if fmt != FORMAT:
             raise TableError(f"{path} is not an rramsim device table (format attribute {fmt!r})")
         version = f.attrs.get("format_version")
-        if version is None or int(version) != FORMAT_VERSION:
-            raise TableError(f"{path} has format_version {_scalar(version)!r}; this rramsim reads version "
-                             f"{FORMAT_VERSION} only (upgrade rramsim or regenerate the table)")
+        if version is None or int(version) not in READ_VERSIONS:
+            raise TableError(f"{path} has format_version {_scalar(version)!r}; this rramsim reads versions "
+                             f"{', '.join(map(str, READ_VERSIONS))} (upgrade rramsim or regenerate the table)")
         for group in ("model", "programming", "read", "iv"):
             if group not in f:
                 raise TableError(f"{path} lacks the required group /{group}")
         p = f["programming"]
         scheme = {k: _scalar(v) for k, v in p.attrs.items()}
+        if int(version) == 1:
+            scheme = _scheme_from_v1(scheme, path)
         model = {k: _scalar(v) for k, v in f["model"].attrs.items() if k != "variability"}
         variability = json.loads(_text(f["model"].attrs.get("variability", "{}")))
         retention = {}
         for group, names in {"retention": ("t", "ratio", "sigma"), **OPTIONAL_GROUPS}.items():
             if group in f:
                 retention.update({f"{group}_{k}": _read(f, f"{group}/{k}", path) for k in names})
+        if "trace" in f:
+            retention.update({f"trace_{k}": _read(f, f"trace/{k}", path) for k in TRACE_EXTRA if k in f["trace"]})
+        probe = {k: _scalar(v) for k, v in f["probe"].attrs.items()} if "probe" in f else {}
         provenance = {k: _scalar(v) for k, v in f.attrs.items() if k not in ("format", "format_version")}
-        return cls(
+        table = cls(
             targets=_read(f, "programming/targets", path),
             **{name: _read(f, f"programming/{name}", path) for name in PROGRAMMING_ARRAYS},
             scheme=scheme,
@@ -348,7 +376,10 @@ class DeviceTable:
             model_netlist=_text(f["model"]["netlist"][()]) if "netlist" in f["model"] else "",
             programming_netlist=_text(p["netlist"][()]) if "netlist" in p else "",
             provenance=provenance,
+            probe=probe,
         )
+        table.format_version = int(version)
+        return table
 
     def summary(self) -> str:
         """A readable multi-line summary (what ``rramsim table show`` prints)."""
@@ -357,7 +388,11 @@ class DeviceTable:
             f"rramsim device table: {self.n_levels} levels x {self.n_devices} devices",
             f"  model: {self.model.get('name', '?')}   scheme: {self.scheme.get('scheme')}  "
             f"tolerance {100 * float(self.scheme['tolerance']):.1f}%  max pulses {self.scheme['max_pulses']}",
+            "  scheme parameters: " + " ".join(f"{k}={_short(v)}" for k, v in self.scheme.items()
+                                               if k not in ("scheme", "tolerance", "max_pulses")),
         ]
+        if self.probe:
+            lines.append("  probed: " + " ".join(f"{k}={_short(v)}" for k, v in self.probe.items()))
         for k in ("command", "created", "seed", "ngspice_version", "rramsim_version"):
             if k in self.provenance:
                 lines.append(f"  {k}: {self.provenance[k]}")
@@ -377,6 +412,20 @@ class DeviceTable:
             lines.append(f"  retention: G(t)/G(0) at t = {self.retention_t[-1]:.3g} s: "
                          + ", ".join(f"{r:.3f}" for r in self.retention_ratio[:, -1]))
         return "\n".join(lines)
+
+
+def _scheme_from_v1(scheme: dict, path: Path) -> dict:
+    """A version-1 scheme record (ISPP under its own names) in the generic form."""
+    missing = [k for k in _V1_SCHEME_ATTRS if k not in scheme]
+    if missing:
+        raise TableError(f"{path}: /programming attrs lack the scheme entries {missing}")
+    if scheme.get("scheme") != "ispp":
+        return scheme              # e.g. a measured table: kept as recorded
+    from rramsim.devices.schemes import scheme_from_attrs
+    try:
+        return scheme_from_attrs(scheme).attrs()
+    except ValueError as exc:
+        raise TableError(f"{path}: the recorded write-verify scheme is invalid: {exc}") from None
 
 
 def _probe(path: Path, timeout: float = 60.0) -> str | None:
@@ -419,6 +468,10 @@ def _read(f, name: str, path: Path) -> np.ndarray:
         return f[name][()]
     except OSError as exc:
         raise TableError(f"{path}: dataset /{name} is damaged (checksum or truncation: {exc})") from None
+
+
+def _short(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
 def _text(value: Any) -> str:

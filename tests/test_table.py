@@ -17,7 +17,7 @@ def test_round_trip_is_exact(small_table, tmp_path):
     assert back.variability["c2c"] > 0
     assert ".subckt rram" in back.model_netlist and "write-verify" in back.programming_netlist
     with h5py.File(path) as f:   # plain HDF5, checksummed arrays, required layout
-        assert f.attrs["format"] == "rramsim.device_table" and f.attrs["format_version"] == 1
+        assert f.attrs["format"] == "rramsim.device_table" and f.attrs["format_version"] == 2
         assert f["programming/g_final"].fletcher32
         assert f["programming/pulses"].dtype == np.int32 and f["programming/converged"].dtype == bool
         assert f["programming"].attrs["tolerance"] == pytest.approx(0.05)
@@ -77,10 +77,10 @@ def test_failed_checksum(small_table_file, tmp_path):
 
 
 def test_unknown_version_missing_group_and_nan(small_table_file, tmp_path):
-    bad = _copy(small_table_file, tmp_path / "v2.h5")
+    bad = _copy(small_table_file, tmp_path / "v3.h5")
     with h5py.File(bad, "a") as f:
-        f.attrs["format_version"] = 2
-    with pytest.raises(TableError, match="format_version 2"):
+        f.attrs["format_version"] = 3
+    with pytest.raises(TableError, match="format_version 3"):
         DeviceTable.load(bad)
     bad = _copy(small_table_file, tmp_path / "noread.h5")
     with h5py.File(bad, "a") as f:
