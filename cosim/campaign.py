@@ -18,7 +18,7 @@ import shutil
 import tempfile
 from collections.abc import Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor, as_completed
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -44,6 +44,8 @@ class CampaignResult:
     level_end: np.ndarray      # [L, N]
     cell_params: list
     retries: int = 0
+    gates: list = field(default_factory=list)     # per device: word-line voltage of every pulse period
+    widths: list = field(default_factory=list)    # per device: pulse width of every period
 
 
 def device_params(model: CompactModel | None, variability: Variability, n_devices: int, seed: int,
@@ -198,4 +200,5 @@ def merge(results: dict[int, BatchResult], targets: np.ndarray, cell_params: Seq
         targets=np.asarray(targets, float), g_final=cat("g_final"), pulses=cat("pulses"), energy=cat("energy"),
         time=cat("time"), converged=cat("converged"), level_end=cat("level_end"),
         amplitudes=[a for r in order for a in r.amplitudes], reads=[g for r in order for g in r.reads],
-        cell_params=list(cell_params), retries=sum(r.retries for r in order))
+        cell_params=list(cell_params), retries=sum(r.retries for r in order),
+        gates=[x for r in order for x in getattr(r, "gates", [])], widths=[x for r in order for x in getattr(r, "widths", [])])

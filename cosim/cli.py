@@ -46,9 +46,8 @@ def cmd_characterize(args) -> int:
         variability = Variability({**variability.d2d, **dict(args.vary)}, variability.c2c)
     if args.variability_scale != 1.0:
         variability = variability.scaled(args.variability_scale)
-    scheme = WriteVerifyScheme(v_start=args.v_start, v_step=args.v_step, v_max=args.v_max,
-                               pulse_width=args.pulse_width, read_voltage=args.read_voltage,
-                               tolerance=args.tolerance, max_pulses=args.max_pulses)
+    from rramsim.cosim.writeverify import scheme_from_args
+    scheme = scheme_from_args(args) or WriteVerifyScheme()
     if args.veriloga or args.module:
         if not (args.veriloga and args.module):
             raise ValueError("--veriloga and --module go together (the .va file and the module in it)")
@@ -122,7 +121,7 @@ def cmd_table_show(args) -> int:
 def cmd_table_validate(args) -> int:
     from rramsim.devices import DeviceTable
     table = DeviceTable.load(args.file)
-    print(f"{args.file}: valid rramsim device table (format version 1, {table.n_levels} levels x "
+    print(f"{args.file}: valid rramsim device table (format version {table.format_version}, {table.n_levels} levels x "
           f"{table.n_devices} devices)")
     return 0
 
@@ -169,13 +168,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="target conductances LO:HI:COUNT or comma list (default 10u:80u:8)")
     c.add_argument("--seed", type=int, default=0)
     c.add_argument("--variability-scale", type=float, default=1.0, help="multiply every spread of the preset")
-    c.add_argument("--v-start", type=number, default=1.0)
-    c.add_argument("--v-step", type=number, default=0.04)
-    c.add_argument("--v-max", type=number, default=1.6)
-    c.add_argument("--pulse-width", type=number, default=50e-9)
-    c.add_argument("--read-voltage", type=number, default=0.2)
-    c.add_argument("--tolerance", type=float, default=0.05, help="relative write-verify tolerance")
-    c.add_argument("--max-pulses", type=positive_int, default=40)
+    from rramsim.cosim.writeverify import add_scheme_arguments
+    add_scheme_arguments(c)      # --scheme ispp|igvva|pulse-width and its parameters
     c.add_argument("--retention-time", type=number, default=1e5, help="s; 0 skips retention")
     c.add_argument("--batch-size", type=positive_int, default=40, help="cells per transient")
     c.add_argument("--workers", type=positive_int, default=2, help="worker processes")
