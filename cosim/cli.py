@@ -203,6 +203,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     from rramsim.cosim import cli_inference     # data, train, evaluate, plot accuracy
     cli_inference.add_commands(sub)
+    from rramsim.cosim import validate_array     # validate array
+    validate_array.add_commands(sub)
     from rramsim.cosim import reproduce
     reproduce.add_commands(sub)
     return p

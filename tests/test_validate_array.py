@@ -1,0 +1,177 @@
+"""Array read validation: the array deck in real ngspice against crossbar_deck and the torch tile."""
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from rramsim.circuits.array_deck import (array_deck, cell_deck, linear_device, read_analysis,
+                                         sample_times)
+from rramsim.circuits.crossbar import column_vectors, crossbar_deck
+from rramsim.circuits.testbenches import Device
+from rramsim.cosim import validate_array as va
+from rramsim.cosim.ngspice import Session
+from rramsim.devices import DeviceTable
+from rramsim.models import irdrop
+from rramsim.models.irdrop import AccessTransistor, TileSolver, series_cell_current
+
+DEFAULT = str(Path(__file__).resolve().parents[1] / "devices" / "data" / "default.h5")
+
+
+@pytest.fixture(scope="module")
+def table():
+    return DeviceTable.load(DEFAULT)
+
+
+def test_linear_array_deck_reproduces_crossbar_deck():
+    rng = np.random.default_rng(3)
+    g = rng.uniform(5e-6, 150e-6, (5, 4))
+    v = rng.uniform(-0.2, 0.2, (5, 3))
+    s = Session.get()
+    deck = array_deck(linear_device(), g, v, 2.0, state_param="gc")
+    out = s.simulate(deck, read_analysis(3), ["time"] + column_vectors(4), name="array")
+    ours = np.array([np.interp(sample_times(3), out["time"], out[n]) for n in column_vectors(4)])
+    for k in range(3):
+        ref = s.simulate(crossbar_deck(g, v[:, k], 2.0), "op", column_vectors(4), name="crossbar")
+        ref = np.array([ref[n][0] for n in column_vectors(4)])
+        assert np.allclose(ours[:, k], ref, rtol=1e-6, atol=1e-13)
+    # and the 1T1R wiring equals crossbar_deck's 1T1R cell
+    deck = array_deck(linear_device(), g, np.abs(v[:, :1]), 2.0, cell="1T1R", state_param="gc", w_over_l=10.0)
+    out = s.simulate(deck, read_analysis(1), ["time"] + column_vectors(4), name="array")
+    ours = np.array([np.interp(sample_times(1), out["time"], out[n])[0] for n in column_vectors(4)])
+    ref = s.simulate(crossbar_deck(g, np.abs(v[:, 0]), 2.0, cell="1T1R"), "op", column_vectors(4), name="crossbar")
+    assert np.allclose(ours, [ref[n][0] for n in column_vectors(4)], rtol=1e-5)
+
+
+def test_builtin_8x8_agrees_with_torch_tile(table):
+    res = va.run_check(va.ArrayCheck(table, 8, 8, vectors=4, seed=1))
+    err = res.errors()
+    assert err["table-iv+exact"]["max_rel_error"] < 1e-3
+    assert err["linear+off"]["max_rel_error"] > 0.02          # the simplification is visible
+    assert err["table-iv+off"]["max_rel_error"] > err["table-iv+exact"]["max_rel_error"]
+    # every cell was set to its conductance: the states are the analytic gaps
+    assert np.allclose(res.states, va.builtin_gap(table, res.g))
+
+
+def test_builtin_1t1r_with_access_transistor(table):
+    res = va.run_check(va.ArrayCheck(table, 6, 6, cell="1T1R", vectors=3, seed=2))
+    err = res.errors()
+    assert err["table-iv+exact"]["max_rel_error"] < 1e-3
+    assert err["table-iv+exact, no transistor"]["max_rel_error"] > 0.05   # what leaving it out costs
+
+
+def test_state_inversion_in_ngspice_matches_the_analytic_gap(table):
+    device, param = va.table_device(table, "1R")
+    grid = np.linspace(table.model["g_min"], table.model["g_max"], 41)
+    curve = va.state_curve(device, grid, 0.2, "1R", param, None)
+    g = np.array([12e-6, 37e-6, 79e-6])
+    assert np.allclose(va.invert_states(grid, curve, g), va.builtin_gap(table, g), atol=2e-3)
+
+
+USER_CELL = """* a state-holding two-terminal cell: conductance exp(V(s)) uS
+.subckt memcell top bot
+Cs s 0 1
+Rleak s 0 1e15
+Bi top bot I=1e-6*exp(V(s))*V(top,bot)
+.ends memcell
+"""
+
+
+def test_user_subcircuit_state_node():
+    dev = Device("memcell", USER_CELL.strip())
+    grid = np.linspace(1.0, 5.0, 21)
+    curve = va.state_curve(dev, grid, 0.2, "1R", None, "s")
+    assert np.allclose(curve, 1e-6 * np.exp(grid), rtol=1e-5)
+    g = np.array([[5e-6, 20e-6], [60e-6, 100e-6]])
+    states = va.invert_states(grid, curve, g.ravel()).reshape(2, 2)
+    v = np.full((2, 1), 0.1)
+    out = Session.get().simulate(array_deck(dev, states, v, 1e-3, state_node="s"), read_analysis(1),
+                                 ["time"] + column_vectors(2), name="user array")
+    cur = [np.interp(sample_times(1), out["time"], out[n])[0] for n in column_vectors(2)]
+    assert np.allclose(cur, 0.1 * g.sum(axis=0), rtol=1e-3)
+
+
+def test_refusals(table):
+    with pytest.raises(ValueError, match="state"):
+        array_deck(Device("memcell", USER_CELL.strip()), [[1.0]], [[0.1]], 1.0, state_param="x0")
+    with pytest.raises(ValueError, match="exactly one"):
+        array_deck(linear_device(), [[1e-5]], [[0.1]], 1.0)
+    with pytest.raises(ValueError, match="wire_resistance"):
+        array_deck(linear_device(), [[1e-5]], [[0.1]], float("nan"), state_param="gc")
+    with pytest.raises(ValueError, match="rows"):
+        array_deck(linear_device(), [[1e-5]], [[0.1], [0.2]], 1.0, state_param="gc")
+    t1t1r = dataclasses.replace(table, model={**table.model, "cell": "1T1R"})
+    with pytest.raises(ValueError, match="1T1R"):
+        va.ArrayCheck(t1t1r, 4, 4, cell="1R")
+    user = dataclasses.replace(table, model={"name": "memcell", "cell": "1R"}, model_netlist=USER_CELL)
+    with pytest.raises(ValueError, match="--state-node"):
+        va.run_check(va.ArrayCheck(user, 2, 2, vectors=1))
+    with pytest.raises(ValueError, match="outside"):
+        va.builtin_gap(table, np.array([1.0]))
+    with pytest.raises(ValueError):
+        cell_deck(linear_device(), [1e-5], 0.2)
+
+
+def test_cli_json_has_the_named_settings(tmp_path):
+    from rramsim.cosim.cli import main
+    out = tmp_path / "a.json"
+    rep = tmp_path / "a.md"
+    assert main(["validate", "array", "--table", DEFAULT, "--rows", "4", "--cols", "3", "--vectors", "2",
+                 "--json", str(out), "-o", str(rep)]) == 0
+    data = json.loads(out.read_text())
+    assert (data["rows"], data["cols"], data["cell"]) == (4, 3, "1R")
+    for name in va.NAMED_SETTINGS:
+        e = data["settings"][name]
+        assert 0 <= e["mean_rel_error"] <= e["max_rel_error"]
+    assert data["settings"]["table-iv+exact"]["max_rel_error"] < 1e-3
+    assert "table-iv+exact" in rep.read_text() and (tmp_path / "a.png").stat().st_size > 1000
+    assert main(["validate", "array", "--table", str(tmp_path / "none.h5"), "--rows", "2", "--cols", "2"]) == 1
+
+
+def _tile(n, seed, table):
+    from rramsim.models.programming import fit_iv
+    rng = np.random.default_rng(seed)
+    lev = rng.integers(0, table.n_levels, (n, n))
+    return table.targets[lev], fit_iv(table, 0.2)[lev], rng
+
+
+def test_linearized_solver_matches_fixed_point(table):
+    g, coef, rng = _tile(24, 5, table)
+    solver = TileSolver(g, 1.0)
+    v = rng.uniform(0, 0.2, (24, 16))
+    old, it = solver.currents_nonlinear(v, coef, method="fixed-point")
+    new, passes = solver.currents_nonlinear(v, coef)
+    assert it > 1 and passes == 1
+    assert np.abs(new - old).max() / np.abs(old).max() < 1e-4
+    lin = solver.linearization(coef, v)
+    assert lin["error"] < 1e-4 and not lin["fallback"]
+    # signed inputs (a new input range: a new linearization), and all-zero inputs
+    vs = rng.uniform(-0.2, 0.2, (24, 4))
+    assert np.allclose(solver.currents_nonlinear(vs, coef)[0], solver.currents_nonlinear(vs, coef, method="fixed-point")[0],
+                       rtol=0, atol=2e-4 * np.abs(old).max())
+    assert np.all(solver.currents_nonlinear(np.zeros((24, 2)), coef)[0] == 0)
+
+
+def test_linearized_solver_falls_back_when_over_tolerance(table, monkeypatch):
+    g, coef, rng = _tile(10, 6, table)
+    v = rng.uniform(0, 0.2, (10, 3))
+    monkeypatch.setattr(irdrop, "LINEARIZATION_TOL", 0.0)
+    solver = TileSolver(g, 1.0)
+    cur, it = solver.currents_nonlinear(v, coef)
+    assert solver.linearization(coef, v)["fallback"] and it > 1
+    assert np.allclose(cur, solver.currents_nonlinear(v, coef, method="fixed-point")[0], rtol=1e-12)
+
+
+def test_series_cell_current_limits():
+    g = torch.full((3,), 50e-6, dtype=torch.float64)
+    coef = torch.tensor([[1.0, 0.0, 0.0]] * 3, dtype=torch.float64)
+    d = torch.tensor([0.2, 0.1, -0.1], dtype=torch.float64)
+    zero = torch.zeros(3, dtype=torch.float64)
+    wide = series_cell_current(d, zero, g, coef, AccessTransistor(w_over_l=1e6))
+    assert torch.allclose(wide, g * d, rtol=1e-5)                  # an ideal switch: the RRAM alone
+    narrow = series_cell_current(d, zero, g, coef, AccessTransistor())
+    r_on = 1 / (2e-4 * 3.0 * 0.75)                                 # triode resistance at vds -> 0
+    assert torch.allclose(narrow[:2], d[:2] / (1 / g[:2] + r_on), rtol=0.02)
+    assert narrow[2] < 0
