@@ -17,7 +17,7 @@ import pickle
 import shutil
 import tempfile
 from collections.abc import Sequence
-from concurrent.futures import Executor, ProcessPoolExecutor, as_completed
+from concurrent.futures import BrokenExecutor, Executor, ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,6 +25,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from rramsim.circuits.testbenches import Device
+from rramsim.cosim.ngspice import SimulationError
 from rramsim.cosim.writeverify import BatchResult, BatchSpec, WriteVerifyScheme, run_batch
 from rramsim.devices import CompactModel, Variability
 
@@ -120,11 +121,21 @@ def run_campaign(device: Device, cell_params: Sequence, targets: np.ndarray, sch
             try:
                 futures = {pool.submit(run_batch, spec): spec for spec in todo}
                 for fut in as_completed(futures):
-                    finished(fut.result())
+                    try:
+                        res = fut.result()
+                    except BrokenExecutor as exc:
+                        raise SimulationError(f"write-verify batch {futures[fut].index}", "a worker process died "
+                                              f"while simulating ({exc}): ngspice crashed on this device; run with "
+                                              "--workers 1 to see ngspice's message") from None
+                    finished(res)
                     bar.update(len(futures[fut].cell_params))
             finally:
                 if own:
                     pool.shutdown(cancel_futures=True)
+    except BaseException:
+        if store:
+            store.discard_if_empty()      # nothing finished: leave no checkpoint folder behind
+        raise
     finally:
         bar.close()
     return merge(results, targets, cell_params)
@@ -178,6 +189,11 @@ class BatchStore:
 
     def remove(self) -> None:
         shutil.rmtree(self.folder, ignore_errors=True)
+
+    def discard_if_empty(self) -> None:
+        """Remove the folder when it holds no finished batch (a campaign that failed early)."""
+        if not any(self.folder.glob("batch-*.pkl")):
+            self.remove()
 
 
 def _atomic_write(path: Path, data: bytes) -> None:

@@ -32,9 +32,9 @@ def _vary(text: str) -> tuple[str, float]:
 
 
 def cmd_characterize(args) -> int:
-    from rramsim.circuits.testbenches import builtin_device
     from rramsim.circuits.user_netlist import load_user_netlist
     from rramsim.cosim.characterize import Characterization, characterize
+    from rramsim.cosim.device_checks import DeviceError
     from rramsim.cosim.writeverify import WriteVerifyScheme
     from rramsim.devices import Variability, preset
 
@@ -71,11 +71,9 @@ def cmd_characterize(args) -> int:
                                   user.c2c)
     elif args.ports or args.dialect != "auto":
         raise ValueError("--ports and --dialect apply to a device file given with --netlist/--subckt")
-    elif args.backend == "osdi":
-        from rramsim.cosim.osdi import builtin_va_device
-        device = builtin_va_device(model.params(), args.cell)
     else:
-        device = builtin_device(model.params(), args.cell)
+        from rramsim.cosim.osdi import builtin_device_for
+        device = builtin_device_for(args.backend, model.params(), args.cell)
     out = Path(args.output)
     if not out.parent.exists():
         raise ValueError(f"output folder {out.parent} does not exist")
@@ -97,6 +95,9 @@ def cmd_characterize(args) -> int:
     try:
         table = characterize(spec, executor=client.get_executor() if client else None, workers=args.workers,
                              progress=not args.quiet, command=command, checkpoint=parts, resume=args.resume)
+    except DeviceError:
+        shutil.rmtree(parts, ignore_errors=True)   # batches of a device that never switched: nothing to resume
+        raise
     finally:
         if client is not None:
             client.close()
@@ -160,8 +161,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "--netlist subcircuit parameter used in its source expressions; repeatable")
     c.add_argument("--veriloga", metavar="FILE.va", help="your Verilog-A device (compiled to OSDI by OpenVAF)")
     c.add_argument("--module", help="name of the module in --veriloga (2 ports, or 4 with c2c/noise ports)")
-    c.add_argument("--backend", default="behavioural", choices=["behavioural", "osdi"],
-                   help="built-in model as a B-source netlist, or compiled Verilog-A (same physics, ~4x faster)")
+    c.add_argument("--backend", default="auto", choices=["auto", "behavioural", "osdi"],
+                   help="built-in model as compiled Verilog-A (osdi: same physics, 4-7x faster) or as a B-source "
+                        "netlist (behavioural); auto (default): osdi when OpenVAF is installed, else behavioural")
     c.add_argument("--cell", default="1R", choices=["1R", "1T1R"])
     c.add_argument("--devices", type=positive_int, default=100, help="Monte Carlo devices (default 100)")
     c.add_argument("--targets", type=targets, default=np.linspace(10e-6, 80e-6, 8),

@@ -7,8 +7,10 @@ documented ladder of solver options (:data:`RETRY_LADDER`) before giving up.
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
+import pickle
 import re
 import threading
 import warnings
@@ -40,13 +42,51 @@ class SimulationError(RuntimeError):
     """ngspice failed; the message names the deck, its parameters and the log's end."""
 
     def __init__(self, deck: str, message: str, log: Sequence[str] = (), params: dict | None = None):
-        self.deck, self.log, self.params = deck, list(log), dict(params or {})
+        self.deck, self.message, self.log, self.params = deck, message, list(log), dict(params or {})
         tail = "\n    ".join(self.log[-15:]) or "(no output)"
         shown = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
                           for k, v in list(self.params.items())[:12])
         super().__init__(f"ngspice run of deck '{deck}' failed: {message}"
                          + (f"\n  parameters: {shown}" if shown else "")
                          + f"\n  end of ngspice log:\n    {tail}")
+
+    def __reduce__(self):        # picklable: errors travel back from worker processes
+        return (type(self), (self.deck, self.message, self.log, self.params))
+
+
+class DeckLoadError(SimulationError):
+    """ngspice rejected a deck while reading it (a syntax or netlist error): retrying with
+    other solver options cannot help, so :func:`run_with_retries` re-raises it at once.
+    The message is one paragraph with ngspice's own words and the deck lines they name."""
+
+    def __init__(self, deck: str, message: str, log: Sequence[str] = (), params: dict | None = None):
+        self.deck, self.message, self.log, self.params = deck, message, list(log), dict(params or {})
+        RuntimeError.__init__(self, message)
+
+
+#: ngspice's lines that carry no information for the user when a deck does not load.
+_LOAD_NOISE = re.compile(r"^(from file|circbyline|note: no compatibility mode|circuit: |"
+                         r"error: ngspice\.dll cannot recover|please check your input netlist|"
+                         r"there aren't any circuits loaded|error: circuit not parsed)", re.IGNORECASE)
+
+
+def load_error(name: str, deck: str, log: Sequence[str], params: dict | None = None) -> DeckLoadError:
+    """One paragraph from ngspice's complaints about ``deck`` and the lines they point at."""
+    said = [ln.strip() for ln in log if ln.strip() and not _LOAD_NOISE.match(ln.strip())]
+    said = list(dict.fromkeys(said))[:6] or ["(ngspice printed no reason)"]
+    cited = []
+    lines = [ln for ln in deck.splitlines() if ln]           # ngspice counts the non-empty lines
+    for word in re.findall(r"(?:'([^']+)'|\[([^\]]+)\])", " ".join(said)):
+        word = word[0] or word[1]
+        hit = next((ln for ln in lines[1:] if not ln.startswith("*")
+                    and re.search(rf"(?<![\w.]){re.escape(word)}(?!\w)", ln, re.IGNORECASE)), None)
+        if hit and hit not in cited:
+            cited.append(hit)
+    where = "".join(f"; the line: {ln.strip()[:160]!r}" for ln in cited[:2])
+    return DeckLoadError(name, f"ngspice rejected the netlist of deck '{name}' while loading it: "
+                         + " ".join(said).rstrip(".") + where
+                         + ". ngspice cannot simulate the device as written: rewrite the construct it names in "
+                         "ngspice syntax (see the ngspice manual, B sources and .param expressions).", log, params)
 
 
 class Session:
@@ -70,23 +110,33 @@ class Session:
         self._lib = self._ng._ngspice_shared
         self._commands = 0
         self._osdi: set[str] = set()
+        self._checked: set[str] = set()
         self.runs = 0
         self.command("set num_threads=1")
         self.version = self._read_version()
         # ngspice crashes when an OSDI library is loaded after a circuit has run, so every
-        # compiled Verilog-A model in the cache is loaded now, before any circuit.
+        # compiled Verilog-A model in the cache is loaded now, before any circuit. Each build
+        # has its own module names (see rramsim.cosim.osdi), so none can shadow another.
         from rramsim.cosim.osdi import cached_libraries
         if self.has_osdi:
             for path in cached_libraries():
-                self.load_osdi(path)
+                try:
+                    self.load_osdi(path)
+                except SimulationError:      # removed meanwhile, or broken: loaded on demand or refused then
+                    pass
 
     @classmethod
     def get(cls) -> "Session":
         """The session of this process (created on first use; a forked child makes its own)."""
         with cls._lock:
-            if cls._instance is None or cls._pid != os.getpid():
+            if cls._instance is None:
                 cls._instance = cls()
-                cls._pid = os.getpid()
+            elif cls._pid != os.getpid():
+                # a forked child inherits the parent's ngspice as it is (its OSDI libraries and
+                # whether it has run): keep the parent's record of both, so the guard against
+                # loading OSDI after a run still holds in the child
+                cls._instance._ng.clear_output()
+            cls._pid = os.getpid()
             return cls._instance
 
     # ------------------------------------------------------------------ primitives
@@ -148,16 +198,26 @@ class Session:
         """
         for path in re.findall(r"^\* osdi: (\S+)$", deck, re.MULTILINE):
             self.load_osdi(path)
+        if self.broken:
+            raise SimulationError(name, f"this process's ngspice cannot run any more deck ({self.broken}); "
+                                  "start a new Python process", [], params)
         self.set_compat_mode(deck)
+        self._check_loads(deck, name, params)
         self.command("destroy all")
         self.command("remcirc")
         self._ng.clear_output()
-        lines = deck.splitlines()
-        self._ng.load_circuit("\n".join(lines))
+        try:
+            self._ng.load_circuit(deck)
+        except Exception:        # noqa: BLE001  PySpice: NameError('ngSpice_Circ returned 1') and others
+            log = self.output()
+            self.broken = f"it rejected deck '{name}' and awaits a reset"
+            raise load_error(name, deck, log, params) from None
         log = self.output()
         bad = self.failures(log)
         if bad or self._lib.ngSpice_CurPlot() == self._ffi.NULL:
             raise SimulationError(name, "the deck did not load: " + (bad[0] if bad else "?"), log, params)
+
+    broken: str = ""
 
     def set_compat_mode(self, deck: str) -> None:
         """ngspice's compatibility mode for ``deck`` (``set ngbehavior=...``, or none).
@@ -170,6 +230,53 @@ class Session:
         from rramsim.circuits.dialects import compat_mode
         mode = compat_mode(deck)
         self.command(f"set ngbehavior={mode}" if mode else "unset ngbehavior")
+
+    def _check_loads(self, deck: str, name: str, params: dict | None) -> None:
+        """Load ``deck`` first in a forked copy of this process when its definitions (the
+        subcircuit and model cards) are new to this session.
+
+        ngspice's shared library cannot recover from a deck it rejects while reading it
+        (the next deck may crash the process), so a netlist error must never reach this
+        process's ngspice: the copy reports ngspice's complaints, then exits.
+        """
+        if not hasattr(os, "fork"):
+            return
+        key = _definitions_key(deck)
+        if key in self._checked:
+            return
+        read, write = os.pipe()
+        pid = os.fork()
+        if pid == 0:                                      # the copy: load, report, exit
+            code = 0
+            try:
+                os.close(read)
+                self.command("destroy all")
+                self.command("remcirc")
+                self._ng.clear_output()
+                try:
+                    self._ng.load_circuit(deck)
+                    ok = True
+                except Exception:                         # noqa: BLE001
+                    ok = False
+                report = pickle.dumps((ok, self.output()))
+                with os.fdopen(write, "wb") as f:
+                    f.write(report)
+            except BaseException:                         # noqa: BLE001
+                code = 1
+            finally:
+                os._exit(code)
+        os.close(write)
+        with os.fdopen(read, "rb") as f:
+            data = f.read()
+        _, status = os.waitpid(pid, 0)
+        if not data:
+            raise DeckLoadError(name, f"ngspice crashed while loading the netlist of deck '{name}' (exit status "
+                                f"{status}); check the device netlist for constructs ngspice does not support",
+                                [], params)
+        ok, log = pickle.loads(data)
+        if not ok:
+            raise load_error(name, deck, log, params)
+        self._checked.add(key)
 
     def vector(self, name: str) -> np.ndarray:
         """A copy of vector ``name`` of the current plot."""
@@ -230,6 +337,19 @@ class Session:
         self.command("destroy all")
 
 
+def _definitions_key(deck: str) -> str:
+    """A digest of a deck's definitions: its subcircuit bodies and its model, parameter and
+    function cards (instance lines and sources of the benches change from deck to deck)."""
+    keep, inside = [], 0
+    for line in deck.splitlines():
+        card = line.split(maxsplit=1)[0].lower() if line.strip() else ""
+        inside += card == ".subckt"
+        if inside or card in (".model", ".param", ".func", ".global", ".include", ".lib"):
+            keep.append(line)
+        inside -= card == ".ends" and inside > 0
+    return hashlib.sha256("\n".join(keep).encode()).hexdigest()
+
+
 def run_with_retries(attempt: Callable[[str], T], name: str = "deck",
                      ladder: Sequence[str] = RETRY_LADDER) -> T:
     """Call ``attempt(options_line)`` for each rung of the ladder until one succeeds.
@@ -242,6 +362,8 @@ def run_with_retries(attempt: Callable[[str], T], name: str = "deck",
     for options in ladder:
         try:
             return attempt(options)
+        except DeckLoadError:
+            raise                      # a netlist ngspice cannot read: no solver option helps
         except SimulationError as exc:
             last = exc
     assert last is not None

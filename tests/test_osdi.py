@@ -1,4 +1,8 @@
 """The default model in Verilog-A (OSDI) against the behavioural netlist: same physics."""
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -8,6 +12,7 @@ from rramsim.cosim.writeverify import BatchSpec, WriteVerifyScheme, run_batch
 from rramsim.devices import CompactModel
 
 osdi = pytest.importorskip("rramsim.cosim.osdi")
+needs_openvaf = pytest.mark.skipif(not osdi.available(), reason="no OpenVAF compiler here")
 
 
 @pytest.fixture(scope="module")
@@ -41,14 +46,143 @@ def test_write_verify_agrees_within_1_percent(devices):
     np.testing.assert_allclose(b.energy, a.energy, rtol=0.02)   # ∫v·i dt on different time grids
 
 
-def test_state_in_a_variable_is_refused(tmp_path):
+HEAD = '`include "disciplines.vams"\nmodule m(a, b); inout a, b; electrical a, b;\n'
+
+
+@pytest.mark.parametrize("body", [
+    "real x; analog begin x = idt((V(a, b) - x) / 1e-6, 0); I(a, b) <+ 1e-3 * x; end",      # feedback
+    "real x, t_prev, dt; analog begin dt = $abstime - t_prev;\n x = x + V(a, b) * dt;\n"
+    " t_prev = $abstime; I(a, b) <+ 1e-3 * x; end",                                          # by hand
+    "real w, rate; analog begin @(initial_step) w = 0.5;\n rate = 1e6 * V(a, b);\n"
+    " w = w + rate * 1e-9; I(a, b) <+ 1e-4 * w * V(a, b); end",                              # initial_step seed
+])
+def test_state_kept_in_a_variable_is_refused(tmp_path, body):
     bad = tmp_path / "bad.va"
-    bad.write_text('`include "disciplines.vams"\nmodule m(a, b); inout a, b; electrical a, b;\n'
-                   "real x; analog begin x = idt(V(a, b)); I(a, b) <+ x; end\nendmodule\n")
-    with pytest.raises(osdi.OsdiError, match="state must be a node"):
+    bad.write_text(HEAD + body + "\nendmodule\n")
+    with pytest.raises(osdi.OsdiError, match=r"read before the module assigns .* make the state a node|"
+                                             r"read before the module assigns .*Make the state a node"):
         osdi.compile_va(bad)
+
+
+@pytest.mark.parametrize("body", [
+    "real x; analog begin x = idt(V(a, b) / 1e-6, 0); I(a, b) <+ 1e-3 * x; end",   # no feedback: measured exact
+    "real k; analog begin @(initial_step) k = 2; I(a, b) <+ 1e-3 * k * V(a, b); end",
+    "real g; analog begin if (V(a, b) > 0) g = 1e-3; else g = 2e-3;\n g = min(g, 1.5e-3);\n"
+    " I(a, b) <+ g * V(a, b); end",
+    "real y; analog function real sq; input u; real u, t; begin t = u * u; sq = t; end endfunction\n"
+    "analog begin y = sq(V(a, b)); I(a, b) <+ 1e-3 * y; end",
+])
+def test_variables_assigned_before_use_are_accepted(body):
+    osdi.check_state_is_a_node(HEAD + body + "\nendmodule\n", "ok.va")
+
+
+def test_missing_file_is_refused(tmp_path):
     with pytest.raises(osdi.OsdiError, match="does not exist"):
         osdi.va_device(tmp_path / "none.va", "m")
+
+
+def _mem(ron: float, module: str = "mymem") -> str:
+    return USER_VA.replace("ron = 10e3", f"ron = {ron:g}").replace("module mymem", f"module {module}")
+
+
+@needs_openvaf
+def test_cache_is_keyed_by_content_and_module_names_are_unique(tmp_path, monkeypatch):
+    monkeypatch.setenv("RRAMSIM_CACHE", str(tmp_path / "cache"))
+    for d, ron in (("a", 10e3), ("b", 14e3), ("c", 10e3)):
+        (tmp_path / d).mkdir()
+        (tmp_path / d / "model.va").write_text(_mem(ron))
+    a, b, c = (osdi.compile_va(tmp_path / d / "model.va") for d in "abc")
+    assert a.osdi != b.osdi and a.osdi.is_file() and b.osdi.is_file()      # same file name, both kept
+    assert a.modules["mymem"] != b.modules["mymem"] and a.modules["mymem"].startswith("mymem_")
+    assert c == a                                                        # same text elsewhere: same build
+    assert f"module {b.modules['mymem']}(" in b.source.read_text() and "ron = 14000" in b.source.read_text()
+    assert "Finished building" in a.log.read_text()
+    assert sorted(osdi.cached_libraries()) == sorted([str(a.osdi), str(b.osdi)])
+
+
+@needs_openvaf
+def test_openvaf_error_is_the_first_error_and_the_log_is_kept(tmp_path, monkeypatch):
+    monkeypatch.setenv("RRAMSIM_CACHE", str(tmp_path / "cache"))
+    bad = tmp_path / "broken.va"
+    bad.write_text(HEAD + "parameter real r = 1e3;\nanalog begin\n I(a, b) <+ V(a, b) / r + first_missing;\n"
+                   " I(a, b) <+ second_missing(V(a, b));\nend\nendmodule\n")
+    with pytest.raises(osdi.OsdiError) as err:
+        osdi.compile_va(bad)
+    message = str(err.value)
+    assert "\n" not in message and "first_missing" in message and "second_missing" not in message
+    assert f"{bad}:5" in message and "1 more error" in message
+    log = Path(message.rsplit(" log is in ", 1)[1])
+    text = log.read_text()
+    assert log.is_file() and "first_missing" in text and "second_missing" in text and ".tmp" not in text
+
+
+def _python(script: str, *args: str, timeout: int = 300) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", script, *args], capture_output=True, text=True, timeout=timeout)
+
+
+# Both builds are loaded into one ngspice session (before its first run), where ngspice
+# registers OSDI models by module name: each file must still simulate its own build.
+SAME_NAME = """
+import sys, numpy as np
+from rramsim.cosim.characterize import Characterization, characterize
+from rramsim.cosim.osdi import va_device
+devices = [va_device(path, "mymem") for path in sys.argv[1:]]
+for dev in devices:
+    t = characterize(Characterization(dev, None, targets=np.array([10e-6, 40e-6]), n_devices=1,
+                                      retention_time=0), workers=1, progress=False, command="test")
+    print("G", *t.read_g, *t.sweep_current[::50], flush=True)
+"""
+
+
+def test_same_module_name_in_two_files_gives_two_tables(devices, tmp_path):
+    paths = []
+    for d, ron in (("one", 10e3), ("two", 14e3)):
+        (tmp_path / d).mkdir()
+        paths.append(tmp_path / d / "model.va")
+        paths[-1].write_text(_mem(ron))
+    proc = _python(SAME_NAME, *map(str, paths))
+    assert proc.returncode == 0, proc.stderr
+    first, second = (np.array(line.split()[1:], float) for line in proc.stdout.splitlines() if line.startswith("G"))
+    assert not np.allclose(first, second, rtol=1e-3)
+    # the I-V sweep of the 14 kOhm file carries less current at full SET than the 10 kOhm one
+    assert np.abs(second[2:]).max() < np.abs(first[2:]).max()
+
+
+# The measurement behind the refusal rule: one drive, the same integral three ways.
+IDT = """
+import sys, numpy as np
+from rramsim.cosim.ngspice import Session
+from rramsim.cosim.osdi import compile_va
+builds = {m: compile_va(p, check_state=False) for m, p in zip(("var", "node", "feedback"), sys.argv[1:])}
+s = Session.get()
+for b in builds.values():
+    s.load_osdi(str(b.osdi))
+for name, b in builds.items():
+    (module,) = b.modules.values()
+    out = s.simulate(f"* idt\\n.model m1 {module}\\nN1 d 0 m1\\nVd d 0 pwl(0 0 1n 1 2u 1 2.001u -0.5 4u -0.5)\\n.end",
+                     "tran 10n 4u 0 10n", ["time", "i(vd)"])
+    x = np.interp([2e-6, 4e-6], out["time"], -out["i(vd)"] / 1e-3)
+    print(name, *x)
+"""
+IDT_VAR = HEAD + "real x; analog begin x = idt(V(a, b) / 1e-6, 0); I(a, b) <+ 1e-3 * x; end\nendmodule\n"
+IDT_NODE = HEAD.replace("electrical a, b;", "electrical a, b, s;") + (
+    "analog begin I(s) <+ ddt(V(s)) - V(a, b) / 1e-6; I(s) <+ 1e-12 * V(s); I(a, b) <+ 1e-3 * V(s); end\nendmodule\n")
+IDT_FEEDBACK = HEAD + "real x; analog begin x = idt((V(a, b) - x) / 1e-6, 0); I(a, b) <+ 1e-3 * x; end\nendmodule\n"
+
+
+def test_idt_into_a_variable_integrates_like_a_node_without_feedback(devices, tmp_path):
+    paths = []
+    for name, text in (("var", IDT_VAR), ("node", IDT_NODE), ("feedback", IDT_FEEDBACK)):
+        paths.append(tmp_path / f"{name}.va")
+        paths[-1].write_text(text.replace("module m(", f"module idt_{name}("))
+    proc = _python(IDT, *map(str, paths))
+    assert proc.returncode == 0, proc.stderr
+    x = {line.split()[0]: np.array(line.split()[1:], float) for line in proc.stdout.splitlines()}
+    exact = np.array([2.0 - 0.0005, 1.0 - 0.0005 + 0.00025])      # integral of the drive / 1 us
+    np.testing.assert_allclose(x["node"], exact, rtol=2e-3)
+    np.testing.assert_allclose(x["var"], x["node"], rtol=1e-4)      # x = idt(f(V)): accepted, and exact
+    relax = np.array([1 - np.exp(-2.0), -0.5 + (1 - np.exp(-2.0) + 0.5) * np.exp(-2.0)])
+    assert np.abs(x["feedback"] - relax).max() > 0.5               # x = idt(f(x)): x reads 0, refused
 
 
 USER_VA = """`include "disciplines.vams"
