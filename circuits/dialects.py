@@ -38,7 +38,8 @@ its own line number for messages):
   mode defines these itself and silently overrides the file's value, so the file's
   parameter is renamed (``vt`` -> ``vt_dev``) everywhere in the file.
 
-Refused, with the construct and ``file:line``: random functions (``gauss``, ``agauss``,
+Refused, with the construct and ``file:line``: lines with unbalanced parentheses (LTspice
+closes them silently at the end of the line); random functions (``gauss``, ``agauss``,
 ``unif``, ``aunif``, ``rand``, ``random``, ``white``, ``mc``, ngspice's two-argument
 ``limit``) — use ``--vary``; ``delay()``/``absdelay()``; ``idt``/``sdt`` with a reset
 argument or inside a ``.func``; ``table()`` with non-numeric breakpoints; Spectre files
@@ -233,6 +234,10 @@ def translate(lines: list[tuple[int, str]], dialect: str, path: Path) -> Transla
     out: list[tuple[int, str]] = []
     for number, line in lines:
         low = line.lower()
+        if line.count("(") != line.count(")"):
+            raise _refuse(path, number, f"a line with unbalanced parentheses ({line.count('(')} '(' and "
+                          f"{line.count(')')} ')')", "LTspice closes missing ones at the end of the line, ngspice "
+                          "does not, and rramsim does not guess where they belong: balance them in the file")
         if re.match(r"^simulator\s+lang", low):
             raise _refuse(path, number, "'simulator lang' (a Spectre file)",
                           "rramsim reads SPICE subcircuits; export the model as an LTspice/PSpice/HSPICE subcircuit")

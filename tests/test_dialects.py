@@ -127,6 +127,7 @@ def test_sdt_integrates_in_ngspice(tmp_path):
     ("B1 a b I={table(V(a,b), x1, 1, 2, 3)}", "table\\(\\) with non-numeric"),
     ("B1 a b I={idt(V(a,b), 0, V(a))}", "reset argument"),
     (".func f(x) {sdt(x)}", r"sdt\(\) inside .func"),
+    (".func f(x) = (1/(1+exp(-x))*(1-x)", r"unbalanced parentheses \(5 '\(' and 4 '\)'\)"),
 ])
 def test_unsupported_constructs_name_construct_and_line(line, what, tmp_path):
     f = tmp_path / "bad.sub"
