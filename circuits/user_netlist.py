@@ -235,6 +235,10 @@ def load_user_netlist(path: str | Path, subckt: str, cell: str = "1R", dialect: 
             tr.notes.append(f"ports {' '.join(all_ports)}: {terminals[0]}, {terminals[1]} driven"
                             + (f", {', '.join(p for p in all_ports if p not in terminals)} open through "
                                f"{R_OPEN:.0e} ohm" if len(all_ports) > 2 else ""))
+    shown = path.name if re.fullmatch(r"[\w.+-]{1,128}", path.name) else "(device file)"
+    record = [f"* rramsim: subcircuit {name} of {shown}, dialect {dialect} ({'; '.join(why)})"]
+    record += [f"* rramsim translated: {note}" for note in tr.notes if "\n" not in note]
+    definition = "\n".join(record) + "\n" + definition
     device = Device(check_identifier(dev_name, "subcircuit name"), definition, varied, cell, controls=bool(c2c))
     return UserDevice(device, dialect, why, all_ports, terminals, nominal, dict(c2c or {}), dict(tr.ranges),
                       tr.notes)

@@ -78,6 +78,8 @@ def test_three_port_subckt_needs_ports():
         load_user_netlist(LT, "LTTHR", ports=["TE", "XX"])
     user = load_user_netlist(LT, "LTTHR", ports=["TE", "BE"])
     assert user.device.subckt == "LTTHR_2t" and "Ropen2 open2 0 1000000000000.0" in user.device.definition
+    assert "* rramsim translated: ports TE BE XSV: TE, BE driven, XSV open" in user.device.definition
+    assert "* rramsim: subcircuit LTTHR of lt_threshold.sub, dialect ltspice" in user.device.definition
 
 
 def test_ports_reversed_swaps_polarity():
