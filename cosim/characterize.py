@@ -84,6 +84,8 @@ def characterize(spec: Characterization, executor: Executor | None = None, worke
     campaign = run_campaign(spec.device, cells, spec.targets, spec.scheme, spec.seed, spec.batch_size,
                             executor=executor, workers=workers, progress=progress, checkpoint=checkpoint,
                             resume=resume)
+    from rramsim.cosim.device_checks import check_device_switches
+    check_device_switches(campaign, spec.device)     # no table of a device that never switched
     read_g, read_sigma, iv_v, iv_current = measure_levels(spec)
     retention = measure_retention(spec) if spec.model is not None and spec.retention_time > 0 else None
     sweep = iv_sweep(spec.device, spec.sweep_voltage, spec.sweep_time, params=nominal_params(spec))
@@ -92,6 +94,7 @@ def characterize(spec: Characterization, executor: Executor | None = None, worke
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "rramsim_version": __version__,
         "ngspice_version": session.version,
+        "backend": "osdi" if spec.device.osdi else ("behavioural" if spec.model is not None else "netlist"),
         "seed": int(spec.seed),
         "command": command or " ".join(shlex.quote(a) for a in sys.argv),
         "runtime_s": round(_time.time() - started, 2),
