@@ -45,11 +45,11 @@ def test_resnet_small_shapes_and_residual_stages():
 
 
 def test_registry_and_bad_names():
-    assert network_names() == ["lenet5", "resnet-small"]
+    assert network_names() == ["ds-cnn", "lenet5", "lstm", "resnet-small", "vit"]
     assert canonical_name("LeNet-5") == "lenet5" and canonical_name("resnet") == "resnet-small"
     assert isinstance(build_network("lenet"), LeNet5)
     assert isinstance(build_network("resnet-small", num_classes=3), ResNetSmall)
-    with pytest.raises(ValueError, match="unknown network 'vgg16'; choose one of: lenet5, resnet-small"):
+    with pytest.raises(ValueError, match="unknown network .vgg16.; choose one of: ds-cnn, lenet5, lstm, resnet-small, vit"):
         build_network("vgg16")
     with pytest.raises(ValueError, match="num_classes"):
         build_network("lenet5", num_classes=0)
