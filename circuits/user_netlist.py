@@ -358,3 +358,48 @@ def _wrapper(name: str, all_ports: list[str], terminals: tuple[str, str], nomina
     lines = [f".subckt {wname} te be{' c n' if controls else ''}" + (f" params: {params}" if params else ""),
              f"X0 {' '.join(nodes)} {name}" + (f" {passed}" if passed else ""), *opens, f".ends {wname}"]
     return wname, "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------- Verilog-A modules
+def va_parameter_defaults(source: str, module: str) -> dict[str, tuple[str, str]]:
+    """``parameter`` declarations of ``module`` in Verilog-A ``source``: lower-case name ->
+    (name, default text)."""
+    m = re.search(rf"\bmodule\s+{re.escape(module)}\b(.*?)\bendmodule\b", source, re.DOTALL)
+    body = re.sub(r"//[^\n]*|/\*.*?\*/|\(\*.*?\*\)", " ", m.group(1) if m else "", flags=re.DOTALL)
+    out = {}
+    for stmt in re.findall(r"\bparameter\b([^;]*);", body):
+        stmt = re.sub(r"^\s*(real|integer)\b", "", stmt)
+        for part in re.split(r",(?![^\[(]*[\])])", stmt):
+            d = re.match(r"\s*(\w+)\s*=\s*(.+?)(?:\s+(?:from|exclude)\b.*)?\s*$", part, re.DOTALL)
+            if d:
+                out[d.group(1).lower()] = (d.group(1), d.group(2).strip())
+    return out
+
+
+def vary_module_parameters(device: Device, source: str, module: str, names: Iterable[str],
+                           path: str | Path = "module") -> tuple[Device, dict[str, float]]:
+    """The Verilog-A ``device`` with module parameters ``names`` settable per cell.
+
+    The wrapper subcircuit gets ``params: NAME=default`` and its ``.model`` card
+    ``NAME={NAME}`` (ngspice makes one model per instance), so the benches set each cell's
+    value on its instance line. Each parameter needs a numeric default (its nominal)."""
+    declared = va_parameter_defaults(source, module)
+    nominal: dict[str, float] = {}
+    for want in names:
+        if want.lower() not in declared:
+            raise NetlistError(f"--vary {want}: module {module} of {path} has no parameter {want!r}"
+                               + (f"; its parameters: {', '.join(d[0] for d in declared.values())}" if declared
+                                  else ""))
+        pname, default = declared[want.lower()]
+        value = spice_value(default)
+        if value is None or value == 0:
+            raise NetlistError(f"--vary {pname}: its default {default!r} in {path} is not a non-zero number; vary "
+                               "the parameters it is computed from")
+        nominal[pname] = value
+    lines = device.definition.splitlines()
+    sub = next(i for i, ln in enumerate(lines) if ln.lower().startswith(".subckt "))
+    mod = next(i for i, ln in enumerate(lines) if ln.lower().startswith(".model "))
+    lines[sub] += " params: " + " ".join(f"{p}={number(v, p)}" for p, v in nominal.items())
+    lines[mod] += " " + " ".join(f"{p}={{{p}}}" for p in nominal)
+    import dataclasses
+    return dataclasses.replace(device, definition="\n".join(lines), params=tuple(nominal)), nominal

@@ -52,11 +52,17 @@ def cmd_characterize(args) -> int:
         if not (args.veriloga and args.module):
             raise ValueError("--veriloga and --module go together (the .va file and the module in it)")
         from rramsim.cosim.osdi import va_device
-        if args.vary or args.c2c_vary or args.ports or args.dialect != "auto":
-            raise ValueError("--vary, --c2c-vary, --ports and --dialect apply to --netlist devices (and --vary "
-                             "to the built-in model); a Verilog-A module is characterized as written")
+        if args.c2c_vary or args.ports or args.dialect != "auto":
+            raise ValueError("--c2c-vary, --ports and --dialect apply to --netlist devices; a Verilog-A module "
+                             "is characterized as written (--vary sets a spread of its parameters)")
         device, model = va_device(args.veriloga, args.module, args.cell), None
         variability = Variability()
+        if args.vary:                  # module parameters, per cell: exactly these vary
+            from rramsim.circuits.user_netlist import vary_module_parameters
+            vary = {k: s * args.variability_scale for k, s in args.vary}
+            source = Path(args.veriloga).read_text(encoding="utf-8", errors="replace")
+            device, nominal = vary_module_parameters(device, source, args.module, vary, args.veriloga)
+            variability = Variability({k: vary[k.lower()] for k in nominal}, 0.0, nominal)
     elif args.netlist or args.subckt:
         if not (args.netlist and args.subckt):
             raise ValueError("--netlist and --subckt go together (the file and the subcircuit in it)")

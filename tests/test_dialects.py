@@ -253,3 +253,25 @@ def test_cli_c2c_vary_is_recorded(tmp_path, capsys):
     assert "cycle-to-cycle log-normal factor per pulse period: k sigma(ln) 0.3" in capsys.readouterr().out
     assert main(["characterize", "--c2c-vary", "k=0.3", "-o", str(tmp_path / "x.h5")]) == 1
     assert "--c2c-vary applies to a --netlist device" in capsys.readouterr().err
+
+
+def test_vary_module_parameter_of_veriloga_device(tmp_path, capsys):
+    osdi = pytest.importorskip("rramsim.cosim.osdi")
+    if not osdi.available() or not Session.get().has_osdi:
+        pytest.skip("no OpenVAF compiler or OSDI-capable ngspice here")
+    from rramsim.circuits.user_netlist import va_parameter_defaults
+    from rramsim.cosim.cli import main
+    from rramsim.devices import DeviceTable
+    va = DEVICES / "va_state.va"
+    assert va_parameter_defaults(va.read_text(), "vastate")["gon"] == ("gon", "150u")
+    out = tmp_path / "va.h5"
+    assert main(["characterize", "--veriloga", str(va), "--module", "vastate", "--vary", "gon=0.2", "--devices", "3",
+                 "--targets", "40u", "--retention-time", "0", "--batch-size", "3", "--workers", "1", "-q",
+                 "-o", str(out)]) == 0
+    table = DeviceTable.load(out)
+    assert table.variability["d2d"] == {"gon": 0.2} and table.variability["nominal"] == {"gon": 1.5e-4}
+    assert table.level_stats()["g_std"][0] > 0
+    capsys.readouterr()
+    assert main(["characterize", "--veriloga", str(va), "--module", "vastate", "--vary", "nope=0.2",
+                 "-o", str(tmp_path / "x.h5")]) == 1
+    assert "module vastate of" in capsys.readouterr().err
