@@ -104,7 +104,9 @@ class PulseTiming:
     scheme's longest pulse, a quiet gap, the verify-read plateau (``reads`` reads of
     ``T_READ``) and, with ``measure``, a read-noise sample and an I-V leg after it.
 
-    Edges are 1 ns, or a quarter of the shortest pulse when that is shorter.
+    Edges are 1 ns, or a quarter of the shortest pulse when that is shorter; for long
+    pulses (a large step cap) edges, gaps and reads are stretched so that ngspice keeps
+    their breakpoints (it merges breakpoints closer than 5e-5 of the step cap).
     """
 
     slot: float = 50e-9            # s, longest pulse of the scheme
@@ -114,14 +116,16 @@ class PulseTiming:
     measure: bool = False          # append the read-noise sample and the I-V leg to every period
     iv_voltage: float = 0.3        # V, amplitude of the I-V leg (measure only)
     iv_time: float = 100e-9        # s, a quarter of the I-V leg (measure only)
+    t_read: float = T_READ         # s, one verify read
+    gap: float = GAP               # s, quiet time after a pulse and after the read
 
     @property
     def read_delay(self) -> float:
-        return 2 * self.edge + self.slot + GAP
+        return 2 * self.edge + self.slot + self.gap
 
     @property
     def read_time(self) -> float:
-        return self.reads * T_READ
+        return self.reads * self.t_read
 
     @property
     def noise_start(self) -> float:
@@ -130,18 +134,18 @@ class PulseTiming:
 
     @property
     def iv_start(self) -> float:
-        return self.noise_start + T_READ
+        return self.noise_start + self.t_read
 
     @property
     def period(self) -> float:
         if self.measure:
-            return self.iv_start + 4 * self.iv_time + GAP
-        return self.read_delay + 2 * self.edge + self.read_time + GAP
+            return self.iv_start + 4 * self.iv_time + self.gap
+        return self.read_delay + 2 * self.edge + self.read_time + self.gap
 
     def read_times(self, k: int) -> list[float]:
         """Times of the verify reads of period k (the last one is where the run pauses)."""
         t0 = k * self.period + self.read_delay + self.edge
-        return [t0 + (j + 0.8) * T_READ for j in range(self.reads)]
+        return [t0 + (j + 0.8) * self.t_read for j in range(self.reads)]
 
     def stop_time(self, k: int) -> float:
         """Time inside the k-th period's read plateau where the run pauses for the verify."""
@@ -149,7 +153,7 @@ class PulseTiming:
 
     def cell_time(self, width: float) -> float:
         """Programming time of one pulse of ``width`` and its verify (the cell's own latency)."""
-        return 4 * self.edge + width + 2 * GAP + self.read_time
+        return 4 * self.edge + width + 2 * self.gap + self.read_time
 
 
 def pulse_source(name: str, node: str, low: float, high: float, width: float, timing: PulseTiming) -> str:
@@ -201,7 +205,7 @@ def write_verify_deck(device: Device, cell_params: Sequence[Mapping[str, float] 
     lines = ["* rramsim write-verify batch", OPTIONS, extra_options, device.header(), _read_drive(timing)]
     if timing.measure and device.controls:
         lines.append(render("Vnz nz 0 pulse(0 1 {td} {e} {e} {w} {per})",
-                            {"td": timing.noise_start, "e": timing.edge, "w": T_READ - 2 * timing.edge,
+                            {"td": timing.noise_start, "e": timing.edge, "w": timing.t_read - 2 * timing.edge,
                              "per": timing.period}))
     saves = ["time"]
     for k, p in enumerate(cell_params):
@@ -238,12 +242,13 @@ def pulse_train_deck(device: Device, cell_params: Sequence[Mapping[str, float] |
     vr = float(number(read_voltage, "read_voltage"))
     for i, (a, w) in enumerate(pulses):
         a, w = float(number(a, f"amplitude[{i}]")), float(number(w, f"width[{i}]"))
-        e = min(edge, w / 4)
-        rd = t0 + 2 * e + w + GAP
+        e = min(max(edge, 1e-4 * w), w / 4)       # breakpoints survive a step cap of w/10
+        tr, gap = max(T_READ, 10 * e), max(GAP, 2 * e)
+        rd = t0 + 2 * e + w + gap
         pts += [(t0 + e, a), (t0 + e + w, a), (t0 + 2 * e + w, 0.0), (rd, 0.0), (rd + e, vr),
-                (rd + e + T_READ, vr), (rd + 2 * e + T_READ, 0.0)]
-        reads.append(rd + e + 0.8 * T_READ)
-        t0 = rd + 2 * e + T_READ + GAP
+                (rd + e + tr, vr), (rd + 2 * e + tr, 0.0)]
+        reads.append(rd + e + 0.8 * tr)
+        t0 = rd + 2 * e + tr + gap
     pts.append((t0, 0.0))
     pwl = " ".join(f"{t!r} {v!r}" for t, v in pts)
     lines = ["* rramsim pulse train", OPTIONS, extra_options, device.header(), f"Vd d 0 pwl({pwl})"]

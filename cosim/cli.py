@@ -35,7 +35,6 @@ def cmd_characterize(args) -> int:
     from rramsim.circuits.user_netlist import load_user_netlist
     from rramsim.cosim.characterize import Characterization, characterize
     from rramsim.cosim.device_checks import DeviceError
-    from rramsim.cosim.writeverify import WriteVerifyScheme
     from rramsim.devices import Variability, preset
 
     model, variability = preset(args.preset)
@@ -46,8 +45,6 @@ def cmd_characterize(args) -> int:
         variability = Variability({**variability.d2d, **dict(args.vary)}, variability.c2c)
     if args.variability_scale != 1.0:
         variability = variability.scaled(args.variability_scale)
-    from rramsim.cosim.writeverify import scheme_from_args
-    scheme = scheme_from_args(args) or WriteVerifyScheme()
     if args.veriloga or args.module:
         if not (args.veriloga and args.module):
             raise ValueError("--veriloga and --module go together (the .va file and the module in it)")
@@ -83,8 +80,10 @@ def cmd_characterize(args) -> int:
     out = Path(args.output)
     if not out.parent.exists():
         raise ValueError(f"output folder {out.parent} does not exist")
+    from rramsim.cosim.probe import plan
+    scheme, planned = plan(args, device, model)      # a user's device without scheme flags is probed first
     spec = Characterization(device=device, model=model, variability=variability, scheme=scheme,
-                            targets=args.targets, n_devices=args.devices, seed=args.seed,
+                            **planned, n_devices=args.devices, seed=args.seed,
                             batch_size=args.batch_size, retention_time=args.retention_time)
     command = "rramsim " + " ".join(shlex.quote(a) for a in args.argv)
     parts = out.with_name(out.name + ".parts")     # finished batches, kept until the table is written
@@ -172,8 +171,11 @@ def build_parser() -> argparse.ArgumentParser:
                         "netlist (behavioural); auto (default): osdi when OpenVAF is installed, else behavioural")
     c.add_argument("--cell", default="1R", choices=["1R", "1T1R"])
     c.add_argument("--devices", type=positive_int, default=100, help="Monte Carlo devices (default 100)")
-    c.add_argument("--targets", type=targets, default=np.linspace(10e-6, 80e-6, 8),
-                   help="target conductances LO:HI:COUNT or comma list (default 10u:80u:8)")
+    c.add_argument("--targets", type=targets, default=None,
+                   help="target conductances LO:HI:COUNT or comma list (default 10u:80u:8; for your own device "
+                        "without scheme flags, the probe's)")
+    c.add_argument("--max-voltage", type=number, default=5.0,
+                   help="largest pulse the probe of your own device tries (default 5 V)")
     c.add_argument("--seed", type=int, default=0)
     c.add_argument("--variability-scale", type=float, default=1.0, help="multiply every spread of the preset")
     from rramsim.cosim.writeverify import add_scheme_arguments
@@ -215,6 +217,8 @@ def build_parser() -> argparse.ArgumentParser:
     validate_array.add_commands(sub)
     from rramsim.cosim import reproduce
     reproduce.add_commands(sub)
+    from rramsim.cosim import probe             # probe a device, propose a scheme
+    probe.add_commands(sub)
     return p
 
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from rramsim.circuits.testbenches import EDGE, T_READ, Device, PulseTiming, pulse_vector, write_verify_deck
+from rramsim.circuits.testbenches import EDGE, GAP, T_READ, Device, PulseTiming, pulse_vector, write_verify_deck
 from rramsim.cosim.ngspice import Session, SimulationError, run_with_retries
 from rramsim.devices.schemes import ISPP, Pulse, Scheme
 
@@ -33,8 +33,10 @@ WriteVerifyScheme = ISPP
 def timing(scheme: Scheme, measure: bool = False, iv_voltage: float = 0.3, iv_time: float = 100e-9) -> PulseTiming:
     """The pulse period of ``scheme``: room for its longest pulse, edges no longer than a
     quarter of its shortest."""
-    return PulseTiming(scheme.longest_pulse, scheme.read_voltage, scheme.verify_reads,
-                       min(EDGE, scheme.shortest_pulse / 4), measure, iv_voltage, iv_time)
+    cap = scheme.step_cap
+    edge = min(max(EDGE, 1e-3 * cap), scheme.shortest_pulse / 4)   # breakpoints survive the cap
+    return PulseTiming(scheme.longest_pulse, scheme.read_voltage, scheme.verify_reads, edge, measure, iv_voltage,
+                       max(iv_time, 1e-2 * cap), max(T_READ, 10 * edge), max(GAP, 2 * edge))
 
 
 @dataclass
@@ -219,7 +221,7 @@ def _measure(session: Session, out: BatchResult, pending: list, tm: PulseTiming,
         i = session.vector_tail(f"i(vs{c})", start)
         v = session.vector_tail(f"v(d{c})", start)
         if noisy:
-            t_noise = t0 + tm.noise_start + tm.edge + 0.5 * (T_READ - 2 * tm.edge)
+            t_noise = t0 + tm.noise_start + tm.edge + 0.5 * (tm.t_read - 2 * tm.edge)
             g_noise = float(np.interp(t_noise, t, i) / np.interp(t_noise, t, v))
             out.read_sigma[lv, c] = abs(g_noise - out.g_final[lv, c])
         a = t0 + tm.iv_start

@@ -1,0 +1,283 @@
+"""Probe a device before characterizing it: polarity, thresholds, window, time scale.
+
+A few short simulations of one fresh device, each a train of pulses of growing amplitude
+with a read after every pulse: a positive ramp, a negative ramp, a positive ramp again
+(so a device that starts in either state shows both transitions). The ramps run at
+pulse widths of 100 ns, 10 us, 1 ms and 100 ms until one width switches the device both
+ways within ``max_voltage``; that width is its switching time scale. From the reads:
+
+* polarity: the sign of the pulses that raise the conductance (SET);
+* SET/RESET thresholds: the smallest amplitude that moved the read conductance by 10%;
+* "full" amplitudes: where a ramp had done 90% of its change;
+* the window: the lowest and highest read conductance seen.
+
+:meth:`ProbeResult.scheme` proposes a scheme (ISPP for devices that switch within 1 us,
+pulse-width for slower ones), :meth:`ProbeResult.targets` evenly spaced levels inside the
+window, and the quasi-static I-V sweep's amplitude and duration follow the thresholds and
+the time scale. A device that no pulse of either polarity moves is refused: its state
+does not evolve (typically a model that keeps its state in a variable, not a node).
+"""
+from __future__ import annotations
+
+import dataclasses
+import shlex
+from dataclasses import dataclass
+
+import numpy as np
+
+from rramsim.circuits.testbenches import Device, pulse_train_deck
+from rramsim.cosim.ngspice import Session, run_with_retries
+from rramsim.devices.schemes import ISPP, PulseWidth, Scheme
+
+WIDTHS = (100e-9, 10e-6, 1e-3, 0.1)   # s, pulse widths tried in turn
+MOVED = 0.10                            # relative change of G that counts as switching
+
+
+class ProbeError(ValueError):
+    """The device did not behave as a switching memory under the probe's pulses."""
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    polarity: int          # sign of a SET pulse on the first port
+    v_set: float           # V, SET threshold (magnitude) at ``width``
+    v_reset: float         # V, RESET threshold (magnitude)
+    v_set_full: float      # V, amplitude by which the SET ramp had done 90% of its change
+    v_reset_full: float
+    width: float           # s, switching time scale: the shortest width that switched both ways
+    g_off: float           # S, lowest read conductance seen
+    g_on: float            # S, highest
+    read_voltage: float
+    max_voltage: float
+
+    def scheme(self) -> Scheme:
+        """The proposed write-verify scheme."""
+        vr = self.read_voltage
+        step = float(np.clip(round(0.02 * self.v_set, 3), 0.005, 0.1))
+        reset_start = max(round(0.9 * self.v_reset, 3), 1.5 * vr)
+        reset_max = max(round(min(1.2 * self.v_reset_full, self.max_voltage), 3), reset_start)
+        common = dict(read_voltage=vr, polarity=self.polarity, reset_start=reset_start, reset_step=step,
+                      reset_max=reset_max, erase=reset_max, reset_width=self.width)
+        if self.width <= 1e-6:
+            v_start = max(round(0.9 * self.v_set, 3), 1.5 * vr)
+            v_max = max(round(min(1.2 * self.v_set_full, self.max_voltage), 3), v_start)
+            return ISPP(v_start=v_start, v_step=step, v_max=v_max, pulse_width=self.width, **common)
+        v_set = max(round(min(1.05 * self.v_set, self.max_voltage), 3), 1.5 * vr)
+        return PulseWidth(v_set=v_set, width_start=max(self.width / 100, 1e-10), width_factor=2.0,
+                          width_max=min(self.width * 10, 1.0), max_pulses=60, **common)
+
+    def targets(self, levels: int = 8) -> np.ndarray:
+        """``levels`` conductances evenly spaced from 10% to 60% of the window."""
+        span = self.g_on - self.g_off
+        return np.linspace(self.g_off + 0.1 * span, self.g_off + 0.6 * span, levels)
+
+    @property
+    def sweep_voltage(self) -> float:
+        """Amplitude of the quasi-static SET/RESET sweep: past both full amplitudes."""
+        return float(min(1.2 * max(self.v_set_full, self.v_reset_full), self.max_voltage))
+
+    @property
+    def sweep_time(self) -> float:
+        """Duration of that sweep: slow against the switching time scale."""
+        return float(max(80 * self.width, 4e-6))
+
+    def attrs(self) -> dict:
+        return {k: (float(v) if isinstance(v, float) else v) for k, v in dataclasses.asdict(self).items()}
+
+    def report(self, device_args: str = "", user: bool = True) -> str:
+        s, t = self.scheme(), self.targets()
+        sign = "+" if self.polarity > 0 else "-"
+        other = "-" if self.polarity > 0 else "+"
+        lines = [
+            f"polarity: SET with {sign} on the first port, RESET with {other}",
+            f"SET threshold {self.v_set:.3g} V (full SET by {self.v_set_full:.3g} V), "
+            f"RESET threshold {self.v_reset:.3g} V (full RESET by {self.v_reset_full:.3g} V), at {self.width:.3g} s pulses",
+            f"switching time scale: {self.width:.3g} s (shortest pulse width, of {', '.join(f'{w:g}' for w in WIDTHS)} s, "
+            "that switched both ways)",
+            f"window at {self.read_voltage:g} V: {self.g_off * 1e6:.4g} - {self.g_on * 1e6:.4g} uS",
+            f"proposed scheme: {s.describe()}",
+            f"proposed targets: {t[0] * 1e6:.4g}u:{t[-1] * 1e6:.4g}u:{t.size}",
+            f"I-V sweep: +-{self.sweep_voltage:.3g} V over {self.sweep_time:.3g} s",
+        ]
+        target = f"--targets {t[0] * 1e6:.4g}u:{t[-1] * 1e6:.4g}u:{t.size}"
+        lines.append(f"command: rramsim characterize {device_args} {scheme_flags(s)} {target} -o OUT.h5".replace("  ", " "))
+        if user:
+            lines.append(f"(the same as `rramsim characterize {device_args} -o OUT.h5`: without scheme flags "
+                         "characterize probes your device and runs this)")
+        return "\n".join(lines)
+
+
+def scheme_flags(s: Scheme) -> str:
+    """The command-line flags that rebuild scheme ``s`` (those that differ from its defaults)."""
+    default = type(s)()
+    out = [f"--scheme {s.name}"]
+    for f in dataclasses.fields(s):
+        v = getattr(s, f.name)
+        if v != getattr(default, f.name):
+            out.append(f"--{f.name.replace('_', '-')} {v:g}")
+    return " ".join(out)
+
+
+def _ladder(max_voltage: float) -> np.ndarray:
+    fine = np.arange(0.1, min(2.0, max_voltage) + 1e-9, 0.05)
+    coarse = np.arange(2.1, max_voltage + 1e-9, 0.1) if max_voltage > 2.0 else np.array([])
+    return np.round(np.concatenate([fine, coarse]), 4)
+
+
+def _ramps(device: Device, params: dict | None, width: float, amps: np.ndarray, read_voltage: float) -> np.ndarray:
+    """Reads after each pulse of +ramp, -ramp, +ramp (after one initial read): [3, len(amps)] and G0."""
+    pulses = [(0.0, width)] + [(a, width) for a in amps] + [(-a, width) for a in amps] + [(a, width) for a in amps]
+    session = Session.get()
+    name = f"probe ({width:g} s pulses)"
+    step = width / 10
+    reads = {}
+
+    def attempt(options: str):
+        deck, t_reads = pulse_train_deck(device, [params], pulses, read_voltage, options)
+        reads["t"] = t_reads
+        return session.simulate(deck, f"tran {step!r} {t_reads[-1] + 1e-9!r} 0 {step!r} uic",
+                                ["time", "v(d)", "i(vs0)"], name=name, params={"width": width})
+
+    out = run_with_retries(attempt, name)
+    t, v, i = out["time"], out["v(d)"], out["i(vs0)"]
+    g = np.array([np.interp(tr, t, i) / np.interp(tr, t, v) for tr in reads["t"]])
+    return g
+
+
+def _first_move(g_before: float, g: np.ndarray) -> tuple[int, int]:
+    """Index of the first pulse that moved G by MOVED (relative, from its predecessor) and the
+    sign of that move; (-1, 0) if none did."""
+    prev = np.concatenate([[g_before], g[:-1]])
+    ratio = np.log(np.abs(g) / np.abs(prev))
+    hit = np.flatnonzero(np.abs(ratio) > np.log(1 + MOVED))
+    return (int(hit[0]), int(np.sign(ratio[hit[0]]))) if hit.size else (-1, 0)
+
+
+def _full(g_before: float, g: np.ndarray, amps: np.ndarray) -> float:
+    """Amplitude by which a ramp had done 90% of its (log) change."""
+    lg = np.log(np.abs(np.concatenate([[g_before], g])))
+    total = lg[-1] - lg[0]
+    if total == 0:
+        return float(amps[-1])
+    done = (lg[1:] - lg[0]) / total
+    return float(amps[int(np.argmax(done >= 0.9))])
+
+
+def probe(device: Device, params: dict | None = None, read_voltage: float = 0.2, max_voltage: float = 5.0,
+          widths=WIDTHS) -> ProbeResult:
+    """Probe ``device`` (a 1T1R cell is probed without its transistor)."""
+    if not 0 < read_voltage < max_voltage:
+        raise ValueError(f"read_voltage must be between 0 and max_voltage ({max_voltage} V), got {read_voltage}")
+    if device.cell != "1R":
+        device = dataclasses.replace(device, cell="1R")
+    amps = _ladder(max_voltage)
+    amps = amps[amps > read_voltage]
+    seen = []
+    for width in widths:
+        g = _ramps(device, params, width, amps, read_voltage)
+        g0, ramps = g[0], g[1:].reshape(3, amps.size)
+        if not np.all(np.isfinite(g)) or np.any(g <= 0):
+            raise ProbeError(f"the device's read conductance at {read_voltage} V is not positive and finite "
+                             f"({np.min(g):.3g} S): it cannot be read")
+        before = [g0, ramps[0, -1], ramps[1, -1]]
+        moves = [_first_move(b, r) for b, r in zip(before, ramps)]
+        seen.append((width, g))
+        up = [(k, m) for k, m in enumerate(moves) if m[1] > 0]
+        down = [(k, m) for k, m in enumerate(moves) if m[1] < 0]
+        if not (up and down):
+            continue
+        k_up, k_down = up[-1][0], down[0][0]
+        polarity = 1 if k_up % 2 == 0 else -1            # ramps 0, 2 are positive
+        if any((k % 2 == 0) != (polarity > 0) for k, _ in up):
+            continue                                      # both polarities raised G: not a bipolar switch
+        v_set, v_reset = amps[up[-1][1][0]], amps[down[0][1][0]]
+        return ProbeResult(polarity=polarity, v_set=float(v_set), v_reset=float(v_reset),
+                           v_set_full=_full(before[k_up], ramps[k_up], amps),
+                           v_reset_full=_full(before[k_down], ramps[k_down], amps),
+                           width=float(width), g_off=float(g.min()), g_on=float(g.max()),
+                           read_voltage=float(read_voltage), max_voltage=float(max_voltage))
+    spans = ", ".join(f"{w:g} s: {gg.min() * 1e6:.4g}-{gg.max() * 1e6:.4g} uS" for w, gg in seen)
+    raise ProbeError(
+        f"no pulse of either polarity, up to +-{max_voltage:g} V and {widths[-1]:g} s wide, switched the device both "
+        f"ways (read G ranges per width {spans}). A device whose conductance never moves usually keeps its state "
+        "in a variable: simulators keep no variables between time steps, so make the state a node (a capacitor "
+        "node in a subcircuit; 'electrical x; I(x) <+ ddt(V(x)) - rate;' in Verilog-A). A high-threshold device "
+        "needs a larger --max-voltage.")
+
+
+def plan(args, device: Device, model) -> tuple[Scheme, dict]:
+    """The scheme and the Characterization settings of a ``characterize`` command: a user's
+    device without scheme flags is probed first (its findings go into the table)."""
+    from rramsim.cosim.writeverify import scheme_from_args
+    flags = args.scheme is not None or any(v is not None for k, v in vars(args).items() if k.startswith("scheme_"))
+    user = model is None
+    extra: dict = {}
+    if user and args.scheme is None:
+        found = probe(device, read_voltage=args.scheme_read_voltage or 0.2, max_voltage=args.max_voltage)
+        scheme = scheme_from_args(args, found.scheme())
+        extra = {"sweep_voltage": found.sweep_voltage, "sweep_time": found.sweep_time,
+                 "probe": {**found.attrs(), "proposed": found.scheme().describe()}}
+        targets = args.targets if args.targets is not None else found.targets()
+        if not args.quiet:
+            print("probe: " + "\nprobe: ".join(found.report(device_args(args)).splitlines()[:7]))
+    else:
+        scheme = scheme_from_args(args) or ISPP()
+        targets = args.targets if args.targets is not None else np.linspace(10e-6, 80e-6, 8)
+        del flags
+    return scheme, {"targets": targets, **extra}
+
+
+def device_args(args) -> str:
+    """The device part of a command line, quoted."""
+    out = []
+    for flag in ("netlist", "subckt", "veriloga", "module", "dialect", "ports", "cell"):
+        v = getattr(args, flag, None)
+        if v is None or (flag == "dialect" and v == "auto") or (flag == "cell" and v == "1R"):
+            continue
+        v = ",".join(v) if isinstance(v, (list, tuple)) else str(v)
+        out.append(f"--{flag} {shlex.quote(v)}")
+    if not (args.netlist or args.veriloga):
+        out.insert(0, f"--preset {args.preset}")
+    return " ".join(out)
+
+
+def cmd_probe(args) -> int:
+    from rramsim.circuits.testbenches import builtin_device
+    from rramsim.devices import preset
+    params = None
+    if args.veriloga or args.module:
+        if not (args.veriloga and args.module):
+            raise ValueError("--veriloga and --module go together (the .va file and the module in it)")
+        from rramsim.cosim.osdi import va_device
+        device = va_device(args.veriloga, args.module)
+    elif args.netlist or args.subckt:
+        if not (args.netlist and args.subckt):
+            raise ValueError("--netlist and --subckt go together (the file and the subcircuit in it)")
+        from rramsim.circuits.user_netlist import load_user_netlist
+        device = load_user_netlist(args.netlist, args.subckt, "1R", args.dialect, args.ports).device
+    else:
+        model, _ = preset(args.preset)
+        device = builtin_device(model.params())
+        params = dict(model.params(), c2c=0.0, x0=model.g_max)
+    found = probe(device, params, args.read_voltage, args.max_voltage)
+    print(found.report(device_args(args), user=params is None))
+    return 0
+
+
+def add_commands(sub) -> None:
+    from rramsim.cosim.argtypes import number
+    from rramsim.devices import PRESETS
+    p = sub.add_parser("probe", help="find a device's polarity, thresholds, window and time scale; propose a scheme")
+    p.add_argument("--preset", default="hfox", choices=sorted(PRESETS), help="built-in model preset")
+    p.add_argument("--netlist", help="your netlist file holding the device subcircuit")
+    p.add_argument("--subckt", help="name of the subcircuit in --netlist")
+    p.add_argument("--dialect", default="auto", choices=["auto", "ngspice", "ltspice", "pspice", "hspice"])
+    p.add_argument("--ports", type=lambda t: [x.strip() for x in t.split(",")], metavar="A,B")
+    p.add_argument("--veriloga", metavar="FILE.va", help="your Verilog-A device")
+    p.add_argument("--module", help="name of the module in --veriloga")
+    p.add_argument("--read-voltage", type=number, default=0.2, help="V (default 0.2)")
+    p.add_argument("--max-voltage", type=number, default=5.0, help="largest pulse amplitude tried (default 5 V)")
+    p.set_defaults(func=cmd_probe)
+
+
+__all__ = ["ProbeResult", "ProbeError", "probe", "plan", "WIDTHS"]

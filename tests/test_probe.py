@@ -1,0 +1,73 @@
+"""The probe: polarity, thresholds, window and time scale; characterize uses it for a user's device."""
+import numpy as np
+import pytest
+
+from rramsim.circuits.testbenches import builtin_device
+from rramsim.cosim.cli import main
+from rramsim.cosim.probe import ProbeError, probe
+from rramsim.devices import DeviceTable, preset
+
+# threshold memristors written as a user would (state on a capacitor node)
+NEGSET = """* a bipolar memristor that SETs with a negative voltage on its first port
+.subckt negmem p n params: ron=10k roff=200k
+Cx x 0 1 ic=0
+Rx x 0 1e12
+Bx 0 x I=2e7*(V(n,p) > 0.9 ? V(n,p)-0.9 : (V(n,p) < -0.9 ? V(n,p)+0.9 : 0))*(V(n,p) > 0 ? 1-V(x) : V(x))
+Bm p n I=V(p,n)/(ron*min(max(V(x),0),1) + roff*(1-min(max(V(x),0),1)))
+.ends negmem
+"""
+SLOW = """* a slow threshold memristor: its state moves at 100/s per volt above 0.9 V (millisecond pulses)
+.subckt slowmem p n params: ron=10k roff=200k rate=100
+Cx x 0 1 ic=0
+Rx x 0 1e12
+Bx 0 x I=rate*(V(p,n) > 0.9 ? V(p,n)-0.9 : (V(p,n) < -0.9 ? V(p,n)+0.9 : 0))*(V(p,n) > 0 ? 1-V(x) : V(x))
+Bm p n I=V(p,n)/(ron*min(max(V(x),0),1) + roff*(1-min(max(V(x),0),1)))
+.ends slowmem
+"""
+STUCK = """* a resistor that never switches
+.subckt stuck p n
+R1 p n 50k
+.ends stuck
+"""
+
+
+def test_probe_of_the_builtin_device(capsys):
+    model, _ = preset("hfox")
+    found = probe(builtin_device(model.params()), dict(model.params(), c2c=0.0, x0=model.g_max))
+    assert found.polarity == 1 and found.width == 100e-9
+    assert 0.8 <= found.v_set <= 1.2 and 0.8 <= found.v_reset <= 1.2
+    g_lo, g_hi = model.window_conductance()
+    assert found.g_off == pytest.approx(g_lo, rel=0.05) and found.g_on == pytest.approx(g_hi, rel=0.1)
+    assert found.scheme().name == "ispp" and found.targets().size == 8
+    assert main(["probe"]) == 0
+    out = capsys.readouterr().out
+    assert "SET with + on the first port" in out and "proposed scheme: ispp" in out and "command: rramsim" in out
+
+
+@pytest.mark.parametrize("text,name,scheme,polarity", [(NEGSET, "negmem", "ispp", -1),
+                                                       (SLOW, "slowmem", "pulse-width", 1)])
+def test_user_devices_characterize_through_the_probe(tmp_path, capsys, text, name, scheme, polarity):
+    path = tmp_path / f"{name}.cir"
+    path.write_text(text)
+    out = tmp_path / f"{name}.h5"
+    assert main(["characterize", "--netlist", str(path), "--subckt", name, "--devices", "2", "--targets", "20u,50u",
+                 "--retention-time", "0", "--workers", "1", "-q", "-o", str(out)]) == 0, capsys.readouterr().err
+    table = DeviceTable.load(out)
+    assert table.scheme["scheme"] == scheme and table.scheme["polarity"] == polarity
+    assert table.probe["polarity"] == polarity and table.probe["g_on"] > table.probe["g_off"]
+    assert table.converged.all()
+    assert np.all(np.abs(table.read_g - table.targets) <= 0.05 * table.targets)
+    if scheme == "pulse-width":
+        assert table.probe["width"] >= 1e-3                     # a millisecond device
+        assert np.ptp(table.sweep_current) > 0 and table.sweep_v.max() > table.probe["v_set"]
+
+
+def test_a_device_that_never_switches_is_refused(tmp_path, capsys):
+    path = tmp_path / "stuck.cir"
+    path.write_text(STUCK)
+    with pytest.raises(ProbeError, match="state a node"):
+        from rramsim.circuits.testbenches import Device
+        probe(Device("stuck", STUCK), widths=(100e-9, 10e-6), max_voltage=2.0)
+    assert main(["characterize", "--netlist", str(path), "--subckt", "stuck", "--max-voltage", "1.5", "-q",
+                 "-o", str(tmp_path / "s.h5")]) == 1
+    assert "no pulse of either polarity" in capsys.readouterr().err and not (tmp_path / "s.h5").exists()
