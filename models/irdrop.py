@@ -382,3 +382,27 @@ def approx_transfer(g: torch.Tensor, r: float) -> torch.Tensor:
     a = r * (g @ w_row)                                                    # [.., R, C]
     b = r * (w_col @ g)                                                    # b[m, j] = r sum_i (R - max(i, m)) g_ij
     return g / (1 + a + b)
+
+
+def series_iv(g: np.ndarray, coef: np.ndarray, fet: AccessTransistor, v_fit: float,
+              read_voltage: float, points: int = 41) -> tuple[np.ndarray, np.ndarray]:
+    """A two-terminal cubic I-V for RRAM + access transistor cells, source at 0 V.
+
+    The series current of each cell (:func:`series_cell_current` with ``vs = 0``) is
+    sampled on ``[-v_fit, v_fit]`` and fitted with ``g_s (b1 v + b2 v^2 + b3 v^3)``,
+    normalized like the table's I-V (``g_s`` is the series read conductance at
+    ``read_voltage``). It leaves out only the source's rise on the column wire (the gate
+    overdrive shrinks by the column-wire voltage). Returns ``g_s`` [...] and the
+    coefficients [..., 3]."""
+    vg = torch.linspace(-v_fit, v_fit, points, dtype=torch.float64)
+    gt = torch.as_tensor(np.asarray(g, dtype=np.float64))[..., None]
+    ct = torch.as_tensor(np.asarray(coef, dtype=np.float64))[..., None, :]
+    shape = gt.shape[:-1] + (points,)
+    cur = series_cell_current(vg.expand(shape), torch.zeros(shape, dtype=torch.float64), gt.expand(shape),
+                              ct.expand(shape + (3,)), fet).numpy()
+    basis = np.stack([vg.numpy() ** k for k in (1, 2, 3)], axis=1)                 # [P, 3]
+    b, *_ = np.linalg.lstsq(basis, cur.reshape(-1, points).T, rcond=None)          # [3, N]
+    b = b.T.reshape(cur.shape[:-1] + (3,))
+    i_read = sum(b[..., k] * read_voltage ** (k + 1) for k in range(3))
+    g_s = i_read / read_voltage
+    return g_s, b / g_s[..., None]

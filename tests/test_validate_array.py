@@ -15,7 +15,7 @@ from rramsim.cosim import validate_array as va
 from rramsim.cosim.ngspice import Session
 from rramsim.devices import DeviceTable
 from rramsim.models import irdrop
-from rramsim.models.irdrop import AccessTransistor, TileSolver, series_cell_current
+from rramsim.models.irdrop import AccessTransistor, TileSolver, series_cell_current, series_iv
 
 DEFAULT = str(Path(__file__).resolve().parents[1] / "devices" / "data" / "default.h5")
 
@@ -59,6 +59,7 @@ def test_builtin_1t1r_with_access_transistor(table):
     res = va.run_check(va.ArrayCheck(table, 6, 6, cell="1T1R", vectors=3, seed=2))
     err = res.errors()
     assert err["table-iv+exact"]["max_rel_error"] < 1e-3
+    assert err["table-iv+exact, series I-V at source 0 V"]["max_rel_error"] < 1e-3
     assert err["table-iv+exact, no transistor"]["max_rel_error"] > 0.05   # what leaving it out costs
 
 
@@ -175,3 +176,5 @@ def test_series_cell_current_limits():
     r_on = 1 / (2e-4 * 3.0 * 0.75)                                 # triode resistance at vds -> 0
     assert torch.allclose(narrow[:2], d[:2] / (1 / g[:2] + r_on), rtol=0.02)
     assert narrow[2] < 0
+    g_s, b = series_iv(np.array([50e-6]), np.array([[1.0, 0.0, 0.0]]), AccessTransistor(), 0.21, 0.2)
+    assert g_s[0] < 50e-6 and abs(b[0, 0] * 0.2 + b[0, 1] * 0.04 + b[0, 2] * 0.008 - 0.2) < 1e-12

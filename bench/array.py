@@ -1,0 +1,125 @@
+"""Array benchmark: the nonlinear exact IR-drop solve, and array read validation vs size.
+
+Run: ``.venv/bin/python bench/array.py`` (``--sizes 8,16,32,64`` for the ngspice side;
+64x64 takes minutes of ngspice).
+
+1. One tile, 256 input vectors uniform 0-0.2 V, 1 ohm/segment, cells at random levels
+   of the table with the table's cubic I-V: the fixed-point solver (a block solve of all
+   node voltages per iteration) against the per-programming linearization (one-time
+   build, then three matmuls per call), side by side, and the largest difference of the
+   column currents relative to the largest column current.
+2. Array read validation (``rramsim validate array``) at each size: the ngspice read
+   (KLU transient, 8 vectors) against the torch tile (all settings), and the error of
+   table I-V + exact IR drop against ngspice.
+
+One torch thread (this machine's cores are shared). Writes the section "Array" of
+bench/RESULTS.md.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+# this file is named like the standard library's ``array``: keep its folder off the import path
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+
+import argparse  # noqa: E402
+import os  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def median_time(f, repeats: int) -> float:
+    ts = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        f()
+        ts.append(time.perf_counter() - t0)
+    return float(np.median(ts))
+
+
+def write_section(path: Path, title: str, lines: list[str]) -> None:
+    """Replace (or append) the ``## title`` section of ``path`` atomically, other sections untouched."""
+    text = path.read_text() if path.exists() else "# Benchmark results\n"
+    body = (f"{title}\n\nMeasured by `bench/array.py` on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}."
+            "\n\n```\n" + "\n".join(lines) + "\n```\n")
+    head, *sections = text.split("\n## ")
+    sections = [body if s.split("\n", 1)[0].strip() == title else s for s in sections]
+    if body not in sections:
+        sections.append(body)
+    fd, tmp = tempfile.mkstemp(prefix=".RESULTS.", dir=path.parent)
+    with os.fdopen(fd, "w") as f:
+        f.write(head.rstrip("\n") + "\n\n## " + "\n## ".join(s.rstrip("\n") + "\n" for s in sections).rstrip("\n") + "\n")
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, path)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--table", default=str(ROOT / "devices" / "data" / "default.h5"))
+    ap.add_argument("--tiles", default="64,128", help="tile sizes for the solver comparison")
+    ap.add_argument("--sizes", default="8,16,32", help="array sizes for the ngspice validation")
+    ap.add_argument("--vectors", type=int, default=8, help="input vectors of the ngspice reads")
+    ap.add_argument("--no-write", action="store_true", help="do not update bench/RESULTS.md")
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    from rramsim.cosim.validate_array import ArrayCheck, run_check
+    from rramsim.devices import DeviceTable
+    from rramsim.models.irdrop import TileSolver
+    from rramsim.models.programming import fit_iv
+
+    table = DeviceTable.load(args.table)
+    lines: list[str] = []
+
+    def out(s: str = "") -> None:
+        print(s, flush=True)
+        lines.append(s)
+
+    out(f"Nonlinear cells (table I-V, cubic per cell), exact IR drop, 1 ohm/segment, 256 vectors, torch "
+        f"{torch.__version__}, 1 thread:")
+    out(f"  {'tile':>8} {'fixed-point':>12} {'iters':>5} {'linearized: build':>18} {'per call':>9} "
+        f"{'speed-up':>8} {'max diff':>9} {'probe est.':>10}")
+    coef_l = fit_iv(table, 0.2)
+    for n in (int(x) for x in args.tiles.split(",")):
+        rng = np.random.default_rng(n)
+        lev = rng.integers(0, table.n_levels, (n, n))
+        g, coef = table.targets[lev], coef_l[lev]
+        v = rng.uniform(0, 0.2, (n, 256))
+        solver = TileSolver(g, 1.0)
+        t0 = time.perf_counter()
+        old, iters = solver.currents_nonlinear(v, coef, method="fixed-point")
+        t_old = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        lin = solver.linearization(coef, v)
+        t_build = time.perf_counter() - t0
+        new, _ = solver.currents_nonlinear(v, coef)
+        t_new = median_time(lambda: solver.currents_nonlinear(v, coef), 7)
+        diff = float(np.abs(new - old).max() / np.abs(old).max())
+        out(f"  {f'{n}x{n}':>8} {t_old * 1e3:10.0f}ms {iters:5d} {t_build * 1e3:16.0f}ms {t_new * 1e3:7.1f}ms "
+            f"{t_old / t_new:7.0f}x {diff:9.1e} {lin['error']:10.1e}")
+    out("  (build: once per programming, like the linear transfer matrix; max diff: largest |new - old| over "
+        "all columns and vectors / largest column current)")
+
+    out("")
+    out(f"Array read validation vs size (built-in device, 1R, 1 ohm/segment, {args.vectors} vectors 0-0.2 V):")
+    out(f"  {'array':>8} {'ngspice (KLU)':>14} {'torch, all settings':>20} {'table-iv+exact err':>19} "
+        f"{'linear+off err':>15}")
+    for n in (int(x) for x in args.sizes.split(",")):
+        res = run_check(ArrayCheck(table, n, n, "1R", 1.0, args.vectors, 0))
+        err = res.errors()
+        t_torch = res.times["torch linear (all three)"] + res.times.get("torch table-iv+exact", 0.0)
+        out(f"  {f'{n}x{n}':>8} {res.times['ngspice']:12.2f} s {t_torch * 1e3:17.1f} ms "
+            f"{100 * err['table-iv+exact']['max_rel_error']:18.4f}% {100 * err['linear+off']['max_rel_error']:14.2f}%")
+    if not args.no_write:
+        results = ROOT / "bench" / "RESULTS.md"
+        write_section(results, "Array", lines)
+        print(f"\nwrote section 'Array' of {results}")
+
+
+if __name__ == "__main__":
+    main()
