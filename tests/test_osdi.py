@@ -217,3 +217,37 @@ def test_characterize_a_users_verilog_a_device(devices, tmp_path):
     table = DeviceTable.load(out)
     assert table.converged.all() and table.model["name"] == "mymem_dev"
     assert np.all(np.abs(table.g_final - table.targets[:, None]) <= 0.05 * table.targets[:, None])
+# A threshold switch whose state lives in a variable set only while a pulse is on: no read
+# comes before an assignment in the text, so the pattern check passes; the campaign shows it.
+LATCH = HEAD.replace("module m(", "module latch(") + """parameter real gon = 1e-4, goff = 1e-5;
+real on;
+analog begin
+    if (V(a, b) > 1.0) on = 1;
+    if (V(a, b) < -1.0) on = 0;
+    I(a, b) <+ V(a, b) * (on > 0.5 ? gon : goff);
+end
+endmodule
+"""
+NEVER_SWITCHES = """
+import sys, numpy as np
+from rramsim.cosim.characterize import Characterization, characterize
+from rramsim.cosim.device_checks import DeviceError
+from rramsim.cosim.osdi import va_device
+from rramsim.devices.schemes import ISPP
+spec = Characterization(va_device(sys.argv[1], "latch"), None, scheme=ISPP(max_pulses=4),
+                        targets=np.array([20e-6, 50e-6]), n_devices=1, retention_time=0)
+try:
+    characterize(spec, workers=1, progress=False, command="test")
+except DeviceError as exc:
+    print("refused:", exc)
+"""
+
+
+def test_state_the_pattern_misses_is_caught_by_its_symptom(devices, tmp_path):
+    va = tmp_path / "latch.va"
+    va.write_text(LATCH)
+    osdi.check_state_is_a_node(LATCH, va)          # passes the pattern
+    proc = _python(NEVER_SWITCHES, str(va))
+    assert proc.returncode == 0, proc.stderr
+    assert "refused: the device never changed conductance" in proc.stdout, proc.stdout
+    assert "10 uS" in proc.stdout and "OpenVAF keeps no variables" in proc.stdout
