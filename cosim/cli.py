@@ -159,7 +159,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the two device terminals of a --subckt with more ports (top electrode first; the "
                         "others, e.g. a state-probe port XSV, are left open through 1 TOhm)")
     c.add_argument("--vary", type=_vary, action="append", metavar="NAME=SPREAD",
-                   help="device-to-device log-normal spread (sigma of ln) of a subcircuit parameter; repeatable. "
+                   help="device-to-device log-normal spread (sigma of ln) of a subcircuit or module parameter; "
+                        "repeatable. "
                         "The table records exactly these; without it a --netlist device has no spread")
     c.add_argument("--c2c-vary", type=_vary, action="append", metavar="NAME=SPREAD",
                    help="cycle-to-cycle log-normal factor (sigma of ln), drawn afresh every pulse period, on a "
