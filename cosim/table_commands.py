@@ -65,8 +65,9 @@ def add_commands(tsub) -> None:
     c.add_argument("-o", "--output", help="plot: sigma(G) and level histograms (PNG)")
     c.set_defaults(func=cmd_compare)
 
-    e = tsub.add_parser("export", help="write a table for other tools (csv: import schema; neurosim: mem_states.csv)")
+    e = tsub.add_parser("export", help="write a table for other tools (csv: import schema; neurosim: mem_states.csv; aihwkit)")
     e.add_argument("file")
-    e.add_argument("--format", required=True, choices=["csv", "neurosim"])
-    e.add_argument("-o", "--output", required=True, help="csv: a folder; neurosim: the states file")
+    e.add_argument("--format", required=True, choices=["csv", "neurosim", "aihwkit"])
+    e.add_argument("-o", "--output", required=True,
+                   help="csv: a folder; neurosim: the states file; aihwkit: a .npz for rramsim.interop.aihwkit")
     e.set_defaults(func=cmd_export)

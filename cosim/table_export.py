@@ -9,7 +9,9 @@ conductances in S: the mean and standard deviation of the conductance each level
 Every export records which table made it (SHA-256 fingerprint of the file) and the rramsim
 version: as ``#`` comment lines on top of the CSV files of ``csv``, and in a JSON file beside
 ``neurosim``'s states file (``mem_states.csv.json``), whose header must stay exactly
-``state,mean,std``. Files are written atomically.
+``state,mean,std``. ``aihwkit``: a NumPy archive for
+``rramsim.interop.aihwkit.TableNoiseModel`` (see there), fingerprint inside. Files are
+written atomically.
 """
 from __future__ import annotations
 
@@ -104,4 +106,29 @@ def export_neurosim(table: DeviceTable, source: str | Path, path: str | Path) ->
     return [path, side]
 
 
-FORMATS = {"csv": export_csv, "neurosim": export_neurosim}
+def export_aihwkit(table: DeviceTable, source: str | Path, path: str | Path) -> list[Path]:
+    """The arrays ``rramsim.interop.aihwkit.TableNoiseModel.from_file`` reads (.npz, uS),
+    with the table's fingerprint and the rramsim version inside."""
+    from rramsim import __version__
+    from rramsim.interop.aihwkit import export_arrays
+    path = Path(path)
+    if not path.parent.exists():
+        raise ValueError(f"cannot write {path}: folder {path.parent} does not exist")
+    if path.suffix != ".npz":
+        raise ValueError(f"the aihwkit export is a NumPy archive: name it *.npz, not {path.name}")
+    arrays = export_arrays(table)
+    arrays.update(made_by=np.array(f"rramsim {__version__}"), table=np.array(Path(source).name),
+                  table_sha256=np.array(fingerprint(source)))
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".npz", dir=path.parent)
+    os.close(fd)
+    try:
+        np.savez(tmp, **arrays)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return [path]
+
+
+FORMATS = {"csv": export_csv, "neurosim": export_neurosim, "aihwkit": export_aihwkit}

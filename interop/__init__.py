@@ -1,0 +1,1 @@
+"""rramsim tables in other simulators: ``rramsim.interop.aihwkit`` (IBM aihwkit noise model)."""

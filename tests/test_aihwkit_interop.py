@@ -1,0 +1,102 @@
+"""The aihwkit export: the noise core follows the table; inside real aihwkit where installed."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from scipy.stats import ks_2samp
+
+from rramsim.cosim.cli import main
+from rramsim.cosim.table_export import fingerprint
+from rramsim.devices import DeviceTable, default_table_path
+from rramsim.interop.aihwkit import TableNoise, drift_rules, export_arrays, load_arrays
+from rramsim.models.programming import DevicePhysics
+
+DEFAULT = str(default_table_path())
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    path = tmp_path_factory.mktemp("aihw") / "default.aihwkit.npz"
+    assert main(["table", "export", DEFAULT, "--format", "aihwkit", "-o", str(path)]) == 0
+    return path
+
+
+def test_export_file(exported, capsys):
+    a = load_arrays(exported)
+    assert str(a["table_sha256"]) == fingerprint(DEFAULT) and str(a["made_by"]).startswith("rramsim ")
+    t = DeviceTable.load(DEFAULT)
+    np.testing.assert_allclose(a["targets_us"], t.targets * 1e6)
+    np.testing.assert_allclose(a["rel_error"], np.sort(t.g_final / t.targets[:, None] - 1, axis=1))
+    capsys.readouterr()
+    assert main(["table", "export", DEFAULT, "--format", "aihwkit", "-o", str(exported.with_suffix(".txt"))]) == 1
+    assert "name it *.npz" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="not an rramsim aihwkit export"):
+        np.savez(exported.with_name("other.npz"), x=np.zeros(2))
+        load_arrays(exported.with_name("other.npz"))
+
+
+def test_programming_follows_each_level(exported):
+    torch.manual_seed(0)
+    t = DeviceTable.load(DEFAULT)
+    noise = TableNoise(load_arrays(exported))
+    for k in range(t.n_levels):
+        g = noise.program(torch.full((4000,), t.targets[k] * 1e6, dtype=torch.float64)).numpy() * 1e-6
+        res = ks_2samp(g, t.g_final[k])
+        assert res.statistic < 0.05, (k, res)
+    # between two levels the spread is between theirs
+    mid = noise.program(torch.full((20000,), 45.0, dtype=torch.float64)).numpy()
+    s = t.g_final.std(axis=1) / t.targets * 45.0
+    assert s[3] * 0.9 < mid.std() < s[4] * 1.1
+
+
+def test_drift_rules_are_rramsims(exported):
+    t = DeviceTable.load(DEFAULT)
+    phys = DevicePhysics(t, 0.2)
+    level = torch.arange(t.n_levels)
+    for time in (0.3, 1.0, 50.0, 86400.0, 1e6):
+        r0 = phys.drift_factor(time, level, torch.zeros(t.n_levels), 0.0, 0.0, 1.0).numpy()
+        r1 = phys.drift_factor(time, level, torch.ones(t.n_levels), 0.0, 0.0, 1.0).numpy()
+        r, s = drift_rules(time, t.retention_t, t.retention_ratio, t.retention_sigma)
+        np.testing.assert_allclose(r, r0, rtol=1e-12)
+        np.testing.assert_allclose(s, r1 - r0, rtol=1e-9, atol=1e-15)
+    noise = TableNoise(export_arrays(t))
+    g0 = torch.full((20000,), 40.0, dtype=torch.float64)
+    g = noise.drift(g0, g0, 86400.0)
+    r, s = drift_rules(86400.0, t.retention_t, t.retention_ratio, t.retention_sigma)
+    assert float(g.mean()) == pytest.approx(40.0 * r[3], rel=0.01)
+    no_ret = export_arrays(t)
+    for k in ("retention_t", "retention_ratio", "retention_sigma"):
+        no_ret.pop(k)
+    with pytest.raises(ValueError, match="no retention data"):
+        TableNoise(no_ret).drift(g0, g0, 10.0)
+
+
+def test_inside_aihwkit(exported):
+    """Programmed conductances inside aihwkit's inference tile follow the table."""
+    pytest.importorskip("aihwkit", reason="aihwkit is an optional extra (builds from source)")
+    from aihwkit.nn import AnalogLinear
+    from aihwkit.simulator.configs import InferenceRPUConfig, WeightNoiseType, WeightClipType
+
+    from rramsim.interop.aihwkit import TableNoiseModel
+
+    torch.manual_seed(0)
+    t = DeviceTable.load(DEFAULT)
+    model = TableNoiseModel.from_file(exported)
+    rpu = InferenceRPUConfig(noise_model=model)
+    rpu.forward.is_perfect = True
+    rpu.forward.w_noise_type = WeightNoiseType.NONE
+    rpu.clip.type = WeightClipType.NONE
+    rpu.drift_compensation = None
+    layer = AnalogLinear(2000, 1, bias=False, rpu_config=rpu)
+    w = torch.ones(1, 2000)                      # every weight at the full scale: g+ on the top level
+    layer.set_weights(w)
+    layer.eval()
+    layer.program_analog_weights()
+    tile = next(layer.analog_tiles())
+    w_prog = tile.get_weights()[0] if isinstance(tile.get_weights(), tuple) else tile.get_weights()
+    g_top = t.targets[0] + (t.targets[-1] - t.targets[0]) * w_prog.reshape(-1).double().numpy()
+    # w = (g+ - g-) / (g_max - g_min) with g- programmed at the bottom level: compare the difference
+    rng = np.random.default_rng(0)
+    ref = t.targets[0] + rng.choice(t.g_final[-1], 2000) - rng.choice(t.g_final[0], 2000)
+    assert ks_2samp(g_top, ref).statistic < 0.06
