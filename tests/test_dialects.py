@@ -275,3 +275,20 @@ def test_vary_module_parameter_of_veriloga_device(tmp_path, capsys):
     assert main(["characterize", "--veriloga", str(va), "--module", "vastate", "--vary", "nope=0.2",
                  "-o", str(tmp_path / "x.h5")]) == 1
     assert "module vastate of" in capsys.readouterr().err
+
+
+def test_compat_mode_does_not_leak_into_the_next_deck(tmp_path):
+    """psa would override a parameter named vt with the thermal voltage: after an LTspice
+    device (ltpsa), a plain ngspice device with its own vt must keep it."""
+    pulse_reads(load_user_netlist(LT, "LTTHR", ports=["TE", "BE"]).device)
+    f = tmp_path / "vt.cir"
+    f.write_text(".subckt vtdev a b params: vt=0.5\nBm a b I={vt*1e-4*V(a,b)}\nCs s 0 1\nRs s 0 1\n.ends vtdev\n")
+    user = load_user_netlist(f, "vtdev")
+    assert user.dialect == "ngspice"
+    assert pulse_reads(user.device)[0] == pytest.approx(0.5e-4, rel=1e-6)
+
+
+def test_cli_vary_on_builtin_model_names_unknown_parameter(tmp_path, capsys):
+    from rramsim.cosim.cli import main
+    assert main(["characterize", "--vary", "nope=0.1", "-o", str(tmp_path / "x.h5")]) == 1
+    assert "unknown parameter 'nope'; choose from i0" in capsys.readouterr().err
