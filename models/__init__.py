@@ -5,16 +5,20 @@ crossbar layer), :class:`CrossbarConfig` (the hardware), :func:`cost_report` (in
 cost) and :func:`program_analog` (program again with another seed).
 """
 from rramsim.models.config import CrossbarConfig
-from rramsim.models.convert import (analog_layers, convert_to_analog, program_analog, programming_summary,
-                                    set_drift_time)
+from rramsim.models.convert import (ConversionReport, analog_layers, conversion_report, convert_to_analog,
+                                    program_analog, programming_summary, register_converter, set_drift_time,
+                                    to_digital)
 from rramsim.models.cost import CostReport, LayerCost, cost_report, format_cost_report
 from rramsim.models.irdrop import TileSolver, approx_transfer, nodal_matrix
-from rramsim.models.layers import AnalogConv2d, AnalogLayerMixin, AnalogLinear
+from rramsim.models.layers import AnalogConv1d, AnalogConv2d, AnalogLayerMixin, AnalogLinear, table_fingerprint
 from rramsim.models.mapping import (BitSlicedMapping, DifferentialMapping, OffsetMapping, WeightMapping,
                                     make_mapping)
 from rramsim.models.programming import DevicePhysics
+from rramsim.models.tile import TileEngine
 
-__all__ = ["CrossbarConfig", "convert_to_analog", "program_analog", "programming_summary", "set_drift_time",
-           "analog_layers", "AnalogLinear", "AnalogConv2d", "AnalogLayerMixin", "cost_report", "CostReport",
+__all__ = ["CrossbarConfig", "convert_to_analog", "conversion_report", "ConversionReport", "to_digital",
+           "register_converter", "program_analog", "programming_summary", "set_drift_time",
+           "analog_layers", "AnalogLinear", "AnalogConv1d", "AnalogConv2d", "AnalogLayerMixin",
+           "TileEngine", "table_fingerprint", "cost_report", "CostReport",
            "LayerCost", "format_cost_report", "TileSolver", "approx_transfer", "nodal_matrix", "WeightMapping",
            "DifferentialMapping", "OffsetMapping", "BitSlicedMapping", "make_mapping", "DevicePhysics"]

@@ -1,25 +1,109 @@
-"""convert_to_analog: swap every nn.Linear / nn.Conv2d of a model for its crossbar version.
+"""convert_to_analog: swap a model's weight layers for crossbar versions, and back.
 
-The converted model is already programmed (each layer with its own seed derived from
-``seed``), keeps the float weights (so it can be programmed again with
-:func:`program_analog` or ``model.program(seed=...)``), and its state dict carries the
-config of every analog layer.
+Conversion walks the model from the top. A module whose type has a registered converter
+(:func:`register_converter`; built in: ``nn.Linear``, ``nn.Conv1d``, ``nn.Conv2d``) is
+replaced by its analog version and its children are not visited; an analog layer that is
+already there is moved to the new table/config. Everything else that holds a weight
+matrix (a parameter of two or more dimensions: ``nn.Embedding``, ``nn.Conv3d``,
+``nn.LSTM`` without a converter, ...) stays digital and is reported: by a warning, by
+:func:`conversion_report`, and as an error with ``strict=True``. Modules whose own
+forward would bypass converted children (``nn.MultiheadAttention`` reads its projection
+weights directly; the transformer layers' fused fast path) are never converted piecewise:
+they stay digital as a whole until a converter for them is registered.
+
+Guarantees: the conversion is atomic (an error leaves an ``inplace`` model as it was and
+names the module's path); a module referenced twice stays one shared analog module, and
+an analog layer keeps its float module's Parameters (so weights tied between modules stay
+tied); a model in which nothing ends up analog is an error. The converted model is
+programmed (each layer with its own seed derived from ``seed``) and keeps the float
+weights, so it can be programmed again with :func:`program_analog` or
+``model.program(seed=...)``; :func:`to_digital` gives the plain torch model back.
 """
 from __future__ import annotations
 
 import copy
+import fnmatch
+import warnings
+from dataclasses import dataclass
+from typing import Callable, Iterable
 
 import numpy as np
 from torch import nn
 
 from rramsim.devices import DeviceTable
 from rramsim.models.config import CrossbarConfig
-from rramsim.models.layers import AnalogConv2d, AnalogLayerMixin, AnalogLinear, checked_inputs
+from rramsim.models.layers import (AnalogConv1d, AnalogConv2d, AnalogLayerMixin, AnalogLinear, _check_seed,
+                                   checked_inputs)
 from rramsim.models.programming import combined_latency
+
+#: factory(module, table, config, name) -> the analog module (not yet programmed)
+Converter = Callable[[nn.Module, DeviceTable, CrossbarConfig, str], nn.Module]
+
+_CONVERTERS: list[tuple[type, Converter]] = []
+
+# modules whose forward bypasses their children: converted whole (with a converter) or not at all
+_OPAQUE = {
+    nn.MultiheadAttention: "its forward reads in_proj_weight and out_proj.weight directly (a converted out_proj "
+                           "would never run)",
+    nn.TransformerEncoderLayer: "torch's fused fast path bypasses its Linear children in eval/no_grad",
+    nn.TransformerDecoderLayer: "its attention reads projection weights directly",
+}
+
+
+def register_converter(torch_type: type, factory: Converter) -> None:
+    """Convert every module of ``torch_type`` with ``factory(module, table, config, name)``,
+    which returns the analog module, not yet programmed (``convert_to_analog`` programs all
+    analog layers afterwards with per-layer seeds); ``name`` is the module's path, for error
+    messages. A module matches its own type, or a subclass of it that does not override
+    ``forward``. A later registration for the same type replaces the earlier one."""
+    if not (isinstance(torch_type, type) and issubclass(torch_type, nn.Module)):
+        raise TypeError(f"register_converter needs an nn.Module subclass, got {torch_type!r}")
+    if not callable(factory):
+        raise TypeError(f"register_converter needs a callable factory, got {factory!r}")
+    _CONVERTERS[:] = [(t, f) for t, f in _CONVERTERS if t is not torch_type]
+    _CONVERTERS.append((torch_type, factory))
+
+
+def registered_converters() -> list[tuple[type, Converter]]:
+    """(torch type, factory) pairs in registration order."""
+    return list(_CONVERTERS)
+
+
+register_converter(nn.Linear, lambda m, table, config, name: AnalogLinear.from_linear(m, table, config, program=False))
+register_converter(nn.Conv1d, lambda m, table, config, name: AnalogConv1d.from_conv(m, table, config, program=False))
+register_converter(nn.Conv2d, lambda m, table, config, name: AnalogConv2d.from_conv(m, table, config, program=False))
+
+
+def _converter_for(module: nn.Module) -> Converter | None:
+    for t, f in reversed(_CONVERTERS):
+        if type(module) is t:
+            return f
+    for t, f in reversed(_CONVERTERS):
+        if isinstance(module, t) and type(module).forward is t.forward:
+            return f
+    return None
+
+
+def _is_analog(module: nn.Module) -> bool:
+    return isinstance(module, AnalogLayerMixin)
+
+
+def _weight_bearing(module: nn.Module) -> bool:
+    """Holds a weight matrix itself (a parameter of two or more dimensions)."""
+    return any(p is not None and p.dim() >= 2 for p in module.parameters(recurse=False))
+
+
+def _digital_reason(module: nn.Module) -> str:
+    for t, why in _OPAQUE.items():
+        if isinstance(module, t):
+            return f"{why}; no analog converter registered for {t.__name__}"
+    if isinstance(module, (nn.Embedding, nn.EmbeddingBag)):
+        return "a lookup table (rows are selected, not multiplied): no crossbar MVM"
+    return f"no analog converter for {type(module).__name__} (rramsim.models.register_converter)"
 
 
 def analog_layers(model: nn.Module) -> list[tuple[str, AnalogLayerMixin]]:
-    """(name, layer) of every analog layer of ``model``, in module order."""
+    """(name, layer) of every analog layer of ``model``, in module order (shared ones once)."""
     return [(name, m) for name, m in model.named_modules() if isinstance(m, AnalogLayerMixin)]
 
 
@@ -29,34 +113,170 @@ def layer_seeds(seed: int, n: int) -> list[int]:
     return [int(c.generate_state(1, dtype=np.uint32)[0]) for c in children]
 
 
-def convert_to_analog(model: nn.Module, table: DeviceTable, config: CrossbarConfig | None = None,
-                      seed: int = 0, inplace: bool = False) -> nn.Module:
-    """A copy of ``model`` (or ``model`` itself with ``inplace=True``) whose ``nn.Linear``
-    and ``nn.Conv2d`` layers run on crossbars, programmed with ``seed``.
+# --------------------------------------------------------------------------- planning
+@dataclass
+class _Plan:
+    convert: dict          # id(module) -> [module, first name, [(parent, attr), ...], factory]
+    retarget: list         # (name, analog layer) already analog
+    digital: dict          # name -> (module, reason) weight-bearing modules left digital
+    excluded: dict         # name -> (module, pattern)
 
-    Layers that already are analog are reprogrammed with the new table/config. The model
-    gets a ``program(seed=...)`` method (unless it has one) that calls :func:`program_analog`.
+
+def _plan(model: nn.Module, exclude: tuple[str, ...]) -> _Plan:
+    plan = _Plan({}, [], {}, {})
+    seen: set[int] = set()
+    used_patterns: set[str] = set()
+
+    def excluded_by(name: str) -> str | None:
+        for pat in exclude:
+            if name == pat or fnmatch.fnmatchcase(name, pat):
+                used_patterns.add(pat)
+                return pat
+        return None
+
+    def decide(module: nn.Module, name: str) -> bool:
+        """Classify ``module``; True if its children are to be visited."""
+        pat = excluded_by(name) if name else None
+        if pat is not None:
+            plan.excluded[name] = (module, pat)
+            return False
+        if _is_analog(module):
+            plan.retarget.append((name, module))
+            return False
+        factory = _converter_for(module)
+        if factory is not None:
+            plan.convert[id(module)] = [module, name, [], factory]
+            return False
+        if any(isinstance(module, t) for t in _OPAQUE):
+            plan.digital[name] = (module, _digital_reason(module))
+            return False
+        if _weight_bearing(module):
+            plan.digital[name] = (module, _digital_reason(module))
+        return True
+
+    def visit(module: nn.Module, prefix: str) -> None:
+        for attr, child in module._modules.items():
+            if child is None:
+                continue
+            name = f"{prefix}.{attr}" if prefix else attr
+            if id(child) in seen:
+                if id(child) in plan.convert:
+                    plan.convert[id(child)][2].append((module, attr))
+                continue
+            seen.add(id(child))
+            if decide(child, name):
+                visit(child, name)
+            if id(child) in plan.convert:
+                plan.convert[id(child)][2].append((module, attr))
+
+    seen.add(id(model))
+    if decide(model, ""):
+        visit(model, "")
+    unused = [p for p in exclude if p not in used_patterns]
+    if unused:
+        raise ValueError(f"exclude pattern(s) {unused} match no module of the model; module names look like "
+                         f"{[n for n, _ in model.named_modules() if n][:6]}")
+    return plan
+
+
+def _label(name: str, module: nn.Module) -> str:
+    return f"'{name or '<model>'}' ({type(module).__name__})"
+
+
+# --------------------------------------------------------------------------- conversion
+def convert_to_analog(model: nn.Module, table: DeviceTable, config: CrossbarConfig | None = None,
+                      seed: int = 0, inplace: bool = False, exclude: Iterable[str] = (),
+                      strict: bool = False) -> nn.Module:
+    """A copy of ``model`` (or ``model`` itself with ``inplace=True``) whose weight layers
+    run on crossbars, programmed with ``seed``.
+
+    ``exclude``: module names or fnmatch patterns (``"head"``, ``"blocks.*.fc2"``) left
+    digital with their whole subtree (a pattern matching nothing is an error).
+    ``strict=True``: a ``ValueError`` naming every weight-bearing module that would stay
+    digital (excluded ones aside); otherwise they are listed in a warning. Layers that
+    already are analog move to the new table/config. The model gets a
+    ``program(seed=...)`` method (unless it has one) that calls :func:`program_analog`.
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"convert_to_analog expects a torch.nn.Module, got {type(model).__name__}")
     config = checked_inputs(table, config)
+    seed = _check_seed(seed)
+    if isinstance(exclude, str):
+        exclude = (exclude,)
+    exclude = tuple(exclude)
+    if not all(isinstance(p, str) for p in exclude):
+        raise TypeError(f"exclude must be module names or fnmatch patterns (strings), got {exclude!r}")
     if not inplace:
         model = copy.deepcopy(model)
-    if isinstance(model, (nn.Linear, nn.Conv2d)) and not isinstance(model, AnalogLayerMixin):
-        return _swap(model, table, config, seed)
-    targets = [(name, m) for name, m in model.named_modules()
-               if isinstance(m, (nn.Linear, nn.Conv2d)) and not isinstance(m, AnalogLayerMixin)]
-    for name, module in targets:
-        parent, attr = _parent(model, name)
-        setattr(parent, attr, _swap(module, table, config, 0, program=False))
-    for (_, layer), s in zip(analog_layers(model), layer_seeds(seed, len(analog_layers(model)))):
-        if layer.table is not table or layer.config is not config:
-            layer.table, layer.config = table, config
-            layer._setup_physics()
-        layer.program(seed=s)
-    if not hasattr(model, "program"):
-        model.program = _ProgramMethod(model)
-    return model
+    plan = _plan(model, exclude)
+    left = [f"{_label(n, m)}: {why}" for n, (m, why) in plan.digital.items()]
+    if strict and left:
+        raise ValueError("convert_to_analog(strict=True): these weight-bearing modules would stay digital:\n  "
+                         + "\n  ".join(left) + "\n(exclude them explicitly, or register a converter)")
+    if not plan.convert and not plan.retarget:
+        what = "\n  ".join(left + [f"{_label(n, m)}: excluded by {p!r}" for n, (m, p) in plan.excluded.items()])
+        raise ValueError(f"convert_to_analog: nothing in this {type(model).__name__} can run on crossbars"
+                         + (f"; it holds:\n  {what}" if what else " (it has no weight layers)"))
+
+    # build every analog module first (nothing in the model changes yet)
+    built = []
+    for module, name, refs, factory in plan.convert.values():
+        try:
+            new = factory(module, table, config, name)
+        except Exception as err:
+            kind = TypeError if isinstance(err, TypeError) else ValueError
+            raise kind(f"cannot convert {_label(name, module)}: {err}") from err
+        if not isinstance(new, nn.Module):
+            raise TypeError(f"the converter for {type(module).__name__} returned {type(new).__name__}, "
+                            f"not an nn.Module (converting {_label(name, module)})")
+        _share_parameters(module, new)
+        built.append((name, module, new, refs))
+
+    # swap, retarget and program; any error undoes it all
+    root = model
+    undo_swaps, undo_hw = [], []
+    try:
+        for name, module, new, refs in built:
+            if not name:
+                root = new
+            for parent, attr in refs:
+                undo_swaps.append((parent, attr, module))
+                parent._modules[attr] = new
+        for name, layer in plan.retarget:
+            undo_hw.append((layer, layer.table, layer.config, layer.seed, layer.is_programmed))
+            layer.set_hardware(table, config)
+        layers = analog_layers(root)
+        for (name, layer), s in zip(layers, layer_seeds(seed, len(layers))):
+            try:
+                layer.program(seed=s)
+            except Exception as err:
+                raise ValueError(f"cannot program {_label(name, layer)}: {err}") from err
+    except BaseException:
+        for parent, attr, module in reversed(undo_swaps):
+            parent._modules[attr] = module
+        for layer, old_table, old_config, old_seed, was_programmed in undo_hw:
+            layer.set_hardware(old_table, old_config)
+            layer.seed = old_seed
+            if was_programmed:
+                layer.program()
+        raise
+    if left:
+        warnings.warn(f"convert_to_analog: {len(left)} weight-bearing module(s) stay digital:\n  " + "\n  ".join(left)
+                      + "\n(conversion_report(model) lists them; strict=True makes this an error)", stacklevel=2)
+    root._rramsim_left_digital = {n: why for n, (m, why) in plan.digital.items()} | {
+        n: f"excluded by {p!r}" for n, (m, p) in plan.excluded.items()}
+    if not hasattr(root, "program"):
+        root.program = _ProgramMethod(root)
+    return root
+
+
+def _share_parameters(old: nn.Module, new: nn.Module) -> None:
+    """Let ``new`` use ``old``'s own Parameter objects where names and shapes agree (keeps
+    weights tied between modules tied, and the optimizer's references valid)."""
+    for pname, p in old.named_parameters(recurse=False):
+        q = new._parameters.get(pname) if hasattr(new, "_parameters") else None
+        if p is not None and q is not None and q.shape == p.shape and q.dtype == p.dtype:
+            new._parameters[pname] = p
 
 
 def program_analog(model: nn.Module, seed: int = 0) -> dict:
@@ -106,15 +326,136 @@ class _ProgramMethod:
         return _ProgramMethod(new_model if new_model is not None else self._model_ref[0])
 
 
-def _swap(module: nn.Module, table: DeviceTable, config: CrossbarConfig, seed: int, program: bool = True):
-    if isinstance(module, nn.Linear):
-        return AnalogLinear.from_linear(module, table, config, seed=seed, program=program)
-    return AnalogConv2d.from_conv(module, table, config, seed=seed, program=program)
+# --------------------------------------------------------------------------- back to digital
+def to_digital(model: nn.Module) -> nn.Module:
+    """A copy of ``model`` as plain torch: every analog module replaced by its float module
+    (``nn.Linear``/``nn.Conv1d``/``nn.Conv2d`` with the same hyper-parameters and the float
+    weights; an analog module of another kind through its own ``to_digital()`` method).
+    Sharing and tying are kept; the state dict loads into the original float model."""
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"to_digital expects a torch.nn.Module, got {type(model).__name__}")
+    model = copy.deepcopy(model)
+    done: dict[int, nn.Module | None] = {}
+
+    def digital_of(m: nn.Module) -> nn.Module | None:
+        fn = getattr(m, "to_digital", None)
+        return fn() if callable(fn) else None
+
+    def visit(module: nn.Module) -> None:
+        for attr, child in list(module._modules.items()):
+            if child is None:
+                continue
+            if id(child) not in done:
+                done[id(child)] = digital_of(child)
+                if done[id(child)] is None:
+                    visit(child)
+            if done[id(child)] is not None:
+                module._modules[attr] = done[id(child)]
+
+    root = digital_of(model)
+    if root is None:
+        root = model
+        visit(model)
+    for attr in ("_rramsim_left_digital",):
+        root.__dict__.pop(attr, None)
+    if isinstance(root.__dict__.get("program"), _ProgramMethod):
+        del root.__dict__["program"]
+    left = [n for n, m in root.named_modules() if _is_analog(m)]
+    if left:
+        raise TypeError(f"to_digital: {left} stay analog (their class has no to_digital() method)")
+    return root
 
 
-def _parent(model: nn.Module, name: str) -> tuple[nn.Module, str]:
-    parts = name.split(".")
-    parent = model
-    for p in parts[:-1]:
-        parent = getattr(parent, p)
-    return parent, parts[-1]
+# --------------------------------------------------------------------------- report
+@dataclass
+class ConversionRow:
+    name: str
+    kind: str
+    analog: bool
+    params: int
+    note: str
+
+
+@dataclass
+class ConversionReport:
+    """What of a model runs on crossbars and what stays digital (weight-bearing modules)."""
+
+    rows: list[ConversionRow]
+
+    @property
+    def analog(self) -> list[ConversionRow]:
+        return [r for r in self.rows if r.analog]
+
+    @property
+    def digital(self) -> list[ConversionRow]:
+        return [r for r in self.rows if not r.analog]
+
+    @property
+    def analog_params(self) -> int:
+        return sum(r.params for r in self.analog)
+
+    @property
+    def digital_params(self) -> int:
+        return sum(r.params for r in self.digital)
+
+    def to_dict(self) -> dict:
+        return {"rows": [r.__dict__ for r in self.rows], "analog_params": self.analog_params,
+                "digital_params": self.digital_params}
+
+    def __str__(self) -> str:
+        w = max([len(r.name) for r in self.rows] + [6])
+        k = max([len(r.kind) for r in self.rows] + [4])
+        head = f"{'module':<{w}}  {'type':<{k}}  {'runs':<7}  {'params':>9}  note"
+        lines = ["Conversion report", head, "-" * len(head)]
+        for r in self.rows:
+            lines.append(f"{r.name:<{w}}  {r.kind:<{k}}  {'analog' if r.analog else 'DIGITAL':<7}  {r.params:>9d}  {r.note}")
+        total = self.analog_params + self.digital_params
+        share = self.analog_params / total if total else 0.0
+        lines.append(f"weights on crossbars: {self.analog_params} of {total} ({share:.1%}); "
+                     f"{len(self.digital)} weight-bearing module(s) digital")
+        return "\n".join(lines)
+
+
+def conversion_report(model: nn.Module) -> ConversionReport:
+    """Every analog layer (name, type, parameters, tiles) and every weight-bearing module
+    left digital, with the reason (excluded, no converter, lookup table, ...)."""
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"conversion_report expects a torch.nn.Module, got {type(model).__name__}")
+    reasons = getattr(model, "_rramsim_left_digital", {}) or {}
+    rows: list[ConversionRow] = []
+    seen: dict[int, str] = {}
+
+    def count(m: nn.Module, recurse: bool) -> int:
+        return sum(p.numel() for p in m.parameters(recurse=recurse))
+
+    def visit(module: nn.Module, name: str) -> None:
+        if id(module) in seen:
+            for r in rows:
+                if r.name == seen[id(module)]:
+                    r.note += f"{'; ' if r.note else ''}also as '{name}'"
+            return
+        seen[id(module)] = name
+        label = name or "<model>"
+        if _is_analog(module):
+            g = module.geometry()
+            note = f"{g['tiles']} tiles" + (f", {g['groups']} groups" if g.get("groups", 1) > 1 else "")
+            rows.append(ConversionRow(label, type(module).__name__, True, count(module, True), note))
+            return
+        if name in reasons and reasons[name].startswith("excluded"):
+            if any(p.dim() >= 2 for p in module.parameters()):
+                rows.append(ConversionRow(label, type(module).__name__, False, count(module, True), reasons[name]))
+            return
+        if any(isinstance(module, t) for t in _OPAQUE):
+            rows.append(ConversionRow(label, type(module).__name__, False, count(module, True),
+                                      reasons.get(name, _digital_reason(module))))
+            return
+        if _weight_bearing(module):
+            why = reasons.get(name) or (_digital_reason(module) if _converter_for(module) is None
+                                        else "not converted (convert_to_analog was not run on it)")
+            rows.append(ConversionRow(label, type(module).__name__, False, count(module, False), why))
+        for attr, child in module._modules.items():
+            if child is not None:
+                visit(child, f"{name}.{attr}" if name else attr)
+
+    visit(model, "")
+    return ConversionReport(rows)

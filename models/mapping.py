@@ -105,27 +105,36 @@ class OffsetMapping(WeightMapping):
 class BitSlicedMapping(WeightMapping):
     """|w| quantized to ``cells_per_weight * bits_per_cell`` bits, one digit per cell slice.
 
-    Each slice is a differential pair whose cell holds one base-2^b digit on 2^b levels
-    picked from the table (nearest to a uniform grid G_min..G_max). Slice signals are
-    digitized separately and shift-added: ``slice_weights[s] = base^(S-1-s) / (base^S - 1)
-    / G_step`` (ISAAC-style slicing).
+    Each slice is a differential pair whose cell holds one base-2^b digit. The digit ``d``
+    must be realized exactly, ``G(d) = G(0) + d * G_step``, or the shift-and-add is wrong
+    for every weight (a systematic error no calibration removes): the mapping picks the
+    2^b table levels that form an evenly spaced ladder (within ``LADDER_TOLERANCE`` of a
+    step) with the widest span, and refuses a table that has none, saying which
+    ``bits_per_cell`` would work. Slice signals are digitized separately and shift-added:
+    ``slice_weights[s] = base^(S-1-s) / (base^S - 1) / G_step`` (ISAAC-style slicing).
     """
 
     name = "bit_sliced"
     signs = (1.0, -1.0)
+    LADDER_TOLERANCE = 1e-3      # largest deviation of a digit's level from the ladder, in steps
 
     def __init__(self, levels: np.ndarray, cells_per_weight: int, bits_per_cell: int) -> None:
         super().__init__(levels)
         self.n_slices = int(cells_per_weight)
         self.base = 2 ** int(bits_per_cell)
-        grid = np.linspace(self.g_min, self.g_max, self.base)
-        digit_levels = np.abs(self.levels[None, :] - grid[:, None]).argmin(axis=1)
-        if len(set(digit_levels.tolist())) < self.base:
-            raise ValueError(f"bits_per_cell={bits_per_cell} needs {self.base} distinct conductance levels but "
-                             f"the device table has only {self.levels.size} usable ones; lower bits_per_cell "
-                             "or characterize more levels")
-        self.digit_levels = digit_levels
-        g_step = (self.g_max - self.g_min) / (self.base - 1)
+        ladder = even_ladder(self.levels, self.base, self.LADDER_TOLERANCE)
+        if ladder is None:
+            works = [b for b in range(1, int(bits_per_cell))
+                     if even_ladder(self.levels, 2 ** b, self.LADDER_TOLERANCE) is not None]
+            uS = ", ".join(f"{g * 1e6:.4g}" for g in self.levels)
+            hint = f"use bits_per_cell={works[-1]}" if works else "use mapping='differential'"
+            raise ValueError(f"mapping='bit_sliced' with bits_per_cell={bits_per_cell} needs {self.base} evenly "
+                             f"spaced conductance levels (one per digit), but the device table's {self.levels.size} "
+                             f"levels ({uS} uS) hold no such ladder; {hint}, or characterize the table on an even "
+                             "grid of targets")
+        self.digit_levels = ladder
+        g_step = (self.levels[ladder[-1]] - self.levels[ladder[0]]) / (self.base - 1)
+        self.g_step = float(g_step)
         full = self.base ** self.n_slices - 1
         self.slice_weights = np.array([self.base ** (self.n_slices - 1 - s) / full / g_step
                                        for s in range(self.n_slices)])
@@ -141,6 +150,26 @@ class BitSlicedMapping(WeightMapping):
             zero = lut[torch.zeros_like(digit)]
             slices.append(torch.stack([torch.where(w > 0, idx, zero), torch.where(w < 0, idx, zero)]))
         return torch.stack(slices)
+
+
+def even_ladder(levels: np.ndarray, n: int, tol: float) -> np.ndarray | None:
+    """Indices of ``n`` levels forming the widest evenly spaced ladder (every rung within
+    ``tol`` steps of ``first + k * step``; ties: the lowest start), or None."""
+    levels = np.asarray(levels, dtype=np.float64)
+    if n > levels.size:
+        return None
+    best, best_span = None, -1.0
+    for i in range(levels.size):
+        for j in range(levels.size - 1, i, -1):
+            span = levels[j] - levels[i]
+            if span <= best_span:
+                break
+            step = span / (n - 1)
+            rungs = levels[i] + step * np.arange(n)
+            idx = np.abs(levels[None, :] - rungs[:, None]).argmin(axis=1)
+            if np.all(np.abs(levels[idx] - rungs) <= tol * step) and len(set(idx.tolist())) == n:
+                best, best_span = idx, span
+    return best
 
 
 def make_mapping(config: CrossbarConfig, levels: np.ndarray) -> WeightMapping:

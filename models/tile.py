@@ -245,8 +245,8 @@ class TileEngine:
         col_scale = ((w_scale[:, None] * sw[None, :]).reshape(-1) / c.read_voltage).to(dtype)
         iv_tiles = None
         if ir == "exact" and c.nonlinear_iv:
-            iv = self.physics.iv(level)
-            iv_tiles = [self._tiles(iv[..., k]) for k in range(3)]
+            iv = self.physics.iv(level)        # unused (padding) cells: ohmic, g = 0 anyway
+            iv_tiles = [self._tiles(iv[..., k] - float(k == 0)) + float(k == 0) for k in range(3)]
         else:
             solvers = {}
         comp = CompiledTiles(mats, noise_mat, full_scale, col_scale, solvers, iv_tiles)

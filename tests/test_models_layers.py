@@ -307,3 +307,141 @@ def test_polynomial_iv_agrees_with_the_exact_nonlinear_solver(table):
     for k in (0, 1):
         assert _rel(y["fast"][k], y["exact"][k]) < 1e-4
         assert _rel(y["fast"][k], y["ohm"][k]) > 1e-3                # the I-V does change the result
+
+
+# ---------------------------------------------------------------------- every layer type, grouped convs
+from rramsim.devices import load_default_table  # noqa: E402
+from rramsim.models import AnalogConv1d  # noqa: E402
+
+# exact cells, 8-bit bit-sliced weights, ideal periphery: what is left is the mapping's own error
+IDEAL_BS = dict(mapping="bit_sliced", ideal_programming=True, **IDEAL)
+
+
+@pytest.fixture(scope="module")
+def default_table():
+    return load_default_table()
+
+
+def _module(kind: str) -> tuple[nn.Module, torch.Tensor]:
+    """A float layer of each kind with an input of its shape (small tiles: several row tiles)."""
+    torch.manual_seed(11)
+    layers = {
+        "linear_3d": (nn.Linear(40, 6), torch.randn(3, 5, 40)),
+        "conv1d": (nn.Conv1d(4, 6, 5, stride=2, padding=2), torch.randn(2, 4, 17)),
+        "conv1d_same_reflect": (nn.Conv1d(4, 6, 4, padding="same", padding_mode="reflect"), torch.randn(2, 4, 12)),
+        "conv1d_depthwise": (nn.Conv1d(4, 8, 3, groups=4, padding=1, padding_mode="circular"), torch.randn(2, 4, 9)),
+        "conv2d": (nn.Conv2d(3, 5, 3, padding=1, stride=2), torch.rand(2, 3, 9, 9)),
+        "conv2d_groups": (nn.Conv2d(6, 4, 3, groups=2, padding=1), torch.randn(2, 6, 7, 7)),
+        "conv2d_depthwise": (nn.Conv2d(5, 5, 3, groups=5, padding=1, padding_mode="replicate"), torch.randn(2, 5, 6, 6)),
+        "conv2d_same_even": (nn.Conv2d(3, 4, (2, 4), padding="same", padding_mode="reflect", dilation=(1, 2)),
+                             torch.randn(2, 3, 8, 9)),
+        "conv2d_valid_dilated": (nn.Conv2d(4, 6, 3, padding="valid", dilation=2, stride=(1, 2), groups=2),
+                                 torch.randn(2, 4, 10, 11)),
+    }
+    return layers[kind]
+
+
+KINDS = ["linear_3d", "conv1d", "conv1d_same_reflect", "conv1d_depthwise", "conv2d", "conv2d_groups",
+         "conv2d_depthwise", "conv2d_same_even", "conv2d_valid_dilated"]
+SMALL_TILES = dict(tile_rows=8, tile_cols=16)
+
+
+def _analog(module: nn.Module, table, cfg, seed=0) -> nn.Module:
+    return convert_to_analog(nn.Sequential(module), table, cfg, seed=seed)[0]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_every_layer_kind_is_analog_and_matches_float_with_ideal_cells(default_table, kind):
+    """Default table, bit slicing 4 x 2 bits, exact cells, ideal DAC/ADC: within 1e-2 of float."""
+    module, x = _module(kind)
+    a = _analog(module, default_table, CrossbarConfig(**IDEAL_BS, **SMALL_TILES))
+    assert type(a).__name__.startswith("Analog")
+    with torch.no_grad():
+        ref, y = module(x), a(x)
+    assert y.shape == ref.shape
+    assert _rel(y, ref) < 1e-2
+    assert a.geometry()["groups"] == getattr(module, "groups", 1)
+    assert a.geometry()["tiles"] >= getattr(module, "groups", 1)     # every group on tiles of its own
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_harsh_config_changes_every_layer_kind_and_gradients_flow(default_table, kind):
+    module, x = _module(kind)
+    ideal = _analog(module, default_table, CrossbarConfig(**IDEAL_BS, **SMALL_TILES))
+    harsh = _analog(module, default_table, CrossbarConfig(adc_bits=2, dac_bits=2, **SMALL_TILES))
+    with torch.no_grad():
+        assert _rel(harsh(x), ideal(x)) > 0.05
+    xg = x.clone().requires_grad_(True)
+    harsh.train()
+    harsh(xg).square().sum().backward()
+    assert xg.grad is not None and xg.grad.abs().sum() > 0
+    assert harsh.weight.grad is not None and harsh.weight.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_state_dict_round_trip_is_bit_identical(table, kind):
+    module, x = _module(kind)
+    cfg = CrossbarConfig(adc_bits=6, **SMALL_TILES)
+    a = _analog(module, table, cfg, seed=5).eval()
+    with torch.no_grad():
+        y = a(x)
+    buf = io.BytesIO()
+    torch.save(a.state_dict(), buf)
+    other, _ = _module(kind)
+    with torch.no_grad():
+        for p in other.parameters():
+            p.mul_(0.5)
+    b = _analog(other, table, CrossbarConfig(), seed=1).eval()
+    b.load_state_dict(torch.load(io.BytesIO(buf.getvalue()), weights_only=True))
+    with torch.no_grad():
+        assert torch.equal(b(x), y)
+
+
+def test_grouped_conv_unfolded_matches_per_group_linears(table):
+    """A grouped convolution is its groups' patches through each group's own tiles."""
+    torch.manual_seed(4)
+    conv = nn.Conv2d(4, 6, 3, groups=2, padding=1)
+    cfg = CrossbarConfig(tile_rows=8, tile_cols=8, ideal_programming=True, **IDEAL)   # same cells both ways
+    ac = AnalogConv2d.from_conv(conv, table, cfg, seed=3)
+    x = torch.rand(2, 4, 5, 5)
+    with torch.no_grad():
+        y = ac(x)
+        for g in range(2):
+            lin = nn.Linear(18, 3)
+            lin.weight.copy_(conv.weight[3 * g:3 * g + 3].reshape(3, -1))
+            lin.bias.copy_(conv.bias[3 * g:3 * g + 3])
+            al = AnalogLinear.from_linear(lin, table, cfg, seed=3)
+            cols = F.unfold(x[:, 2 * g:2 * g + 2], 3, padding=1).transpose(1, 2)
+            ref = al(cols.reshape(-1, 18)).reshape(2, -1, 3)
+            got = y[:, 3 * g:3 * g + 3].reshape(2, 3, -1).transpose(1, 2)
+            assert _rel(got, ref) < 1e-4
+
+
+def test_exact_solver_agrees_with_polynomial_path_for_grouped_conv(table):
+    torch.manual_seed(7)
+    conv = nn.Conv2d(4, 4, 3, groups=2)
+    kw = dict(nonlinear_iv=True, tile_rows=8, tile_cols=6, **IDEAL)
+    x = torch.rand(2, 4, 5, 5)
+    with torch.no_grad():
+        fast = AnalogConv2d.from_conv(conv, table, CrossbarConfig(**kw), seed=2)(x)
+        exact = AnalogConv2d.from_conv(conv, table, CrossbarConfig(ir_drop="exact", wire_resistance=1e-7, **kw),
+                                       seed=2)(x)
+    assert _rel(fast, exact) < 1e-4
+
+
+def test_ideal_programming_puts_every_cell_on_target(table):
+    cfg = CrossbarConfig(ideal_programming=True, stuck_on=0.2, tile_rows=16, tile_cols=8)
+    a = AnalogLinear.from_linear(nn.Linear(20, 4), table, cfg)
+    g = a.conductances()
+    assert torch.equal(g, a.physics.levels[a.engine.level])
+    assert a.program_stats["stuck"] == 0 and a.program_stats["pulses"] > 0
+
+
+def test_bit_slicing_on_uneven_levels_is_refused_by_name():
+    uneven = synthetic_table(n_levels=8, seed=3)
+    uneven.targets = np.geomspace(5e-6, 150e-6, 8)
+    uneven.g_final = uneven.targets[:, None] * np.ones((1, uneven.g_final.shape[1]))
+    uneven.iv_current = uneven.targets[:, None] * np.ones((1, uneven.iv_v.size)) * uneven.iv_v
+    uneven.validate()
+    with pytest.raises(ValueError, match="evenly spaced.*bits_per_cell=1"):
+        AnalogLinear(4, 2, uneven, CrossbarConfig(mapping="bit_sliced", bits_per_cell=2))
