@@ -4,6 +4,12 @@ The session sends ``set num_threads=1`` at start, frees every run's vectors afte
 (``destroy all``), and turns ngspice's complaints into :class:`SimulationError` with the
 deck name, parameters and the end of ngspice's log. :func:`run_with_retries` walks the
 documented ladder of solver options (:data:`RETRY_LADDER`) before giving up.
+
+ngspice's shared library cannot recover from a deck it rejects while reading it (the next
+deck may crash the process), so every new set of device definitions is first loaded in a
+forked copy of the process; a rejection there becomes :class:`DeckLoadError`, one
+paragraph with ngspice's own words and the lines they name, and this process's ngspice
+never sees the bad deck.
 """
 from __future__ import annotations
 
@@ -338,13 +344,15 @@ class Session:
 
 
 def _definitions_key(deck: str) -> str:
-    """A digest of a deck's definitions: its subcircuit bodies and its model, parameter and
-    function cards (instance lines and sources of the benches change from deck to deck)."""
+    """A digest of a deck's definitions: its subcircuit bodies, its model, parameter and
+    function cards and its compatibility mode (instance lines and sources of the benches
+    change from deck to deck)."""
     keep, inside = [], 0
     for line in deck.splitlines():
         card = line.split(maxsplit=1)[0].lower() if line.strip() else ""
         inside += card == ".subckt"
-        if inside or card in (".model", ".param", ".func", ".global", ".include", ".lib"):
+        if inside or card in (".model", ".param", ".func", ".global", ".include", ".lib") \
+                or line.startswith("* ngbehavior"):
             keep.append(line)
         inside -= card == ".ends" and inside > 0
     return hashlib.sha256("\n".join(keep).encode()).hexdigest()
