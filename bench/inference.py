@@ -173,7 +173,7 @@ def main() -> None:
     coef = coef_l[rng.integers(0, table.n_levels, (128, 128))]
     solver = TileSolver(g, r)
     t0 = time.perf_counter()
-    _, iters = solver.currents_nonlinear(v, coef)
+    _, iters = solver.currents_nonlinear(v, coef, method="fixed-point")   # the linearized default: bench/array.py
     t_nl = time.perf_counter() - t0
     out("")
     out("Nonlinear I-V (table's I-V, cubic fit per level):")

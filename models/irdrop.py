@@ -207,19 +207,28 @@ class TileSolver:
         return _apply_linearization(lin, torch.from_numpy(v)).numpy(), 1
 
     def linearization(self, coef: np.ndarray, v: np.ndarray) -> dict | None:
-        """The cached per-programming linearization for ``coef`` and the range of ``v``
-        (built when either changes; None for all-zero inputs). Its ``error`` is the
-        probe-vector error against the fixed-point solution, ``fallback`` whether that
-        error exceeded ``LINEARIZATION_TOL``."""
-        v_pos, v_neg = _range_key(float(v.max(initial=0.0))), _range_key(float(-v.min(initial=0.0)))
-        if v_pos == 0.0 and v_neg == 0.0:
+        """The per-programming linearization for ``coef`` and the range of ``v`` (None for
+        all-zero inputs). One built for the same coefficients is reused while its input
+        range covers ``v`` and is at most ~1.4x wider (batches of slightly different
+        range share it); otherwise one is built for the range rounded up to 1/8 octave
+        and cached (the last two are kept). Its ``error`` is the probe-vector error
+        against the fixed-point solution, ``fallback`` whether that exceeded
+        ``LINEARIZATION_TOL``."""
+        vp, vn = float(max(v.max(initial=0.0), 0.0)), float(max(-v.min(initial=0.0), 0.0))
+        if vp == 0.0 and vn == 0.0:
             return None
-        key = (hashlib.blake2b(np.ascontiguousarray(coef).tobytes(), digest_size=16).hexdigest(), v_pos, v_neg)
-        cached = getattr(self, "_lin", None)
-        if cached is not None and cached["key"] == key:
-            return cached
-        self._lin = lin = self._build_linearization(coef, v_pos, v_neg)
-        lin["key"] = key
+        digest = hashlib.blake2b(np.ascontiguousarray(coef).tobytes(), digest_size=16).hexdigest()
+        cache = self.__dict__.setdefault("_lins", [])
+        for lin in cache:
+            lp, ln = lin["range"]
+            if (lin["digest"] == digest and lp >= vp and ln >= vn and (vn > 0) == (ln > 0)
+                    and max(vp, vn) >= 0.7 * max(lp, ln)):
+                return lin
+        lp, ln = _range_key(vp), _range_key(vn)
+        lin = self._build_linearization(coef, lp, ln)
+        lin["digest"], lin["range"] = digest, (lp, ln)
+        cache.append(lin)
+        del cache[:-2]
         return lin
 
     def _build_linearization(self, coef: np.ndarray, v_pos: float, v_neg: float) -> dict:
@@ -242,7 +251,7 @@ class TileSolver:
         U = (chord.gw * (uc - ur)).permute(2, 1, 0).reshape(C, R * C)       # [C(k), (i, j)]
         gq = [torch.from_numpy((self.g * q).reshape(R * C, 1)) for q in (a1 - c, a2, a3)]
         lin = {"T": T, "D": D.float(), "U": U.float(), "gq": torch.cat(gq, dim=1).float(),
-               "chord": c, "v_range": (-v_neg, v_pos), "fallback": False}
+               "chord": c, "fallback": False}
         probe = np.random.default_rng(0).uniform(-v_neg, v_pos, (R, PROBE_VECTORS))
         ref, _ = self._fixed_point(probe, coef, 1e-10, 200)
         fast = _apply_linearization(lin, torch.from_numpy(probe)).numpy()

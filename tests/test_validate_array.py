@@ -148,6 +148,9 @@ def test_linearized_solver_matches_fixed_point(table):
     assert np.abs(new - old).max() / np.abs(old).max() < 1e-4
     lin = solver.linearization(coef, v)
     assert lin["error"] < 1e-4 and not lin["fallback"]
+    assert solver.linearization(coef, 0.9 * v) is lin                  # a slightly narrower batch reuses it
+    assert solver.linearization(coef, 0.3 * v) is not lin              # a much narrower one gets its own
+    assert solver.linearization(coef, v) is lin
     # signed inputs (a new input range: a new linearization), and all-zero inputs
     vs = rng.uniform(-0.2, 0.2, (24, 4))
     assert np.allclose(solver.currents_nonlinear(vs, coef)[0], solver.currents_nonlinear(vs, coef, method="fixed-point")[0],
