@@ -36,7 +36,7 @@ def test_counts_of_a_small_network(table):
     assert fc.adc_energy == pytest.approx(fc.adc_conversions * 1.67e-12 * 2 ** (6 - 8))
     assert fc.dac_energy == pytest.approx(fc.dac_conversions * 0.42e-12)
     assert conv.latency == pytest.approx(36 * 4 * 100e-9)
-    g_sum = float(a[3]._conductances().sum())
+    g_sum = float(a[3].conductances().sum())
     assert 0 < fc.read_energy < 0.2 ** 2 * g_sum * 100e-9 * 4      # below the all-rows-on bound
     assert rep.fits and rep.reprogram_rounds == 1
     assert rep.program_energy > 0 and rep.program_pulses > 0 and rep.program_latency > 0
@@ -69,6 +69,7 @@ def test_reprogramming_when_the_network_does_not_fit(table):
 
 
 def test_report_without_example_uses_the_last_forward(table):
+    """Without an example input the last forward's record is used, and said so."""
     a = convert_to_analog(_net(), table, CrossbarConfig(), seed=0).eval()
     with pytest.raises(ValueError, match="example_input"):
         cost_report(a)
@@ -92,3 +93,124 @@ def test_adc_clipping_is_reported(table):
         rep = cost_report(a, x)
         assert (analog_layers(a)[0][1].usage["adc_clipped"] > 0.5) == clipped
         assert any("clipped" in n and "adc_range" in n for n in rep.notes) == clipped
+
+
+# ---------------------------------------------------------------------- measured vectors, digital work
+def test_vectors_scale_with_sequence_length(table):
+    torch.manual_seed(0)
+    a = convert_to_analog(nn.Sequential(nn.Linear(8, 4)), table, CrossbarConfig(), seed=0).eval()
+    short = cost_report(a, torch.rand(2, 5, 8)).layers[0]
+    long = cost_report(a, torch.rand(2, 50, 8)).layers[0]
+    assert short.vectors == 5 and long.vectors == 50
+    assert long.adc_conversions == 10 * short.adc_conversions
+    assert long.dac_conversions == 10 * short.dac_conversions
+    assert long.latency == pytest.approx(10 * short.latency)
+    assert long.macs == 50 * 8 * 4
+    # per sample: the batch size does not change it
+    assert cost_report(a, torch.rand(7, 5, 8)).layers[0].vectors == 5
+
+
+def test_recurrent_gate_matrices_count_every_time_step(table):
+    """An LSTM (sequence first, so the samples are given): both gate matrices process one
+    vector per time step, and the gate arithmetic is listed as digital."""
+    torch.manual_seed(0)
+    a = convert_to_analog(nn.Sequential(nn.LSTM(6, 5)), table, CrossbarConfig(), seed=0).eval()
+    rep = cost_report(a, torch.rand(9, 2, 6), samples=2)
+    assert {l.name.rsplit(".", 1)[-1]: l.vectors for l in rep.layers} == {"ih_l0": 9, "hh_l0": 9}
+    assert rep.digital_elements > 0 and any(d.name == "0" for d in rep.digital)
+    with pytest.raises(ValueError, match="samples"):
+        cost_report(a, torch.rand(9, 2, 6), samples=0)
+
+
+def _digital_net():
+    class Block(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(2, 2, 3, padding=1)
+            self.bn = nn.BatchNorm2d(2)
+            self.act = nn.ReLU()
+            self.pool = nn.AdaptiveAvgPool2d(1)
+            self.head = nn.Linear(2, 3)
+
+        def forward(self, x):
+            y = self.act(self.bn(self.conv(x))) + x        # a residual addition written inline
+            return self.head(torch.flatten(self.pool(y), 1))
+    torch.manual_seed(0)
+    return Block().eval()
+
+
+def test_digital_work_is_listed(table):
+    a = convert_to_analog(_digital_net(), table, CrossbarConfig(), seed=0, exclude=["head"]).eval()
+    rep = cost_report(a, torch.rand(4, 2, 6, 6))
+    work = {(d.name, d.op): (d.count, d.unit) for d in rep.digital}
+    n = 2 * 6 * 6
+    assert work[("bn", "forward")] == (n, "elements")
+    assert work[("act", "forward")] == (n, "elements")
+    assert work[("<model>", "add")] == (n, "elements")
+    assert work[("pool", "forward")] == (n, "elements")
+    assert work[("head", "forward")] == (2 * 3, "macs")            # the excluded layer, left digital
+    assert ("<model>", "flatten") not in work                      # a view: no arithmetic
+    assert rep.digital_macs == 6 and rep.analog_macs == 36 * 18 * 2
+    text = str(rep)
+    assert "Digital work per sample" in text and "BatchNorm2d" in text and "head" in text
+
+
+def test_attention_products_are_digital_work(table):
+    torch.manual_seed(0)
+    layer = nn.TransformerEncoderLayer(8, 2, 16, dropout=0.0, batch_first=True)
+    a = convert_to_analog(nn.Sequential(layer), table, CrossbarConfig(), seed=0).eval()
+    T = 5
+    with torch.inference_mode():
+        rep = cost_report(a, torch.rand(3, T, 8))
+    ops = {d.op: d.count for d in rep.digital}
+    assert ops["attention_scores_macs"] == ops["attention_values_macs"] == T * T * 8
+    assert any(d.kind == "LayerNorm" for d in rep.digital)
+    assert all(l.vectors == T for l in rep.layers)                 # every projection ran, once per token
+    assert not rep.never_ran
+
+
+def test_layers_that_never_ran_are_reported(table):
+    class TwoHeads(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.body = nn.Linear(4, 4)
+            self.unused = nn.Linear(4, 2)
+
+        def forward(self, x):
+            return self.body(x)
+    a = convert_to_analog(TwoHeads(), table, CrossbarConfig(), seed=0).eval()
+    with pytest.warns(RuntimeWarning, match="unused"):
+        rep = cost_report(a, torch.rand(2, 4))
+    assert rep.never_ran == ["unused"]
+    assert any("never ran" in n and "unused" in n for n in rep.notes)
+    unused = rep.layers[1]
+    assert unused.vectors == 0 and unused.energy == 0 and unused.tiles == 1
+    assert rep.crossbars_needed == 2
+
+
+def test_grouped_convolutions_cost_one_block_of_tiles_per_group(table):
+    cfg = CrossbarConfig(tile_rows=64, tile_cols=16)
+    x = torch.rand(2, 4, 8, 8)
+    reps = {}
+    for groups in (1, 2, 4):
+        torch.manual_seed(0)
+        conv = nn.Conv2d(4, 8, 3, groups=groups)
+        reps[groups] = cost_report(convert_to_analog(nn.Sequential(conv), table, cfg, seed=0).eval(), x).layers[0]
+    for groups, l in reps.items():
+        rows = 4 // groups * 9                      # rows of one group's MVM
+        assert l.tiles == groups                    # 8/groups outputs x 2 cells fit one 64x16 tile per group
+        assert l.groups == groups and l.vectors == 36
+        assert l.dac_conversions == 36 * rows * groups
+        assert l.adc_conversions == 36 * 8
+        assert l.macs == 36 * rows * 8
+    depthwise = convert_to_analog(nn.Sequential(nn.Conv2d(4, 4, 3, groups=4)), table, cfg, seed=0).eval()
+    rep = cost_report(depthwise, x)
+    assert rep.crossbars_needed == 4 and rep.layers[0].dac_conversions == 36 * 9 * 4
+
+
+def test_crossbar_budget_must_be_one_system(table):
+    a = convert_to_analog(_net(), table, CrossbarConfig(n_crossbars=8), seed=0).eval()
+    fc = a[3]
+    fc.set_hardware(fc.table, fc.config.replace(n_crossbars=2))
+    with pytest.raises(ValueError, match=r"n_crossbars.*8: 0.*2: 3"):
+        cost_report(a, torch.rand(2, 1, 8, 8))
