@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from typing import Callable, Iterable
 
 import numpy as np
+import torch
 from torch import nn
 
 from rramsim.devices import DeviceTable
@@ -326,6 +327,27 @@ class _ProgramMethod:
         return _ProgramMethod(new_model if new_model is not None else self._model_ref[0])
 
 
+# --------------------------------------------------------------------------- whole-model pickles
+def register_safe_globals(*classes: type) -> list[type]:
+    """Allowlist module classes for ``torch.load(path)`` with torch's default
+    ``weights_only=True``: every ``nn.Module`` class of rramsim imported so far, torch's own
+    ``torch.nn`` module classes and ``classes`` (your model's own classes). Runs on import of
+    ``rramsim.models``; call it again with your classes (or after importing more rramsim
+    modules) before loading a whole pickled model. Analog layers pickle their table as
+    tensors and plain dicts and are programmed again (same seed) after loading."""
+    found: set[type] = {_ProgramMethod, *classes}
+    stack = [nn.Module]
+    while stack:
+        for sub in stack.pop().__subclasses__():
+            stack.append(sub)
+            mod = sub.__module__
+            if mod.startswith("rramsim.") or (mod.startswith("torch.nn.modules.") and getattr(nn, sub.__name__, None) is sub):
+                found.add(sub)
+    ordered = sorted(found, key=lambda c: (c.__module__, c.__qualname__))
+    torch.serialization.add_safe_globals(ordered)
+    return ordered
+
+
 # --------------------------------------------------------------------------- back to digital
 def to_digital(model: nn.Module) -> nn.Module:
     """A copy of ``model`` as plain torch: every analog module replaced by its float module
@@ -459,3 +481,6 @@ def conversion_report(model: nn.Module) -> ConversionReport:
 
     visit(model, "")
     return ConversionReport(rows)
+
+
+register_safe_globals()

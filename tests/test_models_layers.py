@@ -445,3 +445,41 @@ def test_bit_slicing_on_uneven_levels_is_refused_by_name():
     uneven.validate()
     with pytest.raises(ValueError, match="evenly spaced.*bits_per_cell=1"):
         AnalogLinear(4, 2, uneven, CrossbarConfig(mapping="bit_sliced", bits_per_cell=2))
+
+
+# ---------------------------------------------------------------------- state: table fingerprint, pickles
+from rramsim.models import table_fingerprint  # noqa: E402
+
+
+def test_state_dict_from_another_table_is_refused(table):
+    a = convert_to_analog(_net(), table, CrossbarConfig(tile_rows=16, tile_cols=8), seed=0)
+    other = synthetic_table(n_levels=16, seed=2)
+    b = convert_to_analog(_net(), other, CrossbarConfig(tile_rows=16, tile_cols=8), seed=0)
+    state = a.state_dict()
+    assert state["0._extra_state"]["table_fingerprint"] == table_fingerprint(table) != table_fingerprint(other)
+    with pytest.raises(ValueError, match=f"device table {table_fingerprint(table)}.*{table_fingerprint(other)}"):
+        b.load_state_dict(state)
+
+
+def test_table_fingerprint_is_the_content(table, tmp_path):
+    path = table.save(tmp_path / "t.h5")
+    again = type(table).load(path)
+    assert table_fingerprint(again) == table_fingerprint(table)
+    again.read_sigma = again.read_sigma * 1.01
+    assert table_fingerprint(again) != table_fingerprint(table)
+
+
+def test_whole_model_pickle_loads_with_weights_only(table):
+    model = nn.Sequential(nn.Conv2d(2, 4, 3, groups=2, padding="same", padding_mode="reflect"), nn.ReLU(),
+                          nn.Flatten(), nn.Linear(4 * 25, 3))
+    a = convert_to_analog(model, table, CrossbarConfig(tile_rows=16, tile_cols=8), seed=4).eval()
+    x = torch.randn(2, 2, 5, 5)
+    with torch.no_grad():
+        y = a(x)
+    buf = io.BytesIO()
+    torch.save(a, buf)
+    b = torch.load(io.BytesIO(buf.getvalue()))                # torch's default: weights_only=True
+    assert type(b[0]) is AnalogConv2d and table_fingerprint(b[0].table) == table_fingerprint(table)
+    with torch.no_grad():
+        assert torch.equal(b(x), y)                            # programmed again with the same seed
+    assert b.program(seed=1)["cells"] == a.program(seed=1)["cells"]
