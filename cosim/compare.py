@@ -145,7 +145,7 @@ def format_comparison(reports: list[TableReport], ref: Reference | None) -> str:
                 continue
             k = int(hit[0])
             s = r.stats
-            ks = "--" if np.isnan(r.ks[k]) else f"{r.ks[k]:.3f} (p {r.ks_p[k]:.2g})"
+            ks = "(first)" if i == 0 else "--" if np.isnan(r.ks[k]) else f"{r.ks[k]:.3f} (p {r.ks_p[k]:.2g})"
             drift = "".join(
                 "  " + (_num(r.at[t][1][k], 1e6, ".3f") if r.at.get(t) is not None else "n/a") for t in later)
             lines.append(f"  [{i}] {s['g_mean'][k] * 1e6:8.3f} +- {s['g_std'][k] * 1e6:6.3f}  KS {ks:<16}"

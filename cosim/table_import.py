@@ -329,8 +329,7 @@ def import_table(programming: str | Path, targets=None, read: str | Path | None 
     if tolerance is not None and not (np.isfinite(tolerance) and 0 < tolerance < 1):
         raise MeasurementError(f"--tolerance must be a relative tolerance in (0, 1), got {tolerance}")
     nan = float("nan")
-    scheme = {"scheme": "measured", "v_start": nan, "v_step": nan, "v_max": nan, "pulse_width": nan,
-              "read_voltage": nan if read_voltage is None else float(read_voltage),
+    scheme = {"scheme": "measured", "read_voltage": nan if read_voltage is None else float(read_voltage),
               "tolerance": nan if tolerance is None else float(tolerance), "max_pulses": nan}
     from rramsim import __version__
     provenance = {

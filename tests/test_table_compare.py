@@ -51,7 +51,7 @@ def test_round_trip_is_the_same_table(round_trip, capsys):
     assert code == 0, err
     reports, _ = compare_tables([DEFAULT, str(again)])
     assert np.all(reports[1].ks == 0) and np.all(reports[1].matched == np.arange(8))
-    assert text.count("KS 0.000 (p 1)") == 16
+    assert text.count("KS 0.000 (p 1)") == 8 and text.count("KS (first)") == 8
 
 
 def test_compare_sees_a_wider_spread(tmp_path, capsys):
@@ -72,6 +72,22 @@ def test_compare_sees_a_wider_spread(tmp_path, capsys):
     assert code == 0, err
     assert "pulses unknown" in text and "energy unknown" in text
     assert "[1] at 1 d: not compared (no /retention group)" in text
+
+
+def test_levels_matched_by_target(tmp_path, capsys):
+    """Only levels with the same target are set side by side (KS); the others stand alone."""
+    from rramsim.cosim.table_import import import_table
+    a = DeviceTable.load(DEFAULT)
+    csv = tmp_path / "two.csv"
+    levels = ((10e-6, a.g_final[0]), (25e-6, a.g_final[1] * 1.25))
+    csv.write_text("target,g\n" + "".join(f"{t!r},{float(g)!r}\n" for t, row in levels for g in row))
+    import_table(csv, read_sigma_rel=0.01).save(tmp_path / "two.h5")
+    reports, _ = compare_tables([DEFAULT, str(tmp_path / "two.h5")])
+    assert reports[1].matched.tolist() == [0, -1]
+    assert reports[1].ks[0] == 0 and np.isnan(reports[1].ks[1])
+    code, text, _ = run(["table", "compare", DEFAULT, str(tmp_path / "two.h5")], capsys)
+    block = text.split("target 25.00 uS")[1].split("target 30.00 uS")[0]
+    assert code == 0 and "[1]   25.012" in block and "KS --" in block and "[0]" not in block
 
 
 def test_reference_curves():
