@@ -131,6 +131,7 @@ for dev in devices:
     t = characterize(Characterization(dev, None, targets=np.array([10e-6, 40e-6]), n_devices=1,
                                       retention_time=0), workers=1, progress=False, command="test")
     print("G", *t.read_g, *t.sweep_current[::50], flush=True)
+    print("backend", t.provenance["backend"], t.model_netlist.split("\\n")[1])
 """
 
 
@@ -144,6 +145,8 @@ def test_same_module_name_in_two_files_gives_two_tables(devices, tmp_path):
     assert proc.returncode == 0, proc.stderr
     first, second = (np.array(line.split()[1:], float) for line in proc.stdout.splitlines() if line.startswith("G"))
     assert not np.allclose(first, second, rtol=1e-3)
+    cards = [line.split()[1:] for line in proc.stdout.splitlines() if line.startswith("backend")]
+    assert [c[0] for c in cards] == ["osdi", "osdi"] and cards[0][-1] != cards[1][-1]   # own compiled module each
     # the I-V sweep of the 14 kOhm file carries less current at full SET than the 10 kOhm one
     assert np.abs(second[2:]).max() < np.abs(first[2:]).max()
 
@@ -251,3 +254,13 @@ def test_state_the_pattern_misses_is_caught_by_its_symptom(devices, tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "refused: the device never changed conductance" in proc.stdout, proc.stdout
     assert "10 uS" in proc.stdout and "OpenVAF keeps no variables" in proc.stdout
+
+
+def test_builtin_backend_auto_is_compiled_when_openvaf_is_here(devices):
+    from rramsim.circuits.testbenches import builtin_device
+    params = CompactModel().params()
+    auto = osdi.builtin_device_for("auto", params)
+    assert auto.osdi and auto.osdi == devices[1].osdi and "rram_va_" in auto.definition
+    assert osdi.builtin_device_for("behavioural", params) == builtin_device(params)
+    with pytest.raises(ValueError, match="backend must be"):
+        osdi.builtin_device_for("spectre", params)
