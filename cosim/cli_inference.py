@@ -213,6 +213,60 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def hardware_effects(config, table) -> list[str]:
+    """Which hardware effects an evaluation with ``config`` on ``table`` simulates, and
+    which it leaves out (one line each)."""
+    c = config
+    on, off = [], []
+    if c.ideal_programming:
+        off.append("programming spread (ideal_programming: every cell at its level's target)")
+        off.append("stuck cells (ideal_programming)")
+    else:
+        on.append("programming spread (the table's write-verify outcomes, one draw per cell)")
+        if "converged" in getattr(table, "unmeasured", set()):
+            stuck = "stuck cells: the table does not record convergence (none from it)"
+        else:
+            failed = 1 - float(table.converged.mean())
+            stuck = (f"stuck cells: {100 * failed:.3g}% of the table's writes did not converge" if failed
+                     else "stuck cells: none from the table (all its writes converged)")
+        if c.stuck_on or c.stuck_off:
+            stuck += f", plus stuck_on {c.stuck_on:g} / stuck_off {c.stuck_off:g} per cell"
+        on.append(stuck)
+    (off if c.read_noise == "off" else on).append(f"read noise ({c.read_noise})")
+    (on if c.nonlinear_iv else off).append("I-V nonlinearity (table's I-V)" if c.nonlinear_iv
+                                            else "I-V nonlinearity (cells linear, Ohm's law)")
+    (off if c.ir_drop == "off" else on).append(
+        "IR drop" if c.ir_drop == "off" else f"IR drop ({c.ir_drop}, {c.wire_resistance:g} ohm per wire segment)")
+    if c.drift_time > 0:
+        on.append(f"drift ({c.drift_time:g} s after programming, "
+                  + ("the table's retention data)" if getattr(table, "has_retention", False)
+                     else f"power law nu {c.drift_nu:g} +- {c.drift_nu_std:g})"))
+    else:
+        off.append("drift (evaluated right after programming)")
+    (off if c.dac_bits is None else on).append(
+        "DAC quantization (ideal inputs)" if c.dac_bits is None
+        else f"DAC {c.dac_bits} bits" + (" bit-serial" if c.bit_serial else ""))
+    (off if c.adc_bits is None else on).append(
+        "ADC quantization (ideal outputs)" if c.adc_bits is None
+        else f"ADC {c.adc_bits} bits, full scale {c.adc_range:g} of a column's worst case")
+    return [f"hardware on:  {'; '.join(on) or 'nothing'}",
+            f"hardware off: {'; '.join(off) or 'nothing'}",
+            f"crossbars: {c.tile_rows}x{c.tile_cols} tiles, mapping {c.mapping}, {c.weight_scaling} weight scaling"]
+
+
+def _conversion_report(model, table, config, seed: int):
+    """The conversion report of ``model`` on ``table``/``config`` (None if unavailable)."""
+    import warnings
+
+    from rramsim.models import convert
+
+    if not hasattr(convert, "conversion_report"):
+        return None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")     # the evaluation's own conversion warns once
+        return convert.conversion_report(convert.convert_to_analog(model, table, config, seed=seed))
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
     """``rramsim evaluate``: accuracy mean ± std over K programmings, float, cost."""
     from rramsim.models import data
@@ -234,7 +288,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
           + (f", {args.adc_bits}-bit ADC" if args.adc_bits is not None else ""))
     print(f"accuracy  {100 * res.mean:.2f} ± {100 * res.std:.2f} %   "
           f"(float {100 * res.float_accuracy:.2f} %, drop {100 * res.drop:.2f} pp)")
-    print(res.cost)
+    print("\n".join(hardware_effects(res.config if res.config is not None else config, table)))
+    report = _conversion_report(model, table, res.config if res.config is not None else config, args.seed)
+    if report is not None:
+        print(f"\n{report}")
+    print(f"\n{res.cost}")
     return 0
 
 

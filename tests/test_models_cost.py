@@ -214,3 +214,17 @@ def test_crossbar_budget_must_be_one_system(table):
     fc.set_hardware(fc.table, fc.config.replace(n_crossbars=2))
     with pytest.raises(ValueError, match=r"n_crossbars.*8: 0.*2: 3"):
         cost_report(a, torch.rand(2, 1, 8, 8))
+
+
+def test_evaluate_names_the_hardware_effects_on_and_off(table):
+    from rramsim.cosim.cli_inference import hardware_effects
+    on, off, _ = hardware_effects(CrossbarConfig(), table)
+    assert "programming spread" in on and "stuck cells" in on and "read noise (per_forward)" in on
+    assert "DAC 8 bits" in on and "ADC 8 bits" in on
+    assert "IR drop" in off and "I-V nonlinearity" in off and "drift" in off
+    cfg = CrossbarConfig(ideal_programming=True, read_noise="off", ir_drop="exact", nonlinear_iv=True,
+                         drift_time=10.0, dac_bits=None, adc_bits=None)
+    on, off, _ = hardware_effects(cfg, table)
+    assert "programming spread" in off and "stuck cells" in off and "read noise (off)" in off
+    assert "DAC quantization" in off and "ADC quantization" in off
+    assert "IR drop (exact" in on and "I-V nonlinearity (table" in on and "drift (10 s" in on
