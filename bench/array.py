@@ -34,13 +34,15 @@ import torch  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def median_time(f, repeats: int) -> float:
-    ts = []
+def median_time(f, repeats: int) -> tuple[float, float]:
+    """Median wall and CPU (this process) seconds of ``f()``."""
+    walls, cpus = [], []
     for _ in range(repeats):
-        t0 = time.perf_counter()
+        w0, c0 = time.perf_counter(), time.process_time()
         f()
-        ts.append(time.perf_counter() - t0)
-    return float(np.median(ts))
+        walls.append(time.perf_counter() - w0)
+        cpus.append(time.process_time() - c0)
+    return float(np.median(walls)), float(np.median(cpus))
 
 
 def write_section(path: Path, title: str, lines: list[str]) -> None:
@@ -82,8 +84,8 @@ def main() -> None:
 
     out(f"Nonlinear cells (table I-V, cubic per cell), exact IR drop, 1 ohm/segment, 256 vectors, torch "
         f"{torch.__version__}, 1 thread:")
-    out(f"  {'tile':>8} {'fixed-point':>12} {'iters':>5} {'linearized: build':>18} {'per call':>9} "
-        f"{'speed-up':>8} {'max diff':>9} {'probe est.':>10}")
+    out(f"  {'tile':>8} {'fixed-point wall/cpu':>21} {'iters':>5} {'linearized build':>17} "
+        f"{'per call wall/cpu':>18} {'speed-up (cpu)':>14} {'max diff':>9} {'probe est.':>10}")
     coef_l = fit_iv(table, 0.2)
     for n in (int(x) for x in args.tiles.split(",")):
         rng = np.random.default_rng(n)
@@ -91,29 +93,30 @@ def main() -> None:
         g, coef = table.targets[lev], coef_l[lev]
         v = rng.uniform(0, 0.2, (n, 256))
         solver = TileSolver(g, 1.0)
-        t0 = time.perf_counter()
+        w0, c0 = time.perf_counter(), time.process_time()
         old, iters = solver.currents_nonlinear(v, coef, method="fixed-point")
-        t_old = time.perf_counter() - t0
-        t0 = time.perf_counter()
+        t_old, c_old = time.perf_counter() - w0, time.process_time() - c0
+        w0 = time.perf_counter()
         lin = solver.linearization(coef, v)
-        t_build = time.perf_counter() - t0
+        t_build = time.perf_counter() - w0
         new, _ = solver.currents_nonlinear(v, coef)
-        t_new = median_time(lambda: solver.currents_nonlinear(v, coef), 7)
+        t_new, c_new = median_time(lambda: solver.currents_nonlinear(v, coef), 7)
         diff = float(np.abs(new - old).max() / np.abs(old).max())
-        out(f"  {f'{n}x{n}':>8} {t_old * 1e3:10.0f}ms {iters:5d} {t_build * 1e3:16.0f}ms {t_new * 1e3:7.1f}ms "
-            f"{t_old / t_new:7.0f}x {diff:9.1e} {lin['error']:10.1e}")
-    out("  (build: once per programming, like the linear transfer matrix; max diff: largest |new - old| over "
-        "all columns and vectors / largest column current)")
+        out(f"  {f'{n}x{n}':>8} {t_old:9.2f} s /{c_old:6.2f} s {iters:5d} {t_build:15.2f} s "
+            f"{t_new * 1e3:8.1f} /{c_new * 1e3:5.1f} ms {c_old / c_new:13.0f}x {diff:9.1e} {lin['error']:10.1e}")
+    out("  (build: once per programming, like the linear transfer matrix, including its probe check; max diff: "
+        "largest |new - old| over all columns and vectors / largest column current; cpu: this process's CPU "
+        "time, the wall time on a shared machine is longer)")
 
     out("")
     out(f"Array read validation vs size (built-in device, 1R, 1 ohm/segment, {args.vectors} vectors 0-0.2 V):")
-    out(f"  {'array':>8} {'ngspice (KLU)':>14} {'torch, all settings':>20} {'table-iv+exact err':>19} "
+    out(f"  {'array':>8} {'ngspice (KLU) wall/cpu':>23} {'torch, all settings':>20} {'table-iv+exact err':>19} "
         f"{'linear+off err':>15}")
     for n in (int(x) for x in args.sizes.split(",")):
         res = run_check(ArrayCheck(table, n, n, "1R", 1.0, args.vectors, 0))
         err = res.errors()
         t_torch = res.times["torch linear (all three)"] + res.times.get("torch table-iv+exact", 0.0)
-        out(f"  {f'{n}x{n}':>8} {res.times['ngspice']:12.2f} s {t_torch * 1e3:17.1f} ms "
+        out(f"  {f'{n}x{n}':>8} {res.times['ngspice']:10.2f} s /{res.times['ngspice cpu']:7.2f} s {t_torch * 1e3:17.1f} ms "
             f"{100 * err['table-iv+exact']['max_rel_error']:18.4f}% {100 * err['linear+off']['max_rel_error']:14.2f}%")
     if not args.no_write:
         results = ROOT / "bench" / "RESULTS.md"

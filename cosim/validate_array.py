@@ -121,7 +121,8 @@ def table_device(table: DeviceTable, cell: str) -> tuple[Device, str | None]:
     text = table.model_netlist
     if not text.strip():
         raise ValueError("the table stores no device netlist in /model; regenerate it with `rramsim characterize`")
-    if "* osdi:" in text or "osdi" in str(table.model.get("backend", "")).lower():
+    osdi = any(line.split()[0][:1].lower() == "n" for line in text.splitlines() if line.split())
+    if osdi or "* osdi:" in text:   # an OSDI instance line: a compiled Verilog-A module
         raise ValueError("array validation of compiled Verilog-A devices is not supported yet; "
                          "characterize the built-in model or a subcircuit for this check")
     name = None
@@ -285,12 +286,13 @@ def run_check(check: ArrayCheck) -> ArrayResult:
                       state_node=None if state_param else check.state_node)
     session = Session.get()
     names = column_vectors(C)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     out = run_with_retries(lambda opt: session.simulate(deck.replace(OPTIONS, OPTIONS + "\n" + opt),
                                                         read_analysis(K), ["time"] + names,
                                                         name=f"array {R}x{C}", params={"cell": check.cell}),
                            f"array {R}x{C}")
     times["ngspice"] = time.perf_counter() - t0
+    times["ngspice cpu"] = time.process_time() - c0
     ts = sample_times(K)
     spice = np.array([np.interp(ts, out["time"], out[n]) for n in names])
     cur = torch_currents(check, g, coef, v, times, notes)

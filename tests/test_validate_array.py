@@ -94,6 +94,17 @@ def test_user_subcircuit_state_node():
     assert np.allclose(cur, 0.1 * g.sum(axis=0), rtol=1e-3)
 
 
+def test_user_subcircuit_table_end_to_end(table):
+    """A table whose device is a user subcircuit (linear I-V, state on node s): states by the
+    ngspice inversion, and the torch tile agrees with ngspice to the solver's precision."""
+    user = dataclasses.replace(table, model={"name": "memcell", "cell": "1R"}, model_netlist=USER_CELL,
+                               iv_current=table.targets[:, None] * table.iv_v[None, :])
+    res = va.run_check(va.ArrayCheck(user, 5, 4, vectors=2, state_node="s", state_range=(1.0, 5.0)))
+    err = res.errors()
+    assert err["table-iv+exact"]["max_rel_error"] < 1e-5 and err["linear+exact"]["max_rel_error"] < 1e-5
+    assert np.allclose(np.exp(res.states) * 1e-6, res.g, rtol=1e-4)
+
+
 def test_refusals(table):
     with pytest.raises(ValueError, match="state"):
         array_deck(Device("memcell", USER_CELL.strip()), [[1.0]], [[0.1]], 1.0, state_param="x0")
@@ -109,6 +120,10 @@ def test_refusals(table):
     user = dataclasses.replace(table, model={"name": "memcell", "cell": "1R"}, model_netlist=USER_CELL)
     with pytest.raises(ValueError, match="--state-node"):
         va.run_check(va.ArrayCheck(user, 2, 2, vectors=1))
+    va_table = dataclasses.replace(table, model_netlist=".subckt rram_dev te be\n.model rram_m rram_va\n"
+                                   "N1 te be rram_m\n.ends rram_dev")
+    with pytest.raises(ValueError, match="Verilog-A"):
+        va.table_device(va_table, "1R")
     with pytest.raises(ValueError, match="outside"):
         va.builtin_gap(table, np.array([1.0]))
     with pytest.raises(ValueError):
