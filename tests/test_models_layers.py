@@ -483,3 +483,26 @@ def test_whole_model_pickle_loads_with_weights_only(table):
     with torch.no_grad():
         assert torch.equal(b(x), y)                            # programmed again with the same seed
     assert b.program(seed=1)["cells"] == a.program(seed=1)["cells"]
+
+
+# ---------------------------------------------------------------------- torch.compile
+def test_compiled_model_draws_fresh_noise_and_programs_only_when_weights_change(table, monkeypatch):
+    from rramsim.models.tile import TileEngine
+    cfg = CrossbarConfig(tile_rows=16, tile_cols=8)
+    a = convert_to_analog(_net(), table, cfg, seed=0).eval()
+    twin = convert_to_analog(_net(), table, cfg, seed=0).eval()
+    programs = []
+    real = TileEngine.program
+    monkeypatch.setattr(TileEngine, "program", lambda self, *args, **kw: programs.append(1) or real(self, *args, **kw))
+    compiled = torch.compile(a, backend="eager")           # dynamo's graph capture, no code generation
+    x = torch.randn(3, 2, 8, 8)
+    with torch.no_grad():
+        y1, y2, y3 = compiled(x), compiled(x), compiled(x)
+        assert not torch.equal(y1, y2) and not torch.equal(y2, y3)            # fresh read noise every call
+        for y in (y1, y2, y3):                                              # the eager model's noise stream
+            assert torch.allclose(y, twin(x), rtol=1e-5, atol=1e-6)
+        assert programs == []
+        a[0].weight.mul_(0.5)                                               # new weights: programmed once
+        compiled(x)
+        compiled(x)
+    assert len(programs) == 1
