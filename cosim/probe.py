@@ -209,7 +209,6 @@ def plan(args, device: Device, model) -> tuple[Scheme, dict]:
     """The scheme and the Characterization settings of a ``characterize`` command: a user's
     device without scheme flags is probed first (its findings go into the table)."""
     from rramsim.cosim.writeverify import scheme_from_args
-    flags = args.scheme is not None or any(v is not None for k, v in vars(args).items() if k.startswith("scheme_"))
     user = model is None
     extra: dict = {}
     if user and args.scheme is None:
@@ -223,7 +222,9 @@ def plan(args, device: Device, model) -> tuple[Scheme, dict]:
     else:
         scheme = scheme_from_args(args) or ISPP()
         targets = args.targets if args.targets is not None else np.linspace(10e-6, 80e-6, 8)
-        del flags
+        if user:      # the I-V sweep follows the scheme's pulses (the built-in model keeps its own)
+            v = max(abs(scheme.set_pulse(scheme.max_pulses).amplitude), scheme.reset_max, scheme.erase)
+            extra = {"sweep_voltage": 1.1 * v, "sweep_time": max(4e-6, 80 * scheme.set_width)}
     return scheme, {"targets": targets, **extra}
 
 
