@@ -46,7 +46,8 @@ def check_device_switches(campaign, device: Device | None = None) -> None:
     ``campaign`` is a :class:`rramsim.cosim.campaign.CampaignResult` (its ``reads``: the
     verify read after every pulse period of each device; ``amplitudes``: the pulses).
     """
-    stuck = stuck_devices(campaign.reads)
+    converged = np.asarray(campaign.converged, dtype=bool)
+    stuck = [d for d in stuck_devices(campaign.reads) if not converged[:, d].all()]   # in range as it was: fine
     if not stuck:
         return
     d = stuck[0]
