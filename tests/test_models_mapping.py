@@ -51,3 +51,26 @@ def test_make_mapping_picks_the_class():
     assert isinstance(make_mapping(CrossbarConfig(mapping="offset"), LEVELS), OffsetMapping)
     m = make_mapping(CrossbarConfig(mapping="bit_sliced", cells_per_weight=2, bits_per_cell=1), LEVELS)
     assert isinstance(m, BitSlicedMapping) and m.n_slices == 2 and m.base == 2
+
+
+def test_bit_slicing_uses_an_exactly_even_ladder_of_the_default_table():
+    """The default table's 8 levels (10-80 uS): 2 bits per cell take 10, 30, 50, 70 uS
+    (digits exactly 0, 1, 2, 3), not the levels nearest a 10-80 uS grid (0, 0.86, 2.14, 3)."""
+    from rramsim.devices import load_default_table
+    levels = load_default_table().targets
+    m = BitSlicedMapping(levels, cells_per_weight=4, bits_per_cell=2)
+    g = levels[m.digit_levels]
+    digits = (g - g[0]) / m.g_step
+    assert np.allclose(digits, [0, 1, 2, 3], atol=1e-9)
+    w = torch.linspace(-1, 1, 511, dtype=torch.float64).reshape(7, 73)
+    back = m.decode(torch.as_tensor(levels)[m.encode(w)])
+    assert torch.max(torch.abs(back - w)) <= 0.5 / 255 + 1e-12          # 8-bit weights, exact digits
+    assert np.array_equal(BitSlicedMapping(levels, 2, 3).digit_levels, np.arange(8))
+
+
+def test_even_ladder_prefers_the_widest_span_and_rejects_uneven_levels():
+    from rramsim.models.mapping import even_ladder
+    levels = np.array([1.0, 2.0, 3.0, 4.5, 5.0, 7.0]) * 1e-5
+    assert list(even_ladder(levels, 4, 1e-3)) == [0, 2, 4, 5]           # 1, 3, 5, 7
+    assert even_ladder(np.geomspace(1e-6, 1e-4, 8), 4, 1e-3) is None
+    assert list(even_ladder(np.geomspace(1e-6, 1e-4, 8), 2, 1e-3)) == [0, 7]
