@@ -28,7 +28,8 @@ row per level and time). I-V (``--iv``): ``target``/``level``, ``v`` (V), ``i`` 
 same voltages for every level; it needs ``--read-voltage`` (the voltage g was read at).
 
 What was not measured is recorded as such, never made up: missing ``pulses``/``energy``/
-``time``/``converged`` become the table's ``unmeasured`` provenance entry (costs computed
+``time``/``converged`` (absent, or blank in every row; blank in some rows only is an error)
+become the table's ``unmeasured`` provenance entry (costs computed
 from them are then unknown), a missing I-V is an empty ``/iv`` group, an unknown
 write-verify tolerance is NaN. Read noise is needed by inference: without ``--read`` the
 import stops unless ``--read-sigma-rel`` states an assumption, which is then written in
@@ -77,8 +78,15 @@ class Columns:
     def where(self, i: int) -> str:
         return f"line {self.rows[i]}" if self.path.suffix.lower() != ".npz" else f"entry {self.rows[i]}"
 
+    def empty(self, name: str) -> bool:
+        """Whether every entry of text column ``name`` is blank (a column left unfilled)."""
+        raw = self.data[name]
+        return raw.dtype.kind not in "biuf" and all(not str(x).strip() for x in raw)
+
     def require(self, *names: str, hint: str = "") -> None:
         missing = [n for n in names if n not in self.data]
+        if missing and len(self.data) == 1 and any(c in next(iter(self.data)) for c in ";\t"):
+            hint = "; the header looks separated by ';' or tabs: rramsim reads comma-separated files" + hint
         if missing:
             raise MeasurementError(f"{self.path}: missing column(s) {', '.join(repr(m) for m in missing)}"
                                    f" (columns found: {', '.join(self.data) or 'none'}){hint}")
@@ -264,9 +272,12 @@ def import_table(programming: str | Path, targets=None, read: str | Path | None 
     level, targets = _level_index(cols, targets, "the programming file")
     g = cols.numbers("g", positive=True, unit_s=True)
     outcome = {"g_final": g}
-    unmeasured = []
+    unmeasured, notes = [], []
     for name, checks in OPTIONAL.items():
-        if name in cols.data:
+        if name in cols.data and cols.empty(name):
+            notes.append(f"column {name!r} is blank in every row: not measured")
+            unmeasured.append(name)
+        elif name in cols.data:
             outcome[name] = cols.numbers(name, **checks)
         else:
             unmeasured.append(name)
@@ -277,7 +288,6 @@ def import_table(programming: str | Path, targets=None, read: str | Path | None 
         raise MeasurementError(f"{cols.path}: level {k} (target {targets[k]:g} S) has {counts[k]} cell(s); "
                                "every level needs at least 2 measured cells")
     n = int(counts.min())
-    notes = []
     arrays = {name: np.empty((targets.size, n)) for name in outcome}
     for k in range(targets.size):
         rows = np.flatnonzero(level == k)
