@@ -120,7 +120,7 @@ def test_blank_optional_column_is_unmeasured(tmp_path):
     csv = tmp_path / "cells.csv"
     csv.write_text("target,g,energy,pulses\n10e-6,10.1e-6,,4\n10e-6,9.9e-6,,5\n")
     t = import_table(csv, read_sigma_rel=0.01)
-    assert t.unmeasured == {"energy", "time", "converged"} and t.pulses.tolist() == [[4, 5]]
+    assert t.unmeasured == {"energy", "time", "converged"} and t.pulses.tolist() == [[5, 4]]   # sorted by g
     assert "column 'energy' is blank in every row: not measured" in t.provenance["import_notes"]
     csv.write_text("target,g,energy\n10e-6,10.1e-6,1e-12\n10e-6,9.9e-6,\n")
     with pytest.raises(MeasurementError, match="line 3, column 'energy': is empty"):
