@@ -6,8 +6,8 @@ cost) and :func:`program_analog` (program again with another seed).
 """
 from rramsim.models.config import CrossbarConfig
 from rramsim.models.convert import (ConversionReport, analog_layers, conversion_report, convert_to_analog,
-                                    program_analog, programming_summary, register_converter, set_drift_time,
-                                    to_digital)
+                                    program_analog, programming_summary, register_converter,
+                                    register_safe_globals, set_drift_time, to_digital)
 from rramsim.models.cost import CostReport, LayerCost, cost_report, format_cost_report
 from rramsim.models.irdrop import TileSolver, approx_transfer, nodal_matrix
 from rramsim.models.layers import AnalogConv1d, AnalogConv2d, AnalogLayerMixin, AnalogLinear, table_fingerprint
@@ -17,7 +17,7 @@ from rramsim.models.programming import DevicePhysics
 from rramsim.models.tile import TileEngine
 
 __all__ = ["CrossbarConfig", "convert_to_analog", "conversion_report", "ConversionReport", "to_digital",
-           "register_converter", "program_analog", "programming_summary", "set_drift_time",
+           "register_converter", "register_safe_globals", "program_analog", "programming_summary", "set_drift_time",
            "analog_layers", "AnalogLinear", "AnalogConv1d", "AnalogConv2d", "AnalogLayerMixin",
            "TileEngine", "table_fingerprint", "cost_report", "CostReport",
            "LayerCost", "format_cost_report", "TileSolver", "approx_transfer", "nodal_matrix", "WeightMapping",

@@ -341,7 +341,8 @@ def register_safe_globals(*classes: type) -> list[type]:
         for sub in stack.pop().__subclasses__():
             stack.append(sub)
             mod = sub.__module__
-            if mod.startswith("rramsim.") or (mod.startswith("torch.nn.modules.") and getattr(nn, sub.__name__, None) is sub):
+            torch_nn = mod.startswith("torch.nn.modules.") and getattr(nn, sub.__name__, None) is sub
+            if mod.startswith("rramsim.") or torch_nn:
                 found.add(sub)
     ordered = sorted(found, key=lambda c: (c.__module__, c.__qualname__))
     torch.serialization.add_safe_globals(ordered)
@@ -430,7 +431,8 @@ class ConversionReport:
         head = f"{'module':<{w}}  {'type':<{k}}  {'runs':<7}  {'params':>9}  note"
         lines = ["Conversion report", head, "-" * len(head)]
         for r in self.rows:
-            lines.append(f"{r.name:<{w}}  {r.kind:<{k}}  {'analog' if r.analog else 'DIGITAL':<7}  {r.params:>9d}  {r.note}")
+            runs = "analog" if r.analog else "DIGITAL"
+            lines.append(f"{r.name:<{w}}  {r.kind:<{k}}  {runs:<7}  {r.params:>9d}  {r.note}")
         total = self.analog_params + self.digital_params
         share = self.analog_params / total if total else 0.0
         lines.append(f"weights on crossbars: {self.analog_params} of {total} ({share:.1%}); "

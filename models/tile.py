@@ -124,7 +124,8 @@ class TileEngine:
         g = self.geometry()
         R, C = self.config.tile_rows, self.config.tile_cols
         x = t.reshape(self.groups, g["row_tiles"], g["col_tiles"], R, C).permute(0, 1, 3, 2, 4)
-        return x.reshape(self.groups, g["row_tiles"] * R, g["col_tiles"] * C)[:, :, :g["physical_columns"] // self.groups]
+        x = x.reshape(self.groups, g["row_tiles"] * R, g["col_tiles"] * C)
+        return x[:, :, :g["physical_columns"] // self.groups]
 
     # ------------------------------------------------------------------ programming
     def encode(self, w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

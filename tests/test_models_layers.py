@@ -311,7 +311,6 @@ def test_polynomial_iv_agrees_with_the_exact_nonlinear_solver(table):
 
 # ---------------------------------------------------------------------- every layer type, grouped convs
 from rramsim.devices import load_default_table  # noqa: E402
-from rramsim.models import AnalogConv1d  # noqa: E402
 
 # exact cells, 8-bit bit-sliced weights, ideal periphery: what is left is the mapping's own error
 IDEAL_BS = dict(mapping="bit_sliced", ideal_programming=True, **IDEAL)
@@ -332,7 +331,8 @@ def _module(kind: str) -> tuple[nn.Module, torch.Tensor]:
         "conv1d_depthwise": (nn.Conv1d(4, 8, 3, groups=4, padding=1, padding_mode="circular"), torch.randn(2, 4, 9)),
         "conv2d": (nn.Conv2d(3, 5, 3, padding=1, stride=2), torch.rand(2, 3, 9, 9)),
         "conv2d_groups": (nn.Conv2d(6, 4, 3, groups=2, padding=1), torch.randn(2, 6, 7, 7)),
-        "conv2d_depthwise": (nn.Conv2d(5, 5, 3, groups=5, padding=1, padding_mode="replicate"), torch.randn(2, 5, 6, 6)),
+        "conv2d_depthwise": (nn.Conv2d(5, 5, 3, groups=5, padding=1, padding_mode="replicate"),
+                             torch.randn(2, 5, 6, 6)),
         "conv2d_same_even": (nn.Conv2d(3, 4, (2, 4), padding="same", padding_mode="reflect", dilation=(1, 2)),
                              torch.randn(2, 3, 8, 9)),
         "conv2d_valid_dilated": (nn.Conv2d(4, 6, 3, padding="valid", dilation=2, stride=(1, 2), groups=2),
