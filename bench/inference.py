@@ -1,29 +1,46 @@
-"""Inference benchmark: crossbar-simulated LeNet-5 against plain torch, and the IR-drop solvers.
+"""Inference benchmark: networks on simulated crossbars against plain torch, torch.compile,
+read-noise modes and the IR-drop solvers.
 
-Run: ``.venv/bin/python bench/inference.py`` (about a minute; ``--quick`` for fewer repeats).
+Run: ``.venv/bin/python bench/inference.py`` (a few minutes, most of it torch.compile's
+first calls; ``--quick`` for fewer repeats, ``--networks lenet5,vit`` for some networks,
+``--write`` to record the figures in the ``Inference`` section of bench/RESULTS.md; without
+it nothing is written).
 
-1. LeNet-5, batch 256, 128x128 tiles, programming + read noise + 8-bit DAC/ADC, no IR
-   drop, timed interleaved with the same plain torch model (median of the repeats); read
-   noise both ``per_read`` (the default, one draw per cell and input vector) and
-   ``per_forward`` (one draw per cell per forward pass).
-2. IR drop ``exact`` with linear cells: the one-time cost per 128x128 tile (block
+1. Networks side by side (LeNet-5, the small ResNet with batch norm and residual adds, the
+   ViT and the row-by-row LSTM of :mod:`rramsim.models.networks`), batch 256: plain torch,
+   analog with the default config (programming spread, per-forward read noise, 8-bit
+   DAC/ADC, 128x128 tiles, no IR drop) and the same analog model under ``torch.compile``
+   (its first call, which compiles, timed apart). Each model is timed interleaved with
+   the others (median of the repeats). The compiled model is checked to draw fresh read
+   noise on every call and not to program again. Targets: analog <= 1.5x plain (LeNet-5),
+   <= 2x (ResNet, ViT); compiled within 1.5x of the eager analog model or faster.
+2. LeNet-5 read noise ``per_read`` (one draw per cell and input vector) and ``per_forward``
+   (the default, one draw per cell per forward pass), and the polynomial I-V.
+3. IR drop ``exact`` with linear cells: the one-time cost per 128x128 tile (block
    elimination) against scipy's sparse direct solve of the same network and against
    ngspice on one input vector; then 256 input vectors through the tile and the LeNet-5
    forward with ``exact`` against ``off`` (same weights).
-3. Nonlinear I-V: the exact solver's fixed-point iteration on one 128x128 tile with 256
-   vectors, and the LeNet-5 forward with the polynomial I-V (no IR drop).
+4. Nonlinear I-V: the exact solver's fixed-point iteration on one 128x128 tile with 256
+   vectors.
 
-Both sides of every ratio use one torch thread (this machine's cores are shared; more
-threads made both sides noisier, not faster). Uses the shipped default table when there
-is one, else the synthetic table of the tests.
+Both sides of every ratio use the same torch threads (one by default: this machine's cores
+are shared; more threads made both sides noisier, not faster). The load average of the
+machine is printed beside the figures. Uses the shipped default table when there is one,
+else the synthetic table of the tests.
 """
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import time
+import warnings
 from pathlib import Path
+
+# run as a script, this folder comes first on sys.path, and its array.py would shadow the
+# standard library's array module (imported by torch)
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
 import numpy as np
 import scipy.sparse.linalg as spla
@@ -55,16 +72,20 @@ def load_table(path: str | None = None):
         return synthetic_table(n_levels=16), "synthetic table (tests/tables.py, 16 levels)"
 
 
-def interleaved(fns: dict, repeats: int) -> dict:
-    """Median seconds of each callable, run in turn ``repeats`` times after a warm-up."""
+def interleaved(fns: dict, repeats: int, budget: float = float("inf")) -> dict:
+    """Median seconds of each callable, run in turn ``repeats`` times after a warm-up (at
+    least 3 rounds; fewer than ``repeats`` once ``budget`` seconds are spent)."""
     times = {k: [] for k in fns}
     for f in fns.values():
         f()
-    for _ in range(repeats):
+    start = time.perf_counter()
+    for i in range(repeats):
         for k, f in fns.items():
             t = time.perf_counter()
             f()
             times[k].append(time.perf_counter() - t)
+        if i >= 2 and time.perf_counter() - start > budget:
+            break
     return {k: statistics.median(v) for k, v in times.items()}
 
 
@@ -77,42 +98,152 @@ def timed(f, repeats: int = 1) -> float:
     return best
 
 
+TARGETS = {"lenet5": 1.5, "resnet": 2.0, "vit": 2.0}      # analog / plain torch
+COMPILED_TARGET = 1.5                                       # compiled / eager analog
+BATCH = 256
+
+
+def machine_load() -> str:
+    one, five, fifteen = os.getloadavg()
+    return f"load average {one:.2f}, {five:.2f}, {fifteen:.2f} on {os.cpu_count()} cores"
+
+
+def available_networks() -> list[str]:
+    from rramsim.models.networks import network_names
+    names = network_names()
+    return [n for n in ("lenet5", "resnet", "vit", "lstm") if n in names]
+
+
+def compiled_checks(analog, compiled, x) -> tuple[bool, bool]:
+    """(fresh read noise on every call, no programming during the calls) of ``compiled``."""
+    from rramsim.models import analog_layers
+    engines = [layer.engine for _, layer in analog_layers(analog)]
+    before = [e.compiled for e in engines]
+    with torch.no_grad():
+        a, b = compiled(x), compiled(x)
+    return (not torch.equal(a, b)), all(e.compiled is c for e, c in zip(engines, before))
+
+
+def bench_networks(names: list[str], table, reps: int, budget: float, compile_: bool, device: str, out) -> dict:
+    """Section 1: plain vs analog vs compiled analog for each network; returns the ratios."""
+    from rramsim.models import CrossbarConfig, convert_to_analog
+    from rramsim.models.networks import build_network
+    out(f"Networks, batch {BATCH}, default config (128x128 tiles, differential pairs, programming spread, "
+        f"read noise per_forward, 8-bit DAC/ADC, no IR drop); median of up to {reps} interleaved repeats")
+    head = (f"  {'network':<8} {'plain ms':>9} {'analog ms':>10} {'compiled ms':>12} {'analog/plain':>13} "
+            f"{'target':>7} {'':<6} {'compiled/analog':>16} {'':<6} compile (first call)")
+    out(head)
+    results = {}
+    for name in names:
+        torch.manual_seed(0)
+        plain = build_network(name).to(device).eval()
+        x = torch.rand(BATCH, 1, 28, 28, device=device)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            analog = convert_to_analog(plain, table, CrossbarConfig(), seed=1).eval()
+        fns = {"plain": plain, "analog": analog}
+        t_compile, checks = float("nan"), None
+        if compile_:
+            torch._dynamo.reset()
+            compiled = torch.compile(analog)
+            t0 = time.perf_counter()
+            with torch.no_grad():
+                compiled(x)
+            t_compile = time.perf_counter() - t0
+            checks = compiled_checks(analog, compiled, x[:8])
+            fns["compiled"] = compiled
+        with torch.no_grad():
+            t = interleaved({k: (lambda m=m: m(x)) for k, m in fns.items()}, reps, budget)
+        r = t["analog"] / t["plain"]
+        rc = t.get("compiled", float("nan")) / t["analog"]
+        target = TARGETS.get(name)
+        met = "" if target is None else ("met" if r <= target else "MISSED")
+        cmet = "" if not compile_ else ("met" if rc <= COMPILED_TARGET else "MISSED")
+        note = ""
+        if checks is not None:
+            note = (f"{t_compile:.0f} s; fresh noise {'yes' if checks[0] else 'NO'}, "
+                    f"programmed again {'no' if checks[1] else 'YES'}")
+        tgt = "" if target is None else f"<={target:g}x"
+        out(f"  {name:<8} {t['plain'] * 1e3:>9.1f} {t['analog'] * 1e3:>10.1f} "
+            f"{t.get('compiled', float('nan')) * 1e3:>12.1f} {r:>12.2f}x {tgt:>7} {met:<6} {rc:>15.2f}x {cmet:<6} {note}")
+        results[name] = {"plain": t["plain"], "analog": t["analog"], "compiled": t.get("compiled"), "ratio": r,
+                         "compiled_ratio": rc, "compile_s": t_compile, "checks": checks}
+    out(f"  targets: analog/plain <= 1.5x LeNet-5, <= 2x ResNet and ViT (the LSTM has none); compiled/analog "
+        f"<= {COMPILED_TARGET:g}x")
+    return results
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="fewer repeats")
     ap.add_argument("--table", help="a DeviceTable HDF5 file (default: the shipped one, else a synthetic one)")
+    ap.add_argument("--networks", default=None,
+                    help="comma-separated networks of section 1 (default: all of lenet5,resnet,vit,lstm there are)")
+    ap.add_argument("--sections", default="networks,noise,solvers",
+                    help="comma-separated sections to run: networks (1), noise (2), solvers (3 and 4); default all")
+    ap.add_argument("--no-compile", dest="compile", action="store_false", help="leave torch.compile out")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    ap.add_argument("--device", default="cpu", help="torch device of section 1 (cpu, cuda)")
+    ap.add_argument("--write", action="store_true",
+                    help="record the output in the 'Inference' section of bench/RESULTS.md")
     args = ap.parse_args()
     reps = 7 if args.quick else 25
-    torch.set_num_threads(1)
+    budget = 20.0 if args.quick else 60.0
+    sections = {s.strip() for s in args.sections.split(",") if s.strip()}
+    unknown = sections - {"networks", "noise", "solvers"}
+    if unknown:
+        ap.error(f"unknown section(s) {sorted(unknown)}; choose from networks, noise, solvers")
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        ap.error("--device cuda: torch sees no CUDA device here")
+    names = available_networks()
+    if args.networks:
+        asked = [n.strip() for n in args.networks.split(",") if n.strip()]
+        missing = [n for n in asked if n not in names]
+        if missing:
+            ap.error(f"--networks: {missing} not in rramsim.models.networks here (available: {names})")
+        names = asked
+    torch.set_num_threads(args.threads)
     from rramsim.models import CrossbarConfig, TileSolver, convert_to_analog, nodal_matrix
 
     table, table_name = load_table(args.table)
-    print(f"rramsim inference benchmark ({table_name}); torch {torch.__version__}, 1 thread")
-    torch.manual_seed(0)
-    plain = lenet5().eval()
-    x = torch.rand(256, 1, 28, 28)
     lines = []
 
     def out(s: str = "") -> None:
-        print(s)
+        print(s, flush=True)
         lines.append(s)
 
-    # ---------------------------------------------------------------- 1. LeNet-5 no IR drop
-    models = {"plain torch": plain}
-    for mode in ("per_forward", "per_read"):
-        models[f"analog, read noise {mode}" + (" (default)" if mode == "per_forward" else "")] = convert_to_analog(plain, table, CrossbarConfig(read_noise=mode),
-                                                                  seed=1).eval()
-    models["analog, nonlinear I-V (per_forward)"] = convert_to_analog(
-        plain, table, CrossbarConfig(read_noise="per_forward", nonlinear_iv=True), seed=1).eval()
-    with torch.no_grad():
-        t = interleaved({k: (lambda m=m: m(x)) for k, m in models.items()}, reps)
-    out("LeNet-5, batch 256, 128x128 tiles, differential pairs, 8-bit DAC/ADC, no IR drop "
-        f"(median of {reps}, interleaved)")
-    base = t["plain torch"]
-    for k, v in t.items():
-        out(f"  {k:<40} {v * 1e3:8.2f} ms   {v / base:5.2f}x plain torch")
+    out(f"rramsim inference benchmark ({table_name}); torch {torch.__version__}, {args.threads} thread(s), "
+        f"device {args.device}")
+    out(f"machine at start: {machine_load()}")
+    out("")
+    if "networks" in sections:
+        bench_networks(names, table, reps, budget, args.compile, args.device, out)
+        out("")
+    torch.manual_seed(0)
+    plain = lenet5().eval()
+    x = torch.rand(256, 1, 28, 28)
 
-    # ---------------------------------------------------------------- 2. exact IR drop, linear cells
+    # ---------------------------------------------------------------- 2. LeNet-5 read-noise modes, I-V
+    if "noise" in sections:
+        models = {"plain torch": plain}
+        for mode in ("per_forward", "per_read"):
+            label = f"analog, read noise {mode}" + (" (default)" if mode == "per_forward" else "")
+            models[label] = convert_to_analog(plain, table, CrossbarConfig(read_noise=mode), seed=1).eval()
+        models["analog, nonlinear I-V (per_forward)"] = convert_to_analog(
+            plain, table, CrossbarConfig(read_noise="per_forward", nonlinear_iv=True), seed=1).eval()
+        with torch.no_grad():
+            t = interleaved({k: (lambda m=m: m(x)) for k, m in models.items()}, reps, budget)
+        out("LeNet-5, batch 256, 128x128 tiles, differential pairs, 8-bit DAC/ADC, no IR drop "
+            f"(median of up to {reps}, interleaved)")
+        base = t["plain torch"]
+        for k, v in t.items():
+            out(f"  {k:<40} {v * 1e3:8.2f} ms   {v / base:5.2f}x plain torch")
+        out("")
+    if "solvers" not in sections:
+        finish(args, lines, out)
+        return
+
+    # ---------------------------------------------------------------- 3. exact IR drop, linear cells
     rng = np.random.default_rng(0)
     g = rng.uniform(table.g_min, table.g_max, (128, 128))
     r = 1.0
@@ -143,7 +274,6 @@ def main() -> None:
     Tt = torch.from_numpy(T).float()
     vt = torch.from_numpy(v.T).float()
     t_mm = timed(lambda: vt @ Tt.T, 20)
-    out("")
     out(f"IR drop, exact, linear cells, one 128x128 tile, wire {r} ohm/segment:")
     out(f"  one-time transfer matrix (block elimination, torch f64) {t_block * 1e3:9.1f} ms")
     out(f"  scipy sparse LU (splu) + 128 solves, same network      {t_scipy * 1e3:9.1f} ms "
@@ -167,7 +297,7 @@ def main() -> None:
     out(f"  LeNet-5 forward, batch 256: exact {t['ir_drop exact'] * 1e3:.2f} ms vs off "
         f"{t['ir_drop off'] * 1e3:.2f} ms = {t['ir_drop exact'] / t['ir_drop off']:.2f}x")
 
-    # ---------------------------------------------------------------- 3. nonlinear I-V, exact
+    # ---------------------------------------------------------------- 4. nonlinear I-V, exact
     from rramsim.models.programming import fit_iv
     coef_l = fit_iv(table, 0.2)
     coef = coef_l[rng.integers(0, table.n_levels, (128, 128))]
@@ -181,9 +311,16 @@ def main() -> None:
         f"on the one factorization), against {t_mm * 1e3:.3f} ms for linear cells")
     out("  without IR drop: 'analog, nonlinear I-V' above (one matmul per tile on [v, v^2, v^3], 3x the rows)")
 
-    results = ROOT / "bench" / "RESULTS.md"
-    write_section(results, "Inference", lines)
-    print(f"\nwrote section 'Inference' of {results}")
+    finish(args, lines, out)
+
+
+def finish(args, lines: list[str], out) -> None:
+    out("")
+    out(f"machine at end: {machine_load()}")
+    if args.write:
+        results = ROOT / "bench" / "RESULTS.md"
+        write_section(results, "Inference", lines)
+        print(f"\nwrote section 'Inference' of {results}")
 
 
 def write_section(path: Path, title: str, lines: list[str]) -> None:
@@ -202,8 +339,10 @@ def write_section(path: Path, title: str, lines: list[str]) -> None:
             new.append(sec)
     if not found:
         new.append(body[3:].rstrip("\n") + "\n")
-    path.write_text(head.rstrip("\n") + "\n\n## " + "\n## ".join(s.rstrip("\n") + "\n" for s in new).rstrip("\n")
-                    + "\n")
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(head.rstrip("\n") + "\n\n## " + "\n## ".join(s.rstrip("\n") + "\n" for s in new).rstrip("\n")
+                   + "\n")
+    os.replace(tmp, path)                       # atomic: a reader sees the old file or the new one
 
 
 if __name__ == "__main__":
