@@ -22,3 +22,17 @@ __all__ = ["CrossbarConfig", "convert_to_analog", "conversion_report", "Conversi
            "TileEngine", "table_fingerprint", "cost_report", "CostReport",
            "LayerCost", "format_cost_report", "TileSolver", "approx_transfer", "nodal_matrix", "WeightMapping",
            "DifferentialMapping", "OffsetMapping", "BitSlicedMapping", "make_mapping", "DevicePhysics"]
+
+# attention, transformer layers, LSTM and GRU: AnalogLinear projections and gate matrices
+from rramsim.models.attention import CONVERTERS as _ATTENTION_CONVERTERS  # noqa: E402
+from rramsim.models.attention import (AnalogMultiheadAttention, AnalogTransformerDecoderLayer,  # noqa: E402
+                                      AnalogTransformerEncoder, AnalogTransformerEncoderLayer)
+from rramsim.models.recurrent import CONVERTERS as _RECURRENT_CONVERTERS  # noqa: E402
+from rramsim.models.recurrent import AnalogGRU, AnalogLSTM  # noqa: E402
+from rramsim.models.convert import register_safe_globals as _register_safe_globals  # noqa: E402
+
+for _type, _factory in {**_ATTENTION_CONVERTERS, **_RECURRENT_CONVERTERS}.items():
+    register_converter(_type, _factory)
+_register_safe_globals()          # whole-model torch.load(weights_only=True) of these too
+__all__ += ["AnalogMultiheadAttention", "AnalogTransformerEncoderLayer", "AnalogTransformerDecoderLayer",
+            "AnalogTransformerEncoder", "AnalogLSTM", "AnalogGRU"]

@@ -21,7 +21,9 @@ Always analog
     the float layer's attributes.
 
 All modules here are made by ``from_module(module, table, config, seed, program)`` from
-the torch module (same weights, device and dtype) and turn back with :meth:`to_torch`.
+the torch module (same weights, device and dtype) and turn back with ``to_digital()``;
+``convert_to_analog`` finds them through :data:`CONVERTERS` (registered by
+``rramsim.models``).
 ``program(seed)`` programs every crossbar layer inside with its own seed derived from
 ``seed``.
 """
@@ -40,7 +42,8 @@ from rramsim.models.config import CrossbarConfig
 from rramsim.models.layers import AnalogLinear
 
 __all__ = ["AnalogBlock", "AnalogMultiheadAttention", "AnalogTransformerEncoderLayer",
-           "AnalogTransformerDecoderLayer", "AnalogTransformerEncoder", "analog_linear", "derived_seeds"]
+           "AnalogTransformerDecoderLayer", "AnalogTransformerEncoder", "CONVERTERS", "analog_linear",
+           "causal_mask", "derived_seeds"]
 
 
 def derived_seeds(seed: int, n: int) -> list[int]:
@@ -107,6 +110,11 @@ class AnalogBlock(nn.Module):
     def digital_work(self) -> dict[str, int]:
         return dict(self._digital)
 
+    @classmethod
+    def converter(cls, module: nn.Module, table: DeviceTable, config: CrossbarConfig, name: str = "") -> "AnalogBlock":
+        """The factory ``convert_to_analog`` calls: the analog module, not yet programmed."""
+        return cls.from_module(module, table, config, program=False)
+
 
 # --------------------------------------------------------------------------- masks
 
@@ -172,15 +180,17 @@ class AnalogMultiheadAttention(AnalogBlock):
         self.k_proj = analog_linear(wk, bk, table, config, s[1], program)
         self.v_proj = analog_linear(wv, bv, table, config, s[2], program)
         self.out_proj = AnalogLinear.from_linear(mha.out_proj, table, config, seed=s[3], program=program)
-        self.bias_k = None if mha.bias_k is None else nn.Parameter(mha.bias_k.detach().clone())
-        self.bias_v = None if mha.bias_v is None else nn.Parameter(mha.bias_v.detach().clone())
+        # the learned extra key/value (add_bias_kv), digital: kept 1-D [embed_dim]
+        self.bias_k = None if mha.bias_k is None else nn.Parameter(mha.bias_k.detach().reshape(-1).clone())
+        self.bias_v = None if mha.bias_v is None else nn.Parameter(mha.bias_v.detach().reshape(-1).clone())
+        self.train(mha.training)
 
     @classmethod
     def from_module(cls, module: nn.MultiheadAttention, table: DeviceTable, config: CrossbarConfig | None = None,
                     seed: int = 0, program: bool = True) -> "AnalogMultiheadAttention":
         return cls(module, table, config, seed=seed, program=program)
 
-    def to_torch(self) -> nn.MultiheadAttention:
+    def to_digital(self) -> nn.MultiheadAttention:
         """The plain ``nn.MultiheadAttention`` with the float weights."""
         w = self.q_proj.weight
         mha = nn.MultiheadAttention(self.embed_dim, self.num_heads, dropout=self.dropout,
@@ -201,8 +211,8 @@ class AnalogMultiheadAttention(AnalogBlock):
             if mha.out_proj.bias is not None:
                 mha.out_proj.bias.copy_(self.out_proj.bias)
             if self.bias_k is not None:
-                mha.bias_k.copy_(self.bias_k)
-                mha.bias_v.copy_(self.bias_v)
+                mha.bias_k.copy_(self.bias_k.reshape(mha.bias_k.shape))
+                mha.bias_v.copy_(self.bias_v.reshape(mha.bias_v.shape))
         return mha.train(self.training)
 
     def forward(self, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
@@ -326,17 +336,23 @@ class _AnalogTransformerLayer(AnalogBlock):
         for name in self._DIGITAL_CHILDREN:
             setattr(self, name, copy.deepcopy(getattr(layer, name)))
         act = layer.activation
-        self.activation = copy.deepcopy(act) if isinstance(act, nn.Module) else act
+        self._act_function = not isinstance(act, nn.Module)
+        # torch's F.relu/F.gelu as modules: a whole pickled model then loads with weights_only=True
+        self.activation = (copy.deepcopy(act) if isinstance(act, nn.Module) else
+                           nn.ReLU() if act is F.relu else nn.GELU() if act is F.gelu else act)
         self._act_code = getattr(layer, "activation_relu_or_gelu", 0)
         self.norm_first = bool(layer.norm_first)
 
-    def _to_torch(self, layer: nn.Module, attentions: tuple[str, ...]) -> nn.Module:
+    def _to_digital(self, layer: nn.Module, attentions: tuple[str, ...]) -> nn.Module:
         for name in attentions:
-            setattr(layer, name, getattr(self, name).to_torch())
+            setattr(layer, name, getattr(self, name).to_digital())
         layer.linear1, layer.linear2 = _float_linear(self.linear1), _float_linear(self.linear2)
         for name in self._DIGITAL_CHILDREN:
             setattr(layer, name, copy.deepcopy(getattr(self, name)))
-        layer.activation = copy.deepcopy(self.activation) if isinstance(self.activation, nn.Module) else self.activation
+        act = self.activation
+        if self._act_function and isinstance(act, (nn.ReLU, nn.GELU)):
+            act = F.relu if isinstance(act, nn.ReLU) else F.gelu
+        layer.activation = copy.deepcopy(act) if isinstance(act, nn.Module) else act
         if hasattr(layer, "activation_relu_or_gelu"):
             layer.activation_relu_or_gelu = self._act_code
         layer.norm_first = self.norm_first
@@ -372,17 +388,18 @@ class AnalogTransformerEncoderLayer(_AnalogTransformerLayer):
         super().__init__()
         _check_layer(layer, nn.TransformerEncoderLayer)
         self._take(layer, table, config, seed, program, ("self_attn",))
+        self.train(layer.training)
 
     @classmethod
     def from_module(cls, module, table, config=None, seed=0, program=True) -> "AnalogTransformerEncoderLayer":
         return cls(module, table, config, seed=seed, program=program)
 
-    def to_torch(self) -> nn.TransformerEncoderLayer:
+    def to_digital(self) -> nn.TransformerEncoderLayer:
         a = self.self_attn
         layer = nn.TransformerEncoderLayer(a.embed_dim, a.num_heads, self.linear1.out_features,
                                            batch_first=a.batch_first, device=a.q_proj.weight.device,
                                            dtype=a.q_proj.weight.dtype)
-        return self._to_torch(layer, ("self_attn",))
+        return self._to_digital(layer, ("self_attn",))
 
     def forward(self, src: torch.Tensor, src_mask: torch.Tensor | None = None,
                 src_key_padding_mask: torch.Tensor | None = None, is_causal: bool = False) -> torch.Tensor:
@@ -416,17 +433,18 @@ class AnalogTransformerDecoderLayer(_AnalogTransformerLayer):
         super().__init__()
         _check_layer(layer, nn.TransformerDecoderLayer)
         self._take(layer, table, config, seed, program, ("self_attn", "multihead_attn"))
+        self.train(layer.training)
 
     @classmethod
     def from_module(cls, module, table, config=None, seed=0, program=True) -> "AnalogTransformerDecoderLayer":
         return cls(module, table, config, seed=seed, program=program)
 
-    def to_torch(self) -> nn.TransformerDecoderLayer:
+    def to_digital(self) -> nn.TransformerDecoderLayer:
         a = self.self_attn
         layer = nn.TransformerDecoderLayer(a.embed_dim, a.num_heads, self.linear1.out_features,
                                            batch_first=a.batch_first, device=a.q_proj.weight.device,
                                            dtype=a.q_proj.weight.dtype)
-        return self._to_torch(layer, ("self_attn", "multihead_attn"))
+        return self._to_digital(layer, ("self_attn", "multihead_attn"))
 
     def forward(self, tgt: torch.Tensor, memory: torch.Tensor, tgt_mask: torch.Tensor | None = None,
                 memory_mask: torch.Tensor | None = None, tgt_key_padding_mask: torch.Tensor | None = None,
@@ -471,13 +489,14 @@ class AnalogTransformerEncoder(AnalogBlock):
                                      for layer, si in zip(encoder.layers, s)])
         self.num_layers = len(self.layers)
         self.norm = copy.deepcopy(encoder.norm)
+        self.train(encoder.training)
 
     @classmethod
     def from_module(cls, module, table, config=None, seed=0, program=True) -> "AnalogTransformerEncoder":
         return cls(module, table, config, seed=seed, program=program)
 
-    def to_torch(self) -> nn.TransformerEncoder:
-        layers = [layer.to_torch() for layer in self.layers]
+    def to_digital(self) -> nn.TransformerEncoder:
+        layers = [layer.to_digital() for layer in self.layers]
         enc = nn.TransformerEncoder(layers[0], self.num_layers, norm=copy.deepcopy(self.norm),
                                     enable_nested_tensor=False)
         enc.layers = nn.ModuleList(layers)
@@ -490,3 +509,12 @@ class AnalogTransformerEncoder(AnalogBlock):
             out = layer(out, src_mask=mask, src_key_padding_mask=src_key_padding_mask,
                         is_causal=bool(is_causal) if mask is None else False)
         return out if self.norm is None else self.norm(out)
+
+
+#: torch type -> converter factory(module, table, config, name), registered by rramsim.models
+CONVERTERS = {
+    nn.MultiheadAttention: AnalogMultiheadAttention.converter,
+    nn.TransformerEncoderLayer: AnalogTransformerEncoderLayer.converter,
+    nn.TransformerDecoderLayer: AnalogTransformerDecoderLayer.converter,
+    nn.TransformerEncoder: AnalogTransformerEncoder.converter,
+}

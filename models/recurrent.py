@@ -27,7 +27,7 @@ from rramsim.devices import DeviceTable
 from rramsim.models.attention import AnalogBlock, _float_linear, analog_linear, derived_seeds
 from rramsim.models.config import CrossbarConfig
 
-__all__ = ["AnalogLSTM", "AnalogGRU"]
+__all__ = ["AnalogLSTM", "AnalogGRU", "CONVERTERS"]
 
 
 class _AnalogRNN(AnalogBlock):
@@ -55,6 +55,7 @@ class _AnalogRNN(AnalogBlock):
                 w = getattr(rnn, f"weight_{part}{suffix}")
                 b = getattr(rnn, f"bias_{part}{suffix}") if self.bias else None
                 self.add_module(f"{part}{suffix}", analog_linear(w, b, table, config, next(seeds), program))
+        self.train(rnn.training)
 
     @classmethod
     def from_module(cls, module: nn.RNNBase, table: DeviceTable, config: CrossbarConfig | None = None,
@@ -68,7 +69,7 @@ class _AnalogRNN(AnalogBlock):
     def _suffixes(self) -> list[str]:
         return [f"_l{k}" + ("_reverse" if d else "") for k in range(self.num_layers) for d in range(self.directions)]
 
-    def to_torch(self) -> nn.RNNBase:
+    def to_digital(self) -> nn.RNNBase:
         """The plain torch module with the float weights."""
         w = self.ih_l0.weight
         rnn = self.TORCH(self.input_size, self.hidden_size, num_layers=self.num_layers, bias=self.bias,
@@ -223,3 +224,7 @@ class AnalogGRU(_AnalogRNN):
         z = torch.sigmoid(xz + hz)
         n = torch.tanh(xn + r * hn)
         return [(1 - z) * n + z * state[0]]
+
+
+#: torch type -> converter factory(module, table, config, name), registered by rramsim.models
+CONVERTERS = {nn.LSTM: AnalogLSTM.converter, nn.GRU: AnalogGRU.converter}

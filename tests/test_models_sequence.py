@@ -122,7 +122,7 @@ def test_attention_arithmetic_is_torchs(table, batch_first, kvdim, bias_kv, zero
             torch.testing.assert_close(w2, w1, atol=1e-6, rtol=1e-5)
     one = (lambda t: t[0]) if batch_first else (lambda t: t[:, 0])          # unbatched
     torch.testing.assert_close(glue(one(q), one(k), one(v))[0], mha(one(q), one(k), one(v))[0], atol=1e-5, rtol=1e-5)
-    back = AnalogMultiheadAttention(mha, table, program=False).eval().to_torch()
+    back = AnalogMultiheadAttention(mha, table, program=False).eval().to_digital()
     torch.testing.assert_close(back(q, k, v)[0], mha(q, k, v)[0])
 
 
@@ -171,7 +171,7 @@ def test_recurrent_arithmetic_is_torchs(table, cls, acls, layers, bidirectional,
     assert torch.equal(o1.batch_sizes, o2.batch_sizes) and torch.equal(o1.sorted_indices, o2.sorted_indices)
     torch.testing.assert_close(o2.data, o1.data, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(s2, s1, atol=1e-5, rtol=1e-5)
-    torch.testing.assert_close(acls(rnn, table, program=False).eval().to_torch()(x)[0], rnn(x)[0])
+    torch.testing.assert_close(acls(rnn, table, program=False).eval().to_digital()(x)[0], rnn(x)[0])
 
 
 # --------------------------------------------------------------------------- really on crossbars
@@ -293,3 +293,72 @@ def test_unsupported_and_bad_inputs_are_refused_by_name(table):
         mha(x, x, x, attn_mask=torch.zeros(4, 4))
     with pytest.raises(ValueError, match="key_padding_mask"):
         mha(x, x, x, key_padding_mask=torch.zeros(2, 4, dtype=torch.bool))
+
+
+# --------------------------------------------------------------------------- through convert_to_analog
+
+
+class SequenceModel(nn.Module):
+    """A user's model with every sequence module: encoder stack, decoder layer, bare
+    attention, LSTM and GRU (batch first, as users write them)."""
+
+    def __init__(self):
+        super().__init__()
+        layer = nn.TransformerEncoderLayer(16, 4, 32, batch_first=True)
+        self.encoder = nn.TransformerEncoder(layer, 2)
+        self.decoder = nn.TransformerDecoderLayer(16, 4, 32, batch_first=True, norm_first=True)
+        self.attn = nn.MultiheadAttention(16, 2, batch_first=True, kdim=8, vdim=8)
+        self.lstm = nn.LSTM(16, 8, num_layers=2, bidirectional=True, batch_first=True)
+        self.gru = nn.GRU(16, 8, batch_first=True)
+        self.head = nn.Linear(16 + 8, 3)
+
+    def forward(self, x):
+        z = self.encoder(x)
+        z = self.decoder(z, x)
+        seq, _ = self.lstm(z)
+        z = z + self.attn(z, seq[..., :8], seq[..., 8:])[0]
+        _, h = self.gru(z)
+        return self.head(torch.cat([z.mean(1), h[-1]], dim=-1))
+
+
+def test_convert_to_analog_leaves_no_sequence_weight_digital(table):
+    from rramsim.models import conversion_report, convert_to_analog, to_digital
+
+    torch.manual_seed(10)
+    model = SequenceModel().eval()
+    x = torch.randn(3, 5, 16)
+    analog = convert_to_analog(model, table, HARSH, strict=True)
+    assert not conversion_report(analog).digital
+    kinds = {type(m) for m in analog.modules()}
+    assert {AnalogTransformerEncoder, AnalogTransformerEncoderLayer, AnalogTransformerDecoderLayer,
+            AnalogMultiheadAttention, AnalogLSTM, AnalogGRU} <= kinds
+    assert not any(type(m) in (nn.MultiheadAttention, nn.LSTM, nn.GRU, nn.TransformerEncoderLayer)
+                   for m in analog.modules())
+    mine = [m for m in analog.modules() if isinstance(m, (AnalogTransformerEncoder, AnalogTransformerEncoderLayer,
+                                                          AnalogTransformerDecoderLayer, AnalogMultiheadAttention,
+                                                          AnalogLSTM, AnalogGRU))]
+    assert not any(m.training for m in mine) and not any(m.training for m in crossbar_layers(analog.encoder))
+    seeds = [m.seed for m in crossbar_layers(analog)]
+    assert len(set(seeds)) == len(seeds)                                                 # one seed per crossbar
+    with torch.inference_mode():
+        assert rel_err(analog(x), model(x)) > 0.05
+    back = to_digital(analog)
+    with torch.inference_mode():
+        torch.testing.assert_close(back(x), model(x))
+    assert back.state_dict().keys() == model.state_dict().keys()
+
+
+def test_whole_converted_sequence_model_loads_with_weights_only(table, tmp_path):
+    from rramsim.models import convert_to_analog
+    from rramsim.models.convert import register_safe_globals
+
+    torch.manual_seed(11)
+    analog = convert_to_analog(SequenceModel().eval(), table, seed=4)
+    torch.save(analog, tmp_path / "model.pt")
+    register_safe_globals(SequenceModel)
+    loaded = torch.load(tmp_path / "model.pt")                 # torch's default weights_only=True
+    x = torch.randn(2, 5, 16)
+    analog.program(seed=4)
+    loaded.program(seed=4)
+    with torch.no_grad():
+        assert torch.equal(loaded(x), analog(x))
