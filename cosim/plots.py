@@ -30,6 +30,8 @@ def _save(fig, path: str | Path) -> Path:
 def plot_iv(table: DeviceTable, path: str | Path) -> Path:
     """Quasi-static SET/RESET loop (if recorded) and the read I-V of every level."""
     has_sweep = table.sweep_v is not None
+    if table.iv_v.size == 0 and not has_sweep:
+        raise ValueError("this table has no I-V data (a measured table imported without --iv)")
     fig, axes = _figure(2 if has_sweep else 1)
     if has_sweep:
         ax = axes[0]
@@ -54,9 +56,11 @@ def plot_levels(table: DeviceTable, path: str | Path) -> Path:
     for lv in range(table.n_levels):
         g = table.g_final[lv] * 1e6
         ax.hist(g, bins=30, alpha=0.7)
-        ax.axvspan(table.targets[lv] * 1e6 * (1 - tol), table.targets[lv] * 1e6 * (1 + tol), color="k", alpha=0.06)
+        if np.isfinite(tol):                       # NaN: a measured table without a stated tolerance
+            ax.axvspan(table.targets[lv] * 1e6 * (1 - tol), table.targets[lv] * 1e6 * (1 + tol), color="k", alpha=0.06)
+    shade = f"shaded: ±{100 * tol:.0f}% tolerance" if np.isfinite(tol) else "tolerance not known"
     ax.set(xlabel="conductance after write-verify [uS]", ylabel="devices",
-           title=f"{table.n_devices} devices x {table.n_levels} levels (shaded: ±{100 * tol:.0f}% tolerance)")
+           title=f"{table.n_devices} devices x {table.n_levels} levels ({shade})")
     return _save(fig, path)
 
 

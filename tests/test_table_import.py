@@ -114,6 +114,10 @@ def test_missing_optional_columns_are_unmeasured_and_costs_unknown(tmp_path, cap
     assert np.isnan(rep.program_energy) and any("programming cost unknown" in n for n in rep.notes)
     with pytest.raises(Exception, match="/iv/v has 0 points"):
         DevicePhysics(t, 0.2, nonlinear_iv=True)
+    from rramsim.cosim.plots import plot_iv, plot_levels
+    with pytest.raises(ValueError, match="no I-V data"):
+        plot_iv(t, tmp_path / "iv.png")
+    assert plot_levels(t, tmp_path / "levels.png").stat().st_size > 5000     # tolerance unknown: no shading
 
 
 def test_blank_optional_column_is_unmeasured(tmp_path):
