@@ -5,9 +5,9 @@ import h5py
 import numpy as np
 import pytest
 
-from rramsim.circuits.testbenches import Device, builtin_device
+from rramsim.circuits.testbenches import T_READ, Device, builtin_device
 from rramsim.cosim.cli import main
-from rramsim.cosim.writeverify import BatchSpec, run_batch
+from rramsim.cosim.writeverify import BatchSpec, run_batch, timing
 from rramsim.devices import DeviceTable, default_table_path, preset
 from rramsim.devices.schemes import IGVVA, ISPP, SCHEMES, PulseWidth, make_scheme, scheme_from_attrs
 
@@ -21,13 +21,17 @@ def _cells(n, seed=1):
     return model, [nominal] + [dict(p, c2c=var.c2c, x0=model.g_max) for p in var.sample(model, n - 1, rng)]
 
 
-@pytest.mark.parametrize("scheme,cell", [(ISPP(), "1R"), (IGVVA(), "1T1R"), (PulseWidth(max_pulses=60), "1R")])
+@pytest.mark.parametrize("scheme,cell", [(ISPP(verify_reads=2), "1R"), (IGVVA(), "1T1R"),
+                                         (PulseWidth(max_pulses=60), "1R")])
 def test_each_scheme_converges_on_the_builtin_device(scheme, cell):
     model, cells = _cells(3)
     res = run_batch(BatchSpec(0, builtin_device(model.params(), cell), cells, TARGETS, scheme, [[0], [1], [2]]))
     assert res.converged.all(), (scheme.name, res.g_final)
     assert np.all(np.abs(res.g_final - TARGETS[:, None]) <= scheme.tolerance * TARGETS[:, None])
     assert np.all(res.energy > 0)
+    per_pulse = timing(scheme).cell_time(scheme.set_width)        # the cell's own pulses and reads
+    assert timing(scheme).read_time == pytest.approx(scheme.verify_reads * T_READ)
+    assert res.time.min() >= 2 * per_pulse * 0.99
     first = res.amplitudes[0][0]
     assert first == -scheme.erase                       # every level starts with the erase pulse
     if scheme.gate_control:                             # the word line climbs while the bit line is fixed
