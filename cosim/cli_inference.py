@@ -111,22 +111,11 @@ def cmd_data_fetch(args: argparse.Namespace) -> int:
 
 
 def _copy_float_weights(analog, float_model) -> None:
-    """Copy the float weights kept by analog layers back into the plain network."""
-    import torch
-    from torch import nn
+    """Copy everything the converted model trained (the float weights its analog layers keep,
+    norms, embeddings, running statistics) back into the plain network."""
+    from rramsim.models import to_digital
 
-    amods = dict(analog.named_modules())
-    with torch.no_grad():
-        for name, m in float_model.named_modules():
-            if not isinstance(m, (nn.Linear, nn.Conv2d)):
-                continue
-            a = amods.get(name)
-            if a is None:
-                raise RuntimeError(f"converted model has no layer {name!r}")
-            for attr in ("weight", "bias"):
-                src, dst = getattr(a, attr, None), getattr(m, attr, None)
-                if isinstance(src, torch.Tensor) and isinstance(dst, torch.Tensor):
-                    dst.copy_(src.detach().reshape(dst.shape))
+    float_model.load_state_dict(to_digital(analog).state_dict())
 
 
 def cmd_train(args: argparse.Namespace) -> int:

@@ -1,7 +1,8 @@
 """Training and evaluation: float, hardware-aware (noise injection), and Monte Carlo trials.
 
 - :func:`train` trains any ``nn.Module``. With ``weight_noise > 0`` it is hardware-aware:
-  every step perturbs the weights of each ``nn.Linear``/``nn.Conv2d`` by Gaussian noise
+  every step perturbs every weight matrix that goes onto crossbars (``nn.Linear``, convolutions,
+  attention projections, LSTM/GRU gate matrices) by Gaussian noise
   (standard deviation ``weight_noise`` x the layer's max ``|w|``, i.e. relative to the
   conductance window a weight maps onto), takes the gradient at the perturbed weights and
   updates the clean ones. Given a model converted with
@@ -77,8 +78,23 @@ def is_analog(model: nn.Module) -> bool:
     return any(isinstance(m, AnalogLayerMixin) for m in model.modules())
 
 
-def _weight_layers(model: nn.Module) -> list[nn.Module]:
-    return [m for m in model.modules() if isinstance(m, (nn.Linear, nn.Conv2d))]
+#: modules whose weight matrices go onto crossbars (and get noise in float hardware-aware training)
+_CROSSBAR_MODULES = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.MultiheadAttention, nn.RNNBase)
+
+
+def _weight_matrices(model: nn.Module) -> list[nn.Parameter]:
+    """Every weight matrix that goes onto crossbars: Linear and convolution weights, the
+    attention projections (``in_proj_weight`` or ``q/k/v_proj_weight``; ``out_proj`` is a
+    Linear) and the LSTM/GRU gate matrices (``weight_ih_l*``, ``weight_hh_l*``)."""
+    out, seen = [], set()
+    for m in model.modules():
+        if not isinstance(m, _CROSSBAR_MODULES):
+            continue
+        for name, p in m.named_parameters(recurse=False):
+            if "weight" in name and p.dim() >= 2 and id(p) not in seen:
+                seen.add(id(p))
+                out.append(p)
+    return out
 
 
 def noise_from_table(table: Any) -> float:
@@ -187,7 +203,7 @@ def train(
     sched = None
     if scheduler == "onecycle" and total > 1:
         sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=total)
-    noisy = _weight_layers(model) if weight_noise > 0 else []
+    noisy = _weight_matrices(model) if weight_noise > 0 else []
     result = TrainResult(epochs=int(epochs))
     t0 = time.perf_counter()
     step = 0
@@ -205,8 +221,7 @@ def train(
             saved = []
             if noisy:
                 with torch.no_grad():
-                    for m in noisy:
-                        w = m.weight
+                    for w in noisy:
                         saved.append(w.detach().clone())
                         scale = w.abs().max() * weight_noise
                         w.add_(torch.randn(w.shape, generator=noise_gen, device=device,
@@ -217,8 +232,8 @@ def train(
             loss.backward()
             if noisy:
                 with torch.no_grad():
-                    for m, w0 in zip(noisy, saved):
-                        m.weight.copy_(w0)
+                    for w, w0 in zip(noisy, saved):
+                        w.copy_(w0)
             if not torch.isfinite(loss):
                 raise FloatingPointError(
                     f"training loss became {loss.item()} at step {step}; lower lr ({lr})"

@@ -362,3 +362,29 @@ def test_whole_converted_sequence_model_loads_with_weights_only(table, tmp_path)
     loaded.program(seed=4)
     with torch.no_grad():
         assert torch.equal(loaded(x), analog(x))
+
+
+def test_hardware_aware_training_reaches_sequence_weights(table):
+    """Float weight-noise training perturbs the attention and LSTM matrices too, and training
+    through converted layers copies every trained tensor back into the float network."""
+    from rramsim.cosim.cli_inference import _copy_float_weights
+    from rramsim.models import convert_to_analog
+    from rramsim.models.training import _weight_matrices
+
+    torch.manual_seed(12)
+    model = SequenceModel()
+    names = {id(p): n for n, p in model.named_parameters()}
+    got = {names[id(p)] for p in _weight_matrices(model)}
+    assert {"encoder.layers.0.self_attn.in_proj_weight", "attn.q_proj_weight", "lstm.weight_hh_l1_reverse",
+            "gru.weight_ih_l0", "decoder.multihead_attn.in_proj_weight", "head.weight"} <= got
+    assert not any("norm" in n or "bias" in n for n in got)
+    analog = convert_to_analog(model, table)
+    with torch.no_grad():                                  # stand-in for a training step on the analog copy
+        for p in analog.parameters():
+            p.add_(0.5)
+    _copy_float_weights(analog, model)
+    with torch.no_grad():
+        torch.testing.assert_close(model.lstm.weight_hh_l1_reverse, analog.lstm.hh_l1_reverse.weight)
+        torch.testing.assert_close(model.encoder.layers[1].self_attn.in_proj_weight[:16],
+                                   analog.encoder.layers[1].self_attn.q_proj.weight)
+        torch.testing.assert_close(model.encoder.layers[0].norm1.weight, analog.encoder.layers[0].norm1.weight)
