@@ -218,6 +218,8 @@ def build_parser() -> argparse.ArgumentParser:
     validate_array.add_commands(sub)
     from rramsim.cosim import reproduce
     reproduce.add_commands(sub)
+    from rramsim.cosim import calibrate
+    calibrate.add_commands(sub)
     from rramsim.cosim import probe             # probe a device, propose a scheme
     probe.add_commands(sub)
     return p

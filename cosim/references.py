@@ -69,7 +69,7 @@ class Reference:
 
     def inside(self, g) -> np.ndarray:
         g = np.asarray(g, dtype=np.float64)
-        return (g >= self.window[0]) & (g <= self.window[1])
+        return (g >= self.window[0] * (1 - 1e-9)) & (g <= self.window[1] * (1 + 1e-9))
 
 
 def _poly(coeffs, scale: float = 1.0):
