@@ -70,15 +70,19 @@ def plot_writeverify(table: DeviceTable, path: str | Path, devices: int = 3) -> 
         raise ValueError("this table has no /trace group (write-verify trajectories); "
                          "regenerate it with `rramsim characterize`")
     fig, (ax, ax2) = _figure(2)
+    gated = table.trace_gate is not None and table.scheme.get("scheme") == "igvva"
     for d in range(min(devices, len(table.trace_length))):
         n = table.trace_length[d]
         ax.semilogy(np.arange(n), table.trace_g[d, :n] * 1e6, lw=0.9, marker=".", ms=3, label=f"device {d}")
         ax2.step(np.arange(n), table.trace_amplitude[d, :n], lw=0.9, where="mid")
+        if gated:
+            ax2.step(np.arange(n), table.trace_gate[d, :n], lw=0.9, ls="--", where="mid")
     ax.legend(fontsize=7)
     for t in table.targets:
         ax.axhline(t * 1e6, color="k", lw=0.4, ls=":")
     ax.set(xlabel="pulse", ylabel="verify read G [uS]", title="write-verify trajectories")
-    ax2.set(xlabel="pulse", ylabel="pulse amplitude [V]", title="ISPP pulses (< 0: RESET/erase)")
+    ax2.set(xlabel="pulse", ylabel="pulse amplitude [V]",
+            title=f"{table.scheme.get('scheme', '')} pulses (< 0: RESET/erase)" + (", word line dashed" if gated else ""))
     return _save(fig, path)
 
 
