@@ -300,6 +300,8 @@ class AnalogLayerMixin:
         registered (see :func:`rramsim.models.safe_globals`)."""
         state = {k: v for k, v in self.__dict__.items() if k not in ("engine", "_table_fp")}
         state["_programmed_version"] = None
+        if "_kernel_cache" in state:
+            state["_kernel_cache"] = []
         state["_rramsim_hardware"] = {"table": _table_to_plain(self.table), "config": self.config.to_dict()}
         return state
 
@@ -391,9 +393,6 @@ class _AnalogConvNd(AnalogLayerMixin):
 
     @classmethod
     def _from(cls, module, table, config, seed, program):
-        name = cls.__name__
-        if module.transposed if hasattr(module, "transposed") else False:
-            raise ValueError(f"{name} cannot take a transposed convolution")
         layer = cls(module.in_channels, module.out_channels, module.kernel_size, table, config,
                     stride=module.stride, padding=module.padding, dilation=module.dilation,
                     bias=module.bias is not None, seed=seed, device=module.weight.device,
