@@ -72,18 +72,20 @@ def load_table(path: str | None = None):
         return synthetic_table(n_levels=16), "synthetic table (tests/tables.py, 16 levels)"
 
 
-def interleaved(fns: dict, repeats: int, budget: float = float("inf")) -> dict:
+def interleaved(fns: dict, repeats: int, budget: float = float("inf"), clock=time.perf_counter) -> dict:
     """Median seconds of each callable, run in turn ``repeats`` times after a warm-up (at
-    least 3 rounds; fewer than ``repeats`` once ``budget`` seconds are spent)."""
+    least 3 rounds; fewer than ``repeats`` once ``budget`` seconds of wall time are spent).
+    ``clock``: ``time.perf_counter`` (wall) or ``time.process_time`` (this process's CPU
+    time, which the other loads of a shared machine disturb less)."""
     times = {k: [] for k in fns}
     for f in fns.values():
         f()
     start = time.perf_counter()
     for i in range(repeats):
         for k, f in fns.items():
-            t = time.perf_counter()
+            t = clock()
             f()
-            times[k].append(time.perf_counter() - t)
+            times[k].append(clock() - t)
         if i >= 2 and time.perf_counter() - start > budget:
             break
     return {k: statistics.median(v) for k, v in times.items()}
@@ -98,7 +100,7 @@ def timed(f, repeats: int = 1) -> float:
     return best
 
 
-TARGETS = {"lenet5": 1.5, "resnet": 2.0, "vit": 2.0}      # analog / plain torch
+TARGETS = {"lenet5": 1.5, "resnet-small": 2.0, "vit": 2.0}      # analog / plain torch
 COMPILED_TARGET = 1.5                                       # compiled / eager analog
 BATCH = 256
 
@@ -109,9 +111,10 @@ def machine_load() -> str:
 
 
 def available_networks() -> list[str]:
+    """The networks of section 1 that rramsim.models.networks has (by default)."""
     from rramsim.models.networks import network_names
     names = network_names()
-    return [n for n in ("lenet5", "resnet", "vit", "lstm") if n in names]
+    return [n for n in ("lenet5", "resnet-small", "vit", "lstm") if n in names]
 
 
 def compiled_checks(analog, compiled, x) -> tuple[bool, bool]:
@@ -124,13 +127,17 @@ def compiled_checks(analog, compiled, x) -> tuple[bool, bool]:
     return (not torch.equal(a, b)), all(e.compiled is c for e, c in zip(engines, before))
 
 
-def bench_networks(names: list[str], table, reps: int, budget: float, compile_: bool, device: str, out) -> dict:
+def bench_networks(names: list[str], table, reps: int, budget: float, compile_: bool, device: str, out,
+                   clock_name: str = "cpu") -> dict:
     """Section 1: plain vs analog vs compiled analog for each network; returns the ratios."""
     from rramsim.models import CrossbarConfig, convert_to_analog
     from rramsim.models.networks import build_network
+    cuda = device.startswith("cuda")
+    clock = time.process_time if clock_name == "cpu" and not cuda else time.perf_counter
+    what = "CPU time of this process" if clock is time.process_time else "wall-clock time"
     out(f"Networks, batch {BATCH}, default config (128x128 tiles, differential pairs, programming spread, "
-        f"read noise per_forward, 8-bit DAC/ADC, no IR drop); median of up to {reps} interleaved repeats")
-    head = (f"  {'network':<8} {'plain ms':>9} {'analog ms':>10} {'compiled ms':>12} {'analog/plain':>13} "
+        f"read noise per_forward, 8-bit DAC/ADC, no IR drop); {what}, median of up to {reps} interleaved repeats")
+    head = (f"  {'network':<12} {'plain ms':>9} {'analog ms':>10} {'compiled ms':>12} {'analog/plain':>13} "
             f"{'target':>7} {'':<6} {'compiled/analog':>16} {'':<6} compile (first call)")
     out(head)
     results = {}
@@ -152,8 +159,12 @@ def bench_networks(names: list[str], table, reps: int, budget: float, compile_: 
             t_compile = time.perf_counter() - t0
             checks = compiled_checks(analog, compiled, x[:8])
             fns["compiled"] = compiled
+        def call(m):
+            m(x)
+            if cuda:
+                torch.cuda.synchronize()
         with torch.no_grad():
-            t = interleaved({k: (lambda m=m: m(x)) for k, m in fns.items()}, reps, budget)
+            t = interleaved({k: (lambda m=m: call(m)) for k, m in fns.items()}, reps, budget, clock)
         r = t["analog"] / t["plain"]
         rc = t.get("compiled", float("nan")) / t["analog"]
         target = TARGETS.get(name)
@@ -164,7 +175,7 @@ def bench_networks(names: list[str], table, reps: int, budget: float, compile_: 
             note = (f"{t_compile:.0f} s; fresh noise {'yes' if checks[0] else 'NO'}, "
                     f"programmed again {'no' if checks[1] else 'YES'}")
         tgt = "" if target is None else f"<={target:g}x"
-        out(f"  {name:<8} {t['plain'] * 1e3:>9.1f} {t['analog'] * 1e3:>10.1f} "
+        out(f"  {name:<12} {t['plain'] * 1e3:>9.1f} {t['analog'] * 1e3:>10.1f} "
             f"{t.get('compiled', float('nan')) * 1e3:>12.1f} {r:>12.2f}x {tgt:>7} {met:<6} {rc:>15.2f}x {cmet:<6} {note}")
         results[name] = {"plain": t["plain"], "analog": t["analog"], "compiled": t.get("compiled"), "ratio": r,
                          "compiled_ratio": rc, "compile_s": t_compile, "checks": checks}
@@ -173,35 +184,80 @@ def bench_networks(names: list[str], table, reps: int, budget: float, compile_: 
     return results
 
 
+def bench_breakdown(names: list[str], table, reps: int, budget: float, out) -> None:
+    """Where the analog forward's time goes: the same network with one part of the
+    periphery made ideal at a time (CPU time, ratios to plain torch)."""
+    from rramsim.models import CrossbarConfig, convert_to_analog
+    from rramsim.models.networks import build_network
+    variants = {"default": {}, "read noise off": {"read_noise": "off"}, "ideal DAC": {"dac_bits": None},
+                "ideal ADC": {"adc_bits": None},
+                "ideal DAC+ADC, no noise": {"dac_bits": None, "adc_bits": None, "read_noise": "off"}}
+    out(f"Breakdown, batch {BATCH}: CPU time of the analog forward with parts of the periphery ideal, "
+        "as multiples of plain torch")
+    out("  " + f"{'network':<12} {'plain ms':>9} " + " ".join(f"{v:>{max(len(v), 6)}}" for v in variants)
+        + "  plain, no fused attention")
+    for name in names:
+        torch.manual_seed(0)
+        plain = build_network(name).eval()
+        x = torch.rand(BATCH, 1, 28, 28)
+        fns = {"plain": plain}
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            for v, kw in variants.items():
+                fns[v] = convert_to_analog(plain, table, CrossbarConfig(**kw), seed=1).eval()
+        slow = None
+        if any(isinstance(m, nn.MultiheadAttention) for m in plain.modules()):
+            def slow_path(m=plain):
+                torch.backends.mha.set_fastpath_enabled(False)
+                try:
+                    m(x)
+                finally:
+                    torch.backends.mha.set_fastpath_enabled(True)
+            slow = slow_path
+        calls = {k: (lambda m=m: m(x)) for k, m in fns.items()}
+        if slow is not None:
+            calls["slow"] = slow
+        with torch.no_grad():
+            t = interleaved(calls, reps, budget, time.process_time)
+        base = t["plain"]
+        cells = " ".join(f"{t[v] / base:>{max(len(v), 6)}.2f}x" for v in variants)
+        out(f"  {name:<12} {base * 1e3:>9.1f} {cells}  "
+            + (f"{t['slow'] / base:.2f}x" if "slow" in t else "-"))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="fewer repeats")
     ap.add_argument("--table", help="a DeviceTable HDF5 file (default: the shipped one, else a synthetic one)")
     ap.add_argument("--networks", default=None,
-                    help="comma-separated networks of section 1 (default: all of lenet5,resnet,vit,lstm there are)")
+                    help="comma-separated networks of section 1 (default: lenet5,resnet-small,vit,lstm; also ds-cnn)")
     ap.add_argument("--sections", default="networks,noise,solvers",
-                    help="comma-separated sections to run: networks (1), noise (2), solvers (3 and 4); default all")
+                    help="comma-separated sections to run: networks (1), noise (2), solvers (3 and 4); default "
+                    "those three; 'breakdown' (the periphery's share of the analog time per network) on request")
     ap.add_argument("--no-compile", dest="compile", action="store_false", help="leave torch.compile out")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     ap.add_argument("--device", default="cpu", help="torch device of section 1 (cpu, cuda)")
+    ap.add_argument("--clock", choices=["cpu", "wall"], default="cpu",
+                    help="section 1 times CPU time of this process (default; robust on a shared machine) or "
+                    "wall-clock time (always wall on CUDA)")
     ap.add_argument("--write", action="store_true",
                     help="record the output in the 'Inference' section of bench/RESULTS.md")
     args = ap.parse_args()
     reps = 7 if args.quick else 25
     budget = 20.0 if args.quick else 60.0
     sections = {s.strip() for s in args.sections.split(",") if s.strip()}
-    unknown = sections - {"networks", "noise", "solvers"}
+    unknown = sections - {"networks", "noise", "solvers", "breakdown"}
     if unknown:
-        ap.error(f"unknown section(s) {sorted(unknown)}; choose from networks, noise, solvers")
+        ap.error(f"unknown section(s) {sorted(unknown)}; choose from networks, noise, solvers, breakdown")
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         ap.error("--device cuda: torch sees no CUDA device here")
     names = available_networks()
     if args.networks:
-        asked = [n.strip() for n in args.networks.split(",") if n.strip()]
-        missing = [n for n in asked if n not in names]
-        if missing:
-            ap.error(f"--networks: {missing} not in rramsim.models.networks here (available: {names})")
-        names = asked
+        from rramsim.models.networks import canonical_name
+        try:
+            names = [canonical_name(n) for n in args.networks.split(",") if n.strip()]
+        except ValueError as exc:
+            ap.error(f"--networks: {exc}")
     torch.set_num_threads(args.threads)
     from rramsim.models import CrossbarConfig, TileSolver, convert_to_analog, nodal_matrix
 
@@ -217,7 +273,10 @@ def main() -> None:
     out(f"machine at start: {machine_load()}")
     out("")
     if "networks" in sections:
-        bench_networks(names, table, reps, budget, args.compile, args.device, out)
+        bench_networks(names, table, reps, budget, args.compile, args.device, out, args.clock)
+        out("")
+    if "breakdown" in sections:
+        bench_breakdown(names, table, reps, budget, out)
         out("")
     torch.manual_seed(0)
     plain = lenet5().eval()
