@@ -335,6 +335,7 @@ def _module(kind: str) -> tuple[nn.Module, torch.Tensor]:
                              torch.randn(2, 5, 6, 6)),
         "conv2d_same_even": (nn.Conv2d(3, 4, (2, 4), padding="same", padding_mode="reflect", dilation=(1, 2)),
                              torch.randn(2, 3, 8, 9)),
+        "conv2d_same_zeros_multiplier": (nn.Conv2d(4, 8, 4, padding="same", groups=4), torch.randn(2, 4, 7, 6)),
         "conv2d_valid_dilated": (nn.Conv2d(4, 6, 3, padding="valid", dilation=2, stride=(1, 2), groups=2),
                                  torch.randn(2, 4, 10, 11)),
     }
@@ -342,7 +343,7 @@ def _module(kind: str) -> tuple[nn.Module, torch.Tensor]:
 
 
 KINDS = ["linear_3d", "conv1d", "conv1d_same_reflect", "conv1d_depthwise", "conv2d", "conv2d_groups",
-         "conv2d_depthwise", "conv2d_same_even", "conv2d_valid_dilated"]
+         "conv2d_depthwise", "conv2d_same_even", "conv2d_same_zeros_multiplier", "conv2d_valid_dilated"]
 SMALL_TILES = dict(tile_rows=8, tile_cols=16)
 
 
@@ -506,3 +507,26 @@ def test_compiled_model_draws_fresh_noise_and_programs_only_when_weights_change(
         compiled(x)
         compiled(x)
     assert len(programs) == 1
+
+
+# ---------------------------------------------------------------------- costs of the wrappers
+def test_depthwise_conv_costs_a_block_of_tiles_per_group(table):
+    from rramsim.models import cost_report
+    conv = nn.Conv2d(5, 5, 3, groups=5, padding=1)
+    a = _analog(conv, table, CrossbarConfig(mapping="bit_sliced", tile_rows=8, tile_cols=16))
+    g = a.geometry()
+    # 9 rows per group on 8-row tiles: 2 row tiles; 1 output x 4 slices x 2 cells = 8 columns: 1 column tile
+    assert (g["groups"], g["row_tiles"], g["col_tiles"], g["tiles"], g["rows"]) == (5, 2, 1, 10, 45)
+    rep = cost_report(nn.Sequential(a), torch.randn(2, 5, 6, 6))
+    layer = rep.layers[0]
+    assert layer.vectors == 36 and layer.tiles == 10
+    assert layer.adc_conversions == 36 * 5 * 4 * 2 and layer.dac_conversions == 36 * 45
+
+
+def test_linear_on_sequences_counts_every_token(table):
+    from rramsim.models import cost_report
+    a = _analog(nn.Linear(6, 4), table, CrossbarConfig(tile_rows=16, tile_cols=8))
+    short = cost_report(nn.Sequential(a), torch.randn(2, 5, 6)).layers[0]
+    long = cost_report(nn.Sequential(a), torch.randn(2, 50, 6)).layers[0]
+    assert (short.vectors, long.vectors) == (5, 50)
+    assert long.energy == pytest.approx(10 * short.energy, rel=0.2)
