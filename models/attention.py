@@ -364,8 +364,9 @@ class _AnalogTransformerLayer(AnalogBlock):
     def _record(self, x: torch.Tensor, n_residuals: int) -> None:
         batch = 1 if x.dim() == 2 else x.shape[0 if self.batch_first else 1]
         tokens = x.numel() // (batch * x.shape[-1])
-        self._digital = {"residual_add_elements": n_residuals * tokens * x.shape[-1],
-                         "activation_elements": tokens * self.linear1.out_features}
+        self._digital = {"residual_add_elements": n_residuals * tokens * x.shape[-1]}
+        if not isinstance(self.activation, nn.Module):        # a module activation counts itself
+            self._digital["activation_elements"] = tokens * self.linear1.out_features
 
     @property
     def batch_first(self) -> bool:
@@ -377,8 +378,9 @@ class AnalogTransformerEncoderLayer(_AnalogTransformerLayer):
     and feed-forward ``linear1``/``linear2`` run on crossbars in every mode (no fused fast path).
 
     Norms, dropouts and the activation are the float layer's own modules; ``norm_first``
-    either way. Digital work per sample of the layer itself: ``residual_add_elements`` and
-    ``activation_elements`` (the layer norms are ``nn.LayerNorm`` children).
+    either way. Digital work per sample of the layer itself: ``residual_add_elements`` and,
+    for an activation given as a plain function, ``activation_elements`` (the layer norms,
+    and torch's ``F.relu``/``F.gelu`` held as ``nn.ReLU``/``nn.GELU``, are child modules).
     """
 
     _DIGITAL_CHILDREN = ("norm1", "norm2", "dropout", "dropout1", "dropout2")
