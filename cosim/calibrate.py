@@ -28,6 +28,8 @@ from rramsim.devices import DeviceTable
 
 #: Parameters that can be fitted, with their search bounds.
 BOUNDS = {"tolerance": (0.005, 0.45), "scale": (0.05, 8.0)}
+#: First Nelder-Mead steps, in ln of each parameter (a factor 2).
+SIMPLEX_STEP = float(np.log(2.0))
 
 
 @dataclass
@@ -127,8 +129,9 @@ def calibrate(target: Target, model, variability, scheme, fit=("tolerance",), n_
         lo, hi = (np.log(b) for b in BOUNDS[fit[0]])
         minimize_scalar(objective, bounds=(lo, hi), method="bounded", options={"maxiter": max_evals, "xatol": 0.03})
     else:
+        simplex = np.vstack([x0, x0 + SIMPLEX_STEP * np.eye(len(fit))])   # steps of a factor 2 in each
         minimize(objective, x0, method="Nelder-Mead",
-                 options={"maxfev": max_evals, "xatol": 0.03, "fatol": 0.005})
+                 options={"maxfev": max_evals, "xatol": 0.03, "fatol": 0.005, "initial_simplex": simplex})
     best = min(history, key=lambda h: h["rms"])
     params = {k: best[k] for k in ("tolerance", "scale")}
     table = tables[json.dumps(params, sort_keys=True)]
