@@ -228,3 +228,19 @@ def test_evaluate_names_the_hardware_effects_on_and_off(table):
     assert "programming spread" in off and "stuck cells" in off and "read noise (off)" in off
     assert "DAC quantization" in off and "ADC quantization" in off
     assert "IR drop (exact" in on and "I-V nonlinearity (table" in on and "drift (10 s" in on
+
+
+def test_a_shared_layer_counts_every_call_and_compiled_models_are_measured_eagerly(table):
+    class Twice(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(4, 4)
+
+        def forward(self, x):
+            return self.fc(torch.relu(self.fc(x)))
+    a = convert_to_analog(Twice(), table, CrossbarConfig(), seed=0).eval()
+    rep = cost_report(a, torch.rand(3, 4))
+    assert len(rep.layers) == 1 and rep.layers[0].vectors == 2 and rep.crossbars_needed == 1
+    assert [(d.name, d.op) for d in rep.digital] == [("<model>", "relu")]
+    compiled = torch.compile(a)                     # not called: measured on the eager model inside
+    assert cost_report(compiled, torch.rand(3, 4)).layers[0].vectors == 2
