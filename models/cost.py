@@ -393,7 +393,7 @@ def cost_report(model: nn.Module, example_input=None, batch_size: int = 1, sampl
     """Inference cost of ``model`` per sample.
 
     ``example_input`` (a batch, or a tuple of the forward's positional arguments) is run
-    once to measure the vectors every analog layer processes, the input statistics and the
+    once, in eval mode and without gradients (the model's modes are restored after), to measure the vectors every analog layer processes, the input statistics and the
     digital work; ``samples`` is how many samples it holds (default: its first dimension;
     give it for sequence-first inputs ``[T, B, ...]``). Without it, each layer's last
     forward is used (a layer called once per time step then counts one step: pass
@@ -415,6 +415,8 @@ def cost_report(model: nn.Module, example_input=None, batch_size: int = 1, sampl
         n_samples = _samples_of(example_input, samples)
         args = tuple(example_input) if isinstance(example_input, (tuple, list)) else (example_input,)
         meas = _Measurement(model)
+        modes = [(m, m.training) for m in model.modules()]
+        model.eval()                    # inference: batch norms keep their statistics, no dropout
         for _, layer in layers:
             layer.record_usage = True
         try:
@@ -422,6 +424,8 @@ def cost_report(model: nn.Module, example_input=None, batch_size: int = 1, sampl
                 model(*args)
         finally:
             meas.remove()
+            for m, training in modes:
+                m.training = training
             for _, layer in layers:
                 layer.record_usage = False
     elif samples is not None:

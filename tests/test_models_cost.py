@@ -244,3 +244,12 @@ def test_a_shared_layer_counts_every_call_and_compiled_models_are_measured_eager
     assert [(d.name, d.op) for d in rep.digital] == [("<model>", "relu")]
     compiled = torch.compile(a)                     # not called: measured on the eager model inside
     assert cost_report(compiled, torch.rand(3, 4)).layers[0].vectors == 2
+
+
+def test_the_measurement_leaves_a_training_model_as_it_was(table):
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(4, 4), nn.BatchNorm1d(4), nn.Dropout(0.5))
+    a = convert_to_analog(net, table, CrossbarConfig(), seed=0).train()
+    stats = a[1].running_mean.clone()
+    cost_report(a, torch.rand(8, 4) * 5)
+    assert torch.equal(a[1].running_mean, stats) and all(m.training for m in a.modules())
