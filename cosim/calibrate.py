@@ -6,12 +6,11 @@ verify window ``target (1 +- tolerance)`` unless the cell fails to converge, so 
 of the reached conductance is mostly the tolerance (a uniform spread over the window has
 sigma = tolerance / sqrt(3) of the target); the device-to-device and cycle-to-cycle
 variability moves it through how the last pulse lands in the window and how many cells
-miss it; the read noise of the verify reads lets cells be accepted off target, an error
-that is largest, relative to G, at low conductance (the built-in model's read noise falls
-as G^-1/2 relative to G). Calibration therefore fits, by name (``fit``), the write-verify
-``tolerance``, a ``scale`` multiplying every sigma of the preset's variability, and the
-model's read-noise amplitude ``noise``, minimizing the RMS relative error of sigma per level
-against the target.
+miss it. (The campaign's verify reads are noiseless, so the model's read-noise amplitude
+does not move this spread; a target that falls with G, as NeuRRAM's does, cannot be matched
+by these two knobs, whose spread grows with G.) Calibration therefore fits, by name (``fit``), the write-verify ``tolerance``
+and/or a ``scale`` multiplying every sigma of the preset's variability, minimizing the RMS
+relative error of sigma per level against the target.
 
 Each evaluation is a small seeded campaign (retention skipped); campaigns are kept in a
 work folder keyed by their parameters, so an interrupted or repeated calibration reuses
@@ -30,7 +29,7 @@ import numpy as np
 from rramsim.devices import DeviceTable
 
 #: Parameters that can be fitted, with their search bounds.
-BOUNDS = {"tolerance": (0.005, 0.45), "scale": (0.05, 8.0), "noise": (1e-4, 0.5)}
+BOUNDS = {"tolerance": (0.005, 0.45), "scale": (0.05, 8.0)}
 #: First Nelder-Mead steps, in ln of each parameter (a factor 2).
 SIMPLEX_STEP = float(np.log(2.0))
 
@@ -93,7 +92,7 @@ def calibrate(target: Target, model, variability, scheme, fit=("tolerance",), n_
     from rramsim.cosim.characterize import Characterization, characterize
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
-    start = {"tolerance": float(scheme.tolerance), "scale": 1.0, "noise": float(model.noise)}
+    start = {"tolerance": float(scheme.tolerance), "scale": 1.0}
     history: list[dict] = []
     tables: dict[str, DeviceTable] = {}
 
@@ -105,12 +104,11 @@ def calibrate(target: Target, model, variability, scheme, fit=("tolerance",), n_
         return {k: float(f"{v:.4g}") for k, v in p.items()}
 
     def run(p: dict[str, float]) -> DeviceTable:
-        key = f"tol{p['tolerance']:.4g}_scale{p['scale']:.4g}_noise{p['noise']:.4g}_n{n_devices}_seed{seed}"
+        key = f"tol{p['tolerance']:.4g}_scale{p['scale']:.4g}_n{n_devices}_seed{seed}"
         path = workdir / f"{key}.h5"
         if path.exists():
             return DeviceTable.load(path)
-        spec = Characterization.builtin(dataclasses.replace(model, noise=p["noise"]),
-                                        variability=variability.scaled(p["scale"]),
+        spec = Characterization.builtin(model, variability=variability.scaled(p["scale"]),
                                         scheme=dataclasses.replace(scheme, tolerance=p["tolerance"]),
                                         targets=target.targets, n_devices=n_devices, seed=seed, retention_time=0)
         table = characterize(spec, workers=workers, progress=False, command=f"rramsim calibrate ({key})")
@@ -137,7 +135,7 @@ def calibrate(target: Target, model, variability, scheme, fit=("tolerance",), n_
         minimize(objective, x0, method="Nelder-Mead",
                  options={"maxfev": max_evals, "xatol": 0.03, "fatol": 0.005, "initial_simplex": simplex})
     best = min(history, key=lambda h: h["rms"])
-    params = {k: best[k] for k in BOUNDS}
+    params = {k: best[k] for k in ("tolerance", "scale")}
     table = tables[json.dumps(params, sort_keys=True)]
     (workdir / "history.json").write_text(json.dumps(history, indent=1) + "\n")
     return Calibration(params, table, best["rms"], history)
@@ -175,7 +173,6 @@ def cmd_calibrate(args) -> int:
     result.table.save(out)
     spec = {"preset": args.preset, "variability": variability.scaled(result.params["scale"]).to_dict(),
             "tolerance": result.params["tolerance"], "scale": result.params["scale"],
-            "model": {"noise": result.params["noise"]},
             "target": target.label, "rms_relative_error": result.error}
     side = out.with_suffix(".variability.json")
     side.write_text(json.dumps(spec, indent=1) + "\n")
@@ -185,7 +182,7 @@ def cmd_calibrate(args) -> int:
         print(f"{k:5d}  {t * 1e6:10.2f}  {target.sigma[k] * 1e6:16.3f}  {reached[k] * 1e6:17.3f}  "
               f"{100 * (reached[k] / target.sigma[k] - 1):+5.1f}%")
     print(f"RMS relative error {100 * result.error:.1f}% with tolerance {result.params['tolerance']:.4g}, "
-          f"variability scale {result.params['scale']:.4g}, read-noise amplitude {result.params['noise']:.4g}")
+          f"variability scale {result.params['scale']:.4g}")
     print(f"wrote {out} and {side}")
     return 0
 
