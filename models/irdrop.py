@@ -19,7 +19,8 @@ over the inputs' range) and an excess current ``e(d) = g (p(d) - c d)``. The cho
 network is solved once per programming for three matrices: ``T_c`` (column currents per
 row volt), ``D`` (every cell's voltage per row volt) and ``U`` (column currents per unit
 current injected across each cell, by reciprocity one solve per column). A forward pass
-is then ``I = T_c v + U e(D v)``: three matmuls and an elementwise cubic, exact except
+is then ``I = T_c v + U e(D v)``: three matmuls and an elementwise cubic (over the driven
+rows only: cells of rows that never see an input, a tile's padding, stay linear), exact except
 for the extra wire drop the excess currents themselves cause (``e`` is evaluated at the
 chord network's cell voltages). That residual is measured when the linearization is
 built, on probe vectors against the fixed-point solution (``linearization_error``), and
@@ -217,42 +218,55 @@ class TileSolver:
         vp, vn = float(max(v.max(initial=0.0), 0.0)), float(max(-v.min(initial=0.0), 0.0))
         if vp == 0.0 and vn == 0.0:
             return None
+        driven = np.any(v != 0, axis=1)
         digest = hashlib.blake2b(np.ascontiguousarray(coef).tobytes(), digest_size=16).hexdigest()
         cache = self.__dict__.setdefault("_lins", [])
         for lin in cache:
             lp, ln = lin["range"]
             if (lin["digest"] == digest and lp >= vp and ln >= vn and (vn > 0) == (ln > 0)
-                    and max(vp, vn) >= 0.7 * max(lp, ln)):
+                    and max(vp, vn) >= 0.7 * max(lp, ln) and not np.any(driven & ~lin["active"])):
                 return lin
+        # a tile with a quarter or more of its rows undriven (padding) carries the excess of the
+        # driven rows only; the set only grows, so batches with dead inputs do not rebuild it
+        for lin in cache:
+            if lin["digest"] == digest:
+                driven = driven | lin["active"]
+        if driven.sum() > 0.75 * driven.size:
+            driven = np.ones_like(driven)
         lp, ln = _range_key(vp), _range_key(vn)
-        lin = self._build_linearization(coef, lp, ln)
+        lin = self._build_linearization(coef, lp, ln, driven)
         lin["digest"], lin["range"] = digest, (lp, ln)
         cache.append(lin)
         del cache[:-2]
         return lin
 
-    def _build_linearization(self, coef: np.ndarray, v_pos: float, v_neg: float) -> dict:
+    def _build_linearization(self, coef: np.ndarray, v_pos: float, v_neg: float, active: np.ndarray) -> dict:
         R, C = self.shape
         a1, a2, a3 = coef[..., 0], coef[..., 1], coef[..., 2]
         # least-squares chord of p(d) = a1 d + a2 d^2 + a3 d^3 over d uniform in [-v_neg, v_pos]
         m2 = (v_pos ** 3 + v_neg ** 3) / 3
         c = a1 + (a2 * (v_pos ** 4 - v_neg ** 4) / 4 + a3 * (v_pos ** 5 + v_neg ** 5) / 5) / m2
+        # rows never driven (padding of a tile) see only the column wire's mV: their cells are
+        # linear there (slope a1), so the excess is carried for the driven rows' cells only
+        c = np.where(active[:, None], c, a1)
         if np.any(c <= 0):
             raise ValueError("a cell's I-V has no positive chord conductance over the inputs' range "
                              "(the fitted I-V is not a resistor there); use ir_drop='off' or 'approx'")
         chord = TileSolver(self.g * c, self.r)
         xr, xc = chord.solve(*chord._drive(np.eye(R)))                      # [C(j), R(i), R(m)]
         T = (chord.gw * xc[:, -1, :])                                        # [C, R]
-        D = (xr - xc).permute(1, 0, 2).reshape(R * C, R)                    # cell (i, j) per v_m
+        act = torch.from_numpy(np.flatnonzero(active))
+        na = int(act.numel())
+        D = (xr - xc).permute(1, 0, 2)[act][:, :, act].reshape(na * C, na)  # driven cell (i, j) per v_m
         f_r = torch.zeros((C, R, C), dtype=torch.float64)
         f_c = torch.zeros_like(f_r)
         f_c[torch.arange(C), R - 1, torch.arange(C)] = 1.0                  # unit current into each sense node
         ur, uc = chord.solve(f_r, f_c)                                       # reciprocity: U = gw (x_c - x_r)
-        U = (chord.gw * (uc - ur)).permute(2, 1, 0).reshape(C, R * C)       # [C(k), (i, j)]
-        gq = [torch.from_numpy((self.g * q).reshape(R * C, 1)) for q in (a1 - c, a2, a3)]
+        U = (chord.gw * (uc - ur)).permute(2, 1, 0)[:, act].reshape(C, na * C)  # [C(k), driven (i, j)]
+        gq = [torch.from_numpy((self.g * q)[active].reshape(na * C, 1)) for q in (a1 - c, a2, a3)]
         lin = {"T": T, "D": D.float(), "U": U.float(), "gq": torch.cat(gq, dim=1).float(),
-               "chord": c, "fallback": False}
-        probe = np.random.default_rng(0).uniform(-v_neg, v_pos, (R, PROBE_VECTORS))
+               "chord": c, "active": active.copy(), "rows": act, "fallback": False}
+        probe = np.random.default_rng(0).uniform(-v_neg, v_pos, (R, PROBE_VECTORS)) * active[:, None]
         ref, _ = self._fixed_point(probe, coef, 1e-10, 200)
         fast = _apply_linearization(lin, torch.from_numpy(probe)).numpy()
         lin["error"] = float(np.abs(fast - ref).max() / max(np.abs(ref).max(), 1e-300))
@@ -312,7 +326,7 @@ def _range_key(x: float) -> float:
 def _apply_linearization(lin: dict, v: torch.Tensor) -> torch.Tensor:
     """``I = T_c v + U e(D v)`` (float64 linear part, float32 excess part)."""
     v = v.to(torch.float64)
-    d = lin["D"] @ v.float()                                                 # [RC, n] cell voltages
+    d = lin["D"] @ v[lin["rows"]].float()                                   # [R'C, n] driven cells' voltages
     gq = lin["gq"]
     e = torch.addcmul(gq[:, 1:2], d, gq[:, 2:3])                            # g (a2 + a3 d)
     e = torch.addcmul(gq[:, 0:1], e, d).mul_(d)                             # g ((a1 - c) d + a2 d^2 + a3 d^3)

@@ -173,6 +173,22 @@ def test_linearized_solver_matches_fixed_point(table):
     assert np.all(solver.currents_nonlinear(np.zeros((24, 2)), coef)[0] == 0)
 
 
+def test_linearized_solver_with_undriven_rows(table):
+    """A tile whose last rows never see an input (padding) carries the excess of the driven
+    rows only, and still matches the fixed-point solution; driving a padded row rebuilds."""
+    g, coef, rng = _tile(16, 7, table)
+    solver = TileSolver(g, 1.0)
+    v = rng.uniform(0, 0.2, (16, 8))
+    v[10:] = 0.0                                                       # 6 of 16 rows undriven
+    new, _ = solver.currents_nonlinear(v, coef)
+    old, _ = solver.currents_nonlinear(v, coef, method="fixed-point")
+    assert np.abs(new - old).max() / np.abs(old).max() < 1e-4
+    lin = solver.linearization(coef, v)
+    assert lin["D"].shape == (10 * 16, 10) and lin["active"].sum() == 10
+    v[12] = 0.1
+    assert solver.linearization(coef, v) is not lin and solver.linearization(coef, v)["active"].sum() == 11
+
+
 def test_linearized_solver_falls_back_when_over_tolerance(table, monkeypatch):
     g, coef, rng = _tile(10, 6, table)
     v = rng.uniform(0, 0.2, (10, 3))
