@@ -65,7 +65,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--table", default=str(ROOT / "devices" / "data" / "default.h5"))
     ap.add_argument("--tiles", default="64,128", help="tile sizes for the solver comparison")
-    ap.add_argument("--sizes", default="8,16,32", help="array sizes for the ngspice validation")
+    ap.add_argument("--sizes", default="8,16,32", help="array sizes for the ngspice validation (behavioural model)")
+    ap.add_argument("--osdi-sizes", default="8,16,32,64",
+                    help="array sizes with the built-in model compiled from Verilog-A (needs OpenVAF)")
     ap.add_argument("--vectors", type=int, default=8, help="input vectors of the ngspice reads")
     ap.add_argument("--no-write", action="store_true", help="do not update bench/RESULTS.md")
     args = ap.parse_args()
@@ -77,6 +79,14 @@ def main() -> None:
 
     table = DeviceTable.load(args.table)
     lines: list[str] = []
+    va_table = None
+    from rramsim.cosim import osdi
+    if args.osdi_sizes and osdi.available():
+        import dataclasses
+        from rramsim.cosim.validate_array import table_device
+        va_table = dataclasses.replace(table, model_netlist=".subckt rram te be c n\n.model rram_m rram_va\n"
+                                       "N1 te be c n rram_m\n.ends rram")
+        table_device(va_table, "1R")     # compile and load the OSDI library before any ngspice run
 
     def out(s: str = "") -> None:
         print(s, flush=True)
@@ -112,12 +122,16 @@ def main() -> None:
     out(f"Array read validation vs size (built-in device, 1R, 1 ohm/segment, {args.vectors} vectors 0-0.2 V):")
     out(f"  {'array':>8} {'ngspice (KLU) wall/cpu':>23} {'torch, all settings':>20} {'table-iv+exact err':>19} "
         f"{'linear+off err':>15}")
-    for n in (int(x) for x in args.sizes.split(",")):
-        res = run_check(ArrayCheck(table, n, n, "1R", 1.0, args.vectors, 0))
-        err = res.errors()
-        t_torch = res.times["torch linear (all three)"] + res.times.get("torch table-iv+exact", 0.0)
-        out(f"  {f'{n}x{n}':>8} {res.times['ngspice']:10.2f} s /{res.times['ngspice cpu']:7.2f} s {t_torch * 1e3:17.1f} ms "
-            f"{100 * err['table-iv+exact']['max_rel_error']:18.4f}% {100 * err['linear+off']['max_rel_error']:14.2f}%")
+    runs = [("behavioural", table, args.sizes)] + ([("OSDI", va_table, args.osdi_sizes)] if va_table else [])
+    for kind, tab, sizes in runs:
+        out(f"  built-in model, {kind}:")
+        for n in (int(x) for x in sizes.split(",") if x):
+            res = run_check(ArrayCheck(tab, n, n, "1R", 1.0, args.vectors, 0))
+            err = res.errors()
+            t_torch = res.times["torch linear (all three)"] + res.times.get("torch table-iv+exact", 0.0)
+            out(f"  {f'{n}x{n}':>8} {res.times['ngspice']:10.2f} s /{res.times['ngspice cpu']:7.2f} s "
+                f"{t_torch * 1e3:17.1f} ms {100 * err['table-iv+exact']['max_rel_error']:18.4f}% "
+                f"{100 * err['linear+off']['max_rel_error']:14.2f}%")
     if not args.no_write:
         results = ROOT / "bench" / "RESULTS.md"
         write_section(results, "Array", lines)

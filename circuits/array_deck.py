@@ -24,7 +24,7 @@ Either way the deck is run as a transient with ``uic`` (:func:`read_analysis`) s
 state starts where it was set (an ``op`` would relax it to its DC equilibrium). The K
 input vectors are PWL plateaus of ``step`` seconds each; the array is resistive apart
 from the state, so every plateau is a DC read, and reads are short enough (ns) that the
-state does not move measurably (the built-in model's gap moves ~1e-8 nm in 10 ns at
+state does not move measurably (the built-in model's gap moves ~3e-8 nm in 10 ns at
 0.2 V). The column currents of vector ``k`` are sampled at the end of its plateau
 (:func:`sample_times`). Every number in the deck is validated and formatted here.
 """

@@ -14,6 +14,10 @@ inputs go through the torch tile under every combination of
 
 The figure of merit is the relative error of every column current of every vector.
 
+The device is the table's: the built-in model as its behavioural subcircuit or compiled from
+Verilog-A (OSDI; ngspice reads arrays of it several times faster), or a user's subcircuit. A
+user's own Verilog-A module is refused (the table keeps its compiled model, not the source).
+
 How a cell is set to a conductance ``g`` (the state mapping): the built-in model in a 1R
 table by its gap, inverted analytically from ``I = i0 exp(-gap/g0) sinh(V/v0)`` at the
 table's read voltage; any other device (a 1T1R table, a user subcircuit with a
@@ -123,8 +127,14 @@ def table_device(table: DeviceTable, cell: str) -> tuple[Device, str | None]:
         raise ValueError("the table stores no device netlist in /model; regenerate it with `rramsim characterize`")
     osdi = any(line.split()[0][:1].lower() == "n" for line in text.splitlines() if line.split())
     if osdi or "* osdi:" in text:   # an OSDI instance line: a compiled Verilog-A module
-        raise ValueError("array validation of compiled Verilog-A devices is not supported yet; "
-                         "characterize the built-in model or a subcircuit for this check")
+        if all(k in table.model for k in BUILTIN_PARAMS):
+            # the built-in model compiled from Verilog-A: compile (cached) and load it again
+            from rramsim.cosim.osdi import builtin_va_device
+            from rramsim.devices import CompactModel
+            params = {k: float(table.model[k]) for k in CompactModel().params()}
+            return builtin_va_device(params, cell), "x0"
+        raise ValueError("array validation of a user's Verilog-A device is not supported yet (the table keeps "
+                         "its compiled model, not the source); characterize it as a subcircuit for this check")
     name = None
     for line in text.splitlines():
         tok = line.split()
@@ -244,6 +254,9 @@ def torch_currents(check: ArrayCheck, g: np.ndarray, coef: np.ndarray | None, v:
     elif lin is not None:
         notes.append(f"table-iv+exact: per-programming linearization, probe error {lin['error']:.2e} of the "
                      f"largest column current" + (" (over tolerance: fixed-point solve used)" if lin["fallback"] else ""))
+    if check.table_cell == "1T1R":
+        notes.append("the table's cell is 1T1R: its I-V includes the access transistor with the source at 0 V; the "
+                     "torch cell leaves out the source's rise on the column wire (the gate drive shrinks with it)")
     out["table-iv+exact"] = cur
     out["table-iv+off"] = np.einsum("ijk,kin->jn", g_iv[..., None] * coef_iv, feats)
     g_eff_iv = approx_transfer(torch.from_numpy(g_iv), r).numpy()

@@ -120,8 +120,8 @@ def test_refusals(table):
     user = dataclasses.replace(table, model={"name": "memcell", "cell": "1R"}, model_netlist=USER_CELL)
     with pytest.raises(ValueError, match="--state-node"):
         va.run_check(va.ArrayCheck(user, 2, 2, vectors=1))
-    va_table = dataclasses.replace(table, model_netlist=".subckt rram_dev te be\n.model rram_m rram_va\n"
-                                   "N1 te be rram_m\n.ends rram_dev")
+    va_table = dataclasses.replace(table, model={"name": "mine", "cell": "1R"},
+                                   model_netlist=".subckt mine_dev te be\n.model mine_m mine\nN1 te be mine_m\n.ends mine_dev")
     with pytest.raises(ValueError, match="Verilog-A"):
         va.table_device(va_table, "1R")
     with pytest.raises(ValueError, match="outside"):
@@ -144,6 +144,25 @@ def test_cli_json_has_the_named_settings(tmp_path):
     assert data["settings"]["table-iv+exact"]["max_rel_error"] < 1e-3
     assert "table-iv+exact" in rep.read_text() and (tmp_path / "a.png").stat().st_size > 1000
     assert main(["validate", "array", "--table", str(tmp_path / "none.h5"), "--rows", "2", "--cols", "2"]) == 1
+
+
+def test_builtin_verilog_a_table(table, tmp_path):
+    """A table of the built-in model compiled from Verilog-A (OSDI): the array is built from
+    the compiled module (in a fresh process: ngspice loads OSDI libraries before any run)."""
+    import subprocess
+    import sys
+    from rramsim.cosim import osdi
+    if not osdi.available():
+        pytest.skip("no OpenVAF compiler")
+    netlist = ".subckt rram te be c n\n.model rram_m rram_va\nN1 te be c n rram_m\n.ends rram"
+    path = tmp_path / "va.h5"
+    dataclasses.replace(table, model_netlist=netlist).save(path)
+    out = tmp_path / "va.json"
+    proc = subprocess.run([sys.executable, "-m", "rramsim.cosim.cli", "validate", "array", "--table", str(path),
+                           "--rows", "4", "--cols", "4", "--vectors", "2", "--json", str(out)],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(out.read_text())["settings"]["table-iv+exact"]["max_rel_error"] < 1e-3
 
 
 def _tile(n, seed, table):
