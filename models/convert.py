@@ -268,6 +268,7 @@ def convert_to_analog(model: nn.Module, table: DeviceTable, config: CrossbarConf
         n: f"excluded by {p!r}" for n, (m, p) in plan.excluded.items()}
     if not hasattr(root, "program"):
         root.program = _ProgramMethod(root)
+    register_safe_globals(*{type(m) for m in root.modules()})     # whole-model torch.load in this process
     return root
 
 
