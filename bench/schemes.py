@@ -32,10 +32,11 @@ def main() -> None:
     args = ap.parse_args()
     model, var = preset("hfox")
     cells = device_params(model, var, args.devices, 0, ISPP())
+    ispp_1t1r = ISPP(reset_width=IGVVA.reset_width, max_step=IGVVA.max_step)   # a 1T1R RESET needs IGVVA's longer RESET pulses
     runs = [("ISPP 1R", ISPP(), builtin_device(model.params(), "1R")),
-            (f"ISPP 1T1R (word line {args.v_gate:g} V)", ISPP(), builtin_device(model.params(), "1T1R",
-                                                                                 v_gate=args.v_gate)),
-            ("ISPP 1T1R (word line 2.5 V)", ISPP(), builtin_device(model.params(), "1T1R", v_gate=2.5)),
+            (f"ISPP 1T1R (word line {args.v_gate:g} V)", ispp_1t1r, builtin_device(model.params(), "1T1R",
+                                                                                  v_gate=args.v_gate)),
+            ("ISPP 1T1R (word line 2.5 V)", ispp_1t1r, builtin_device(model.params(), "1T1R", v_gate=2.5)),
             ("IGVVA 1T1R", IGVVA(), builtin_device(model.params(), "1T1R"))]
     print(f"hfox preset, {args.devices} devices x {TARGETS.size} levels ({TARGETS[0] * 1e6:g}-{TARGETS[-1] * 1e6:g} uS), "
           "tolerance 5%, seed 0")

@@ -223,15 +223,16 @@ class IGVVA(Scheme):
     line for ``pulse_width``, with the word line at ``vg_start + k * vg_step`` up to
     ``vg_max`` (the compliance current grows with it). RESET pulses run with the word line
     at ``vg_reset``; verify reads with the cell's own gate voltage. The RESET of a 1T1R
-    cell shares its voltage with the transistor, so the erase is stronger than a 1R
-    cell's (1.8 V with the word line at 2.6 V returns the built-in model from 80 uS to
-    its HRS in one 50 ns pulse; 1.6 V at 2.0 V leaves it above 35 uS from 60 uS up)."""
+    cell shares its voltage with the transistor, so RESET pulses are longer than a 1R
+    cell's: 1.6 V for 200 ns with the word line at 2.6 V returns the built-in model from
+    80 uS to its HRS in one pulse (50 ns at 2.0 V left it above 35 uS from 60 uS up; 1.8 V
+    for 50 ns does it too, but the abrupt RESET then stalls the simulator's time step)."""
 
     name: ClassVar[str] = "igvva"
     gate_control: ClassVar[bool] = True
     max_pulses: int = 60
-    reset_max: float = 1.8
-    erase: float = 1.8
+    reset_width: float = 200e-9
+    max_step: float = 5e-9         # s, a tenth of the SET pulse (not of the longer RESET)
     v_set: float = 1.6
     vg_start: float = 0.6
     vg_step: float = 0.05
