@@ -368,7 +368,7 @@ def main() -> None:
     coef = coef_l[rng.integers(0, table.n_levels, (128, 128))]
     solver = TileSolver(g, r)
     t0 = CLOCK()
-    _, iters = solver.currents_nonlinear(v, coef, method="fixed-point")   # the linearized default: bench/array.py
+    _, iters = solver.currents_nonlinear(v, coef, method="fixed-point")   # the linearized default: bench/array_read.py
     t_nl = CLOCK() - t0
     out("")
     out("Nonlinear I-V (table's I-V, cubic fit per level):")

@@ -1,6 +1,6 @@
 """Array benchmark: the nonlinear exact IR-drop solve, and array read validation vs size.
 
-Run: ``.venv/bin/python bench/array.py`` (``--sizes 8,16,32,64`` for the ngspice side;
+Run: ``.venv/bin/python bench/array_read.py`` (``--sizes 8,16,32,64`` for the ngspice side;
 64x64 takes minutes of ngspice).
 
 1. One tile, 256 input vectors uniform 0-0.2 V, 1 ohm/segment, cells at random levels
@@ -48,7 +48,7 @@ def median_time(f, repeats: int) -> tuple[float, float]:
 def write_section(path: Path, title: str, lines: list[str]) -> None:
     """Replace (or append) the ``## title`` section of ``path`` atomically, other sections untouched."""
     text = path.read_text() if path.exists() else "# Benchmark results\n"
-    body = (f"{title}\n\nMeasured by `bench/array.py` on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}."
+    body = (f"{title}\n\nMeasured by `bench/array_read.py` on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}."
             "\n\n```\n" + "\n".join(lines) + "\n```\n")
     head, *sections = text.split("\n## ")
     sections = [body if s.split("\n", 1)[0].strip() == title else s for s in sections]
