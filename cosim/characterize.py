@@ -147,8 +147,16 @@ def retention_times(t_max: float) -> np.ndarray:
 
 
 def measure_retention(spec: Characterization) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """G(t)/G(0) of every level for ``retention_devices`` cells with d2d relaxation rates."""
+    """G(t)/G(0) of every level for ``retention_devices`` cells with d2d relaxation rates.
+
+    Measured on the bare device (a 1T1R cell's access transistor is left out): between
+    reads the cell sits at 0 V, where the transistor does not move the state, and the
+    ratio G(t)/G(0) is the device's own relaxation. The deck always uses the built-in
+    model's B-source netlist (same physics as the compiled model): its 1e5 s time steps
+    followed by microsecond read edges stall the compiled model's time-step control.
+    """
     model, vr = spec.model, spec.scheme.read_voltage
+    device = builtin_device(model.params(), "1R")
     times = retention_times(spec.retention_time)
     t_ref = 1e-5
     stamps = np.concatenate([[t_ref], times])
@@ -164,10 +172,10 @@ def measure_retention(spec: Characterization) -> tuple[np.ndarray, np.ndarray, n
              for g in gaps for r in rates]
     session = Session.get()
     from rramsim.circuits.render import number
-    lines = ["* rramsim retention", ".options method=gear reltol=1e-4", spec.device.header(),
+    lines = ["* rramsim retention", ".options method=gear reltol=1e-4", device.header(),
              "Vd d 0 pwl(" + " ".join(f"{number(t, 'time')} {number(v, 'v')}" for t, v in pwl) + ")"]
     for k, p in enumerate(cells):
-        lines += [f"Vs{k} d t{k} dc 0", spec.device.instance(f"c{k}", f"t{k}", p)]
+        lines += [f"Vs{k} d t{k} dc 0", device.instance(f"c{k}", f"t{k}", p)]
     lines += [".save time " + " ".join(f"i(vs{k})" for k in range(len(cells))), ".end"]
     deck = "\n".join(lines)
     out = run_with_retries(lambda options: session.simulate(
