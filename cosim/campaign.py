@@ -15,7 +15,6 @@ import multiprocessing
 import os
 import pickle
 import shutil
-import tempfile
 from collections.abc import Sequence
 from concurrent.futures import BrokenExecutor, Executor, ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
@@ -24,6 +23,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
+from rramsim.cosim.files import atomic_write
 from rramsim.circuits.testbenches import Device
 from rramsim.cosim.ngspice import SimulationError
 from rramsim.cosim.writeverify import BatchResult, BatchSpec, WriteVerifyScheme, run_batch
@@ -165,7 +165,7 @@ class BatchStore:
                                  "scheme or batch size); delete it or rerun with the original settings")
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
-            _atomic_write(stamp, digest.encode())
+            atomic_write(stamp, digest, fsync=True)
         except OSError as exc:
             raise ValueError(f"cannot write campaign checkpoints in {self.folder}: {exc.strerror or exc}") from None
 
@@ -182,7 +182,7 @@ class BatchStore:
 
     def save(self, res: BatchResult) -> None:
         try:
-            _atomic_write(self.folder / f"batch-{res.index:06d}.pkl", pickle.dumps(res))
+            atomic_write(self.folder / f"batch-{res.index:06d}.pkl", pickle.dumps(res), fsync=True)
         except OSError as exc:
             raise ValueError(f"cannot save finished batch {res.index} in {self.folder}: "
                              f"{exc.strerror or exc} (the batches saved so far are kept)") from None
@@ -194,19 +194,6 @@ class BatchStore:
         """Remove the folder when it holds no finished batch (a campaign that failed early)."""
         if not any(self.folder.glob("batch-*.pkl")):
             self.remove()
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def merge(results: dict[int, BatchResult], targets: np.ndarray, cell_params: Sequence) -> CampaignResult:

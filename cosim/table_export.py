@@ -18,30 +18,17 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from rramsim.cosim.files import atomic_write
 from rramsim.devices import DeviceTable
 
 
 def fingerprint(path: str | Path) -> str:
     """SHA-256 of a table file (hex, first 16 digits)."""
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
-
-
-def _write(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _csv(header: list[str], columns: list[np.ndarray], comments: list[str]) -> str:
@@ -83,7 +70,7 @@ def export_csv(table: DeviceTable, source: str | Path, folder: str | Path) -> li
     for name, (header, columns) in files.items():
         path = folder / name
         columns = [c.astype(np.int64) if c.dtype.kind in "bi" else c for c in columns]
-        _write(path, _csv(header, columns, head))
+        atomic_write(path, _csv(header, columns, head))
         out.append(path)
     return out
 
@@ -100,9 +87,9 @@ def export_neurosim(table: DeviceTable, source: str | Path, path: str | Path) ->
             "table_sha256": fingerprint(source), "units": "S",
             "state": "level index (targets in 'targets')", "targets": [float(t) for t in table.targets],
             "std": "standard deviation of the conductance reached after programming (population, ddof=0)"}
-    _write(path, "state,mean,std\n" + "\n".join(str(r) for r in rows) + "\n")
+    atomic_write(path, "state,mean,std\n" + "\n".join(str(r) for r in rows) + "\n")
     side = path.with_name(path.name + ".json")
-    _write(side, json.dumps(meta, indent=1) + "\n")
+    atomic_write(side, json.dumps(meta, indent=1) + "\n")
     return [path, side]
 
 
@@ -119,15 +106,7 @@ def export_aihwkit(table: DeviceTable, source: str | Path, path: str | Path) -> 
     arrays = export_arrays(table)
     arrays.update(made_by=np.array(f"rramsim {__version__}"), table=np.array(Path(source).name),
                   table_sha256=np.array(fingerprint(source)))
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".npz", dir=path.parent)
-    os.close(fd)
-    try:
-        np.savez(tmp, **arrays)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, lambda tmp: np.savez(tmp, **arrays))
     return [path]
 
 

@@ -30,7 +30,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +37,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from rramsim.cosim.files import atomic_write
 from rramsim.circuits.array_deck import (OPTIONS, array_deck, cell_deck, linear_device, read_analysis,
                                          sample_times)
 from rramsim.circuits.crossbar import column_vectors
@@ -334,24 +334,9 @@ def to_json(result: ArrayResult) -> dict:
             "times_s": result.times, "notes": result.notes}
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    folder = path.parent if str(path.parent) else Path(".")
-    if not folder.is_dir():
-        raise ValueError(f"cannot write {path}: folder {folder} does not exist")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def write_json(result: ArrayResult, path: str | os.PathLike) -> Path:
     path = Path(path)
-    _atomic_write(path, (json.dumps(to_json(result), indent=2) + "\n").encode())
+    atomic_write(path, json.dumps(to_json(result), indent=2) + "\n")
     return path
 
 
@@ -379,15 +364,10 @@ def write_report(result: ArrayResult, path: str | os.PathLike) -> Path:
     b.set_ylabel("mean relative error (%)")
     b.legend(fontsize=7)
     fig.tight_layout()
-    fd, tmp = tempfile.mkstemp(prefix=f".{png.name}.", suffix=".png", dir=png.parent if str(png.parent) else ".")
-    os.close(fd)
     try:
-        fig.savefig(tmp, dpi=110)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, png)
+        atomic_write(png, lambda tmp: fig.savefig(tmp, dpi=110))
     finally:
         plt.close(fig)
-        Path(tmp).unlink(missing_ok=True)
     c = result.check
     lines = [f"# Array read validation: {c.rows}x{c.cols} {c.cell}", "",
              f"Table: {c.table.model.get('name', '?')} ({c.table.n_levels} levels, cell {c.table_cell}); "
@@ -400,7 +380,7 @@ def write_report(result: ArrayResult, path: str | os.PathLike) -> Path:
     lines += ["", f"![errors]({png.name})", ""]
     lines += [f"- {n}" for n in result.notes]
     lines += ["- times: " + ", ".join(f"{k} {v:.3g} s" for k, v in result.times.items()), ""]
-    _atomic_write(path, "\n".join(lines).encode())
+    atomic_write(path, "\n".join(lines))
     return path
 
 
