@@ -69,5 +69,5 @@ def add_commands(tsub) -> None:
     e.add_argument("file")
     e.add_argument("--format", required=True, choices=["csv", "neurosim", "aihwkit"])
     e.add_argument("-o", "--output", required=True,
-                   help="csv: a folder; neurosim: the states file; aihwkit: a .npz for rramsim.interop.aihwkit")
+                   help="csv: a folder; neurosim: the states file; aihwkit: a .npz for rramsim.models.aihwkit_noise")
     e.set_defaults(func=cmd_export)

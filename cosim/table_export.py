@@ -10,7 +10,7 @@ Every export records which table made it (SHA-256 fingerprint of the file) and t
 version: as ``#`` comment lines on top of the CSV files of ``csv``, and in a JSON file beside
 ``neurosim``'s states file (``mem_states.csv.json``), whose header must stay exactly
 ``state,mean,std``. ``aihwkit``: a NumPy archive for
-``rramsim.interop.aihwkit.TableNoiseModel`` (see there), fingerprint inside. Files are
+``rramsim.models.aihwkit_noise.TableNoiseModel`` (see there), fingerprint inside. Files are
 written atomically.
 """
 from __future__ import annotations
@@ -94,10 +94,10 @@ def export_neurosim(table: DeviceTable, source: str | Path, path: str | Path) ->
 
 
 def export_aihwkit(table: DeviceTable, source: str | Path, path: str | Path) -> list[Path]:
-    """The arrays ``rramsim.interop.aihwkit.TableNoiseModel.from_file`` reads (.npz, uS),
+    """The arrays ``rramsim.models.aihwkit_noise.TableNoiseModel.from_file`` reads (.npz, uS),
     with the table's fingerprint and the rramsim version inside."""
     from rramsim import __version__
-    from rramsim.interop.aihwkit import export_arrays
+    from rramsim.models.aihwkit_noise import export_arrays
     path = Path(path)
     if not path.parent.exists():
         raise ValueError(f"cannot write {path}: folder {path.parent} does not exist")

@@ -9,7 +9,7 @@ from scipy.stats import ks_2samp
 from rramsim.cosim.cli import main
 from rramsim.cosim.table_export import fingerprint
 from rramsim.devices import DeviceTable, default_table_path
-from rramsim.interop.aihwkit import TableNoise, drift_rules, export_arrays, load_arrays
+from rramsim.models.aihwkit_noise import TableNoise, drift_rules, export_arrays, load_arrays
 from rramsim.models.programming import DevicePhysics
 
 DEFAULT = str(default_table_path())
@@ -78,7 +78,7 @@ def test_inside_aihwkit(exported):
     from aihwkit.nn import AnalogLinear
     from aihwkit.simulator.configs import InferenceRPUConfig, WeightNoiseType, WeightClipType
 
-    from rramsim.interop.aihwkit import TableNoiseModel
+    from rramsim.models.aihwkit_noise import TableNoiseModel
 
     torch.manual_seed(0)
     t = DeviceTable.load(DEFAULT)

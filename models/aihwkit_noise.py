@@ -4,7 +4,7 @@
 
     rramsim table export chip.h5 --format aihwkit -o chip.aihwkit.npz
     from aihwkit.simulator.configs import InferenceRPUConfig
-    from rramsim.interop.aihwkit import TableNoiseModel
+    from rramsim.models.aihwkit_noise import TableNoiseModel
     rpu = InferenceRPUConfig(noise_model=TableNoiseModel.from_file("chip.aihwkit.npz"))
 
 aihwkit works in uS; the model converts. Its conductance converter is aihwkit's
@@ -150,7 +150,7 @@ def _model_class():
         from aihwkit.inference.converter.conductance import SinglePairConductanceConverter
         from aihwkit.inference.noise.base import BaseNoiseModel
     except ImportError as exc:
-        raise ImportError(f"rramsim.interop.aihwkit needs IBM aihwkit ({exc}); install it with pip "
+        raise ImportError(f"rramsim.models.aihwkit_noise needs IBM aihwkit ({exc}); install it with pip "
                           "(aihwkit 1.2.0 builds from source for Python 3.11)") from None
 
     class TableNoiseModel(BaseNoiseModel):

@@ -1,1 +1,0 @@
-"""rramsim tables in other simulators: ``rramsim.interop.aihwkit`` (IBM aihwkit noise model)."""
