@@ -32,14 +32,21 @@ its own line number for messages):
 * constants ``boltz``, ``echarge``, ``planck`` (ngspice knows them only in its control
   language): ``.param`` lines with their SI values, unless the file defines them.
 * HSPICE ``E.. vol='expr'`` and ``G.. cur='expr'``: B sources ``V=`` / ``I=``.
+* ``E.. value={expr}`` and ``G.. value={expr}`` (any dialect): B sources ``V=`` / ``I=``, the
+  same equation without the internal node ngspice adds for a ``value=`` source (that node
+  can stall the time step where a state meets a hard bound); kept where the file reads the
+  source's current ``I(name)``.
 * HSPICE range annotations ``name=value from[lo, hi]``: removed from the line and kept
   as the parameter's range (a varied value is checked against it).
 * LTspice/PSpice files that define a parameter ``vt``, ``temp`` or ``gmin``: the PSpice
   mode defines these itself and silently overrides the file's value, so the file's
   parameter is renamed (``vt`` -> ``vt_dev``) everywhere in the file.
 
-Refused, with the construct and ``file:line``: lines with unbalanced parentheses (LTspice
-closes them silently at the end of the line); random functions (``gauss``, ``agauss``,
+* LTspice files with a line that leaves parentheses open: LTspice closes them at the end of
+  the line, and so does rramsim (noted in the table's translation record).
+
+Refused, with the construct and ``file:line``: lines with unbalanced parentheses in files
+of other dialects or with a ')' that closes nothing; random functions (``gauss``, ``agauss``,
 ``unif``, ``aunif``, ``rand``, ``random``, ``white``, ``mc``, ngspice's two-argument
 ``limit``) — use ``--vary``; ``delay()``/``absdelay()``; ``idt``/``sdt`` with a reset
 argument or inside a ``.func``; ``table()`` with non-numeric breakpoints; Spectre files
@@ -219,6 +226,17 @@ def _refuse(path: Path, number: int, what: str, advice: str) -> NetlistError:
     return NetlistError(f"{path}:{number}: {what} is not supported in a device file: {advice}")
 
 
+def _missing_closers(line: str) -> int:
+    """How many ')' a line lacks at its end: the '(' left open after a left-to-right scan,
+    0 if the line is balanced or closes a parenthesis it never opened (no LTspice rule fixes that)."""
+    depth = 0
+    for c in line:
+        depth += (c == "(") - (c == ")")
+        if depth < 0:
+            return 0
+    return depth
+
+
 def translate(lines: list[tuple[int, str]], dialect: str, path: Path) -> Translation:
     """Translate the logical ``lines`` of a device file written in ``dialect``."""
     if dialect not in NGBEHAVIOR:
@@ -230,14 +248,21 @@ def translate(lines: list[tuple[int, str]], dialect: str, path: Path) -> Transla
     renames = {n: f"{n}_dev" for n in PSPICE_RESERVED if ps_mode and n in defined}
     for name, new in renames.items():
         tr.notes.append(f"parameter '{name}' renamed '{new}' (the {NGBEHAVIOR[dialect]} mode defines '{name}' itself)")
+    read_currents = {n.lower() for _, ln in lines for n in re.findall(r"\bi\(\s*(\w+)\s*\)", ln, re.IGNORECASE)}
     state_nodes = 0
     out: list[tuple[int, str]] = []
     for number, line in lines:
         low = line.lower()
-        if line.count("(") != line.count(")"):
+        missing = _missing_closers(line)
+        if missing and dialect == "ltspice":
+            line = line.rstrip() + ")" * missing
+            low = line.lower()
+            tr.notes.append(f"line {number}: {missing} missing ')' closed at the end of the line, as LTspice does")
+        elif line.count("(") != line.count(")"):
             raise _refuse(path, number, f"a line with unbalanced parentheses ({line.count('(')} '(' and "
-                          f"{line.count(')')} ')')", "LTspice closes missing ones at the end of the line, ngspice "
-                          "does not, and rramsim does not guess where they belong: balance them in the file")
+                          f"{line.count(')')} ')')", "only an LTspice file gets missing ')' closed at the end of "
+                          "the line (as LTspice does; --dialect ltspice); ngspice does not, and rramsim does not "
+                          "guess where they belong: balance them in the file")
         if re.match(r"^simulator\s+lang", low):
             raise _refuse(path, number, "'simulator lang' (a Spectre file)",
                           "rramsim reads SPICE subcircuits; export the model as an LTspice/PSpice/HSPICE subcircuit")
@@ -265,6 +290,16 @@ def translate(lines: list[tuple[int, str]], dialect: str, path: Path) -> Transla
             tr.ranges[m.group(1).lower()] = (lo, hi)
             line = line.replace(m.group(0), f"{m.group(1)}={m.group(2)}")
             tr.notes.append(f"line {number}: range [{lo:g}, {hi:g}] of {m.group(1)} kept as a check")
+        # E/G value= sources -> B sources (ngspice builds value= sources from a B source on an
+        # internal node driving a linear E/G; the extra node can stall the time step where a
+        # state meets a hard bound). Kept where the file reads the source's current, I(name).
+        m = re.match(r"^([eg])(\w*)\s+(\S+)\s+(\S+)\s+value\s*=\s*(.+)$", line, re.IGNORECASE)
+        if m and (m.group(1) + m.group(2)).lower() not in read_currents:
+            expr = m.group(5).strip()
+            expr = expr if expr.startswith("{") and expr.endswith("}") else f"{{{expr}}}"
+            kind = "V" if m.group(1).lower() == "e" else "I"
+            line = f"B{m.group(1)}{m.group(2)} {m.group(3)} {m.group(4)} {kind}={expr}"
+            tr.notes.append(f"line {number}: {m.group(1).upper()} value= source as a B source")
         # HSPICE vol=/cur= controlled sources -> B sources
         m = re.match(r"^([eg])(\w*)\s+(\S+)\s+(\S+)\s+(vol|cur)\s*=\s*(.+)$", line, re.IGNORECASE)
         if m:

@@ -46,9 +46,10 @@ def cmd_characterize(args) -> int:
     if args.variability_scale != 1.0:
         variability = variability.scaled(args.variability_scale)
     if args.veriloga or args.module:
-        if not (args.veriloga and args.module):
-            raise ValueError("--veriloga and --module go together (the .va file and the module in it)")
-        from rramsim.cosim.osdi import va_device
+        if not args.veriloga:
+            raise ValueError("--module names a module of a --veriloga file: give the file too")
+        from rramsim.cosim.osdi import only_module, va_device
+        args.module = args.module or only_module(args.veriloga)
         if args.c2c_vary or args.ports or args.dialect != "auto":
             raise ValueError("--c2c-vary, --ports and --dialect apply to --netlist devices; a Verilog-A module "
                              "is characterized as written (--vary sets a spread of its parameters)")
@@ -166,7 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="cycle-to-cycle log-normal factor (sigma of ln), drawn afresh every pulse period, on a "
                         "--netlist subcircuit parameter used in its source expressions; repeatable")
     c.add_argument("--veriloga", metavar="FILE.va", help="your Verilog-A device (compiled to OSDI by OpenVAF)")
-    c.add_argument("--module", help="name of the module in --veriloga (2 ports, or 4 with c2c/noise ports)")
+    c.add_argument("--module", help="name of the module in --veriloga (2 ports, or 4 with c2c/noise ports); may be left out when the file defines one module")
     c.add_argument("--backend", default="auto", choices=["auto", "behavioural", "osdi"],
                    help="built-in model as compiled Verilog-A (osdi: same physics, 4-7x faster) or as a B-source "
                         "netlist (behavioural); auto (default): osdi when OpenVAF is installed, else behavioural")
@@ -212,10 +213,10 @@ def build_parser() -> argparse.ArgumentParser:
         k.add_argument("-o", "--output", required=True)
         k.set_defaults(func=cmd_plot, kind=kind)
 
-    from rramsim.cosim import cli_inference     # data, train, evaluate, plot accuracy
-    cli_inference.add_commands(sub)
     from rramsim.cosim import validate_array     # validate array
     validate_array.add_commands(sub)
+    from rramsim.cosim import cli_inference     # data, train, evaluate, plot accuracy
+    cli_inference.add_commands(sub)
     from rramsim.cosim import reproduce
     reproduce.add_commands(sub)
     from rramsim.cosim import calibrate

@@ -356,6 +356,19 @@ def va_parameters(source: str) -> list[str]:
     return re.findall(r"\bparameter\s+(?:real|integer)\s+(\w+)", code_only(source))
 
 
+def only_module(path: str | os.PathLike) -> str:
+    """The module of a Verilog-A file that defines exactly one (so ``--module`` may be left out)."""
+    path = Path(path)
+    if not path.is_file():
+        raise OsdiError(f"Verilog-A file {path} does not exist")
+    found = module_names(path.read_text(encoding="utf-8", errors="replace"))
+    if len(found) != 1:
+        raise OsdiError(f"{path} defines {len(found) or 'no'} Verilog-A module{'' if len(found) == 1 else 's'}"
+                        + (f" ({', '.join(found)}): name the device's with --module" if found else
+                           " ('module NAME(ports); ... endmodule')"))
+    return found[0]
+
+
 def va_device(path: str | os.PathLike, module: str, cell: str = "1R") -> Device:
     """A user's Verilog-A module with two ports (or four: te, be, c2c, noise) as a Device."""
     from rramsim.circuits.render import check_identifier

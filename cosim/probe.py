@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from rramsim.circuits.testbenches import Device, pulse_train_deck
-from rramsim.cosim.ngspice import Session, run_with_retries
+from rramsim.cosim.ngspice import DeckLoadError, Session, SimulationError, run_with_retries
 from rramsim.devices.schemes import ISPP, PulseWidth, Scheme
 
 WIDTHS = (100e-9, 10e-6, 1e-3, 0.1)   # s, pulse widths tried in turn
@@ -48,7 +48,8 @@ class ProbeResult:
     g_off: float           # S, lowest read conductance seen
     g_on: float            # S, highest
     read_voltage: float
-    max_voltage: float
+    max_voltage: float     # V, the top of the ramps that ran (lowered where the device failed numerically)
+    note: str = ""         # what the probe had to work around, for the record
 
     def scheme(self) -> Scheme:
         """The proposed write-verify scheme."""
@@ -82,7 +83,8 @@ class ProbeResult:
         return float(max(80 * self.width, 4e-6))
 
     def attrs(self) -> dict:
-        return {k: (float(v) if isinstance(v, float) else v) for k, v in dataclasses.asdict(self).items()}
+        return {k: (float(v) if isinstance(v, float) else v) for k, v in dataclasses.asdict(self).items()
+                if not (k == "note" and not v)}
 
     def report(self, device_args: str = "", user: bool = True) -> str:
         s, t = self.scheme(), self.targets()
@@ -99,6 +101,8 @@ class ProbeResult:
             f"proposed targets: {t[0] * 1e6:.4g}u:{t[-1] * 1e6:.4g}u:{t.size}",
             f"I-V sweep: +-{self.sweep_voltage:.3g} V over {self.sweep_time:.3g} s",
         ]
+        if self.note:
+            lines.insert(0, f"note: {self.note}")
         target = f"--targets {t[0] * 1e6:.4g}u:{t[-1] * 1e6:.4g}u:{t.size}"
         lines.append(f"command: rramsim characterize {device_args} {scheme_flags(s)} {target} -o OUT.h5".replace("  ", " "))
         if user:
@@ -144,6 +148,25 @@ def _ramps(device: Device, params: dict | None, width: float, amps: np.ndarray, 
     return g
 
 
+def _ramps_within(device: Device, params: dict | None, width: float, ladder: np.ndarray, read_voltage: float,
+                  failed: list) -> tuple[np.ndarray | None, np.ndarray]:
+    """:func:`_ramps` up to the ladder's top; where the device's simulation fails (a model
+    that breaks down numerically at high fields, not a deck ngspice cannot read), again up
+    to half and a quarter of it. The reads and the amplitudes that ran, or (None, ladder)
+    with the failures appended to ``failed`` as (width, top, message)."""
+    for fraction in (1.0, 0.5, 0.25):
+        amps = ladder[ladder <= ladder[-1] * fraction + 1e-9]
+        if amps.size < 3:
+            break
+        try:
+            return _ramps(device, params, width, amps, read_voltage), amps
+        except DeckLoadError:
+            raise
+        except SimulationError as exc:
+            failed.append((width, float(amps[-1]), exc.message.split("\n")[0]))
+    return None, ladder
+
+
 def _first_move(g_before: float, g: np.ndarray) -> tuple[int, int]:
     """Index of the first pulse that moved G by MOVED (relative, from its predecessor) and the
     sign of that move; (-1, 0) if none did."""
@@ -170,11 +193,13 @@ def probe(device: Device, params: dict | None = None, read_voltage: float = 0.2,
         raise ValueError(f"read_voltage must be between 0 and max_voltage ({max_voltage} V), got {read_voltage}")
     if device.cell != "1R":
         device = dataclasses.replace(device, cell="1R")
-    amps = _ladder(max_voltage)
-    amps = amps[amps > read_voltage]
-    seen = []
+    ladder = _ladder(max_voltage)
+    ladder = ladder[ladder > read_voltage]
+    seen, failed = [], []
     for width in widths:
-        g = _ramps(device, params, width, amps, read_voltage)
+        g, amps = _ramps_within(device, params, width, ladder, read_voltage, failed)
+        if g is None:
+            continue
         g0, ramps = g[0], g[1:].reshape(3, amps.size)
         if not np.all(np.isfinite(g)) or np.any(g <= 0):
             raise ProbeError(f"the device's read conductance at {read_voltage} V is not positive and finite "
@@ -191,11 +216,21 @@ def probe(device: Device, params: dict | None = None, read_voltage: float = 0.2,
         if any((k % 2 == 0) != (polarity > 0) for k, _ in up):
             continue                                      # both polarities raised G: not a bipolar switch
         v_set, v_reset = amps[up[-1][1][0]], amps[down[0][1][0]]
-        return ProbeResult(polarity=polarity, v_set=float(v_set), v_reset=float(v_reset),
+        note = ""
+        if amps[-1] < ladder[-1]:
+            note = (f"the device's simulation failed with ramps up to {ladder[-1]:g} V at {width:g} s pulses "
+                    f"({failed[-1][2]}); probed up to {amps[-1]:g} V, and the scheme stays below it")
+        return ProbeResult(note=note, polarity=polarity, v_set=float(v_set), v_reset=float(v_reset),
                            v_set_full=_full(before[k_up], ramps[k_up], amps),
                            v_reset_full=_full(before[k_down], ramps[k_down], amps),
                            width=float(width), g_off=float(g.min()), g_on=float(g.max()),
-                           read_voltage=float(read_voltage), max_voltage=float(max_voltage))
+                           read_voltage=float(read_voltage), max_voltage=float(amps[-1]))
+    if not seen:
+        raise ProbeError(
+            f"the device's own simulation failed at every probe pulse width ({', '.join(f'{w:g}' for w in widths)} s), "
+            f"even with ramps lowered to {failed[-1][1]:g} V; the last failure: {failed[-1][2]}. The model fails "
+            "numerically in ngspice under these pulses: check it with a transient of your own, or give a smaller "
+            "--max-voltage.")
     spans = ", ".join(f"{w:g} s: {gg.min() * 1e6:.4g}-{gg.max() * 1e6:.4g} uS" for w, gg in seen)
     raise ProbeError(
         f"no pulse of either polarity, up to +-{max_voltage:g} V and {widths[-1]:g} s wide, switched the device both "
@@ -247,9 +282,10 @@ def cmd_probe(args) -> int:
     from rramsim.devices import preset
     params = None
     if args.veriloga or args.module:
-        if not (args.veriloga and args.module):
-            raise ValueError("--veriloga and --module go together (the .va file and the module in it)")
-        from rramsim.cosim.osdi import va_device
+        if not args.veriloga:
+            raise ValueError("--module names a module of a --veriloga file: give the file too")
+        from rramsim.cosim.osdi import only_module, va_device
+        args.module = args.module or only_module(args.veriloga)
         device = va_device(args.veriloga, args.module)
     elif args.netlist or args.subckt:
         if not (args.netlist and args.subckt):
@@ -275,7 +311,7 @@ def add_commands(sub) -> None:
     p.add_argument("--dialect", default="auto", choices=["auto", "ngspice", "ltspice", "pspice", "hspice"])
     p.add_argument("--ports", type=lambda t: [x.strip() for x in t.split(",")], metavar="A,B")
     p.add_argument("--veriloga", metavar="FILE.va", help="your Verilog-A device")
-    p.add_argument("--module", help="name of the module in --veriloga")
+    p.add_argument("--module", help="name of the module in --veriloga (left out: the file's only module)")
     p.add_argument("--read-voltage", type=number, default=0.2, help="V (default 0.2)")
     p.add_argument("--max-voltage", type=number, default=5.0, help="largest pulse amplitude tried (default 5 V)")
     p.set_defaults(func=cmd_probe)

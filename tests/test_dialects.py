@@ -103,7 +103,7 @@ def test_translations_are_what_ngspice_reads():
     assert tr.lines[0][1].startswith(".param boltz=1.380649e-23")
     tr = _tr(".subckt d a b\nE1 x 0 VALUE={sdt(V(a,b), 0.5)}\nR1 a b 1k\n.ends", "pspice")
     body = tr.definition()
-    assert "VALUE={V(sdt_state1)}" in body and "Bsdt_state1 0 sdt_state1 I={V(a,b)}" in body
+    assert "BE1 x 0 V={V(sdt_state1)}" in body and "Bsdt_state1 0 sdt_state1 I={V(a,b)}" in body
     assert ".ic V(sdt_state1)={0.5}" in body
     tr = _tr(".subckt d a b params: vt=0.3\nB1 a b I={V(a,b)*vt}\n.ends", "ltspice")
     assert "vt_dev=0.3" in tr.definition() and "V(a,b)*vt_dev" in tr.definition()
@@ -136,6 +136,21 @@ def test_unsupported_constructs_name_construct_and_line(line, what, tmp_path):
     f.write_text(f"* device\n.subckt bad a b\nR1 a b 1k\n{line}\n.ends bad\n")
     with pytest.raises(NetlistError, match=rf"bad.sub:4: .*{what}"):
         load_user_netlist(f, "bad")
+
+
+def test_ltspice_line_left_open_is_closed_at_its_end_as_ltspice_does(tmp_path):
+    user = load_user_netlist(DEVICES / "lt_open_paren.sub", "LTOPEN")
+    assert user.dialect == "ltspice"
+    assert "line 6: 1 missing ')' closed at the end of the line" in user.record()["translation"]
+    g0, g_set, g_reset = pulse_reads(user.device)
+    assert g_set > 5 * g0, (g0, g_set)               # the closed IF() SETs ...
+    assert g_reset < 0.5 * g_set, (g_set, g_reset)   # ... and RESETs
+    with pytest.raises(NetlistError, match=r"lt_open_paren.sub:6: .*unbalanced parentheses"):
+        load_user_netlist(DEVICES / "lt_open_paren.sub", "LTOPEN", dialect="ngspice")
+    f = tmp_path / "closes_nothing.sub"                # a ')' that closes nothing is refused in any dialect
+    f.write_text(".subckt bad a b\n.params g=1m\nB1 a b I={IF(V(a,b) > 0, g, 0))*V(a,b)}\n.ends bad\n")
+    with pytest.raises(NetlistError, match=r"closes_nothing.sub:3: .*unbalanced"):
+        load_user_netlist(f, "bad", dialect="ltspice")
 
 
 def test_ic_outside_subckt_and_spectre_are_refused(tmp_path):

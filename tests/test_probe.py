@@ -71,3 +71,56 @@ def test_a_device_that_never_switches_is_refused(tmp_path, capsys):
     assert main(["characterize", "--netlist", str(path), "--subckt", "stuck", "--max-voltage", "1.5", "-q",
                  "-o", str(tmp_path / "s.h5")]) == 1
     assert "no pulse of either polarity" in capsys.readouterr().err and not (tmp_path / "s.h5").exists()
+
+
+# a threshold memristor whose leakage term leaves its domain above |V| = 3.2 V: its simulation fails there
+POLE = """* a 100 ns threshold memristor whose leakage term is defined only below 3.2 V
+.subckt polemem p n params: ron=10k roff=200k vpole=3.2
+Cx x 0 1 ic=0
+Rx x 0 1e12
+Bx 0 x I=2e7*(V(p,n) > 0.9 ? V(p,n)-0.9 : (V(p,n) < -0.9 ? V(p,n)+0.9 : 0))*(V(p,n) > 0 ? 1-V(x) : V(x))
+Bm p n I=V(p,n)/(ron*min(max(V(x),0),1) + roff*(1-min(max(V(x),0),1))) + 1n*V(p,n)/sqrt(vpole-abs(V(p,n)))
+.ends polemem
+"""
+
+
+def test_probe_lowers_its_ramps_below_where_the_device_fails_numerically(tmp_path, capsys):
+    from rramsim.circuits.testbenches import Device
+    found = probe(Device("polemem", POLE), widths=(100e-9,), max_voltage=5.0)
+    assert found.max_voltage == pytest.approx(2.5) and found.polarity == 1
+    assert "failed with ramps up to 5 V" in found.note and "probed up to 2.5 V" in found.note
+    assert found.scheme().v_max <= 2.5 and found.sweep_voltage <= 2.5
+    assert found.attrs()["note"] == found.note
+    path = tmp_path / "pole.cir"
+    path.write_text(POLE.replace("vpole=3.2", "vpole=0.6"))    # fails even at a quarter of the ramp
+    assert main(["probe", "--netlist", str(path), "--subckt", "polemem"]) == 1
+    err = capsys.readouterr().err
+    assert "failed at every probe pulse width" in err and "Traceback" not in err
+
+
+def test_hard_bound_ltspice_device_runs_as_b_sources_and_probes_to_5_volts():
+    from pathlib import Path
+    from rramsim.circuits.user_netlist import load_user_netlist
+    user = load_user_netlist(Path(__file__).parent / "devices" / "lt_hard_bound.sub", "LTHARD", ports=["TE", "BE"])
+    record = user.record()["translation"]
+    assert "line 11: G value= source as a B source" in record and "line 12: G value=" in record
+    assert "line 13" not in record                             # I(Gr) is read: Gr stays a G source
+    assert "BGx 0 XSV I={" in user.device.definition and "Gr TE BE value=" in user.device.definition
+    found = probe(user.device, widths=(1e-3,), max_voltage=5.0)
+    assert found.note == "" and found.max_voltage == 5.0 and found.polarity == 1
+
+
+def test_veriloga_module_may_be_left_out_when_the_file_has_one(tmp_path, capsys):
+    from pathlib import Path
+    from rramsim.cosim import osdi
+    va = Path(__file__).parent / "devices" / "va_state.va"
+    assert osdi.only_module(va) == "vastate"
+    two = tmp_path / "two.va"
+    two.write_text(va.read_text() + va.read_text().replace("module vastate", "module other"))
+    assert main(["probe", "--veriloga", str(two)]) == 1
+    assert "defines 2 Verilog-A modules (vastate, other): name the device's with --module" in capsys.readouterr().err
+    if not osdi.available():
+        pytest.skip("OpenVAF is not installed")
+    assert main(["probe", "--veriloga", str(va), "--max-voltage", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "SET with + on the first port" in out and "--module vastate" in out   # the command names the module found
