@@ -88,6 +88,8 @@ class DevicePhysics(nn.Module):
         self._buf("levels", torch.as_tensor(table.targets, dtype=f64))
         self._buf("g_sorted", torch.as_tensor(take(table.g_final), dtype=f64))
         self._buf("conv_sorted", torch.as_tensor(take(table.converged)))
+        conv = self.conv_sorted          # a sample and its upper neighbour both converged
+        self._buf("both_sorted", conv & torch.cat([conv[:, 1:], conv[:, -1:]], dim=1))
         self._buf("pulses_sorted", torch.as_tensor(take(table.pulses).astype(np.float64)))
         self._buf("energy_sorted", torch.as_tensor(take(table.energy), dtype=f64))
         self._buf("time_sorted", torch.as_tensor(take(table.time), dtype=f64))
@@ -110,35 +112,54 @@ class DevicePhysics(nn.Module):
         self.register_buffer(name, value, persistent=False)
 
     # ------------------------------------------------------------------ programming
-    def sample(self, level: torch.Tensor, u: torch.Tensor, fault: torch.Tensor,
-               stuck_on: float, stuck_off: float) -> dict[str, torch.Tensor]:
-        """Program cells to ``level`` (int64) with uniforms ``u`` (outcome) and ``fault``.
+    def sample(self, level: torch.Tensor, u: torch.Tensor, fault: torch.Tensor | None,
+               stuck_on: float, stuck_off: float, costs: bool = True) -> dict[str, torch.Tensor]:
+        """Program cells to ``level`` (integer) with uniforms ``u`` (outcome) and ``fault``
+        (None: no stuck-at faults drawn).
 
-        Returns per-cell ``g`` (S), ``stuck`` (bool), ``pulses``, ``energy`` (J), ``time`` (s).
+        Returns per-cell ``g`` (S, in the dtype of ``u``: float32 draws sample in float32),
+        ``stuck`` (bool) and, with ``costs``, ``pulses``, ``energy`` (J), ``time`` (s).
         """
         n = self.g_sorted.shape[1]
-        r = u.to(torch.float64) * (n - 1)
-        lo = r.floor().long().clamp(0, n - 1)
-        hi = (lo + 1).clamp(max=n - 1)
+        dt = u.dtype if u.dtype in (torch.float32, torch.float64) else torch.float64
+        r = u.to(dt) * (n - 1)
+        lo = r.floor().long().clamp_(0, n - 1)
         frac = r - lo
-        dev = torch.round(r).long().clamp(0, n - 1)
-        gs = self.g_sorted
-        g_lo, g_hi, g_dev = gs[level, lo], gs[level, hi], gs[level, dev]
-        conv = self.conv_sorted[level, dev]
-        both = self.conv_sorted[level, lo] & self.conv_sorted[level, hi]
-        g = torch.where(both, g_lo + frac * (g_hi - g_lo), g_dev)
-        stuck = ~conv
-        fault = fault.to(torch.float64)
-        on = fault < stuck_on
-        off = (fault >= stuck_on) & (fault < stuck_on + stuck_off)
-        g = torch.where(on, self.levels[-1], torch.where(off, self.levels[0], g))
-        return {"g": g, "stuck": stuck | on | off, "pulses": self.pulses_sorted[level, dev],
-                "energy": self.energy_sorted[level, dev], "time": self.time_sorted[level, dev]}
+        base = level.long() * n
+        i_dev = base + torch.round(r).long().clamp_(0, n - 1)
+        i_lo = base + lo
+        del base, lo, r
+        gs, dg = self._g_sorted_as(dt)
+        g_lo = gs.take(i_lo)
+        g = torch.where(self.both_sorted.take(i_lo), g_lo.addcmul_(frac, dg.take(i_lo)), gs.take(i_dev))
+        del g_lo, frac, i_lo
+        stuck = ~self.conv_sorted.take(i_dev)
+        if fault is not None and stuck_on + stuck_off > 0:
+            fault = fault.to(dt)
+            on = fault < stuck_on
+            off = (fault >= stuck_on) & (fault < stuck_on + stuck_off)
+            g = torch.where(on, self.levels[-1].to(dt), torch.where(off, self.levels[0].to(dt), g))
+            stuck = stuck | on | off
+        out = {"g": g, "stuck": stuck}
+        if costs:
+            out.update(pulses=self.pulses_sorted.take(i_dev), energy=self.energy_sorted.take(i_dev),
+                       time=self.time_sorted.take(i_dev))
+        return out
+
+    def _g_sorted_as(self, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        """Sorted conductances and the steps to the next sample, in ``dtype`` (cached)."""
+        key = (dtype, self.g_sorted.device)
+        if getattr(self, "_gs_cache", (None,))[0] != key:
+            gs = self.g_sorted.to(dtype)
+            dg = torch.cat([gs[:, 1:] - gs[:, :-1], torch.zeros_like(gs[:, :1])], dim=1)
+            self._gs_cache = (key, gs, dg)
+        return self._gs_cache[1], self._gs_cache[2]
 
     # ------------------------------------------------------------------ read noise
     def sigma(self, g: torch.Tensor) -> torch.Tensor:
         """Read-noise standard deviation at conductance ``g`` (table.read_sigma_at in torch)."""
-        return interp(g.to(torch.float64), self.read_g, self.read_sigma)
+        dt = g.dtype if g.dtype in (torch.float32, torch.float64) else torch.float64
+        return interp(g.to(dt), self.read_g.to(dt), self.read_sigma.to(dt))
 
     # ------------------------------------------------------------------ drift
     def drift_factor(self, t: float, level: torch.Tensor, z: torch.Tensor, nu: float, nu_std: float,

@@ -10,8 +10,12 @@ Programmed cells
     The mapping turns each normalized weight into level indices ``[S, P, out, rows]``
     (``S`` slices of ``P`` cells); every cell's outcome (conductance, stuck or not,
     pulses, energy, time) is sampled from the table with one seed (``ideal_programming``:
-    the level's target exactly). Only what cannot be re-derived is kept: level indices,
-    conductances at programming, the drift normals and the per-output weight scales.
+    the level's target exactly). A cell's draws (outcome, stuck-at fault, drift normal)
+    sit at the cell's own position in counter-addressable streams of the seed, so any
+    block of cells is re-derived alone: the engine keeps only the level indices (one
+    byte per cell) and the per-output weight scales, samples and compiles a block of
+    outputs at a time (float32 physics for float32 layers), and reduces the programming
+    cost to per-tile sums and latencies on the fly.
 Compiled tiles
     Cells are laid out on ``tile_rows x tile_cols`` tiles (a weight's cells adjacent in a
     row, every group on tiles of its own). Compiling applies drift, IR drop (exact nodal
@@ -28,10 +32,12 @@ MVM
 """
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass, field
 from typing import Callable
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -40,7 +46,38 @@ from rramsim.models.config import CrossbarConfig
 from rramsim.models.irdrop import TileSolver, approx_transfer
 from rramsim.models.mapping import WeightMapping, make_mapping
 from rramsim.models.periphery import adc_scaled_, dac_codes, input_scale
-from rramsim.models.programming import DevicePhysics, combined_latency, tile_latencies
+from rramsim.models.programming import DevicePhysics, combined_latency
+
+CHUNK_CELLS = 1 << 18        # cells sampled and compiled together (memory of one block)
+STREAM_OUTCOME, STREAM_FAULT, STREAM_DRIFT = 0, 1, 2
+
+
+@contextlib.contextmanager
+def _serial():
+    """Torch ops on one CPU thread inside (restored after): the blocks are small, so threads
+    only add synchronisation, and they stall badly when other processes share the cores."""
+    threads = torch.get_num_threads()
+    if threads > 1:
+        torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        if threads > 1:
+            torch.set_num_threads(threads)
+
+
+def _level_dtype(n_levels: int) -> torch.dtype:
+    return torch.uint8 if n_levels <= 256 else torch.int16 if n_levels <= 2 ** 15 else torch.int32
+
+
+def _uniforms(seed: int, stream: int, start: int, n: int) -> torch.Tensor:
+    """Uniforms in [0, 1) (float32, 24 bits) at positions ``start .. start+n`` of the
+    counter-addressable stream ``stream`` of ``seed`` (PCG64 with jump-ahead: a block of
+    cells draws exactly what it would draw as part of the whole layer)."""
+    bg = np.random.PCG64(np.random.SeedSequence([int(seed), int(stream)]))
+    bg.advance(start // 2)               # two float32 draws per 64-bit output
+    out = np.random.Generator(bg).random(n + start % 2, dtype=np.float32)
+    return torch.from_numpy(out[start % 2:])
 
 # currents(volts, mats) -> [N, n_row_tiles, out*S, ...]: how the wrapper's inputs meet the tile matrices
 CurrentsFn = Callable[[torch.Tensor, list], torch.Tensor]
@@ -78,7 +115,7 @@ class TileEngine:
         self.usage: dict = {}
         self.record_usage = False
         self.after_compile: Callable[[CompiledTiles], None] | None = None
-        self.level = self.g0 = self.z = self.stuck = self.w_scale = None
+        self._level = self.w_scale = None
         self.compiled: CompiledTiles | None = None
         self._noise_gen: torch.Generator | None = None
         self._noise_dev = ""
@@ -129,86 +166,250 @@ class TileEngine:
 
     # ------------------------------------------------------------------ programming
     def encode(self, w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Level indices [S, P, out, rows] and per-output weight scales of weights ``w``."""
-        w = w.reshape(w.shape[0], -1).to(torch.float64).cpu()
-        if not torch.isfinite(w).all():
+        """Level indices [S, P, out, rows] (uint8 while the table has <= 256 levels) and
+        per-output weight scales (float64) of weights ``w``; encoded a block of outputs at
+        a time (no float64 copy of the whole matrix)."""
+        w = w.reshape(w.shape[0], -1)
+        if not bool(torch.isfinite(w).all()):
             raise ValueError(f"{self.name} weight contains NaN or inf; cannot program it "
                              "(check the checkpoint or the training run)")
+        scale = w.abs().amax(dim=1).to(device="cpu", dtype=torch.float64)
         if self.config.weight_scaling == "layer":
-            scale = w.abs().max().expand(w.shape[0]).clone()
-        else:
-            scale = w.abs().amax(dim=1)
+            scale = scale.max().expand(w.shape[0]).clone()
         scale = torch.where(scale > 0, scale, torch.ones_like(scale))
-        return self.mapping.encode(w / scale[:, None]), scale
+        m = self.mapping
+        level = torch.empty((m.n_slices, m.planes, w.shape[0], w.shape[1]), dtype=_level_dtype(self.table.n_levels))
+        step = max(1, CHUNK_CELLS // max(1, w.shape[1] * m.n_slices * m.planes))
+        with _serial():
+            for o0 in range(0, w.shape[0], step):
+                o1 = min(o0 + step, w.shape[0])
+                wc = w[o0:o1].to(device="cpu", dtype=torch.float64) / scale[o0:o1, None]
+                level[:, :, o0:o1] = m.encode(wc)
+        return level, scale
 
-    def _sample(self, level: torch.Tensor, gen: torch.Generator) -> dict:
-        """Program cells to ``level``: outcome and cost sampled from the table."""
+    def _chunks(self):
+        """(group, first output, end output) blocks of about CHUNK_CELLS cells, each in one group."""
+        m = self.mapping
+        step = max(1, CHUNK_CELLS // max(1, self.rows * m.n_slices * m.planes))
+        og = self.out_per_group
+        for g in range(self.groups):
+            for o0 in range(g * og, (g + 1) * og, step):
+                yield g, o0, min(o0 + step, (g + 1) * og)
+
+    def _cells_of(self, lv: torch.Tensor, seed: int, o0: int, s: int, p: int, dtype: torch.dtype,
+                  costs: bool, drift: bool, ideal: bool) -> dict:
+        """Programmed outcome of the cells of slice ``s``, plane ``p`` and outputs ``o0 ..
+        o0 + len(lv)`` (``lv`` [n_o, rows], all rows): conductance (after drift when
+        ``drift``), stuck flags and (``costs``) pulses, energy and time. Every cell's draws
+        sit at its own position in the seed's streams, so any block is re-derived alone."""
+        c, m = self.config, self.mapping
         dev = self.physics.levels.device
-        u = torch.rand(level.shape, generator=gen, dtype=torch.float64).to(dev)
-        fault = torch.rand(level.shape, generator=gen, dtype=torch.float64).to(dev)
-        c = self.config
-        level = level.to(dev)
-        res = self.physics.sample(level, u, fault, c.stuck_on, c.stuck_off)
-        if c.ideal_programming:
-            res["g"] = self.physics.levels[level]
+        n = lv.numel()
+        pos = ((s * m.planes + p) * self.outputs + o0) * self.rows
+        u = _uniforms(seed, STREAM_OUTCOME, pos, n).reshape(lv.shape).to(dev)
+        fault = None
+        if c.stuck_on + c.stuck_off > 0 and not ideal:
+            fault = _uniforms(seed, STREAM_FAULT, pos, n).reshape(lv.shape).to(dev)
+        lv = lv.to(dev).long()
+        res = self.physics.sample(lv, u.to(dtype), fault, c.stuck_on, c.stuck_off, costs=costs)
+        if ideal:
+            res["g"] = self.physics.levels.to(dtype)[lv]
             res["stuck"] = torch.zeros_like(res["stuck"])
+        if drift and c.drift_time > 0:
+            z = torch.special.ndtri(_uniforms(seed, STREAM_DRIFT, pos, n).add_(2.0 ** -25)).reshape(lv.shape)
+            f = self.physics.drift_factor(c.drift_time, lv, z.to(dev), c.drift_nu, c.drift_nu_std, c.drift_t0)
+            res["g"] = res["g"] * f.to(dtype)
         return res
 
     def program(self, weight: torch.Tensor, seed: int) -> dict:
         """Write ``weight`` [out, rows] to the tiles (one draw per cell from ``seed``) and
         return the programming cost."""
         self.seed = int(seed)
-        gen = torch.Generator().manual_seed(self.seed)
         level, w_scale = self.encode(weight.detach())
-        res = self._sample(level, gen)
-        z = torch.randn(level.shape, generator=gen, dtype=torch.float64)
         dev = self.physics.levels.device
-        self.level, self.g0, self.z, self.stuck = level.to(dev), res["g"], z.to(dev), res["stuck"]
-        self.w_scale = w_scale.to(dev)
-        self.program_stats = self._cost_of(res)
-        self.compiled = self.compile(dtype=weight.dtype)
+        self._level, self.w_scale = level.to(dev), w_scale.to(dev)
+        self.compiled = None
+        self.compiled, self.program_stats = self._sweep(self._level, self.w_scale, self.seed, weight.dtype,
+                                                        costs=True, build=self._fast_compile(True), drift=True)
+        if self.compiled is None:
+            self.compiled = self.compile(dtype=weight.dtype)
+        elif self.after_compile is not None:
+            self.after_compile(self.compiled)
         self._noise_gen = None
         return self.program_stats
 
-    def _cost_of(self, res: dict) -> dict:
-        g = self.geometry()
-        time, energy = self._tiles(res["time"]), self._tiles(res["energy"])
-        per_tile = tile_latencies(time, self.config.program_parallelism)
-        return {"cells": g["cells"], "tiles": g["tiles"], "pulses": float(res["pulses"].sum()),
-                "energy": float(res["energy"].sum()), "stuck": int(res["stuck"].sum()),
-                "latency": combined_latency(per_tile, self.config.parallel_tile_writes),
-                "tile_energy": energy.sum(dim=(1, 2)).cpu().numpy(), "tile_latency": per_tile.cpu().numpy()}
+    def _fast_compile(self, exact_ok: bool) -> bool:
+        """Whether compiling can go block by block (no IR drop, Ohmic cells)."""
+        c = self.config
+        ir = c.ir_drop if (exact_ok or c.ir_drop != "exact") else "approx"
+        return ir == "off" and not c.nonlinear_iv
+
+    def _sweep(self, level: torch.Tensor, w_scale: torch.Tensor, seed: int, dtype: torch.dtype, costs: bool,
+               build: bool, drift: bool, out_g: torch.Tensor | None = None, ideal: bool | None = None):
+        """One pass over the cells, a block of outputs at a time: the programming cost
+        reduced to per-tile sums and latencies on the fly (``costs``), the compiled tiles
+        built block by block (``build``), or every cell's conductance written into
+        ``out_g`` [S, P, out, rows]. Returns (compiled tiles or None, cost dict or {})."""
+        with _serial():
+            return self._sweep_blocks(level, w_scale, seed, dtype, costs, build, drift, out_g, ideal)
+
+    def _sweep_blocks(self, level, w_scale, seed, dtype, costs, build, drift, out_g, ideal):
+        c, m = self.config, self.mapping
+        geo = self.geometry()
+        dev = self.physics.levels.device
+        work = torch.float64 if dtype == torch.float64 else torch.float32
+        ideal = c.ideal_programming if ideal is None else ideal
+        G, S, P, og, rows = self.groups, m.n_slices, m.planes, self.out_per_group, self.rows
+        n_tr, n_tc, C = geo["row_tiles"], geo["col_tiles"], c.tile_cols
+        R = c.tile_rows if n_tr > 1 else rows
+        pad = n_tr * R - rows
+        if build:
+            mat = torch.zeros((n_tr, G, R, og * S), dtype=dtype, device=dev)
+            noise = torch.zeros_like(mat)
+            fs = torch.zeros((n_tr, self.outputs * S), dtype=torch.float64, device=dev)
+        if costs:
+            f64 = dict(dtype=torch.float64, device=dev)
+            row_time = torch.zeros((G, n_tc, rows), **f64)      # per physical row of a tile: max or sum
+            row_energy = torch.zeros((G, n_tc, rows), **f64)
+            tot = {"pulses": torch.zeros((), **f64), "energy": torch.zeros((), **f64), "stuck": 0}
+            by_row = c.program_parallelism != "cell"
+        signs = [float(x) for x in m.signs]
+        for g, o0, o1 in self._chunks():
+            n_o = o1 - o0
+            if build:
+                sig = torch.zeros((S, n_o, rows), dtype=work, device=dev)
+                var = torch.zeros_like(sig)
+                ideal_sig = torch.zeros_like(sig, dtype=torch.float64)
+            for s in range(S):
+                for p in range(P):
+                    lv = level[s, p, o0:o1]
+                    res = self._cells_of(lv, seed, o0, s, p, work, costs, drift, ideal)
+                    gsp = res["g"]
+                    if out_g is not None:
+                        out_g[s, p, o0:o1] = gsp
+                    if build:
+                        sig[s].add_(gsp, alpha=signs[p])
+                        var[s].add_(self.physics.sigma(gsp).square_())
+                        ideal_sig[s].add_(self.physics.levels[lv.to(dev).long()], alpha=signs[p])
+                    if costs:
+                        tot["stuck"] += int(res["stuck"].sum())
+                        tot["pulses"] += res["pulses"].sum()
+                        tot["energy"] += res["energy"].sum()
+                        # tile column of each output's cell in this plane
+                        tcol = (((torch.arange(o0, o1) - g * og) * S + s) * P + p) // C
+                        for tc in torch.unique_consecutive(tcol).tolist():
+                            sel = (tcol == tc).nonzero()
+                            a, b = int(sel[0]), int(sel[-1]) + 1
+                            t = res["time"][a:b]
+                            if by_row:
+                                torch.maximum(row_time[g, tc], t.amax(dim=0), out=row_time[g, tc])
+                            else:
+                                row_time[g, tc] += t.sum(dim=0)
+                            row_energy[g, tc] += res["energy"][a:b].sum(dim=0)
+                    del res, gsp
+            if build:
+                if m.offset:
+                    sig.sub_(m.offset)
+                    ideal_sig.sub_(m.offset)
+                ol0, ol1 = o0 - g * og, o1 - g * og
+                block = F.pad(sig.permute(2, 1, 0).reshape(rows, n_o * S), (0, 0, 0, pad))
+                mat[:, g, :, ol0 * S:ol1 * S] = block.reshape(n_tr, R, n_o * S)
+                block = F.pad(var.permute(2, 1, 0).reshape(rows, n_o * S), (0, 0, 0, pad))
+                noise[:, g, :, ol0 * S:ol1 * S] = block.reshape(n_tr, R, n_o * S)
+                col = F.pad(ideal_sig.abs_(), (0, pad)).reshape(S, n_o, n_tr, R).sum(-1)
+                fs[:, o0 * S:o1 * S] = col.permute(2, 1, 0).reshape(n_tr, n_o * S)
+                del sig, var, ideal_sig, block
+        comp = stats = None
+        if build:
+            full_scale = (c.adc_range * c.read_voltage * fs).clamp_min(1e-30).to(dtype)
+            sw = torch.as_tensor(m.slice_weights, dtype=torch.float64, device=dev)
+            col_scale = ((w_scale.to(dev)[:, None] * sw[None, :]).reshape(-1) / c.read_voltage).to(dtype)
+            comp = CompiledTiles([mat.reshape(n_tr * G, R, og * S)], noise.reshape(n_tr * G, R, og * S),
+                                 full_scale, col_scale)
+        if costs:
+            blocks = F.pad(row_time, (0, n_tr * c.tile_rows - rows)).reshape(G, n_tc, n_tr, c.tile_rows)
+            per_tile = blocks.sum(-1)          # row: the rows' slowest cells one after another; cell: all cells
+            per_tile = per_tile.permute(0, 2, 1).reshape(-1)                    # tiles [G, n_tr, n_tc]
+            energy = F.pad(row_energy, (0, n_tr * c.tile_rows - rows)).reshape(G, n_tc, n_tr, c.tile_rows)
+            energy = energy.sum(-1).permute(0, 2, 1).reshape(-1)
+            stats = {"cells": geo["cells"], "tiles": geo["tiles"], "pulses": float(tot["pulses"]),
+                     "energy": float(tot["energy"]), "stuck": int(tot["stuck"]),
+                     "latency": combined_latency(per_tile, c.parallel_tile_writes),
+                     "tile_energy": energy.cpu().numpy(), "tile_latency": per_tile.cpu().numpy()}
+        return comp, (stats or {})
+
+    @property
+    def level(self) -> torch.Tensor | None:
+        """Level index of every cell [S, P, out, rows] (int64)."""
+        return None if self._level is None else self._level.long()
+
+    def storage_bytes(self) -> int:
+        """Bytes of tensor storage the engine holds (programmed cells and compiled tiles;
+        the table's statistics and the module's float weights are not counted)."""
+        seen, total = set(), 0
+
+        def add(t) -> None:
+            nonlocal total
+            if isinstance(t, torch.Tensor):
+                st = t.untyped_storage()
+                if st.data_ptr() not in seen:
+                    seen.add(st.data_ptr())
+                    total += st.nbytes()
+
+        for name in ("_level", "w_scale"):
+            add(getattr(self, name, None))
+        comp = self.compiled
+        if comp is not None:
+            for t in [*comp.mats, comp.noise_mat, comp.full_scale, comp.col_scale, *(comp.iv_tiles or [])]:
+                add(t)
+        return total
 
     def to(self, device, dtype: torch.dtype) -> None:
         """Move the programmed cells to ``device`` and compile again for ``dtype``."""
-        for name in ("level", "g0", "z", "stuck", "w_scale"):
-            setattr(self, name, getattr(self, name).to(device))
+        self._level, self.w_scale = self._level.to(device), self.w_scale.to(device)
         self.physics.to(device)
+        self.compiled = None
         self.compiled = self.compile(dtype=dtype)
 
-    def conductances(self) -> torch.Tensor:
-        """Per-cell conductances [S, P, out, rows] now (after drift)."""
-        if self.g0 is None:
+    def conductances(self, level: torch.Tensor | None = None, seed: int | None = None,
+                     drift: bool = True, dtype: torch.dtype = torch.float64) -> torch.Tensor:
+        """Per-cell conductances [S, P, out, rows] now (after drift), re-derived from the
+        levels and the seed (the engine keeps no per-cell conductances)."""
+        if self._level is None and level is None:
             raise RuntimeError(f"{self.name} is not programmed yet")
-        c = self.config
-        return self.g0 * self.physics.drift_factor(c.drift_time, self.level, self.z, c.drift_nu, c.drift_nu_std,
-                                                   c.drift_t0)
+        level = self._level if level is None else level
+        out = torch.empty(level.shape, dtype=dtype, device=self.physics.levels.device)
+        self._sweep(level, self.w_scale, self.seed if seed is None else seed, dtype, costs=False, build=False,
+                    drift=drift, out_g=out)
+        return out
 
     def set_config(self, config: CrossbarConfig) -> None:
         """Same cells, another evaluation config (drift time, periphery); compiled again."""
         self.config = config
         if self.programmed:
-            self.compiled = self.compile(dtype=self.compiled.col_scale.dtype)
+            dtype = self.compiled.col_scale.dtype
+            self.compiled = None
+            self.compiled = self.compile(dtype=dtype)
 
     # ------------------------------------------------------------------ compile
     def compile(self, g: torch.Tensor | None = None, level: torch.Tensor | None = None,
                 w_scale: torch.Tensor | None = None, exact_ok: bool = True,
-                dtype: torch.dtype = torch.float32) -> CompiledTiles:
-        """Conductances [S, P, out, rows] -> the matrices of the forward pass."""
+                dtype: torch.dtype = torch.float32, seed: int | None = None) -> CompiledTiles:
+        """Programmed cells -> the matrices of the forward pass. Without IR drop and with
+        Ohmic cells the tiles are built a block of outputs at a time from the levels and
+        the seed; otherwise (or given conductances ``g``) from every cell at once."""
         c = self.config
-        g = self.conductances() if g is None else g
-        level = self.level if level is None else level
+        level = self._level if level is None else level
         w_scale = self.w_scale if w_scale is None else w_scale
+        seed = self.seed if seed is None else seed
+        if g is None and self._fast_compile(exact_ok):
+            comp, _ = self._sweep(level, w_scale, seed, dtype, costs=False, build=True, drift=True)
+            if self.after_compile is not None:
+                self.after_compile(comp)
+            return comp
+        work = torch.float64 if dtype == torch.float64 else torch.float32
+        g = self.conductances(level, seed, dtype=work) if g is None else g
+        level = level.to(g.device).long()
         geo = self.geometry()
         G, rows = self.groups, self.rows
         n_tr = geo["row_tiles"]
@@ -243,7 +444,7 @@ class TileEngine:
         full_scale = (c.adc_range * c.read_voltage * ideal.abs().sum(dim=1)).clamp_min(1e-30)
         full_scale = full_scale.reshape(n_tr, G * out_g * S).to(dtype)
         sw = torch.as_tensor(m.slice_weights, dtype=torch.float64, device=g.device)
-        col_scale = ((w_scale[:, None] * sw[None, :]).reshape(-1) / c.read_voltage).to(dtype)
+        col_scale = ((w_scale.to(g.device)[:, None] * sw[None, :]).reshape(-1) / c.read_voltage).to(dtype)
         iv_tiles = None
         if ir == "exact" and c.nonlinear_iv:
             iv = self.physics.iv(level)        # unused (padding) cells: ohmic, g = 0 anyway
@@ -393,14 +594,22 @@ class TileEngine:
 
     def training_compile(self, weight: torch.Tensor) -> CompiledTiles:
         """A fresh programming of ``weight`` for one training forward (programming-noise
-        injection; the exact solver is replaced by the approximation). The programmed
-        cells of the engine are left as they are."""
+        injection, no drift; the exact solver is replaced by the approximation). The
+        programmed cells of the engine are left as they are."""
         if self._train_gen is None:
             self._train_gen = torch.Generator().manual_seed(self.seed + 2)
+        seed = int(torch.randint(0, 2 ** 62, (1,), generator=self._train_gen))
         level, w_scale = self.encode(weight.detach())
-        res = self._sample(level, self._train_gen)
         dev = self.physics.levels.device
-        return self.compile(res["g"], level.to(dev), w_scale.to(dev), exact_ok=False, dtype=weight.dtype)
+        level, w_scale = level.to(dev), w_scale.to(dev)
+        if self._fast_compile(False):
+            comp, _ = self._sweep(level, w_scale, seed, weight.dtype, costs=False, build=True, drift=False)
+            if self.after_compile is not None:
+                self.after_compile(comp)
+            return comp
+        work = torch.float64 if weight.dtype == torch.float64 else torch.float32
+        g = self.conductances(level, seed, drift=False, dtype=work)
+        return self.compile(g, level, w_scale, exact_ok=False, dtype=weight.dtype)
 
     def _exact_nonlinear(self, volts: torch.Tensor, comp: CompiledTiles) -> torch.Tensor:
         """Tile currents [n, n_tr, out*S] of row voltages [n, G*rows] with the exact IR-drop
