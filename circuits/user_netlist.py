@@ -103,16 +103,32 @@ class UserDevice:
 
 def _check_cards(lines: list[tuple[int, str]], path: Path) -> None:
     depth = 0
+    refused, level, control = [], 0, False
+    for n, ln in lines:
+        card = ln.split()[0].lower()
+        level += (card == ".subckt") - (card == ".ends")
+        if card == ".endc" and control:           # the end of a refused .control block
+            control = False
+            continue
+        control = control or card == ".control"
+        if card.startswith(".") and card not in ALLOWED_CARDS:
+            refused.append((n, f"'{card}'"))
+        elif not card.startswith(".") and level == 0 and not control and card != "simulator":
+            refused.append((n, f"the element '{ln.split()[0]}' outside the subcircuit"))
+    if refused:                       # all of them at once, so that one edit of the file fixes them
+        one = len(refused) == 1
+        where = refused[0][1] if one else (", ".join(f"{what} (line {n})" for n, what in refused[:8])
+                                           + (", ..." if len(refused) > 8 else ""))
+        raise NetlistError(f"{path}:{refused[0][0]}: {where} {'is' if one else 'are'} not allowed in a device file; "
+                           f"keep only the subcircuit and its "
+                           f"{', '.join(sorted(ALLOWED_CARDS - {'.end', '.backanno'}))} cards "
+                           "(rramsim writes the test circuit and the analyses itself)")
     for number_, line in lines:
         card = line.split()[0].lower()
         if card == ".subckt":
             depth += 1
         elif card == ".ends":
             depth -= 1
-        if card.startswith(".") and card not in ALLOWED_CARDS:
-            raise NetlistError(f"{path}:{number_}: '{card}' is not allowed in a device file; keep only the "
-                               f"subcircuit and its {', '.join(sorted(ALLOWED_CARDS - {'.end', '.backanno'}))} cards "
-                               "(rramsim writes the analyses itself)")
         if card in (".ic",) and depth == 0:
             raise NetlistError(f"{path}:{number_}: '.ic' outside the subcircuit names nodes of a circuit rramsim "
                                "builds itself; move it inside the .subckt (it then sets that device's initial state)")
@@ -174,6 +190,10 @@ def load_user_netlist(path: str | Path, subckt: str, cell: str = "1R", dialect: 
     except UnicodeDecodeError:
         raise NetlistError(f"{path} is not a text netlist (it is not UTF-8 text)") from None
     lines = [(n, ln) for n, ln in _logical_lines(text) if ln.split()[0].lower() != ".end"]
+    title = lines[0][1] if (lines and lines[0][0] == 1 and not lines[0][1].startswith(".")
+                            and not re.match(r"simulator\s+lang", lines[0][1], re.IGNORECASE)) else ""
+    if title:                         # a whole deck's first line is its title, not a card
+        lines = lines[1:]
     _check_cards(lines, path)
     span = _subckt_span(lines, subckt)
     if span is None:
@@ -187,6 +207,8 @@ def load_user_netlist(path: str | Path, subckt: str, cell: str = "1R", dialect: 
     if dialect == "auto":
         dialect, why = detect(lines, text, path)
     tr = translate(lines, dialect, path)
+    if title:
+        tr.notes.insert(0, f"line 1 read as the file's title: {title[:60]!r}")
     lines = tr.lines
     span = _subckt_span(lines, subckt)
     params = _parameters(lines, *span)

@@ -153,6 +153,24 @@ def test_ltspice_line_left_open_is_closed_at_its_end_as_ltspice_does(tmp_path):
         load_user_netlist(f, "bad", dialect="ltspice")
 
 
+def test_a_whole_deck_is_refused_with_every_offending_line_at_once(tmp_path):
+    deck = tmp_path / "deck.cir"                       # a test deck around the device, as published
+    deck.write_text("Threshold memristor demo\n.param tp=1u\nXd in 0 dev\nVin in 0 sin(0 2 1meg)\n"
+                    ".subckt dev a b params: g=1m\nBm a b I={g*V(a,b)}\n.ends dev\n"
+                    ".control\ntran 1n 2u\nplot i(vin)\n.endc\n.end\n")
+    with pytest.raises(NetlistError) as err:
+        load_user_netlist(deck, "dev")
+    msg = str(err.value)
+    assert msg.startswith(f"{deck}:3: the element 'Xd' outside the subcircuit (line 3), the element 'Vin' outside")
+    assert "'.control' (line 8) are not allowed" in msg and "'tran'" not in msg and ".endc" not in msg
+    lines = deck.read_text().splitlines()              # the same file cut to the subcircuit: its title stays
+    deck.write_text("\n".join(lines[:2] + lines[4:7]) + "\n")
+    user = load_user_netlist(deck, "dev")
+    assert "line 1 read as the file's title: 'Threshold memristor demo'" in user.record()["translation"]
+    cards = [ln for ln in user.device.definition.splitlines() if not ln.startswith("*")]
+    assert not any("Threshold" in ln for ln in cards)
+
+
 def test_ic_outside_subckt_and_spectre_are_refused(tmp_path):
     f = tmp_path / "ic.sub"
     f.write_text(".subckt dev a b\nC1 s 0 1\nR1 a b 1k\n.ends dev\n.ic V(s)=0.1\n")
