@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import warnings
+from pathlib import Path
 
 import pytest
 import torch
@@ -388,3 +390,30 @@ def test_hardware_aware_training_reaches_sequence_weights(table):
         torch.testing.assert_close(model.encoder.layers[1].self_attn.in_proj_weight[:16],
                                    analog.encoder.layers[1].self_attn.q_proj.weight)
         torch.testing.assert_close(model.encoder.layers[0].norm1.weight, analog.encoder.layers[0].norm1.weight)
+
+
+# --------------------------------------------------------------------------- shipped networks
+
+CHECKPOINTS = Path(__file__).resolve().parent.parent / "models" / "checkpoints"
+
+
+@pytest.mark.parametrize("ckpt", ["vit_mnist.pt", "lstm_mnist.pt", "dscnn_fashion.pt"])
+def test_shipped_network_runs_on_crossbars_near_its_float_accuracy(table, ckpt):
+    """The shipped checkpoint converts with every weight matrix on crossbars and keeps its
+    accuracy on 300 test images, within what the full test sets measured
+    (examples/reports/networks.md)."""
+    from rramsim.models import conversion_report, convert_to_analog, data
+    from rramsim.models.training import evaluate, load_checkpoint
+
+    model, meta = load_checkpoint(CHECKPOINTS / ckpt)
+    assert meta["accuracy"] >= (0.97 if meta["dataset"] == "mnist" else 0.90)
+    data.ensure_dataset(meta["dataset"])
+    loader = data.get_loader(meta["dataset"], "test", batch_size=300, subset=300, seed=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")        # the ViT's position embedding may be listed as digital
+        analog = convert_to_analog(model, table)
+    digital = conversion_report(analog).digital
+    assert [r.name for r in digital] in ([], ["<model>"]) and sum(r.params for r in digital) <= 1024
+    float_acc, analog_acc = evaluate(model, loader), evaluate(analog, loader)
+    # measured on the full test sets: ViT -0.07 pp, LSTM +0.06 pp, depthwise CNN -2.83 pp
+    assert analog_acc >= float_acc - (0.02 if meta["dataset"] == "mnist" else 0.06), (float_acc, analog_acc)
