@@ -2,6 +2,8 @@
 import dataclasses
 
 import h5py
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -94,7 +96,8 @@ def test_version_1_tables_still_load(small_table_file, tmp_path):
             del p[k]
         for k, v in old.items():
             p[k] = v
-    for path in (v1, default_table_path()):
+    shipped_v1 = Path(__file__).parent / "data" / "default_v1.h5"    # the table version 1 shipped
+    for path in (v1, shipped_v1):
         table = DeviceTable.load(path)
         scheme = scheme_from_attrs(table.scheme)
         assert isinstance(scheme, ISPP) and scheme.reset_start == 1.0 and scheme.erase == 1.6
