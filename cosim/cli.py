@@ -236,7 +236,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except (TableError, SimulationError, ValueError, FileNotFoundError, subprocess.TimeoutExpired) as exc:
-        print(f"rramsim {args.command}: error: {exc}", file=sys.stderr)
+        from rramsim.cosim.probe import device_failure_hint
+        hint = device_failure_hint(exc.message) if isinstance(exc, SimulationError) else ""
+        first, _, rest = str(exc).partition("\n")            # the hint joins the error's own paragraph
+        print(f"rramsim {args.command}: error: {first}" + (f" {hint}" if hint else "") + (f"\n{rest}" if rest else ""),
+              file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("rramsim: interrupted", file=sys.stderr)

@@ -20,6 +20,7 @@ does not evolve (typically a model that keeps its state in a variable, not a nod
 from __future__ import annotations
 
 import dataclasses
+import re
 import shlex
 from dataclasses import dataclass
 
@@ -163,8 +164,22 @@ def _ramps_within(device: Device, params: dict | None, width: float, ladder: np.
         except DeckLoadError:
             raise
         except SimulationError as exc:
+            if "did not load" in exc.message:        # the deck, not the device's numerics: lower ramps cannot help
+                raise
             failed.append((width, float(amps[-1]), exc.message.split("\n")[0]))
     return None, ladder
+
+
+def device_failure_hint(message: str) -> str:
+    """One sentence for an ngspice failure whose collapsed time step names a node inside
+    the device (bench instances are ``xc<N>``): the model itself broke down, not the bench."""
+    m = re.search(r'Timestep too small.*?trouble with node "xc\d+\.([^"]+)"', message, re.IGNORECASE | re.DOTALL)
+    if not m:
+        return ""
+    return (f"ngspice's time step collapsed at node '{m.group(1)}' inside the device itself, not in rramsim's "
+            "bench: the model breaks down numerically under these pulses (typically a state driven past its "
+            "bounds, or a rate that jumps at a bound). Give gentler pulses (--v-set/--v-max, --width-max, "
+            "--reset-max; `rramsim probe` shows what the probe proposed) or make the model's bounds smooth.")
 
 
 def _first_move(g_before: float, g: np.ndarray) -> tuple[int, int]:

@@ -124,3 +124,11 @@ def test_veriloga_module_may_be_left_out_when_the_file_has_one(tmp_path, capsys)
     assert main(["probe", "--veriloga", str(va), "--max-voltage", "2"]) == 0
     out = capsys.readouterr().out
     assert "SET with + on the first port" in out and "--module vastate" in out   # the command names the module found
+
+
+def test_a_time_step_collapsed_inside_the_device_is_named_as_the_models_failure():
+    from rramsim.cosim.probe import device_failure_hint
+    inside = 'doAnalyses: TRAN:  Timestep too small; time = 8.06, timestep = 1.25e-13: trouble with node "xc0.x0.aux"'
+    assert "at node 'x0.aux' inside the device itself" in device_failure_hint(inside)
+    assert device_failure_hint(inside.replace('"xc0.x0.aux"', '"d"')) == ""    # a bench node: no claim
+    assert device_failure_hint("the deck did not load: Error on line 5") == ""
