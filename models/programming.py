@@ -113,12 +113,16 @@ class DevicePhysics(nn.Module):
 
     # ------------------------------------------------------------------ programming
     def sample(self, level: torch.Tensor, u: torch.Tensor, fault: torch.Tensor | None,
-               stuck_on: float, stuck_off: float, costs: bool = True) -> dict[str, torch.Tensor]:
+               stuck_on: float, stuck_off: float, costs: bool = True, sigma: bool = False) -> dict[str, torch.Tensor]:
         """Program cells to ``level`` (integer) with uniforms ``u`` (outcome) and ``fault``
         (None: no stuck-at faults drawn).
 
         Returns per-cell ``g`` (S, in the dtype of ``u``: float32 draws sample in float32),
-        ``stuck`` (bool) and, with ``costs``, ``pulses``, ``energy`` (J), ``time`` (s).
+        ``stuck`` (bool), with ``costs`` ``pulses``, ``energy`` (J), ``time`` (s) and with
+        ``sigma`` the read-noise sigma at ``g`` (interpolated along the sorted samples, the
+        same as :meth:`sigma` since both are linear in g between two samples; cells whose
+        sample interval holds a knot of the read-noise curve, and stuck-at faults, are
+        evaluated by :meth:`sigma` itself).
         """
         n = self.g_sorted.shape[1]
         dt = u.dtype if u.dtype in (torch.float32, torch.float64) else torch.float64
@@ -127,12 +131,16 @@ class DevicePhysics(nn.Module):
         frac = r - lo
         base = level.long() * n
         i_dev = base + torch.round(r).long().clamp_(0, n - 1)
-        i_lo = base + lo
-        del base, lo, r
-        gs, dg = self._g_sorted_as(dt)
-        g_lo = gs.take(i_lo)
-        g = torch.where(self.both_sorted.take(i_lo), g_lo.addcmul_(frac, dg.take(i_lo)), gs.take(i_dev))
-        del g_lo, frac, i_lo
+        i_lo = base.add_(lo)
+        del lo, r
+        gs, dg, sg, dsg, kink = self._sorted_as(dt)
+        both = self.both_sorted.take(i_lo)
+        g = torch.where(both, gs.take(i_lo).addcmul_(frac, dg.take(i_lo)), gs.take(i_dev))
+        out = {"g": g}
+        if sigma:
+            out["sigma"] = torch.where(both, sg.take(i_lo).addcmul_(frac, dsg.take(i_lo)), sg.take(i_dev))
+            fix = both & kink.take(i_lo)
+        del frac
         stuck = ~self.conv_sorted.take(i_dev)
         if fault is not None and stuck_on + stuck_off > 0:
             fault = fault.to(dt)
@@ -140,20 +148,31 @@ class DevicePhysics(nn.Module):
             off = (fault >= stuck_on) & (fault < stuck_on + stuck_off)
             g = torch.where(on, self.levels[-1].to(dt), torch.where(off, self.levels[0].to(dt), g))
             stuck = stuck | on | off
-        out = {"g": g, "stuck": stuck}
+            out["g"] = g
+            if sigma:
+                fix |= on | off
+        if sigma and bool(fix.any()):
+            out["sigma"][fix] = self.sigma(g[fix])
+        out["stuck"] = stuck
         if costs:
             out.update(pulses=self.pulses_sorted.take(i_dev), energy=self.energy_sorted.take(i_dev),
                        time=self.time_sorted.take(i_dev))
         return out
 
-    def _g_sorted_as(self, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
-        """Sorted conductances and the steps to the next sample, in ``dtype`` (cached)."""
+    def _sorted_as(self, dtype: torch.dtype) -> tuple:
+        """In ``dtype`` (cached): the sorted conductances, the steps to the next sample, the
+        read-noise sigma at each sample and its steps, and whether a knot of the read-noise
+        curve lies strictly between a sample and the next."""
         key = (dtype, self.g_sorted.device)
-        if getattr(self, "_gs_cache", (None,))[0] != key:
+        if getattr(self, "_sorted_cache", (None,))[0] != key:
             gs = self.g_sorted.to(dtype)
-            dg = torch.cat([gs[:, 1:] - gs[:, :-1], torch.zeros_like(gs[:, :1])], dim=1)
-            self._gs_cache = (key, gs, dg)
-        return self._gs_cache[1], self._gs_cache[2]
+            step = lambda a: torch.cat([a[:, 1:] - a[:, :-1], torch.zeros_like(a[:, :1])], dim=1)  # noqa: E731
+            sg = self.sigma(gs)
+            nxt = torch.cat([gs[:, 1:], gs[:, -1:]], dim=1)
+            knots = self.read_g.to(dtype)
+            kink = ((gs[..., None] < knots) & (knots < nxt[..., None])).any(-1)
+            self._sorted_cache = (key, gs, step(gs), sg, step(sg), kink)
+        return self._sorted_cache[1:]
 
     # ------------------------------------------------------------------ read noise
     def sigma(self, g: torch.Tensor) -> torch.Tensor:

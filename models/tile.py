@@ -170,7 +170,9 @@ class TileEngine:
         per-output weight scales (float64) of weights ``w``; encoded a block of outputs at
         a time (no float64 copy of the whole matrix)."""
         w = w.reshape(w.shape[0], -1)
-        if not bool(torch.isfinite(w).all()):
+        with _serial():
+            finite = bool(torch.isfinite(w).all())
+        if not finite:
             raise ValueError(f"{self.name} weight contains NaN or inf; cannot program it "
                              "(check the checkpoint or the training run)")
         scale = w.abs().amax(dim=1).to(device="cpu", dtype=torch.float64)
@@ -197,10 +199,10 @@ class TileEngine:
                 yield g, o0, min(o0 + step, (g + 1) * og)
 
     def _cells_of(self, lv: torch.Tensor, seed: int, o0: int, s: int, p: int, dtype: torch.dtype,
-                  costs: bool, drift: bool, ideal: bool) -> dict:
+                  costs: bool, drift: bool, ideal: bool, sigma: bool = False) -> dict:
         """Programmed outcome of the cells of slice ``s``, plane ``p`` and outputs ``o0 ..
         o0 + len(lv)`` (``lv`` [n_o, rows], all rows): conductance (after drift when
-        ``drift``), stuck flags and (``costs``) pulses, energy and time. Every cell's draws
+        ``drift``), stuck flags, (``costs``) pulses, energy and time, (``sigma``) read noise. Every cell's draws
         sit at its own position in the seed's streams, so any block is re-derived alone."""
         c, m = self.config, self.mapping
         dev = self.physics.levels.device
@@ -211,14 +213,18 @@ class TileEngine:
         if c.stuck_on + c.stuck_off > 0 and not ideal:
             fault = _uniforms(seed, STREAM_FAULT, pos, n).reshape(lv.shape).to(dev)
         lv = lv.to(dev).long()
-        res = self.physics.sample(lv, u.to(dtype), fault, c.stuck_on, c.stuck_off, costs=costs)
+        drifts = drift and c.drift_time > 0
+        res = self.physics.sample(lv, u.to(dtype), fault, c.stuck_on, c.stuck_off, costs=costs,
+                                  sigma=sigma and not (ideal or drifts))
         if ideal:
             res["g"] = self.physics.levels.to(dtype)[lv]
             res["stuck"] = torch.zeros_like(res["stuck"])
-        if drift and c.drift_time > 0:
+        if drifts:
             z = torch.special.ndtri(_uniforms(seed, STREAM_DRIFT, pos, n).add_(2.0 ** -25)).reshape(lv.shape)
             f = self.physics.drift_factor(c.drift_time, lv, z.to(dev), c.drift_nu, c.drift_nu_std, c.drift_t0)
             res["g"] = res["g"] * f.to(dtype)
+        if sigma and "sigma" not in res:
+            res["sigma"] = self.physics.sigma(res["g"])
         return res
 
     def program(self, weight: torch.Tensor, seed: int) -> dict:
@@ -283,13 +289,13 @@ class TileEngine:
             for s in range(S):
                 for p in range(P):
                     lv = level[s, p, o0:o1]
-                    res = self._cells_of(lv, seed, o0, s, p, work, costs, drift, ideal)
+                    res = self._cells_of(lv, seed, o0, s, p, work, costs, drift, ideal, sigma=build)
                     gsp = res["g"]
                     if out_g is not None:
                         out_g[s, p, o0:o1] = gsp
                     if build:
                         sig[s].add_(gsp, alpha=signs[p])
-                        var[s].add_(self.physics.sigma(gsp).square_())
+                        var[s].add_(res["sigma"].square_())
                         ideal_sig[s].add_(self.physics.levels[lv.to(dev).long()], alpha=signs[p])
                     if costs:
                         tot["stuck"] += int(res["stuck"].sum())
