@@ -65,8 +65,11 @@ class ProbeResult:
             v_max = max(round(min(1.2 * self.v_set_full, self.max_voltage), 3), v_start)
             return ISPP(v_start=v_start, v_step=step, v_max=v_max, pulse_width=self.width, **common)
         v_set = max(round(min(1.05 * self.v_set, self.max_voltage), 3), 1.5 * vr)
-        return PulseWidth(v_set=v_set, width_start=max(self.width / 100, 1e-10), width_factor=2.0,
-                          width_max=min(self.width * 10, 1.0), max_pulses=60, **common)
+        # fine first widths and a gentle growth: the reachable conductances stay closer than the
+        # verify tolerance for devices that move much at the probed width (doubling from width/100
+        # left a few fixed states, e.g. a metastable-switch model, 3 of 8 levels)
+        return PulseWidth(v_set=v_set, width_start=max(self.width / 1000, 1e-10), width_factor=1.25,
+                          width_max=min(self.width * 10, 1.0), max_pulses=100, **common)
 
     def targets(self, levels: int = 8) -> np.ndarray:
         """``levels`` conductances evenly spaced from 10% to 60% of the window."""
