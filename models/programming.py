@@ -133,15 +133,17 @@ class DevicePhysics(nn.Module):
         i_dev = base + torch.round(r).long().clamp_(0, n - 1)
         i_lo = base.add_(lo)
         del lo, r
-        gs, dg, sg, dsg, kink = self._sorted_as(dt)
-        both = self.both_sorted.take(i_lo)
-        g = torch.where(both, gs.take(i_lo).addcmul_(frac, dg.take(i_lo)), gs.take(i_dev))
+        lo_tab, dev_tab, cost_tab = self._sorted_as(dt)
+        at_lo = lo_tab.index_select(0, i_lo.reshape(-1)).reshape(*i_lo.shape, 6)     # g dg sigma dsigma both kink
+        at_dev = dev_tab.index_select(0, i_dev.reshape(-1)).reshape(*i_dev.shape, 3)  # g sigma converged
+        both = at_lo[..., 4] > 0
+        g = torch.where(both, at_lo[..., 1].mul(frac).add_(at_lo[..., 0]), at_dev[..., 0])
         out = {"g": g}
         if sigma:
-            out["sigma"] = torch.where(both, sg.take(i_lo).addcmul_(frac, dsg.take(i_lo)), sg.take(i_dev))
-            fix = both & kink.take(i_lo)
-        del frac
-        stuck = ~self.conv_sorted.take(i_dev)
+            out["sigma"] = torch.where(both, at_lo[..., 3].mul(frac).add_(at_lo[..., 2]), at_dev[..., 1])
+            fix = both & (at_lo[..., 5] > 0)
+        del frac, at_lo
+        stuck = at_dev[..., 2] == 0
         if fault is not None and stuck_on + stuck_off > 0:
             fault = fault.to(dt)
             on = fault < stuck_on
@@ -155,14 +157,15 @@ class DevicePhysics(nn.Module):
             out["sigma"][fix] = self.sigma(g[fix])
         out["stuck"] = stuck
         if costs:
-            out.update(pulses=self.pulses_sorted.take(i_dev), energy=self.energy_sorted.take(i_dev),
-                       time=self.time_sorted.take(i_dev))
+            at = cost_tab.index_select(0, i_dev.reshape(-1)).reshape(*i_dev.shape, 3)
+            out.update(pulses=at[..., 0], energy=at[..., 1], time=at[..., 2])
         return out
 
     def _sorted_as(self, dtype: torch.dtype) -> tuple:
-        """In ``dtype`` (cached): the sorted conductances, the steps to the next sample, the
-        read-noise sigma at each sample and its steps, and whether a knot of the read-noise
-        curve lies strictly between a sample and the next."""
+        """Per sorted sample (rows ``level * n + k``), in ``dtype`` (cached): at the lower
+        neighbour [g, step to the next g, sigma, step of sigma, both converged, a knot of
+        the read-noise curve strictly between the two], at the picked device [g, sigma,
+        converged], and its costs [pulses, energy, time] (float64)."""
         key = (dtype, self.g_sorted.device)
         if getattr(self, "_sorted_cache", (None,))[0] != key:
             gs = self.g_sorted.to(dtype)
@@ -171,7 +174,10 @@ class DevicePhysics(nn.Module):
             nxt = torch.cat([gs[:, 1:], gs[:, -1:]], dim=1)
             knots = self.read_g.to(dtype)
             kink = ((gs[..., None] < knots) & (knots < nxt[..., None])).any(-1)
-            self._sorted_cache = (key, gs, step(gs), sg, step(sg), kink)
+            lo = torch.stack([gs, step(gs), sg, step(sg), self.both_sorted.to(dtype), kink.to(dtype)], -1)
+            dev = torch.stack([gs, sg, self.conv_sorted.to(dtype)], -1)
+            cost = torch.stack([self.pulses_sorted, self.energy_sorted, self.time_sorted], -1).to(torch.float64)
+            self._sorted_cache = (key, lo.reshape(-1, 6), dev.reshape(-1, 3), cost.reshape(-1, 3))
         return self._sorted_cache[1:]
 
     # ------------------------------------------------------------------ read noise
