@@ -531,9 +531,11 @@ class TileEngine:
             if self.record_usage and c.adc_bits is not None:
                 clip[0] += int((cur.abs() > fs).sum())
                 clip[1] += cur.numel()
-            out_scale = comp.col_scale.reshape(1, 1, -1, *extra) * sample_scale.reshape(-1, *([1] * (cur.dim() - 1)))
-            cur = adc_scaled_(cur, fs, c.adc_bits, out_scale)
-            return cur[:, 0] if cur.shape[1] == 1 else cur.sum(1)
+            # columns rescaled inside the ADC, the per-sample input scale once on the tile sum
+            # (no [vectors x columns] scale tensor)
+            cur = adc_scaled_(cur, fs, c.adc_bits, comp.col_scale.reshape(1, 1, -1, *extra))
+            y = cur[:, 0] if cur.shape[1] == 1 else cur.sum(1)
+            return y.mul_(sample_scale.reshape(-1, *([1] * (y.dim() - 1))))
 
         vq, on = None, 0.0
         if c.dac_bits is None:
