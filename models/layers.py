@@ -119,6 +119,7 @@ class AnalogLayerMixin:
             if module.bias is not None:
                 self.bias.copy_(module.bias)
         self.weight.requires_grad_(module.weight.requires_grad)
+        self.train(module.training)        # a converted eval-mode model stays in eval mode
         if program:
             self.program()
         return self

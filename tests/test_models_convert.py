@@ -205,3 +205,14 @@ def test_attention_without_a_converter_stays_digital_as_a_whole(table):
         assert [r.name for r in conversion_report(a).digital] == ["attn"]
     finally:
         convert_mod._CONVERTERS[:] = saved
+
+
+def test_conversion_keeps_each_modules_mode():
+    """An eval-mode model converts to eval-mode analog layers (train-mode layers would draw
+    a fresh programming on every forward with gradients on)."""
+    from rramsim.devices import load_default_table
+    from rramsim.models import convert_to_analog
+    model = torch.nn.Sequential(torch.nn.Linear(6, 5), torch.nn.ReLU(), torch.nn.Linear(5, 3)).eval()
+    analog = convert_to_analog(model, load_default_table())
+    assert not any(m.training for m in analog.modules())
+    assert all(m.training for m in convert_to_analog(model.train(), load_default_table()).modules())
