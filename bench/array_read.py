@@ -17,19 +17,14 @@ bench/RESULTS.md.
 """
 from __future__ import annotations
 
-import sys
+import argparse
+import os
+import tempfile
+import time
 from pathlib import Path
 
-# this file is named like the standard library's ``array``: keep its folder off the import path
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
-
-import argparse  # noqa: E402
-import os  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
+import numpy as np
+import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 

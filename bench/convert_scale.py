@@ -17,8 +17,8 @@ weight, the user's model) are in the baseline and not counted; ``inplace=False``
 the model first and adds those 4 bytes on top. Default config (differential mapping,
 programming spread, no drift, IR drop off, linear I-V).
 
-    python -P bench/convert_scale.py                 # the 33.6 M-weight two-layer MLP
-    python -P bench/convert_scale.py --cases mlp33 mlp100
+    python bench/convert_scale.py                 # the 33.6 M-weight two-layer MLP
+    python bench/convert_scale.py --cases mlp33 mlp100
 """
 from __future__ import annotations
 

@@ -38,9 +38,6 @@ import time
 import warnings
 from pathlib import Path
 
-# run as a script, this folder comes first on sys.path, and its array.py would shadow the
-# standard library's array module (imported by torch)
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
 import numpy as np
 import scipy.sparse.linalg as spla

@@ -6,7 +6,7 @@ per scheme: pulses per level, sigma of the reached conductance per level (relati
 target), energy per level, convergence, and the spread of the trajectories: the largest
 single-pulse jump of G and how far above the highest target the verify reads went.
 
-    python -P bench/schemes.py [--devices 40] [--workers 2]
+    python bench/schemes.py [--devices 40] [--workers 2]
 """
 from __future__ import annotations
 
