@@ -33,7 +33,7 @@ from __future__ import annotations
 import numpy as np
 
 from rramsim.circuits.compact_model import nmos_model
-from rramsim.circuits.crossbar import NMOS, column_vectors
+from rramsim.circuits.crossbar import NMOS, column_vectors, finite_array
 from rramsim.circuits.render import check_identifier, number
 from rramsim.circuits.testbenches import Device
 
@@ -47,18 +47,6 @@ OPTIONS = ".options klu reltol=1e-6 abstol=1e-15 vntol=1e-9"
 def linear_device() -> Device:
     """A linear resistor cell (state parameter ``gc``: its conductance in S)."""
     return Device("lincell", ".subckt lincell te be params: gc=1e-5\nR1 te be {1/gc}\n.ends lincell", ("gc",))
-
-
-def _array(value, name: str, ndim: int) -> np.ndarray:
-    try:
-        a = np.asarray(value, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise ValueError(f"parameter {name!r} must be an array of numbers") from None
-    if a.ndim != ndim or a.size == 0:
-        raise ValueError(f"parameter {name!r} must be a non-empty {ndim}-D array, got shape {a.shape}")
-    if not np.all(np.isfinite(a)):
-        raise ValueError(f"parameter {name!r} contains NaN or inf")
-    return a
 
 
 def _f(x: float) -> str:
@@ -85,8 +73,8 @@ def array_deck(device: Device, states, inputs, wire_resistance: float, cell: str
     """
     if not isinstance(device, Device):
         raise TypeError(f"device must be a rramsim Device, got {type(device).__name__}")
-    s = _array(states, "states", 2)
-    v = _array(inputs, "inputs", 2)
+    s = finite_array(states, "states", 2)
+    v = finite_array(inputs, "inputs", 2)
     n, m = s.shape
     if v.shape[0] != n:
         raise ValueError(f"parameter 'inputs' has {v.shape[0]} rows but 'states' has {n}")
@@ -153,7 +141,7 @@ def cell_deck(device: Device, states, read_voltage: float, cell: str = "1R", sta
     """Isolated cells in ``states`` [N], each read at ``read_voltage`` (no wires; source
     of a 1T1R cell grounded): ``i(vs<k>)`` is cell k's read current. Run it with
     :func:`read_analysis` ``(1)``. Used to map states to read conductances."""
-    s = _array(states, "states", 1)
+    s = finite_array(states, "states", 1)
     if (state_param is None) == (state_node is None):
         raise ValueError("give exactly one of state_param and state_node")
     if state_param is not None and state_param not in device.params:

@@ -25,7 +25,8 @@ from rramsim.circuits.render import number
 NMOS = {"vto": 0.45, "kp": 2e-4, "lam": 0.02}
 
 
-def _finite_array(value, name: str, ndim: int) -> np.ndarray:
+def finite_array(value, name: str, ndim: int) -> np.ndarray:
+    """``value`` as a non-empty finite float64 array of ``ndim`` dims, or a ValueError naming it."""
     try:
         a = np.asarray(value, dtype=np.float64)
     except (TypeError, ValueError):
@@ -48,8 +49,8 @@ def crossbar_deck(conductances, inputs, wire_resistance: float, cell: str = "1R"
     Run it with an ``op`` analysis and read ``i(vcol0)`` ... ``i(vcol<M-1>)``
     (see :func:`column_vectors`).
     """
-    g = _finite_array(conductances, "conductances", 2)
-    v = _finite_array(inputs, "inputs", 1)
+    g = finite_array(conductances, "conductances", 2)
+    v = finite_array(inputs, "inputs", 1)
     n, m = g.shape
     if v.shape[0] != n:
         raise ValueError(f"parameter 'inputs' has {v.shape[0]} values but 'conductances' has {n} rows")
