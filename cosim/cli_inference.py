@@ -221,7 +221,10 @@ def hardware_effects(config, table) -> list[str]:
         if c.stuck_on or c.stuck_off:
             stuck += f", plus stuck_on {c.stuck_on:g} / stuck_off {c.stuck_off:g} per cell"
         on.append(stuck)
-    (off if c.read_noise == "off" else on).append(f"read noise ({c.read_noise})")
+    if c.read_noise != "off" and not (table.read_sigma > 0).any():
+        off.append("read noise (the table has none: its device had no read-noise source)")
+    else:
+        (off if c.read_noise == "off" else on).append(f"read noise ({c.read_noise})")
     (on if c.nonlinear_iv else off).append("I-V nonlinearity (table's I-V)" if c.nonlinear_iv
                                             else "I-V nonlinearity (cells linear, Ohm's law)")
     (off if c.ir_drop == "off" else on).append(

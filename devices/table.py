@@ -402,8 +402,12 @@ class DeviceTable:
                 f"  {i:5d}  {s['target'][i] * 1e6:10.2f}  {s['g_mean'][i] * 1e6:10.2f}  {s['g_std'][i] * 1e6:9.3f}"
                 f"  {s['pulses_mean'][i]:6.2f}  {s['energy_mean'][i] * 1e12:10.2f}  {s['time_mean'][i] * 1e9:8.1f}"
                 f"  {100 * s['converged'][i]:8.1f}%")
-        lines.append(f"  read noise: sigma/G {100 * np.median(self.read_sigma / self.read_g):.2f}% (median over "
-                     f"{self.read_g.size} points, {self.read_g[0] * 1e6:.1f}-{self.read_g[-1] * 1e6:.1f} uS)")
+        if np.all(self.read_sigma == 0):
+            lines.append("  read noise: none (sigma 0 at every level: the device simulated has no read-noise "
+                         "source, so inference with this table reads noiselessly)")
+        else:
+            lines.append(f"  read noise: sigma/G {100 * np.median(self.read_sigma / self.read_g):.2f}% (median over "
+                         f"{self.read_g.size} points, {self.read_g[0] * 1e6:.1f}-{self.read_g[-1] * 1e6:.1f} uS)")
         lines.append(f"  I-V: {self.iv_v.size} points, {self.iv_v[0]:.2f} V to {self.iv_v[-1]:.2f} V"
                      if self.iv_v.size else "  I-V: not measured")
         if self.unmeasured:

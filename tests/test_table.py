@@ -128,3 +128,16 @@ def test_a_crash_or_hang_inside_the_hdf5_reader_is_a_table_error(small_table_fil
     import time
     monkeypatch.setattr(DeviceTable, "_read", classmethod(lambda cls, path: time.sleep(30)))
     assert "did not finish" in table_module._probe(small_table_file, timeout=0.5)
+
+
+def test_a_table_without_read_noise_says_so(tmp_path):
+    """A device simulated without a read-noise source records sigma 0; the summary and the
+    evaluate header say that inference reads it noiselessly, not a 0.00% noise figure."""
+    from rramsim.cosim.cli_inference import hardware_effects
+    from rramsim.devices import load_default_table
+    from rramsim.models import CrossbarConfig
+    t = load_default_table()
+    t.read_sigma = np.zeros_like(t.read_sigma)
+    assert "read noise: none" in t.summary()
+    lines = hardware_effects(CrossbarConfig(), t)
+    assert any(line.startswith("hardware off") and "the table has none" in line for line in lines), lines
