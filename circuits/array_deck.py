@@ -33,7 +33,7 @@ from __future__ import annotations
 import numpy as np
 
 from rramsim.circuits.compact_model import nmos_model
-from rramsim.circuits.crossbar import NMOS, column_vectors, finite_array
+from rramsim.circuits.crossbar import NMOS, column_vectors, finite_array, wire_lines
 from rramsim.circuits.render import check_identifier, number
 from rramsim.circuits.testbenches import Device
 
@@ -109,14 +109,7 @@ def array_deck(device: Device, states, inputs, wire_resistance: float, cell: str
             t0 = q * step
             pts += [(t0 + (EDGE if q else 0.0), v[i, q]), (t0 + step, v[i, q])]
         lines.append(f"Vrow{i} d{i} 0 pwl(" + " ".join(f"{_f(t)} {_f(x)}" for t, x in pts) + ")")
-        lines.append(f"Rd{i} d{i} r{i}_0 {rw}")
-        for j in range(1, m):
-            lines.append(f"Rr{i}_{j} r{i}_{j - 1} r{i}_{j} {rw}")
-    for j in range(m):
-        for i in range(n - 1):
-            lines.append(f"Rc{i}_{j} c{i}_{j} c{i + 1}_{j} {rw}")
-        lines.append(f"Rs{j} c{n - 1}_{j} s{j} {rw}")
-        lines.append(f"Vcol{j} s{j} 0 dc 0")
+    lines += wire_lines(n, m, rw)
     ctl = " 0 0" if device.controls else ""
     ics = []
     for i in range(n):

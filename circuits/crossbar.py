@@ -42,6 +42,22 @@ def _fmt(x: float) -> str:
     return repr(float(x))
 
 
+def wire_lines(n: int, m: int, rw: str) -> list[str]:
+    """The wires of an ``n x m`` crossbar (the topology of the module doc), each segment of
+    resistance ``rw`` (a formatted number): row ``i`` from its driver node ``d<i>`` through
+    ``r<i>_0 .. r<i>_<m-1>``, column ``j`` down ``c0_<j> .. c<n-1>_<j>`` to the sense node
+    ``s<j>``, held at 0 V by ``Vcol<j>``. The cells between ``r<i>_<j>`` and ``c<i>_<j>`` and
+    the row drivers ``d<i>`` are the caller's."""
+    lines = []
+    for i in range(n):
+        lines.append(f"Rd{i} d{i} r{i}_0 {rw}")
+        lines += [f"Rr{i}_{j} r{i}_{j - 1} r{i}_{j} {rw}" for j in range(1, m)]
+    for j in range(m):
+        lines += [f"Rc{i}_{j} c{i}_{j} c{i + 1}_{j} {rw}" for i in range(n - 1)]
+        lines += [f"Rs{j} c{n - 1}_{j} s{j} {rw}", f"Vcol{j} s{j} 0 dc 0"]
+    return lines
+
+
 def crossbar_deck(conductances, inputs, wire_resistance: float, cell: str = "1R",
                   v_gate: float = 1.2, w_over_l: float = 10.0) -> str:
     """The deck text of an N x M crossbar with conductances [N, M] (S) and row voltages [N] (V).
@@ -68,16 +84,8 @@ def crossbar_deck(conductances, inputs, wire_resistance: float, cell: str = "1R"
                      f"lambda={_fmt(NMOS['lam'])}")
         lines.append(f"Vwl wl 0 dc {number(v_gate, 'v_gate')}")
         wl = number(w_over_l, "w_over_l")
-    for i in range(n):
-        lines.append(f"Vrow{i} d{i} 0 dc {_fmt(v[i])}")
-        lines.append(f"Rd{i} d{i} r{i}_0 {rw}")
-        for j in range(1, m):
-            lines.append(f"Rr{i}_{j} r{i}_{j - 1} r{i}_{j} {rw}")
-    for j in range(m):
-        for i in range(n - 1):
-            lines.append(f"Rc{i}_{j} c{i}_{j} c{i + 1}_{j} {rw}")
-        lines.append(f"Rs{j} c{n - 1}_{j} s{j} {rw}")
-        lines.append(f"Vcol{j} s{j} 0 dc 0")
+    lines += [f"Vrow{i} d{i} 0 dc {_fmt(v[i])}" for i in range(n)]
+    lines += wire_lines(n, m, rw)
     for i in range(n):
         for j in range(m):
             res = _fmt(1.0 / g[i, j])
