@@ -246,19 +246,6 @@ def hardware_effects(config, table) -> list[str]:
             f"crossbars: {c.tile_rows}x{c.tile_cols} tiles, mapping {c.mapping}, {c.weight_scaling} weight scaling"]
 
 
-def _conversion_report(model, table, config, seed: int):
-    """The conversion report of ``model`` on ``table``/``config`` (None if unavailable)."""
-    import warnings
-
-    from rramsim.models import convert
-
-    if not hasattr(convert, "conversion_report"):
-        return None
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")     # the evaluation's own conversion warns once
-        return convert.conversion_report(convert.convert_to_analog(model, table, config, seed=seed))
-
-
 def cmd_evaluate(args: argparse.Namespace) -> int:
     """``rramsim evaluate``: accuracy mean ± std over K programmings, float, cost."""
     from rramsim.models import data
@@ -281,9 +268,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     print(f"accuracy  {100 * res.mean:.2f} ± {100 * res.std:.2f} %   "
           f"(float {100 * res.float_accuracy:.2f} %, drop {100 * res.drop:.2f} pp)")
     print("\n".join(hardware_effects(res.config if res.config is not None else config, table)))
-    report = _conversion_report(model, table, res.config if res.config is not None else config, args.seed)
-    if report is not None:
-        print(f"\n{report}")
+    print(f"\n{res.conversion}")
     print(f"\n{res.cost}")
     return 0
 

@@ -303,6 +303,7 @@ class TrialsResult:
     seed: int
     cost: Any = None          # the CostReport of the programmed model (per layer and total)
     config: Any = None
+    conversion: Any = None    # the ConversionReport: what ran on crossbars, what stayed digital
 
     @property
     def mean(self) -> float:
@@ -363,14 +364,14 @@ def evaluate_trials(
     Each trial converts/programs the float weights onto crossbars described by ``table``
     and ``config`` (``drift`` overrides ``config.drift_time``) with seed ``seed + k`` and
     evaluates on ``loader``; read noise is drawn with a generator seeded per trial too.
-    The float model itself is left untouched. Also returns the ideal float accuracy and
-    the cost report of the programmed model.
+    The float model itself is left untouched. Also returns the ideal float accuracy, the
+    cost report and the conversion report of the programmed model.
     """
     if int(trials) <= 0:
         raise ValueError(f"trials must be a positive integer, got {trials}")
     if drift is not None and not (drift >= 0 and math.isfinite(drift)):
         raise ValueError(f"drift time must be >= 0 seconds, got {drift}")
-    from .convert import convert_to_analog, program_analog
+    from .convert import conversion_report, convert_to_analog, program_analog
 
     if drift is not None:
         config = _config_with(config, drift_time=float(drift))
@@ -397,7 +398,7 @@ def evaluate_trials(
     bar.close()
     return TrialsResult(accuracies=accs, float_accuracy=float_acc,
                         drift=float(getattr(config, "drift_time", drift or 0.0)),
-                        seed=int(seed), cost=cost, config=config)
+                        seed=int(seed), cost=cost, config=config, conversion=conversion_report(analog))
 
 
 # --------------------------------------------------------------------------- checkpoints
