@@ -327,6 +327,10 @@ class _AnalogTransformerLayer(AnalogBlock):
 
     _DIGITAL_CHILDREN = ()
 
+    @classmethod
+    def from_module(cls, module, table, config=None, seed=0, program=True) -> "_AnalogTransformerLayer":
+        return cls(module, table, config, seed=seed, program=program)
+
     def _take(self, layer: nn.Module, table, config, seed: int, program: bool, attentions: tuple[str, ...]):
         s = derived_seeds(seed, len(attentions) + 2)
         for name, si in zip(attentions, s):
@@ -392,10 +396,6 @@ class AnalogTransformerEncoderLayer(_AnalogTransformerLayer):
         self._take(layer, table, config, seed, program, ("self_attn",))
         self.train(layer.training)
 
-    @classmethod
-    def from_module(cls, module, table, config=None, seed=0, program=True) -> "AnalogTransformerEncoderLayer":
-        return cls(module, table, config, seed=seed, program=program)
-
     def to_digital(self) -> nn.TransformerEncoderLayer:
         a = self.self_attn
         layer = nn.TransformerEncoderLayer(a.embed_dim, a.num_heads, self.linear1.out_features,
@@ -436,10 +436,6 @@ class AnalogTransformerDecoderLayer(_AnalogTransformerLayer):
         _check_layer(layer, nn.TransformerDecoderLayer)
         self._take(layer, table, config, seed, program, ("self_attn", "multihead_attn"))
         self.train(layer.training)
-
-    @classmethod
-    def from_module(cls, module, table, config=None, seed=0, program=True) -> "AnalogTransformerDecoderLayer":
-        return cls(module, table, config, seed=seed, program=program)
 
     def to_digital(self) -> nn.TransformerDecoderLayer:
         a = self.self_attn
