@@ -2,7 +2,7 @@
 
 This is the contract between the SPICE side (``rramsim.cosim`` writes it) and the torch
 side (``rramsim.models`` reads it). On disk it is plain HDF5, format version 2, laid out
-as in DESIGN.md; :meth:`DeviceTable.save` writes it atomically and :meth:`DeviceTable.load`
+as in docs/DESIGN.md ("The DeviceTable HDF5 format"); :meth:`DeviceTable.save` writes it atomically and :meth:`DeviceTable.load`
 refuses anything malformed with a :class:`TableError` that says what is wrong.
 """
 from __future__ import annotations

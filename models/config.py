@@ -4,7 +4,7 @@ A plain dataclass: override field by field (``CrossbarConfig(adc_bits=6)``) or w
 :meth:`CrossbarConfig.replace`. Every field is validated on construction; a bad value is
 a ``ValueError`` that names the field and says what is allowed.
 
-Defaults follow the ISAAC baseline of DESIGN.md where it gives one (128 x 128 tiles,
+Defaults follow the ISAAC baseline (docs/DESIGN.md, "Reference numbers") where it gives one (128 x 128 tiles,
 100 ns cycles, ADC 1.67 pJ per 8-bit conversion, 1-bit DAC 0.42 pJ).
 """
 from __future__ import annotations

@@ -432,7 +432,7 @@ def reproduce_forms(table: DeviceTable, *, table_name: str = "", small: bool = F
         "Weights are continuous (nearest of the table's 8 levels per cell), no pruning or 8-bit slicing: "
         "the paper's 99.17% includes pruning and quantization we do not apply.",
         "Periphery energy = ADC conversions x 1.67 pJ x 2^(bits-8) + 1-bit DAC conversions x 0.42 pJ "
-        "(ISAAC figures of DESIGN.md); array read energy is left out (same cells either way).",
+        "(ISAAC figures; docs/DESIGN.md, \"Reference numbers\"); array read energy is left out (same cells either way).",
         "Only MNIST is used (no CIFAR/ImageNet offline).",
     ]
     rep.results = results
