@@ -8,7 +8,7 @@ TORCH   := torch==2.13.0
 # Prefer a local CPU wheel (it lies on disk on the project's machines) over the registry.
 TORCH_WHEELS ?= /opt/wheels
 
-.PHONY: all setup ngspice demo test test-all bench clean
+.PHONY: all setup ngspice demo lint test test-all bench clean
 
 all: test
 
@@ -28,7 +28,10 @@ setup: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/python examples/demo.py
 
-test: $(STAMP)
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+test: $(STAMP) lint
 	$(BIN)/python -m pytest -q -m "not slow"
 
 test-all: $(STAMP)
