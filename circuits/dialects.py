@@ -179,7 +179,9 @@ def detect(lines: list[tuple[int, str]], text: str, path: Path) -> tuple[str, li
     """The dialect of a device file and the features that decided it.
 
     Comments naming a simulator weigh most, then the constructs only one simulator
-    reads; a file with none of them is ngspice. ``if()`` and ``.params`` are read by
+    reads; a file with none of them is ngspice, and so is a whole deck with a
+    ``.control`` block or ``.csparam`` cards (ngspice's control language) unless a
+    comment names another simulator. ``if()`` and ``.params`` are read by
     LTspice and PSpice alike; LTspice wins a tie (its mode, ``ltpsa``, includes PSpice's).
     """
     score = {d: 0 for d in _FEATURES}
@@ -198,6 +200,9 @@ def detect(lines: list[tuple[int, str]], text: str, path: Path) -> tuple[str, li
                     score[d] += 1
                     why[d].append(label)
     best = max(score, key=lambda d: (score[d], d == "ltspice", d == "pspice"))
+    control = re.search(r"^\s*\.(control|csparam)\b", text, re.IGNORECASE | re.MULTILINE)
+    if control and score[best] < 3:        # a whole ngspice deck: only ngspice has a control language
+        return "ngspice", [f"a {control.group(1).lower()} card (ngspice's control language)"]
     if score[best] == 0:
         return "ngspice", ["no LTspice, PSpice or HSPICE construct found"]
     return best, why[best]

@@ -1,12 +1,26 @@
 """A user's own device: a ``.subckt`` from their netlist file, in the dialect it was written.
 
 The file is checked before anything is simulated: it must exist, be text, define the
-named subcircuit, and hold only netlist lines — no ``.control`` blocks, ``.include``/
-``.lib`` of other files or analysis cards, since ngspice's control language can run
-shell commands. Files written for LTspice, PSpice or HSPICE are run through ngspice's
-compatibility mode and what it does not cover is translated
-(:mod:`rramsim.circuits.dialects`). The subcircuit and model cards are then embedded in
-the benches, which only drive and read two terminals.
+named subcircuit, and hold only netlist lines — no ``.control`` blocks or analysis cards,
+since ngspice's control language can run shell commands. ``.include FILE`` and ``.lib FILE
+SECTION`` are read by rramsim itself, only by a path relative to the file (an absolute
+path or shell characters are refused), and what they hold is checked like the file.
+Files written for LTspice, PSpice or HSPICE are run through ngspice's compatibility mode
+and what it does not cover is translated (:mod:`rramsim.circuits.dialects`). The
+subcircuit and model cards are then embedded in the benches, which only drive and read
+two terminals.
+
+Whole decks: models are often published as a complete ngspice deck — the subcircuit, the
+top-level ``.param`` lines it depends on, an instance, sources, analyses and a ``.control``
+block that runs and plots them. Such a file is used as it is: rramsim keeps the named
+subcircuit (or the file's only one), the subcircuits it instantiates and the top-level
+``.param``/``.func``/``.model``/``.global`` definitions they use, and leaves everything
+else out, listing each ignored line by number and kind (:func:`extract_device`). The
+rule that a device file never runs commands in rramsim's ngspice session still holds
+because nothing of the deck is executed: the ``.control`` block, analyses, sources and
+instances never reach ngspice; what is kept is definitions only, and it passes the same
+checks as a device file. A parameter the subcircuit needs but the deck only set from its
+control block (or never) is named with its line.
 
 Ports: a device has two terminals (top electrode first: positive pulses drive it
 against the bottom). A subcircuit with more ports — typically a third ``XSV`` port that
@@ -34,7 +48,8 @@ from rramsim.circuits.dialects import DIALECTS, NetlistError, detect, spice_valu
 from rramsim.circuits.render import check_identifier, number
 from rramsim.circuits.testbenches import Device
 
-__all__ = ["ALLOWED_CARDS", "NetlistError", "UserDevice", "load_user_device", "load_user_netlist", "subckt_ports"]
+__all__ = ["ALLOWED_CARDS", "NetlistError", "UserDevice", "extract_device", "is_deck", "load_user_device",
+           "load_user_netlist", "subckt_ports"]
 
 #: Dot-cards a device file may hold (everything else is refused).
 ALLOWED_CARDS = {".subckt", ".ends", ".model", ".param", ".params", ".func", ".global", ".ic", ".end",
@@ -94,11 +109,23 @@ class UserDevice:
     c2c: dict[str, float] = field(default_factory=dict)   # cycle-to-cycle parameter -> sigma of ln
     ranges: dict[str, tuple[float, float]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    name: str = ""                                         # the subcircuit used
+    ignored: list[tuple[str, str]] = field(default_factory=list)   # a whole deck's lines left out: (where, what)
+    kept: list[str] = field(default_factory=list)          # a whole deck's top-level definitions kept
 
     def record(self) -> dict:
         """What the table's model record keeps about the file's handling."""
         return {"dialect": self.dialect, "ports": " ".join(self.ports),
                 "terminals": " ".join(self.terminals), "translation": "; ".join(self.notes) or "none"}
+
+    def deck_report(self, path: str | Path) -> str:
+        """For a whole deck: what was used and every line left out ('' for a device file)."""
+        if not self.ignored:
+            return ""
+        head = (f"{path} is a whole deck: only subcircuit {self.name}"
+                + (f" and {', '.join(self.kept)}" if self.kept else "")
+                + " go to ngspice; ignored, never sent to ngspice:")
+        return "\n".join([head] + [f"  {where}: {what}" for where, what in self.ignored])
 
 
 def _check_cards(lines: list[tuple[int, str]], path: Path) -> None:
@@ -172,15 +199,16 @@ def _subckt_span(lines: list[tuple[int, str]], name: str) -> tuple[int, int] | N
     return None
 
 
-def load_user_netlist(path: str | Path, subckt: str, cell: str = "1R", dialect: str = "auto",
+def load_user_netlist(path: str | Path, subckt: str | None, cell: str = "1R", dialect: str = "auto",
                       ports: Sequence[str] | None = None, vary: Iterable[str] = (),
                       c2c: Mapping[str, float] | None = None) -> UserDevice:
     """Check, translate and wrap subcircuit ``subckt`` of ``path`` (see the module doc).
 
     ``c2c`` maps parameters to the sigma of a cycle-to-cycle log-normal factor (see
-    :func:`_cycle_to_cycle`)."""
+    :func:`_cycle_to_cycle`). ``subckt`` None: the file's only subcircuit."""
     path = Path(path)
-    check_identifier(subckt, "--subckt")
+    if subckt is not None:
+        check_identifier(subckt, "--subckt")
     if dialect not in DIALECTS:
         raise NetlistError(f"unknown dialect {dialect!r}; choose from {', '.join(DIALECTS)}")
     if not path.is_file():
@@ -194,6 +222,11 @@ def load_user_netlist(path: str | Path, subckt: str, cell: str = "1R", dialect: 
                             and not re.match(r"simulator\s+lang", lines[0][1], re.IGNORECASE)) else ""
     if title:                         # a whole deck's first line is its title, not a card
         lines = lines[1:]
+    lines = _expand_includes(lines, path)
+    subckt = subckt if subckt is not None else only_subckt(lines, path)
+    deck = extract_device(lines, subckt, path) if is_deck(lines) else None
+    if deck:
+        lines = deck.lines
     _check_cards(lines, path)
     span = _subckt_span(lines, subckt)
     if span is None:
@@ -209,6 +242,10 @@ def load_user_netlist(path: str | Path, subckt: str, cell: str = "1R", dialect: 
     tr = translate(lines, dialect, path)
     if title:
         tr.notes.insert(0, f"line 1 read as the file's title: {title[:60]!r}")
+    if deck and deck.ignored:
+        tr.notes.insert(1 if title else 0, f"whole deck: subcircuit {name}"
+                        + (f" with {', '.join(deck.kept)}" if deck.kept else "") + "; ignored "
+                        + ", ".join(f"{what} ({where})" for where, what in deck.ignored))
     lines = tr.lines
     span = _subckt_span(lines, subckt)
     params = _parameters(lines, *span)
@@ -263,7 +300,7 @@ def load_user_netlist(path: str | Path, subckt: str, cell: str = "1R", dialect: 
     definition = "\n".join(record) + "\n" + definition
     device = Device(check_identifier(dev_name, "subcircuit name"), definition, varied, cell, controls=bool(c2c))
     return UserDevice(device, dialect, why, all_ports, terminals, nominal, dict(c2c or {}), dict(tr.ranges),
-                      tr.notes)
+                      tr.notes, name, deck.ignored if deck else [], deck.kept if deck else [])
 
 
 #: Port added to a subcircuit whose parameters vary from cycle to cycle: the bench drives
@@ -380,6 +417,268 @@ def _wrapper(name: str, all_ports: list[str], terminals: tuple[str, str], nomina
     lines = [f".subckt {wname} te be{' c n' if controls else ''}" + (f" params: {params}" if params else ""),
              f"X0 {' '.join(nodes)} {name}" + (f" {passed}" if passed else ""), *opens, f".ends {wname}"]
     return wname, "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------- whole decks
+#: Top-level cards of a whole deck (the test circuit around a device), by kind. Their
+#: presence, or an element outside every subcircuit, makes a file a deck.
+DECK_CARDS = {
+    **dict.fromkeys((".tran", ".ac", ".dc", ".op", ".noise", ".tf", ".sens", ".pz", ".disto", ".four", ".pss",
+                     ".sp"), "analysis"),
+    **dict.fromkeys((".print", ".plot", ".probe", ".save", ".width"), "output"),
+    **dict.fromkeys((".meas", ".measure"), "measurement"), ".step": "parameter sweep",
+    **dict.fromkeys((".options", ".option", ".opt", ".temp"), "simulator option"),
+    ".nodeset": "initial guess", ".ic": "initial condition of the deck's nodes",
+    ".csparam": "control-language parameter", ".control": "control block",
+}
+#: Names an expression may use without defining them (ngspice's, or added by the dialects).
+_BUILTIN_NAMES = {"pi", "e", "temper", "hertz", "time", "boltz", "echarge", "planck", "vt", "temp", "gmin",
+                  "true", "false"}
+#: A name in a parameter expression that is not a function call.
+_IDENT = re.compile(r"(?<![\w.$])([A-Za-z_]\w*)(?!\w|\s*\()")
+#: Characters of an include path that a shell would read (the path is refused).
+_SHELL_CHARS = re.compile(r"[|`$~;&<>*?!]")
+
+
+@dataclass
+class DeckParts:
+    """What was taken from a whole deck, and every line left out."""
+
+    lines: list[tuple]                      # logical lines kept: the subcircuits and the definitions they use
+    kept: list[str]                         # the top-level definitions kept, with their lines
+    ignored: list[tuple[str, str]]          # (which lines, what) of everything left out
+
+
+def _where(first, last=None) -> str:
+    return f"line {first}" if last is None or last == first else f"lines {first}-{last}"
+
+
+def _card(line: str) -> str:
+    return line.split()[0].lower()
+
+
+def _expand_includes(lines: list[tuple], path: Path, depth: int = 0) -> list[tuple]:
+    """``.include FILE`` and ``.lib FILE SECTION`` replaced by the lines they name, read by
+    rramsim itself (numbered ``N of FILE``). Only paths relative to the including file are
+    read; an absolute path, a home directory or shell characters are refused, as is a
+    missing file. A one-word ``.lib NAME`` (a library section's start) is left as it is."""
+    out: list[tuple] = []
+    for num, line in lines:
+        tokens = line.split()
+        card = tokens[0].lower()
+        if card not in (".include", ".inc", ".lib") or (card == ".lib" and len(tokens) < 3):
+            out.append((num, line))
+            continue
+        target = tokens[1].strip("'\"")
+        if Path(target).is_absolute() or re.match(r"^[A-Za-z]:[\\/]", target) or _SHELL_CHARS.search(target):
+            raise NetlistError(f"{path}:{num}: {card} {target!r}: a device file may include other files only by a "
+                               "path relative to it, without shell characters (rramsim reads them itself and "
+                               "checks them like the file); copy the definitions in, or give a relative path")
+        if depth >= 4:
+            raise NetlistError(f"{path}:{num}: {card} {target!r}: files include each other more than 4 deep")
+        inc = path.parent / target
+        try:
+            text = inc.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise NetlistError(f"{path}:{num}: {card} {target!r}: no such file next to {path.name} "
+                               f"(looked for {inc})") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise NetlistError(f"{path}:{num}: {card} {target!r} cannot be read as a text netlist: {exc}") from None
+        inner = [(f"{n} of {inc.name}", ln) for n, ln in _logical_lines(text) if _card(ln) != ".end"]
+        if card == ".lib":                   # only the named section: .lib SECTION ... .endl
+            section = tokens[2].lower()
+            start = next((i for i, (_, ln) in enumerate(inner)
+                          if _card(ln) == ".lib" and len(ln.split()) == 2 and ln.split()[1].lower() == section), None)
+            if start is None:
+                raise NetlistError(f"{path}:{num}: .lib {target} {tokens[2]}: {inc.name} has no section "
+                                   f"'.lib {tokens[2]}'")
+            end = next((i for i in range(start + 1, len(inner)) if _card(inner[i][1]) == ".endl"), len(inner))
+            inner = inner[start + 1:end]
+        out.extend(_expand_includes(inner, inc, depth + 1))
+    return out
+
+
+def _instance_target(line: str) -> str | None:
+    """The subcircuit an ``X`` line instantiates (its last word before the parameters)."""
+    words = []
+    for tok in line.split()[1:]:
+        if tok.lower().startswith("params:") or "=" in tok:
+            break
+        words.append(tok)
+    return words[-1] if words else None
+
+
+def _top_level_blocks(lines: list[tuple]) -> dict[str, tuple[int, int]]:
+    """Index spans of the top-level ``.subckt`` blocks: lower-case name -> (start, end)."""
+    blocks, depth, start = {}, 0, 0
+    for i, (_, ln) in enumerate(lines):
+        card = _card(ln)
+        if card == ".subckt":
+            start = start if depth else i
+            depth += 1
+        elif card == ".ends" and depth:
+            depth -= 1
+            if depth == 0:
+                blocks[_subckt_header(lines[start][1])[0].lower()] = (start, i)
+    if depth:
+        blocks[_subckt_header(lines[start][1])[0].lower()] = (start, len(lines) - 1)
+    return blocks
+
+
+def is_deck(lines: list[tuple]) -> bool:
+    """Whether logical ``lines`` are a whole deck: an analysis, output, option, control or
+    ``.csparam`` card, or an element, outside every subcircuit."""
+    depth = 0
+    for _, ln in lines:
+        card = _card(ln)
+        depth += card == ".subckt"
+        if card == ".ends" and depth:
+            depth -= 1
+        elif depth == 0 and ((card in DECK_CARDS and card != ".ic")
+                             or (not card.startswith(".") and card != "simulator")):
+            return True
+    return False
+
+
+def only_subckt(lines: list[tuple], path: Path) -> str:
+    """The name of the file's one top-level subcircuit (an error naming them if not one)."""
+    names = [_subckt_header(lines[s][1])[0] for s, _ in _top_level_blocks(lines).values()]
+    if len(names) != 1:
+        raise NetlistError(f"{path} defines {len(names)} subcircuits"
+                           + (f" ({', '.join(names)}): name the device's with --subckt" if names
+                              else ": a device is a .subckt ... .ends block"))
+    return names[0]
+
+
+def extract_device(lines: list[tuple], subckt: str, path: Path) -> DeckParts:
+    """The part of a whole deck that subcircuit ``subckt`` needs.
+
+    Kept: the subcircuit, the subcircuits it instantiates (transitively), and the top-level
+    ``.param``/``.func``/``.model``/``.global`` definitions their lines name, also through
+    other definitions (a ``.param`` line keeps only the assignments used). Left out and
+    listed by line: the ``.control`` block, analyses, outputs, options, sources and
+    instances, unused definitions and subcircuits. What is kept then passes every check of
+    a device file; rramsim builds its own test circuits around it.
+    """
+    blocks = _top_level_blocks(lines)
+    if subckt.lower() not in blocks:
+        return DeckParts(list(lines), [], [])          # the caller says what the file defines
+    ignored: list[tuple[str, str]] = []
+    defs: dict[str, list[tuple[int, str]]] = {}        # lower-case name -> [(line index, definition text)]
+    inside = {k for s, e in blocks.values() for k in range(s, e + 1)}
+    i = 0
+    while i < len(lines):
+        num, line = lines[i]
+        tokens = line.split(None, 1)
+        card, rest = tokens[0].lower(), (tokens[1] if len(tokens) > 1 else "")
+        if i in inside or card in (".ends", ".backanno"):
+            pass
+        elif card == ".control":
+            j = next((k for k in range(i + 1, len(lines)) if _card(lines[k][1]) == ".endc"), len(lines) - 1)
+            ignored.append((_where(num, lines[j][0]), "the .control block (ngspice commands)"))
+            i = j + 1
+            continue
+        elif card in (".param", ".params"):
+            for key, value in split_assignments(rest):
+                defs.setdefault(key.lower(), []).append((i, value))
+        elif card == ".func" and (m := re.match(r"(\w+)\s*\(", rest)):
+            defs.setdefault(m.group(1).lower(), []).append((i, rest[m.end():]))
+        elif card == ".model" and rest:
+            defs.setdefault(rest.split()[0].lower(), []).append((i, rest))
+        elif card == ".global":
+            for node in rest.split():
+                defs.setdefault(node.lower(), []).append((i, ""))
+        elif card in (".if", ".elseif", ".else", ".endif"):
+            raise NetlistError(f"{path}:{num}: '{card}' outside the subcircuits: rramsim does not choose between "
+                               "the branches of a deck's .if; keep the branch your device uses")
+        elif card.startswith("."):
+            ignored.append((_where(num), f"{DECK_CARDS.get(card, 'card')} {card}"))
+        else:
+            kind = {"x": "instance", "v": "source", "i": "source"}.get(card[0], "element")
+            ignored.append((_where(num), f"{kind} {tokens[0]}"))
+        i += 1
+    # the subcircuits needed, then the definitions their lines name, to a fixed point
+    needed, queue = [], [subckt.lower()]
+    while queue:
+        name = queue.pop()
+        if name in needed:
+            continue
+        needed.append(name)
+        start, end = blocks[name]
+        nested = {h[0].lower() for _, ln in lines[start + 1:end] if (h := _subckt_header(ln))}
+        for num, ln in lines[start + 1:end]:
+            target = _instance_target(ln) if ln[0] in "xX" else None
+            if target and target.lower() in blocks:
+                queue.append(target.lower())
+            elif target and target.lower() not in nested:
+                raise NetlistError(f"{path}:{num}: subcircuit {_subckt_header(lines[start][1])[0]} instantiates "
+                                   f"{target!r}, which the file does not define; add its .subckt (or the "
+                                   ".include that holds it)")
+    keep_idx = {k for n in needed for k in range(blocks[n][0], blocks[n][1] + 1)}
+    words = {w.lower() for k in keep_idx for w in re.findall(r"[A-Za-z_]\w*", lines[k][1])}
+    used: set[str] = set()
+    while new := {w for w in words if w in defs} - used:
+        used |= new
+        words |= {t.lower() for w in new for _, text in defs[w] for t in re.findall(r"[A-Za-z_]\w*", text)}
+    def_lines = sorted({k for entries in defs.values() for k, _ in entries})
+    kept, out = [], []
+    for k, (num, line) in enumerate(lines):
+        if k in keep_idx:
+            out.append((num, line))
+        if k not in def_lines:
+            continue
+        card, rest = line.split(None, 1)
+        lcard = card.lower()
+        if lcard in (".param", ".params", ".global"):
+            items = split_assignments(rest) if lcard != ".global" else [(n, "") for n in rest.split()]
+            use = [(key, v) for key, v in items if key.lower() in used]
+            unused = [key for key, _ in items if key.lower() not in used]
+            if use:
+                out.append((num, f"{card} " + " ".join(f"{key}={v}" if lcard != ".global" else key for key, v in use)))
+                kept += [f"{lcard} {key} (line {num})" for key, _ in use]
+            if unused:
+                ignored.append((_where(num), f"{lcard} {', '.join(unused)} (not used by subcircuit {subckt})"))
+            continue
+        name = re.match(r"\w+", rest).group(0)
+        if name.lower() in used:
+            out.append((num, line))
+            kept.append(f"{lcard} {name} (line {num})")
+        else:
+            ignored.append((_where(num), f"{lcard} {name} (not used by subcircuit {subckt})"))
+    for name, (start, end) in blocks.items():
+        if name not in needed:
+            ignored.append((_where(lines[start][0], lines[end][0]),
+                            f"subcircuit {_subckt_header(lines[start][1])[0]} (not used by {subckt})"))
+    position = {str(num): k for k, (num, _) in enumerate(lines)}
+    ignored.sort(key=lambda item: position.get(item[0].split(" ", 1)[1].split("-")[0], 0))
+    _check_parameters(out, needed, path)
+    return DeckParts(out, kept, ignored)
+
+
+def _check_parameters(lines: list[tuple], names: Iterable[str], path: Path) -> None:
+    """Every name that a parameter of the kept subcircuits is computed from must be defined
+    (by the subcircuit, a kept top-level ``.param`` or ngspice): a deck's value that only
+    its ``.control`` block or its command line supplied is named here, not left to fail
+    inside ngspice."""
+    top = {k.lower() for _, ln in lines if _card(ln) in (".param", ".params")
+           for k, _ in split_assignments(ln.split(None, 1)[1] if len(ln.split()) > 1 else "")}
+    blocks = _top_level_blocks(lines)
+    for name in names:
+        start, end = blocks[name]
+        funcs = {m.group(1).lower() for _, ln in lines[start:end + 1]
+                 if (m := re.match(r"\.func\s+(\w+)", ln, re.IGNORECASE))}
+        known = set(_parameters(lines, start, end)) | top | funcs | _BUILTIN_NAMES
+        head = _subckt_header(lines[start][1])
+        checks = [(lines[start][0], k, v) for k, v in split_assignments(head[2])]
+        checks += [(num, k, v) for num, ln in lines[start + 1:end] if _card(ln) in (".param", ".params")
+                   for k, v in split_assignments(ln.split(None, 1)[1] if len(ln.split()) > 1 else "")]
+        for num, key, value in checks:
+            for word in _IDENT.findall(value):
+                if word.lower() not in known:
+                    raise NetlistError(
+                        f"{path}:{num}: subcircuit {head[0]}: parameter {key}={value} uses {word!r}, which the "
+                        f"file does not define (no top-level '.param {word}=...'); a whole deck is used without "
+                        f"its .control block and command line, so give {word} a top-level .param in the file")
 
 
 # ---------------------------------------------------------------------------- Verilog-A modules

@@ -62,12 +62,15 @@ def cmd_characterize(args) -> int:
             device, nominal = vary_module_parameters(device, source, args.module, vary, args.veriloga)
             variability = Variability({k: vary[k.lower()] for k in nominal}, 0.0, nominal)
     elif args.netlist or args.subckt:
-        if not (args.netlist and args.subckt):
-            raise ValueError("--netlist and --subckt go together (the file and the subcircuit in it)")
+        if not args.netlist:
+            raise ValueError("--subckt names a subcircuit of a --netlist file: give the file too")
         scale = args.variability_scale
         vary = {k: s * scale for k, s in args.vary or []}
         c2c = {k: s * scale for k, s in args.c2c_vary or [] if s * scale > 0}
         user = load_user_netlist(args.netlist, args.subckt, args.cell, args.dialect, args.ports, vary, c2c)
+        args.subckt = user.name          # the file's only subcircuit when --subckt was left out
+        if user.ignored:                 # a whole deck: say loudly what was left out
+            print("rramsim: " + user.deck_report(args.netlist), file=sys.stderr)
         device, model = user.device, None
         # a user's device varies in exactly what --vary/--c2c-vary name, and in nothing else
         variability = Variability({k: vary[k.lower()] for k in user.nominal}, 0.0, user.nominal,
@@ -152,7 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
     c = sub.add_parser("characterize", help="run the ngspice benches and write a device table (HDF5)")
     c.add_argument("--preset", default="hfox", choices=sorted(PRESETS), help="built-in compact model preset")
     c.add_argument("--netlist", help="your netlist file holding the device subcircuit")
-    c.add_argument("--subckt", help="name of the two-terminal subcircuit in --netlist")
+    c.add_argument("--subckt", help="name of the device subcircuit in --netlist (left out: the file's only one)")
     c.add_argument("--dialect", default="auto", choices=["auto", "ngspice", "ltspice", "pspice", "hspice"],
                    help="simulator the --netlist file was written for (auto: detected); ngspice runs it in its "
                         "compatibility mode and rramsim translates the rest (sdt, table, constants, ...)")

@@ -20,18 +20,24 @@ does not evolve (typically a model that keeps its state in a variable, not a nod
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 import shlex
+import sys
 from dataclasses import dataclass
 
 import numpy as np
 
+from rramsim.circuits.crossbar import NMOS
 from rramsim.circuits.testbenches import Device, pulse_train_deck
 from rramsim.cosim.ngspice import DeckLoadError, Session, SimulationError, run_with_retries
-from rramsim.devices.schemes import ISPP, PulseWidth, Scheme
+from rramsim.devices.schemes import IGVVA, ISPP, MIN_WIDTH, PulseWidth, Scheme
 
 WIDTHS = (100e-9, 10e-6, 1e-3, 0.1)   # s, pulse widths tried in turn
 MOVED = 0.10                            # relative change of G that counts as switching
+ABRUPT = 0.5                            # share of a ramp's change made by one pulse that makes a device abrupt
+V_GATE = Device.__dataclass_fields__["v_gate"].default        # V, a 1T1R cell's read gate voltage
+W_OVER_L = Device.__dataclass_fields__["w_over_l"].default    # its access transistor's W/L
 
 
 class ProbeError(ValueError):
@@ -51,9 +57,12 @@ class ProbeResult:
     read_voltage: float
     max_voltage: float     # V, the top of the ramps that ran (lowered where the device failed numerically)
     note: str = ""         # what the probe had to work around, for the record
+    abrupt_width: float = 0.0   # s, the longer width at which one pulse switched most of the window (0: none)
 
-    def scheme(self) -> Scheme:
-        """The proposed write-verify scheme."""
+    def scheme(self, cell: str = "1R", v_gate: float = V_GATE, w_over_l: float = W_OVER_L) -> Scheme:
+        """The proposed write-verify scheme for a ``cell`` of this device (see :meth:`why`)."""
+        if cell == "1T1R" and self._igvva_fits():
+            return self._igvva(w_over_l)
         vr = self.read_voltage
         step = float(np.clip(round(0.02 * self.v_set, 3), 0.005, 0.1))
         reset_start = max(round(0.9 * self.v_reset, 3), 1.5 * vr)
@@ -71,10 +80,73 @@ class ProbeResult:
         return PulseWidth(v_set=v_set, width_start=max(self.width / 1000, 1e-10), width_factor=1.25,
                           width_max=min(self.width * 10, 1.0), max_pulses=100, **common)
 
-    def targets(self, levels: int = 8) -> np.ndarray:
-        """``levels`` conductances evenly spaced from 10% to 60% of the window."""
-        span = self.g_on - self.g_off
-        return np.linspace(self.g_off + 0.1 * span, self.g_off + 0.6 * span, levels)
+    def _igvva_fits(self) -> bool:
+        """IGVVA needs the SET on the bit line's positive side (where the access transistor,
+        its source at ground, limits the current) and a fast or abrupt device (a compliance
+        current stops a runaway SET; a slow device's state follows the pulse duration)."""
+        return self.polarity > 0 and (self.width <= 1e-6 or self.abrupt_width > 0)
+
+    def _igvva(self, w_over_l: float) -> IGVVA:
+        """IGVVA for a 1T1R cell: the SET ends where the transistor's saturation current
+        ``kp*W/L/2 * (Vg - Vto)**2`` no longer drives the device above its threshold, so the
+        word-line ramp runs from the gate that holds the lowest conductance seen to the one
+        that holds the highest (at the SET amplitudes); the bit line stays 0.5 V above the
+        full SET. RESET runs with the gate fully on, its amplitude raised by the share of
+        the bit line the transistor takes at the highest conductance."""
+        vr, beta = self.read_voltage, NMOS["kp"] * w_over_l
+        width = self.abrupt_width or self.width
+
+        def gate(current):
+            return NMOS["vto"] + math.sqrt(2 * current / beta)
+        v_bl = round(min(self.v_set_full + 0.5, self.max_voltage), 3)
+        vg_start = max(math.floor((gate(self.g_off * self.v_set) - 0.1) / 0.05) * 0.05, NMOS["vto"] + 0.05)
+        vg_max = max(math.ceil((gate(self.g_on * self.v_set_full) + 0.2) / 0.05) * 0.05, vg_start + 0.5)
+        vg_step = 0.05 if vg_max - vg_start <= 2.0 else 0.1
+        vg_reset = max(vg_max, 2.6)
+        divider = 1 + self.g_on / (beta * (vg_reset - NMOS["vto"]))
+        reset_start = max(round(0.9 * self.v_reset, 3), 1.5 * vr)
+        reset_max = max(round(min(1.2 * self.v_reset_full * divider, self.max_voltage), 3), reset_start)
+        reset_step = round(max(0.02 * self.v_reset, (reset_max - reset_start) / 20), 3)
+        return IGVVA(read_voltage=vr, polarity=1, v_set=v_bl, vg_start=round(vg_start, 3), vg_step=vg_step,
+                     vg_max=round(vg_max, 3), vg_reset=round(vg_reset, 3), pulse_width=width, reset_width=width,
+                     reset_start=reset_start, reset_step=reset_step, reset_max=reset_max, erase=reset_max,
+                     max_step=width / 10, max_pulses=int(round((vg_max - vg_start) / vg_step)) + 30)
+
+    def why(self, cell: str = "1R") -> str:
+        """Why :meth:`scheme` proposes what it does."""
+        if self.abrupt_width:
+            fast = (f"one {self.abrupt_width:g} s pulse switches it across most of the window, so ISPP runs "
+                    f"{self.width:g} s pulses that move it gradually")
+        else:
+            fast = f"it switches within 1 us ({self.width:g} s pulses)"
+        slow = (f"it switches on the {self.width:g} s scale, so a growing pulse width at a fixed amplitude "
+                "moves it gradually")
+        one_r = "ISPP: " + fast if self.width <= 1e-6 else "pulse-width: " + slow
+        if cell != "1T1R":
+            return one_r + (" (on a 1T1R cell, IGVVA: --cell 1T1R)" if self._igvva_fits() else "")
+        if self._igvva_fits():
+            return ("IGVVA: in a 1T1R cell the word-line voltage sets the SET compliance current, so each gate step "
+                    "raises G by a bounded amount instead of a runaway jump; the device SETs with + on its first port, "
+                    "the side where the access transistor limits the current"
+                    + (f"; pulses of {self.abrupt_width:g} s, where one pulse switches it fully" if self.abrupt_width
+                       else ""))
+        if self.polarity < 0:
+            return ("not IGVVA: the device SETs with - on its first port, where the access transistor (its source "
+                    "at ground) limits no current; reverse its terminals (--ports with the second port first) for "
+                    "IGVVA. Proposed instead " + one_r)
+        return "not IGVVA: " + slow + "; a compliance current would only slow it. Proposed instead " + one_r
+
+    def targets(self, levels: int = 8, cell: str = "1R", v_gate: float = V_GATE,
+                w_over_l: float = W_OVER_L) -> np.ndarray:
+        """``levels`` conductances evenly spaced from 10% to 60% of the window; of a 1T1R
+        cell, the window of the device in series with its transistor at the read gate
+        (linear region: ``kp*W/L*(Vg - Vto)``), since verify reads the whole cell."""
+        lo, hi = self.g_off, self.g_on
+        if cell == "1T1R":
+            g_t = NMOS["kp"] * w_over_l * (v_gate - NMOS["vto"])
+            lo, hi = 1 / (1 / lo + 1 / g_t), 1 / (1 / hi + 1 / g_t)
+        span = hi - lo
+        return np.linspace(lo + 0.1 * span, lo + 0.6 * span, levels)
 
     @property
     def sweep_voltage(self) -> float:
@@ -90,18 +162,23 @@ class ProbeResult:
         return {k: (float(v) if isinstance(v, float) else v) for k, v in dataclasses.asdict(self).items()
                 if not (k == "note" and not v)}
 
-    def report(self, device_args: str = "", user: bool = True) -> str:
-        s, t = self.scheme(), self.targets()
+    def report(self, device_args: str = "", user: bool = True, cell: str = "1R") -> str:
+        s, t = self.scheme(cell), self.targets(cell=cell)
         sign = "+" if self.polarity > 0 else "-"
         other = "-" if self.polarity > 0 else "+"
+        scale = (f"switching time scale: {self.width:.3g} s (a single {self.abrupt_width:g} s pulse switches it fully)"
+                 if self.abrupt_width else
+                 f"switching time scale: {self.width:.3g} s (shortest pulse width, of "
+                 f"{', '.join(f'{w:g}' for w in WIDTHS)} s, that switched both ways)")
         lines = [
             f"polarity: SET with {sign} on the first port, RESET with {other}",
             f"SET threshold {self.v_set:.3g} V (full SET by {self.v_set_full:.3g} V), "
             f"RESET threshold {self.v_reset:.3g} V (full RESET by {self.v_reset_full:.3g} V), at {self.width:.3g} s pulses",
-            f"switching time scale: {self.width:.3g} s (shortest pulse width, of {', '.join(f'{w:g}' for w in WIDTHS)} s, "
-            "that switched both ways)",
-            f"window at {self.read_voltage:g} V: {self.g_off * 1e6:.4g} - {self.g_on * 1e6:.4g} uS",
-            f"proposed scheme: {s.describe()}",
+            scale,
+            f"window at {self.read_voltage:g} V: {self.g_off * 1e6:.4g} - {self.g_on * 1e6:.4g} uS"
+            + (" (the device; targets are of the 1T1R cell, transistor included)" if cell == "1T1R" else ""),
+            f"proposed scheme for a {cell} cell: {s.describe()}",
+            f"why: {self.why(cell)}",
             f"proposed targets: {t[0] * 1e6:.4g}u:{t[-1] * 1e6:.4g}u:{t.size}",
             f"I-V sweep: +-{self.sweep_voltage:.3g} V over {self.sweep_time:.3g} s",
         ]
@@ -204,9 +281,42 @@ def _full(g_before: float, g: np.ndarray, amps: np.ndarray) -> float:
     return float(amps[int(np.argmax(done >= 0.9))])
 
 
+def _largest_step(g_before: float, g: np.ndarray) -> float:
+    """The largest share of a ramp's (log) change that a single pulse made."""
+    lg = np.log(np.abs(np.concatenate([[g_before], g])))
+    total = np.sum(np.abs(np.diff(lg)))
+    return float(np.max(np.abs(np.diff(lg))) / total) if total > 0 else 0.0
+
+
+def _switching(g: np.ndarray, amps: np.ndarray) -> dict | None:
+    """What the reads of one width show: None unless the device switched both ways (one
+    polarity raising G, the other lowering it)."""
+    g0, ramps = g[0], g[1:].reshape(3, amps.size)
+    before = [g0, ramps[0, -1], ramps[1, -1]]
+    moves = [_first_move(b, r) for b, r in zip(before, ramps)]
+    up = [(k, m) for k, m in enumerate(moves) if m[1] > 0]
+    down = [(k, m) for k, m in enumerate(moves) if m[1] < 0]
+    if not (up and down):
+        return None
+    k_up, k_down = up[-1][0], down[0][0]
+    polarity = 1 if k_up % 2 == 0 else -1            # ramps 0, 2 are positive
+    if any((k % 2 == 0) != (polarity > 0) for k, _ in up):
+        return None                                   # both polarities raised G: not a bipolar switch
+    return dict(polarity=polarity, v_set=float(amps[up[-1][1][0]]), v_reset=float(amps[down[0][1][0]]),
+                v_set_full=_full(before[k_up], ramps[k_up], amps),
+                v_reset_full=_full(before[k_down], ramps[k_down], amps),
+                jump=max(_largest_step(before[k_up], ramps[k_up]), _largest_step(before[k_down], ramps[k_down])))
+
+
 def probe(device: Device, params: dict | None = None, read_voltage: float = 0.2, max_voltage: float = 5.0,
           widths=WIDTHS) -> ProbeResult:
-    """Probe ``device`` (a 1T1R cell is probed without its transistor)."""
+    """Probe ``device`` (a 1T1R cell is probed without its transistor).
+
+    An abrupt device -- one pulse of the first width that switched it did more than
+    ``ABRUPT`` of a ramp's change -- is probed again at a tenth, a hundredth and a
+    thousandth of that width (down to 100 ps), and the first width at which it moves
+    gradually becomes its time scale for ISPP; the abrupt width is kept for IGVVA, whose
+    gate-set compliance is what stops an abrupt SET."""
     if not 0 < read_voltage < max_voltage:
         raise ValueError(f"read_voltage must be between 0 and max_voltage ({max_voltage} V), got {read_voltage}")
     if device.cell != "1R":
@@ -218,31 +328,40 @@ def probe(device: Device, params: dict | None = None, read_voltage: float = 0.2,
         g, amps = _ramps_within(device, params, width, ladder, read_voltage, failed)
         if g is None:
             continue
-        g0, ramps = g[0], g[1:].reshape(3, amps.size)
         if not np.all(np.isfinite(g)) or np.any(g <= 0):
             raise ProbeError(f"the device's read conductance at {read_voltage} V is not positive and finite "
                              f"({np.min(g):.3g} S): it cannot be read")
-        before = [g0, ramps[0, -1], ramps[1, -1]]
-        moves = [_first_move(b, r) for b, r in zip(before, ramps)]
         seen.append((width, g))
-        up = [(k, m) for k, m in enumerate(moves) if m[1] > 0]
-        down = [(k, m) for k, m in enumerate(moves) if m[1] < 0]
-        if not (up and down):
+        found = _switching(g, amps)
+        if found is None:
             continue
-        k_up, k_down = up[-1][0], down[0][0]
-        polarity = 1 if k_up % 2 == 0 else -1            # ramps 0, 2 are positive
-        if any((k % 2 == 0) != (polarity > 0) for k, _ in up):
-            continue                                      # both polarities raised G: not a bipolar switch
-        v_set, v_reset = amps[up[-1][1][0]], amps[down[0][1][0]]
-        note = ""
+        note, abrupt, top = "", 0.0, amps[-1]
         if amps[-1] < ladder[-1]:
             note = (f"the device's simulation failed with ramps up to {ladder[-1]:g} V at {width:g} s pulses "
                     f"({failed[-1][2]}); probed up to {amps[-1]:g} V, and the scheme stays below it")
-        return ProbeResult(note=note, polarity=polarity, v_set=float(v_set), v_reset=float(v_reset),
-                           v_set_full=_full(before[k_up], ramps[k_up], amps),
-                           v_reset_full=_full(before[k_down], ramps[k_down], amps),
+        if found["jump"] > ABRUPT and width <= 1e-6:      # abrupt: look for a width that moves it gradually
+            jump, coarse = found["jump"], width
+            for fine in (width / 10, width / 100, width / 1000):
+                if fine < MIN_WIDTH * 0.999:
+                    break
+                gf, af = _ramps_within(device, params, fine, ladder[ladder <= top + 1e-9], read_voltage, failed)
+                f = _switching(gf, af) if gf is not None and np.all(gf > 0) and np.all(np.isfinite(gf)) else None
+                if f is not None and f["polarity"] == found["polarity"] and f["jump"] <= ABRUPT:
+                    seen.append((fine, gf))
+                    g = np.concatenate([g, gf])
+                    found, width, abrupt = f, fine, coarse
+                    note = (note + "; " if note else "") + (
+                        f"abrupt at {coarse:g} s pulses (one pulse made {jump:.0%} of a ramp's change); at "
+                        f"{fine:g} s it moves gradually (at most {f['jump']:.0%} per pulse)")
+                    break
+            else:
+                note = (note + "; " if note else "") + (
+                    f"abrupt at {coarse:g} s pulses (one pulse made {jump:.0%} of a ramp's change) and at every "
+                    "shorter width tried: levels between its states are hard to reach with ISPP")
+        return ProbeResult(note=note, polarity=found["polarity"], v_set=found["v_set"], v_reset=found["v_reset"],
+                           v_set_full=found["v_set_full"], v_reset_full=found["v_reset_full"],
                            width=float(width), g_off=float(g.min()), g_on=float(g.max()),
-                           read_voltage=float(read_voltage), max_voltage=float(amps[-1]))
+                           read_voltage=float(read_voltage), max_voltage=float(top), abrupt_width=float(abrupt))
     if not seen:
         raise ProbeError(
             f"the device's own simulation failed at every probe pulse width ({', '.join(f'{w:g}' for w in widths)} s), "
@@ -264,16 +383,22 @@ def plan(args, device: Device, model) -> tuple[Scheme, dict]:
     from rramsim.cosim.writeverify import scheme_from_args
     user = model is None
     extra: dict = {}
+    cell = (device.cell, device.v_gate, device.w_over_l)
     if user and args.scheme is None:
         found = probe(device, read_voltage=args.scheme_read_voltage or 0.2, max_voltage=args.max_voltage)
-        scheme = scheme_from_args(args, found.scheme())
+        proposed = found.scheme(*cell)
+        scheme = scheme_from_args(args, proposed)
         extra = {"sweep_voltage": found.sweep_voltage, "sweep_time": found.sweep_time,
-                 "probe": {**found.attrs(), "proposed": found.scheme().describe()}}
-        targets = args.targets if args.targets is not None else found.targets()
+                 "probe": {**found.attrs(), "proposed": proposed.describe(), "why": found.why(device.cell)}}
+        targets = args.targets if args.targets is not None else found.targets(8, *cell)
         if not args.quiet:
-            print("probe: " + "\nprobe: ".join(found.report(device_args(args)).splitlines()[:7]))
+            shown = [ln for ln in found.report(device_args(args), cell=device.cell).splitlines()
+                     if not ln.startswith(("command:", "(the same"))]
+            print("probe: " + "\nprobe: ".join(shown))
     else:
-        scheme = scheme_from_args(args) or ISPP()
+        # without scheme flags a 1T1R cell of the built-in model runs IGVVA (its word line
+        # sets the compliance), a 1R cell ISPP
+        scheme = scheme_from_args(args) or (IGVVA() if device.cell == "1T1R" and not user else ISPP())
         targets = args.targets if args.targets is not None else np.linspace(10e-6, 80e-6, 8)
         if user:      # the I-V sweep follows the scheme's pulses (the built-in model keeps its own)
             v = max(abs(scheme.set_pulse(scheme.max_pulses).amplitude), scheme.reset_max, scheme.erase)
@@ -306,16 +431,19 @@ def cmd_probe(args) -> int:
         args.module = args.module or only_module(args.veriloga)
         device = va_device(args.veriloga, args.module)
     elif args.netlist or args.subckt:
-        if not (args.netlist and args.subckt):
-            raise ValueError("--netlist and --subckt go together (the file and the subcircuit in it)")
+        if not args.netlist:
+            raise ValueError("--subckt names a subcircuit of a --netlist file: give the file too")
         from rramsim.circuits.user_netlist import load_user_netlist
-        device = load_user_netlist(args.netlist, args.subckt, "1R", args.dialect, args.ports).device
+        user = load_user_netlist(args.netlist, args.subckt, "1R", args.dialect, args.ports)
+        device, args.subckt = user.device, user.name
+        if user.ignored:
+            print("rramsim: " + user.deck_report(args.netlist), file=sys.stderr)
     else:
         model, _ = preset(args.preset)
         device = builtin_device(model.params())
         params = dict(model.params(), c2c=0.0, x0=model.g_max)
     found = probe(device, params, args.read_voltage, args.max_voltage)
-    print(found.report(device_args(args), user=params is None))
+    print(found.report(device_args(args), user=params is None, cell=args.cell))
     return 0
 
 
@@ -325,7 +453,9 @@ def add_commands(sub) -> None:
     p = sub.add_parser("probe", help="find a device's polarity, thresholds, window and time scale; propose a scheme")
     p.add_argument("--preset", default="hfox", choices=sorted(PRESETS), help="built-in model preset")
     p.add_argument("--netlist", help="your netlist file holding the device subcircuit")
-    p.add_argument("--subckt", help="name of the subcircuit in --netlist")
+    p.add_argument("--subckt", help="name of the subcircuit in --netlist (left out: the file's only one)")
+    p.add_argument("--cell", default="1R", choices=["1R", "1T1R"],
+                   help="the cell the proposed scheme is for (1T1R: IGVVA where the device allows it)")
     p.add_argument("--dialect", default="auto", choices=["auto", "ngspice", "ltspice", "pspice", "hspice"])
     p.add_argument("--ports", type=lambda t: [x.strip() for x in t.split(",")], metavar="A,B")
     p.add_argument("--veriloga", metavar="FILE.va", help="your Verilog-A device")

@@ -153,22 +153,78 @@ def test_ltspice_line_left_open_is_closed_at_its_end_as_ltspice_does(tmp_path):
         load_user_netlist(f, "bad", dialect="ltspice")
 
 
-def test_a_whole_deck_is_refused_with_every_offending_line_at_once(tmp_path):
+def test_a_whole_deck_keeps_only_its_device_and_names_every_line_left_out(tmp_path):
     deck = tmp_path / "deck.cir"                       # a test deck around the device, as published
     deck.write_text("Threshold memristor demo\n.param tp=1u\nXd in 0 dev\nVin in 0 sin(0 2 1meg)\n"
                     ".subckt dev a b params: g=1m\nBm a b I={g*V(a,b)}\n.ends dev\n"
-                    ".control\ntran 1n 2u\nplot i(vin)\n.endc\n.end\n")
-    with pytest.raises(NetlistError) as err:
-        load_user_netlist(deck, "dev")
-    msg = str(err.value)
-    assert msg.startswith(f"{deck}:3: the element 'Xd' outside the subcircuit (line 3), the element 'Vin' outside")
-    assert "'.control' (line 8) are not allowed" in msg and "'tran'" not in msg and ".endc" not in msg
-    lines = deck.read_text().splitlines()              # the same file cut to the subcircuit: its title stays
-    deck.write_text("\n".join(lines[:2] + lines[4:7]) + "\n")
+                    ".control\ntran 1n 2u\nshell rm -rf /\nplot i(vin)\n.endc\n.end\n")
     user = load_user_netlist(deck, "dev")
-    assert "line 1 read as the file's title: 'Threshold memristor demo'" in user.record()["translation"]
+    assert user.ignored == [("line 2", ".param tp (not used by subcircuit dev)"), ("line 3", "instance Xd"),
+                            ("line 4", "source Vin"), ("lines 8-12", "the .control block (ngspice commands)")]
+    report = user.deck_report(deck)
+    assert "is a whole deck: only subcircuit dev go to ngspice" in report and "lines 8-12: the .control" in report
     cards = [ln for ln in user.device.definition.splitlines() if not ln.startswith("*")]
-    assert not any("Threshold" in ln for ln in cards)
+    assert cards == [".subckt dev a b params: g=1m", "Bm a b I={g*V(a,b)}", ".ends dev"]
+    assert "line 1 read as the file's title: 'Threshold memristor demo'" in user.record()["translation"]
+    assert "whole deck: subcircuit dev; ignored" in user.record()["translation"]
+    # a file of definitions only is a device file, checked as before: a stray card is refused
+    deck.write_text(".subckt dev a b\nR1 a b 1k\n.ends dev\n.endc\n")
+    with pytest.raises(NetlistError, match=r"deck.cir:4: '.endc' is not allowed in a device file"):
+        load_user_netlist(deck, "dev")
+
+
+DECK = DEVICES / "ng_threshold_deck.cir"
+
+
+def test_deck_fixture_characterizes_through_the_cli_without_its_control_block(tmp_path, capsys):
+    from rramsim.cosim.cli import main
+    from rramsim.devices import DeviceTable
+    out = tmp_path / "deck.h5"                          # --subckt left out: the deck's only subcircuit
+    assert main(["characterize", "--netlist", str(DECK), "--devices", "2", "--targets", "20u,60u",
+                 "--retention-time", "0", "--workers", "1", "-q", "-o", str(out)]) == 0, capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "is a whole deck: only subcircuit thrmem and .param tsw (line 7), .param vth (line 7)" in err
+    for ignored in ("line 8: .param vamp, tper (not used by subcircuit thrmem)", "line 19: instance Xdut",
+                    "line 20: source Vin", "line 21: analysis .tran", "lines 22-26: the .control block"):
+        assert ignored in err
+    table = DeviceTable.load(out)
+    assert table.converged.all() and table.probe["polarity"] == 1
+    assert np.all(np.abs(table.read_g - table.targets) <= 0.05 * table.targets)
+    assert "the .control block (ngspice commands) (lines 22-26)" in table.model_netlist   # the record of it
+    assert "dialect ngspice" in table.model_netlist and "shell" not in table.model_netlist
+    cards = [ln for ln in table.model_netlist.splitlines() if not ln.startswith("*")]
+    assert not any(w in ln.lower() for ln in cards for w in (".tran", "vin", "xdut", "plot", ".control", "vamp"))
+
+
+def test_deck_whose_subcircuit_needs_a_missing_top_level_param_is_named(tmp_path, capsys):
+    from rramsim.cosim.cli import main
+    bad = tmp_path / "no_tsw.cir"                       # tsw was only set from the command line
+    bad.write_text(DECK.read_text().replace(".param tsw=1u vth=0.8", ".param vth=0.8"))
+    with pytest.raises(NetlistError, match=r"no_tsw.cir:10: subcircuit thrmem: parameter k=\{1/tsw\} uses 'tsw', "
+                                           r"which the file does not define"):
+        load_user_netlist(bad, "thrmem")
+    assert main(["probe", "--netlist", str(bad), "--subckt", "thrmem"]) == 1
+    err = capsys.readouterr().err
+    assert "give tsw a top-level .param in the file" in err and "Traceback" not in err
+
+
+def test_included_definitions_are_read_relative_to_the_file(tmp_path):
+    (tmp_path / "rates.inc").write_text("* shared parameters\n.param gdev=2m unused=1\n")
+    (tmp_path / "models.lib").write_text(".lib fast\n.param gfast=3m\n.endl\n.lib slow\n.param gfast=1m\n.endl\n")
+    deck = tmp_path / "deck.cir"
+    deck.write_text("demo\n.include rates.inc\n.lib 'models.lib' fast\n.subckt dev a b\n"
+                    "Bm a b I={(gdev+gfast)*V(a,b)}\n.ends dev\nXd 1 0 dev\n.op\n.end\n")
+    user = load_user_netlist(deck, "dev")
+    assert ".param gdev=2m" in user.device.definition and ".param gfast=3m" in user.device.definition
+    assert ("line 2 of rates.inc", ".param unused (not used by subcircuit dev)") in user.ignored
+    assert "gfast=1m" not in user.device.definition
+    for target in ("/etc/rates.inc", "~/rates.inc", "`cat x`.inc", "$HOME/r.inc"):
+        deck.write_text(f".include {target}\n.subckt dev a b\nR1 a b 1k\n.ends dev\n")
+        with pytest.raises(NetlistError, match=r"deck.cir:1: .include .*only by a path relative to it"):
+            load_user_netlist(deck, "dev")
+    deck.write_text(".include missing.inc\n.subckt dev a b\nR1 a b 1k\n.ends dev\n")
+    with pytest.raises(NetlistError, match="missing.inc'. no such file next to deck.cir"):
+        load_user_netlist(deck, "dev")
 
 
 def test_ic_outside_subckt_and_spectre_are_refused(tmp_path):

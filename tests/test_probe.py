@@ -41,7 +41,40 @@ def test_probe_of_the_builtin_device(capsys):
     assert found.scheme().name == "ispp" and found.targets().size == 8
     assert main(["probe"]) == 0
     out = capsys.readouterr().out
-    assert "SET with + on the first port" in out and "proposed scheme: ispp" in out and "command: rramsim" in out
+    assert "SET with + on the first port" in out and "proposed scheme for a 1R cell: ispp" in out
+    assert "command: rramsim" in out and "on a 1T1R cell, IGVVA: --cell 1T1R" in out
+
+
+def test_probe_proposes_igvva_for_a_1t1r_cell_and_says_why(tmp_path, capsys):
+    assert main(["probe", "--cell", "1T1R"]) == 0
+    out = capsys.readouterr().out
+    assert "proposed scheme for a 1T1R cell: igvva" in out and "--cell 1T1R --scheme igvva" in out
+    assert "why: IGVVA: in a 1T1R cell the word-line voltage sets the SET compliance current" in out
+    # a device that SETs with - on its first port: the transistor would limit no current there
+    path = tmp_path / "negmem.cir"
+    path.write_text(NEGSET)
+    assert main(["probe", "--netlist", str(path), "--cell", "1T1R", "--max-voltage", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "proposed scheme for a 1T1R cell: ispp polarity=-1" in out
+    assert "why: not IGVVA: the device SETs with - on its first port" in out and "reverse its terminals" in out
+
+
+def test_abrupt_device_gets_fine_ispp_pulses_on_1r_and_igvva_at_its_abrupt_width_on_1t1r():
+    from rramsim.cosim.probe import ProbeResult
+    from rramsim.devices.schemes import IGVVA, ISPP
+    found = ProbeResult(polarity=1, v_set=1.65, v_reset=1.65, v_set_full=2.3, v_reset_full=2.2, width=1e-9,
+                        g_off=1e-4, g_on=1e-3, read_voltage=0.2, max_voltage=5.0, abrupt_width=1e-7)
+    one_r, gated = found.scheme(), found.scheme("1T1R")
+    assert isinstance(one_r, ISPP) and one_r.pulse_width == 1e-9 and one_r.reset_width == 1e-9
+    assert isinstance(gated, IGVVA) and gated.pulse_width == 1e-7 and gated.reset_width == 1e-7
+    # the gate ramp spans the compliance currents that hold the window's ends at the SET amplitudes
+    beta = 2e-4 * 3.0
+    assert beta / 2 * (gated.vg_start - 0.45) ** 2 <= 1e-4 * 1.65 <= 1e-3 * 2.3 <= beta / 2 * (gated.vg_max - 0.45) ** 2
+    assert gated.v_set > found.v_set_full and gated.reset_max > found.v_reset_full     # the transistor takes its share
+    cell = found.targets(cell="1T1R")                     # verify reads the device in series with its transistor
+    g_t = beta * (1.2 - 0.45)
+    assert cell[-1] < 1 / (1 / 1e-3 + 1 / g_t) and np.all(cell < found.targets())
+    assert "a single 1e-07 s pulse switches it fully" in found.report()
 
 
 @pytest.mark.parametrize("text,name,scheme,polarity", [(NEGSET, "negmem", "ispp", -1),
