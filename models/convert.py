@@ -4,9 +4,14 @@ Conversion walks the model from the top. A module whose type has a registered co
 (:func:`register_converter`; built in: ``nn.Linear``, ``nn.Conv1d``, ``nn.Conv2d``) is
 replaced by its analog version and its children are not visited; an analog layer that is
 already there is moved to the new table/config. Everything else that holds a weight
-matrix (a parameter of two or more dimensions: ``nn.Embedding``, ``nn.Conv3d``,
-``nn.LSTM`` without a converter, ...) stays digital and is reported: by a warning, by
-:func:`conversion_report`, and as an error with ``strict=True``. Modules whose own
+matrix (``nn.Conv3d``, ``nn.Bilinear``, a layer without a converter, an ``nn.Embedding``
+table: a lookup, whose weights stay in digital memory, or a custom module's parameter of
+two or more dimensions) stays digital and is reported: by a warning, by
+:func:`conversion_report`, and as an error with ``strict=True``. Parameters that act
+elementwise are digital work, not weight matrices, and never make ``strict`` fail:
+biases, norms' affine, and a custom module's parameters shaped ``[1, ...]`` (broadcast
+over the batch: a position embedding added to the activations, a class token); the
+report counts them. Modules whose own
 forward would bypass converted children (``nn.MultiheadAttention`` reads its projection
 weights directly; the transformer layers' fused fast path) are never converted piecewise:
 they stay digital as a whole until a converter for them is registered.
@@ -89,9 +94,33 @@ def _is_analog(module: nn.Module) -> bool:
     return isinstance(module, AnalogLayerMixin)
 
 
+# torch layers that multiply their inputs by a weight matrix (or, Embedding, look rows of one up)
+_MATRIX_LAYERS = (nn.Linear, nn.Bilinear, nn.modules.conv._ConvNd, nn.RNNBase, nn.RNNCellBase,
+                  nn.MultiheadAttention, nn.Embedding, nn.EmbeddingBag)
+
+
+def _is_matrix(module: nn.Module, p: torch.Tensor) -> bool:
+    """Whether ``module``'s own parameter ``p`` is a weight matrix. Every parameter of two or
+    more dimensions of a torch matrix layer is (an Embedding's table too: a lookup, no
+    crossbar MVM, but its weights stay in digital memory and count); in a module of another
+    kind, one whose first dimension is not 1. A parameter shaped ``[1, ...]`` broadcasts over
+    the batch: it is added to (or multiplies) activations elementwise, like a position
+    embedding or a class token, and is digital elementwise work, not a weight matrix."""
+    if p is None or p.dim() < 2:
+        return False
+    return isinstance(module, _MATRIX_LAYERS) or p.shape[0] != 1
+
+
 def _weight_bearing(module: nn.Module) -> bool:
-    """Holds a weight matrix itself (a parameter of two or more dimensions)."""
-    return any(p is not None and p.dim() >= 2 for p in module.parameters(recurse=False))
+    """Holds a weight matrix itself (see :func:`_is_matrix`); such a module left digital is
+    reported, and refused with ``strict=True``."""
+    return any(_is_matrix(module, p) for p in module.parameters(recurse=False))
+
+
+def _elementwise_params(module: nn.Module) -> list[tuple[str, torch.Tensor]]:
+    """``module``'s own parameters that are not weight matrices (biases, norms' affine,
+    position embeddings, scales): digital elementwise work."""
+    return [(n, p) for n, p in module.named_parameters(recurse=False) if p is not None and not _is_matrix(module, p)]
 
 
 def _digital_reason(module: nn.Module) -> str:
@@ -207,6 +236,20 @@ def convert_to_analog(model: nn.Module, table: DeviceTable, config: CrossbarConf
     exclude = tuple(exclude)
     if not all(isinstance(p, str) for p in exclude):
         raise TypeError(f"exclude must be module names or fnmatch patterns (strings), got {exclude!r}")
+    if inplace and any(p.is_inference() for p in model.parameters()):
+        raise ValueError("convert_to_analog(inplace=True): the model's parameters are inference tensors (the model "
+                         "was built or loaded inside torch.inference_mode()), which the analog layers cannot take "
+                         "over; convert with inplace=False (a copy with ordinary tensors), or build the model "
+                         "outside inference_mode")
+    # the analog layers track their weights' versions and may later run with gradients: their
+    # tensors (and the copy of the model) must be ordinary ones, also when called inside
+    # torch.inference_mode()
+    with torch.inference_mode(False):
+        return _convert(model, table, config, seed, inplace, exclude, strict)
+
+
+def _convert(model: nn.Module, table: DeviceTable, config: CrossbarConfig, seed: int, inplace: bool,
+             exclude: tuple[str, ...], strict: bool) -> nn.Module:
     if not inplace:
         model = copy.deepcopy(model)
     plan = _plan(model, exclude)
@@ -263,7 +306,7 @@ def convert_to_analog(model: nn.Module, table: DeviceTable, config: CrossbarConf
         raise
     if left:
         warnings.warn(f"convert_to_analog: {len(left)} weight-bearing module(s) stay digital:\n  " + "\n  ".join(left)
-                      + "\n(conversion_report(model) lists them; strict=True makes this an error)", stacklevel=2)
+                      + "\n(conversion_report(model) lists them; strict=True makes this an error)", stacklevel=3)
     root._rramsim_left_digital = {n: why for n, (m, why) in plan.digital.items()} | {
         n: f"excluded by {p!r}" for n, (m, p) in plan.excluded.items()}
     if not hasattr(root, "program"):
@@ -398,13 +441,18 @@ class ConversionRow:
     analog: bool
     params: int
     note: str
+    matrix: bool = True              # False: elementwise parameters (a position embedding), not a weight matrix
 
 
 @dataclass
 class ConversionReport:
-    """What of a model runs on crossbars and what stays digital (weight-bearing modules)."""
+    """What of a model runs on crossbars and what stays digital: weight-bearing modules
+    (:attr:`digital`), modules whose multi-dimensional parameters are elementwise
+    (:attr:`elementwise`: a position embedding added to the activations) and, as one
+    count, the other elementwise parameters (norms' affine, 1-D scales) of digital modules."""
 
     rows: list[ConversionRow]
+    elementwise_params: int = 0      # 1-D parameters of digital modules (norms' affine, scales; not in rows)
 
     @property
     def analog(self) -> list[ConversionRow]:
@@ -412,7 +460,14 @@ class ConversionReport:
 
     @property
     def digital(self) -> list[ConversionRow]:
-        return [r for r in self.rows if not r.analog]
+        """Weight-bearing modules left digital (what ``strict=True`` refuses)."""
+        return [r for r in self.rows if not r.analog and r.matrix]
+
+    @property
+    def elementwise(self) -> list[ConversionRow]:
+        """Modules whose parameters of two or more dimensions are elementwise (digital work,
+        not weight matrices: ``strict=True`` accepts them)."""
+        return [r for r in self.rows if not r.analog and not r.matrix]
 
     @property
     def analog_params(self) -> int:
@@ -424,7 +479,8 @@ class ConversionReport:
 
     def to_dict(self) -> dict:
         return {"rows": [r.__dict__ for r in self.rows], "analog_params": self.analog_params,
-                "digital_params": self.digital_params}
+                "digital_params": self.digital_params,
+                "elementwise_params": self.elementwise_params + sum(r.params for r in self.elementwise)}
 
     def __str__(self) -> str:
         w = max([len(r.name) for r in self.rows] + [6])
@@ -432,12 +488,16 @@ class ConversionReport:
         head = f"{'module':<{w}}  {'type':<{k}}  {'runs':<7}  {'params':>9}  note"
         lines = ["Conversion report", head, "-" * len(head)]
         for r in self.rows:
-            runs = "analog" if r.analog else "DIGITAL"
+            runs = "analog" if r.analog else "DIGITAL" if r.matrix else "digital"
             lines.append(f"{r.name:<{w}}  {r.kind:<{k}}  {runs:<7}  {r.params:>9d}  {r.note}")
         total = self.analog_params + self.digital_params
         share = self.analog_params / total if total else 0.0
         lines.append(f"weights on crossbars: {self.analog_params} of {total} ({share:.1%}); "
                      f"{len(self.digital)} weight-bearing module(s) digital")
+        elementwise = self.elementwise_params + sum(r.params for r in self.elementwise)
+        if elementwise:
+            lines.append(f"digital elementwise parameters (norms' affine, position embeddings, scales; not weight "
+                         f"matrices): {elementwise}")
         return "\n".join(lines)
 
 
@@ -449,6 +509,7 @@ def conversion_report(model: nn.Module) -> ConversionReport:
     reasons = getattr(model, "_rramsim_left_digital", {}) or {}
     rows: list[ConversionRow] = []
     seen: dict[int, str] = {}
+    other = [0]                  # 1-D elementwise parameters of digital modules
 
     def count(m: nn.Module, recurse: bool) -> int:
         return sum(p.numel() for p in m.parameters(recurse=recurse))
@@ -478,12 +539,22 @@ def conversion_report(model: nn.Module) -> ConversionReport:
             why = reasons.get(name) or (_digital_reason(module) if _converter_for(module) is None
                                         else "not converted (convert_to_analog was not run on it)")
             rows.append(ConversionRow(label, type(module).__name__, False, count(module, False), why))
+        else:
+            params = _elementwise_params(module)
+            shaped = [(n, p) for n, p in params if p.dim() >= 2]
+            if shaped:
+                what = ", ".join(f"{n} {list(p.shape)}" for n, p in shaped)
+                rows.append(ConversionRow(label, type(module).__name__, False, sum(p.numel() for _, p in params),
+                                          f"elementwise, not a weight matrix: {what} (broadcast over the batch)",
+                                          matrix=False))
+            else:
+                other[0] += sum(p.numel() for _, p in params)
         for attr, child in module._modules.items():
             if child is not None:
                 visit(child, f"{name}.{attr}" if name else attr)
 
     visit(model, "")
-    return ConversionReport(rows)
+    return ConversionReport(rows, other[0])
 
 
 register_safe_globals()

@@ -216,3 +216,75 @@ def test_conversion_keeps_each_modules_mode():
     analog = convert_to_analog(model, load_default_table())
     assert not any(m.training for m in analog.modules())
     assert all(m.training for m in convert_to_analog(model.train(), load_default_table()).modules())
+
+
+def test_strict_accepts_elementwise_parameters_and_refuses_weight_matrices(table):
+    """The shipped ViT adds a learned position embedding [1, tokens, dim] to its patch
+    embeddings: elementwise digital work, not a weight matrix, so strict conversion
+    accepts the model and the report counts it apart from the weights."""
+    from rramsim.models.networks import VisionTransformer
+
+    torch.manual_seed(0)
+    vit = VisionTransformer(dim=16, depth=1, heads=2, mlp_dim=32).eval()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")                  # nothing is said to stay digital
+        a = convert_to_analog(vit, table, CFG, strict=True)
+    rep = conversion_report(a)
+    assert rep.digital == [] and rep.digital_params == 0
+    (pos,) = rep.elementwise
+    assert pos.name == "<model>" and pos.params == vit.pos.numel() and "pos [1, 16, 16]" in pos.note
+    norms = sum(p.numel() for m in vit.modules() if isinstance(m, nn.LayerNorm) for p in m.parameters())
+    assert rep.elementwise_params == norms
+    assert rep.to_dict()["elementwise_params"] == norms + vit.pos.numel()
+    assert "not weight matrices" in str(rep) and "DIGITAL" not in str(rep)
+    x = torch.rand(2, 1, 28, 28)
+    with torch.no_grad():
+        assert a(x).shape == (2, 10)
+
+    class Scaled(nn.Module):
+        """A [1, 4] gain (elementwise), and optionally a [3, 4] matrix multiplied in the forward."""
+
+        def __init__(self, mix: bool):
+            super().__init__()
+            self.gain = nn.Parameter(torch.ones(1, 4))
+            self.mix = nn.Parameter(torch.randn(3, 4)) if mix else None
+            self.fc = nn.Linear(4 if self.mix is None else 3, 2)
+
+        def forward(self, x):
+            x = x * self.gain
+            return self.fc(x if self.mix is None else x @ self.mix.T)
+
+    with pytest.raises(ValueError, match=r"(?s)strict.*'<model>' \(Scaled\)"):
+        convert_to_analog(Scaled(mix=True), table, CFG, strict=True)
+    ok = convert_to_analog(Scaled(mix=False), table, CFG, strict=True)
+    assert [r.name for r in conversion_report(ok).elementwise] == ["<model>"]
+    assert conversion_report(ok).digital == []
+
+
+def test_conversion_inside_inference_mode(table):
+    """Converting inside torch.inference_mode() gives ordinary tensors: the model runs there
+    and afterwards, reprograms when its weights change, and trains with gradients; a model
+    whose own parameters are inference tensors is converted as a copy, never in place."""
+    torch.manual_seed(5)
+    model = nn.Sequential(nn.Conv2d(1, 3, 3), nn.ReLU(), nn.Flatten(), nn.Linear(3 * 4 * 4, 4))
+    x = torch.rand(2, 1, 6, 6)
+    quiet = CFG.replace(read_noise="off")                          # outputs comparable call by call
+    reference = convert_to_analog(model, table, quiet, seed=3)
+    with torch.inference_mode():
+        a = convert_to_analog(model, table, quiet, seed=3)
+        y_inside = a(x)
+    assert not any(p.is_inference() for p in a.parameters())
+    with torch.no_grad():
+        assert torch.equal(a(x), reference(x)) and y_inside.shape == (2, 4)
+        a[3].weight.mul_(-1)                                       # reprograms on the next forward
+        assert not torch.allclose(a(x), reference(x))
+    a.train()
+    a(x).square().sum().backward()
+    assert a[0].weight.grad is not None and a[3].weight.grad.abs().sum() > 0
+    with torch.inference_mode():
+        frozen = nn.Sequential(nn.Linear(4, 3))                    # parameters are inference tensors
+        with pytest.raises(ValueError, match="inference tensors.*inplace=False"):
+            convert_to_analog(frozen, table, CFG, inplace=True)
+        copy_ = convert_to_analog(frozen, table, CFG)
+        assert copy_(torch.rand(2, 4)).shape == (2, 3)
+    assert not copy_[0].weight.is_inference()
