@@ -3,7 +3,9 @@
 This is the contract between the SPICE side (``rramsim.cosim`` writes it) and the torch
 side (``rramsim.models`` reads it). On disk it is plain HDF5, format version 2, laid out
 as in docs/DESIGN.md ("The DeviceTable HDF5 format"); :meth:`DeviceTable.save` writes it atomically and :meth:`DeviceTable.load`
-refuses anything malformed with a :class:`TableError` that says what is wrong.
+refuses anything malformed with a :class:`TableError` that says what is wrong. The
+optional ``/array`` group (:class:`ArrayGroup`) records programming inside an array
+(position-dependent cost, write disturb); tables without it load as before.
 """
 from __future__ import annotations
 
@@ -51,6 +53,100 @@ class TableError(ValueError):
     """A device table file or object is malformed; the message says what and where."""
 
 
+#: Per-position maps of the optional /array group, each [rows, cols].
+ARRAY_MAPS = {"level": np.int32, "pulses_factor": np.float64, "energy_factor": np.float64,
+              "time_factor": np.float64, "disturb": np.float64}
+#: Per-level disturb statistics of /array, each [L].
+ARRAY_STATS = ("disturb_half_mean", "disturb_half_std", "disturb_other_mean", "disturb_other_std",
+               "disturb_array_mean", "disturb_array_std", "disturb_cells")
+#: Required attributes of /array.
+ARRAY_ATTRS = ("rows", "cols", "cell", "bias", "half_select", "wire_resistance", "scheme", "write_order")
+
+
+@dataclass
+class ArrayGroup:
+    """Programming inside an array (optional ``/array``): what write-verify of the table's
+    device cost and disturbed when done cell by cell inside a ``rows x cols`` array in
+    ngspice (``rramsim characterize-array``).
+
+    Attributes (``attrs``): ``rows``, ``cols``, ``cell`` (1R/1T1R), ``bias`` (``V/2``,
+    ``V/3``, ``word-line``), ``half_select`` (unselected-line voltage as a fraction of the
+    pulse), ``wire_resistance`` (ohm per segment), ``scheme`` (the table's scheme name),
+    ``write_order`` (``row-major``), and optional provenance (``seed``, ``command``, ...).
+
+    Per position [rows, cols]: ``level`` (the level written there), ``pulses_factor``,
+    ``energy_factor``, ``time_factor`` (cost of that write in the array over the cost of
+    the same level in an isolated cell of the same device, cell and scheme; energy counts
+    every line driver, so half-selected cells' currents are in it) and ``disturb`` (relative
+    conductance change of the cell from the end of its own write to the end of the whole
+    array's write).
+
+    Per level [L]: write disturb per event, as ``ln(G_after / G_before)`` (= the relative
+    change for small changes): ``disturb_half_mean/std`` per *half-select event* (a later
+    write of a cell on the same row or column), ``disturb_other_mean/std`` per later write
+    elsewhere in the array (the V/3 bias puts -V/3 there), fitted over the array's cells of
+    that level; ``disturb_array_mean/std``: the measured relative change per written array;
+    ``disturb_cells``: how many cells of that level the array had (levels with none carry
+    the pooled fit of all cells).
+    """
+
+    attrs: dict[str, Any]
+    maps: dict[str, np.ndarray]
+    stats: dict[str, np.ndarray]
+
+    def __post_init__(self) -> None:
+        self.attrs = {k: _scalar(v) for k, v in self.attrs.items()}
+        self.maps = {k: np.asarray(v, dtype=ARRAY_MAPS.get(k, np.float64)) for k, v in self.maps.items()}
+        self.stats = {k: np.asarray(v, dtype=np.float64) for k, v in self.stats.items()}
+
+    def validate(self, n_levels: int) -> None:
+        missing = [k for k in ARRAY_ATTRS if k not in self.attrs]
+        if missing:
+            raise TableError(f"/array attrs lack {missing}")
+        try:
+            rows, cols = int(self.attrs["rows"]), int(self.attrs["cols"])
+        except (TypeError, ValueError):
+            raise TableError("/array rows and cols must be whole numbers") from None
+        if rows < 1 or cols < 1:
+            raise TableError(f"/array rows and cols must be >= 1, got {rows} x {cols}")
+        if self.attrs["cell"] not in ("1R", "1T1R"):
+            raise TableError(f"/array cell must be 1R or 1T1R, got {self.attrs['cell']!r}")
+        for name in ARRAY_MAPS:
+            a = self.maps.get(name)
+            if a is None or a.shape != (rows, cols):
+                raise TableError(f"/array/{name} must be [{rows}, {cols}], got "
+                                 f"{None if a is None else a.shape}")
+            if not np.all(np.isfinite(a)):
+                raise TableError(f"/array/{name} contains NaN or inf")
+        if np.any(self.maps["level"] < 0) or np.any(self.maps["level"] >= n_levels):
+            raise TableError(f"/array/level must hold level indices 0..{n_levels - 1}")
+        for name in ("pulses_factor", "energy_factor", "time_factor"):
+            if np.any(self.maps[name] <= 0):
+                raise TableError(f"/array/{name} must be positive (a cost ratio)")
+        for name in ARRAY_STATS:
+            a = self.stats.get(name)
+            if a is None or a.shape != (n_levels,) or not np.all(np.isfinite(a)):
+                raise TableError(f"/array/{name} must be [L={n_levels}] finite values")
+        if any(np.any(self.stats[n] < 0) for n in ARRAY_STATS if n.endswith("_std") or n == "disturb_cells"):
+            raise TableError("/array standard deviations and counts must be >= 0")
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, ArrayGroup):
+            return NotImplemented
+        same = lambda x, y: x.keys() == y.keys() and all(np.array_equal(x[k], y[k]) for k in x)  # noqa: E731
+        return self.attrs == other.attrs and same(self.maps, other.maps) and same(self.stats, other.stats)
+
+    def describe(self) -> str:
+        a, m, s = self.attrs, self.maps, self.stats
+        near, far = (a["rows"] - 1, 0), (0, a["cols"] - 1)
+        return (f"  array: {a['rows']}x{a['cols']} {a['cell']} {a['bias']} (half-select {float(a['half_select']):.3g}), "
+                f"{float(a['wire_resistance']):g} ohm/segment, {a['scheme']}, {a['write_order']}; pulses x"
+                f"{m['pulses_factor'].mean():.3f} (near corner {m['pulses_factor'][near]:.3f}, far "
+                f"{m['pulses_factor'][far]:.3f}), energy x{m['energy_factor'].mean():.3f}; disturb per written "
+                f"array {100 * np.mean(m['disturb']):+.3f}% (sigma {100 * np.std(m['disturb']):.3f}%), per "
+                f"half-select event {100 * np.average(s['disturb_half_mean'], weights=s['disturb_cells'] + 1e-12):+.4f}%")
+
+
 @dataclass
 class DeviceTable:
     """Fitted lookup tables of one RRAM device (SI units throughout).
@@ -89,6 +185,7 @@ class DeviceTable:
     programming_netlist: str = ""
     provenance: dict[str, Any] = field(default_factory=dict)  # created, versions, seed, command
     probe: dict[str, Any] = field(default_factory=dict)       # what the probe found (optional /probe)
+    array: ArrayGroup | None = None          # optional /array: programming inside an array
     #: Format version of the file it was read from (saving always writes FORMAT_VERSION).
     format_version: ClassVar[int] = FORMAT_VERSION
 
@@ -226,6 +323,10 @@ class DeviceTable:
             a = getattr(self, f"trace_{n}")
             if a is not None and (self.trace_g is None or a.shape != self.trace_g.shape or not np.all(np.isfinite(a))):
                 raise TableError(f"/trace/{n} must be finite and shaped like /trace/g")
+        if self.array is not None:
+            if not isinstance(self.array, ArrayGroup):
+                raise TableError(f"array must be an ArrayGroup, got {type(self.array).__name__}")
+            self.array.validate(n_levels)
 
     # ------------------------------------------------------------------ equality
     def __eq__(self, other: object) -> bool:
@@ -286,6 +387,14 @@ class DeviceTable:
                 for n in TRACE_EXTRA:
                     if getattr(self, f"trace_{n}") is not None:
                         _array(f["trace"], n, getattr(self, f"trace_{n}"))
+                if self.array is not None:
+                    ag = f.create_group("array")
+                    for key, value in self.array.attrs.items():
+                        ag.attrs[key] = value
+                    for name, dtype in ARRAY_MAPS.items():
+                        _array(ag, name, self.array.maps[name].astype(dtype))
+                    for name in ARRAY_STATS:
+                        _array(ag, name, self.array.stats[name])
                 if self.probe:
                     pr = f.create_group("probe")
                     for key, value in self.probe.items():
@@ -361,6 +470,12 @@ class DeviceTable:
         if "trace" in f:
             retention.update({f"trace_{k}": _read(f, f"trace/{k}", path) for k in TRACE_EXTRA if k in f["trace"]})
         probe = {k: _scalar(v) for k, v in f["probe"].attrs.items()} if "probe" in f else {}
+        array = None
+        if "array" in f:
+            ag = f["array"]
+            array = ArrayGroup({k: _scalar(v) for k, v in ag.attrs.items()},
+                               {n: _read(f, f"array/{n}", path) for n in ARRAY_MAPS},
+                               {n: _read(f, f"array/{n}", path) for n in ARRAY_STATS})
         provenance = {k: _scalar(v) for k, v in f.attrs.items() if k not in ("format", "format_version")}
         table = cls(
             targets=_read(f, "programming/targets", path),
@@ -377,6 +492,7 @@ class DeviceTable:
             programming_netlist=_text(p["netlist"][()]) if "netlist" in p else "",
             provenance=provenance,
             probe=probe,
+            array=array,
         )
         table.format_version = int(version)
         return table
@@ -412,6 +528,8 @@ class DeviceTable:
                      if self.iv_v.size else "  I-V: not measured")
         if self.unmeasured:
             lines.append(f"  not measured: {', '.join(sorted(self.unmeasured))}")
+        if self.array is not None:
+            lines.append(self.array.describe())
         if self.has_retention:
             lines.append(f"  retention: G(t)/G(0) at t = {self.retention_t[-1]:.3g} s: "
                          + ", ".join(f"{r:.3f}" for r in self.retention_ratio[:, -1]))
