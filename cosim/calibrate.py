@@ -1,25 +1,38 @@
-"""``rramsim calibrate``: fit the built-in model's programming spread to a measured table or
-a published sigma(G).
+"""``rramsim calibrate``: fit the built-in model's spread to a measured table or a published
+sigma(G), right after programming and (where the target has it) a day later.
 
-What sets the spread. Under write-verify the conductance a cell reaches lies inside the
-verify window ``target (1 +- tolerance)`` unless the cell fails to converge, so the spread
-of the reached conductance is mostly the tolerance (a uniform spread over the window has
-sigma = tolerance / sqrt(3) of the target); the device-to-device and cycle-to-cycle
-variability moves it through how the last pulse lands in the window and how many cells
-miss it. (The campaign's verify reads are noiseless, so the model's read-noise amplitude
-does not move this spread; a target that falls with G, as NeuRRAM's does, cannot be matched
-by these two knobs, whose spread grows with G.) Calibration therefore fits, by name (``fit``), the write-verify ``tolerance``
-and/or a ``scale`` multiplying every sigma of the preset's variability, minimizing the RMS
-relative error of sigma per level against the target.
+What sets the spread, in the built-in model (``rramsim.devices.params``):
 
-Each evaluation is a small seeded campaign (retention skipped); campaigns are kept in a
-work folder keyed by their parameters, so an interrupted or repeated calibration reuses
-every campaign already run. One parameter is searched with ``minimize_scalar`` (bounded,
-in log space), two with Nelder-Mead (log space), each within ``max_evals`` campaigns.
+* right after programming (t <= 1 s): under write-verify a converged cell lies inside the
+  verify window ``target (1 +- tolerance)``, so the spread is mostly the ``tolerance`` (a
+  uniform landing gives sigma = tolerance / sqrt(3) of the target); the device-to-device
+  and cycle-to-cycle spreads (``scale``, multiplying every sigma of the preset) only move
+  where the last pulse lands and how many cells miss the window (those cells are the
+  outliers that make sigma jump). The campaign's verify reads are noiseless, so neither
+  the read-noise amplitude nor verify-read averaging moves this spread.
+* a day later: the gap relaxes towards ``g_max`` at the rate ``r_ret`` (``dg/dt = r_ret
+  (g_max - g)``), log-normally spread over devices with sigma ``ret_spread``; a cell
+  programmed to g reads ``g (r(t) + s(t) z)`` (the table's ``/retention`` group, the
+  inference drift model), so ``r_ret`` sets the mean loss r and ``ret_spread`` the spread s.
+
+Every one of these spreads is *relative* (a fraction of G: the window, the relaxation
+``dG/G = -dg/g0``; the read noise, were it in the loop, goes as G^1/2), so the model's
+sigma(G) rises with G at any parameter values. A target that falls with G (NeuRRAM's does
+over 10-40 uS, at 1 s and at 1 day) can then be matched no better than the best
+non-decreasing curve (weighted isotonic regression of the target): :func:`rising_bound`
+gives that floor and the command prints it.
+
+Calibration fits, by name (``fit``, names in :data:`BOUNDS`), minimizing the RMS relative
+error of sigma over every (level, time) of the target. Each evaluation is a small seeded
+campaign; campaigns (and retention runs, keyed by their own parameters) are kept in a work
+folder, so an interrupted or repeated calibration reuses every one already run. One
+parameter is searched with ``minimize_scalar`` (bounded, log space), several with
+Nelder-Mead (log space, first steps a factor 2), each within ``max_evals`` campaigns.
 """
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,29 +42,63 @@ import numpy as np
 from rramsim.devices import DeviceTable
 
 #: Parameters that can be fitted, with their search bounds.
-BOUNDS = {"tolerance": (0.005, 0.45), "scale": (0.05, 8.0)}
+BOUNDS = {"tolerance": (0.005, 0.45), "scale": (0.05, 8.0), "r_ret": (1e-9, 1e-4), "ret_spread": (0.01, 3.0)}
 #: First Nelder-Mead steps, in ln of each parameter (a factor 2).
 SIMPLEX_STEP = float(np.log(2.0))
+#: Times up to this (s) compare with the programming spread itself (as ``table compare``).
+PROGRAMMING_TIME = 1.0
+DAY = 86400.0
 
 
 @dataclass
 class Target:
-    """Per-level standard deviation of the reached conductance to match (S)."""
+    """Per-level standard deviation of the conductance to match (S), at one or more times
+    after programming (s; <= 1 s: the programming spread itself), and, for a published
+    reference, the band of its fits at each time."""
 
     targets: np.ndarray
-    sigma: np.ndarray
+    sigma: dict[float, np.ndarray]
     label: str
+    band: dict[float, tuple[np.ndarray, np.ndarray]] | None = None
+
+    @property
+    def times(self) -> list[float]:
+        return sorted(self.sigma)
+
+    @property
+    def retention_time(self) -> float:
+        """The longest time after programming this target needs (0: programming only)."""
+        later = [t for t in self.sigma if t > PROGRAMMING_TIME]
+        return max(later) if later else 0.0
 
 
-def target_from_table(table: DeviceTable, label: str) -> Target:
-    return Target(table.targets.copy(), table.g_final.std(axis=1), label)
+def target_from_table(table: DeviceTable, label: str, times: list[float] | None = None) -> Target:
+    """The spread of ``table``: right after programming, and a day later where its
+    ``/retention`` group reaches a day (or at ``times``)."""
+    from rramsim.cosim.compare import sigma_at
+    if times is None:
+        times = [PROGRAMMING_TIME]
+        if table.has_retention and float(table.retention_t[-1]) >= DAY * (1 - 1e-6):
+            times.append(DAY)
+    sigma = {}
+    for t in times:
+        ms = sigma_at(table, t)
+        if ms is None:
+            raise ValueError(f"{label} has no /retention group: its spread at t = {t:g} s is unknown "
+                             "(calibrate to its programming spread only: --time 1)")
+        if t > PROGRAMMING_TIME and float(table.retention_t[-1]) < t * (1 - 1e-6):
+            raise ValueError(f"{label}'s retention data end at {float(table.retention_t[-1]):g} s, before "
+                             f"t = {t:g} s: calibrate to times it measured")
+        sigma[float(t)] = ms[1]
+    return Target(table.targets.copy(), sigma, label)
 
 
-def target_from_reference(name: str, time: float | None, targets: np.ndarray | None) -> Target:
-    """The middle of a published band at ``targets`` (default: 4 levels over its window)."""
+def target_from_reference(name: str, times: list[float] | None, targets: np.ndarray | None) -> Target:
+    """The middle of a published band at ``targets`` (default: 4 levels over its window),
+    at ``times`` (default: every time of the reference up to a day)."""
     from rramsim.cosim.references import reference
     ref = reference(name)
-    time = min(ref.times) if time is None else time
+    times = [t for t in ref.times if t <= DAY] if times is None else list(times)
     if targets is None:
         lo, hi = ref.window
         targets = np.linspace(max(lo, hi / 4), hi, 4)
@@ -60,85 +107,197 @@ def target_from_reference(name: str, time: float | None, targets: np.ndarray | N
     if not inside.all():
         raise ValueError(f"targets {', '.join(f'{t * 1e6:g}u' for t in targets[~inside])} lie outside the "
                          f"{name} window ({ref.window[0] * 1e6:g}-{ref.window[1] * 1e6:g} uS)")
-    lo, hi = ref.band(targets, time)
-    return Target(targets, (lo + hi) / 2, f"{name} at t = {time:g} s")
+    sigma, band = {}, {}
+    for t in times:
+        lo, hi = ref.band(targets, t)
+        # a fit at t = 0 is the programming spread, compared as such (t <= 1 s)
+        sigma[float(t)], band[float(t)] = (lo + hi) / 2, (lo, hi)
+    return Target(targets, sigma, f"{name} at t = {', '.join(f'{t:g}' for t in times)} s", band)
 
 
 def rms_error(reached: np.ndarray, target: np.ndarray) -> float:
     return float(np.sqrt(np.mean((reached / target - 1) ** 2)))
 
 
+def band_distance(reached: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> float:
+    """RMS relative distance to the nearest edge of a band (0 inside it), as ``table compare``."""
+    d = np.where(reached < lo, reached / lo - 1, np.where(reached > hi, reached / hi - 1, 0.0))
+    return float(np.sqrt(np.mean(d ** 2)))
+
+
+def rising_bound(sigma: np.ndarray) -> float:
+    """The smallest RMS relative error any sigma(G) that does not fall with G can reach
+    against ``sigma`` (per level, levels in increasing G): a weighted isotonic regression,
+    since ``(m/s - 1)^2 = (m - s)^2 / s^2``."""
+    from scipy.optimize import isotonic_regression
+    sigma = np.asarray(sigma, dtype=float)
+    best = isotonic_regression(sigma, weights=1 / sigma ** 2, increasing=True).x
+    return rms_error(best, sigma)
+
+
+def model_sigma(table: DeviceTable, t: float) -> np.ndarray:
+    """Per-level sigma of ``table`` t s after programming (the definition ``table compare`` uses)."""
+    from rramsim.cosim.compare import sigma_at
+    ms = sigma_at(table, t)
+    if ms is None:
+        raise ValueError(f"the table has no /retention group: no spread at t = {t:g} s")
+    return ms[1]
+
+
 @dataclass
 class Calibration:
-    """The result: fitted parameters, the final table and every campaign run."""
+    """The result: fitted parameters, the final table, its error and every campaign run."""
 
     params: dict[str, float]
     table: DeviceTable
-    error: float
+    error: float                       # RMS over every (level, time)
+    errors: dict[float, float]         # RMS per time
     history: list[dict]
+
+
+def calibrated_device(model, variability, p: dict[str, float]):
+    """The model and variability that parameters ``p`` (see :data:`BOUNDS`) describe."""
+    var = variability.scaled(p["scale"])
+    var = dataclasses.replace(var, d2d={**var.d2d, "r_ret": p["ret_spread"]})
+    return model.replace(r_ret=p["r_ret"]), var
 
 
 def calibrate(target: Target, model, variability, scheme, fit=("tolerance",), n_devices: int = 20, seed: int = 0,
               max_evals: int = 12, workdir: str | Path = "calibration", workers: int | None = None,
-              progress: bool = True, log=print) -> Calibration:
+              retention_devices: int = 8, progress: bool = True, log=None) -> Calibration:
     """Fit ``fit`` (names in :data:`BOUNDS`) so the built-in ``model`` reaches ``target``."""
     unknown = [f for f in fit if f not in BOUNDS]
     if unknown or not fit:
         raise ValueError(f"--fit takes names from {', '.join(BOUNDS)}, got {', '.join(fit) or 'none'}")
     if max_evals < 1:
         raise ValueError(f"max_evals must be >= 1, got {max_evals}")
+    later = [t for t in target.times if t > PROGRAMMING_TIME]
+    if not later and {"r_ret", "ret_spread"} & set(fit):
+        raise ValueError("r_ret and ret_spread set the spread after programming; the target has none "
+                         "(give a time after 1 s, or a table with a /retention group)")
     from scipy.optimize import minimize, minimize_scalar
+    from tqdm.auto import tqdm
 
-    from rramsim.cosim.characterize import Characterization, characterize
+    from rramsim.cosim.characterize import Characterization, characterize, measure_retention
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
-    start = {"tolerance": float(scheme.tolerance), "scale": 1.0}
+    base_spread = float(variability.d2d.get("r_ret", 0.0))
+    start = {"tolerance": float(scheme.tolerance), "scale": 1.0, "r_ret": float(model.r_ret),
+             "ret_spread": base_spread if base_spread > 0 else 0.3}
     history: list[dict] = []
     tables: dict[str, DeviceTable] = {}
+    bar = tqdm(total=max_evals, unit="campaign", desc="calibrate", disable=not progress)
+    say = log or (bar.write if progress else (lambda s: None))
 
     def params_of(x) -> dict[str, float]:
         p = dict(start)
         for name, v in zip(fit, np.atleast_1d(x)):
             lo, hi = BOUNDS[name]
             p[name] = float(np.clip(np.exp(v), lo, hi))
+        if "ret_spread" not in fit:            # the relaxation spread follows the preset's, scaled
+            p["ret_spread"] = base_spread * p["scale"]
         return {k: float(f"{v:.4g}") for k, v in p.items()}
 
+    def key_of(p: dict, names) -> str:
+        text = json.dumps({k: p[k] for k in names} | {"n": n_devices, "seed": seed,
+                                                     "targets": [float(t) for t in target.targets],
+                                                     "retention": [target.retention_time, retention_devices]},
+                          sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
     def run(p: dict[str, float]) -> DeviceTable:
-        key = f"tol{p['tolerance']:.4g}_scale{p['scale']:.4g}_n{n_devices}_seed{seed}"
-        path = workdir / f"{key}.h5"
+        path = workdir / f"campaign_{key_of(p, sorted(p))}.h5"
         if path.exists():
             return DeviceTable.load(path)
-        spec = Characterization.builtin(model, variability=variability.scaled(p["scale"]),
-                                        scheme=dataclasses.replace(scheme, tolerance=p["tolerance"]),
-                                        targets=target.targets, n_devices=n_devices, seed=seed, retention_time=0)
-        table = characterize(spec, workers=workers, progress=False, command=f"rramsim calibrate ({key})")
+        m, var = calibrated_device(model, variability, p)
+        spec = Characterization.builtin(m, variability=var, scheme=dataclasses.replace(scheme, tolerance=p["tolerance"]),
+                                        targets=target.targets, n_devices=n_devices, seed=seed, retention_time=0,
+                                        retention_devices=retention_devices)
+        label = " ".join(f"{k} {v:.4g}" for k, v in p.items())
+        table = characterize(spec, workers=workers, progress=False, command=f"rramsim calibrate ({label})")
+        if later:        # retention depends on the relaxation parameters only: kept on its own
+            rpath = workdir / f"retention_{key_of(p, ['r_ret', 'ret_spread'])}.npz"
+            if rpath.exists():
+                with np.load(rpath) as f:
+                    ret = (f["t"], f["ratio"], f["sigma"])
+            else:
+                ret = measure_retention(dataclasses.replace(spec, retention_time=max(later)))
+                from rramsim.cosim.files import atomic_write
+                atomic_write(rpath, lambda tmp: np.savez(tmp, t=ret[0], ratio=ret[1], sigma=ret[2]))
+            table.retention_t, table.retention_ratio, table.retention_sigma = ret
         table.save(path)
         return table
+
+    def evaluate(table: DeviceTable) -> tuple[float, dict[float, float]]:
+        reached = {t: model_sigma(table, t) for t in target.times}
+        per = {t: rms_error(reached[t], target.sigma[t]) for t in target.times}
+        every = np.concatenate([reached[t] / target.sigma[t] - 1 for t in target.times])
+        return float(np.sqrt(np.mean(every ** 2))), per
 
     def objective(x) -> float:
         p = params_of(x)
         key = json.dumps(p, sort_keys=True)
         if key not in tables:
             tables[key] = run(p)
-        err = rms_error(tables[key].g_final.std(axis=1), target.sigma)
-        history.append({**p, "rms": err})
-        if progress:
-            log(f"  campaign {len(history)}: " + " ".join(f"{k} {v:.4g}" for k, v in p.items()) + f"  RMS {100 * err:.1f}%")
+        err, per = evaluate(tables[key])
+        history.append({**p, "rms": err, **{f"rms_{t:g}s": e for t, e in per.items()}})
+        bar.update(1)
+        bar.set_postfix(rms=f"{100 * err:.1f}%")
+        say(f"  campaign {len(history)}: " + " ".join(f"{k} {v:.4g}" for k, v in p.items())
+            + f"  RMS {100 * err:.1f}% (" + ", ".join(f"{100 * e:.1f}% at {t:g} s" for t, e in per.items()) + ")")
         return err
 
     x0 = np.log([start[name] for name in fit])
-    if len(fit) == 1:
-        lo, hi = (np.log(b) for b in BOUNDS[fit[0]])
-        minimize_scalar(objective, bounds=(lo, hi), method="bounded", options={"maxiter": max_evals, "xatol": 0.03})
-    else:
-        simplex = np.vstack([x0, x0 + SIMPLEX_STEP * np.eye(len(fit))])   # steps of a factor 2 in each
-        minimize(objective, x0, method="Nelder-Mead",
-                 options={"maxfev": max_evals, "xatol": 0.03, "fatol": 0.005, "initial_simplex": simplex})
+    try:
+        if len(fit) == 1:
+            lo, hi = (np.log(b) for b in BOUNDS[fit[0]])
+            minimize_scalar(objective, bounds=(lo, hi), method="bounded",
+                            options={"maxiter": max_evals, "xatol": 0.03})
+        else:
+            simplex = np.vstack([x0, x0 + SIMPLEX_STEP * np.eye(len(fit))])   # steps of a factor 2 in each
+            minimize(objective, x0, method="Nelder-Mead",
+                     options={"maxfev": max_evals, "xatol": 0.03, "fatol": 0.005, "initial_simplex": simplex})
+    finally:
+        bar.close()
     best = min(history, key=lambda h: h["rms"])
-    params = {k: best[k] for k in ("tolerance", "scale")}
+    params = {k: best[k] for k in BOUNDS}
     table = tables[json.dumps(params, sort_keys=True)]
-    (workdir / "history.json").write_text(json.dumps(history, indent=1) + "\n")
-    return Calibration(params, table, best["rms"], history)
+    from rramsim.cosim.files import atomic_write
+    atomic_write(workdir / "history.json", json.dumps(history, indent=1) + "\n")
+    err, per = evaluate(table)
+    return Calibration(params, table, err, per, history)
+
+
+def load_calibrated(path: str | Path, preset_name: str):
+    """(model, variability, tolerance, spec) from a variability file ``calibrate`` wrote."""
+    from rramsim.devices import Variability, preset
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+        spec = json.loads(raw)
+    except FileNotFoundError:
+        raise ValueError(f"--variability {path}: no such file") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"--variability {path} is not a JSON variability file ({exc})") from None
+    missing = [k for k in ("preset", "variability", "model", "tolerance") if k not in spec] if isinstance(spec, dict) \
+        else ["preset", "variability", "model", "tolerance"]
+    if missing:
+        raise ValueError(f"--variability {path} lacks {', '.join(missing)}: write it with rramsim calibrate")
+    if spec["preset"] != preset_name:
+        raise ValueError(f"--variability {path} was calibrated for preset {spec['preset']!r}, not {preset_name!r}: "
+                         f"pass --preset {spec['preset']}")
+    model, _ = preset(preset_name)
+    try:
+        variability = Variability.from_dict(spec["variability"])
+        model = model.replace(**{k: float(v) for k, v in spec["model"].items()})
+        tolerance = float(spec["tolerance"])
+    except (TypeError, ValueError, AttributeError) as exc:
+        raise ValueError(f"--variability {path}: {exc}") from None
+    if not 0 < tolerance < 1:
+        raise ValueError(f"--variability {path}: tolerance must lie in (0, 1), got {tolerance}")
+    spec["provenance"] = {"variability_file": str(path), "variability_sha256": hashlib.sha256(raw).hexdigest(),
+                          "variability_calibrated_to": str(spec.get("target", "unknown"))}
+    return model, variability, tolerance, spec
 
 
 def cmd_calibrate(args) -> int:
@@ -153,38 +312,61 @@ def cmd_calibrate(args) -> int:
     if not out.parent.exists():
         raise ValueError(f"output folder {out.parent} does not exist")
     if args.target:
-        target = target_from_table(DeviceTable.load(args.target), args.target)
         if args.targets is not None:
             raise ValueError("--targets is for --reference; a target table brings its own levels")
+        target = target_from_table(DeviceTable.load(args.target), args.target, args.time)
     else:
         target = target_from_reference(args.reference, args.time, args.targets)
     model, variability = preset(args.preset)
     scheme = ISPP(tolerance=args.tolerance)
-    fit = tuple(f.strip() for f in args.fit.split(",") if f.strip())
+    if args.fit is None:
+        fit = ("tolerance", "r_ret", "ret_spread") if target.retention_time else ("tolerance",)
+    else:
+        fit = tuple(f.strip() for f in args.fit.split(",") if f.strip())
     if not fit or any(f not in BOUNDS for f in fit):
         raise ValueError(f"--fit takes names from {', '.join(BOUNDS)}, got {args.fit!r}")
+    workdir = args.workdir or str(out) + ".calib"
     print(f"calibrating preset {args.preset} ({', '.join(fit)}) to {target.label}: {target.targets.size} levels, "
-          f"{args.devices} devices per campaign, at most {args.max_evals} campaigns (kept in {args.workdir or str(out) + '.calib'})")
+          f"{args.devices} devices per campaign, at most {args.max_evals} campaigns (kept in {workdir})")
     result = calibrate(target, model, variability, scheme, fit=fit, n_devices=args.devices, seed=args.seed,
-                       max_evals=args.max_evals, workdir=args.workdir or str(out) + ".calib", workers=args.workers,
-                       progress=not args.quiet)
+                       max_evals=args.max_evals, workdir=workdir, workers=args.workers,
+                       retention_devices=args.retention_devices, progress=not args.quiet)
+    p = result.params
+    cal_model, cal_var = calibrated_device(model, variability, p)
     result.table.provenance["command"] = "rramsim " + " ".join(shlex.quote(a) for a in args.argv)
     result.table.provenance["calibrated_to"] = target.label
-    result.table.save(out)
-    spec = {"preset": args.preset, "variability": variability.scaled(result.params["scale"]).to_dict(),
-            "tolerance": result.params["tolerance"], "scale": result.params["scale"],
-            "target": target.label, "rms_relative_error": result.error}
     side = out.with_suffix(".variability.json")
-    side.write_text(json.dumps(spec, indent=1) + "\n")
-    reached = result.table.g_final.std(axis=1)
-    print("level  target[uS]  sigma target[uS]  sigma reached[uS]  error")
-    for k, t in enumerate(target.targets):
-        print(f"{k:5d}  {t * 1e6:10.2f}  {target.sigma[k] * 1e6:16.3f}  {reached[k] * 1e6:17.3f}  "
-              f"{100 * (reached[k] / target.sigma[k] - 1):+5.1f}%")
-    print(f"RMS relative error {100 * result.error:.1f}% with tolerance {result.params['tolerance']:.4g}, "
-          f"variability scale {result.params['scale']:.4g}")
-    print(f"wrote {out} and {side}")
+    spec = {"preset": args.preset, "variability": cal_var.to_dict(), "model": {"r_ret": cal_model.r_ret},
+            "tolerance": p["tolerance"], "fitted": list(fit), "params": p, "target": target.label,
+            "targets": [float(t) for t in target.targets], "n_devices": args.devices, "seed": args.seed,
+            "rms_relative_error": result.error, "rms_per_time": {f"{t:g}": e for t, e in result.errors.items()}}
+    from rramsim.cosim.files import atomic_write
+    result.table.save(out)
+    atomic_write(side, json.dumps(spec, indent=1) + "\n")
+    print(format_result(target, result))
+    print(f"wrote {out} and {side} (rramsim characterize --variability {side} runs this device)")
     return 0
+
+
+def format_result(target: Target, result: Calibration) -> str:
+    """Target vs reached per level and time, the RMS per time and the floor a rising sigma(G) has."""
+    lines = ["time      level  target[uS]  sigma target[uS]  sigma reached[uS]  error"]
+    for t in target.times:
+        reached = model_sigma(result.table, t)
+        for k, g in enumerate(target.targets):
+            lines.append(f"{t:8g}  {k:5d}  {g * 1e6:10.2f}  {target.sigma[t][k] * 1e6:16.3f}  "
+                         f"{reached[k] * 1e6:17.3f}  {100 * (reached[k] / target.sigma[t][k] - 1):+6.1f}%")
+    for t in target.times:
+        reached = model_sigma(result.table, t)
+        line = (f"t = {t:g} s: RMS relative error {100 * result.errors[t]:.1f}%; the best any sigma(G) that does "
+                f"not fall with G can reach: {100 * rising_bound(target.sigma[t]):.1f}%")
+        if target.band:
+            line += f"; RMS distance to the band of fits {100 * band_distance(reached, *target.band[t]):.1f}%"
+        lines.append(line)
+    p = result.params
+    lines.append(f"RMS over all {100 * result.error:.1f}% with tolerance {p['tolerance']:.4g}, variability scale "
+                 f"{p['scale']:.4g}, r_ret {p['r_ret']:.4g}/s, r_ret spread {p['ret_spread']:.4g}")
+    return "\n".join(lines)
 
 
 def add_commands(sub) -> None:
@@ -192,15 +374,21 @@ def add_commands(sub) -> None:
     from rramsim.cosim.references import REFERENCES
     from rramsim.devices import PRESETS
 
-    c = sub.add_parser("calibrate", help="fit the built-in model's programming spread to a table or a published fit")
+    def times(text: str) -> list[float]:
+        return [number(x) for x in text.split(",") if x.strip()]
+
+    c = sub.add_parser("calibrate", help="fit the built-in model's spread to a table or a published fit")
     c.add_argument("--target", metavar="TABLE.h5", help="measured (or any) device table to match")
     c.add_argument("--reference", choices=sorted(REFERENCES), help="published sigma(G) to match")
-    c.add_argument("--time", type=number, help="with --reference: the fit's time after programming (s)")
+    c.add_argument("--time", type=times, help="times after programming to match, s, comma list (default: 1 s and, "
+                                              "where the target has it, 1 day)")
     c.add_argument("--targets", type=targets, help="with --reference: levels (LO:HI:COUNT), inside its window")
     c.add_argument("--preset", default="hfox", choices=sorted(PRESETS))
-    c.add_argument("--fit", default="tolerance", help=f"parameters to fit, comma list of {', '.join(BOUNDS)}")
+    c.add_argument("--fit", help=f"parameters to fit, comma list of {', '.join(BOUNDS)} (default: tolerance, and "
+                                 "r_ret,ret_spread when a later time is matched)")
     c.add_argument("--tolerance", type=float, default=0.05, help="starting write-verify tolerance")
     c.add_argument("--devices", type=positive_int, default=20, help="devices per campaign")
+    c.add_argument("--retention-devices", type=positive_int, default=8, help="devices of each retention run")
     c.add_argument("--max-evals", type=positive_int, default=12, help="most campaigns to run")
     c.add_argument("--seed", type=int, default=0)
     c.add_argument("--workers", type=positive_int, default=2)

@@ -38,6 +38,15 @@ def cmd_characterize(args) -> int:
     from rramsim.devices import Variability, preset
 
     model, variability = preset(args.preset)
+    calibrated = None
+    if args.variability:        # the built-in model's spread as rramsim calibrate wrote it
+        from rramsim.cosim.calibrate import load_calibrated
+        if args.netlist or args.veriloga or args.vary:
+            raise ValueError("--variability sets the built-in model's calibrated spread; it does not combine "
+                             "with --netlist, --veriloga or --vary")
+        model, variability, tolerance, calibrated = load_calibrated(args.variability, args.preset)
+        if args.scheme_tolerance is None:
+            args.scheme_tolerance = tolerance
     if args.c2c_vary and not args.netlist:
         raise ValueError("--c2c-vary applies to a --netlist device; the built-in model's cycle-to-cycle spread "
                          "is its preset's (scale it with --variability-scale)")
@@ -110,6 +119,8 @@ def cmd_characterize(args) -> int:
     finally:
         if client is not None:
             client.close()
+    if calibrated is not None:
+        table.provenance.update(calibrated["provenance"])
     table.save(out)
     shutil.rmtree(parts, ignore_errors=True)
     print(table.summary())
@@ -183,6 +194,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="largest pulse the probe of your own device tries (default 5 V)")
     c.add_argument("--seed", type=int, default=0)
     c.add_argument("--variability-scale", type=float, default=1.0, help="multiply every spread of the preset")
+    c.add_argument("--variability", metavar="FILE.json", help="the built-in model's spread, relaxation rate and "
+                   "tolerance as rramsim calibrate wrote them (OUTPUT.variability.json)")
     from rramsim.cosim.writeverify import add_scheme_arguments
     add_scheme_arguments(c)      # --scheme ispp|igvva|pulse-width and its parameters
     c.add_argument("--retention-time", type=number, default=1e5, help="s; 0 skips retention")
