@@ -14,7 +14,10 @@ the drift model for later times) is set against the published band over the leve
 the reference's window, both taken at each level's programmed mean conductance (the fits
 give the spread versus the programmed conductance; the table's spread at time t is around
 its drifted mean): the relative distance to the nearest edge of the band (0 inside
-it) and its RMS over those levels.
+it) and its RMS over those levels. Every table's spread a day after programming is also set
+against every reference with a fit at that time (``drift``), whether or not one was named:
+the RMS distance to the band and the geometric mean of table / band middle (how many
+times wider or narrower its drift leaves the levels).
 """
 from __future__ import annotations
 
@@ -23,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rramsim.cosim.references import Reference, reference
+from rramsim.cosim.references import REFERENCES, Reference, reference
 from rramsim.devices import DeviceTable
 
 #: Times up to this (s) compare with the table's programming spread itself.
@@ -64,6 +67,26 @@ class TableReport:
     ks_p: np.ndarray
     at: dict[float, np.ndarray | None] = field(default_factory=dict)       # t -> [2, L] mean, sigma
     vs_reference: dict[float, dict] = field(default_factory=dict)
+    drift: dict[str, dict] = field(default_factory=dict)                   # reference -> its 1-day comparison
+
+
+#: The time of the drift comparison every table gets against every reference that has a fit then (s).
+DRIFT_TIME = 86400.0
+
+
+def versus(ref: Reference, g0: np.ndarray, sigma: np.ndarray, time: float) -> dict:
+    """``sigma`` (per level, at programmed means ``g0``) against ``ref``'s band at ``time``:
+    relative distance to the nearest edge (0 inside), its RMS over the levels inside the
+    window, and the geometric mean of sigma over the band's middle there."""
+    inside = ref.inside(g0)
+    lo, hi = ref.band(g0, time)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        dist = np.where(sigma < lo, sigma / lo - 1, np.where(sigma > hi, sigma / hi - 1, 0.0))
+        ratio = float(np.exp(np.mean(np.log(sigma[inside] / ((lo + hi) / 2)[inside])))) if inside.any() \
+            else float("nan")
+    return {"levels": int(inside.sum()), "lo": lo, "hi": hi, "inside": inside, "distance": dist,
+            "rms": float(np.sqrt(np.mean(dist[inside] ** 2))) if inside.any() else float("nan"), "ratio": ratio,
+            "why": "" if inside.any() else "no level inside the reference window"}
 
 
 def _match(targets: np.ndarray, ref_targets: np.ndarray) -> np.ndarray:
@@ -106,15 +129,15 @@ def compare_tables(paths: list[str | Path], ref: str | Reference | None = None) 
                 if ms is None:
                     rep.vs_reference[time] = {"levels": 0, "why": "no /retention group"}
                     continue
-                g0 = stats["g_mean"]                  # the fits are sigma vs the programmed conductance
-                inside = ref.inside(g0)
-                lo, hi = ref.band(g0, time)
-                with np.errstate(divide="ignore", invalid="ignore"):
-                    dist = np.where(ms[1] < lo, ms[1] / lo - 1, np.where(ms[1] > hi, ms[1] / hi - 1, 0.0))
-                rep.vs_reference[time] = {
-                    "levels": int(inside.sum()), "lo": lo, "hi": hi, "inside": inside, "distance": dist,
-                    "rms": float(np.sqrt(np.mean(dist[inside] ** 2))) if inside.any() else float("nan"),
-                    "why": "" if inside.any() else "no level inside the reference window"}
+                # the fits are sigma vs the programmed conductance
+                rep.vs_reference[time] = versus(ref, stats["g_mean"], ms[1], time)
+        day = sigma_at(t, DRIFT_TIME)
+        for name in sorted(REFERENCES):
+            other = REFERENCES[name]
+            if DRIFT_TIME not in other.times:
+                continue
+            rep.drift[name] = ({"levels": 0, "why": "no /retention group"} if day is None
+                               else versus(other, stats["g_mean"], day[1], DRIFT_TIME))
         reports.append(rep)
     return reports, ref
 
@@ -166,6 +189,16 @@ def format_comparison(reports: list[TableReport], ref: Reference | None) -> str:
                 lines.append(f"  [{i}] sigma at {_when(t)} over {v['levels']} levels in the window: RMS relative "
                              f"distance to the band {100 * v['rms']:.0f}%  (G uS: table vs band uS; "
                              + "; ".join(parts) + ")")
+    lines.append(f"sigma {_when(DRIFT_TIME)} after programming against every published fit of that time (RMS relative "
+                 "distance to the band of fits over the levels inside its window; geometric mean of table / band middle)")
+    for i, r in enumerate(reports):
+        parts = []
+        for name, v in r.drift.items():
+            if not v["levels"]:
+                parts.append(f"{name}: not compared ({v['why']})")
+            else:
+                parts.append(f"{name}: {100 * v['rms']:.0f}% over {v['levels']} levels, x{v['ratio']:.2f}")
+        lines.append(f"  [{i}] " + "; ".join(parts))
     return "\n".join(lines)
 
 

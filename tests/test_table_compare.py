@@ -136,6 +136,29 @@ def test_compare_with_reference_and_plot(tmp_path, capsys):
     assert "invalid choice: 'nope'" in capsys.readouterr().err
 
 
+def test_one_day_drift_against_every_reference(tmp_path, capsys):
+    """Without --reference, every table's 1-day sigma is set against each published 1-day fit;
+    a table without retention data says it cannot be."""
+    t = DeviceTable.load(DEFAULT)
+    t.retention_t = t.retention_ratio = t.retention_sigma = None
+    t.save(tmp_path / "noret.h5")
+    code, text, err = run(["table", "compare", DEFAULT, str(tmp_path / "noret.h5")], capsys)
+    assert code == 0, err
+    reports, _ = compare_tables([DEFAULT])
+    day = sigma_at(reports[0].table, 86400.0)[1]
+    g0 = reports[0].stats["g_mean"]
+    wan = reports[0].drift["wan2022"]
+    mid = reference("wan2022").band(g0, 86400.0)[0]          # one fit at 1 day: the band is a line
+    inside = g0 <= 40e-6
+    assert wan["levels"] == inside.sum() == 4 and set(reports[0].drift) == {"cmo", "wan2022"}
+    np.testing.assert_allclose(wan["rms"], np.sqrt(np.mean((day[inside] / mid[inside] - 1) ** 2)))
+    np.testing.assert_allclose(wan["ratio"], np.exp(np.mean(np.log(day[inside] / mid[inside]))))
+    assert wan["ratio"] < 1                                  # the default table drifts less than NeuRRAM
+    assert f"[0] cmo: {100 * reports[0].drift['cmo']['rms']:.0f}% over 8 levels" in text
+    assert f"wan2022: {100 * wan['rms']:.0f}% over 4 levels, x{wan['ratio']:.2f}" in text
+    assert "[1] cmo: not compared (no /retention group); wan2022: not compared (no /retention group)" in text
+
+
 def test_export_neurosim(tmp_path, capsys):
     out = tmp_path / "mem_states.csv"
     code, _, err = run(["table", "export", DEFAULT, "--format", "neurosim", "-o", str(out)], capsys)
