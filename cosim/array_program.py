@@ -483,3 +483,65 @@ def summary(result: ArrayWriteResult) -> str:
              f"  times: array write {t.get('array write', 0):.3g} s for {t.get('cell-pulses', 0):.0f} cell-pulses "
              f"({t.get('cell-pulses', 0) / max(t.get('array write', 1e-9), 1e-9):.3g} cell-pulses/s)"]
     return "\n".join(lines)
+
+
+def to_json(result: ArrayWriteResult) -> dict:
+    s = result.spec
+    group = array_group(result) if s.whole else None
+    out = {"rows": s.rows, "cols": s.cols, "cell": s.cell, "bias": s.bias_name, "half_select": s.half_select,
+           "wire_resistance": s.wire_resistance, "scheme": s.scheme.name, "seed": s.seed, **near_far(result),
+           "isolated": {k: np.asarray(v).tolist() for k, v in result.isolated.items()}, "times_s": result.times}
+    if group is not None:
+        out["per_level"] = {k: v.tolist() for k, v in group.stats.items()}
+    return out
+
+
+# ---------------------------------------------------------------------------- CLI
+def _bias(text: str) -> str | float:
+    try:
+        return float(text)
+    except ValueError:
+        return text
+
+
+def cmd_characterize_array(args) -> int:
+    table = DeviceTable.load(args.table)
+    spec = ArrayWrite(table, args.rows, args.cols, args.cell, _bias(args.bias) if args.bias else None,
+                      args.wire_resistance, args.seed, state_node=args.state_node, initial_state=args.initial_state)
+    out = Path(args.output)
+    if out.resolve() == Path(args.table).resolve():
+        raise ValueError("-o must name a new file: the table is copied with the /array group added, never rewritten")
+    checkpoint = args.checkpoint or str(out) + ".array.npz"
+    result = run_write(spec, checkpoint=checkpoint, progress=not args.quiet)
+    print(summary(result))
+    command = "rramsim " + " ".join(getattr(args, "argv", []) or [])
+    with_array(table, array_group(result, command=command.strip())).save(out)
+    print(f"wrote {out} (the table with its /array group)")
+    if args.json:
+        atomic_write(args.json, json.dumps(to_json(result), indent=2) + "\n")
+        print(f"wrote {args.json}")
+    Path(checkpoint).unlink(missing_ok=True)
+    return 0
+
+
+def add_commands(sub) -> None:
+    """``rramsim characterize-array``."""
+    from rramsim.cosim.argtypes import number, positive_int
+    a = sub.add_parser("characterize-array",
+                       help="write-verify every cell of an R x C array of the table's device in ngspice; "
+                            "writes a copy of the table with its /array group (cost by position, write disturb)")
+    a.add_argument("--table", required=True, help="device table (HDF5)")
+    a.add_argument("--rows", type=positive_int, required=True)
+    a.add_argument("--cols", type=positive_int, required=True)
+    a.add_argument("--cell", choices=["1R", "1T1R"], default=None, help="default: the table's cell")
+    a.add_argument("--bias", default=None,
+                   help="1R: V/2 (default) or V/3; 1T1R: word-line (default); or the half-select fraction 0..0.5")
+    a.add_argument("--wire-resistance", type=number, default=1.0, help="ohm per wire segment (default 1)")
+    a.add_argument("--seed", type=int, default=0, help="seed of the random levels written")
+    a.add_argument("--state-node", help="user subcircuit: the internal node whose voltage is the state")
+    a.add_argument("--initial-state", type=number, help="user subcircuit: the state of an erased cell")
+    a.add_argument("--checkpoint", help="resume file (default OUTPUT.array.npz; removed when done)")
+    a.add_argument("--json", help="write the figures as JSON")
+    a.add_argument("-o", "--output", required=True, help="the table with its /array group (a new file)")
+    a.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    a.set_defaults(func=cmd_characterize_array)

@@ -427,3 +427,5 @@ def add_commands(sub) -> None:
     a.add_argument("--json", help="write the error figures as JSON")
     a.add_argument("-o", "--output", help="write a markdown report (and a PNG plot beside it)")
     a.set_defaults(func=cmd_validate_array)
+    from rramsim.cosim import array_program     # characterize-array: programming inside an array
+    array_program.add_commands(sub)

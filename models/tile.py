@@ -235,6 +235,9 @@ class TileEngine:
         dev = self.physics.levels.device
         self._level, self.w_scale = level.to(dev), w_scale.to(dev)
         self.compiled = None
+        if self.table.array is not None and not ideal:       # programming inside an array (table /array)
+            from rramsim.models.array_effects import disturb_cells
+            disturb_cells(self, res, lv, seed, o0, s, p, pos)
         self.compiled, self.program_stats = self._sweep(self._level, self.w_scale, self.seed, weight.dtype,
                                                         costs=True, build=self._fast_compile(True), drift=True)
         if self.compiled is None:
@@ -249,6 +252,9 @@ class TileEngine:
         c = self.config
         ir = c.ir_drop if (exact_ok or c.ir_drop != "exact") else "approx"
         return ir == "off" and not c.nonlinear_iv
+        if self.table.array is not None and not self.config.ideal_programming:
+            from rramsim.models.array_effects import scale_costs
+            scale_costs(self.program_stats, self.table.array, self.config)
 
     def _sweep(self, level: torch.Tensor, w_scale: torch.Tensor, seed: int, dtype: torch.dtype, costs: bool,
                build: bool, drift: bool, out_g: torch.Tensor | None = None, ideal: bool | None = None):

@@ -128,3 +128,47 @@ def test_old_tables_load_and_a_broken_group_is_refused(table_1r, tmp_path):
         DeviceTable.load(path)
     with pytest.raises(TableError, match="level"):
         dataclasses.replace(table_1r, array=dataclasses.replace(group, maps={**group.maps, "level": np.full((2, 2), L)}))
+
+
+def _group(table, half_mean=0.0, half_std=0.0, other_mean=0.0, pulses=None, energy=None):
+    L = table.n_levels
+    i, j = np.meshgrid(np.arange(4), np.arange(4), indexing="ij")
+    dist = (3 - i) + j
+    stats = {n: np.zeros(L) for n in ap.ARRAY_STATS}
+    stats.update(disturb_half_mean=np.full(L, half_mean), disturb_half_std=np.full(L, half_std),
+                 disturb_other_mean=np.full(L, other_mean), disturb_cells=np.full(L, 2.0))
+    return ap.ArrayGroup({"rows": 4, "cols": 4, "cell": "1R", "bias": "V/2", "half_select": 0.5,
+                          "wire_resistance": 1.0, "scheme": "ispp", "write_order": "row-major"},
+                         {"level": np.zeros((4, 4)), "disturb": np.zeros((4, 4)),
+                          "pulses_factor": pulses if pulses is not None else np.ones((4, 4)),
+                          "energy_factor": energy if energy is not None else 1 + 0.1 * dist,
+                          "time_factor": np.ones((4, 4))}, stats)
+
+
+def test_torch_programming_applies_the_array_group(one_thread):
+    """Disturb in write order and position-dependent cost, in the torch layer."""
+    import torch
+    from tables import synthetic_table
+    from rramsim.models import AnalogLinear, CrossbarConfig
+    from rramsim.models.array_effects import later_writes, tile_factors
+    table = synthetic_table(retention=False)
+    cfg = CrossbarConfig(tile_rows=4, tile_cols=4, stuck_on=0.0, stuck_off=0.0)
+
+    def programmed(t):
+        torch.manual_seed(0)
+        layer = AnalogLinear(4, 2, t, cfg, seed=0)
+        st = layer.program(seed=3)
+        return layer.engine.conductances(drift=False)[0, 0].T, st           # [rows, out] of slice 0, plane 0
+    g0, st0 = programmed(table)
+    g1, st1 = programmed(dataclasses.replace(table, array=_group(table, half_mean=-0.01)))
+    # no spread: every cell lost exactly 1% per later write on its row or column of its tile
+    rows, cols = torch.meshgrid(torch.arange(4), torch.arange(2) * 2, indexing="ij")   # 2 planes per weight
+    nh, _ = later_writes(rows, cols, 4, 4)
+    assert torch.allclose(g1 / g0, torch.exp(-0.01 * nh.double()), rtol=1e-5)
+    # position-dependent energy: the tile-mean factor of 1 + 0.1 * distance
+    assert tile_factors(_group(table), 4, 4)["energy"] == pytest.approx(1.3)
+    assert st1["energy"] == pytest.approx(1.3 * st0["energy"]) and st1["pulses"] == pytest.approx(st0["pulses"])
+    # a spread draws a different disturb per cell, reproducibly
+    g2, _ = programmed(dataclasses.replace(table, array=_group(table, half_std=0.02)))
+    g3, _ = programmed(dataclasses.replace(table, array=_group(table, half_std=0.02)))
+    assert torch.equal(g2, g3) and not torch.allclose(g2, g0)
