@@ -40,6 +40,7 @@ class Device:
     w_over_l: float = 3.0      # access transistor W/L (sets the SET compliance)
     controls: bool = False
     osdi: tuple[str, ...] = ()  # compiled Verilog-A libraries the simulator must load first
+    notes: tuple[str, ...] = ()  # rewrites made to the user's source before compiling (recorded in tables)
 
     def __post_init__(self) -> None:
         check_identifier(self.subckt, "subcircuit name")

@@ -99,6 +99,8 @@ def characterize(spec: Characterization, executor: Executor | None = None, worke
         "command": command or " ".join(shlex.quote(a) for a in sys.argv),
         "runtime_s": round(_time.time() - started, 2),
     }
+    if spec.device.notes:       # the user's source was rewritten before it was compiled: say how
+        provenance["source_rewrites"] = "\n".join(spec.device.notes)
     model = spec.model.params() if spec.model is not None else {}
     model = {"name": spec.model.name if spec.model else spec.device.subckt, "cell": spec.device.cell, **model}
     return fit_table(campaign, spec.scheme, read_g, read_sigma, iv_v, iv_current, retention,

@@ -12,10 +12,15 @@ Each build keeps beside it the compiled copy (``KEY.va``) and OpenVAF's whole lo
 
 OpenVAF keeps no variables between evaluations (measured: ``x = x + rate*dt`` and a
 feedback ``x = idt(f(x))`` both integrate as if ``x`` were 0 at every time step, while
-``x = idt(f(V))`` with no feedback integrates correctly, within 2e-4 of a state node), so
-a model's state must be a node (an internal ``electrical`` node charged by ``ddt`` or
-driven by ``idt``); :func:`check_state_is_a_node` refuses a variable read before the
-module assigned it in the same evaluation, which is how a state kept in a variable shows.
+``x = idt(f(V))`` with no feedback integrates correctly, within 2e-4 of a state node; and
+an ``idt`` starts from its initial condition at the operating point but from 0 at the
+first time step), so a model's state must be a node. Before compiling, the source is
+rewritten (:mod:`rramsim.circuits.veriloga_lift`, every rewrite reported): a state written
+the published way, ``x = idt(rate, x0);`` followed by clamps and read earlier in the
+block, is lifted onto an internal node, and an ``idt``'s initial condition is made an
+explicit offset. :func:`check_state_is_a_node` then refuses any variable still read
+before the module assigned it in the same evaluation (``x = x + rate*dt``, a time step
+kept by hand, a state held by events), which is how a state kept in a variable shows.
 """
 from __future__ import annotations
 
@@ -25,10 +30,12 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 from rramsim.circuits.testbenches import Device
+from rramsim.circuits.veriloga_lift import LiftError, Rewrite, code_only, lift
 
 #: Compiled models kept in the cache; older ones (least recently used) are removed,
 #: because every session loads all of them at start (ngspice loads OSDI only before
@@ -96,14 +103,6 @@ def available() -> bool:
 
 
 # ---------------------------------------------------------------------------- source text
-_TOKENS = re.compile(r'"(?:\\.|[^"\\\n])*"|//[^\n]*|/\*.*?\*/', re.DOTALL)
-
-
-def code_only(source: str) -> str:
-    """``source`` with comments and string literals blanked (offsets and lines kept)."""
-    return _TOKENS.sub(lambda m: re.sub(r"[^\n]", " ", m.group()), source)
-
-
 def module_names(source: str) -> list[str]:
     return re.findall(r"\bmodule\s+(\w+)", code_only(source))
 
@@ -192,7 +191,8 @@ def check_state_is_a_node(source: str, path: Path) -> None:
                 f"state a node: declare 'electrical {name}_s;', write 'I({name}_s) <+ ddt(V({name}_s)) - RATE;' "
                 f"(or 'V({name}_s) <+ idt(RATE, X0);') with RATE the time derivative of '{name}', and read "
                 f"V({name}_s) where '{name}' was read; a time step kept in a variable ($abstime - t_prev) is not "
-                "needed then (the simulator integrates)")
+                f"needed then (the simulator integrates). rramsim makes the node itself only of a state written "
+                f"'{name} = idt(RATE, X0);' at the top level of the analog block, followed by clamp statements")
 
 
 def _closing(text: str, pos: int) -> int:
@@ -228,6 +228,7 @@ class Build:
     modules: dict
     log: Path
     source: Path
+    rewrites: tuple[Rewrite, ...] = ()    # what was rewritten before compiling (veriloga_lift)
 
 
 def _plain(text: str) -> str:
@@ -273,17 +274,28 @@ def _prune(folder: Path, keep: Path | None = None) -> None:
         old.unlink(missing_ok=True)
 
 
-def compile_va(path: str | os.PathLike, check_state: bool = True) -> Build:
-    """Compile ``path`` to OSDI, cached by content (source, included files, compiler version).
+def compile_va(path: str | os.PathLike, check_state: bool = True, rewrite: bool = True) -> Build:
+    """Compile ``path`` to OSDI, cached by content (the compiled text, included files,
+    compiler version).
 
-    ``check_state=False`` skips :func:`check_state_is_a_node` (to measure what a refused
-    module would do)."""
+    The source is first rewritten by :func:`rramsim.circuits.veriloga_lift.lift` (a state
+    integrated into a variable becomes a node, and the other rewrites listed there); the
+    rewritten text is what is keyed, checked and compiled, and ``Build.rewrites`` says
+    what changed. ``check_state=False`` skips :func:`check_state_is_a_node` and
+    ``rewrite=False`` the rewrites (to measure what OpenVAF does with the text as written)."""
     path = Path(path)
     if not path.is_file():
         raise OsdiError(f"Verilog-A file {path} does not exist")
     source = path.read_text(encoding="utf-8", errors="replace")
     if not module_names(source):
         raise OsdiError(f"{path} defines no Verilog-A module ('module NAME(ports); ... endmodule')")
+    rewrites: tuple[Rewrite, ...] = ()
+    if rewrite:
+        try:
+            lifted = lift(source)
+        except LiftError as exc:
+            raise OsdiError(f"{path}: {exc}") from None
+        source, rewrites = lifted.source, lifted.rewrites
     if check_state:
         check_state_is_a_node(source, path)
     version = compiler_version()
@@ -296,7 +308,7 @@ def compile_va(path: str | os.PathLike, check_state: bool = True) -> Build:
     out, log_path, copy = folder / f"{key}.osdi", folder / f"{key}.log", folder / f"{key}.va"
     if out.is_file():
         os.utime(out)
-        return Build(out, modules, log_path, copy)
+        return Build(out, modules, log_path, copy, rewrites)
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -328,7 +340,7 @@ def compile_va(path: str | os.PathLike, check_state: bool = True) -> Build:
         tmp.unlink(missing_ok=True)
         tmp_copy.unlink(missing_ok=True)
     _prune(folder, out)
-    return Build(out, modules, log_path, copy)
+    return Build(out, modules, log_path, copy, rewrites)
 
 
 def _write_atomic(path: Path, text: str) -> None:
@@ -387,10 +399,14 @@ def va_device(path: str | os.PathLike, module: str, cell: str = "1R") -> Device:
                         "(top, bottom electrode), or four with the cycle-to-cycle and noise control ports")
     build = compile_va(path)
     _load_now(build)
+    notes = tuple(f"{path.name} {r}" for r in build.rewrites)
+    for note in notes:      # loud: the module simulated is not the text as written
+        print(f"rramsim: rewrote {note}", file=sys.stderr)
     nodes = "te be c n" if len(ports) == 4 else "te be"
     definition = (f".subckt {module}_dev {nodes}\n.model {module}_m {build.modules[module]}\n"
                   f"N1 {nodes} {module}_m\n.ends {module}_dev")
-    return Device(f"{module}_dev", definition, (), cell, controls=len(ports) == 4, osdi=(str(build.osdi),))
+    return Device(f"{module}_dev", definition, (), cell, controls=len(ports) == 4, osdi=(str(build.osdi),),
+                  notes=notes)
 
 
 def builtin_va_device(model_params: dict, cell: str = "1R") -> Device:

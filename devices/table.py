@@ -512,6 +512,9 @@ class DeviceTable:
         for k in ("command", "created", "seed", "ngspice_version", "rramsim_version"):
             if k in self.provenance:
                 lines.append(f"  {k}: {self.provenance[k]}")
+        if self.provenance.get("source_rewrites"):     # a Verilog-A source rewritten before it was compiled
+            lines.append("  source rewritten before compiling:")
+            lines += [f"    {note}" for note in str(self.provenance["source_rewrites"]).splitlines()]
         lines.append("  level  target[uS]  G mean[uS]  G std[uS]  pulses  energy[pJ]  time[ns]  converged")
         for i in range(self.n_levels):
             lines.append(

@@ -50,7 +50,6 @@ HEAD = '`include "disciplines.vams"\nmodule m(a, b); inout a, b; electrical a, b
 
 
 @pytest.mark.parametrize("body", [
-    "real x; analog begin x = idt((V(a, b) - x) / 1e-6, 0); I(a, b) <+ 1e-3 * x; end",      # feedback
     "real x, t_prev, dt; analog begin dt = $abstime - t_prev;\n x = x + V(a, b) * dt;\n"
     " t_prev = $abstime; I(a, b) <+ 1e-3 * x; end",                                          # by hand
     "real w, rate; analog begin @(initial_step) w = 0.5;\n rate = 1e6 * V(a, b);\n"
@@ -66,6 +65,7 @@ def test_state_kept_in_a_variable_is_refused(tmp_path, body):
 
 @pytest.mark.parametrize("body", [
     "real x; analog begin x = idt(V(a, b) / 1e-6, 0); I(a, b) <+ 1e-3 * x; end",   # no feedback: measured exact
+    "real x; analog begin x = idt((V(a, b) - x) / 1e-6, 0); I(a, b) <+ 1e-3 * x; end",   # feedback: lifted
     "real k; analog begin @(initial_step) k = 2; I(a, b) <+ 1e-3 * k * V(a, b); end",
     "real g; analog begin if (V(a, b) > 0) g = 1e-3; else g = 2e-3;\n g = min(g, 1.5e-3);\n"
     " I(a, b) <+ g * V(a, b); end",
@@ -73,7 +73,8 @@ def test_state_kept_in_a_variable_is_refused(tmp_path, body):
     "analog begin y = sq(V(a, b)); I(a, b) <+ 1e-3 * y; end",
 ])
 def test_variables_assigned_before_use_are_accepted(body):
-    osdi.check_state_is_a_node(HEAD + body + "\nendmodule\n", "ok.va")
+    from rramsim.circuits.veriloga_lift import lift
+    osdi.check_state_is_a_node(lift(HEAD + body + "\nendmodule\n").source, "ok.va")
 
 
 def test_missing_file_is_refused(tmp_path):
@@ -156,7 +157,8 @@ IDT = """
 import sys, numpy as np
 from rramsim.cosim.ngspice import Session
 from rramsim.cosim.osdi import compile_va
-builds = {m: compile_va(p, check_state=False) for m, p in zip(("var", "node", "feedback"), sys.argv[1:])}
+builds = {m: compile_va(p, check_state=False, rewrite=m == "lifted")
+          for m, p in zip(("var", "node", "feedback", "lifted"), sys.argv[1:])}
 s = Session.get()
 for b in builds.values():
     s.load_osdi(str(b.osdi))
@@ -175,7 +177,7 @@ IDT_FEEDBACK = HEAD + "real x; analog begin x = idt((V(a, b) - x) / 1e-6, 0); I(
 
 def test_idt_into_a_variable_integrates_like_a_node_without_feedback(devices, tmp_path):
     paths = []
-    for name, text in (("var", IDT_VAR), ("node", IDT_NODE), ("feedback", IDT_FEEDBACK)):
+    for name, text in (("var", IDT_VAR), ("node", IDT_NODE), ("feedback", IDT_FEEDBACK), ("lifted", IDT_FEEDBACK)):
         paths.append(tmp_path / f"{name}.va")
         paths[-1].write_text(text.replace("module m(", f"module idt_{name}("))
     proc = _python(IDT, *map(str, paths))
@@ -185,7 +187,8 @@ def test_idt_into_a_variable_integrates_like_a_node_without_feedback(devices, tm
     np.testing.assert_allclose(x["node"], exact, rtol=2e-3)
     np.testing.assert_allclose(x["var"], x["node"], rtol=1e-4)      # x = idt(f(V)): accepted, and exact
     relax = np.array([1 - np.exp(-2.0), -0.5 + (1 - np.exp(-2.0) + 0.5) * np.exp(-2.0)])
-    assert np.abs(x["feedback"] - relax).max() > 0.5               # x = idt(f(x)): x reads 0, refused
+    assert np.abs(x["feedback"] - relax).max() > 0.5               # x = idt(f(x)) as written: x reads 0
+    np.testing.assert_allclose(x["lifted"], relax, atol=2e-3)      # lifted onto a node: the relaxation
 
 
 USER_VA = """`include "disciplines.vams"
