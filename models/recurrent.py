@@ -85,7 +85,12 @@ class _AnalogRNN(AnalogBlock):
         return rnn.train(self.training)
 
     # ------------------------------------------------------------------ forward
+    @torch.compiler.disable
     def forward(self, input, hx=None):
+        """The recurrence runs eagerly, also inside a ``torch.compile``d model: every time
+        step reads the crossbars (outside compiled graphs anyway, for fresh read noise), and
+        tracing the Python loop around them would compile again for every new batch size
+        and sequence length (dynamo's recompile limit) for no gain."""
         packed = isinstance(input, PackedSequence)
         lengths = None
         if packed:

@@ -391,6 +391,46 @@ def test_hardware_aware_training_reaches_sequence_weights(table):
         torch.testing.assert_close(model.encoder.layers[0].norm1.weight, analog.encoder.layers[0].norm1.weight)
 
 
+class _Reader(nn.Module):
+    """A recurrence and a head: a sequence classifier as users write it."""
+
+    def __init__(self, cell: type):
+        super().__init__()
+        torch.manual_seed(14)
+        self.rnn = cell(4, 5, num_layers=2, bidirectional=True, batch_first=True)
+        self.head = nn.Linear(10, 3)
+
+    def forward(self, x):
+        out, _ = self.rnn(x)
+        return self.head(out[:, -1])
+
+
+def test_compiled_recurrence_compiles_once_and_draws_fresh_noise(table):
+    """Under torch.compile the recurrence runs eagerly (its per-step loop is never traced):
+    new sequence lengths compile nothing again, a new batch size at most once more (a
+    third compilation of any frame is an error here), every call equals the eager model's call (same noise stream)
+    and two calls of one input draw different read noise."""
+    import torch._dynamo
+
+    from rramsim.models import convert_to_analog
+
+    net = _Reader(nn.LSTM).eval()                 # the GRU shares the recurrence's forward
+    eager = convert_to_analog(net, table, seed=2)
+    compiled = torch.compile(convert_to_analog(net, table, seed=2), backend="aot_eager", dynamic=True)
+    torch._dynamo.reset()
+    try:
+        with torch._dynamo.config.patch(recompile_limit=2, fail_on_recompile_limit_hit=True), torch.no_grad():
+            for batch, steps in ((3, 5), (2, 7), (4, 3)):
+                x = torch.randn(batch, steps, 4)
+                torch.testing.assert_close(compiled(x), eager(x), rtol=1e-5, atol=1e-6)
+            x = torch.randn(3, 5, 4)
+            first, second = compiled(x), compiled(x)
+            torch.testing.assert_close((first, second), (eager(x), eager(x)), rtol=1e-5, atol=1e-6)
+    finally:
+        torch._dynamo.reset()
+    assert rel_err(first, second) > 1e-3                       # fresh read noise on every call
+
+
 # --------------------------------------------------------------------------- shipped networks
 
 CHECKPOINTS = Path(__file__).resolve().parent.parent / "models" / "checkpoints"
