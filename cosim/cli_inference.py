@@ -221,6 +221,12 @@ def hardware_effects(config, table) -> list[str]:
         if c.stuck_on or c.stuck_off:
             stuck += f", plus stuck_on {c.stuck_on:g} / stuck_off {c.stuck_off:g} per cell"
         on.append(stuck)
+        if getattr(table, "array", None) is not None:
+            from rramsim.models.array_effects import describe
+            on.append(describe(table.array))
+        else:
+            off.append("programming inside an array (the table has no /array group: write disturb and "
+                       "position-dependent cost left out; rramsim characterize-array adds it)")
     if c.read_noise != "off" and not (table.read_sigma > 0).any():
         off.append("read noise (the table has none: its device had no read-noise source)")
     else:
