@@ -84,8 +84,9 @@ def characterize(spec: Characterization, executor: Executor | None = None, worke
     campaign = run_campaign(spec.device, cells, spec.targets, spec.scheme, spec.seed, spec.batch_size,
                             executor=executor, workers=workers, progress=progress, checkpoint=checkpoint,
                             resume=resume)
-    from rramsim.cosim.device_checks import check_device_switches
+    from rramsim.cosim.device_checks import check_device_switches, check_levels_reached
     check_device_switches(campaign, spec.device)     # no table of a device that never switched
+    check_levels_reached(campaign, spec.device)      # ... nor of one on which no target was reached
     read_g, read_sigma, iv_v, iv_current = measure_levels(spec)
     retention = measure_retention(spec) if spec.model is not None and spec.retention_time > 0 else None
     sweep = iv_sweep(spec.device, spec.sweep_voltage, spec.sweep_time, params=nominal_params(spec))

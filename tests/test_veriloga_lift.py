@@ -161,3 +161,32 @@ def test_non_liftable_fixture_gets_a_one_paragraph_error(tmp_path):
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1 and "read before the module assigns" in proc.stderr
     assert not out.exists()
+
+
+def _campaign(reads, amplitudes, targets=(200e-6, 1200e-6)):
+    from rramsim.cosim.campaign import CampaignResult
+    zeros = np.zeros((len(targets), len(reads)))
+    return CampaignResult(targets=np.array(targets), g_final=zeros, pulses=zeros, energy=zeros, time=zeros,
+                          converged=zeros.astype(bool), amplitudes=amplitudes, reads=reads, level_end=zeros,
+                          cell_params=[None] * len(reads))
+
+
+def test_a_campaign_that_reached_no_target_gets_no_table():
+    from rramsim.circuits.testbenches import Device
+    from rramsim.cosim.device_checks import DeviceError, check_levels_reached
+    lifted = Device("m_dev", ".subckt m_dev te be\n.ends m_dev", notes=(
+        "m.va line 9: 'gap = idt(...)' ... lifted to the internal node 'gap_lifted' ...",))
+    # erased, one SET pulse to the top of the window, then no RESET pulse moves it (a wound-up integral)
+    wound = _campaign([[5e-6, 1995e-6] + [1995e-6] * 40], [[-4.9, 2.2] + [-3.7 - 0.03 * k for k in range(40)]])
+    with pytest.raises(DeviceError, match=r"reached none of the 2 targets \(200-1200 uS\) on any of the 1 device, .*"
+                                          r"last moved at pulse 2 \(\+2\.2 V, to 1995 uS\); the 40 pulses after it "
+                                          r"\(RESET down to -4\.87 V\) left it there\. Its model clamps a state"):
+        check_levels_reached(wound, lifted)
+    with pytest.raises(DeviceError, match="stopped responding to the scheme's pulses"):
+        check_levels_reached(wound, Device("m_dev", ".subckt m_dev te be\n.ends m_dev"))
+    abrupt = _campaign([[5e-6, 5e-6, 1995e-6, 5e-6, 1995e-6]], [[-2.0, 1.0, 1.1, -2.0, 1.0]])
+    with pytest.raises(DeviceError, match=r"ranged 5-1995 uS, jumping across the targets in a single pulse 3 times.*too abruptly"):
+        check_levels_reached(abrupt)
+    ok = _campaign([[5e-6, 1995e-6]], [[-2.0, 1.0]])
+    ok.converged[0, 0] = True
+    check_levels_reached(ok)                     # one level reached: the table is written
