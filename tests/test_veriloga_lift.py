@@ -96,7 +96,7 @@ import sys, numpy as np
 from rramsim.cosim.ngspice import Session
 from rramsim.cosim.osdi import compile_va
 builds = {name: compile_va(path, check_state=False, rewrite=not name.endswith("raw"))
-          for name, path in zip(("lifted", "node", "raw", "ic_raw", "ic"), sys.argv[1:])}
+          for name, path in zip(("lifted", "node", "raw", "ic_raw", "ic", "own_branch", "initializer"), sys.argv[1:])}
 s = Session.get()
 for b in builds.values():
     s.load_osdi(str(b.osdi))
@@ -110,6 +110,14 @@ for name, b in builds.items():
 """
 IC_MODULE = HEAD.replace("module m(", "module icm(") + (
     "electrical s;\nanalog begin V(s) <+ idt(1e6 * V(a, b), x0); I(a, b) <+ 1e-3 * V(s); end\nendmodule\n")
+# what OpenVAF does as written, so neither needs a rewrite: a probe of the branch the module
+# contributes to is the branch's own current (an implicit equation: 1 kOhm + 1 kOhm), and a
+# declaration initializer is the variable's value until it is assigned
+OWN_BRANCH = HEAD.replace("module m(", "module ownb(") + (
+    "real i0;\nanalog begin i0 = I(a, b); I(a, b) <+ (V(a, b) - 1e3 * i0) / 1e3; end\nendmodule\n")
+INITIALIZER = HEAD.replace("module m(", "module initv(") + (
+    "real k = 2;\nreal y = 5;\nanalog begin if (V(a, b) > 10) y = 1; I(a, b) <+ 1e-3 * k * y * V(a, b); end\n"
+    "endmodule\n")
 
 
 @needs_openvaf
@@ -118,9 +126,11 @@ def test_lifted_module_simulates_like_the_hand_written_node(tmp_path, monkeypatc
     raw = tmp_path / "raw.va"       # the fixture as OpenVAF would take it without the lift
     raw.write_text(GAP_IDT.read_text().replace("[0, 1]", "[0:1]").replace("(0, 1)", "(0:1)")
                    .replace("$rdist_normal(seed, 0, 1)", "0").replace("module gapidt", "module gapraw"))
-    ic = tmp_path / "ic.va"
+    ic, own, init = tmp_path / "ic.va", tmp_path / "own.va", tmp_path / "init.va"
     ic.write_text(IC_MODULE)
-    proc = _python(AGREE, str(GAP_IDT), str(GAP_NODE), str(raw), str(ic), str(ic))
+    own.write_text(OWN_BRANCH)
+    init.write_text(INITIALIZER)
+    proc = _python(AGREE, str(GAP_IDT), str(GAP_NODE), str(raw), str(ic), str(ic), str(own), str(init))
     assert proc.returncode == 0, proc.stderr
     i = {line.split()[0]: np.array(line.split()[1:], float) for line in proc.stdout.splitlines()}
     scale = np.abs(i["node"]).max()
@@ -130,6 +140,8 @@ def test_lifted_module_simulates_like_the_hand_written_node(tmp_path, monkeypatc
     # idt(.., x0 = 0.5): 0.5 mA before the drive moves; OpenVAF alone starts from 0 (measured)
     assert abs(i["ic"][50] - 0.5e-3 - 1e-3 * 0.2 * 1e6 * (0.5e-6 - 5e-9)) < 5e-6
     assert abs(i["ic_raw"][50] - i["ic"][50]) > 0.4e-3
+    assert i["own_branch"][50] == pytest.approx(0.2 / 2e3, rel=1e-6)
+    assert i["initializer"][50] == pytest.approx(1e-3 * 2 * 5 * 0.2, rel=1e-6)
 
 
 @needs_openvaf
