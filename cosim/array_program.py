@@ -297,7 +297,10 @@ def _drive(session, scheme: Scheme, tm, lo: float, hi: float, probes: list, name
 # ---------------------------------------------------------------------------- isolated cell and reads
 def isolated_costs(spec: ArrayWrite, device: Device) -> dict[str, np.ndarray]:
     """Pulses, energy and time [L] of every level in an isolated cell (same device, cell,
-    scheme; nominal; the isolated-cell engine)."""
+    scheme; nominal; the isolated-cell engine). Every level starts with the scheme's erase,
+    which leaves the nominal device in the same state whatever came before, so one run
+    through the levels is the isolated cell's cost (runs in other level orders give the
+    same pulse counts)."""
     from rramsim.cosim.writeverify import BatchSpec, run_batch
     res = run_batch(BatchSpec(0, device, [None], spec.table.targets, spec.scheme, [0]))
     return {"pulses": res.pulses[:, 0].astype(float), "energy": res.energy[:, 0], "time": res.time[:, 0],
