@@ -202,3 +202,15 @@ def test_a_campaign_that_reached_no_target_gets_no_table():
     ok = _campaign([[5e-6, 1995e-6]], [[-2.0, 1.0]])
     ok.converged[0, 0] = True
     check_levels_reached(ok)                     # one level reached: the table is written
+
+
+@needs_openvaf
+def test_the_lifted_text_is_what_is_keyed_and_compiled(tmp_path, monkeypatch):
+    monkeypatch.setenv("RRAMSIM_CACHE", str(tmp_path / "cache"))
+    build = osdi.compile_va(GAP_IDT)
+    compiled = build.source.read_text()
+    assert "I(gap_lifted) <+ V(gap_lifted) - idt(" in compiled and build.osdi.stem == build.source.stem
+    assert [r.rule for r in build.rewrites] == ["range", "random", "lift-state"]
+    assert osdi.compile_va(GAP_IDT) == build                     # cached under the lifted text's key
+    with pytest.raises(osdi.OsdiError, match="OpenVAF could not compile .*expected ':'"):
+        osdi.compile_va(GAP_IDT, check_state=False, rewrite=False)   # as written, OpenVAF refuses it
