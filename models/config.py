@@ -15,6 +15,8 @@ import numbers
 from dataclasses import dataclass
 from typing import Any
 
+from .energy import ADC_ENERGY_8BIT, DAC_ENERGY_1BIT
+
 MAPPINGS = ("differential", "offset", "bit_sliced")
 IR_DROP_MODES = ("off", "exact", "approx")
 WEIGHT_SCALINGS = ("layer", "column")
@@ -91,8 +93,8 @@ class CrossbarConfig:
     drift_t0: float = 1.0
     n_crossbars: int | None = None
     cycle_time: float = 100e-9
-    dac_energy: float = 0.42e-12
-    adc_energy: float = 1.67e-12
+    dac_energy: float = DAC_ENERGY_1BIT
+    adc_energy: float = ADC_ENERGY_8BIT
     program_parallelism: str = "row"
     parallel_tile_writes: bool = True
 

@@ -9,7 +9,11 @@
   ``rramsim.models.convert_to_analog(model, table, config)`` instead, the analog layers
   draw programming/read noise themselves in every forward and gradients flow through them,
   so plain :func:`train` on that model is hardware-aware training with the table's noise.
-- :func:`evaluate` is top-1 accuracy on a loader.
+  The hooks the published methods need are arguments: ``loss_term(model)`` adds a
+  penalty to the loss (ADMM's ``rho/2 ||W - Z + U||^2``), ``after_step(model)`` runs after
+  every optimizer step (projections, clamping, re-tying), ``on_epoch_end`` after every
+  epoch. :class:`TensorBatches` feeds it in-memory tensors in seeded mini-batches.
+- :func:`evaluate` is top-1 accuracy on a loader (or a :class:`TensorBatches`).
 - :func:`evaluate_trials` programs a float model onto crossbars K times (independent,
   seeded programmings), evaluates each, and returns mean/std beside the ideal float
   accuracy and the inference cost report.
@@ -40,6 +44,7 @@ from .networks import build_network, canonical_name
 __all__ = [
     "CHECKPOINT_FORMAT",
     "CheckpointError",
+    "TensorBatches",
     "TrainResult",
     "TrialsResult",
     "evaluate",
@@ -132,6 +137,39 @@ def random_shift(x: torch.Tensor, max_shift: int, generator: torch.Generator | N
     return xp[bi, ci, rows[:, None, :, None], cols[:, None, None, :]]
 
 
+class TensorBatches:
+    """Mini-batches ``(x[idx], y[idx])`` of in-memory tensors, for :func:`train` and
+    :func:`evaluate`.
+
+    With ``shuffle`` every pass draws a fresh permutation from ``generator`` (default: one
+    seeded with ``seed``), so consecutive epochs see different, reproducible orders;
+    without it the batches come in order (evaluation).
+    """
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor, batch_size: int = 128, *, shuffle: bool = True,
+                 seed: int = 0, generator: torch.Generator | None = None) -> None:
+        if x.shape[0] != y.shape[0]:
+            raise ValueError(f"TensorBatches: {x.shape[0]} inputs but {y.shape[0]} labels")
+        if isinstance(batch_size, bool) or int(batch_size) != batch_size or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+        self.x, self.y, self.batch_size, self.shuffle = x, y, int(batch_size), bool(shuffle)
+        self.generator = generator if generator is not None else torch.Generator().manual_seed(int(seed))
+
+    def __len__(self) -> int:
+        return math.ceil(self.x.shape[0] / self.batch_size)
+
+    def __iter__(self):
+        n = self.x.shape[0]
+        if not self.shuffle:
+            for k in range(0, n, self.batch_size):
+                yield self.x[k:k + self.batch_size], self.y[k:k + self.batch_size]
+            return
+        perm = torch.randperm(n, generator=self.generator)
+        for k in range(0, n, self.batch_size):
+            idx = perm[k:k + self.batch_size]
+            yield self.x[idx], self.y[idx]
+
+
 @dataclass
 class TrainResult:
     """History of one :func:`train` run."""
@@ -165,6 +203,8 @@ def train(
     max_steps: int | None = None,
     progress: bool = True,
     on_epoch_end: Callable[[int, nn.Module, "TrainResult"], None] | None = None,
+    loss_term: Callable[[nn.Module], torch.Tensor] | None = None,
+    after_step: Callable[[nn.Module], None] | None = None,
 ) -> TrainResult:
     """Train ``model`` in place with Adam (and a OneCycle schedule by default).
 
@@ -174,6 +214,9 @@ def train(
     ``max_steps`` stops early after that many optimizer steps (tests, quick runs).
     ``on_epoch_end(epoch, model, result)`` runs after every finished epoch (e.g. to save a
     checkpoint, so an interrupted run keeps its finished epochs).
+    ``loss_term(model)`` is added to the cross entropy before the backward pass (the loss
+    recorded per epoch is the cross entropy alone); ``after_step(model)`` runs under
+    ``torch.no_grad()`` after every optimizer and scheduler step.
     The loader's own generator fixes the data order; ``seed`` fixes the noise and shifts.
     """
     if int(epochs) <= 0:
@@ -228,19 +271,23 @@ def train(
                                            dtype=w.dtype) * scale)
             out = model(x)
             loss = F.cross_entropy(out, y)
+            total_loss = loss if loss_term is None else loss + loss_term(model)
             opt.zero_grad(set_to_none=True)
-            loss.backward()
+            total_loss.backward()
             if noisy:
                 with torch.no_grad():
                     for w, w0 in zip(noisy, saved):
                         w.copy_(w0)
-            if not torch.isfinite(loss):
+            if not torch.isfinite(total_loss):
                 raise FloatingPointError(
-                    f"training loss became {loss.item()} at step {step}; lower lr ({lr})"
+                    f"training loss became {total_loss.item()} at step {step}; lower lr ({lr})"
                 )
             opt.step()
             if sched is not None:
                 sched.step()
+            if after_step is not None:
+                with torch.no_grad():
+                    after_step(model)
             step += 1
             n = y.shape[0]
             loss_sum += float(loss.detach()) * n

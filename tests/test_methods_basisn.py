@@ -7,7 +7,8 @@ import torch
 from rramsim.devices import load_default_table
 from rramsim.models.config import CrossbarConfig
 from rramsim.models.data import ensure_dataset, get_dataset
-from rramsim.models.methods.basisn import (AnalogBases, BasisNet, ConvNet, SharedBases, _accuracy, _train,
+from rramsim.models.training import TensorBatches, evaluate, train
+from rramsim.models.methods.basisn import (AnalogBases, BasisNet, ConvNet, SharedBases,
                                            baseline_cost, basisn_cost, level_grid, quantize_coefficients,
                                            quantize_to_grid)
 
@@ -83,8 +84,9 @@ def test_basisn_trains_on_fashion_mnist_and_runs_its_bases_on_crossbars(one_thre
     xt, yt = get_dataset("fashion-mnist", "test", subset=200, seed=0).tensors
     torch.manual_seed(0)
     net = BasisNet((8, 8, 16, 16), n_bases=6)
-    _train(net, x, y, epochs=2, lr=3e-2)
-    acc = _accuracy(net, xt, yt)
+    train(net, TensorBatches(x, y, 128), epochs=2, lr=3e-2, progress=False)
+    test = TensorBatches(xt, yt, 500, shuffle=False)
+    acc = evaluate(net, test)
     assert acc > 0.3                                   # 10% is chance; a short run on 1500 images
     ideal = CrossbarConfig(dac_bits=None, adc_bits=None, read_noise="off")
     analog = AnalogBases(net.bases, load_default_table(), ideal)
@@ -96,7 +98,7 @@ def test_basisn_trains_on_fashion_mnist_and_runs_its_bases_on_crossbars(one_thre
     assert rel < 0.1                                   # the table's 8 levels per cell, nothing else
     net.basis_fn = analog
     analog.patches = 0
-    acc_x = _accuracy(net, xt, yt)
+    acc_x = evaluate(net, test)
     assert acc_x > 0.25
     assert net.basis_fn.patches == 200 * (1 * 784 + 8 * 784 + 8 * 196 + 16 * 196)
 

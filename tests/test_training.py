@@ -12,7 +12,7 @@ from torch import nn
 from rramsim.devices import DeviceTable
 from rramsim.models import data
 from rramsim.models.networks import build_network
-from rramsim.models.training import (CheckpointError, evaluate, evaluate_trials,
+from rramsim.models.training import (CheckpointError, TensorBatches, evaluate, evaluate_trials,
                                      load_checkpoint, noise_from_table, random_shift,
                                      save_checkpoint, train)
 
@@ -144,6 +144,48 @@ def test_evaluate_counts_exactly():
     y = torch.tensor([3, 3, 1, 3, 0, 3, 9, 3])
     loader = [(torch.zeros(5, 1, 28, 28), y[:5]), (torch.zeros(3, 1, 28, 28), y[5:])]
     assert evaluate(Constant(), loader) == 5 / 8
+
+
+def test_tensor_batches_shuffle_each_pass_reproducibly():
+    x, y = torch.arange(10.0)[:, None], torch.arange(10)
+    b = TensorBatches(x, y, 4, seed=3)
+    assert len(b) == 3
+    first, second = [torch.cat([yb for _, yb in b]) for _ in range(2)]
+    assert sorted(first.tolist()) == list(range(10)) and not torch.equal(first, second)
+    again = TensorBatches(x, y, 4, seed=3)
+    assert torch.equal(torch.cat([yb for _, yb in again]), first)
+    ordered = [yb.tolist() for _, yb in TensorBatches(x, y, 4, shuffle=False)]
+    assert ordered == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]
+    with pytest.raises(ValueError, match="9 labels"):
+        TensorBatches(x, y[:9])
+    with pytest.raises(ValueError, match="batch_size"):
+        TensorBatches(x, y, 0)
+
+
+def test_train_hooks_add_a_loss_term_and_run_after_every_step():
+    """``after_step`` runs once per optimizer step (after it); ``loss_term`` is optimized too."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(96, 5, generator=g)
+    y = (x[:, 0] > 0).long()
+    calls = []
+
+    def clamp(m):
+        calls.append(float(m.weight.abs().max()))
+        m.weight.clamp_(-0.0625, 0.0625)
+
+    torch.manual_seed(0)
+    model = nn.Linear(5, 2)
+    res = train(model, TensorBatches(x, y, 32), epochs=2, lr=0.5, progress=False, after_step=clamp)
+    assert len(calls) == 6 and len(res.loss) == 2
+    assert max(calls) > 0.0625                      # the step moved the weights past the bound ...
+    assert float(model.weight.abs().max()) <= 0.0625  # ... and the hook brought them back
+    torch.manual_seed(0)
+    free, pulled = nn.Linear(5, 2), nn.Linear(5, 2)
+    pulled.load_state_dict(free.state_dict())
+    train(free, TensorBatches(x, y, 32), epochs=10, lr=0.02, scheduler="none", progress=False)
+    train(pulled, TensorBatches(x, y, 32), epochs=10, lr=0.02, scheduler="none", progress=False,
+          loss_term=lambda m: 100.0 * (m.weight ** 2).sum())
+    assert float(pulled.weight.norm()) < 0.2 * float(free.weight.norm())
 
 
 def test_random_shift_moves_digits_and_is_seeded():

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import copy
 import math
-import time
 
 import torch
 import torch.nn.functional as F
@@ -25,6 +24,7 @@ from torch import nn
 
 from rramsim.devices import DeviceTable
 from rramsim.models.config import CrossbarConfig
+from rramsim.models.training import TensorBatches, evaluate, train
 
 __all__ = ["BasisConv2d", "SharedBases", "ConvNet", "BasisNet", "quantize_coefficients", "basisn_cost",
            "baseline_cost", "reproduce_basisn"]
@@ -219,33 +219,12 @@ class AnalogBases:
 
 def _train(model: nn.Module, x, y, *, epochs: int, lr: float = 3e-3, batch_size: int = 128, seed: int = 0,
            log=None, name: str = "") -> float:
-    g = torch.Generator().manual_seed(seed)
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
-    steps = epochs * math.ceil(x.shape[0] / batch_size)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps)
-    t0 = time.perf_counter()
-    for ep in range(epochs):
-        model.train()
-        perm = torch.randperm(x.shape[0], generator=g)
-        tot = 0.0
-        for k in range(0, x.shape[0], batch_size):
-            idx = perm[k:k + batch_size]
-            loss = F.cross_entropy(model(x[idx]), y[idx])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            tot += float(loss.detach()) * idx.numel()
-        if log:
-            log(f"basisn {name} epoch {ep + 1}/{epochs}: loss {tot / x.shape[0]:.4f}")
-    return time.perf_counter() - t0
+    """Adam + OneCycle through :func:`rramsim.models.training.train`; returns the seconds it took."""
+    def report(epoch, _model, result):
+        log(f"basisn {name} epoch {epoch}/{epochs}: loss {result.loss[-1]:.4f}")
 
-
-def _accuracy(model: nn.Module, x, y, batch: int = 500) -> float:
-    model.eval()
-    with torch.no_grad():
-        return float(torch.cat([model(x[i:i + batch]).argmax(1) for i in range(0, x.shape[0], batch)])
-                     .eq(y).double().mean())
+    return train(model, TensorBatches(x, y, batch_size, seed=seed), epochs=epochs, lr=lr, seed=seed,
+                 progress=False, on_epoch_end=report if log else None).seconds
 
 
 # --------------------------------------------------------------------------- cost
@@ -387,15 +366,18 @@ def reproduce_basisn(table: DeviceTable, *, table_name: str = "", small: bool = 
     torch.manual_seed(seed)
     bnet = BasisNet(widths, n_bases, coef_bits, quant, seed=seed, pools=pools)
     t_basis = _train(bnet, x, y, epochs=epochs, seed=seed, log=log, name=f"BasisN ({n_bases} bases)")
-    acc_conv, acc_basis = _accuracy(conv, xt, yt), _accuracy(bnet, xt, yt)
+    test = TensorBatches(xt, yt, 500, shuffle=False)
+    on_xbar = TensorBatches(xt[:n_xbar], yt[:n_xbar], 500, shuffle=False)   # the images run on crossbars
+    on_xbar_small = TensorBatches(xt[:n_xbar], yt[:n_xbar], 100, shuffle=False)
+    acc_conv, acc_basis = evaluate(conv, test), evaluate(bnet, test)
     log(f"basisn: conventional {acc_conv:.4f}, BasisN {acc_basis:.4f}")
     # quantization-aware fine-tuning: the crossbar layers learn the values the table's levels can hold
     grid, t_qat = level_grid(table), 0.0
     for net, name in ((conv, "conventional"), (bnet, "BasisN")):
         net.quantization_aware(grid)
         t_qat += _train(net, x, y, epochs=1, lr=1e-3, seed=seed + 1, log=log, name=f"{name} quantization-aware")
-    acc_conv_q, acc_basis_q = _accuracy(conv, xt, yt), _accuracy(bnet, xt, yt)
-    sub_q = [_accuracy(net, xt[:n_xbar], yt[:n_xbar]) for net in (conv, bnet)]   # the images run on crossbars
+    acc_conv_q, acc_basis_q = evaluate(conv, test), evaluate(bnet, test)
+    sub_q = [evaluate(net, on_xbar) for net in (conv, bnet)]
     for net in (conv, bnet):
         net.quantization_aware(None)                 # from here on the crossbars do the quantizing
     log(f"basisn: with the crossbar's weight values: conventional {acc_conv_q:.4f}, BasisN {acc_basis_q:.4f}")
@@ -403,16 +385,16 @@ def reproduce_basisn(table: DeviceTable, *, table_name: str = "", small: bool = 
     # 9-row columns (the bases, the first conv) sum few cells: the ADC spans their whole worst case
     hw = CrossbarConfig(bit_serial=True, dac_bits=8, adc_bits=8, adc_range=1.0)
     an_conv = convert_to_analog(conv, table, hw, seed=seed)
-    acc_conv_x = _accuracy(an_conv, xt[:n_xbar], yt[:n_xbar], batch=100)
+    acc_conv_x = evaluate(an_conv, on_xbar_small)
     bx = copy.deepcopy(bnet)
     bx.basis_fn = AnalogBases(bx.bases, table, hw, seed=seed)
     bx.fc = convert_to_analog(bx.fc, table, hw, seed=seed + 1)
-    acc_basis_x = _accuracy(bx, xt[:n_xbar], yt[:n_xbar], batch=100)
+    acc_basis_x = evaluate(bx, on_xbar_small)
     log(f"basisn: on crossbars conventional {acc_conv_x:.4f}, BasisN {acc_basis_x:.4f}")
     # the same bases with rramsim's default ADC full scale (set for tall columns)
     half = hw.replace(adc_range=CrossbarConfig().adc_range)
     bx.basis_fn = AnalogBases(bx.bases, table, half, seed=seed)
-    acc_basis_half = _accuracy(bx, xt[:n_xbar], yt[:n_xbar], batch=100)
+    acc_basis_half = evaluate(bx, on_xbar_small)
     log(f"basisn: BasisN on crossbars, bases' ADC at the default full scale: {acc_basis_half:.4f}")
 
     needed = baseline_cost(conv, table, 10 ** 6, hw, xt[:2], seed)["crossbars_needed"]

@@ -34,7 +34,9 @@ from torch import nn
 from rramsim.devices import DeviceTable
 from rramsim.models.config import CrossbarConfig
 from rramsim.models.layers import AnalogConv2d, AnalogLinear
+from rramsim.models.energy import ADC_ENERGY_8BIT, DAC_ENERGY_1BIT, adc_conversion_energy
 from rramsim.models.mapping import WeightMapping
+from rramsim.models.training import TensorBatches, evaluate, train
 
 __all__ = ["FRAGMENT_SIZES", "project_fragments", "fragment_signs", "is_polarized", "admm_polarize",
            "finetune_masked", "PolarizedMapping", "PolarizedLinear", "PolarizedConv2d", "to_polarized_analog",
@@ -92,78 +94,69 @@ def _layers(model: nn.Module) -> list[nn.Module]:
     return [m for m in model.modules() if isinstance(m, (nn.Linear, nn.Conv2d))]
 
 
-def _batches(x, y, batch_size, gen):
-    perm = torch.randperm(x.shape[0], generator=gen)
-    for k in range(0, x.shape[0], batch_size):
-        idx = perm[k:k + batch_size]
-        yield x[idx], y[idx]
-
-
 def admm_polarize(model: nn.Module, x: torch.Tensor, y: torch.Tensor, k: int, *, epochs: int = 3,
                   iters_per_epoch: int = 3, rho0: float = 5e-3, rho_growth: float = 2.0, lr: float = 1e-3,
                   batch_size: int = 128, seed: int = 0, log=None) -> dict:
     """ADMM training of ``model`` (in place) toward single-sign fragments of size ``k``.
-    Returns the final rho and the relative distance ||W - Z|| / ||W||."""
+    Returns the final rho and the relative distance ||W - Z|| / ||W||.
+
+    One run of :func:`rramsim.models.training.train` (Adam, constant ``lr``): the penalty
+    ``rho/2 ||W - Z + U||^2`` is its ``loss_term``; the Z-step, U-step and the growth of
+    rho run after every ``ceil(batches / iters_per_epoch)``-th optimizer step."""
     _check_k(k)
     if epochs < 1:
         raise ValueError(f"epochs must be >= 1, got {epochs}")
     layers = _layers(model)
     Z = [project_fragments(m.weight.detach(), k) for m in layers]
     U = [torch.zeros_like(z) for z in Z]
-    rho = rho0
-    gen = torch.Generator().manual_seed(seed)
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
-    steps = math.ceil(x.shape[0] / batch_size)
-    update_every = max(1, steps // iters_per_epoch)
-    step = 0
-    for ep in range(epochs):
-        model.train()
-        for xb, yb in _batches(x, y, batch_size, gen):
-            loss = F.cross_entropy(model(xb), yb)
-            reg = sum(((m.weight - z + u) ** 2).sum() for m, z, u in zip(layers, Z, U))
-            opt.zero_grad(set_to_none=True)
-            (loss + 0.5 * rho * reg).backward()
-            opt.step()
-            step += 1
-            if step % update_every == 0:                          # Z-step, U-step, raise rho
-                with torch.no_grad():
-                    for i, m in enumerate(layers):
-                        Z[i] = project_fragments(m.weight + U[i], k)
-                        U[i] += m.weight - Z[i]
-                rho *= rho_growth
-        dist = math.sqrt(sum(float(((m.weight.detach() - z) ** 2).sum()) for m, z in zip(layers, Z))
-                         / max(sum(float((m.weight.detach() ** 2).sum()) for m in layers), 1e-30))
+    state = {"rho": rho0, "step": 0, "distance": float("nan")}
+    batches = TensorBatches(x, y, batch_size, seed=seed)
+    update_every = max(1, len(batches) // iters_per_epoch)
+
+    def penalty(_model) -> torch.Tensor:
+        reg = sum(((m.weight - z + u) ** 2).sum() for m, z, u in zip(layers, Z, U))
+        return 0.5 * state["rho"] * reg
+
+    def z_u_step(_model) -> None:
+        state["step"] += 1
+        if state["step"] % update_every == 0:                     # Z-step, U-step, raise rho
+            for i, m in enumerate(layers):
+                Z[i] = project_fragments(m.weight + U[i], k)
+                U[i] += m.weight - Z[i]
+            state["rho"] *= rho_growth
+
+    def report(epoch, _model, result) -> None:
+        state["distance"] = math.sqrt(
+            sum(float(((m.weight.detach() - z) ** 2).sum()) for m, z in zip(layers, Z))
+            / max(sum(float((m.weight.detach() ** 2).sum()) for m in layers), 1e-30))
         if log:
-            log(f"forms k={k} ADMM epoch {ep + 1}/{epochs}: loss {float(loss.detach()):.4f}, rho {rho:.3g}, "
-                f"||W-Z||/||W|| {dist:.4f}")
-    return {"rho": rho, "distance": dist}
+            log(f"forms k={k} ADMM epoch {epoch}/{epochs}: loss {result.loss[-1]:.4f}, rho {state['rho']:.3g}, "
+                f"||W-Z||/||W|| {state['distance']:.4f}")
+
+    train(model, batches, epochs=epochs, lr=lr, scheduler="none", seed=seed, progress=False,
+          loss_term=penalty, after_step=z_u_step, on_epoch_end=report)
+    return {"rho": state["rho"], "distance": state["distance"]}
 
 
 def finetune_masked(model: nn.Module, x: torch.Tensor, y: torch.Tensor, k: int, *, epochs: int = 2,
                     lr: float = 1e-3, batch_size: int = 128, seed: int = 0, log=None) -> None:
-    """Hard-project every layer, freeze the fragment signs, fine-tune inside the mask."""
+    """Hard-project every layer, freeze the fragment signs, fine-tune inside the mask
+    (:func:`rramsim.models.training.train`, the mask applied after every step)."""
     layers = _layers(model)
     with torch.no_grad():
         for m in layers:
             m.weight.copy_(project_fragments(m.weight, k))
     masks = [_sign_mask(m.weight.detach(), k) for m in layers]
-    gen = torch.Generator().manual_seed(seed + 1)
-    steps = epochs * math.ceil(x.shape[0] / batch_size)
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps)
-    for ep in range(epochs):
-        model.train()
-        for xb, yb in _batches(x, y, batch_size, gen):
-            loss = F.cross_entropy(model(xb), yb)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            with torch.no_grad():
-                for m, s in zip(layers, masks):
-                    m.weight.copy_((m.weight * s).clamp_min(0) * s)
-        if log:
-            log(f"forms k={k} masked fine-tune epoch {ep + 1}/{epochs}: loss {float(loss.detach()):.4f}")
+
+    def keep_signs(_model) -> None:
+        for m, s in zip(layers, masks):
+            m.weight.copy_((m.weight * s).clamp_min(0) * s)
+
+    def report(epoch, _model, result) -> None:
+        log(f"forms k={k} masked fine-tune epoch {epoch}/{epochs}: loss {result.loss[-1]:.4f}")
+
+    train(model, TensorBatches(x, y, batch_size, seed=seed + 1), epochs=epochs, lr=lr, seed=seed + 1,
+          progress=False, after_step=keep_signs, on_epoch_end=report if log else None)
 
 
 # --------------------------------------------------------------------------- mapping and layers
@@ -264,8 +257,8 @@ def _layer_inputs(model: nn.Module, x: torch.Tensor) -> list[tuple[nn.Module, to
 
 
 def forms_cost(model: nn.Module, x: torch.Tensor, k: int | None, *, xbar: int = 128, input_bits: int = 8,
-               adc_bits: int = 4, base_adc_bits: int = 8, adc_energy: float = 1.67e-12,
-               dac_energy: float = 0.42e-12, zero_skip: bool = True) -> dict:
+               adc_bits: int = 4, base_adc_bits: int = 8, adc_energy: float = ADC_ENERGY_8BIT,
+               dac_energy: float = DAC_ENERGY_1BIT, zero_skip: bool = True) -> dict:
     """Crossbars, bit-serial cycles and periphery energy per inference of ``model`` on
     ``xbar`` x ``xbar`` crossbars, measured on the activations of batch ``x``.
 
@@ -308,7 +301,7 @@ def forms_cost(model: nn.Module, x: torch.Tensor, k: int | None, *, xbar: int = 
         group_cycles += float(need.sum()) / v.shape[0] * vper
         full_cycles += need.shape[1] * input_bits * vper
     bits = adc_bits if k else base_adc_bits
-    total["adc_energy"] = total["adc_conversions"] * adc_energy * 2.0 ** (bits - 8)
+    total["adc_energy"] = total["adc_conversions"] * adc_conversion_energy(bits, adc_energy)
     total["dac_energy"] = total["dac_conversions"] * dac_energy
     total["energy"] = total["adc_energy"] + total["dac_energy"]
     total["skipped_fraction"] = 1 - group_cycles / full_cycles
@@ -320,13 +313,6 @@ def forms_cost(model: nn.Module, x: torch.Tensor, k: int | None, *, xbar: int = 
 
 PAPER = ("Yuan et al., \"FORMS: Fine-grained Polarized ReRAM-based In-situ Computation for Mixed-signal "
          "DNN Accelerator\", ISCA 2021")
-
-
-def _accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int = 1000) -> float:
-    model.eval()
-    with torch.no_grad():
-        return float(torch.cat([model(x[i:i + batch]).argmax(1) for i in range(0, x.shape[0], batch)])
-                     .eq(y).double().mean())
 
 
 def reproduce_forms(table: DeviceTable, *, table_name: str = "", small: bool = False, seed: int = 0,
@@ -353,26 +339,15 @@ def reproduce_forms(table: DeviceTable, *, table_name: str = "", small: bool = F
     xt, yt = te.tensors
     torch.manual_seed(seed)
     twin = LeNet5()
-    gen = torch.Generator().manual_seed(seed)
-    opt = torch.optim.Adam(twin.parameters(), lr=3e-3)
-    steps = epochs * math.ceil(n_train / 128)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=3e-3, total_steps=steps)
-    t0 = time.perf_counter()
-    for ep in range(epochs):
-        twin.train()
-        for xb, yb in _batches(x, y, 128, gen):
-            loss = F.cross_entropy(twin(xb), yb)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-        log(f"forms twin epoch {ep + 1}/{epochs}: loss {float(loss.detach()):.4f}")
-    acc_twin = _accuracy(twin, xt, yt)
-    log(f"forms: unconstrained twin {acc_twin:.4f} ({time.perf_counter() - t0:.1f} s)")
-    xb_eval, yb_eval = xt[:n_xbar], yt[:n_xbar]
+    fit = train(twin, TensorBatches(x, y, 128, seed=seed), epochs=epochs, lr=3e-3, seed=seed, progress=False,
+                on_epoch_end=lambda e, m, r: log(f"forms twin epoch {e}/{epochs}: loss {r.loss[-1]:.4f}"))
+    test = TensorBatches(xt, yt, 1000, shuffle=False)
+    on_xbar = TensorBatches(xt[:n_xbar], yt[:n_xbar], 250, shuffle=False)
+    acc_twin = evaluate(twin, test)
+    log(f"forms: unconstrained twin {acc_twin:.4f} ({fit.seconds:.1f} s)")
     hw = CrossbarConfig(bit_serial=True, dac_bits=8, adc_bits=8, read_noise="per_forward")
     base_an = convert_to_analog(twin, table, hw.replace(mapping="differential"), seed=seed)
-    acc_twin_x = _accuracy(base_an, xb_eval, yb_eval, batch=250)
+    acc_twin_x = evaluate(base_an, on_xbar)
     cost_base = forms_cost(twin, xt[:200], None)
     log(f"forms: twin on differential crossbars {acc_twin_x:.4f}")
     rows = []
@@ -383,9 +358,9 @@ def reproduce_forms(table: DeviceTable, *, table_name: str = "", small: bool = F
         st = admm_polarize(model, x, y, k, epochs=admm_epochs, seed=seed, log=log)
         finetune_masked(model, x, y, k, epochs=ft_epochs, seed=seed, log=log)
         assert all(is_polarized(m.weight.detach(), k) for m in _layers(model))
-        acc = _accuracy(model, xt, yt)
+        acc = evaluate(model, test)
         an = to_polarized_analog(model, table, k, hw.replace(adc_bits=FRAGMENT_ADC_BITS + 1), seed=seed)
-        acc_x = _accuracy(an, xb_eval, yb_eval, batch=250)
+        acc_x = evaluate(an, on_xbar)
         c = forms_cost(model, xt[:200], k)
         c_noskip = forms_cost(model, xt[:200], k, zero_skip=False)
         results["k"][k] = {"acc": acc, "acc_xbar": acc_x, "cost": c, "cost_noskip": c_noskip,

@@ -35,7 +35,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from rramsim.devices import DeviceTable
+from rramsim.models.energy import ADC_ENERGY_8BIT, adc_conversion_energy
 from rramsim.models.programming import DevicePhysics
+from rramsim.models.training import TensorBatches, evaluate, train
 
 __all__ = ["MacroConfig", "BinaryLeNet5", "IntegerLeNet5", "IntLayer", "train_lowbit", "integerize",
            "Macro", "rename_rows", "reorder_rows", "REORDER_STRATEGIES", "tie_rows", "quantize_input", "reproduce_lowbit"]
@@ -107,38 +109,25 @@ class BinaryLeNet5(nn.Module):
 
 def train_lowbit(model: BinaryLeNet5, images: torch.Tensor, labels: torch.Tensor, *, epochs: int = 6,
                  batch_size: int = 128, lr: float = 5e-3, seed: int = 0, log=None, after_step=None) -> list[float]:
-    """Adam + OneCycle on integer inputs (``quantize_input`` images); returns the epoch losses.
-    ``after_step(model)`` runs after every optimizer step (e.g. :func:`tie_rows`' re-tying)."""
+    """Adam + OneCycle on integer inputs (``quantize_input`` images) through
+    :func:`rramsim.models.training.train`; returns the epoch losses. After every step the
+    latent weights are clamped to the straight-through estimator's live range [-1, 1], then
+    ``after_step(model)`` runs (e.g. :func:`tie_rows`' re-tying)."""
     if epochs < 1:
         raise ValueError(f"epochs must be >= 1, got {epochs}")
-    g = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
-    n = images.shape[0]
-    steps = epochs * math.ceil(n / batch_size)
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps)
-    losses = []
-    for ep in range(epochs):
-        model.train()
-        perm = torch.randperm(n, generator=g)
-        tot = 0.0
-        for k in range(0, n, batch_size):
-            idx = perm[k:k + batch_size]
-            loss = F.cross_entropy(model(images[idx]), labels[idx])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            with torch.no_grad():            # keep latent weights in the STE's live range
-                for m in list(model.convs) + list(model.fcs):
-                    m.weight.clamp_(-1, 1)
-                if after_step is not None:
-                    after_step(model)
-            tot += float(loss.detach()) * idx.numel()
-        losses.append(tot / n)
-        if log:
-            log(f"lowbit epoch {ep + 1}/{epochs}: loss {losses[-1]:.4f}")
-    return losses
+
+    def clamp(m: BinaryLeNet5) -> None:
+        for layer in list(m.convs) + list(m.fcs):
+            layer.weight.clamp_(-1, 1)
+        if after_step is not None:
+            after_step(m)
+
+    def report(epoch, _model, result) -> None:
+        log(f"lowbit epoch {epoch}/{epochs}: loss {result.loss[-1]:.4f}")
+
+    return train(model, TensorBatches(images, labels, batch_size, seed=seed), epochs=epochs, lr=lr, seed=seed,
+                 progress=False, after_step=clamp, on_epoch_end=report if log else None).loss
 
 
 # --------------------------------------------------------------------------- integer network
@@ -282,7 +271,7 @@ class MacroConfig:
     adc_bits: int = 3
     sparsity_aware: bool = True       # drive only rows whose input bit is 1
     cycle_time: float = 10e-9         # s per read
-    adc_energy: float = 1.67e-12      # J per 8-bit conversion (scaled by 2^(bits-8))
+    adc_energy: float = ADC_ENERGY_8BIT   # J per 8-bit conversion (scaled by 2^(bits-8))
     read_voltage: float = 0.2
     noise_scale: float = 1.0          # multiplies the table's programming spread and read noise
 
@@ -404,7 +393,7 @@ class Macro:
         cfg = self.cfg
         return {"reads_per_sample": self.reads / n_samples, "dense_reads_per_sample": self.dense_reads / n_samples,
                 "latency_per_sample": self.reads / n_samples * cfg.cycle_time,
-                "adc_energy_per_sample": self.conversions / n_samples * cfg.adc_energy * 2.0 ** (cfg.adc_bits - 8)}
+                "adc_energy_per_sample": self.conversions / n_samples * adc_conversion_energy(cfg.adc_bits, cfg.adc_energy)}
 
 
 # --------------------------------------------------------------------------- rename and reorder
@@ -567,9 +556,7 @@ def reproduce_lowbit(table: DeviceTable, *, table_name: str = "", small: bool = 
     train_lowbit(model, x, y, epochs=epochs, seed=seed, lr=1e-2, log=log)
     t_train = time.perf_counter() - t0
     model.eval()
-    with torch.no_grad():
-        acc_float = float(torch.cat([model(xte[k:k + 1000]).argmax(1) for k in range(0, n_test, 1000)])
-                          .eq(yte).double().mean())
+    acc_float = evaluate(model, TensorBatches(xte, yte, 1000, shuffle=False))
     net = integerize(model)
     p_int = net.predict(xte)
     acc_int = float((p_int == yte).double().mean())
