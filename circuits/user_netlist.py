@@ -579,8 +579,8 @@ def extract_device(lines: list[tuple], subckt: str, path: Path) -> DeckParts:
             i = j + 1
             continue
         elif card in (".param", ".params"):
-            for key, value in split_assignments(rest):
-                defs.setdefault(key.lower(), []).append((i, value))
+            for key, value in split_assignments(rest):          # HSPICE: f(x)='...' defines a function
+                defs.setdefault(re.match(r"\w*", key).group(0).lower(), []).append((i, value))
         elif card == ".func" and (m := re.match(r"(\w+)\s*\(", rest)):
             defs.setdefault(m.group(1).lower(), []).append((i, rest[m.end():]))
         elif card == ".model" and rest:
@@ -631,8 +631,8 @@ def extract_device(lines: list[tuple], subckt: str, path: Path) -> DeckParts:
         lcard = card.lower()
         if lcard in (".param", ".params", ".global"):
             items = split_assignments(rest) if lcard != ".global" else [(n, "") for n in rest.split()]
-            use = [(key, v) for key, v in items if key.lower() in used]
-            unused = [key for key, _ in items if key.lower() not in used]
+            use = [(key, v) for key, v in items if re.match(r"\w*", key).group(0).lower() in used]
+            unused = [key for key, _ in items if re.match(r"\w*", key).group(0).lower() not in used]
             if use:
                 out.append((num, f"{card} " + " ".join(f"{key}={v}" if lcard != ".global" else key for key, v in use)))
                 kept += [f"{lcard} {key} (line {num})" for key, _ in use]
@@ -660,19 +660,24 @@ def _check_parameters(lines: list[tuple], names: Iterable[str], path: Path) -> N
     (by the subcircuit, a kept top-level ``.param`` or ngspice): a deck's value that only
     its ``.control`` block or its command line supplied is named here, not left to fail
     inside ngspice."""
-    top = {k.lower() for _, ln in lines if _card(ln) in (".param", ".params")
+    top = {re.match(r"\w*", k).group(0).lower() for _, ln in lines if _card(ln) in (".param", ".params")
            for k, _ in split_assignments(ln.split(None, 1)[1] if len(ln.split()) > 1 else "")}
     blocks = _top_level_blocks(lines)
     for name in names:
         start, end = blocks[name]
         funcs = {m.group(1).lower() for _, ln in lines[start:end + 1]
                  if (m := re.match(r"\.func\s+(\w+)", ln, re.IGNORECASE))}
+        funcs |= {re.match(r"\w*", k).group(0).lower() for _, ln in lines[start + 1:end]
+                  if _card(ln) in (".param", ".params") for k, _ in split_assignments(ln.split(None, 1)[1])
+                  if "(" in k}
         known = set(_parameters(lines, start, end)) | top | funcs | _BUILTIN_NAMES
         head = _subckt_header(lines[start][1])
         checks = [(lines[start][0], k, v) for k, v in split_assignments(head[2])]
         checks += [(num, k, v) for num, ln in lines[start + 1:end] if _card(ln) in (".param", ".params")
                    for k, v in split_assignments(ln.split(None, 1)[1] if len(ln.split()) > 1 else "")]
         for num, key, value in checks:
+            if not re.fullmatch(r"\w+", key):        # a parameter function's body names its arguments
+                continue
             for word in _IDENT.findall(value):
                 if word.lower() not in known:
                     raise NetlistError(

@@ -123,7 +123,7 @@ class ProbeResult:
                 "moves it gradually")
         one_r = "ISPP: " + fast if self.width <= 1e-6 else "pulse-width: " + slow
         if cell != "1T1R":
-            return one_r + (" (on a 1T1R cell, IGVVA: --cell 1T1R)" if self._igvva_fits() else "")
+            return one_r + ("; on a 1T1R cell: IGVVA (--cell 1T1R)" if self._igvva_fits() else "")
         if self._igvva_fits():
             return ("IGVVA: in a 1T1R cell the word-line voltage sets the SET compliance current, so each gate step "
                     "raises G by a bounded amount instead of a runaway jump; the device SETs with + on its first port, "

@@ -42,7 +42,7 @@ def test_probe_of_the_builtin_device(capsys):
     assert main(["probe"]) == 0
     out = capsys.readouterr().out
     assert "SET with + on the first port" in out and "proposed scheme for a 1R cell: ispp" in out
-    assert "command: rramsim" in out and "on a 1T1R cell, IGVVA: --cell 1T1R" in out
+    assert "command: rramsim" in out and "on a 1T1R cell: IGVVA (--cell 1T1R)" in out
 
 
 def test_probe_proposes_igvva_for_a_1t1r_cell_and_says_why(tmp_path, capsys):
