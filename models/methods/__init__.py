@@ -1,6 +1,6 @@
 """Published CIM co-design methods reproduced on rramsim's layers, tables and cost model.
 
-- :mod:`.lowbit`: 1-bit weights / 2-bit activations LeNet-5 on a 7-rows-per-read macro
+- :mod:`.lowbit` (a package, one file per part): 1-bit weights / 2-bit activations LeNet-5 on a 7-rows-per-read macro
   with a 3-bit ADC, row rename and row reorder (Weinstock et al., ORSS 2023).
 - :mod:`.forms`: polarized fragments by ADMM, sign-per-fragment mapping, input
   zero-skipping (Yuan et al., ISCA 2021).
