@@ -390,10 +390,11 @@ def later_writes(rows: int, cols: int) -> tuple[np.ndarray, np.ndarray]:
     return half, rows * cols - 1 - (i * cols + j) - half
 
 
-def _fit_events(y: np.ndarray, nh: np.ndarray, no: np.ndarray) -> tuple[float, float, float, float]:
+def _fit_events(y: np.ndarray, nh: np.ndarray, no: np.ndarray, other: bool = True) -> tuple[float, float, float, float]:
     """Per-event mean and sigma of ``y = sum of nh half-select and no other events``:
-    means by least squares on (nh, no), variances from the squared residuals the same way."""
-    x = np.stack([nh, no], axis=1).astype(float)
+    means by least squares on (nh, no), variances from the squared residuals the same way.
+    ``other=False``: the bias puts no voltage on the other cells, their events count 0."""
+    x = np.stack([nh, no if other else np.zeros_like(no)], axis=1).astype(float)
     if y.size == 0 or not np.any(x):
         return 0.0, 0.0, 0.0, 0.0
     cols = [k for k in range(2) if np.any(x[:, k])]
@@ -413,14 +414,18 @@ def disturb_stats(result: ArrayWriteResult) -> dict[str, np.ndarray]:
     nh, no = later_writes(spec.rows, spec.cols)
     y = np.log(result.g_end / result.g_after)
     out = {n: np.zeros(L) for n in ARRAY_STATS}
-    pooled = _fit_events(y.ravel(), nh.ravel(), no.ravel())
+    # only a 1R bias other than V/2 puts a voltage, (2h - 1) V, on the cells off the selected
+    # lines; otherwise a fitted "other" term would be noise (or the curvature of the half-select
+    # term) that a larger tile multiplies by thousands of writes
+    other = spec.cell == "1R" and abs(2 * spec.half_select - 1) > 1e-9
+    fit = lambda m: _fit_events(y[m], nh[m], no[m], other)    # noqa: E731
+    pooled = fit(np.ones_like(y, dtype=bool))
     d = result.disturb
     for level in range(L):
         m = lv == level
         out["disturb_cells"][level] = m.sum()
-        fit = _fit_events(y[m], nh[m], no[m]) if m.sum() >= 3 else pooled
         (out["disturb_half_mean"][level], out["disturb_half_std"][level],
-         out["disturb_other_mean"][level], out["disturb_other_std"][level]) = fit
+         out["disturb_other_mean"][level], out["disturb_other_std"][level]) = fit(m) if m.sum() >= 3 else pooled
         out["disturb_array_mean"][level] = d[m].mean() if m.any() else d.mean()
         out["disturb_array_std"][level] = d[m].std() if m.any() else d.std()
     return out

@@ -5,15 +5,13 @@ A table with an ``/array`` group (:class:`rramsim.devices.table.ArrayGroup`, mea
 When it is present, programming a tile changes in two ways:
 
 Position-dependent cost
-    The pulses, energy and time of a cell at tile position ``(i, j)`` are those of the
-    isolated cell times the measured factor at that position. The measured maps are noisy
-    (one write per position), so each is fitted as ``f = a + b * d_row + c * d_col`` in the
-    wire segments between the cell and its drivers (``d_col = j``: along the row from the
-    row driver; ``d_row = R - 1 - i``: along the column to its bottom end) -- the first-order
-    dependence of the line drop on the distance -- and a tile of another size uses the same
-    per-segment slopes (extrapolated linearly beyond the measured array; factors are kept
-    above 0.05). A layer's cost (pulses, energy, latency, per tile) is scaled by the mean
-    factor over the tile's positions (:func:`scale_costs`).
+    The pulses, energy and time of a cell at position ``(i, j)`` of the measured array are
+    those of the isolated cell times the measured factor there. A layer's cost (pulses,
+    energy, latency, per tile) is scaled by the mean factor over the measured array's
+    positions (:func:`scale_costs`), the cost of programming inside an array of the measured
+    size. It is not extrapolated to tiles of another size: in a V/2 or V/3 array the energy
+    is mostly the half-selected cells' currents, which grow with the lines' length, not with
+    a cell's position, so a larger tile costs more than this says (:func:`describe` says so).
 Write disturb
     Cells are written row by row, cell by cell, within their tile; every cell written
     after a cell disturbs it: by a *half-select event* when it shares the cell's row or
@@ -34,23 +32,6 @@ from rramsim.devices.table import ArrayGroup
 
 #: Random stream of the disturb draws (the tile's streams: outcome 0, fault 1, drift 2).
 STREAM_DISTURB = 3
-FACTOR_FLOOR = 0.05
-
-
-def factor_fit(group: ArrayGroup, name: str) -> np.ndarray:
-    """Coefficients ``(a, b, c)`` of ``f = a + b d_row + c d_col`` fitted to the map ``name``
-    (``pulses_factor``, ``energy_factor`` or ``time_factor``)."""
-    f = np.asarray(group.maps[name], dtype=np.float64)
-    R, C = f.shape
-    i, j = np.meshgrid(np.arange(R), np.arange(C), indexing="ij")
-    basis = [np.ones(f.size)]
-    basis.append((R - 1 - i).ravel() if R > 1 else np.zeros(f.size))
-    basis.append(j.ravel() if C > 1 else np.zeros(f.size))
-    x = np.stack(basis, axis=1).astype(float)
-    keep = [k for k in range(3) if np.any(x[:, k])]
-    coef = np.zeros(3)
-    coef[keep] = np.linalg.lstsq(x[:, keep], f.ravel(), rcond=None)[0]
-    return coef
 
 
 def later_writes(i: torch.Tensor, j: torch.Tensor, rows: int, cols: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -97,23 +78,16 @@ def disturb_cells(engine, res: dict, lv: torch.Tensor, seed: int, o0: int, s: in
         res["sigma"] = engine.physics.sigma(res["g"])
 
 
-def tile_factors(group: ArrayGroup, tile_rows: int, tile_cols: int) -> dict[str, float]:
-    """Mean cost factor over the positions of a ``tile_rows x tile_cols`` tile: the fit is
-    linear in the position, so it is the factor at the tile's centre."""
-    out = {}
-    for key in ("pulses", "energy", "time"):
-        a, b, c = factor_fit(group, f"{key}_factor")
-        i, j = np.meshgrid(np.arange(tile_rows), np.arange(tile_cols), indexing="ij")
-        f = np.maximum(a + b * (tile_rows - 1 - i) + c * j, FACTOR_FLOOR)
-        out[key] = float(f.mean())
-    return out
+def tile_factors(group: ArrayGroup) -> dict[str, float]:
+    """Mean cost factor over the measured array's positions (pulses, energy, time)."""
+    return {key: float(np.mean(group.maps[f"{key}_factor"])) for key in ("pulses", "energy", "time")}
 
 
 def scale_costs(stats: dict, group: ArrayGroup, config) -> None:
     """Scale a layer's programming cost (:meth:`TileEngine.program`'s stats) in place by the
-    tile-mean factors: exact for totals when levels are independent of positions (pulses,
-    energy) and for a row's slowest cell up to that independence (latency)."""
-    f = tile_factors(group, config.tile_rows, config.tile_cols)
+    measured array's mean factors (exact for the totals of a tile of the measured size when
+    levels are independent of positions; a row's slowest cell up to that independence)."""
+    f = tile_factors(group)
     for key, fac in (("pulses", "pulses"), ("energy", "energy"), ("latency", "time")):
         if key in stats:
             stats[key] = stats[key] * f[fac]
@@ -128,6 +102,8 @@ def describe(group: ArrayGroup) -> str:
     a = group.attrs
     st = group.stats
     w = st["disturb_cells"] + 1e-12
+    f = tile_factors(group)
     return (f"programming inside a {a['rows']}x{a['cols']} {a['cell']} {a['bias']} array (table /array): "
-            f"position-dependent cost, write disturb {100 * np.average(st['disturb_half_mean'], weights=w):+.4f}% "
-            f"per half-select event, {100 * np.average(st['disturb_other_mean'], weights=w):+.5f}% per other write")
+            f"write disturb {100 * np.average(st['disturb_half_mean'], weights=w):+.4f}% per half-select event, "
+            f"{100 * np.average(st['disturb_other_mean'], weights=w):+.5f}% per other write; cost x{f['pulses']:.3g} "
+            f"pulses, x{f['energy']:.3g} energy (of a {a['rows']}x{a['cols']} array, not scaled to the tile size)")

@@ -104,6 +104,7 @@ def test_1r_v2_array_writes_and_the_group_round_trips(table_1r, tmp_path):
     group = ap.array_group(res, command="pytest")
     assert group.stats["disturb_cells"].sum() == 9
     assert group.stats["disturb_half_mean"][spec.levels[0, 0]] < 0
+    assert np.all(group.stats["disturb_other_mean"] == 0)     # V/2 puts no voltage off the selected lines
     table = ap.with_array(table_1r, group)
     path = table.save(tmp_path / "with_array.h5")
     back = DeviceTable.load(path)
@@ -165,8 +166,8 @@ def test_torch_programming_applies_the_array_group(one_thread):
     rows, cols = torch.meshgrid(torch.arange(4), torch.arange(2) * 2, indexing="ij")   # 2 planes per weight
     nh, _ = later_writes(rows, cols, 4, 4)
     assert torch.allclose(g1 / g0, torch.exp(-0.01 * nh.double()), rtol=1e-5)
-    # position-dependent energy: the tile-mean factor of 1 + 0.1 * distance
-    assert tile_factors(_group(table), 4, 4)["energy"] == pytest.approx(1.3)
+    # position-dependent energy: the mean factor of 1 + 0.1 * distance over the measured array
+    assert tile_factors(_group(table))["energy"] == pytest.approx(1.3)
     assert st1["energy"] == pytest.approx(1.3 * st0["energy"]) and st1["pulses"] == pytest.approx(st0["pulses"])
     # a spread draws a different disturb per cell, reproducibly
     g2, _ = programmed(dataclasses.replace(table, array=_group(table, half_std=0.02)))
