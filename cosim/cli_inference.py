@@ -408,7 +408,7 @@ def _test_setup(args):
 
 def add_commands(subparsers) -> None:
     """Register ``data``, ``train``, ``evaluate`` and ``plot`` on an argparse subparsers."""
-    from rramsim.models.networks import network_names
+    from rramsim.models import NETWORK_NAMES      # without torch: the parser stays fast
 
     # data fetch
     data_sub = _group(subparsers, "data", "datasets (MNIST, Fashion-MNIST)", "data_command")
@@ -421,7 +421,7 @@ def add_commands(subparsers) -> None:
 
     # train
     p_train = subparsers.add_parser("train", help="train a network (float or hardware-aware)")
-    p_train.add_argument("--network", default="lenet5", choices=network_names() + ["lenet", "resnet"])
+    p_train.add_argument("--network", default="lenet5", choices=[*NETWORK_NAMES, "lenet", "resnet"])
     p_train.add_argument("--dataset", default="mnist", choices=["mnist", "fashion-mnist"])
     p_train.add_argument("--epochs", type=int, default=10)
     p_train.add_argument("--batch-size", type=int, default=128)

@@ -35,7 +35,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from rramsim.cosim.files import atomic_write
 from rramsim.circuits.array_deck import (OPTIONS, array_deck, cell_deck, linear_device, read_analysis,
@@ -216,6 +215,8 @@ def cell_states(check: ArrayCheck, device: Device, state_param: str | None, g: n
 def torch_currents(check: ArrayCheck, g: np.ndarray, coef: np.ndarray | None, v: np.ndarray,
                    times: dict[str, float], notes: list[str]) -> dict[str, np.ndarray]:
     """Column currents [C, K] of every setting (see the module doc)."""
+    import torch              # here, not at the top: the CLI's parser imports this module
+
     from rramsim.models.irdrop import (AccessTransistor, TileSolver, approx_transfer, series_cell_current,
                                        series_iv)
     r = check.wire_resistance

@@ -3,36 +3,61 @@
 Entry points: :func:`convert_to_analog` (swap every nn.Linear/nn.Conv2d for a programmed
 crossbar layer), :class:`CrossbarConfig` (the hardware), :func:`cost_report` (inference
 cost) and :func:`program_analog` (program again with another seed).
+
+The names below are imported on first use (``from rramsim.models import convert_to_analog``
+works as usual), so importing the package, or a light module of it, does not import torch:
+the command line's help and parser stay fast. Converting a model, or importing
+:mod:`rramsim.models.convert`, registers every built-in converter (linear, convolutions,
+attention, transformer layers, LSTM, GRU) and allowlists rramsim's module classes for
+whole-model ``torch.load``.
 """
-from rramsim.models.config import CrossbarConfig
-from rramsim.models.convert import (ConversionReport, analog_layers, conversion_report, convert_to_analog,
-                                    program_analog, programming_summary, register_converter,
-                                    register_safe_globals, set_drift_time, to_digital)
-from rramsim.models.cost import CostReport, LayerCost, cost_report, format_cost_report
-from rramsim.models.irdrop import TileSolver, approx_transfer, nodal_matrix
-from rramsim.models.layers import AnalogConv1d, AnalogConv2d, AnalogLayerMixin, AnalogLinear, table_fingerprint
-from rramsim.models.mapping import (BitSlicedMapping, DifferentialMapping, OffsetMapping, WeightMapping,
-                                    make_mapping)
-from rramsim.models.programming import DevicePhysics
-from rramsim.models.tile import TileEngine
+from __future__ import annotations
 
-__all__ = ["CrossbarConfig", "convert_to_analog", "conversion_report", "ConversionReport", "to_digital",
-           "register_converter", "register_safe_globals", "program_analog", "programming_summary", "set_drift_time",
-           "analog_layers", "AnalogLinear", "AnalogConv1d", "AnalogConv2d", "AnalogLayerMixin",
-           "TileEngine", "table_fingerprint", "cost_report", "CostReport",
-           "LayerCost", "format_cost_report", "TileSolver", "approx_transfer", "nodal_matrix", "WeightMapping",
-           "DifferentialMapping", "OffsetMapping", "BitSlicedMapping", "make_mapping", "DevicePhysics"]
+import importlib
 
-# attention, transformer layers, LSTM and GRU: AnalogLinear projections and gate matrices
-from rramsim.models.attention import CONVERTERS as _ATTENTION_CONVERTERS  # noqa: E402
-from rramsim.models.attention import (AnalogMultiheadAttention, AnalogTransformerDecoderLayer,  # noqa: E402
-                                      AnalogTransformerEncoder, AnalogTransformerEncoderLayer)
-from rramsim.models.recurrent import CONVERTERS as _RECURRENT_CONVERTERS  # noqa: E402
-from rramsim.models.recurrent import AnalogGRU, AnalogLSTM  # noqa: E402
-from rramsim.models.convert import register_safe_globals as _register_safe_globals  # noqa: E402
+#: the shipped networks (built by :func:`rramsim.models.networks.build_network`), listed
+#: here so the command line offers them without importing torch
+NETWORK_NAMES = ("ds-cnn", "lenet5", "lstm", "resnet-small", "vit")
 
-for _type, _factory in {**_ATTENTION_CONVERTERS, **_RECURRENT_CONVERTERS}.items():
-    register_converter(_type, _factory)
-_register_safe_globals()          # whole-model torch.load(weights_only=True) of these too
-__all__ += ["AnalogMultiheadAttention", "AnalogTransformerEncoderLayer", "AnalogTransformerDecoderLayer",
-            "AnalogTransformerEncoder", "AnalogLSTM", "AnalogGRU"]
+# public name -> the module of rramsim.models that defines it
+_EXPORTS = {
+    "CrossbarConfig": "config",
+    **dict.fromkeys(["ConversionReport", "analog_layers", "conversion_report", "convert_to_analog",
+                     "program_analog", "programming_summary", "register_converter", "register_safe_globals",
+                     "set_drift_time", "to_digital"], "convert"),
+    **dict.fromkeys(["CostReport", "LayerCost", "cost_report", "format_cost_report"], "cost"),
+    **dict.fromkeys(["TileSolver", "approx_transfer", "nodal_matrix"], "irdrop"),
+    **dict.fromkeys(["AnalogConv1d", "AnalogConv2d", "AnalogLayerMixin", "AnalogLinear", "table_fingerprint"],
+                    "layers"),
+    **dict.fromkeys(["BitSlicedMapping", "DifferentialMapping", "OffsetMapping", "WeightMapping", "make_mapping"],
+                    "mapping"),
+    "DevicePhysics": "programming",
+    "TileEngine": "tile",
+    **dict.fromkeys(["AnalogMultiheadAttention", "AnalogTransformerEncoderLayer", "AnalogTransformerDecoderLayer",
+                     "AnalogTransformerEncoder"], "attention"),
+    **dict.fromkeys(["AnalogLSTM", "AnalogGRU"], "recurrent"),
+}
+
+__all__ = ["NETWORK_NAMES", *_EXPORTS]
+
+
+def __getattr__(name: str):
+    """Import a public name, or a submodule (``rramsim.models.layers``), on first use."""
+    if name in _EXPORTS:
+        module = importlib.import_module(f"{__name__}.{_EXPORTS[name]}")
+        if _EXPORTS[name] != "config":
+            importlib.import_module(f"{__name__}.convert")       # registers the converters
+        value = getattr(module, name)
+        globals()[name] = value
+        return value
+    if not name.startswith("_"):
+        try:
+            return importlib.import_module(f"{__name__}.{name}")
+        except ModuleNotFoundError as err:
+            if err.name != f"{__name__}.{name}":
+                raise
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -337,6 +337,8 @@ class _AnalogTransformerLayer(AnalogBlock):
             setattr(self, name, AnalogMultiheadAttention(getattr(layer, name), table, config, si, program))
         self.linear1 = AnalogLinear.from_linear(layer.linear1, table, config, seed=s[-2], program=program)
         self.linear2 = AnalogLinear.from_linear(layer.linear2, table, config, seed=s[-1], program=program)
+        if not self.batch_first:                 # [T, B, D]: the feed-forward layers' samples are dim 1
+            self.linear1.batch_dim = self.linear2.batch_dim = 1
         for name in self._DIGITAL_CHILDREN:
             setattr(self, name, copy.deepcopy(getattr(layer, name)))
         act = layer.activation

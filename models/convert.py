@@ -557,4 +557,10 @@ def conversion_report(model: nn.Module) -> ConversionReport:
     return ConversionReport(rows, other[0])
 
 
-register_safe_globals()
+# attention, transformer layers, LSTM and GRU (AnalogLinear projections and gate matrices)
+from rramsim.models.attention import CONVERTERS as _ATTENTION_CONVERTERS  # noqa: E402
+from rramsim.models.recurrent import CONVERTERS as _RECURRENT_CONVERTERS  # noqa: E402
+
+for _type, _factory in {**_ATTENTION_CONVERTERS, **_RECURRENT_CONVERTERS}.items():
+    register_converter(_type, _factory)
+register_safe_globals()          # whole-model torch.load(weights_only=True) of every class imported so far

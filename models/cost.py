@@ -296,6 +296,7 @@ class _Measurement(TorchFunctionMode):
         self.per_sample_work: dict[tuple, float] = defaultdict(float)
         self.stack: list[tuple[str, nn.Module, str]] = []           # (name, module, role)
         self.handles: list = []
+        self.seq_batches: set[int] = set()      # batch sizes the sequence-first ([T, B, ...]) layers saw
         self._hook(model)
 
     def _hook(self, model: nn.Module) -> None:
@@ -329,6 +330,7 @@ class _Measurement(TorchFunctionMode):
         def hook(mod, args, out):
             if self.stack and self.stack[-1][1] is module:
                 self.stack.pop()
+            self._seq_batch(module, args)
             if role == "analog":
                 t = _first_tensor(out)
                 if t is not None:
@@ -342,6 +344,17 @@ class _Measurement(TorchFunctionMode):
                             "elements" if op.endswith(("elements", "products")) else "ops")
                     self.per_sample_work[(label, kind, op, unit)] += float(count)
         return hook
+
+    def _seq_batch(self, module: nn.Module, args) -> None:
+        """The batch a sequence-first layer read (an analog layer with ``batch_dim`` 1, a
+        module with ``batch_first=False``): dimension 1 of a 3-D input, the first batch
+        size of a packed sequence."""
+        x = args[0] if args else None
+        if getattr(module, "batch_dim", 0) == 1 or getattr(module, "batch_first", None) is False:
+            if isinstance(x, PackedSequence):
+                self.seq_batches.add(int(x.batch_sizes[0]))
+            elif isinstance(x, torch.Tensor) and x.dim() == 3:
+                self.seq_batches.add(int(x.shape[1]))
 
     def _inside_opaque(self) -> bool:
         return any(role in ("analog", "leaf") for _, _, role in self.stack)
@@ -374,15 +387,28 @@ def _check_system(layers: list) -> None:
                              f"model is one system of crossbars: convert the model with one {attr}")
 
 
-def _samples_of(example_input, samples) -> int:
-    if samples is None:
-        first = _first_tensor(example_input)
-        if first is None or first.dim() == 0:
-            raise ValueError("cost_report: cannot tell the number of samples of example_input; pass samples=N")
-        samples = int(first.shape[0])
-    if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
+def _check_samples(samples) -> None:
+    if samples is not None and (isinstance(samples, bool) or not isinstance(samples, int) or samples < 1):
         raise ValueError(f"samples must be a positive integer, got {samples!r}")
-    return samples
+
+
+def _samples_of(example_input, seq_batches: set[int], notes: list[str]) -> int:
+    """The samples of ``example_input``: its first dimension, unless the model's
+    sequence-first layers all read another batch that is its second dimension (a
+    sequence-first input ``[T, B, ...]``); anything else ambiguous is an error."""
+    first = _first_tensor(example_input)
+    if first is None or first.dim() == 0:
+        raise ValueError("cost_report: cannot tell the number of samples of example_input; pass samples=N")
+    n = int(first.shape[0])
+    if not seq_batches or n in seq_batches:
+        return n
+    if len(seq_batches) == 1 and first.dim() >= 2 and int(first.shape[1]) in seq_batches:
+        n = int(first.shape[1])
+        notes.append(f"samples: {n}, dimension 1 of example_input {list(first.shape)}: the model reads it sequence "
+                     "first ([T, B, ...]) as its sequence-first layers do; pass samples=N to say otherwise")
+        return n
+    raise ValueError(f"cost_report: cannot tell the number of samples of example_input {list(first.shape)}: its "
+                     f"sequence-first layers read batches of {sorted(seq_batches)}; pass samples=N")
 
 
 def _per_sample(total: float, samples: int) -> float:
@@ -393,12 +419,16 @@ def cost_report(model: nn.Module, example_input=None, batch_size: int = 1, sampl
     """Inference cost of ``model`` per sample.
 
     ``example_input`` (a batch, or a tuple of the forward's positional arguments) is run
-    once, in eval mode and without gradients (the model's modes are restored after), to measure the vectors every analog layer processes, the input statistics and the
-    digital work; ``samples`` is how many samples it holds (default: its first dimension;
-    give it for sequence-first inputs ``[T, B, ...]``). Without it, each layer's last
-    forward is used (a layer called once per time step then counts one step: pass
-    ``example_input`` for sequence models). ``batch_size``: the batch the reprogramming
-    of a model that does not fit is amortized over.
+    once, in eval mode and without gradients (the model's modes are restored after), to
+    measure the vectors every analog layer processes (all its calls: every token of every
+    sequence, every time step), the input statistics and the digital work; ``samples`` is
+    how many samples it holds (default: its first dimension, or its second when the
+    model's sequence-first layers, ``batch_first=False`` recurrences and transformer layers,
+    read it as ``[T, B, ...]``; anything ambiguous asks for ``samples``). Without it, each
+    layer's last forward is used: per sample, the vectors of its leading dimensions past
+    the batch (``AnalogLinear.batch_dim``), and for a recurrence's state matrix its time
+    steps. ``batch_size``: the batch the reprogramming of a model that does not fit is
+    amortized over.
     """
     if hasattr(model, "_orig_mod") and isinstance(model._orig_mod, nn.Module):      # torch.compile wrapper
         model = model._orig_mod
@@ -411,8 +441,8 @@ def cost_report(model: nn.Module, example_input=None, batch_size: int = 1, sampl
     notes: list[str] = []
     meas = None
     n_samples = None
+    _check_samples(samples)
     if example_input is not None:
-        n_samples = _samples_of(example_input, samples)
         args = tuple(example_input) if isinstance(example_input, (tuple, list)) else (example_input,)
         meas = _Measurement(model)
         modes = [(m, m.training) for m in model.modules()]
@@ -428,6 +458,7 @@ def cost_report(model: nn.Module, example_input=None, batch_size: int = 1, sampl
                 m.training = training
             for _, layer in layers:
                 layer.record_usage = False
+        n_samples = samples if samples is not None else _samples_of(example_input, meas.seq_batches, notes)
     elif samples is not None:
         raise ValueError("samples is the number of samples of example_input; pass example_input too")
     rows = []

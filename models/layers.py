@@ -320,7 +320,14 @@ class AnalogLayerMixin:
 
 class AnalogLinear(AnalogLayerMixin, nn.Linear):
     """``nn.Linear`` computed on RRAM crossbars described by ``table`` and ``config``;
-    inputs ``[..., in_features]`` (every vector of the leading dimensions is one MVM)."""
+    inputs ``[..., in_features]`` (every vector of the leading dimensions is one MVM).
+
+    ``batch_dim``: the leading dimension that counts samples, for the cost model's vectors
+    per sample (0; 1 for sequence-first inputs ``[T, B, ...]``, as the recurrent layers and
+    ``batch_first=False`` transformer layers set it on their crossbar layers).
+    """
+
+    batch_dim = 0
 
     def __init__(self, in_features: int, out_features: int, table: DeviceTable,
                  config: CrossbarConfig | None = None, bias: bool = True, seed: int = 0,
@@ -344,7 +351,8 @@ class AnalogLinear(AnalogLayerMixin, nn.Linear):
                              f"got shape {tuple(x.shape)}")
         lead = x.shape[:-1]
         x2 = x.reshape(-1, self.in_features) if x.dim() != 2 else x
-        self._vectors = math.prod(lead[1:]) if len(lead) > 1 else 1
+        n, b = math.prod(lead), self.batch_dim
+        self._vectors = n // lead[b] if len(lead) > b and lead[b] else n      # per sample
         y = self._forward_analog(x2)
         return y.reshape(*lead, self.out_features)
 

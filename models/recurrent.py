@@ -26,6 +26,7 @@ from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_
 from rramsim.devices import DeviceTable
 from rramsim.models.attention import AnalogBlock, _float_linear, analog_linear, derived_seeds
 from rramsim.models.config import CrossbarConfig
+from rramsim.models.layers import AnalogLinear
 
 __all__ = ["AnalogLSTM", "AnalogGRU", "CONVERTERS"]
 
@@ -55,6 +56,7 @@ class _AnalogRNN(AnalogBlock):
                 w = getattr(rnn, f"weight_{part}{suffix}")
                 b = getattr(rnn, f"bias_{part}{suffix}") if self.bias else None
                 self.add_module(f"{part}{suffix}", analog_linear(w, b, table, config, next(seeds), program))
+            getattr(self, f"ih{suffix}").batch_dim = 1        # reads the whole sequence [T, B, *] at once
         self.train(rnn.training)
 
     @classmethod
@@ -137,6 +139,10 @@ class _AnalogRNN(AnalogBlock):
             if self.training and self.dropout > 0 and k < self.num_layers - 1:
                 layer_in = F.dropout(layer_in, p=self.dropout)
         steps = float(lengths.float().mean()) if lengths is not None else T
+        for suffix in self._suffixes():          # the state's crossbar read once per step: T vectors a sample
+            hh = getattr(self, "hh" + suffix)
+            if isinstance(hh, AnalogLinear) and not hh.record_usage:    # (recording: the engine adds them up)
+                hh.usage["vectors_per_sample"] = T
         self._digital = {name: int(round(steps * self.num_layers * D * n * self.hidden_size))
                          for name, n in self.DIGITAL_PER_STEP.items()}
         final = [torch.stack(f) for f in finals]                      # [L*D, B, H]

@@ -91,3 +91,16 @@ def test_bad_scheme_values_are_clear_errors(tmp_path, capsys):
     assert "tolerance" in capsys.readouterr().err
     assert main(["characterize", "--devices", "2", "-o", str(tmp_path / "no" / "x.h5"), "-q"]) == 1
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_the_parser_imports_no_heavy_library():
+    """`rramsim --help` and the argument parser import neither torch nor scipy (they come
+    with the command that needs them), so the help answers at once."""
+    code = ("import sys\nfrom rramsim.cosim.cli import build_parser\n"
+            "parser = build_parser()\nparser.parse_args(['train', '--network', 'vit', '-o', 'x.pt'])\n"
+            "print([m for m in ('torch', 'scipy', 'h5py', 'matplotlib') if m in sys.modules])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+    from rramsim.models import NETWORK_NAMES
+    from rramsim.models.networks import network_names
+    assert list(NETWORK_NAMES) == network_names()               # the list the parser offers

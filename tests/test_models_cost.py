@@ -122,6 +122,51 @@ def test_recurrent_gate_matrices_count_every_time_step(table):
         cost_report(a, torch.rand(9, 2, 6), samples=0)
 
 
+def test_sequence_first_inputs_count_every_vector_per_sample(table):
+    """[T, B, D] inputs (batch_first=False transformer layers, time-major LSTMs): every
+    crossbar layer processes T vectors per sample, measured or from the last forward, and
+    the samples are the batch the sequence-first layers read (dimension 1), found without
+    being told; the costs equal those of the same layer fed [B, T, D]."""
+    T, B, D = 6, 3, 8
+    x = torch.rand(T, B, D)
+    torch.manual_seed(0)
+    layer = nn.TransformerEncoderLayer(D, 2, 16, dropout=0.0, batch_first=False)
+    seq_first = convert_to_analog(nn.Sequential(layer), table, CrossbarConfig(), seed=0).eval()
+    layer.self_attn.batch_first = True                    # the same weights, batch first
+    batch_first = convert_to_analog(nn.Sequential(layer), table, CrossbarConfig(), seed=0).eval()
+    with torch.no_grad():
+        seq_first(x)
+    assert [l.vectors for l in cost_report(seq_first).layers] == [T] * 6          # the last forward
+    rep = cost_report(seq_first, x)
+    assert rep.samples == B and any("dimension 1" in n for n in rep.notes)
+    assert [l.vectors for l in rep.layers] == [T] * 6
+    counts = lambda r: [(l.vectors, l.adc_conversions, l.dac_conversions, l.macs, l.latency) for l in r.layers]  # noqa: E731
+    assert counts(rep) == counts(cost_report(seq_first, x, samples=B))
+    assert counts(rep) == counts(cost_report(batch_first, x.transpose(0, 1).contiguous()))
+
+    lstm = convert_to_analog(nn.Sequential(nn.LSTM(D, 5)), table, CrossbarConfig(), seed=0).eval()
+    with torch.no_grad():
+        lstm(x)
+    assert [l.vectors for l in cost_report(lstm).layers] == [T, T]                # input and state matrix
+    rep = cost_report(lstm, x)
+    assert rep.samples == B and [l.vectors for l in rep.layers] == [T, T]
+
+    class TwoBatches(nn.Module):
+        """Sequence-first layers reading batches of two sizes: the samples are ambiguous."""
+
+        def __init__(self):
+            super().__init__()
+            self.a, self.b = nn.LSTM(D, 4), nn.LSTM(D, 4)
+
+        def forward(self, x):
+            return self.a(x)[0].sum() + self.b(x[:, :2])[0].sum()
+
+    two = convert_to_analog(TwoBatches(), table, CrossbarConfig(), seed=0).eval()
+    with pytest.raises(ValueError, match=r"batches of \[2, 3\]; pass samples"):
+        cost_report(two, torch.rand(5, 3, D))
+    assert cost_report(two, torch.rand(5, 3, D), samples=3).samples == 3
+
+
 def _digital_net():
     class Block(nn.Module):
         def __init__(self):
