@@ -8,73 +8,36 @@
 - ``plot accuracy``                      -> :func:`cmd_plot_accuracy`
 
 Each subparser sets ``func`` to a handler that takes the argparse namespace and returns an
-int exit code. ``python -m rramsim.cosim.cli_inference ...`` runs them stand-alone.
+int exit code (0, or 1 with one error line: :mod:`rramsim.cosim.cli_common`). The model
+work lives in :mod:`rramsim.models` (training, trials, checkpoints), the figure in
+:mod:`rramsim.cosim.plots`. ``python -m rramsim.cosim.cli_inference ...`` runs them
+stand-alone.
 """
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import shlex
 import sys
 from pathlib import Path
 from typing import Any
 
-__all__ = ["add_commands", "main", "cmd_data_fetch", "cmd_train", "cmd_evaluate",
-           "cmd_plot_accuracy", "DEFAULT_CHECKPOINT"]
+from rramsim.cosim.cli_common import (EXIT_INTERRUPTED, command_line, dataset_names, fail, load_table,
+                                      set_threads)
 
-#: the LeNet-5/MNIST checkpoint shipped with rramsim
+__all__ = ["add_commands", "main", "cmd_data_fetch", "cmd_train", "cmd_evaluate",
+           "cmd_plot_accuracy", "DEFAULT_CHECKPOINT", "hardware_effects"]
+
+
+#: the LeNet-5/MNIST checkpoint shipped with rramsim (package data of rramsim.models, which
+#: lies beside rramsim.cosim both in a checkout and in an installed package)
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parent.parent / "models" / "checkpoints" / "lenet5_mnist.pt"
 
 
-def _default_checkpoint() -> Path:
-    try:
-        from importlib.resources import files
-
-        p = files("rramsim.models") / "checkpoints" / "lenet5_mnist.pt"
-        if p.is_file():
-            return Path(str(p))
-    except Exception:  # pragma: no cover
-        pass
-    return DEFAULT_CHECKPOINT
-
-
-def _err(msg: str) -> int:
-    print(f"rramsim: error: {msg}", file=sys.stderr)
-    return 2
-
-
-def _command_line(args: argparse.Namespace | None = None) -> str:
-    """The command that is running, for provenance (``args.argv`` when main() set it)."""
-    argv = getattr(args, "argv", None)
-    if argv is None:
-        argv = sys.argv[1:]
-    return "rramsim " + " ".join(shlex.quote(str(a)) for a in argv)
-
-
-def _threads(n: int | None) -> None:
-    import torch
-
-    if n is not None:
-        if n <= 0:
-            raise ValueError(f"--threads must be positive, got {n}")
-        torch.set_num_threads(int(n))
-
-
-def _load_table(path: str | None):
-    """The DeviceTable at ``path``, or the shipped default table."""
-    from rramsim.devices import DeviceTable
-
-    if path:
-        return DeviceTable.load(path)
-    try:
-        from rramsim.devices import load_default_table
-
-        return load_default_table()
-    except (ImportError, FileNotFoundError, OSError) as exc:
-        raise ValueError(
-            f"no --table given and the default device table is not available ({exc}); "
-            "pass --table FILE (made by `rramsim characterize`)"
-        ) from exc
+def __getattr__(name: str):
+    if name == "_copy_float_weights":        # its old name here; it lives in the training module now
+        from rramsim.models.training import copy_trained_weights
+        return copy_trained_weights
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _crossbar_config(args: argparse.Namespace, **overrides: Any):
@@ -105,17 +68,9 @@ def cmd_data_fetch(args: argparse.Namespace) -> int:
     try:
         folder = data.fetch(args.dataset, root=args.root)
     except (data.DatasetError, ValueError) as exc:
-        return _err(str(exc))
+        return fail(args, str(exc))
     print(f"{args.dataset}: ready in {folder}")
     return 0
-
-
-def _copy_float_weights(analog, float_model) -> None:
-    """Copy everything the converted model trained (the float weights its analog layers keep,
-    norms, embeddings, running statistics) back into the plain network."""
-    from rramsim.models import to_digital
-
-    float_model.load_state_dict(to_digital(analog).state_dict())
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -124,11 +79,10 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     from rramsim.models import data
     from rramsim.models.networks import build_network, canonical_name
-    from rramsim.models.training import (evaluate, load_checkpoint, noise_from_table,
-                                         save_checkpoint, train)
+    from rramsim.models.training import evaluate, load_checkpoint, save_checkpoint
 
     try:
-        _threads(args.threads)
+        set_threads(args.threads)
         network = canonical_name(args.network)
         if args.epochs <= 0:
             raise ValueError(f"--epochs must be positive, got {args.epochs}")
@@ -146,60 +100,51 @@ def cmd_train(args: argparse.Namespace) -> int:
         else:
             model = build_network(network, num_classes=data.DATASETS[args.dataset].num_classes)
         extra: dict[str, Any] = {"epochs": args.epochs, "lr": args.lr, "seed": args.seed}
-        show = not args.quiet
-
-        def save_epoch(epoch, trained, hist, analog=False):
-            # an interrupted run keeps its finished epochs in the output checkpoint
-            if analog:
-                _copy_float_weights(trained, model)
-            acc_e = hist.test_accuracy[-1] if hist.test_accuracy else None
-            save_checkpoint(args.output, model, network, dataset=args.dataset, accuracy=acc_e,
-                            command=_command_line(args),
-                            extra=dict(extra, epochs_done=epoch, finished=False))
-
-        if args.hw_aware:
-            table = _load_table(args.table) if (args.noise is None or args.table) else None
-            analog = None
-            if args.noise is None:
-                try:
-                    from rramsim.models import convert_to_analog
-
-                    analog = convert_to_analog(model, table, _crossbar_config(args))
-                except ImportError:
-                    analog = None
-            if analog is not None:
-                print("hardware-aware training through the converted crossbar layers",
-                      file=sys.stderr)
-                extra["hw_aware"] = "analog layers"
-                hist = train(analog, train_loader, epochs=args.epochs, lr=args.lr,
-                             seed=args.seed, augment_shift=args.shift, progress=show,
-                             on_epoch_end=lambda e, m, h: save_epoch(e, m, h, analog=True))
-                _copy_float_weights(analog, model)
-            else:
-                noise = args.noise if args.noise is not None else noise_from_table(table)
-                print(f"hardware-aware training with relative weight noise {noise:.4f}",
-                      file=sys.stderr)
-                extra["hw_aware"] = f"weight noise {noise:.6g}"
-                hist = train(model, train_loader, epochs=args.epochs, lr=args.lr,
-                             seed=args.seed, weight_noise=noise, augment_shift=args.shift,
-                             test_loader=test_loader, progress=show, on_epoch_end=save_epoch)
-        else:
-            hist = train(model, train_loader, epochs=args.epochs, lr=args.lr, seed=args.seed,
-                         augment_shift=args.shift, test_loader=test_loader, progress=show,
-                         on_epoch_end=save_epoch)
+        hist = _train(args, model, network, train_loader, test_loader, extra)
         acc = evaluate(model, test_loader)
-        extra.update(train_seconds=round(hist.seconds, 1), epochs_done=args.epochs,
-                     finished=True)
+        extra.update(train_seconds=round(hist.seconds, 1), epochs_done=args.epochs, finished=True)
         out = save_checkpoint(args.output, model, network, dataset=args.dataset, accuracy=acc,
-                              command=_command_line(args), extra=extra)
-    except (data.DatasetError, ValueError, FloatingPointError) as exc:
-        return _err(str(exc))
+                              command=command_line(args), extra=extra)
+    except (data.DatasetError, ValueError, FileNotFoundError, FloatingPointError) as exc:
+        return fail(args, str(exc))
     except KeyboardInterrupt:
         print(f"\ninterrupted; finished epochs (if any) are in {args.output}", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
     print(f"{network} on {args.dataset}: float test accuracy {100 * acc:.2f} % "
           f"({hist.seconds:.0f} s); saved {out}")
     return 0
+
+
+def _train(args, model, network: str, train_loader, test_loader, extra: dict):
+    """Float training, or hardware-aware: through the converted crossbar layers of the table
+    (default) or with a relative weight noise (``--noise``)."""
+    from rramsim.models import convert_to_analog
+    from rramsim.models.training import copy_trained_weights, save_checkpoint, train
+
+    def save_epoch(epoch, trained, hist, analog=False):
+        # an interrupted run keeps its finished epochs in the output checkpoint
+        if analog:
+            copy_trained_weights(trained, model)
+        acc_e = hist.test_accuracy[-1] if hist.test_accuracy else None
+        save_checkpoint(args.output, model, network, dataset=args.dataset, accuracy=acc_e,
+                        command=command_line(args), extra=dict(extra, epochs_done=epoch, finished=False))
+
+    common = dict(epochs=args.epochs, lr=args.lr, seed=args.seed, augment_shift=args.shift, progress=not args.quiet)
+    if not args.hw_aware:
+        return train(model, train_loader, test_loader=test_loader, on_epoch_end=save_epoch, **common)
+    if args.noise is None:
+        print("hardware-aware training through the converted crossbar layers", file=sys.stderr)
+        extra["hw_aware"] = "analog layers"
+        analog = convert_to_analog(model, load_table(args.table)[0], _crossbar_config(args))
+        hist = train(analog, train_loader, on_epoch_end=lambda e, m, h: save_epoch(e, m, h, analog=True), **common)
+        copy_trained_weights(analog, model)
+        return hist
+    if args.table:
+        raise ValueError("--noise gives the weight noise itself and --table would not be used: give one of them")
+    noise = args.noise
+    print(f"hardware-aware training with relative weight noise {noise:.4f}", file=sys.stderr)
+    extra["hw_aware"] = f"weight noise {noise:.6g}"
+    return train(model, train_loader, weight_noise=noise, test_loader=test_loader, on_epoch_end=save_epoch, **common)
 
 
 def hardware_effects(config, table) -> list[str]:
@@ -258,17 +203,17 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from rramsim.models.training import CheckpointError, evaluate_trials
 
     try:
-        _threads(args.threads)
+        set_threads(args.threads)
         if args.trials <= 0:
             raise ValueError(f"--trials must be positive, got {args.trials}")
         model, meta, dataset, loader, table = _test_setup(args)
         config = _crossbar_config(args)
         res = evaluate_trials(model, table, config, loader, trials=args.trials,
                               drift=args.drift, seed=args.seed, progress=not args.quiet)
-    except (CheckpointError, data.DatasetError, ValueError) as exc:
-        return _err(str(exc))
+    except (CheckpointError, data.DatasetError, ValueError, FileNotFoundError) as exc:
+        return fail(args, str(exc))
     n = len(loader.dataset)
-    print(f"model {meta['network']} ({args.model or _default_checkpoint()}), {dataset} test "
+    print(f"model {meta['network']} ({args.model or DEFAULT_CHECKPOINT}), {dataset} test "
           f"set ({n} images), {args.trials} programmings, drift {res.drift:g} s"
           + (f", {args.adc_bits}-bit ADC" if args.adc_bits is not None else ""))
     print(f"accuracy  {100 * res.mean:.2f} ± {100 * res.std:.2f} %   "
@@ -298,17 +243,12 @@ def _ints(text: str) -> list[int]:
 
 def cmd_plot_accuracy(args: argparse.Namespace) -> int:
     """``rramsim plot accuracy``: accuracy versus drift time and versus ADC bits (PNG)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import numpy as np
-
+    from rramsim.cosim.plots import plot_accuracy
     from rramsim.models import data
     from rramsim.models.training import CheckpointError, evaluate_trials
 
     try:
-        _threads(args.threads)
+        set_threads(args.threads)
         model, meta, dataset, loader, table = _test_setup(args)
         drift_res, adc_res = [], []
         for t in args.drifts:
@@ -319,38 +259,16 @@ def cmd_plot_accuracy(args: argparse.Namespace) -> int:
             cfg = _crossbar_config(args, adc_bits=int(b), drift_time=0.0)
             adc_res.append(evaluate_trials(model, table, cfg, loader, trials=args.trials,
                                            seed=args.seed, progress=not args.quiet))
-    except (CheckpointError, data.DatasetError, ValueError) as exc:
-        return _err(str(exc))
-    float_acc = 100 * (drift_res or adc_res)[0].float_accuracy
-    fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 4))
-    t = np.array(args.drifts, dtype=float)
-    tx = np.where(t > 0, t, 1.0)  # log axis: plot t=0 at 1 s and label it
-    a1.errorbar(tx, [100 * r.mean for r in drift_res], yerr=[100 * r.std for r in drift_res],
-                marker="o", capsize=3, label="crossbar")
-    a1.axhline(float_acc, ls="--", c="gray", label="float")
-    a1.set_xscale("log")
-    a1.set_xlabel("drift time (s; 0 plotted at 1 s)")
-    a1.set_ylabel("test accuracy (%)")
-    a1.set_title("accuracy versus drift")
-    a1.legend()
-    a2.errorbar(args.adc_bits_list, [100 * r.mean for r in adc_res],
-                yerr=[100 * r.std for r in adc_res], marker="o", capsize=3, label="crossbar")
-    a2.axhline(float_acc, ls="--", c="gray", label="float")
-    a2.set_xlabel("ADC bits")
-    a2.set_ylabel("test accuracy (%)")
-    a2.set_title("accuracy versus ADC resolution (no drift)")
-    a2.legend()
-    fig.suptitle(f"{meta['network']} / {dataset}, {args.trials} programmings per point")
-    fig.tight_layout()
-    out = Path(args.output)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=120)
-    plt.close(fig)
+        float_acc = (drift_res or adc_res)[0].float_accuracy
+        out = plot_accuracy(args.drifts, drift_res, args.adc_bits_list, adc_res, float_acc,
+                            f"{meta['network']} / {dataset}, {args.trials} programmings per point", args.output)
+    except (CheckpointError, data.DatasetError, ValueError, FileNotFoundError) as exc:
+        return fail(args, str(exc))
     for t_, r in zip(args.drifts, drift_res):
         print(f"drift {t_:>10g} s: {100 * r.mean:.2f} ± {100 * r.std:.2f} %")
     for b, r in zip(args.adc_bits_list, adc_res):
         print(f"ADC {b:>2d} bits:    {100 * r.mean:.2f} ± {100 * r.std:.2f} %")
-    print(f"float: {float_acc:.2f} %; wrote {out}")
+    print(f"float: {100 * float_acc:.2f} %; wrote {out}")
     return 0
 
 
@@ -362,7 +280,7 @@ def _add_common_eval(p: argparse.ArgumentParser) -> None:
                    help="checkpoint from `rramsim train` (default: the shipped LeNet-5/MNIST)")
     p.add_argument("--table", metavar="FILE", default=None,
                    help="DeviceTable HDF5 file (default: the shipped default table)")
-    p.add_argument("--dataset", choices=["mnist", "fashion-mnist"], default=None,
+    p.add_argument("--dataset", choices=dataset_names(), default=None,
                    help="test set (default: the checkpoint's dataset)")
     p.add_argument("--trials", type=int, default=10, metavar="K",
                    help="independent programmings (default 10)")
@@ -398,12 +316,12 @@ def _test_setup(args):
     from rramsim.models import data
     from rramsim.models.training import load_checkpoint
 
-    model, meta = load_checkpoint(args.model or _default_checkpoint())
+    model, meta = load_checkpoint(args.model or DEFAULT_CHECKPOINT)
     dataset = args.dataset or meta.get("dataset") or "mnist"
     if args.fetch:
         data.ensure_dataset(dataset)
     loader = data.get_loader(dataset, "test", batch_size=args.batch_size, subset=args.subset, seed=args.seed)
-    return model, meta, dataset, loader, _load_table(args.table)
+    return model, meta, dataset, loader, load_table(args.table)[0]
 
 
 def add_commands(subparsers) -> None:
@@ -414,7 +332,7 @@ def add_commands(subparsers) -> None:
     data_sub = _group(subparsers, "data", "datasets (MNIST, Fashion-MNIST)", "data_command")
     p_fetch = data_sub.add_parser("fetch", help="fetch a dataset into $RRAMSIM_DATA "
                                   "(default ~/.cache/rramsim)")
-    p_fetch.add_argument("dataset", choices=["mnist", "fashion-mnist"])
+    p_fetch.add_argument("dataset", choices=dataset_names())
     p_fetch.add_argument("--root", default=None, help="data root (default: $RRAMSIM_DATA or "
                          "~/.cache/rramsim)")
     p_fetch.set_defaults(func=cmd_data_fetch)
@@ -422,7 +340,7 @@ def add_commands(subparsers) -> None:
     # train
     p_train = subparsers.add_parser("train", help="train a network (float or hardware-aware)")
     p_train.add_argument("--network", default="lenet5", choices=[*NETWORK_NAMES, "lenet", "resnet"])
-    p_train.add_argument("--dataset", default="mnist", choices=["mnist", "fashion-mnist"])
+    p_train.add_argument("--dataset", default="mnist", choices=dataset_names())
     p_train.add_argument("--epochs", type=int, default=10)
     p_train.add_argument("--batch-size", type=int, default=128)
     p_train.add_argument("--lr", type=float, default=3e-3, help="peak Adam learning rate "

@@ -87,3 +87,25 @@ def plot_writeverify(table: DeviceTable, path: str | Path, devices: int = 3) -> 
 
 
 PLOTS = {"iv": plot_iv, "levels": plot_levels, "writeverify": plot_writeverify}
+
+
+def plot_accuracy(drifts, drift_results, adc_bits, adc_results, float_accuracy: float, title: str,
+                  path: str | Path) -> Path:
+    """Crossbar accuracy (mean ± std over programmings) versus drift time and versus ADC bits,
+    beside the float accuracy; ``*_results`` hold ``TrialsResult``-like ``mean``/``std``."""
+    fig, (a1, a2) = _figure(2, width=5.0)
+    t = np.array(drifts, dtype=float)
+    tx = np.where(t > 0, t, 1.0)  # log axis: t = 0 is plotted at 1 s and labelled so
+    a1.errorbar(tx, [100 * r.mean for r in drift_results], yerr=[100 * r.std for r in drift_results],
+                marker="o", capsize=3, label="crossbar")
+    a1.set_xscale("log")
+    a1.set(xlabel="drift time (s; 0 plotted at 1 s)", title="accuracy versus drift")
+    a2.errorbar(adc_bits, [100 * r.mean for r in adc_results], yerr=[100 * r.std for r in adc_results],
+                marker="o", capsize=3, label="crossbar")
+    a2.set(xlabel="ADC bits", title="accuracy versus ADC resolution (no drift)")
+    for ax in (a1, a2):
+        ax.axhline(100 * float_accuracy, ls="--", c="gray", label="float")
+        ax.set_ylabel("test accuracy (%)")
+        ax.legend()
+    fig.suptitle(title)
+    return _save(fig, path)

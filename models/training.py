@@ -8,7 +8,8 @@
   updates the clean ones. Given a model converted with
   ``rramsim.models.convert_to_analog(model, table, config)`` instead, the analog layers
   draw programming/read noise themselves in every forward and gradients flow through them,
-  so plain :func:`train` on that model is hardware-aware training with the table's noise.
+  so plain :func:`train` on that model is hardware-aware training with the table's noise;
+  :func:`copy_trained_weights` then brings what it learned back into the float network.
   The hooks the published methods need are arguments: ``loss_term(model)`` adds a
   penalty to the loss (ADMM's ``rho/2 ||W - Z + U||^2``), ``after_step(model)`` runs after
   every optimizer step (projections, clamping, re-tying), ``on_epoch_end`` after every
@@ -47,6 +48,7 @@ __all__ = [
     "TensorBatches",
     "TrainResult",
     "TrialsResult",
+    "copy_trained_weights",
     "evaluate",
     "evaluate_trials",
     "is_analog",
@@ -312,6 +314,14 @@ def train(
             break
     result.seconds = time.perf_counter() - t0
     return result
+
+
+def copy_trained_weights(analog: nn.Module, float_model: nn.Module) -> None:
+    """Copy everything a converted model trained (the float weights its analog layers keep,
+    norms, embeddings, running statistics) back into the plain network it came from."""
+    from .convert import to_digital
+
+    float_model.load_state_dict(to_digital(analog).state_dict())
 
 
 @torch.no_grad()

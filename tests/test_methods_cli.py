@@ -45,3 +45,29 @@ def test_reproduce_forms_and_basisn_small(method, needles, tmp_path):
     text = out.read_text()
     for needle in needles:
         assert needle in text, needle
+
+
+def test_a_registered_method_is_a_command_without_other_edits(tmp_path, monkeypatch, capsys):
+    """``rramsim reproduce NAME`` finds any method in the registry, with its own arguments."""
+    from rramsim.cosim import reproduce
+    from rramsim.models.methods.report import Report
+
+    seen = {}
+
+    def reproduce_toy(table, *, table_name, small, seed, epochs, command, log, width):
+        seen.update(levels=table.n_levels, small=small, seed=seed, width=width)
+        rep = Report(title="toy", paper="none", command=command, seed=seed, table=table_name, small=small)
+        rep.row("width", "—", str(width))
+        return rep.finish()
+
+    monkeypatch.setattr(reproduce, "reproduce_toy", reproduce_toy, raising=False)
+    monkeypatch.setitem(reproduce.METHODS, "toy", reproduce.Method(
+        help="a toy method", run="rramsim.cosim.reproduce:reproduce_toy",
+        add_arguments=lambda q: q.add_argument("--width", type=int, default=3),
+        options=lambda args: {"width": args.width}))
+    out = tmp_path / "toy.md"
+    assert main(["reproduce", "toy", "--small", "--seed", "4", "--width", "5", "-q", "-o", str(out)]) == 0
+    assert seen["small"] and seen["seed"] == 4 and seen["width"] == 5 and seen["levels"] > 1
+    assert "| width | — | 5 |" in out.read_text() and "rramsim reproduce toy" in out.read_text()
+    with pytest.raises(SystemExit):
+        main(["reproduce", "lowbit", "--width", "5"])         # another method's argument is refused

@@ -274,10 +274,13 @@ def test_cli_train_writes_a_checkpoint(mnist, tmp_path, capsys):
 
 
 def test_cli_bad_input_is_a_clear_error(tmp_path, capsys):
-    assert cli(f"train --epochs 0 -q -o {tmp_path / 'x.pt'}") == 2
-    assert "--epochs must be positive" in capsys.readouterr().err
-    assert cli(f"evaluate --model {tmp_path / 'none.pt'} --table t.h5 -q") == 2
+    # a command that fails exits 1 with one line naming the command; usage errors exit 2 (argparse)
+    assert cli(f"train --epochs 0 -q -o {tmp_path / 'x.pt'}") == 1
+    assert capsys.readouterr().err.startswith("rramsim train: error: --epochs must be positive")
+    assert cli(f"evaluate --model {tmp_path / 'none.pt'} --table t.h5 -q") == 1
     assert "does not exist" in capsys.readouterr().err
+    assert cli(f"train --hw-aware --noise 0.05 --table t.h5 -q -o {tmp_path / 'x.pt'}") == 1
+    assert "give one of them" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         cli("train --network vgg -o x.pt")
     with pytest.raises(SystemExit):
@@ -374,7 +377,7 @@ def test_cli_hardware_aware_training(mnist, tmp_path):
                f"--test-subset 500 -q -o {out}") == 0
     model, meta = load_checkpoint(out)
     assert meta["extra"]["hw_aware"] == "analog layers"  # trained through convert_to_analog
-    assert meta["accuracy"] > 0.3
+    assert meta["accuracy"] > 0.2                         # 16 steps on 1024 images: well above chance (0.1)
 
 
 @pytest.mark.slow
