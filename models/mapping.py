@@ -35,6 +35,7 @@ class WeightMapping:
             raise ValueError("the device table has a single programming level; a weight mapping needs "
                              "at least two (characterize more levels)")
         self.slice_weights = np.ones(self.n_slices)
+        self._cuts = nearest_cuts(self.levels)
 
     @property
     def planes(self) -> int:
@@ -44,6 +45,51 @@ class WeightMapping:
         """Level indices ``[S, P, out, in]`` (int64) of normalized weights ``w`` in [-1, 1]."""
         raise NotImplementedError
 
+    ROW_BLOCK = 1 << 18          # weights encoded together (bounds the temporaries)
+
+    def encode_rows(self, w: torch.Tensor, scale: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+        """Level indices of ``w / scale[:, None]`` (``w`` [out, in] as stored, ``scale`` [out]
+        float64 > 0) written into ``out`` [S, P, out, in] (CPU, any integer dtype), a block
+        of outputs at a time: exactly :meth:`encode` of the float64 quotient."""
+        step = max(1, self.ROW_BLOCK // max(1, w.shape[1]))
+        for o0 in range(0, w.shape[0], step):
+            o1 = min(o0 + step, w.shape[0])
+            wc = w[o0:o1].to(device="cpu", dtype=torch.float64) / scale[o0:o1, None]
+            out[:, :, o0:o1] = self.encode(wc)
+        return out
+
+    def _level_count(self, v: torch.Tensor, thresholds: torch.Tensor) -> torch.Tensor:
+        """Per weight of ``v`` [n, in], how many of its row's ``thresholds`` [n, L-1] it
+        exceeds (uint8 while the levels allow), i.e. its level index."""
+        if thresholds.shape[1] > 16:
+            return torch.searchsorted(thresholds.contiguous(), v.contiguous())
+        idx = (v > thresholds[:, :1]).to(torch.uint8)
+        for i in range(1, thresholds.shape[1]):
+            idx += v > thresholds[:, i:i + 1]
+        return idx
+
+    def _row_thresholds(self, target, scale: torch.Tensor, signed: bool) -> torch.Tensor | None:
+        """Per output row, the largest float32 weight whose level is still ``i``, for every
+        step ``i`` between levels: [out, L-1] (float32). ``target(wc)`` is the mapping's
+        float64 conductance of normalized weights ``wc``; a stored weight ``v`` of row ``o``
+        aims at ``target(float64(v) / scale[o])``, monotone in ``v``, so the level of ``v``
+        is the number of thresholds below it -- the same index as the float64 path, found by
+        bisection over the float32 values (ordered as integers). None without exact cuts."""
+        if self._cuts is None:
+            return None
+        top = 0x7F800000                      # +inf; -inf is -top in the ordering below
+        shape = (scale.numel(), len(self._cuts))
+        lo = torch.full(shape, -top if signed else 0, dtype=torch.int64)
+        hi = torch.full(shape, top, dtype=torch.int64)
+        cuts = torch.as_tensor(self._cuts, dtype=torch.float64)
+        s = scale.to(device="cpu", dtype=torch.float64)[:, None]
+        while bool((hi - lo > 1).any()):
+            mid = torch.div(lo + hi, 2, rounding_mode="floor")
+            below = target(_float32_of(mid).to(torch.float64) / s) <= cuts
+            lo = torch.where(below, mid, lo)
+            hi = torch.where(below, hi, mid)
+        return _float32_of(lo)
+
     def decode(self, g: torch.Tensor) -> torch.Tensor:
         """Normalized weights represented by conductances ``g`` [S, P, out, in]."""
         signs = torch.as_tensor(self.signs, dtype=g.dtype, device=g.device).view(1, -1, 1, 1)
@@ -52,7 +98,18 @@ class WeightMapping:
         return (per_slice * sw.view(-1, 1, 1)).sum(0)
 
     def _nearest(self, g: torch.Tensor) -> torch.Tensor:
-        """Index of the table level nearest to each conductance in ``g``."""
+        """Index (int64) of the table level nearest to each conductance in ``g`` (a tie
+        goes to the lower level). Float64 conductances are counted against the exact
+        float64 decision points between neighbouring levels (:func:`nearest_cuts`): the
+        same indices as comparing the two distances, in a few comparisons per weight."""
+        cuts = self._cuts
+        if cuts is not None and g.dtype == torch.float64:
+            if len(cuts) > 16:
+                return torch.searchsorted(torch.as_tensor(cuts, dtype=torch.float64, device=g.device), g.contiguous())
+            idx = (g > cuts[0]).to(torch.uint8)
+            for cut in cuts[1:]:
+                idx += g > cut
+            return idx.long()
         levels = torch.as_tensor(self.levels, dtype=g.dtype, device=g.device)
         idx = torch.searchsorted(levels, g.contiguous()).clamp(1, levels.numel() - 1)
         lower = (g - levels[idx - 1]).abs() <= (levels[idx] - g).abs()
@@ -72,14 +129,26 @@ class DifferentialMapping(WeightMapping):
         super().__init__(levels)
         self.slice_weights = np.array([1.0 / (self.g_max - self.g_min)])
 
+    def _target(self, w: torch.Tensor) -> torch.Tensor:
+        return self.g_min + w.abs() * (self.g_max - self.g_min)
+
     def encode(self, w: torch.Tensor) -> torch.Tensor:
         w = w.to(torch.float64)
-        g = self.g_min + w.abs() * (self.g_max - self.g_min)
-        idx = self._nearest(g)
-        zero = torch.zeros_like(idx)
-        pos = torch.where(w > 0, idx, zero)
-        neg = torch.where(w < 0, idx, zero)
-        return torch.stack([pos, neg]).unsqueeze(0)
+        idx = self._nearest(self._target(w))
+        return torch.stack([idx * (w > 0), idx * (w < 0)]).unsqueeze(0)
+
+    def encode_rows(self, w: torch.Tensor, scale: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+        thr = self._row_thresholds(self._target, scale, signed=False) if w.dtype != torch.float64 else None
+        if thr is None:
+            return super().encode_rows(w, scale, out)
+        step = max(1, self.ROW_BLOCK // max(1, w.shape[1]))
+        for o0 in range(0, w.shape[0], step):
+            o1 = min(o0 + step, w.shape[0])
+            wb = w[o0:o1].to(device="cpu", dtype=torch.float32)
+            idx = self._level_count(wb.abs(), thr[o0:o1])
+            out[0, 0, o0:o1] = idx * (wb > 0)
+            out[0, 1, o0:o1] = idx * (wb < 0)
+        return out
 
 
 class OffsetMapping(WeightMapping):
@@ -97,9 +166,21 @@ class OffsetMapping(WeightMapping):
         self.offset = 0.5 * (self.g_min + self.g_max)
         self.slice_weights = np.array([2.0 / (self.g_max - self.g_min)])
 
+    def _target(self, w: torch.Tensor) -> torch.Tensor:
+        return self.offset + w * 0.5 * (self.g_max - self.g_min)
+
     def encode(self, w: torch.Tensor) -> torch.Tensor:
-        g = self.offset + w.to(torch.float64) * 0.5 * (self.g_max - self.g_min)
-        return self._nearest(g).view(1, 1, *w.shape)
+        return self._nearest(self._target(w.to(torch.float64))).view(1, 1, *w.shape)
+
+    def encode_rows(self, w: torch.Tensor, scale: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+        thr = self._row_thresholds(self._target, scale, signed=True) if w.dtype != torch.float64 else None
+        if thr is None:
+            return super().encode_rows(w, scale, out)
+        step = max(1, self.ROW_BLOCK // max(1, w.shape[1]))
+        for o0 in range(0, w.shape[0], step):
+            o1 = min(o0 + step, w.shape[0])
+            out[0, 0, o0:o1] = self._level_count(w[o0:o1].to(device="cpu", dtype=torch.float32), thr[o0:o1])
+        return out
 
 
 class BitSlicedMapping(WeightMapping):
@@ -143,13 +224,53 @@ class BitSlicedMapping(WeightMapping):
         full = self.base ** self.n_slices - 1
         q = torch.round(w.to(torch.float64).abs() * full).long()
         lut = torch.as_tensor(self.digit_levels, dtype=torch.long, device=w.device)
+        zero = int(lut[0])                        # digit 0 (the other cell of the pair)
+        pos, neg = w > 0, w < 0
         slices = []
         for s in range(self.n_slices):
             digit = (q // self.base ** (self.n_slices - 1 - s)) % self.base
-            idx = lut[digit]
-            zero = lut[torch.zeros_like(digit)]
-            slices.append(torch.stack([torch.where(w > 0, idx, zero), torch.where(w < 0, idx, zero)]))
+            rise = lut.index_select(0, digit.reshape(-1)).reshape(digit.shape).sub_(zero)
+            slices.append(torch.stack([rise * pos, rise * neg]).add_(zero))
         return torch.stack(slices)
+
+
+def _float32_of(k: torch.Tensor) -> torch.Tensor:
+    """Float32 values of integers ``k`` (int64) in the order-preserving encoding of float32
+    bit patterns (non-negative floats: their bits; negative: minus their magnitude's bits)."""
+    bits = torch.where(k >= 0, k, (-k) | 0x80000000)
+    bits = torch.where(bits >= 2 ** 31, bits - 2 ** 32, bits)
+    return bits.to(torch.int32).view(torch.float32)
+
+
+def nearest_cuts(levels: np.ndarray) -> list[float] | None:
+    """Decision points between neighbouring levels: cut ``i`` is the largest float64 ``g``
+    in ``[levels[i], levels[i+1])`` with ``|g - levels[i]| <= |levels[i+1] - g|`` as float64
+    arithmetic evaluates it, so ``g`` is nearest to level ``#{cuts < g}``, bit for bit the
+    two-distance comparison. None unless the levels strictly increase."""
+    levels = np.asarray(levels, dtype=np.float64)
+    if levels.size < 2 or not np.all(np.diff(levels) > 0):
+        return None
+
+    def order(x: float) -> int:          # float64 -> int, monotone (adjacent floats differ by 1)
+        i = int(np.float64(x).view(np.int64))
+        return i if i >= 0 else -(i & 0x7FFFFFFFFFFFFFFF)
+
+    def value(k: int) -> np.float64:
+        bits = k if k >= 0 else (-k) | -0x8000000000000000
+        return np.int64(bits).view(np.float64)
+
+    cuts = []
+    for a, b in zip(levels[:-1], levels[1:]):
+        lo, hi = order(a), order(b)      # lower at a, not at b: bisect to the last float that is
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            g = value(mid)
+            if abs(g - a) <= abs(b - g):
+                lo = mid
+            else:
+                hi = mid
+        cuts.append(float(value(lo)))
+    return cuts
 
 
 def even_ladder(levels: np.ndarray, n: int, tol: float) -> np.ndarray | None:

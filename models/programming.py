@@ -112,73 +112,111 @@ class DevicePhysics(nn.Module):
         self.register_buffer(name, value, persistent=False)
 
     # ------------------------------------------------------------------ programming
-    def sample(self, level: torch.Tensor, u: torch.Tensor, fault: torch.Tensor | None,
-               stuck_on: float, stuck_off: float, costs: bool = True, sigma: bool = False) -> dict[str, torch.Tensor]:
-        """Program cells to ``level`` (integer) with uniforms ``u`` (outcome) and ``fault``
-        (None: no stuck-at faults drawn).
+    def outcome_key(self, level: torch.Tensor, u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Where uniforms ``u`` land in the sorted samples of ``level``: the key (int32) of
+        the outcome row in :meth:`outcome_tables` and the fraction of the way to the next
+        sample (in the dtype of ``u``; float32 draws sample in float32).
 
-        Returns per-cell ``g`` (S, in the dtype of ``u``: float32 draws sample in float32),
-        ``stuck`` (bool), with ``costs`` ``pulses``, ``energy`` (J), ``time`` (s) and with
-        ``sigma`` the read-noise sigma at ``g`` (interpolated along the sorted samples, the
-        same as :meth:`sigma` since both are linear in g between two samples; cells whose
-        sample interval holds a knot of the read-noise curve, and stuck-at faults, are
-        evaluated by :meth:`sigma` itself).
+        ``r = u (n - 1)``; the row is the lower neighbour ``floor(r)`` and the device
+        picked, ``round(r)`` (half to even), which is the lower neighbour or the next one:
+        ``key = 2 (level n + floor(r)) + (round(r) - floor(r))``.
         """
         n = self.g_sorted.shape[1]
         dt = u.dtype if u.dtype in (torch.float32, torch.float64) else torch.float64
         r = u.to(dt) * (n - 1)
-        lo = r.floor().long().clamp_(0, n - 1)
+        lo = r.floor().clamp_(0, n - 1)
         frac = r - lo
-        base = level.long() * n
-        i_dev = base + torch.round(r).long().clamp_(0, n - 1)
-        i_lo = base.add_(lo)
-        del lo, r
-        lo_tab, dev_tab, cost_tab = self._sorted_as(dt)
-        at_lo = lo_tab.index_select(0, i_lo.reshape(-1)).reshape(*i_lo.shape, 6)     # g dg sigma dsigma both kink
-        at_dev = dev_tab.index_select(0, i_dev.reshape(-1)).reshape(*i_dev.shape, 3)  # g sigma converged
-        both = at_lo[..., 4] > 0
-        g = torch.where(both, at_lo[..., 1].mul(frac).add_(at_lo[..., 0]), at_dev[..., 0])
+        key = lo.add_(r.round_().clamp_(0, n - 1)).to(torch.int32)
+        key.add_(level.to(torch.int32), alpha=2 * n)
+        return key, frac
+
+    def outcome_tables(self, dtype: torch.dtype) -> dict[str, torch.Tensor]:
+        """Per outcome key (see :meth:`outcome_key`; cached per dtype and device), 1-D:
+        ``g0``, ``g1``: the conductance is ``g1 * frac + g0`` (interpolated between the two
+        samples when both converged, else the picked device's own, ``g1 = 0``); ``s0``,
+        ``s1``: its read-noise sigma the same way (linear in g between two samples);
+        ``fix`` (bool): a knot of the read-noise curve lies inside the interval, so sigma
+        must be evaluated by :meth:`sigma` itself; ``stuck`` (bool): the picked device did
+        not converge; ``pulses``, ``energy`` (J), ``time`` (s) of the picked device
+        (float64)."""
+        key = (dtype, self.g_sorted.device)
+        cache = getattr(self, "_outcome_cache", None)
+        if cache is None or cache[0] != key:
+            L, n = self.g_sorted.shape
+            gs = self.g_sorted.to(dtype)
+            sg = self.sigma(gs)
+            step = lambda a: torch.cat([a[:, 1:] - a[:, :-1], torch.zeros_like(a[:, :1])], dim=1)  # noqa: E731
+            nxt = torch.cat([gs[:, 1:], gs[:, -1:]], dim=1)
+            knots = self.read_g.to(dtype)
+            kink = ((gs[..., None] < knots) & (knots < nxt[..., None])).any(-1)
+            both = self.both_sorted
+            # rows [L, n, 2]: (lower neighbour k, picked device k + d) for d = 0, 1
+            dev = torch.stack([torch.arange(n), torch.arange(n).add(1).clamp_(max=n - 1)], -1).to(gs.device)
+            at_dev = lambda a: a.gather(1, dev.reshape(1, -1).expand(L, -1)).reshape(L, n, 2)  # noqa: E731
+            b2 = both[..., None].expand(L, n, 2)
+            zero = torch.zeros((), dtype=dtype, device=gs.device)
+            flat = lambda a: a.reshape(-1).contiguous()  # noqa: E731
+            tables = {
+                "g0": flat(torch.where(b2, gs[..., None].expand(L, n, 2), at_dev(gs))),
+                "g1": flat(torch.where(b2, step(gs)[..., None].expand(L, n, 2), zero)),
+                "s0": flat(torch.where(b2, sg[..., None].expand(L, n, 2), at_dev(sg))),
+                "s1": flat(torch.where(b2, step(sg)[..., None].expand(L, n, 2), zero)),
+                "fix": flat((both & kink)[..., None].expand(L, n, 2)),
+                "stuck": flat(~at_dev(self.conv_sorted)),
+            }
+            for name in ("pulses", "energy", "time"):
+                tables[name] = flat(at_dev(getattr(self, f"{name}_sorted").to(torch.float64)))
+            self._outcome_cache = (key, tables)
+        return self._outcome_cache[1]
+
+    def sample(self, level: torch.Tensor, u: torch.Tensor, fault: torch.Tensor | None,
+               stuck_on: float, stuck_off: float, costs: bool = True, sigma: bool = False,
+               keys: bool = False, stuck: bool = True) -> dict[str, torch.Tensor]:
+        """Program cells to ``level`` (integer) with uniforms ``u`` (outcome) and ``fault``
+        (None: no stuck-at faults drawn).
+
+        Returns per-cell ``g`` (S, in the dtype of ``u``: float32 draws sample in float32),
+        with ``stuck`` ``stuck`` (bool), with ``costs`` ``pulses``, ``energy`` (J), ``time`` (s), with
+        ``sigma`` the read-noise sigma at ``g`` (interpolated along the sorted samples, the
+        same as :meth:`sigma` since both are linear in g between two samples; cells whose
+        sample interval holds a knot of the read-noise curve, and stuck-at faults, are
+        evaluated by :meth:`sigma` itself) and with ``keys`` the outcome keys (rows of
+        :meth:`outcome_tables`, for reducing costs without per-cell cost tensors). Every
+        quantity is one gather from the per-outcome tables.
+        """
+        key, frac = self.outcome_key(level, u)
+        tab = self.outcome_tables(frac.dtype)
+        flat = key.reshape(-1)
+        take = lambda name: tab[name].index_select(0, flat).reshape(key.shape)  # noqa: E731
+        g = take("g1").mul_(frac).add_(take("g0"))
         out = {"g": g}
         if sigma:
-            out["sigma"] = torch.where(both, at_lo[..., 3].mul(frac).add_(at_lo[..., 2]), at_dev[..., 1])
-            fix = both & (at_lo[..., 5] > 0)
-        del frac, at_lo
-        stuck = at_dev[..., 2] == 0
+            out["sigma"] = take("s1").mul_(frac).add_(take("s0"))
+            fix = tab["fix"].index_select(0, flat)
+        del frac
+        stuck_cells = take("stuck") if stuck else None
         if fault is not None and stuck_on + stuck_off > 0:
+            dt = g.dtype
             fault = fault.to(dt)
             on = fault < stuck_on
             off = (fault >= stuck_on) & (fault < stuck_on + stuck_off)
             g = torch.where(on, self.levels[-1].to(dt), torch.where(off, self.levels[0].to(dt), g))
-            stuck = stuck | on | off
+            if stuck:
+                stuck_cells |= on | off
             out["g"] = g
             if sigma:
-                fix |= on | off
-        if sigma and bool(fix.any()):
-            out["sigma"][fix] = self.sigma(g[fix])
-        out["stuck"] = stuck
+                fix |= (on | off).reshape(-1)
+        if sigma:
+            at = fix.nonzero().squeeze(1)
+            if at.numel():
+                out["sigma"].view(-1).index_copy_(0, at, self.sigma(g.reshape(-1).index_select(0, at)))
+        if stuck:
+            out["stuck"] = stuck_cells
         if costs:
-            at = cost_tab.index_select(0, i_dev.reshape(-1)).reshape(*i_dev.shape, 3)
-            out.update(pulses=at[..., 0], energy=at[..., 1], time=at[..., 2])
+            out.update(pulses=take("pulses"), energy=take("energy"), time=take("time"))
+        if keys:
+            out["keys"] = key
         return out
-
-    def _sorted_as(self, dtype: torch.dtype) -> tuple:
-        """Per sorted sample (rows ``level * n + k``), in ``dtype`` (cached): at the lower
-        neighbour [g, step to the next g, sigma, step of sigma, both converged, a knot of
-        the read-noise curve strictly between the two], at the picked device [g, sigma,
-        converged], and its costs [pulses, energy, time] (float64)."""
-        key = (dtype, self.g_sorted.device)
-        if getattr(self, "_sorted_cache", (None,))[0] != key:
-            gs = self.g_sorted.to(dtype)
-            step = lambda a: torch.cat([a[:, 1:] - a[:, :-1], torch.zeros_like(a[:, :1])], dim=1)  # noqa: E731
-            sg = self.sigma(gs)
-            nxt = torch.cat([gs[:, 1:], gs[:, -1:]], dim=1)
-            knots = self.read_g.to(dtype)
-            kink = ((gs[..., None] < knots) & (knots < nxt[..., None])).any(-1)
-            lo = torch.stack([gs, step(gs), sg, step(sg), self.both_sorted.to(dtype), kink.to(dtype)], -1)
-            dev = torch.stack([gs, sg, self.conv_sorted.to(dtype)], -1)
-            cost = torch.stack([self.pulses_sorted, self.energy_sorted, self.time_sorted], -1).to(torch.float64)
-            self._sorted_cache = (key, lo.reshape(-1, 6), dev.reshape(-1, 3), cost.reshape(-1, 3))
-        return self._sorted_cache[1:]
 
     # ------------------------------------------------------------------ read noise
     def sigma(self, g: torch.Tensor) -> torch.Tensor:
@@ -222,6 +260,80 @@ class DevicePhysics(nn.Module):
     def iv(self, level: torch.Tensor) -> torch.Tensor:
         """Per-cell polynomial coefficients [..., 3] of the normalized I-V."""
         return self.iv_coef[level]
+
+
+class CostTally:
+    """The programming cost of a layer summed tile by tile from the cells' outcome keys
+    (see :meth:`DevicePhysics.outcome_key`), without per-cell cost tensors: per tile the
+    cells of each outcome are counted and the counts weigh the per-outcome pulses, energy,
+    time and stuck flags; with ``program_parallelism="row"`` each row of a tile keeps its
+    slowest cell. Tiles are indexed ``[group, column tile, row tile]``."""
+
+    MAX_BINS = 1 << 20          # outcome counts held at once (row tiles x outcomes)
+
+    def __init__(self, physics: DevicePhysics, dtype: torch.dtype, groups: int, col_tiles: int, rows: int,
+                 tile_rows: int, parallelism: str) -> None:
+        tab = physics.outcome_tables(dtype)
+        dev = tab["g0"].device
+        f64 = dict(dtype=torch.float64, device=dev)
+        self.n_keys = tab["g0"].numel()
+        self.time = tab["time"]
+        self.per_key = torch.stack([tab["pulses"], tab["energy"], tab["time"], tab["stuck"].to(torch.float64)])
+        self.rows, self.tile_rows = rows, tile_rows
+        self.row_tiles = -(-rows // tile_rows)
+        self.row_tile = torch.arange(rows, device=dev) // tile_rows
+        self.by_row = parallelism != "cell"
+        self.sums = torch.zeros((groups, col_tiles, self.row_tiles, 4), **f64)   # pulses energy time stuck
+        self.row_time = torch.zeros((groups, col_tiles, rows), **f64) if self.by_row else None
+        self.stuck_cells = None         # counted from per-cell flags instead (stuck-at faults, ideal cells)
+
+    def part(self, keys: torch.Tensor, stuck: torch.Tensor | None = None) -> tuple:
+        """The cost of cells ``keys`` [n, rows] (all rows of a tile column; ``stuck``: their
+        per-cell stuck flags when those are not the outcomes' own), to :meth:`merge` into a
+        tile column. Reads nothing it changes: blocks may be reduced on several threads
+        and merged in order (the same sums for any number of threads)."""
+        K, R = self.n_keys, self.tile_rows
+        per = max(1, self.MAX_BINS // K)
+        sums = []
+        for t0 in range(0, self.row_tiles, per):
+            t1 = min(self.row_tiles, t0 + per)
+            part = keys[:, t0 * R:t1 * R]
+            k = part + ((self.row_tile[t0 * R:t1 * R] - t0) * K).to(part.dtype)
+            counts = torch.bincount(k.reshape(-1), minlength=(t1 - t0) * K).reshape(t1 - t0, K)
+            sums.append((self.per_key @ counts.to(torch.float64).T).T)
+        slowest = None
+        if self.by_row:
+            slowest = self.time.index_select(0, keys.reshape(-1)).reshape(keys.shape).amax(dim=0)
+        return torch.cat(sums), slowest, None if stuck is None else int(stuck.sum())
+
+    def merge(self, group: int, col_tile: int, part: tuple) -> None:
+        """Add a :meth:`part` to tile column ``col_tile`` of ``group``."""
+        sums, slowest, stuck = part
+        self.sums[group, col_tile] += sums
+        if slowest is not None:
+            torch.maximum(self.row_time[group, col_tile], slowest, out=self.row_time[group, col_tile])
+        if stuck is not None:
+            self.stuck_cells = (self.stuck_cells or 0) + stuck
+
+    def add(self, group: int, col_tile: int, keys: torch.Tensor, stuck: torch.Tensor | None = None) -> None:
+        """Cells ``keys`` written on tile column ``col_tile`` of ``group`` (part and merge)."""
+        self.merge(group, col_tile, self.part(keys, stuck))
+
+    def stats(self, parallel_tile_writes: bool) -> dict:
+        """Totals (``pulses``, ``energy``, ``stuck``, ``latency``) and per tile
+        (``tile_energy``, ``tile_latency``, tiles in ``[group, row tile, column tile]`` order)."""
+        flat = lambda a: a.permute(0, 2, 1).reshape(-1)  # noqa: E731
+        if self.by_row:    # the rows' slowest cells one after another
+            pad = self.row_tiles * self.tile_rows - self.rows
+            g, tc = self.row_time.shape[:2]
+            per_tile = flat(torch.nn.functional.pad(self.row_time, (0, pad)).reshape(g, tc, self.row_tiles, -1).sum(-1))
+        else:              # every cell one after another
+            per_tile = flat(self.sums[..., 2])
+        energy = flat(self.sums[..., 1])
+        stuck = self.stuck_cells if self.stuck_cells is not None else int(round(float(self.sums[..., 3].sum())))
+        return {"pulses": float(self.sums[..., 0].sum()), "energy": float(energy.sum()), "stuck": stuck,
+                "latency": combined_latency(per_tile, parallel_tile_writes),
+                "tile_energy": energy.cpu().numpy(), "tile_latency": per_tile.cpu().numpy()}
 
 
 def tile_latencies(time: torch.Tensor, parallelism: str) -> torch.Tensor:

@@ -34,6 +34,8 @@ from __future__ import annotations
 
 import contextlib
 import math
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -46,7 +48,7 @@ from rramsim.models.config import CrossbarConfig
 from rramsim.models.irdrop import TileSolver, approx_transfer
 from rramsim.models.mapping import WeightMapping, make_mapping
 from rramsim.models.periphery import adc_scaled_, dac_codes, input_scale
-from rramsim.models.programming import DevicePhysics, combined_latency
+from rramsim.models.programming import CostTally, DevicePhysics
 
 CHUNK_CELLS = 1 << 18        # cells sampled and compiled together (memory of one block)
 STREAM_OUTCOME, STREAM_FAULT, STREAM_DRIFT = 0, 1, 2
@@ -78,6 +80,38 @@ def _uniforms(seed: int, stream: int, start: int, n: int) -> torch.Tensor:
     bg.advance(start // 2)               # two float32 draws per 64-bit output
     out = np.random.Generator(bg).random(n + start % 2, dtype=np.float32)
     return torch.from_numpy(out[start % 2:])
+
+def _in_order(fn: Callable, items, workers: int):
+    """``fn(*item)`` for every item, yielded in the order of ``items``; with ``workers`` > 1
+    on that many threads (torch ops release the interpreter), at most one result ahead
+    of each."""
+    if workers <= 1:
+        for item in items:
+            yield fn(*item)
+        return
+    with ThreadPoolExecutor(workers) as pool:
+        pending: deque = deque()
+        for item in items:
+            pending.append(pool.submit(fn, *item))
+            if len(pending) > workers:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+
+
+def _place(dst: torch.Tensor, sig: torch.Tensor) -> None:
+    """Copy a block's slice signals ``sig`` [n_o, S, rows] into its tile columns ``dst``
+    [n_tr, R, n_o*S] (rows beyond ``rows`` are padding and stay as they are): one 2-D
+    transpose, then contiguous runs."""
+    n_o, S, rows = sig.shape
+    n_tr, R = dst.shape[:2]
+    block = sig.reshape(n_o * S, rows).t().contiguous()           # [rows, n_o*S]
+    full = min(n_tr, rows // R)
+    if full:
+        dst[:full].copy_(block[:full * R].view(full, R, n_o * S))
+    if rows > full * R:
+        dst[full, :rows - full * R].copy_(block[full * R:])
+
 
 # currents(volts, mats) -> [N, n_row_tiles, out*S, ...]: how the wrapper's inputs meet the tile matrices
 CurrentsFn = Callable[[torch.Tensor, list], torch.Tensor]
@@ -168,25 +202,21 @@ class TileEngine:
     def encode(self, w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Level indices [S, P, out, rows] (uint8 while the table has <= 256 levels) and
         per-output weight scales (float64) of weights ``w``; encoded a block of outputs at
-        a time (no float64 copy of the whole matrix)."""
+        a time (see :meth:`WeightMapping.encode_rows`; no float64 copy of the whole matrix)."""
         w = w.reshape(w.shape[0], -1)
-        with _serial():
-            finite = bool(torch.isfinite(w).all())
-        if not finite:
+        with _serial():     # max |w| per output in one pass (no |w| copy); NaN and inf carry through
+            scale = torch.linalg.vector_norm(w, float("inf"), dim=1)
+        if not bool(torch.isfinite(scale).all()):
             raise ValueError(f"{self.name} weight contains NaN or inf; cannot program it "
                              "(check the checkpoint or the training run)")
-        scale = w.abs().amax(dim=1).to(device="cpu", dtype=torch.float64)
+        scale = scale.to(device="cpu", dtype=torch.float64)
         if self.config.weight_scaling == "layer":
             scale = scale.max().expand(w.shape[0]).clone()
         scale = torch.where(scale > 0, scale, torch.ones_like(scale))
         m = self.mapping
         level = torch.empty((m.n_slices, m.planes, w.shape[0], w.shape[1]), dtype=_level_dtype(self.table.n_levels))
-        step = max(1, CHUNK_CELLS // max(1, w.shape[1] * m.n_slices * m.planes))
         with _serial():
-            for o0 in range(0, w.shape[0], step):
-                o1 = min(o0 + step, w.shape[0])
-                wc = w[o0:o1].to(device="cpu", dtype=torch.float64) / scale[o0:o1, None]
-                level[:, :, o0:o1] = m.encode(wc)
+            m.encode_rows(w, scale, level)
         return level, scale
 
     def _chunks(self):
@@ -199,10 +229,12 @@ class TileEngine:
                 yield g, o0, min(o0 + step, (g + 1) * og)
 
     def _cells_of(self, lv: torch.Tensor, seed: int, o0: int, s: int, p: int, dtype: torch.dtype,
-                  costs: bool, drift: bool, ideal: bool, sigma: bool = False) -> dict:
+                  costs: bool, drift: bool, ideal: bool, sigma: bool = False, keys: bool = False) -> dict:
         """Programmed outcome of the cells of slice ``s``, plane ``p`` and outputs ``o0 ..
         o0 + len(lv)`` (``lv`` [n_o, rows], all rows): conductance (after drift when
-        ``drift``), stuck flags, (``costs``) pulses, energy and time, (``sigma``) read noise. Every cell's draws
+        ``drift``), stuck flags, (``costs``) pulses, energy and time, (``sigma``) read noise; with ``keys``
+        the outcome keys instead of the stuck flags (flags only where stuck-at faults or ideal cells
+        override the outcome, see :class:`CostTally`). Every cell's draws
         sit at its own position in the seed's streams, so any block is re-derived alone."""
         c, m = self.config, self.mapping
         dev = self.physics.levels.device
@@ -212,13 +244,16 @@ class TileEngine:
         fault = None
         if c.stuck_on + c.stuck_off > 0 and not ideal:
             fault = _uniforms(seed, STREAM_FAULT, pos, n).reshape(lv.shape).to(dev)
-        lv = lv.to(dev).long()
+        lv = lv.to(dev)                      # the level bytes; sample() builds its own int32 keys
         drifts = drift and c.drift_time > 0
         res = self.physics.sample(lv, u.to(dtype), fault, c.stuck_on, c.stuck_off, costs=costs,
-                                  sigma=sigma and not (ideal or drifts))
+                                  sigma=sigma and not (ideal or drifts), keys=keys,
+                                  stuck=not keys or fault is not None)
+        if ideal or drifts:
+            lv = lv.long()
         if ideal:
             res["g"] = self.physics.levels.to(dtype)[lv]
-            res["stuck"] = torch.zeros_like(res["stuck"])
+            res["stuck"] = torch.zeros(lv.shape, dtype=torch.bool, device=dev)
         if drifts:
             z = torch.special.ndtri(_uniforms(seed, STREAM_DRIFT, pos, n).add_(2.0 ** -25)).reshape(lv.shape)
             f = self.physics.drift_factor(c.drift_time, lv, z.to(dev), c.drift_nu, c.drift_nu_std, c.drift_t0)
@@ -261,11 +296,14 @@ class TileEngine:
         """One pass over the cells, a block of outputs at a time: the programming cost
         reduced to per-tile sums and latencies on the fly (``costs``), the compiled tiles
         built block by block (``build``), or every cell's conductance written into
-        ``out_g`` [S, P, out, rows]. Returns (compiled tiles or None, cost dict or {})."""
+        ``out_g`` [S, P, out, rows]. Returns (compiled tiles or None, cost dict or {}).
+        On the CPU the blocks run on ``torch.get_num_threads()`` threads (each torch op on
+        one), their costs merged in block order: the same result for any thread count."""
+        workers = torch.get_num_threads() if self.physics.levels.device.type == "cpu" else 1
         with _serial():
-            return self._sweep_blocks(level, w_scale, seed, dtype, costs, build, drift, out_g, ideal)
+            return self._sweep_blocks(level, w_scale, seed, dtype, costs, build, drift, out_g, ideal, workers)
 
-    def _sweep_blocks(self, level, w_scale, seed, dtype, costs, build, drift, out_g, ideal):
+    def _sweep_blocks(self, level, w_scale, seed, dtype, costs, build, drift, out_g, ideal, workers=1):
         c, m = self.config, self.mapping
         geo = self.geometry()
         dev = self.physics.levels.device
@@ -280,57 +318,54 @@ class TileEngine:
             noise = torch.zeros_like(mat)
             fs = torch.zeros((n_tr, self.outputs * S), dtype=torch.float64, device=dev)
         if costs:
-            f64 = dict(dtype=torch.float64, device=dev)
-            row_time = torch.zeros((G, n_tc, rows), **f64)      # per physical row of a tile: max or sum
-            row_energy = torch.zeros((G, n_tc, rows), **f64)
-            tot = {"pulses": torch.zeros((), **f64), "energy": torch.zeros((), **f64), "stuck": 0}
-            by_row = c.program_parallelism != "cell"
+            tally = CostTally(self.physics, work, G, n_tc, rows, c.tile_rows, c.program_parallelism)
+        self.physics.outcome_tables(work)            # built once, before any thread reads it
         signs = [float(x) for x in m.signs]
-        for g, o0, o1 in self._chunks():
+
+        def block(g: int, o0: int, o1: int) -> list:
+            """One block of outputs: its tiles (and ``out_g``) written in place, disjoint from
+            every other block's; its cost parts returned for the in-order merge."""
             n_o = o1 - o0
+            parts = []
             if build:
-                sig = torch.zeros((S, n_o, rows), dtype=work, device=dev)
+                sig = torch.zeros((n_o, S, rows), dtype=work, device=dev)     # slice signals, outputs major
                 var = torch.zeros_like(sig)
-                ideal_sig = torch.zeros_like(sig, dtype=torch.float64)
+                ideal_sig = torch.zeros((S, n_o, rows), dtype=torch.float64, device=dev)
             for s in range(S):
                 for p in range(P):
                     lv = level[s, p, o0:o1]
-                    res = self._cells_of(lv, seed, o0, s, p, work, costs, drift, ideal, sigma=build)
+                    res = self._cells_of(lv, seed, o0, s, p, work, False, drift, ideal, sigma=build, keys=costs)
                     gsp = res["g"]
                     if out_g is not None:
                         out_g[s, p, o0:o1] = gsp
                     if build:
-                        sig[s].add_(gsp, alpha=signs[p])
-                        var[s].add_(res["sigma"].square_())
-                        ideal_sig[s].add_(self.physics.levels[lv.to(dev).long()], alpha=signs[p])
+                        sig[:, s].add_(gsp, alpha=signs[p])
+                        var[:, s].add_(res["sigma"].square_())
+                        target = self.physics.levels.index_select(0, lv.reshape(-1).to(dev, torch.int32))
+                        ideal_sig[s].add_(target.reshape(lv.shape), alpha=signs[p])
                     if costs:
-                        tot["stuck"] += int(res["stuck"].sum())
-                        tot["pulses"] += res["pulses"].sum()
-                        tot["energy"] += res["energy"].sum()
                         # tile column of each output's cell in this plane
                         tcol = (((torch.arange(o0, o1) - g * og) * S + s) * P + p) // C
+                        stuck = res.get("stuck")
                         for tc in torch.unique_consecutive(tcol).tolist():
                             sel = (tcol == tc).nonzero()
                             a, b = int(sel[0]), int(sel[-1]) + 1
-                            t = res["time"][a:b]
-                            if by_row:
-                                torch.maximum(row_time[g, tc], t.amax(dim=0), out=row_time[g, tc])
-                            else:
-                                row_time[g, tc] += t.sum(dim=0)
-                            row_energy[g, tc] += res["energy"][a:b].sum(dim=0)
+                            parts.append((tc, tally.part(res["keys"][a:b], None if stuck is None else stuck[a:b])))
                     del res, gsp
             if build:
                 if m.offset:
                     sig.sub_(m.offset)
                     ideal_sig.sub_(m.offset)
                 ol0, ol1 = o0 - g * og, o1 - g * og
-                block = F.pad(sig.permute(2, 1, 0).reshape(rows, n_o * S), (0, 0, 0, pad))
-                mat[:, g, :, ol0 * S:ol1 * S] = block.reshape(n_tr, R, n_o * S)
-                block = F.pad(var.permute(2, 1, 0).reshape(rows, n_o * S), (0, 0, 0, pad))
-                noise[:, g, :, ol0 * S:ol1 * S] = block.reshape(n_tr, R, n_o * S)
-                col = F.pad(ideal_sig.abs_(), (0, pad)).reshape(S, n_o, n_tr, R).sum(-1)
+                _place(mat[:, g, :, ol0 * S:ol1 * S], sig)
+                _place(noise[:, g, :, ol0 * S:ol1 * S], var)
+                col = (F.pad(ideal_sig.abs_(), (0, pad)) if pad else ideal_sig).reshape(S, n_o, n_tr, R).sum(-1)
                 fs[:, o0 * S:o1 * S] = col.permute(2, 1, 0).reshape(n_tr, n_o * S)
-                del sig, var, ideal_sig, block
+            return parts
+
+        for (g, _, _), parts in zip(self._chunks(), _in_order(block, self._chunks(), workers)):
+            for tc, part in parts:
+                tally.merge(g, tc, part)
         comp = stats = None
         if build:
             full_scale = (c.adc_range * c.read_voltage * fs).clamp_min(1e-30).to(dtype)
@@ -339,15 +374,7 @@ class TileEngine:
             comp = CompiledTiles([mat.reshape(n_tr * G, R, og * S)], noise.reshape(n_tr * G, R, og * S),
                                  full_scale, col_scale)
         if costs:
-            blocks = F.pad(row_time, (0, n_tr * c.tile_rows - rows)).reshape(G, n_tc, n_tr, c.tile_rows)
-            per_tile = blocks.sum(-1)          # row: the rows' slowest cells one after another; cell: all cells
-            per_tile = per_tile.permute(0, 2, 1).reshape(-1)                    # tiles [G, n_tr, n_tc]
-            energy = F.pad(row_energy, (0, n_tr * c.tile_rows - rows)).reshape(G, n_tc, n_tr, c.tile_rows)
-            energy = energy.sum(-1).permute(0, 2, 1).reshape(-1)
-            stats = {"cells": geo["cells"], "tiles": geo["tiles"], "pulses": float(tot["pulses"]),
-                     "energy": float(tot["energy"]), "stuck": int(tot["stuck"]),
-                     "latency": combined_latency(per_tile, c.parallel_tile_writes),
-                     "tile_energy": energy.cpu().numpy(), "tile_latency": per_tile.cpu().numpy()}
+            stats = {"cells": geo["cells"], "tiles": geo["tiles"], **tally.stats(c.parallel_tile_writes)}
         return comp, (stats or {})
 
     @property

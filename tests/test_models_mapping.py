@@ -74,3 +74,50 @@ def test_even_ladder_prefers_the_widest_span_and_rejects_uneven_levels():
     assert list(even_ladder(levels, 4, 1e-3)) == [0, 2, 4, 5]           # 1, 3, 5, 7
     assert even_ladder(np.geomspace(1e-6, 1e-4, 8), 4, 1e-3) is None
     assert list(even_ladder(np.geomspace(1e-6, 1e-4, 8), 2, 1e-3)) == [0, 7]
+
+
+def _distance_nearest(levels, g):
+    """Reference: the nearest level by comparing the two distances (ties: the lower)."""
+    lv = torch.as_tensor(levels, dtype=torch.float64)
+    idx = torch.searchsorted(lv, g.contiguous()).clamp(1, lv.numel() - 1)
+    lower = (g - lv[idx - 1]).abs() <= (lv[idx] - g).abs()
+    return torch.where(lower, idx - 1, idx)
+
+
+@pytest.mark.parametrize("levels", [LEVELS, np.linspace(1e-5, 8e-5, 8), np.geomspace(1e-6, 1e-4, 40)])
+def test_nearest_level_cuts_decide_like_the_distances(levels):
+    """The float64 decision points reproduce the two-distance comparison bit for bit,
+    at the points themselves and one float64 step either side (ties included)."""
+    m = DifferentialMapping(levels)
+    cuts = torch.as_tensor(m._cuts, dtype=torch.float64)
+    mids = torch.as_tensor((levels[1:] + levels[:-1]) / 2)
+    g = torch.cat([cuts, torch.nextafter(cuts, torch.tensor(np.inf)), torch.nextafter(cuts, torch.tensor(-np.inf)),
+                   mids, torch.as_tensor(levels), torch.linspace(0, 2 * levels[-1], 5001, dtype=torch.float64)])
+    assert torch.equal(m._nearest(g), _distance_nearest(levels, g))
+
+
+@pytest.mark.parametrize("mapping", [DifferentialMapping(LEVELS), OffsetMapping(LEVELS),
+                                     DifferentialMapping(np.linspace(1e-5, 8e-5, 8)),
+                                     OffsetMapping(np.geomspace(1e-6, 1e-4, 40)),
+                                     BitSlicedMapping(LEVELS, cells_per_weight=3, bits_per_cell=2)])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_row_encoding_equals_the_float64_encoding(mapping, dtype):
+    """encode_rows (per-row float32 thresholds, no float64 copy) gives exactly the levels
+    of encode() on the float64 quotient w / scale -- also for weights on every threshold
+    and one float32 step either side of it, per-row and layer-wide scales."""
+    gen = torch.Generator().manual_seed(0)
+    w = torch.randn(12, 300, generator=gen)
+    scale = w.abs().amax(1).double()
+    scale[3] = 1.0
+    if hasattr(mapping, "_target"):
+        thr = mapping._row_thresholds(mapping._target, scale, signed=isinstance(mapping, OffsetMapping))
+        k = thr.shape[1]
+        up, down = torch.nextafter(thr, torch.tensor(np.inf)), torch.nextafter(thr, torch.tensor(-np.inf))
+        w[:, :3 * k] = torch.cat([thr, up, down], 1)
+        w[:, 3 * k:6 * k] = -torch.cat([thr, up, down], 1)
+    w = w.to(dtype)
+    for s in (scale, scale.max().expand(12).clone()):
+        out = torch.empty((mapping.n_slices, mapping.planes, *w.shape), dtype=torch.uint8)
+        mapping.encode_rows(w, s, out)
+        ref = mapping.encode(w.to(torch.float64) / s[:, None])
+        assert torch.equal(out.long(), ref)

@@ -189,3 +189,70 @@ def test_programmed_layer_keeps_no_per_cell_floats(table):
     assert per_weight <= 11.0, per_weight
     g = layer.conductances()                                      # re-derived on demand, same cells
     assert torch.equal(g, layer.conductances()) and g.shape == (1, 2, 96, 512)
+
+
+def _outcome_quantiles(table, lvl, m=100_000):
+    """The programming model of one level written out in numpy (reference): the quantile
+    at u of the sorted samples, linear between two converged neighbours, else the device
+    at the nearest rank (half to even) with the conductance it reached; and whether that
+    device is stuck (did not converge)."""
+    order = np.argsort(table.g_final[lvl], kind="stable")
+    g, conv = table.g_final[lvl][order], table.converged[lvl][order]
+    r = (np.arange(m) + 0.5) / m * (g.size - 1)
+    lo = np.floor(r).astype(int)
+    hi = np.minimum(lo + 1, g.size - 1)
+    both = conv[lo] & conv[hi]
+    dev = np.round(r).astype(int)
+    return np.where(both, g[lo] + (r - lo) * (g[hi] - g[lo]), g[dev]), ~conv[dev]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_programmed_layer_follows_the_table_level_by_level(table, dtype):
+    """The whole programming path (row encoding, outcome keys, one gather per quantity)
+    gives every level the table's mean and spread, and the table's non-converged devices
+    come out stuck at their rate."""
+    torch.manual_seed(0)
+    lin = torch.nn.Linear(256, 160)
+    with torch.no_grad():
+        lin.weight.uniform_(-1, 1)
+    layer = AnalogLinear.from_linear(lin, table, CrossbarConfig(), seed=7)
+    g = layer.engine.conductances(dtype=dtype).reshape(-1).double()
+    lv = layer.engine.level.reshape(-1)
+    for lvl in range(table.n_levels):
+        cells, (ref, _) = g[lv == lvl].numpy(), _outcome_quantiles(table, lvl)
+        assert cells.size > 2000
+        assert cells.min() >= ref.min() * (1 - 1e-6) and cells.max() <= ref.max() * (1 + 1e-6)
+        assert abs(cells.mean() - ref.mean()) < 4 * ref.std() / np.sqrt(cells.size)
+        assert cells.std() == pytest.approx(ref.std(), rel=0.06)
+    rate = np.array([_outcome_quantiles(table, lvl)[1].mean() for lvl in range(table.n_levels)])
+    counts = torch.bincount(lv, minlength=table.n_levels).double().numpy()
+    expected, sd = (counts * rate).sum(), np.sqrt((counts * rate * (1 - rate)).sum())
+    assert expected > 100 and abs(layer.program_stats["stuck"] - expected) < 5 * sd
+
+
+def test_programming_on_threads_changes_nothing(table, monkeypatch):
+    """Blocks programmed on several threads (costs merged in block order) give bit for bit
+    the tiles and costs of one thread."""
+    from rramsim.models import tile
+    monkeypatch.setattr(tile, "CHUNK_CELLS", 300)               # many blocks
+    torch.manual_seed(2)
+    lin = torch.nn.Linear(37, 50)
+    threads = torch.get_num_threads()
+    made = {}
+    try:
+        for n in (1, 3):
+            torch.set_num_threads(n)
+            for par in ("row", "cell"):
+                cfg = CrossbarConfig(tile_rows=16, tile_cols=8, program_parallelism=par, stuck_on=0.02)
+                made[n, par] = AnalogLinear.from_linear(lin, table, cfg, seed=5)
+    finally:
+        torch.set_num_threads(threads)
+    for par in ("row", "cell"):
+        a, b = made[1, par], made[3, par]
+        assert torch.equal(a.engine.compiled.mats[0], b.engine.compiled.mats[0])
+        assert torch.equal(a.engine.compiled.noise_mat, b.engine.compiled.noise_mat)
+        assert torch.equal(a.engine.compiled.full_scale, b.engine.compiled.full_scale)
+        for key in ("pulses", "energy", "stuck", "latency"):
+            assert a.program_stats[key] == b.program_stats[key]
+        assert np.array_equal(a.program_stats["tile_energy"], b.program_stats["tile_energy"])
+        assert np.array_equal(a.program_stats["tile_latency"], b.program_stats["tile_latency"])
