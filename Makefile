@@ -8,7 +8,7 @@ TORCH   := torch==2.13.0
 # Prefer a local CPU wheel (it lies on disk on the project's machines) over the registry.
 TORCH_WHEELS ?= /opt/wheels
 
-.PHONY: all setup ngspice demo lint test test-all bench clean
+.PHONY: all setup ngspice data demo lint test test-all bench clean
 
 all: test
 
@@ -25,16 +25,20 @@ $(STAMP): pyproject.toml constraints.txt
 
 setup: $(STAMP)
 
-demo: $(STAMP)
+# MNIST and Fashion-MNIST into the data root (RRAMSIM_DATA or ~/.cache/rramsim); idempotent
+data: $(STAMP)
+	bash scripts/install-datasets.sh $(BIN)
+
+demo: $(STAMP) data
 	$(BIN)/python examples/demo.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
 
-test: $(STAMP) lint
+test: $(STAMP) lint data
 	$(BIN)/python -m pytest -q -m "not slow"
 
-test-all: $(STAMP)
+test-all: $(STAMP) lint data
 	$(BIN)/python -m pytest -q
 
 bench: $(STAMP)

@@ -62,14 +62,17 @@ def _crossbar_config(args: argparse.Namespace, **overrides: Any):
 
 
 def cmd_data_fetch(args: argparse.Namespace) -> int:
-    """``rramsim data fetch NAME``: download/install a dataset into the data root."""
+    """``rramsim data fetch NAME``: put a dataset into the data root (when it is missing, or
+    again with ``--force``)."""
+    from rramsim.cosim import data_fetch
     from rramsim.models import data
 
     try:
-        folder = data.fetch(args.dataset, root=args.root)
+        there = data.is_available(args.dataset, args.root) and not args.force
+        folder = data.dataset_dir(args.dataset, args.root) if there else data_fetch.fetch(args.dataset, root=args.root)
     except (data.DatasetError, ValueError) as exc:
         return fail(args, str(exc))
-    print(f"{args.dataset}: ready in {folder}")
+    print(f"{args.dataset}: ready in {folder}" + (" (already there; --force fetches it again)" if there else ""))
     return 0
 
 
@@ -77,6 +80,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     """``rramsim train``: float or hardware-aware training; writes a checkpoint."""
     import torch
 
+    from rramsim.cosim import data_fetch
     from rramsim.models import data
     from rramsim.models.networks import build_network, canonical_name
     from rramsim.models.training import evaluate, load_checkpoint, save_checkpoint
@@ -87,7 +91,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         if args.epochs <= 0:
             raise ValueError(f"--epochs must be positive, got {args.epochs}")
         if args.fetch:
-            data.ensure_dataset(args.dataset)
+            data_fetch.ensure(args.dataset)
         train_loader = data.get_loader(args.dataset, "train", batch_size=args.batch_size,
                                        subset=args.subset, seed=args.seed)
         test_loader = data.get_loader(args.dataset, "test", batch_size=1000,
@@ -319,7 +323,8 @@ def _test_setup(args):
     model, meta = load_checkpoint(args.model or DEFAULT_CHECKPOINT)
     dataset = args.dataset or meta.get("dataset") or "mnist"
     if args.fetch:
-        data.ensure_dataset(dataset)
+        from rramsim.cosim import data_fetch
+        data_fetch.ensure(dataset)
     loader = data.get_loader(dataset, "test", batch_size=args.batch_size, subset=args.subset, seed=args.seed)
     return model, meta, dataset, loader, load_table(args.table)[0]
 
@@ -335,6 +340,7 @@ def add_commands(subparsers) -> None:
     p_fetch.add_argument("dataset", choices=dataset_names())
     p_fetch.add_argument("--root", default=None, help="data root (default: $RRAMSIM_DATA or "
                          "~/.cache/rramsim)")
+    p_fetch.add_argument("--force", action="store_true", help="fetch it again even when it is there")
     p_fetch.set_defaults(func=cmd_data_fetch)
 
     # train

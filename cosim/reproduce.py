@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Callable
 
 from rramsim.cosim.argtypes import positive_int
-from rramsim.cosim.cli_common import command_line, load_table, set_threads
+from rramsim.cosim.cli_common import command_line, fail, load_table, set_threads
 
 __all__ = ["METHODS", "Method", "add_commands", "cmd_reproduce"]
 
@@ -27,10 +27,12 @@ __all__ = ["METHODS", "Method", "add_commands", "cmd_reproduce"]
 class Method:
     """A reproducible method: ``run`` names ``reproduce_NAME(table, *, table_name, small, seed,
     epochs, command, log, **options)``; ``add_arguments(parser)`` declares its own options and
-    ``options(args)`` turns them into keyword arguments of ``run``."""
+    ``options(args)`` turns them into keyword arguments of ``run``. ``datasets`` are fetched
+    first when they are missing."""
 
     help: str
     run: str
+    datasets: tuple[str, ...] = ()
     add_arguments: Callable[[argparse.ArgumentParser], None] | None = None
     options: Callable[[argparse.Namespace], dict] = field(default=lambda args: {})
 
@@ -49,13 +51,13 @@ def _basisn_arguments(q: argparse.ArgumentParser) -> None:
 METHODS: dict[str, Method] = {
     "lowbit": Method(
         help="1-bit weights / 2-bit activations LeNet-5 on a 7-rows-per-read macro (Weinstock 2023)",
-        run="rramsim.models.methods.lowbit:reproduce_lowbit"),
+        run="rramsim.models.methods.lowbit:reproduce_lowbit", datasets=("mnist",)),
     "forms": Method(
         help="polarized fragments by ADMM, sign-per-fragment mapping (FORMS, Yuan 2021)",
-        run="rramsim.models.methods.forms:reproduce_forms"),
+        run="rramsim.models.methods.forms:reproduce_forms", datasets=("mnist",)),
     "basisn": Method(
         help="global basis kernels written once vs reprogramming (BasisN, Eldebiky 2024)",
-        run="rramsim.models.methods.basisn:reproduce_basisn",
+        run="rramsim.models.methods.basisn:reproduce_basisn", datasets=("fashion-mnist",),
         add_arguments=_basisn_arguments,
         options=lambda args: {"n_bases": args.bases, "coef_bits": args.coef_bits, "quant": args.quant}),
 }
@@ -68,6 +70,14 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
         raise ValueError(f"report folder {out.parent} does not exist; create it or choose another -o path")
     method = METHODS[args.method]
     table, name = load_table(args.table)
+    if method.datasets:
+        from rramsim.cosim.data_fetch import ensure
+        from rramsim.models.data import DatasetError
+        try:
+            for dataset in method.datasets:
+                ensure(dataset)
+        except DatasetError as exc:
+            return fail(args, str(exc))
     log = (lambda s: None) if args.quiet else (lambda s: print(s, file=sys.stderr, flush=True))
     t0 = time.perf_counter()
     rep = method.function()(table, table_name=name, small=args.small, seed=args.seed, epochs=args.epochs,

