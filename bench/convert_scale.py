@@ -10,7 +10,10 @@ next). What is counted, per weight of the float model:
   minus the same float-model baseline;
 * ``tensors``: the bytes of tensor storage the crossbar engines hold (programmed cells
   and compiled tiles), counted directly;
-* ``rate``: weights programmed per second of wall time.
+* ``rate``: weights programmed per second of wall time (blocks of outputs run on
+  ``torch.get_num_threads()`` threads; ``BENCH_THREADS`` sets it), printed with the
+  machine's 1-minute load average at the start of the case (other processes on the cores
+  slow it down).
 
 The conversion runs with ``inplace=True`` so the float weights themselves (4 bytes per
 weight, the user's model) are in the baseline and not counted; ``inplace=False`` copies
@@ -19,6 +22,7 @@ programming spread, no drift, IR drop off, linear I-V).
 
     python bench/convert_scale.py                 # the 33.6 M-weight two-layer MLP
     python bench/convert_scale.py --cases mlp33 mlp100
+    python bench/convert_scale.py --cases mlp8    # a quick 8.4 M-weight check
 """
 from __future__ import annotations
 
@@ -33,6 +37,7 @@ import sys
 import time
 
 CASES = {   # name -> layer widths (Linear(a, b) for consecutive pairs)
+    "mlp8": [2048, 2048, 2048],               # 2 x 2048x2048 = 8.4 M weights (quick check)
     "mlp33": [4096, 4096, 4096],              # 2 x 4096x4096 = 33.6 M weights
     "mlp100": [4096, 8192, 8192],             # 4096x8192 + 8192x8192 = 100.7 M weights
 }
@@ -69,6 +74,7 @@ def child(case: str, seed: int) -> dict:
         layers += [nn.Linear(a, b), nn.ReLU()]
     model = nn.Sequential(*layers[:-1]).eval()
     n_w = sum(m.weight.numel() for m in model if isinstance(m, nn.Linear))
+    load = os.getloadavg()[0]
     _trim()
     base = _rss()
     t0 = time.perf_counter()
@@ -80,7 +86,7 @@ def child(case: str, seed: int) -> dict:
     tensors = 0
     for _, layer in analog_layers(analog):
         tensors += layer.engine.storage_bytes()
-    return {"case": case, "weights": n_w, "seconds": dt, "rate": n_w / dt,
+    return {"case": case, "weights": n_w, "seconds": dt, "rate": n_w / dt, "load": load,
             "peak": (peak - base) / n_w, "steady": (steady - base) / n_w, "tensors": tensors / n_w,
             "threads": torch.get_num_threads()}
 
@@ -95,7 +101,7 @@ def main() -> None:
         print(json.dumps(child(args.child, args.seed)))
         return
     print(f"{'case':8s} {'weights':>9s} {'seconds':>8s} {'M w/s':>7s} {'peak B/w':>9s} {'steady B/w':>11s} "
-          f"{'tensors B/w':>12s}")
+          f"{'tensors B/w':>12s} {'threads':>8s} {'load':>5s}")
     for case in args.cases:
         out = subprocess.run([sys.executable, "-P", __file__, "--child", case, "--seed", str(args.seed)],
                              capture_output=True, text=True)
@@ -103,7 +109,8 @@ def main() -> None:
             sys.exit(f"{case} failed:\n{out.stderr}")
         r = json.loads(out.stdout.strip().splitlines()[-1])
         print(f"{case:8s} {r['weights'] / 1e6:8.1f}M {r['seconds']:8.2f} {r['rate'] / 1e6:7.2f} "
-              f"{r['peak']:9.1f} {r['steady']:11.1f} {r['tensors']:12.1f}", flush=True)
+              f"{r['peak']:9.1f} {r['steady']:11.1f} {r['tensors']:12.1f} {r['threads']:8d} {r['load']:5.2f}",
+              flush=True)
     print(f"targets: peak <= {TARGETS['peak']:.0f} B/weight, steady <= {TARGETS['steady']:.0f} B/weight, "
           f">= {TARGETS['rate'] / 1e6:.0f} M weights/s (float weights not counted: inplace conversion)")
 

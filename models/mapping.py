@@ -58,6 +58,14 @@ class WeightMapping:
             out[:, :, o0:o1] = self.encode(wc)
         return out
 
+    def _by_thresholds(self, w: torch.Tensor) -> bool:
+        """Whether :meth:`encode_rows` pays for per-row float32 thresholds: float32 (or
+        narrower) weights, and enough of them per row to amortize the bisection (a fixed
+        few milliseconds; small matrices take the float64 path, with the same result)."""
+        return w.dtype != torch.float64 and w.numel() >= self.THRESHOLD_MIN_WEIGHTS
+
+    THRESHOLD_MIN_WEIGHTS = 1 << 18
+
     def _level_count(self, v: torch.Tensor, thresholds: torch.Tensor) -> torch.Tensor:
         """Per weight of ``v`` [n, in], how many of its row's ``thresholds`` [n, L-1] it
         exceeds (uint8 while the levels allow), i.e. its level index."""
@@ -138,7 +146,7 @@ class DifferentialMapping(WeightMapping):
         return torch.stack([idx * (w > 0), idx * (w < 0)]).unsqueeze(0)
 
     def encode_rows(self, w: torch.Tensor, scale: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
-        thr = self._row_thresholds(self._target, scale, signed=False) if w.dtype != torch.float64 else None
+        thr = self._row_thresholds(self._target, scale, signed=False) if self._by_thresholds(w) else None
         if thr is None:
             return super().encode_rows(w, scale, out)
         step = max(1, self.ROW_BLOCK // max(1, w.shape[1]))
@@ -173,7 +181,7 @@ class OffsetMapping(WeightMapping):
         return self._nearest(self._target(w.to(torch.float64))).view(1, 1, *w.shape)
 
     def encode_rows(self, w: torch.Tensor, scale: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
-        thr = self._row_thresholds(self._target, scale, signed=True) if w.dtype != torch.float64 else None
+        thr = self._row_thresholds(self._target, scale, signed=True) if self._by_thresholds(w) else None
         if thr is None:
             return super().encode_rows(w, scale, out)
         step = max(1, self.ROW_BLOCK // max(1, w.shape[1]))

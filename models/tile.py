@@ -363,7 +363,8 @@ class TileEngine:
                 fs[:, o0 * S:o1 * S] = col.permute(2, 1, 0).reshape(n_tr, n_o * S)
             return parts
 
-        for (g, _, _), parts in zip(self._chunks(), _in_order(block, self._chunks(), workers)):
+        chunks = list(self._chunks())
+        for (g, _, _), parts in zip(chunks, _in_order(block, chunks, min(workers, len(chunks)))):
             for tc, part in parts:
                 tally.merge(g, tc, part)
         comp = stats = None

@@ -3,7 +3,8 @@ import numpy as np
 import pytest
 import torch
 
-from rramsim.models import BitSlicedMapping, CrossbarConfig, DifferentialMapping, OffsetMapping, make_mapping
+from rramsim.models import (BitSlicedMapping, CrossbarConfig, DifferentialMapping, OffsetMapping, WeightMapping,
+                            make_mapping)
 
 LEVELS = np.linspace(5e-6, 150e-6, 16)
 
@@ -101,10 +102,11 @@ def test_nearest_level_cuts_decide_like_the_distances(levels):
                                      OffsetMapping(np.geomspace(1e-6, 1e-4, 40)),
                                      BitSlicedMapping(LEVELS, cells_per_weight=3, bits_per_cell=2)])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-def test_row_encoding_equals_the_float64_encoding(mapping, dtype):
+def test_row_encoding_equals_the_float64_encoding(mapping, dtype, monkeypatch):
     """encode_rows (per-row float32 thresholds, no float64 copy) gives exactly the levels
     of encode() on the float64 quotient w / scale -- also for weights on every threshold
     and one float32 step either side of it, per-row and layer-wide scales."""
+    monkeypatch.setattr(WeightMapping, "THRESHOLD_MIN_WEIGHTS", 0)     # thresholds for a small matrix too
     gen = torch.Generator().manual_seed(0)
     w = torch.randn(12, 300, generator=gen)
     scale = w.abs().amax(1).double()
@@ -116,6 +118,7 @@ def test_row_encoding_equals_the_float64_encoding(mapping, dtype):
         w[:, :3 * k] = torch.cat([thr, up, down], 1)
         w[:, 3 * k:6 * k] = -torch.cat([thr, up, down], 1)
     w = w.to(dtype)
+    assert not hasattr(mapping, "_target") or mapping._by_thresholds(w)
     for s in (scale, scale.max().expand(12).clone()):
         out = torch.empty((mapping.n_slices, mapping.planes, *w.shape), dtype=torch.uint8)
         mapping.encode_rows(w, s, out)
