@@ -50,10 +50,11 @@ def set_threads(n: int | None) -> None:
 
 
 def dataset_names() -> list[str]:
-    """The datasets a command may name (``rramsim.models.data.DATASETS``)."""
-    from rramsim.models.data import DATASETS
+    """The datasets a command may name (``rramsim.models.data.DATASETS``, listed without
+    importing torch: the parser stays fast)."""
+    from rramsim.models import DATASET_NAMES
 
-    return sorted(DATASETS)
+    return sorted(DATASET_NAMES)
 
 
 def fail(args: argparse.Namespace, message: str) -> int:

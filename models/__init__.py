@@ -18,6 +18,8 @@ import importlib
 #: the shipped networks (built by :func:`rramsim.models.networks.build_network`), listed
 #: here so the command line offers them without importing torch
 NETWORK_NAMES = ("ds-cnn", "lenet5", "lstm", "resnet-small", "vit")
+#: the datasets of :data:`rramsim.models.data.DATASETS`, likewise
+DATASET_NAMES = ("fashion-mnist", "mnist")
 
 # public name -> the module of rramsim.models that defines it
 _EXPORTS = {
@@ -38,7 +40,7 @@ _EXPORTS = {
     **dict.fromkeys(["AnalogLSTM", "AnalogGRU"], "recurrent"),
 }
 
-__all__ = ["NETWORK_NAMES", *_EXPORTS]
+__all__ = ["NETWORK_NAMES", "DATASET_NAMES", *_EXPORTS]
 
 
 def __getattr__(name: str):

@@ -101,6 +101,8 @@ def test_the_parser_imports_no_heavy_library():
             "print([m for m in ('torch', 'scipy', 'h5py', 'matplotlib') if m in sys.modules])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
-    from rramsim.models import NETWORK_NAMES
+    from rramsim.models import DATASET_NAMES, NETWORK_NAMES
+    from rramsim.models.data import DATASETS
     from rramsim.models.networks import network_names
-    assert list(NETWORK_NAMES) == network_names()               # the list the parser offers
+    assert list(NETWORK_NAMES) == network_names()               # the lists the parser offers
+    assert list(DATASET_NAMES) == sorted(DATASETS)
