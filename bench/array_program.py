@@ -16,7 +16,7 @@ ngspice (``rramsim characterize-array``) and reports:
 * LeNet-5/MNIST accuracy (``rramsim evaluate``, same trials and subset) on the table
   without and with its /array group (the disturb and position cost applied in torch).
 
-Writes the section "Programming inside an array" of bench/RESULTS.md.
+Writes the section "Programming inside an array, NxN" of bench/RESULTS.md.
 """
 from __future__ import annotations
 
@@ -133,7 +133,7 @@ def main() -> None:
             print(lines[-1], flush=True)
     print("\n".join(lines))
     if not args.no_results:
-        write_section(ROOT / "bench" / "RESULTS.md", "Programming inside an array", lines)
+        write_section(ROOT / "bench" / "RESULTS.md", f"Programming inside an array, {args.size}x{args.size}", lines)
 
 
 if __name__ == "__main__":

@@ -328,7 +328,7 @@ def run_write(spec: ArrayWrite, checkpoint: str | os.PathLike | None = None, pro
     fields = ("pulses", "energy", "time", "g_verify", "converged", "state_after")
     rec = {n: np.full((R, C), np.nan) for n in fields}
     states = np.full((R, C), erased)
-    done = 0
+    done, spent = 0, 0.0
     path = Path(checkpoint) if checkpoint else None
     if path is not None and path.is_file():
         with np.load(path) as ck:
@@ -338,6 +338,7 @@ def run_write(spec: ArrayWrite, checkpoint: str | os.PathLike | None = None, pro
             done = int(ck["done"])
             states = ck["states"].copy()
             rec = {n: ck[n].copy() for n in fields}
+            spent = float(ck["elapsed"]) if "elapsed" in ck else math.nan    # wall time of the earlier part
     times = {"array write": 0.0}
     bar = None
     if progress:
@@ -353,10 +354,10 @@ def run_write(spec: ArrayWrite, checkpoint: str | os.PathLike | None = None, pro
         rec["g_verify"][i, j] = out["g"]
         rec["state_after"][i, j] = states[i, j]
         if path is not None:
-            _save_checkpoint(path, key, q + 1, states, rec)
+            _save_checkpoint(path, key, q + 1, states, rec, spent + time.perf_counter() - t0)
         if bar is not None:
             bar.update(1)
-    times["array write"] = time.perf_counter() - t0
+    times["array write"] = spent + time.perf_counter() - t0       # NaN: resumed from a run that did not time itself
     if bar is not None:
         bar.close()
     times["cell-pulses"] = float(np.nansum(rec["pulses"]))
@@ -374,10 +375,10 @@ def run_write(spec: ArrayWrite, checkpoint: str | os.PathLike | None = None, pro
                             times)
 
 
-def _save_checkpoint(path: Path, key: str, done: int, states: np.ndarray, rec: dict) -> None:
+def _save_checkpoint(path: Path, key: str, done: int, states: np.ndarray, rec: dict, elapsed: float) -> None:
     import io
     buf = io.BytesIO()
-    np.savez(buf, key=np.array(key), done=np.array(done), states=states, **rec)
+    np.savez(buf, key=np.array(key), done=np.array(done), states=states, elapsed=np.array(elapsed), **rec)
     atomic_write(path, buf.getvalue())
 
 

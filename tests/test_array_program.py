@@ -99,6 +99,7 @@ def test_1r_v2_array_writes_and_the_group_round_trips(table_1r, tmp_path):
     # resume: a finished checkpoint runs nothing again and gives the same numbers
     again = ap.run_write(spec, checkpoint=ck, isolated=res.isolated)
     assert np.array_equal(again.pulses, res.pulses) and np.allclose(again.g_end, res.g_end)
+    assert again.times["array write"] == pytest.approx(res.times["array write"], rel=0.2)   # the run's own time
     with pytest.raises(ValueError, match="another array write"):
         ap.run_write(dataclasses.replace(spec, seed=3, levels=None), checkpoint=ck)
     group = ap.array_group(res, command="pytest")
