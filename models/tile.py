@@ -215,8 +215,12 @@ class TileEngine:
         scale = torch.where(scale > 0, scale, torch.ones_like(scale))
         m = self.mapping
         level = torch.empty((m.n_slices, m.planes, w.shape[0], w.shape[1]), dtype=_level_dtype(self.table.n_levels))
+        workers = torch.get_num_threads() if w.numel() >= 4 * CHUNK_CELLS else 1   # large: rows split over threads
+        bounds = [round(w.shape[0] * k / workers) for k in range(workers + 1)]
         with _serial():
-            m.encode_rows(w, scale, level)
+            for _ in _in_order(lambda a, b: m.encode_rows(w[a:b], scale[a:b], level[:, :, a:b]),
+                               list(zip(bounds[:-1], bounds[1:])), workers):
+                pass
         return level, scale
 
     def _chunks(self):

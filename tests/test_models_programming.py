@@ -231,10 +231,11 @@ def test_programmed_layer_follows_the_table_level_by_level(table, dtype):
 
 
 def test_programming_on_threads_changes_nothing(table, monkeypatch):
-    """Blocks programmed on several threads (costs merged in block order) give bit for bit
-    the tiles and costs of one thread."""
-    from rramsim.models import tile
-    monkeypatch.setattr(tile, "CHUNK_CELLS", 300)               # many blocks
+    """Rows encoded and blocks programmed on several threads (costs merged in block order)
+    give bit for bit the levels, tiles and costs of one thread."""
+    from rramsim.models import WeightMapping, tile
+    monkeypatch.setattr(tile, "CHUNK_CELLS", 300)               # many blocks, rows split for encoding
+    monkeypatch.setattr(WeightMapping, "THRESHOLD_MIN_WEIGHTS", 0)
     torch.manual_seed(2)
     lin = torch.nn.Linear(37, 50)
     threads = torch.get_num_threads()
@@ -249,6 +250,7 @@ def test_programming_on_threads_changes_nothing(table, monkeypatch):
         torch.set_num_threads(threads)
     for par in ("row", "cell"):
         a, b = made[1, par], made[3, par]
+        assert torch.equal(a.engine._level, b.engine._level)
         assert torch.equal(a.engine.compiled.mats[0], b.engine.compiled.mats[0])
         assert torch.equal(a.engine.compiled.noise_mat, b.engine.compiled.noise_mat)
         assert torch.equal(a.engine.compiled.full_scale, b.engine.compiled.full_scale)
