@@ -47,16 +47,6 @@ from torch import nn
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def lenet5() -> nn.Module:
-    try:
-        from rramsim.models.networks import LeNet5
-        return LeNet5()
-    except ImportError:  # the networks module is not there: the classic LeNet-5
-        return nn.Sequential(nn.Conv2d(1, 6, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
-                             nn.Conv2d(6, 16, 5), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
-                             nn.Linear(400, 120), nn.ReLU(), nn.Linear(120, 84), nn.ReLU(), nn.Linear(84, 10))
-
-
 def load_table(path: str | None = None):
     from rramsim.devices import DeviceTable, TableError, load_default_table
     if path:
@@ -281,8 +271,9 @@ def main() -> None:
     if "breakdown" in sections:
         bench_breakdown(names, table, reps, budget, out)
         out("")
+    from rramsim.models.networks import LeNet5
     torch.manual_seed(0)
-    plain = lenet5().eval()
+    plain = LeNet5().eval()
     x = torch.rand(256, 1, 28, 28)
 
     # ---------------------------------------------------------------- 2. LeNet-5 read-noise modes, I-V

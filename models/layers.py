@@ -14,13 +14,18 @@ convolution.
 Gradients: the forward value is the analog one, the gradient is the float layer's
 (a straight-through estimator over the whole crossbar), so hardware-aware training
 sees the noise and quantization. In ``train()`` mode with gradients on, every forward
-draws a fresh programming of the current weights (programming noise injection).
+draws a fresh programming of the current weights (programming noise injection; the
+programmed cells are left alone, and the weights are encoded again only after they changed).
 
 The layer programs itself: on creation by :func:`convert_to_analog`, on
-:meth:`program`, and again (with the same seed) whenever its weights change or a state
-dict is loaded. ``state_dict()`` stores the config, the seed and the device table's
-fingerprint as extra state (a plain dict); loading it into a layer that runs on another
-table is refused. The analog computation runs outside ``torch.compile`` graphs
+:meth:`program`, and again (with the same seed) before the next forward whenever its
+weights changed (an optimizer step, ``copy_`` under ``no_grad``, a new Parameter or
+``.data`` assigned: :func:`~rramsim.models.tile.weight_key`) or a state dict is loaded;
+never between calls with unchanged weights. An in-place edit through ``weight.data``
+is invisible to torch's version counter: call :meth:`program` after one.
+``state_dict()`` stores the config, the seed and the device table's fingerprint as
+extra state (a plain dict); loading it into a layer that runs on another table is
+refused. The analog computation runs outside ``torch.compile`` graphs
 (``torch.compiler.disable``), so a compiled model draws fresh read noise on every call
 and programs only when its weights change.
 """
@@ -41,7 +46,7 @@ from torch import nn
 from rramsim.devices import DeviceTable
 from rramsim.models.config import CrossbarConfig
 from rramsim.models.mapping import WeightMapping, make_mapping
-from rramsim.models.tile import CompiledTiles, TileEngine
+from rramsim.models.tile import CompiledTiles, TileEngine, weight_key
 
 EXTRA_STATE_VERSION = 2
 
@@ -110,7 +115,7 @@ class AnalogLayerMixin:
         self.engine.seed = self._seed
         self.engine.after_compile = self._after_compile
         self._table_fp = None
-        self._programmed_version: int | None = None
+        self._programmed_key: tuple | None = None
 
     def _copy_from(self, module: nn.Module, program: bool):
         """Take ``module``'s float weights (and bias), then program unless told not to."""
@@ -144,7 +149,7 @@ class AnalogLayerMixin:
     def seed(self, value: int) -> None:
         self._seed = _check_seed(value)
         self.engine.seed = self._seed
-        self._programmed_version = None
+        self._programmed_key = None
 
     @property
     def mapping(self) -> WeightMapping:
@@ -176,7 +181,7 @@ class AnalogLayerMixin:
 
     @property
     def is_programmed(self) -> bool:
-        return self._programmed_version is not None and self.engine.programmed
+        return self._programmed_key is not None and self.engine.programmed
 
     @property
     def table_fingerprint(self) -> str:
@@ -213,7 +218,7 @@ class AnalogLayerMixin:
         if self.engine.physics.levels.device != w.device:
             self.engine.physics.to(w.device)
         stats = self.engine.program(w, self._seed)
-        self._programmed_version = self.weight._version
+        self._programmed_key = weight_key(self.weight)
         return stats
 
     def set_drift_time(self, t: float) -> None:
@@ -224,7 +229,7 @@ class AnalogLayerMixin:
 
     def _ensure_programmed(self) -> None:
         w = self.weight
-        if not self.is_programmed or self._programmed_version != w._version:
+        if not self.is_programmed or self._programmed_key != weight_key(w):
             self.program()
         elif self.engine.compiled.mats[0].device != w.device or self.engine.compiled.mats[0].dtype != w.dtype:
             self.engine.to(w.device, w.dtype)
@@ -254,13 +259,10 @@ class AnalogLayerMixin:
             else:
                 self._ensure_programmed()
                 y = self._run(x.detach(), None)
-            if self.bias is not None:
-                shape = [1] * y.dim()
-                shape[1] = -1
-                y = y.add_(self.bias.detach().reshape(shape))
         return y
 
     def _run(self, x: torch.Tensor, compiled: CompiledTiles | None) -> torch.Tensor:
+        """The engine's output for ``x`` (bias included) with ``compiled`` (None: the programmed tiles)."""
         raise NotImplementedError
 
     def _float_forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -300,7 +302,7 @@ class AnalogLayerMixin:
         after loading. Loadable with ``weights_only=True`` once the module classes are
         registered (see :func:`rramsim.models.safe_globals`)."""
         state = {k: v for k, v in self.__dict__.items() if k not in ("engine", "_table_fp")}
-        state["_programmed_version"] = None
+        state["_programmed_key"] = None
         if "_kernel_cache" in state:
             state["_kernel_cache"] = []
         state["_rramsim_hardware"] = {"table": _table_to_plain(self.table), "config": self.config.to_dict()}
@@ -360,7 +362,8 @@ class AnalogLinear(AnalogLayerMixin, nn.Linear):
         return F.linear(x, self.weight, self.bias)
 
     def _run(self, x: torch.Tensor, compiled: CompiledTiles | None) -> torch.Tensor:
-        return self.engine.run(x, vectors=getattr(self, "_vectors", 1), compiled=compiled)
+        bias = None if self.bias is None else self.bias.detach()
+        return self.engine.run(x, vectors=getattr(self, "_vectors", 1), compiled=compiled, bias=bias)
 
     def to_digital(self) -> nn.Linear:
         """The plain ``nn.Linear`` with this layer's float weight and bias (the same Parameters)."""
@@ -435,8 +438,9 @@ class _AnalogConvNd(AnalogLayerMixin):
 
     def _run(self, x: torch.Tensor, compiled: CompiledTiles | None) -> torch.Tensor:
         h, w = self._out_hw(x)
+        bias = None if self.bias is None else self.bias.detach()
         return self.engine.run(x, currents=self._currents, rows_of=self._patches, vectors=int(h * w),
-                               compiled=compiled)
+                               compiled=compiled, bias=bias)
 
     def _out_hw(self, x: torch.Tensor) -> tuple[int, int]:
         stride, pad, dil = self._conv_args
@@ -477,8 +481,8 @@ class _AnalogConvNd(AnalogLayerMixin):
             out.append((c0, c1, kernel))
         return out
 
-    def _currents(self, v: torch.Tensor, mats: list) -> torch.Tensor:
-        """Tile currents [B, n_tr, out*S, H, W] of input voltages [B, C, H, W]."""
+    def _currents(self, v: torch.Tensor, mats: list) -> list[torch.Tensor]:
+        """Tile currents of input voltages [B, C, H, W]: one [B, out*S, H, W] per row tile."""
         stride, pad, dil = self._conv_args
         G = self.groups
         in_g = self.in_channels // G
@@ -495,7 +499,7 @@ class _AnalogConvNd(AnalogLayerMixin):
                 sq = vg * vg
                 vt = torch.cat([vg, sq, sq * vg], dim=2).reshape(vt.shape[0], -1, *vt.shape[2:])
             ys.append(F.conv2d(vt, k, None, stride, pad, dil, G))
-        return ys[0].unsqueeze(1) if len(ys) == 1 else torch.stack(ys, dim=1)
+        return ys
 
     def _patches(self, volts: torch.Tensor):
         """Unrolled patches [B*L, G*rows] for the exact solver, and the map of their

@@ -28,7 +28,10 @@ MVM
     DAC (per-sample max|x| scale, ``dac_bits`` codes or bit-serial planes) -> tile currents
     -> read noise (one draw per cell per forward, or per cell and input vector as its exact
     Gaussian sum) -> ADC (clip to the column's full scale, ``adc_bits``) -> digital
-    shift-and-add over slices and row tiles.
+    shift-and-add over slices and row tiles. On its first forward the compiled tiles are
+    put in ADC units (:meth:`TileEngine.prepare`: each column's matrices times its codes
+    per ampere), so the ADC is a clip and a round of the currents, each row tile's codes are
+    added into the output as they come, and only the tile matrices are touched per call.
 """
 from __future__ import annotations
 
@@ -47,7 +50,7 @@ from rramsim.devices import DeviceTable
 from rramsim.models.config import CrossbarConfig
 from rramsim.models.irdrop import TileSolver, approx_transfer
 from rramsim.models.mapping import WeightMapping, make_mapping
-from rramsim.models.periphery import adc_scaled_, dac_codes, input_scale
+from rramsim.models.periphery import adc_levels, dac_codes, input_scale
 from rramsim.models.programming import CostTally, DevicePhysics
 
 CHUNK_CELLS = 1 << 18        # cells sampled and compiled together (memory of one block)
@@ -113,8 +116,17 @@ def _place(dst: torch.Tensor, sig: torch.Tensor) -> None:
         dst[full, :rows - full * R].copy_(block[full * R:])
 
 
-# currents(volts, mats) -> [N, n_row_tiles, out*S, ...]: how the wrapper's inputs meet the tile matrices
-CurrentsFn = Callable[[torch.Tensor, list], torch.Tensor]
+def weight_key(w: torch.Tensor) -> tuple:
+    """What identifies the values of a weight tensor without reading them: the tensor, its
+    memory and its version counter (bumped by every in-place change torch sees: optimizer
+    steps, ``copy_`` under ``no_grad``, ``load_state_dict``). Assigning ``.data`` or a new
+    Parameter changes the key too; an in-place edit through ``.data`` does not (torch does
+    not count it), so after one call ``program()``."""
+    return id(w), w.data_ptr(), w._version, tuple(w.shape), w.dtype, str(w.device)
+
+
+# currents(volts, mats) -> one [N, out*S, ...] per row tile: how the wrapper's inputs meet the tile matrices
+CurrentsFn = Callable[[torch.Tensor, list], list]
 
 
 @dataclass
@@ -127,6 +139,10 @@ class CompiledTiles:
     col_scale: torch.Tensor         # [out*S] digital rescale to weight units
     solvers: dict = field(default_factory=dict)      # tile -> TileSolver (exact IR drop + nonlinear I-V)
     iv_tiles: list | None = None
+    # set by TileEngine.prepare (the forward's units, derived once; mats and the noise are then in ADC codes)
+    adc_gain: torch.Tensor | None = None     # [n_tr, out*S] ADC codes per ampere (None: ideal ADC, amperes)
+    out_scale: torch.Tensor | None = None    # [n_tr, out*S] weight units per code (col_scale / adc_gain)
+    noise_std: torch.Tensor | None = None    # per_forward: read-noise std of each slice signal, replaces noise_mat
 
 
 class TileEngine:
@@ -154,6 +170,7 @@ class TileEngine:
         self._noise_gen: torch.Generator | None = None
         self._noise_dev = ""
         self._train_gen: torch.Generator | None = None
+        self._train_code: tuple | None = None     # (weight_key, levels, scales) of the last training forward
 
     # ------------------------------------------------------------------ geometry
     @property
@@ -262,6 +279,9 @@ class TileEngine:
             z = torch.special.ndtri(_uniforms(seed, STREAM_DRIFT, pos, n).add_(2.0 ** -25)).reshape(lv.shape)
             f = self.physics.drift_factor(c.drift_time, lv, z.to(dev), c.drift_nu, c.drift_nu_std, c.drift_t0)
             res["g"] = res["g"] * f.to(dtype)
+        if self.table.array is not None and not ideal:       # programming inside an array (table /array)
+            from rramsim.models.array_effects import disturb_cells
+            disturb_cells(self, res, lv, seed, o0, s, p, pos)
         if sigma and "sigma" not in res:
             res["sigma"] = self.physics.sigma(res["g"])
         return res
@@ -274,11 +294,11 @@ class TileEngine:
         dev = self.physics.levels.device
         self._level, self.w_scale = level.to(dev), w_scale.to(dev)
         self.compiled = None
-        if self.table.array is not None and not ideal:       # programming inside an array (table /array)
-            from rramsim.models.array_effects import disturb_cells
-            disturb_cells(self, res, lv, seed, o0, s, p, pos)
         self.compiled, self.program_stats = self._sweep(self._level, self.w_scale, self.seed, weight.dtype,
                                                         costs=True, build=self._fast_compile(True), drift=True)
+        if self.table.array is not None and not self.config.ideal_programming:
+            from rramsim.models.array_effects import scale_costs
+            scale_costs(self.program_stats, self.table.array, self.config)
         if self.compiled is None:
             self.compiled = self.compile(dtype=weight.dtype)
         elif self.after_compile is not None:
@@ -291,9 +311,6 @@ class TileEngine:
         c = self.config
         ir = c.ir_drop if (exact_ok or c.ir_drop != "exact") else "approx"
         return ir == "off" and not c.nonlinear_iv
-        if self.table.array is not None and not self.config.ideal_programming:
-            from rramsim.models.array_effects import scale_costs
-            scale_costs(self.program_stats, self.table.array, self.config)
 
     def _sweep(self, level: torch.Tensor, w_scale: torch.Tensor, seed: int, dtype: torch.dtype, costs: bool,
                build: bool, drift: bool, out_g: torch.Tensor | None = None, ideal: bool | None = None):
@@ -404,7 +421,8 @@ class TileEngine:
             add(getattr(self, name, None))
         comp = self.compiled
         if comp is not None:
-            for t in [*comp.mats, comp.noise_mat, comp.full_scale, comp.col_scale, *(comp.iv_tiles or [])]:
+            for t in [*comp.mats, comp.noise_mat, comp.noise_std, comp.full_scale, comp.col_scale, comp.adc_gain,
+                      comp.out_scale, *(comp.iv_tiles or [])]:
                 add(t)
         return total
 
@@ -517,12 +535,41 @@ class TileEngine:
         return out
 
     # ------------------------------------------------------------------ forward
-    def matmul(self, volts: torch.Tensor, mats: list) -> torch.Tensor:
-        """Tile currents [N, n_tr, out*S] of row voltages [N, G*rows] (the linear layer's op)."""
+    def prepare(self, comp: CompiledTiles) -> CompiledTiles:
+        """Put ``comp`` in the units of the forward pass, once, in place (no copy is kept):
+        with an ADC, every tile column's matrices are multiplied by its codes per ampere
+        (``adc_levels / full_scale``) so that the tile currents come out in ADC codes and the
+        ADC is a clip and a round; with ``read_noise="per_forward"`` the read-noise variances
+        become standard deviations in the same units (``noise_std``, ``noise_mat`` dropped).
+        ``out_scale`` turns codes into weight units. The compiled tiles of a programming
+        are prepared on their first forward (after ``after_compile``)."""
+        if comp.out_scale is not None:
+            return comp
+        c = self.config
+        n_tr = comp.full_scale.shape[0]
+        gain = tile_gain = None
+        if c.adc_bits is not None:
+            gain = adc_levels(c.adc_bits) / comp.full_scale                     # [n_tr, out*S]
+            tile_gain = gain.reshape(comp.mats[0].shape[0], 1, -1)               # [n_tr*G, 1, cols_g]
+            for m in comp.mats:
+                m.mul_(tile_gain)
+        if c.read_noise == "per_forward" and not comp.solvers:
+            std = comp.noise_mat.sqrt_()
+            comp.noise_std = std if tile_gain is None else std.mul_(tile_gain)
+            comp.noise_mat = None
+        comp.out_scale = (comp.col_scale.expand(n_tr, -1) if gain is None else comp.col_scale / gain).contiguous()
+        comp.adc_gain = gain
+        return comp
+
+    def matmul(self, volts: torch.Tensor, mats: list) -> list[torch.Tensor]:
+        """Tile currents of row voltages [N, G*rows] (the linear layer's op): one [N, out*S]
+        per row tile."""
         n_trG, R, cols_g = mats[0].shape
         G = self.groups
         n_tr = n_trG // G
         N = volts.shape[0]
+        if n_trG == 1 and len(mats) == 1:
+            return [torch.mm(volts, mats[0][0])]
         v = volts.reshape(N, G, self.rows)
         pad = n_tr * R - self.rows
         if pad:
@@ -534,71 +581,109 @@ class TileEngine:
         else:
             cur = torch.bmm(v, mats[0])
         if G == 1:
-            return cur.transpose(0, 1)
-        return cur.reshape(n_tr, G, N, cols_g).permute(2, 0, 1, 3).reshape(N, n_tr, G * cols_g)
+            return list(cur.unbind(0))
+        return list(cur.reshape(n_tr, G, N, cols_g).transpose(1, 2).reshape(n_tr, N, G * cols_g).unbind(0))
 
     def run(self, x: torch.Tensor, currents: CurrentsFn | None = None,
             rows_of: Callable | None = None, vectors: int = 1,
-            compiled: CompiledTiles | None = None) -> torch.Tensor:
+            compiled: CompiledTiles | None = None, bias: torch.Tensor | None = None) -> torch.Tensor:
         """The analog output [N, out, ...] for input ``x`` (no gradient; call under no_grad).
 
-        ``currents(volts, mats)`` gives the tile currents of scaled inputs (default: ``x`` is
-        [N, G*rows] and :meth:`matmul` is used); ``rows_of(volts)`` -> ``(rows [n, G*rows],
-        back)`` unrolls inputs into row vectors for the exact solver, ``back`` puts currents
-        [n, n_tr, out*S] into the wrapper's layout. ``vectors``: MVMs per sample (for costs).
+        ``currents(volts, mats)`` gives the tile currents of scaled inputs, one tensor [N,
+        out*S, ...] per row tile, which the engine overwrites (default: ``x`` is [N, G*rows]
+        and :meth:`matmul` is used); ``rows_of(volts)`` -> ``(rows [n, G*rows], back)``
+        unrolls inputs into row vectors for the exact solver, ``back`` puts currents [n, n_tr,
+        out*S] into the wrapper's layout [N, n_tr, out*S, ...]. ``vectors``: MVMs per sample
+        (for costs). ``bias`` [out] is added to the digital output (with the last scaling
+        where it can be).
         """
         c = self.config
         V = c.read_voltage
-        comp = self.compiled if compiled is None else compiled
+        comp = self.prepare(self.compiled if compiled is None else compiled)
         currents = self.matmul if currents is None else currents
-        active = self._select(comp)
         clip = [0, 0]
+        n_adc = None if c.adc_bits is None else adc_levels(c.adc_bits)
+        per_read = c.read_noise == "per_read" or (c.read_noise == "per_forward" and bool(comp.solvers))
+        S = self.mapping.n_slices
+        fuse_bias = bias is not None and S == 1 and not (c.dac_bits is not None and c.bit_serial)
 
-        def digitize(volts: torch.Tensor, sample_scale: torch.Tensor) -> torch.Tensor:
+        def digitize(volts: torch.Tensor, sample_scale: torch.Tensor, active: list) -> torch.Tensor:
             if comp.solvers:
                 rows, back = (volts, lambda t: t) if rows_of is None else rows_of(volts)
-                cur = back(self._exact_nonlinear(rows, comp))
+                cur = back(self._exact_nonlinear(rows, comp))                   # [B, n_tr, out*S, ...] amperes
+                if comp.adc_gain is not None:
+                    cur = cur.mul_(comp.adc_gain.reshape(1, *comp.adc_gain.shape, *[1] * (cur.dim() - 3)))
+                tiles = cur.unbind(1)
             else:
-                cur = currents(volts, active)                           # [B, n_tr, out*S, ...]
-            extra = [1] * (cur.dim() - 3)
-            if c.read_noise == "per_read" or (c.read_noise == "per_forward" and comp.solvers):
-                std = currents(volts * volts, [comp.noise_mat]).clamp_min_(0).sqrt_()
-                cur = cur.addcmul_(std, torch.randn(cur.shape, generator=self._generator(cur.device),
-                                                    device=cur.device, dtype=cur.dtype))
-            fs = comp.full_scale.reshape(1, *comp.full_scale.shape, *extra)
-            if self.record_usage and c.adc_bits is not None:
-                clip[0] += int((cur.abs() > fs).sum())
-                clip[1] += cur.numel()
-            # columns rescaled inside the ADC, the per-sample input scale once on the tile sum
-            # (no [vectors x columns] scale tensor)
-            cur = adc_scaled_(cur, fs, c.adc_bits, comp.col_scale.reshape(1, 1, -1, *extra))
-            y = cur[:, 0] if cur.shape[1] == 1 else cur.sum(1)
-            return y.mul_(sample_scale.reshape(-1, *([1] * (y.dim() - 1))))
+                tiles = currents(volts, active)                                 # n_tr x [B, out*S, ...] codes
+            B, extra = tiles[0].shape[0], [1] * (tiles[0].dim() - 2)
+            if per_read:     # one draw per cell and vector: its Gaussian sum per column, drawn at once
+                stds = currents(volts * volts, [comp.noise_mat])
+                z = torch.randn((B, len(tiles), *tiles[0].shape[1:]), generator=self._generator(volts.device),
+                                device=volts.device, dtype=tiles[0].dtype)
+            y = None
+            for t, cur in enumerate(tiles):
+                if per_read:
+                    std = stds[t].clamp_min_(0).sqrt_()
+                    if comp.adc_gain is not None:
+                        std = std.mul_(comp.adc_gain[t].reshape(-1, *extra))
+                    cur = cur.addcmul_(std, z[:, t])
+                if n_adc is not None:                                           # the ADC, in codes
+                    if self.record_usage:
+                        clip[0] += int((cur.abs() > n_adc).sum())
+                        clip[1] += cur.numel()
+                    cur = cur.clamp_(-n_adc, n_adc).round_()
+                k = comp.out_scale[t].reshape(-1, *extra)
+                if not extra:                                                   # shift-and-add over row tiles
+                    y = cur.mul_(k) if y is None else y.addcmul_(cur, k)
+                    continue
+                k = sample_scale.reshape(B, 1, *extra) * k      # [B, out*S, 1, ...]: column and sample scales
+                if y is not None:
+                    y = y.addcmul_(cur, k)
+                elif fuse_bias:
+                    y = torch.addcmul(bias.reshape(-1, *extra), cur, k, out=cur)
+                else:
+                    y = cur.mul_(k)
+            if extra:
+                return y
+            if fuse_bias:
+                return torch.addcmul(bias, y, sample_scale.reshape(B, 1), out=y)
+            return y.mul_(sample_scale.reshape(B, 1))
 
         vq, on = None, 0.0
         if c.dac_bits is None:
             xm = input_scale(x)
-            vq = x / xm
-            y = digitize(vq * V, xm)
+            volts = x.detach() * (V / xm)
+            y = digitize(volts, xm, self._select(comp))
+            vq = volts / V if self.record_usage else None
         elif c.bit_serial:
             codes, n, xm = dac_codes(x, c.dac_bits)
             mag, sign = codes.abs(), torch.sign(codes)
+            active = self._select(comp)
             y = None
             for k in range(c.dac_bits):
                 plane = sign * torch.remainder(torch.floor(mag / 2 ** k), 2)
-                part = digitize(plane * V, xm * (2 ** k) / n)
+                part = digitize(plane * V, xm * (2 ** k) / n, active)
                 y = part if y is None else y.add_(part)
                 if self.record_usage:
                     on += float(plane.abs().mean()) / c.dac_bits
         else:
             codes, n, xm = dac_codes(x, c.dac_bits)
-            y = digitize(codes.mul_(V / n), xm)
+            gain = None
+            if (len(comp.mats) == 1 and not comp.solvers and not per_read and x.device.type == "cpu"
+                    and codes.numel() >= comp.mats[0].numel() and bool((n == n.reshape(-1)[0]).all())):
+                gain = V / float(n.reshape(-1)[0])      # one level count for the batch: V/n on the matrices
+            y = digitize(codes if gain is not None else codes.mul_(V / n), xm, self._select(comp, gain))
             if self.record_usage:
-                vq = codes / V
-        self._record(vectors, on if vq is None else float((vq ** 2).mean()) if self.record_usage else None, clip)
-        S = self.mapping.n_slices
+                vq = codes / V if gain is None else codes / n
+        if self.record_usage:
+            self._record(vectors, on if vq is None else float((vq ** 2).mean()), clip)
+        else:
+            self._record(vectors, None, clip)
         if S > 1:
             y = y.reshape(y.shape[0], -1, S, *y.shape[2:]).sum(2)
+        if bias is not None and not fuse_bias:
+            y = y.add_(bias.reshape(-1, *[1] * (y.dim() - 2)))
         return y
 
     def _record(self, vectors: int, mean_v2: float | None, clip: list) -> None:
@@ -627,27 +712,34 @@ class TileEngine:
             self._noise_dev = str(device)
         return self._noise_gen
 
-    def _select(self, comp: CompiledTiles) -> list:
+    def _select(self, comp: CompiledTiles, gain: float | None = None) -> list:
         """The matrices of this forward: the compiled ones, or with ``read_noise="per_forward"``
-        a copy with one read-noise draw per cell (signal domain: variance sum_p sigma_p^2)."""
+        a copy with one read-noise draw per cell (signal domain: variance sum_p sigma_p^2);
+        times ``gain`` when given (linear cells only)."""
         if self.config.read_noise != "per_forward" or comp.solvers:
-            return comp.mats
-        nm = comp.noise_mat
-        n, R, cols = nm.shape       # drawn for whole tiles: the same stream for any trim
-        noise = nm.sqrt() * torch.randn((n, self.config.tile_rows, cols), generator=self._generator(nm.device),
-                                        device=nm.device, dtype=nm.dtype)[:, :R]
-        return [comp.mats[0] + noise, *comp.mats[1:]]
+            return comp.mats if gain is None else [m * gain for m in comp.mats]
+        std = comp.noise_std
+        n, R, cols = std.shape       # drawn for whole tiles: the same stream for any trim
+        z = torch.randn((n, self.config.tile_rows, cols), generator=self._generator(std.device),
+                        device=std.device, dtype=std.dtype)[:, :R]
+        noisy = torch.addcmul(comp.mats[0], std, z)
+        return [noisy if gain is None else noisy.mul_(gain), *comp.mats[1:]]
 
     def training_compile(self, weight: torch.Tensor) -> CompiledTiles:
         """A fresh programming of ``weight`` for one training forward (programming-noise
-        injection, no drift; the exact solver is replaced by the approximation). The
-        programmed cells of the engine are left as they are."""
+        injection, no drift; the exact solver is replaced by the approximation): every
+        call draws new cell outcomes; the weights' levels are encoded again only when the
+        weights changed (:func:`weight_key`). The programmed cells of the engine are left
+        as they are."""
         if self._train_gen is None:
             self._train_gen = torch.Generator().manual_seed(self.seed + 2)
         seed = int(torch.randint(0, 2 ** 62, (1,), generator=self._train_gen))
-        level, w_scale = self.encode(weight.detach())
         dev = self.physics.levels.device
-        level, w_scale = level.to(dev), w_scale.to(dev)
+        key = (weight_key(weight), str(dev))
+        if self._train_code is None or self._train_code[0] != key:    # the levels of these weights, once
+            level, w_scale = self.encode(weight.detach())
+            self._train_code = (key, level.to(dev), w_scale.to(dev))
+        _, level, w_scale = self._train_code
         if self._fast_compile(False):
             comp, _ = self._sweep(level, w_scale, seed, weight.dtype, costs=False, build=True, drift=False)
             if self.after_compile is not None:

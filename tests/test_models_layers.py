@@ -8,7 +8,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from rramsim.models import (AnalogConv2d, AnalogLinear, CrossbarConfig, analog_layers, convert_to_analog,
-                            program_analog, set_drift_time)
+                            program_analog, set_drift_time, to_digital)
+from rramsim.models.tile import TileEngine, weight_key
 from tables import synthetic_table
 
 IDEAL = dict(read_noise="off", dac_bits=None, adc_bits=None)
@@ -44,7 +45,7 @@ def test_convert_swaps_every_layer_and_is_programmed(table):
     kinds = [type(m).__name__ for _, m in analog_layers(a)]
     assert kinds == ["AnalogConv2d", "AnalogConv2d", "AnalogLinear", "AnalogLinear"]
     assert not analog_layers(net)                          # the float model is left alone
-    assert all(m._programmed_version is not None for _, m in analog_layers(a))
+    assert all(m._programmed_key is not None for _, m in analog_layers(a))
     x = torch.randn(4, 2, 8, 8)
     with torch.no_grad():
         assert _rel(a(x), net(x)) < 0.3
@@ -204,7 +205,66 @@ def test_gradients_flow_and_training_injects_noise(table):
     with torch.no_grad():
         net(x)
     for _, m in analog_layers(net):
-        assert m._programmed_version == m.weight._version
+        assert m._programmed_key == weight_key(m.weight)
+
+
+def _count_calls(monkeypatch, *names) -> dict:
+    calls = {n: 0 for n in names}
+    for n in names:
+        real = getattr(TileEngine, n)
+
+        def counted(self, *args, _real=real, _n=n, **kw):
+            calls[_n] += 1
+            return _real(self, *args, **kw)
+        monkeypatch.setattr(TileEngine, n, counted)
+    return calls
+
+
+def test_training_programs_again_only_after_the_weights_change(table, monkeypatch):
+    """Trainable weights, an optimizer step between forwards: no programming between forwards
+    with the same weights, one per layer after each step, new Parameters or ``.data`` assigned,
+    and the crossbars then hold what a fresh conversion of the new weights holds."""
+    cfg = CrossbarConfig(tile_rows=16, tile_cols=8, read_noise="off")
+    net = convert_to_analog(_net(), table, cfg, seed=3).eval()      # eval: e.g. fine-tuning, frozen norms
+    layers = [m for _, m in analog_layers(net)]
+    calls = _count_calls(monkeypatch, "program", "encode")
+    opt = torch.optim.SGD(net.parameters(), lr=0.05)
+    x = torch.randn(4, 2, 8, 8)
+    y1, y2 = net(x), net(x)
+    assert calls["program"] == 0 and torch.equal(y1, y2)
+    y2.square().sum().backward()
+    opt.step()
+    opt.zero_grad()
+    y3 = net(x)
+    assert calls["program"] == len(layers)
+    assert torch.equal(net(x), y3) and calls["program"] == len(layers)
+    fresh = convert_to_analog(to_digital(net), table, cfg, seed=3).eval()
+    with torch.no_grad():
+        assert torch.equal(fresh(x), net(x))                        # the stepped weights are on the crossbars
+        assert not torch.allclose(y3, y1)
+        calls["program"] = 0
+        layers[0].weight.data = layers[0].weight.data * 0.5          # .data assigned: programmed again
+        net(x)
+        assert calls["program"] == 1
+    layers[1].weight = nn.Parameter(layers[1].weight.detach().clone())   # a new Parameter, same values
+    net(x)
+    assert calls["program"] == 2
+
+    opt = torch.optim.SGD(net.parameters(), lr=0.05)                # (holding the new Parameter)
+    net.train()                                                     # noise injection: a fresh draw per forward,
+    calls.update(program=0, encode=0)                               # the weights encoded once per change
+    compiled = [m.engine.compiled for m in layers]
+    ya, yb = net(x), net(x)
+    assert not torch.equal(ya, yb) and calls["encode"] == len(layers) and calls["program"] == 0
+    yb.square().sum().backward()
+    opt.step()
+    net(x)
+    assert calls["encode"] == 2 * len(layers) and calls["program"] == 0
+    assert all(m.engine.compiled is c for m, c in zip(layers, compiled))     # programmed cells untouched
+    net.eval()
+    with torch.no_grad():
+        net(x)
+    assert calls["program"] == len(layers)
 
 
 def test_state_dict_keeps_config_and_programming(table):
