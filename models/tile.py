@@ -254,8 +254,8 @@ class TileEngine:
         """Programmed outcome of the cells of slice ``s``, plane ``p`` and outputs ``o0 ..
         o0 + len(lv)`` (``lv`` [n_o, rows], all rows): conductance (after drift when
         ``drift``), stuck flags, (``costs``) pulses, energy and time, (``sigma``) read noise; with ``keys``
-        the outcome keys instead of the stuck flags (flags only where stuck-at faults or ideal cells
-        override the outcome, see :class:`CostTally`). Every cell's draws
+        the outcome keys instead of the stuck flags (flags too where stuck-at faults, ideal cells or
+        an ``/array`` group's disturb act on the outcome, see :class:`CostTally`). Every cell's draws
         sit at its own position in the seed's streams, so any block is re-derived alone."""
         c, m = self.config, self.mapping
         dev = self.physics.levels.device
@@ -269,7 +269,7 @@ class TileEngine:
         drifts = drift and c.drift_time > 0
         res = self.physics.sample(lv, u.to(dtype), fault, c.stuck_on, c.stuck_off, costs=costs,
                                   sigma=sigma and not (ideal or drifts), keys=keys,
-                                  stuck=not keys or fault is not None)
+                                  stuck=not keys or fault is not None or self.table.array is not None)
         if ideal or drifts:
             lv = lv.long()
         if ideal:
