@@ -13,7 +13,8 @@ next). What is counted, per weight of the float model:
 * ``rate``: weights programmed per second of wall time (blocks of outputs run on
   ``torch.get_num_threads()`` threads; ``BENCH_THREADS`` sets it), printed with the
   machine's 1-minute load average at the start of the case (other processes on the cores
-  slow it down).
+  slow it down); ``cpu s``: the CPU time the conversion used (all threads), which other
+  processes change much less.
 
 The conversion runs with ``inplace=True`` so the float weights themselves (4 bytes per
 weight, the user's model) are in the baseline and not counted; ``inplace=False`` copies
@@ -77,16 +78,16 @@ def child(case: str, seed: int) -> dict:
     load = os.getloadavg()[0]
     _trim()
     base = _rss()
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     analog = convert_to_analog(model, table, seed=seed, inplace=True)
-    dt = time.perf_counter() - t0
+    dt, cpu = time.perf_counter() - t0, time.process_time() - c0
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     _trim()
     steady = _rss()
     tensors = 0
     for _, layer in analog_layers(analog):
         tensors += layer.engine.storage_bytes()
-    return {"case": case, "weights": n_w, "seconds": dt, "rate": n_w / dt, "load": load,
+    return {"case": case, "weights": n_w, "seconds": dt, "rate": n_w / dt, "load": load, "cpu": cpu,
             "peak": (peak - base) / n_w, "steady": (steady - base) / n_w, "tensors": tensors / n_w,
             "threads": torch.get_num_threads()}
 
@@ -101,7 +102,7 @@ def main() -> None:
         print(json.dumps(child(args.child, args.seed)))
         return
     print(f"{'case':8s} {'weights':>9s} {'seconds':>8s} {'M w/s':>7s} {'peak B/w':>9s} {'steady B/w':>11s} "
-          f"{'tensors B/w':>12s} {'threads':>8s} {'load':>5s}")
+          f"{'tensors B/w':>12s} {'threads':>8s} {'load':>5s} {'cpu s':>6s}")
     for case in args.cases:
         out = subprocess.run([sys.executable, "-P", __file__, "--child", case, "--seed", str(args.seed)],
                              capture_output=True, text=True)
@@ -109,7 +110,7 @@ def main() -> None:
             sys.exit(f"{case} failed:\n{out.stderr}")
         r = json.loads(out.stdout.strip().splitlines()[-1])
         print(f"{case:8s} {r['weights'] / 1e6:8.1f}M {r['seconds']:8.2f} {r['rate'] / 1e6:7.2f} "
-              f"{r['peak']:9.1f} {r['steady']:11.1f} {r['tensors']:12.1f} {r['threads']:8d} {r['load']:5.2f}",
+              f"{r['peak']:9.1f} {r['steady']:11.1f} {r['tensors']:12.1f} {r['threads']:8d} {r['load']:5.2f} {r['cpu']:6.2f}",
               flush=True)
     print(f"targets: peak <= {TARGETS['peak']:.0f} B/weight, steady <= {TARGETS['steady']:.0f} B/weight, "
           f">= {TARGETS['rate'] / 1e6:.0f} M weights/s (float weights not counted: inplace conversion)")
