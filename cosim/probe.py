@@ -1,21 +1,33 @@
 """Probe a device before characterizing it: polarity, thresholds, window, time scale.
 
-A few short simulations of one fresh device, each a train of pulses of growing amplitude
-with a read after every pulse: a positive ramp, a negative ramp, a positive ramp again
-(so a device that starts in either state shows both transitions). The ramps run at
-pulse widths of 100 ns, 10 us, 1 ms and 100 ms until one width switches the device both
-ways within ``max_voltage``; that width is its switching time scale. From the reads:
+A few short simulations, each of a fresh device: a train of pulses of growing amplitude
+with a read after every pulse. At each pulse width in turn (100 ns, 10 us, 1 ms, 100 ms):
+a positive and a negative ramp (one of them moves the device out of the state it starts
+in); then, on a fresh device again, the ramp that moved it the most, stopped where it had
+done 90% of its change, followed by the opposite ramp. Every ramp starts on a fresh device
+and the first one stops short of the state's bound because many published models clamp
+their state after integrating it: a pulse that keeps driving a state already at its bound
+winds the integral far past it, and the opposite pulses must undo that excess before the
+conductance moves again (a probe that ran each ramp to 5 V would measure that, not the
+device's threshold). The first width that switches the device both ways within
+``max_voltage`` is its switching time scale. From the reads:
 
 * polarity: the sign of the pulses that raise the conductance (SET);
 * SET/RESET thresholds: the smallest amplitude that moved the read conductance by 10%;
 * "full" amplitudes: where a ramp had done 90% of its change;
-* the window: the lowest and highest read conductance seen.
+* the window: the lowest and highest read conductance seen;
+* abrupt transitions: one pulse did more than half of a ramp's change; that ramp is
+  probed again at shorter widths, SET and RESET each on their own, and where none
+  moves it gradually, the width whose gradual part (the reads before that largest step)
+  spans the most is kept: a SET still abrupt there runs away, and the targets stay in
+  its gradual part, with amplitude steps fine enough for the verify band.
 
 :meth:`ProbeResult.scheme` proposes a scheme (ISPP for devices that switch within 1 us,
-pulse-width for slower ones), :meth:`ProbeResult.targets` evenly spaced levels inside the
-window, and the quasi-static I-V sweep's amplitude and duration follow the thresholds and
-the time scale. A device that no pulse of either polarity moves is refused: its state
-does not evolve (typically a model that keeps its state in a variable, not a node).
+pulse-width for slower ones) with amplitude steps fine enough for the verify band where the
+device moves steeply, :meth:`ProbeResult.targets` evenly spaced levels inside the window
+(its gradual part), and the quasi-static I-V sweep's amplitude and duration follow the
+thresholds and the time scale. A device that no pulse of either polarity moves is refused:
+its state does not evolve (typically a model that keeps its state in a variable, not a node).
 """
 from __future__ import annotations
 
@@ -36,6 +48,7 @@ from rramsim.devices.schemes import IGVVA, ISPP, MIN_WIDTH, PulseWidth, Scheme
 WIDTHS = (100e-9, 10e-6, 1e-3, 0.1)   # s, pulse widths tried in turn
 MOVED = 0.10                            # relative change of G that counts as switching
 ABRUPT = 0.5                            # share of a ramp's change made by one pulse that makes a device abrupt
+BAND = 0.1                              # log change of G per step a ramp aims at: about a +-5% verify band
 V_GATE = Device.__dataclass_fields__["v_gate"].default        # V, a 1T1R cell's read gate voltage
 W_OVER_L = Device.__dataclass_fields__["w_over_l"].default    # its access transistor's W/L
 
@@ -48,31 +61,46 @@ class ProbeError(ValueError):
 class ProbeResult:
     polarity: int          # sign of a SET pulse on the first port
     v_set: float           # V, SET threshold (magnitude) at ``width``
-    v_reset: float         # V, RESET threshold (magnitude)
+    v_reset: float         # V, RESET threshold (magnitude) at ``reset_width``
     v_set_full: float      # V, amplitude by which the SET ramp had done 90% of its change
     v_reset_full: float
-    width: float           # s, switching time scale: the shortest width that switched both ways
+    width: float           # s, SET pulse width: the shortest width that switched both ways (or a shorter one
+                           # at which an abrupt SET moves gradually)
     g_off: float           # S, lowest read conductance seen
     g_on: float            # S, highest
     read_voltage: float
     max_voltage: float     # V, the top of the ramps that ran (lowered where the device failed numerically)
     note: str = ""         # what the probe had to work around, for the record
-    abrupt_width: float = 0.0   # s, the longer width at which one pulse switched most of the window (0: none)
+    abrupt_width: float = 0.0   # s, the longer width at which one SET pulse switched most of the window (0: none)
+    reset_width: float = 0.0    # s, RESET pulse width (0: ``width``)
+    g_lo: float = 0.0           # S, where the erase leaves the device (with ``g_hi``; 0: not probed)
+    g_hi: float = 0.0           # S, where the SET runs away at ``width`` (the targets stay below; 0: no runaway)
+    set_slope: float = 0.0      # 1/V, largest change of ln G per volt in an abrupt SET's gradual part (0: not abrupt)
+    reset_slope: float = 0.0    # 1/V, the same of an abrupt RESET, or of any RESET where the SET runs away
 
     def scheme(self, cell: str = "1R", v_gate: float = V_GATE, w_over_l: float = W_OVER_L) -> Scheme:
-        """The proposed write-verify scheme for a ``cell`` of this device (see :meth:`why`)."""
+        """The proposed write-verify scheme for a ``cell`` of this device (see :meth:`why`).
+
+        Ramps start a little below the first amplitude that moved the device; an ISPP
+        ramp the probe saw abrupt steps by so little that one step moves G by about the
+        verify band (``BAND`` of ln G) in its gradual part (see ``set_slope``). The
+        erase and the largest RESET stop at the amplitude that did 90% of the RESET: a
+        model that clamps its state after integrating it winds the integral past the
+        clamp under any stronger pulse, and the next SET would first have to undo that."""
         if cell == "1T1R" and self._igvva_fits():
             return self._igvva(w_over_l)
         vr = self.read_voltage
-        step = float(np.clip(round(0.02 * self.v_set, 3), 0.005, 0.1))
-        reset_start = max(round(0.9 * self.v_reset, 3), 1.5 * vr)
-        reset_max = max(round(min(1.2 * self.v_reset_full, self.max_voltage), 3), reset_start)
-        common = dict(read_voltage=vr, polarity=self.polarity, reset_start=reset_start, reset_step=step,
-                      reset_max=reset_max, erase=reset_max, reset_width=self.width)
+        step, reset_step = _step(self.set_slope, self.v_set), _step(self.reset_slope, self.v_reset)
+        reset_start = max(round(max(0.9 * self.v_reset, self.v_reset - 10 * reset_step), 3), 1.5 * vr)
+        reset_max = max(round(min(self.v_reset_full, self.max_voltage), 3), reset_start)
+        n_reset = (reset_max - reset_start) / reset_step
+        common = dict(read_voltage=vr, polarity=self.polarity, reset_start=reset_start, reset_step=reset_step,
+                      reset_max=reset_max, erase=reset_max, reset_width=self.reset_width or self.width)
         if self.width <= 1e-6:
-            v_start = max(round(0.9 * self.v_set, 3), 1.5 * vr)
+            v_start = max(round(max(0.9 * self.v_set, self.v_set - 10 * step), 3), 1.5 * vr)
             v_max = max(round(min(1.2 * self.v_set_full, self.max_voltage), 3), v_start)
-            return ISPP(v_start=v_start, v_step=step, v_max=v_max, pulse_width=self.width, **common)
+            n = int(np.clip((self.v_set_full - v_start) / step + n_reset + 10, 40, 250))
+            return ISPP(v_start=v_start, v_step=step, v_max=v_max, pulse_width=self.width, max_pulses=n, **common)
         v_set = max(round(min(1.05 * self.v_set, self.max_voltage), 3), 1.5 * vr)
         # fine first widths and a gentle growth: the reachable conductances stay closer than the
         # verify tolerance for devices that move much at the probed width (doubling from width/100
@@ -114,7 +142,10 @@ class ProbeResult:
 
     def why(self, cell: str = "1R") -> str:
         """Why :meth:`scheme` proposes what it does."""
-        if self.abrupt_width:
+        if self.abrupt_width and self.g_hi:
+            fast = (f"one {self.abrupt_width:g} s pulse switches it across most of the window; ISPP runs "
+                    f"{self.width:g} s pulses, whose gradual part is the widest")
+        elif self.abrupt_width:
             fast = (f"one {self.abrupt_width:g} s pulse switches it across most of the window, so ISPP runs "
                     f"{self.width:g} s pulses that move it gradually")
         else:
@@ -122,6 +153,10 @@ class ProbeResult:
         slow = (f"it switches on the {self.width:g} s scale, so a growing pulse width at a fixed amplitude "
                 "moves it gradually")
         one_r = "ISPP: " + fast if self.width <= 1e-6 else "pulse-width: " + slow
+        if self.g_hi:
+            one_r += (f"; its SET runs away above {self.g_hi * 1e6:.4g} uS, so the targets stay between the erased "
+                      f"state ({self.g_lo * 1e6:.4g} uS) and there, and the SET steps are "
+                      f"{_step(self.set_slope, self.v_set) * 1e3:g} mV (about {BAND:g} of ln G each)")
         if cell != "1T1R":
             return one_r + ("; on a 1T1R cell: IGVVA (--cell 1T1R)" if self._igvva_fits() else "")
         if self._igvva_fits():
@@ -138,10 +173,11 @@ class ProbeResult:
 
     def targets(self, levels: int = 8, cell: str = "1R", v_gate: float = V_GATE,
                 w_over_l: float = W_OVER_L) -> np.ndarray:
-        """``levels`` conductances evenly spaced from 10% to 60% of the window; of a 1T1R
-        cell, the window of the device in series with its transistor at the read gate
-        (linear region: ``kp*W/L*(Vg - Vto)``), since verify reads the whole cell."""
-        lo, hi = self.g_off, self.g_on
+        """``levels`` conductances evenly spaced from 10% to 60% of the window (of a SET that
+        runs away, of its gradual part: from the erased state to where it runs away); of
+        a 1T1R cell, the window of the device in series with its transistor at the read
+        gate (linear region: ``kp*W/L*(Vg - Vto)``), since verify reads the whole cell."""
+        lo, hi = (self.g_lo, self.g_hi) if self.g_hi else (self.g_off, self.g_on)
         if cell == "1T1R":
             g_t = NMOS["kp"] * w_over_l * (v_gate - NMOS["vto"])
             lo, hi = 1 / (1 / lo + 1 / g_t), 1 / (1 / hi + 1 / g_t)
@@ -172,8 +208,12 @@ class ProbeResult:
                  f"{', '.join(f'{w:g}' for w in WIDTHS)} s, that switched both ways)")
         lines = [
             f"polarity: SET with {sign} on the first port, RESET with {other}",
-            f"SET threshold {self.v_set:.3g} V (full SET by {self.v_set_full:.3g} V), "
-            f"RESET threshold {self.v_reset:.3g} V (full RESET by {self.v_reset_full:.3g} V), at {self.width:.3g} s pulses",
+            (f"SET threshold {self.v_set:.3g} V (full SET by {self.v_set_full:.3g} V), "
+             f"RESET threshold {self.v_reset:.3g} V (full RESET by {self.v_reset_full:.3g} V), at {self.width:.3g} s pulses"
+             if (self.reset_width or self.width) == self.width else
+             f"SET threshold {self.v_set:.3g} V (full SET by {self.v_set_full:.3g} V) at {self.width:.3g} s pulses, "
+             f"RESET threshold {self.v_reset:.3g} V (full RESET by {self.v_reset_full:.3g} V) at "
+             f"{self.reset_width:.3g} s pulses"),
             scale,
             f"window at {self.read_voltage:g} V: {self.g_off * 1e6:.4g} - {self.g_on * 1e6:.4g} uS"
             + (" (the device; targets are of the 1T1R cell, transistor included)" if cell == "1T1R" else ""),
@@ -190,6 +230,14 @@ class ProbeResult:
             lines.append(f"(the same as `rramsim characterize {device_args} -o OUT.h5`: without scheme flags "
                          "characterize probes your device and runs this)")
         return "\n".join(lines)
+
+
+def _step(slope: float, threshold: float) -> float:
+    """Amplitude step of a ramp: 2% of its threshold (5 mV to 0.1 V); of an abrupt ramp
+    (``slope`` > 0: the largest change of ln G per volt in its gradual part) small enough,
+    down to 1 mV, that one step changes ln G by about ``BAND`` there."""
+    step = float(np.clip(round(0.02 * threshold, 3), 0.005, 0.1))
+    return max(min(step, round(BAND / slope, 3)), 0.001) if slope > 0 else step
 
 
 def scheme_flags(s: Scheme) -> str:
@@ -209,45 +257,115 @@ def _ladder(max_voltage: float) -> np.ndarray:
     return np.round(np.concatenate([fine, coarse]), 4)
 
 
-def _ramps(device: Device, params: dict | None, width: float, amps: np.ndarray, read_voltage: float) -> np.ndarray:
-    """Reads after each pulse of +ramp, -ramp, +ramp (after one initial read): [3, len(amps)] and G0."""
-    pulses = [(0.0, width)] + [(a, width) for a in amps] + [(-a, width) for a in amps] + [(a, width) for a in amps]
+def _train(device: Device, params: dict | None, pulses: list, read_voltage: float) -> np.ndarray:
+    """Read conductance after each ``(amplitude, width)`` pulse of a train on a fresh device."""
     session = Session.get()
-    name = f"probe ({width:g} s pulses)"
-    step = width / 10
+    shortest = min(w for _, w in pulses)
+    name = f"probe ({shortest:g} s pulses)"
+    step = shortest / 10
     reads = {}
 
     def attempt(options: str):
         deck, t_reads = pulse_train_deck(device, [params], pulses, read_voltage, options)
         reads["t"] = t_reads
         return session.simulate(deck, f"tran {step!r} {t_reads[-1] + 1e-9!r} 0 {step!r} uic",
-                                ["time", "v(d)", "i(vs0)"], name=name, params={"width": width})
+                                ["time", "v(d)", "i(vs0)"], name=name, params={"width": shortest})
 
     out = run_with_retries(attempt, name)
     t, v, i = out["time"], out["v(d)"], out["i(vs0)"]
-    g = np.array([np.interp(tr, t, i) / np.interp(tr, t, v) for tr in reads["t"]])
-    return g
+    return np.array([np.interp(tr, t, i) / np.interp(tr, t, v) for tr in reads["t"]])
 
 
-def _ramps_within(device: Device, params: dict | None, width: float, ladder: np.ndarray, read_voltage: float,
-                  failed: list) -> tuple[np.ndarray | None, np.ndarray]:
-    """:func:`_ramps` up to the ladder's top; where the device's simulation fails (a model
-    that breaks down numerically at high fields, not a deck ngspice cannot read), again up
-    to half and a quarter of it. The reads and the amplitudes that ran, or (None, ladder)
-    with the failures appended to ``failed`` as (width, top, message)."""
+@dataclass(frozen=True)
+class _Ramp:
+    """One ramp of pulses ``sign * amps`` of ``width`` on a fresh device, after the pulses
+    ``prefix`` (which first put it into its other state): the read just before the ramp
+    and after each of its pulses."""
+
+    sign: int
+    width: float
+    amps: np.ndarray
+    prefix: tuple
+    before: float
+    g: np.ndarray
+
+    @property
+    def lg(self) -> np.ndarray:
+        return np.log(np.concatenate([[self.before], self.g]))
+
+    @property
+    def direction(self) -> int:
+        return _first_move(self.before, self.g)[1]
+
+    @property
+    def threshold(self) -> float:
+        """The smallest amplitude that moved the read conductance by MOVED."""
+        return float(self.amps[_first_move(self.before, self.g)[0]])
+
+    @property
+    def change(self) -> float:
+        return float(np.ptp(self.lg))
+
+    @property
+    def full_index(self) -> int:
+        """The pulse by which the ramp had done 90% of its (log) change."""
+        lg = self.lg
+        total = lg[-1] - lg[0]
+        return self.amps.size - 1 if total == 0 else int(np.argmax((lg[1:] - lg[0]) / total >= 0.9))
+
+    @property
+    def full(self) -> float:
+        return float(self.amps[self.full_index])
+
+    @property
+    def jump(self) -> float:
+        return _largest_step(self.before, self.g)
+
+    def through_full(self) -> tuple:
+        """The pulses that put a fresh device where this ramp had done 90% of its change,
+        and no further: driving a state past its bound winds up the integral of a model
+        that clamps its state only after integrating it, and the opposite ramp would then
+        have to undo that excess before the conductance moved."""
+        return self.prefix + tuple((self.sign * float(a), self.width) for a in self.amps[:self.full_index + 1])
+
+    def gradual(self) -> tuple[float, float, float]:
+        """The gradual part of an abrupt ramp (one pulse of it did more than ABRUPT of its
+        change; else the whole ramp): the lowest and highest G read before its largest
+        step began, and the largest change of ln G per volt up to there."""
+        lg, d = self.lg, np.abs(np.diff(self.lg))
+        end = int(np.argmax(d)) if self.jump > ABRUPT else d.size
+        dv = np.diff(np.concatenate([[2 * self.amps[0] - self.amps[1]], self.amps]))
+        slopes = (d / dv)[:end]
+        slope = float(slopes.max()) if slopes.size else 0.0
+        return float(np.exp(lg[:end + 1].min())), float(np.exp(lg[:end + 1].max())), slope
+
+
+def _ramp(device: Device, params: dict | None, sign: int, width: float, ladder: np.ndarray, read_voltage: float,
+          failed: list, prefix: tuple = ()) -> _Ramp | None:
+    """A fresh device: ``prefix``, then a ramp of ``sign`` up to the ladder's top; where the
+    device's simulation fails (a model that breaks down numerically at high fields, not a
+    deck ngspice cannot read), again up to half and a quarter of it. None (with the
+    failures appended to ``failed`` as (width, top, message)) if all failed."""
     for fraction in (1.0, 0.5, 0.25):
         amps = ladder[ladder <= ladder[-1] * fraction + 1e-9]
         if amps.size < 3:
             break
+        pulses = [(0.0, width), *prefix, *((sign * float(a), width) for a in amps)]
         try:
-            return _ramps(device, params, width, amps, read_voltage), amps
+            g = _train(device, params, pulses, read_voltage)
         except DeckLoadError:
             raise
         except SimulationError as exc:
             if "did not load" in exc.message:        # the deck, not the device's numerics: lower ramps cannot help
                 raise
             failed.append((width, float(amps[-1]), exc.message.split("\n")[0]))
-    return None, ladder
+            continue
+        if not np.all(np.isfinite(g)) or np.any(g <= 0):
+            raise ProbeError(f"the device's read conductance at {read_voltage} V is not positive and finite "
+                             f"({np.min(g):.3g} S): it cannot be read")
+        k = len(prefix)
+        return _Ramp(sign, width, amps, tuple(prefix), float(g[k]), g[k + 1:])
+    return None
 
 
 def device_failure_hint(message: str) -> str:
@@ -271,16 +389,6 @@ def _first_move(g_before: float, g: np.ndarray) -> tuple[int, int]:
     return (int(hit[0]), int(np.sign(ratio[hit[0]]))) if hit.size else (-1, 0)
 
 
-def _full(g_before: float, g: np.ndarray, amps: np.ndarray) -> float:
-    """Amplitude by which a ramp had done 90% of its (log) change."""
-    lg = np.log(np.abs(np.concatenate([[g_before], g])))
-    total = lg[-1] - lg[0]
-    if total == 0:
-        return float(amps[-1])
-    done = (lg[1:] - lg[0]) / total
-    return float(amps[int(np.argmax(done >= 0.9))])
-
-
 def _largest_step(g_before: float, g: np.ndarray) -> float:
     """The largest share of a ramp's (log) change that a single pulse made."""
     lg = np.log(np.abs(np.concatenate([[g_before], g])))
@@ -288,35 +396,80 @@ def _largest_step(g_before: float, g: np.ndarray) -> float:
     return float(np.max(np.abs(np.diff(lg))) / total) if total > 0 else 0.0
 
 
-def _switching(g: np.ndarray, amps: np.ndarray) -> dict | None:
-    """What the reads of one width show: None unless the device switched both ways (one
-    polarity raising G, the other lowering it)."""
-    g0, ramps = g[0], g[1:].reshape(3, amps.size)
-    before = [g0, ramps[0, -1], ramps[1, -1]]
-    moves = [_first_move(b, r) for b, r in zip(before, ramps)]
-    up = [(k, m) for k, m in enumerate(moves) if m[1] > 0]
-    down = [(k, m) for k, m in enumerate(moves) if m[1] < 0]
-    if not (up and down):
+def _both_ways(device: Device, params: dict | None, width: float, ladder: np.ndarray, read_voltage: float,
+               failed: list, seen: list) -> tuple[_Ramp, _Ramp] | None:
+    """The SET and the RESET ramp at ``width``, or None unless one polarity raised G and the
+    other lowered it. A fresh device gets a positive and a negative ramp (one of them moves
+    it out of the state it starts in); a fresh device again gets the ramp that moved it the
+    most, stopped where it had done 90% of its change, then the opposite ramp."""
+    fresh = [r for r in (_ramp(device, params, s, width, ladder, read_voltage, failed) for s in (1, -1)) if r]
+    seen += [(width, r) for r in fresh]
+    moved = [r for r in fresh if r.direction]
+    if not moved:
         return None
-    k_up, k_down = up[-1][0], down[0][0]
-    polarity = 1 if k_up % 2 == 0 else -1            # ramps 0, 2 are positive
-    if any((k % 2 == 0) != (polarity > 0) for k, _ in up):
-        return None                                   # both polarities raised G: not a bipolar switch
-    return dict(polarity=polarity, v_set=float(amps[up[-1][1][0]]), v_reset=float(amps[down[0][1][0]]),
-                v_set_full=_full(before[k_up], ramps[k_up], amps),
-                v_reset_full=_full(before[k_down], ramps[k_down], amps),
-                jump=max(_largest_step(before[k_up], ramps[k_up]), _largest_step(before[k_down], ramps[k_down])))
+    first = max(moved, key=lambda r: r.change)
+    top = min(r.amps[-1] for r in fresh)
+    second = _ramp(device, params, -first.sign, width, ladder[ladder <= top + 1e-9], read_voltage, failed,
+                   first.through_full())
+    if second is None:
+        return None
+    seen.append((width, second))
+    if second.direction != -first.direction:
+        return None
+    return (first, second) if first.direction > 0 else (second, first)
+
+
+def _gradual(device: Device, params: dict | None, ramp: _Ramp, read_voltage: float, failed: list,
+             seen: list) -> tuple[_Ramp, str]:
+    """``ramp`` if no single pulse of it made more than ABRUPT of its change; else the same
+    ramp (same prefix, up to twice its full amplitude) at a tenth, a hundredth, a
+    thousandth of its width (down to MIN_WIDTH): the first that moves the device the same
+    way gradually, or else the one whose gradual part (below its largest step) spans the
+    most; the search stops where a shorter width no longer widens that part by half.
+    Returns the ramp and a note."""
+    what = "SET" if ramp.direction > 0 else "RESET"
+    if ramp.jump <= ABRUPT or ramp.width > 1e-6:
+        return ramp, ""
+
+    def span(r: _Ramp) -> float:
+        lo, hi, _ = r.gradual()
+        return math.log(hi / lo)
+
+    best, best_span = ramp, span(ramp)
+    amps = ramp.amps[ramp.amps <= max(2 * ramp.full, ramp.amps[2]) + 1e-9]
+    for fine in (ramp.width / 10, ramp.width / 100, ramp.width / 1000):
+        if fine < MIN_WIDTH * 0.999:
+            break
+        r = _ramp(device, params, ramp.sign, fine, amps, read_voltage, failed, ramp.prefix)
+        if r is None:
+            continue
+        seen.append((fine, r))
+        if r.direction != ramp.direction:
+            break
+        if r.jump <= ABRUPT:
+            return r, (f"{what} abrupt at {ramp.width:g} s pulses (one pulse made {ramp.jump:.0%} of a ramp's "
+                       f"change); at {fine:g} s it moves gradually (at most {r.jump:.0%} per pulse)")
+        if span(r) < 1.5 * best_span:
+            break
+        best, best_span = r, span(r)
+    head = (f"{what} abrupt at {ramp.width:g} s pulses (one pulse made {ramp.jump:.0%} of a ramp's change) and at "
+            "every shorter width tried")
+    if best is ramp:
+        lo, hi, _ = ramp.gradual()
+        return ramp, head + (": ISPP reaches only the levels of its gradual part" if ramp.direction > 0 and hi > 1.2 * lo
+                             else ": levels between its states are hard to reach with ISPP")
+    return best, head + f"; at {best.width:g} s its gradual part is the widest"
 
 
 def probe(device: Device, params: dict | None = None, read_voltage: float = 0.2, max_voltage: float = 5.0,
           widths=WIDTHS) -> ProbeResult:
     """Probe ``device`` (a 1T1R cell is probed without its transistor).
 
-    An abrupt device -- one pulse of the first width that switched it did more than
-    ``ABRUPT`` of a ramp's change -- is probed again at a tenth, a hundredth and a
-    thousandth of that width (down to 100 ps), and the first width at which it moves
-    gradually becomes its time scale for ISPP; the abrupt width is kept for IGVVA, whose
-    gate-set compliance is what stops an abrupt SET."""
+    Every ramp runs on a fresh device (see :func:`_both_ways`). A transition one pulse of
+    which did more than ``ABRUPT`` of its change is probed again at a tenth, a hundredth
+    and a thousandth of that width (down to 100 ps), SET and RESET each on their own; the
+    first width at which it moves gradually becomes its pulse width. The abrupt SET width
+    is kept for IGVVA, whose gate-set compliance is what stops an abrupt SET."""
     if not 0 < read_voltage < max_voltage:
         raise ValueError(f"read_voltage must be between 0 and max_voltage ({max_voltage} V), got {read_voltage}")
     if device.cell != "1R":
@@ -325,50 +478,50 @@ def probe(device: Device, params: dict | None = None, read_voltage: float = 0.2,
     ladder = ladder[ladder > read_voltage]
     seen, failed = [], []
     for width in widths:
-        g, amps = _ramps_within(device, params, width, ladder, read_voltage, failed)
-        if g is None:
-            continue
-        if not np.all(np.isfinite(g)) or np.any(g <= 0):
-            raise ProbeError(f"the device's read conductance at {read_voltage} V is not positive and finite "
-                             f"({np.min(g):.3g} S): it cannot be read")
-        seen.append((width, g))
-        found = _switching(g, amps)
+        start = len(seen)
+        found = _both_ways(device, params, width, ladder, read_voltage, failed, seen)
         if found is None:
             continue
-        note, abrupt, top = "", 0.0, amps[-1]
-        if amps[-1] < ladder[-1]:
-            note = (f"the device's simulation failed with ramps up to {ladder[-1]:g} V at {width:g} s pulses "
-                    f"({failed[-1][2]}); probed up to {amps[-1]:g} V, and the scheme stays below it")
-        if found["jump"] > ABRUPT and width <= 1e-6:      # abrupt: look for a width that moves it gradually
-            jump, coarse = found["jump"], width
-            for fine in (width / 10, width / 100, width / 1000):
-                if fine < MIN_WIDTH * 0.999:
-                    break
-                gf, af = _ramps_within(device, params, fine, ladder[ladder <= top + 1e-9], read_voltage, failed)
-                f = _switching(gf, af) if gf is not None and np.all(gf > 0) and np.all(np.isfinite(gf)) else None
-                if f is not None and f["polarity"] == found["polarity"] and f["jump"] <= ABRUPT:
-                    seen.append((fine, gf))
-                    g = np.concatenate([g, gf])
-                    found, width, abrupt = f, fine, coarse
-                    note = (note + "; " if note else "") + (
-                        f"abrupt at {coarse:g} s pulses (one pulse made {jump:.0%} of a ramp's change); at "
-                        f"{fine:g} s it moves gradually (at most {f['jump']:.0%} per pulse)")
-                    break
-            else:
-                note = (note + "; " if note else "") + (
-                    f"abrupt at {coarse:g} s pulses (one pulse made {jump:.0%} of a ramp's change) and at every "
-                    "shorter width tried: levels between its states are hard to reach with ISPP")
-        return ProbeResult(note=note, polarity=found["polarity"], v_set=found["v_set"], v_reset=found["v_reset"],
-                           v_set_full=found["v_set_full"], v_reset_full=found["v_reset_full"],
-                           width=float(width), g_off=float(g.min()), g_on=float(g.max()),
-                           read_voltage=float(read_voltage), max_voltage=float(top), abrupt_width=float(abrupt))
+        up, down = found
+        top = float(min(up.amps[-1], down.amps[-1]))
+        notes = []
+        if top < ladder[-1]:
+            notes.append(f"the device's simulation failed with ramps up to {ladder[-1]:g} V at {width:g} s pulses "
+                         f"({failed[-1][2]}); probed up to {top:g} V, and the scheme stays below it")
+        coarse_up = up
+        up, note_up = _gradual(device, params, up, read_voltage, failed, seen)
+        down, note_down = _gradual(device, params, down, read_voltage, failed, seen)
+        notes += [n for n in (note_up, note_down) if n]
+        g_all = np.concatenate([np.concatenate([[r.before], r.g]) for _, r in seen[start:]])
+        # an amplitude ramp (ISPP, up to 1 us) that is abrupt gets steps fine for its gradual
+        # part; where the SET runs away above a gradual part of its own (at least 1.5x in G),
+        # the targets stay in that part, and the RESET ramp, which brings an overshoot back
+        # down to the level, gets fine steps too
+        lo, hi, slope = up.gradual()
+        ispp = up.width <= 1e-6
+        runaway = ispp and up.jump > ABRUPT and 1.5 * lo < hi < 0.999 * up.g.max()
+        slope = slope if ispp and up.jump > ABRUPT else 0.0
+        reset_slope = down.gradual()[2] if ispp and (down.jump > ABRUPT or runaway) else 0.0
+        if runaway:
+            notes.append(f"the SET runs away above {hi * 1e6:.4g} uS (one {up.width:g} s pulse takes it from there "
+                         f"to {up.g.max() * 1e6:.4g} uS): the targets stay below")
+        return ProbeResult(note="; ".join(notes), polarity=up.sign, v_set=up.threshold, v_reset=down.threshold,
+                           v_set_full=up.full, v_reset_full=down.full, width=float(up.width),
+                           g_off=float(g_all.min()), g_on=float(g_all.max()), read_voltage=float(read_voltage),
+                           max_voltage=top, abrupt_width=float(coarse_up.width) if up is not coarse_up else 0.0,
+                           reset_width=float(down.width), g_lo=lo if runaway else 0.0, g_hi=hi if runaway else 0.0,
+                           set_slope=slope, reset_slope=reset_slope)
     if not seen:
         raise ProbeError(
             f"the device's own simulation failed at every probe pulse width ({', '.join(f'{w:g}' for w in widths)} s), "
             f"even with ramps lowered to {failed[-1][1]:g} V; the last failure: {failed[-1][2]}. The model fails "
             "numerically in ngspice under these pulses: check it with a transient of your own, or give a smaller "
             "--max-voltage.")
-    spans = ", ".join(f"{w:g} s: {gg.min() * 1e6:.4g}-{gg.max() * 1e6:.4g} uS" for w, gg in seen)
+    ranges: dict = {}
+    for w, r in seen:
+        lo, hi = ranges.get(w, (np.inf, 0.0))
+        ranges[w] = (min(lo, r.before, r.g.min()), max(hi, r.before, r.g.max()))
+    spans = ", ".join(f"{w:g} s: {lo * 1e6:.4g}-{hi * 1e6:.4g} uS" for w, (lo, hi) in ranges.items())
     raise ProbeError(
         f"no pulse of either polarity, up to +-{max_voltage:g} V and {widths[-1]:g} s wide, switched the device both "
         f"ways (read G ranges per width {spans}). A device whose conductance never moves usually keeps its state "

@@ -1,4 +1,6 @@
 """The probe: polarity, thresholds, window and time scale; characterize uses it for a user's device."""
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -55,7 +57,7 @@ def test_probe_proposes_igvva_for_a_1t1r_cell_and_says_why(tmp_path, capsys):
     path.write_text(NEGSET)
     assert main(["probe", "--netlist", str(path), "--cell", "1T1R", "--max-voltage", "2"]) == 0
     out = capsys.readouterr().out
-    assert "proposed scheme for a 1T1R cell: ispp polarity=-1" in out
+    assert "proposed scheme for a 1T1R cell: ispp" in out and " polarity=-1 " in out
     assert "why: not IGVVA: the device SETs with - on its first port" in out and "reverse its terminals" in out
 
 
@@ -165,3 +167,30 @@ def test_a_time_step_collapsed_inside_the_device_is_named_as_the_models_failure(
     assert "at node 'x0.aux' inside the device itself" in device_failure_hint(inside)
     assert device_failure_hint(inside.replace('"xc0.x0.aux"', '"d"')) == ""    # a bench node: no claim
     assert device_failure_hint("the deck did not load: Error on line 5") == ""
+
+
+WINDUP = Path(__file__).parent / "devices" / "ng_windup.cir"
+
+
+def test_a_state_integral_wound_up_past_its_clamp_and_a_runaway_set_still_get_a_scheme_that_converges(tmp_path,
+                                                                                                      capsys):
+    """ng_windup.cir integrates its state without bounds and clamps it only where it is
+    used, so a pulse that keeps driving it past a bound winds the integral up (probing
+    +, -, + ramps to 5 V on one device found no switching at all); its SET runs away
+    above a narrow amplitude band. Every level the probe proposes must be reached."""
+    out = tmp_path / "windup.h5"
+    assert main(["characterize", "--netlist", str(WINDUP), "--devices", "1", "--retention-time", "0",
+                 "--workers", "1", "-q", "-o", str(out)]) == 0, capsys.readouterr().err
+    table = DeviceTable.load(out)
+    p, s = table.probe, table.scheme
+    # the thresholds of the device itself, each ramp on a fresh device: RESET from the full
+    # SET at vr0/(1+b) = 0.8 V, SET from the erased state near vs0 = 1 V
+    assert p["polarity"] == 1 and 0.8 < p["v_reset"] <= 0.9 and 1.0 <= p["v_set"] <= 1.1
+    # the erase stops short of vr0 = 1.2 V, past which the RESET would wind the integral up
+    assert s["erase"] <= 1.2 and s["reset_max"] <= 1.2
+    # SET: shorter pulses than the RESET's and millivolt steps (its gradual band is ~0.1 V wide)
+    assert s["pulse_width"] < s["reset_width"] and s["v_step"] <= 0.005 and "runs away" in p["note"]
+    # the targets lie in the SET's gradual part, between the erased state and the runaway
+    assert p["g_lo"] < table.targets.min() and table.targets.max() < p["g_hi"] < 0.1 * p["g_on"]
+    assert table.converged.all()
+    assert np.all(np.abs(table.read_g - table.targets) <= 0.05 * table.targets)
