@@ -380,7 +380,8 @@ class TileEngine:
                 ol0, ol1 = o0 - g * og, o1 - g * og
                 _place(mat[:, g, :, ol0 * S:ol1 * S], sig)
                 _place(noise[:, g, :, ol0 * S:ol1 * S], var)
-                col = (F.pad(ideal_sig.abs_(), (0, pad)) if pad else ideal_sig).reshape(S, n_o, n_tr, R).sum(-1)
+                ideal_sig.abs_()
+                col = (F.pad(ideal_sig, (0, pad)) if pad else ideal_sig).reshape(S, n_o, n_tr, R).sum(-1)
                 fs[:, o0 * S:o1 * S] = col.permute(2, 1, 0).reshape(n_tr, n_o * S)
             return parts
 
