@@ -54,6 +54,7 @@ from rramsim.models.periphery import adc_levels, dac_codes, input_scale
 from rramsim.models.programming import CostTally, DevicePhysics
 
 CHUNK_CELLS = 1 << 18        # cells sampled and compiled together (memory of one block)
+BLOCK_ELEMENTS = 1 << 20     # input elements of a convolution's forward taken together (cache-sized blocks)
 STREAM_OUTCOME, STREAM_FAULT, STREAM_DRIFT = 0, 1, 2
 
 
@@ -651,40 +652,55 @@ class TileEngine:
                 return torch.addcmul(bias, y, sample_scale.reshape(B, 1), out=y)
             return y.mul_(sample_scale.reshape(B, 1))
 
-        vq, on = None, 0.0
-        if c.dac_bits is None:
-            xm = input_scale(x)
-            volts = x.detach() * (V / xm)
-            y = digitize(volts, xm, self._select(comp))
-            vq = volts / V if self.record_usage else None
-        elif c.bit_serial:
-            codes, n, xm = dac_codes(x, c.dac_bits)
-            mag, sign = codes.abs(), torch.sign(codes)
-            active = self._select(comp)
-            y = None
-            for k in range(c.dac_bits):
-                plane = sign * torch.remainder(torch.floor(mag / 2 ** k), 2)
-                part = digitize(plane * V, xm * (2 ** k) / n, active)
-                y = part if y is None else y.add_(part)
-                if self.record_usage:
-                    on += float(plane.abs().mean()) / c.dac_bits
-        else:
-            codes, n, xm = dac_codes(x, c.dac_bits)
-            gain = None
-            if (len(comp.mats) == 1 and not comp.solvers and not per_read and x.device.type == "cpu"
-                    and codes.numel() >= comp.mats[0].numel() and bool((n == n.reshape(-1)[0]).all())):
-                gain = V / float(n.reshape(-1)[0])      # one level count for the batch: V/n on the matrices
-            y = digitize(codes if gain is not None else codes.mul_(V / n), xm, self._select(comp, gain))
+        active = self._select(comp)                    # one read-noise draw per forward, for every block
+        on = [0.0]
+
+        def block(xb: torch.Tensor) -> torch.Tensor:
+            vq = None
+            if c.dac_bits is None:
+                xm = input_scale(xb)
+                volts = xb * (V / xm)
+                y = digitize(volts, xm, active)
+                vq = volts / V if self.record_usage else None
+            elif c.bit_serial:
+                codes, n, xm = dac_codes(xb, c.dac_bits)
+                mag, sign = codes.abs(), torch.sign(codes)
+                y = None
+                for k in range(c.dac_bits):
+                    plane = sign * torch.remainder(torch.floor(mag / 2 ** k), 2)
+                    part = digitize(plane * V, xm * (2 ** k) / n, active)
+                    y = part if y is None else y.add_(part)
+                    if self.record_usage:
+                        on[0] += float(plane.abs().mean()) / c.dac_bits
+            else:
+                codes, n, xm = dac_codes(xb, c.dac_bits)
+                if (len(active) == 1 and not comp.solvers and not per_read and xb.device.type == "cpu"
+                        and codes.numel() >= active[0].numel() and bool((n == n.reshape(-1)[0]).all())):
+                    # one level count for the block: V/n on the matrices rather than on the inputs
+                    y = digitize(codes, xm, [active[0] * (V / float(n.reshape(-1)[0]))])
+                    vq = codes / n if self.record_usage else None
+                else:
+                    y = digitize(codes.mul_(V / n), xm, active)
+                    vq = codes / V if self.record_usage else None
             if self.record_usage:
-                vq = codes / V if gain is None else codes / n
-        if self.record_usage:
-            self._record(vectors, on if vq is None else float((vq ** 2).mean()), clip)
+                self._record(vectors, on[0] if vq is None else float((vq ** 2).mean()), clip)
+            if S > 1:
+                y = y.reshape(y.shape[0], -1, S, *y.shape[2:]).sum(2)
+            if bias is not None and not fuse_bias:
+                y = y.add_(bias.reshape(-1, *[1] * (y.dim() - 2)))
+            return y
+
+        # a convolution's batch in blocks of about BLOCK_ELEMENTS inputs: each block's tile outputs
+        # go through the ADC while they are in cache (not with per-read noise: its draw is per forward)
+        step = x.shape[0]
+        if x.dim() > 2 and not (per_read or comp.solvers or self.record_usage):
+            step = max(1, BLOCK_ELEMENTS // max(1, x[0].numel()))
+        if step >= x.shape[0]:
+            y = block(x)
         else:
+            y = torch.cat([block(xb) for xb in x.split(step)])
+        if not self.record_usage:
             self._record(vectors, None, clip)
-        if S > 1:
-            y = y.reshape(y.shape[0], -1, S, *y.shape[2:]).sum(2)
-        if bias is not None and not fuse_bias:
-            y = y.add_(bias.reshape(-1, *[1] * (y.dim() - 2)))
         return y
 
     def _record(self, vectors: int, mean_v2: float | None, clip: list) -> None:
@@ -713,18 +729,16 @@ class TileEngine:
             self._noise_dev = str(device)
         return self._noise_gen
 
-    def _select(self, comp: CompiledTiles, gain: float | None = None) -> list:
+    def _select(self, comp: CompiledTiles) -> list:
         """The matrices of this forward: the compiled ones, or with ``read_noise="per_forward"``
-        a copy with one read-noise draw per cell (signal domain: variance sum_p sigma_p^2);
-        times ``gain`` when given (linear cells only)."""
+        a copy with one read-noise draw per cell (signal domain: variance sum_p sigma_p^2)."""
         if self.config.read_noise != "per_forward" or comp.solvers:
-            return comp.mats if gain is None else [m * gain for m in comp.mats]
+            return comp.mats
         std = comp.noise_std
         n, R, cols = std.shape       # drawn for whole tiles: the same stream for any trim
         z = torch.randn((n, self.config.tile_rows, cols), generator=self._generator(std.device),
                         device=std.device, dtype=std.dtype)[:, :R]
-        noisy = torch.addcmul(comp.mats[0], std, z)
-        return [noisy if gain is None else noisy.mul_(gain), *comp.mats[1:]]
+        return [torch.addcmul(comp.mats[0], std, z), *comp.mats[1:]]
 
     def training_compile(self, weight: torch.Tensor) -> CompiledTiles:
         """A fresh programming of ``weight`` for one training forward (programming-noise

@@ -267,6 +267,27 @@ def test_training_programs_again_only_after_the_weights_change(table, monkeypatc
     assert calls["program"] == len(layers)
 
 
+def test_convolution_in_blocks_equals_one_pass(table, monkeypatch):
+    """A convolution's batch taken in blocks (cache-sized) gives the one-pass output: the same
+    read-noise draw for every block of a forward, the DAC scale per sample."""
+    import rramsim.models.tile as tile
+    cfg = CrossbarConfig(tile_rows=16, tile_cols=8)                 # per-forward read noise, 8-bit DAC/ADC
+    torch.manual_seed(0)
+    conv = nn.Conv2d(6, 5, 3, padding=1)
+    a = AnalogConv2d.from_conv(conv, table, cfg, seed=5).eval()
+    b = AnalogConv2d.from_conv(conv, table, cfg, seed=5).eval()
+    x = torch.rand(7, 6, 8, 8)
+    with torch.no_grad():
+        one = [a(x), a(x)]
+        monkeypatch.setattr(tile, "BLOCK_ELEMENTS", 2 * 6 * 8 * 8)     # blocks of 2 samples
+        blocks = [b(x), b(x)]
+
+    def differing(u, v):
+        return float(((u - v).abs() > 1e-5 * float(u.abs().max())).float().mean())
+    assert differing(one[0], blocks[0]) < 0.01 and differing(one[1], blocks[1]) < 0.01
+    assert differing(one[0], one[1]) > 0.5                           # (another noise draw differs everywhere)
+
+
 def test_state_dict_keeps_config_and_programming(table):
     cfg = CrossbarConfig(adc_bits=5, tile_rows=16, tile_cols=8)
     a = convert_to_analog(_net(), table, cfg, seed=9).eval()
