@@ -57,13 +57,14 @@ def test_characterize_a_users_subcircuit_end_to_end(tmp_path):
     (["--netlist", "NOFILE.cir", "--subckt", "x"], "does not exist"),
     (["--netlist", "{dev}", "--subckt", "other"], "defines no subcircuit 'other'; it defines mymem"),
     (["--netlist", "{three}", "--subckt", "tri"], "has 3 ports"),
-    (["--netlist", "{ctrl}", "--subckt", "mymem"], "'.control' is not allowed"),
-    (["--netlist", "{dev}"], "--netlist and --subckt go together"),
+    (["--netlist", "{ctrl}", "--subckt", "mymem"], "control command 'shell' is not allowed"),
+    (["--netlist", "{two}"], "defines 2 subcircuits"),
     (["--netlist", "{dev}", "--subckt", "bad name;rm"], "--subckt must be a name"),
 ])
 def test_user_netlist_errors_come_before_any_simulation(tmp_path, capsys, args, message):
     files = {"dev": MYDEV, "three": ".subckt tri a b c\nR1 a b 1k\nR2 b c 1k\n.ends tri\n",
-             "ctrl": MYDEV + ".control\nshell touch /tmp/pwned\n.endc\n"}
+             "ctrl": MYDEV.replace("Rx x 0 1e12", "Rx x 0 1e12\nshell touch /tmp/pwned"),
+             "two": MYDEV + ".subckt other a b\nR1 a b 1k\n.ends other\n"}
     for name, text in files.items():
         (tmp_path / f"{name}.cir").write_text(text)
     args = [a.format(**{n: str(tmp_path / f"{n}.cir") for n in files}) for a in args]
