@@ -640,14 +640,9 @@ class TileEngine:
                     y = cur.mul_(k) if y is None else y.addcmul_(cur, k)
                     continue
                 k = sample_scale.reshape(B, 1, *extra) * k      # [B, out*S, 1, ...]: column and sample scales
-                if y is not None:
-                    y = y.addcmul_(cur, k)
-                elif fuse_bias:
-                    y = torch.addcmul(bias.reshape(-1, *extra), cur, k, out=cur)
-                else:
-                    y = cur.mul_(k)
-            if extra:
-                return y
+                y = cur.mul_(k) if y is None else y.addcmul_(cur, k)
+            if extra:                   # (addcmul with a broadcast bias is slower here than a separate add)
+                return y if not fuse_bias else y.add_(bias.reshape(-1, *extra))
             if fuse_bias:
                 return torch.addcmul(bias, y, sample_scale.reshape(B, 1), out=y)
             return y.mul_(sample_scale.reshape(B, 1))
