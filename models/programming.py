@@ -264,54 +264,55 @@ class DevicePhysics(nn.Module):
 
 class CostTally:
     """The programming cost of a layer summed tile by tile from the cells' outcome keys
-    (see :meth:`DevicePhysics.outcome_key`), without per-cell cost tensors: per tile the
-    cells of each outcome are counted and the counts weigh the per-outcome pulses, energy,
-    time and stuck flags; with ``program_parallelism="row"`` each row of a tile keeps its
-    slowest cell. Tiles are indexed ``[group, column tile, row tile]``."""
-
-    MAX_BINS = 1 << 20          # outcome counts held at once (row tiles x outcomes)
+    (see :meth:`DevicePhysics.outcome_key`), without per-cell cost tensors kept: pulses and
+    stuck cells are counted per outcome (one bincount weighed by the per-outcome tables),
+    energy (and the time of a cell-by-cell write) is summed per row and row tile from one
+    gather; with ``program_parallelism="row"`` each row of a tile keeps its slowest cell.
+    Tiles are indexed ``[group, column tile, row tile]``."""
 
     def __init__(self, physics: DevicePhysics, dtype: torch.dtype, groups: int, col_tiles: int, rows: int,
                  tile_rows: int, parallelism: str) -> None:
         tab = physics.outcome_tables(dtype)
-        dev = tab["g0"].device
-        f64 = dict(dtype=torch.float64, device=dev)
+        f64 = dict(dtype=torch.float64, device=tab["g0"].device)
         self.n_keys = tab["g0"].numel()
-        self.time = tab["time"]
-        self.per_key = torch.stack([tab["pulses"], tab["energy"], tab["time"], tab["stuck"].to(torch.float64)])
+        self.energy, self.time = tab["energy"], tab["time"]
+        self.per_key = torch.stack([tab["pulses"], tab["stuck"].to(torch.float64)])      # [2, keys]
         self.rows, self.tile_rows = rows, tile_rows
         self.row_tiles = -(-rows // tile_rows)
-        self.row_tile = torch.arange(rows, device=dev) // tile_rows
         self.by_row = parallelism != "cell"
-        self.sums = torch.zeros((groups, col_tiles, self.row_tiles, 4), **f64)   # pulses energy time stuck
-        self.row_time = torch.zeros((groups, col_tiles, rows), **f64) if self.by_row else None
+        self.totals = torch.zeros(2, **f64)                                           # pulses, stuck
+        self.tile_energy = torch.zeros((groups, col_tiles, self.row_tiles), **f64)
+        if self.by_row:
+            self.row_time = torch.zeros((groups, col_tiles, rows), **f64)             # slowest cell per row
+        else:
+            self.tile_time = torch.zeros((groups, col_tiles, self.row_tiles), **f64)
         self.stuck_cells = None         # counted from per-cell flags instead (stuck-at faults, ideal cells)
+
+    def _per_tile(self, per_row: torch.Tensor) -> torch.Tensor:
+        pad = self.row_tiles * self.tile_rows - self.rows
+        return torch.nn.functional.pad(per_row, (0, pad)).reshape(self.row_tiles, self.tile_rows).sum(-1)
 
     def part(self, keys: torch.Tensor, stuck: torch.Tensor | None = None) -> tuple:
         """The cost of cells ``keys`` [n, rows] (all rows of a tile column; ``stuck``: their
         per-cell stuck flags when those are not the outcomes' own), to :meth:`merge` into a
         tile column. Reads nothing it changes: blocks may be reduced on several threads
         and merged in order (the same sums for any number of threads)."""
-        K, R = self.n_keys, self.tile_rows
-        per = max(1, self.MAX_BINS // K)
-        sums = []
-        for t0 in range(0, self.row_tiles, per):
-            t1 = min(self.row_tiles, t0 + per)
-            part = keys[:, t0 * R:t1 * R]
-            k = part + ((self.row_tile[t0 * R:t1 * R] - t0) * K).to(part.dtype)
-            counts = torch.bincount(k.reshape(-1), minlength=(t1 - t0) * K).reshape(t1 - t0, K)
-            sums.append((self.per_key @ counts.to(torch.float64).T).T)
-        slowest = None
-        if self.by_row:
-            slowest = self.time.index_select(0, keys.reshape(-1)).reshape(keys.shape).amax(dim=0)
-        return torch.cat(sums), slowest, None if stuck is None else int(stuck.sum())
+        flat = keys.reshape(-1)
+        totals = self.per_key @ torch.bincount(flat, minlength=self.n_keys).to(torch.float64)
+        energy = self._per_tile(self.energy.index_select(0, flat).reshape(keys.shape).sum(0))
+        time = self.time.index_select(0, flat).reshape(keys.shape)
+        time = time.amax(0) if self.by_row else self._per_tile(time.sum(0))
+        return totals, energy, time, None if stuck is None else int(stuck.sum())
 
     def merge(self, group: int, col_tile: int, part: tuple) -> None:
         """Add a :meth:`part` to tile column ``col_tile`` of ``group``."""
-        sums, slowest, stuck = part
-        self.sums[group, col_tile] += sums
-        if slowest is not None:
-            torch.maximum(self.row_time[group, col_tile], slowest, out=self.row_time[group, col_tile])
+        totals, energy, time, stuck = part
+        self.totals += totals
+        self.tile_energy[group, col_tile] += energy
+        if self.by_row:
+            torch.maximum(self.row_time[group, col_tile], time, out=self.row_time[group, col_tile])
+        else:
+            self.tile_time[group, col_tile] += time
         if stuck is not None:
             self.stuck_cells = (self.stuck_cells or 0) + stuck
 
@@ -328,10 +329,10 @@ class CostTally:
             g, tc = self.row_time.shape[:2]
             per_tile = flat(torch.nn.functional.pad(self.row_time, (0, pad)).reshape(g, tc, self.row_tiles, -1).sum(-1))
         else:              # every cell one after another
-            per_tile = flat(self.sums[..., 2])
-        energy = flat(self.sums[..., 1])
-        stuck = self.stuck_cells if self.stuck_cells is not None else int(round(float(self.sums[..., 3].sum())))
-        return {"pulses": float(self.sums[..., 0].sum()), "energy": float(energy.sum()), "stuck": stuck,
+            per_tile = flat(self.tile_time)
+        energy = flat(self.tile_energy)
+        stuck = self.stuck_cells if self.stuck_cells is not None else int(round(float(self.totals[1])))
+        return {"pulses": float(self.totals[0]), "energy": float(energy.sum()), "stuck": stuck,
                 "latency": combined_latency(per_tile, parallel_tile_writes),
                 "tile_energy": energy.cpu().numpy(), "tile_latency": per_tile.cpu().numpy()}
 
