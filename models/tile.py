@@ -31,7 +31,9 @@ MVM
     shift-and-add over slices and row tiles. On its first forward the compiled tiles are
     put in ADC units (:meth:`TileEngine.prepare`: each column's matrices times its codes
     per ampere), so the ADC is a clip and a round of the currents, each row tile's codes are
-    added into the output as they come, and only the tile matrices are touched per call.
+    added into the output as they come, and only the tile matrices are touched per call. A
+    convolution's batch goes through in cache-sized blocks, all with the forward's one
+    read-noise draw.
 """
 from __future__ import annotations
 
