@@ -262,14 +262,20 @@ class AnalogMultiheadAttention(AnalogBlock):
             mask, kpm = _pad_last(mask), _pad_last(kpm)
         if kpm is not None:
             mask = kpm if mask is None else mask + kpm
-        # digital: scores, softmax, weighted values
-        scores = torch.matmul(q * (1.0 / math.sqrt(d)), k.transpose(-2, -1))   # [B, H, L, S']
-        if mask is not None:
-            scores = scores + mask
-        weights = torch.softmax(scores, dim=-1)
-        if self.training and self.dropout > 0:
-            weights = F.dropout(weights, p=self.dropout)
-        out = torch.matmul(weights, v).transpose(1, 2).reshape(B, L, self.embed_dim)
+        # digital: scores, softmax, weighted values (torch's fused kernel when the weights are not
+        # returned; the same arithmetic written out when they are)
+        p_drop = self.dropout if self.training else 0.0
+        if need_weights:
+            scores = torch.matmul(q * (1.0 / math.sqrt(d)), k.transpose(-2, -1))   # [B, H, L, S']
+            if mask is not None:
+                scores = scores + mask
+            weights = torch.softmax(scores, dim=-1)
+            if p_drop > 0:
+                weights = F.dropout(weights, p=p_drop)
+            out = torch.matmul(weights, v)
+        else:
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p_drop)
+        out = out.transpose(1, 2).reshape(B, L, self.embed_dim)
         out = self.out_proj(out)
         S2 = k.shape[2]
         self._digital = {"attention_scores_macs": H * L * S2 * d, "softmax_elements": H * L * S2,

@@ -114,7 +114,9 @@ def test_attention_arithmetic_is_torchs(table, batch_first, kvdim, bias_kv, zero
     for kwargs in ({}, {"key_padding_mask": kpm}, {"attn_mask": torch.randn(L, S)},
                    {"attn_mask": torch.randn(B * 4, L, S), "key_padding_mask": kpm.float() * -1e9},
                    {"attn_mask": torch.randn(L, S) > 1, "average_attn_weights": False},
-                   {"need_weights": False}):
+                   {"need_weights": False}, {"need_weights": False, "key_padding_mask": kpm},
+                   {"need_weights": False, "attn_mask": torch.randn(B * 4, L, S)},
+                   {"need_weights": False, "attn_mask": torch.randn(L, S) > 1, "key_padding_mask": kpm}):
         o1, w1 = mha(q, k, v, **kwargs)
         o2, w2 = glue(q, k, v, **kwargs)
         torch.testing.assert_close(o2, o1, atol=1e-5, rtol=1e-5)
