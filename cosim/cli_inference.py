@@ -33,13 +33,6 @@ __all__ = ["add_commands", "main", "cmd_data_fetch", "cmd_train", "cmd_evaluate"
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parent.parent / "models" / "checkpoints" / "lenet5_mnist.pt"
 
 
-def __getattr__(name: str):
-    if name == "_copy_float_weights":        # its old name here; it lives in the training module now
-        from rramsim.models.training import copy_trained_weights
-        return copy_trained_weights
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
 def _crossbar_config(args: argparse.Namespace, **overrides: Any):
     """A CrossbarConfig from the layer package with the CLI's overrides applied."""
     from rramsim.models import CrossbarConfig

@@ -53,6 +53,7 @@ from torch.nn.utils.rnn import PackedSequence
 from torch.overrides import TorchFunctionMode
 
 from rramsim.models.convert import analog_layers, programming_summary
+from rramsim.models.energy import adc_conversion_energy
 from rramsim.models.layers import AnalogLayerMixin
 from rramsim.models.programming import combined_latency
 
@@ -499,7 +500,7 @@ def cost_report(model: nn.Module, example_input=None, batch_size: int = 1, sampl
         passes = 1 if c.n_crossbars is None else math.ceil(geo["tiles"] / c.n_crossbars)
         adc_conv = vectors * cycles * geo["outputs"] * geo["slices"] * geo["row_tiles"]
         dac_conv = vectors * cycles * geo["rows"] * geo["col_tiles"]
-        adc_e = 0.0 if c.adc_bits is None else c.adc_energy * 2.0 ** (c.adc_bits - 8)
+        adc_e = 0.0 if c.adc_bits is None else adc_conversion_energy(c.adc_bits, c.adc_energy)
         dac_e = c.dac_energy * (1 if c.bit_serial or c.dac_bits is None else c.dac_bits)
         g_sum = float(layer.conductances().sum()) if layer.is_programmed else 0.0
         read_e = c.read_voltage ** 2 * mean_v2 * g_sum * c.cycle_time * cycles * vectors

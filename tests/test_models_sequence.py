@@ -370,9 +370,8 @@ def test_whole_converted_sequence_model_loads_with_weights_only(table, tmp_path)
 def test_hardware_aware_training_reaches_sequence_weights(table):
     """Float weight-noise training perturbs the attention and LSTM matrices too, and training
     through converted layers copies every trained tensor back into the float network."""
-    from rramsim.cosim.cli_inference import _copy_float_weights
     from rramsim.models import convert_to_analog
-    from rramsim.models.training import _weight_matrices
+    from rramsim.models.training import _weight_matrices, copy_trained_weights
 
     torch.manual_seed(12)
     model = SequenceModel()
@@ -385,7 +384,7 @@ def test_hardware_aware_training_reaches_sequence_weights(table):
     with torch.no_grad():                                  # stand-in for a training step on the analog copy
         for p in analog.parameters():
             p.add_(0.5)
-    _copy_float_weights(analog, model)
+    copy_trained_weights(analog, model)
     with torch.no_grad():
         torch.testing.assert_close(model.lstm.weight_hh_l1_reverse, analog.lstm.hh_l1_reverse.weight)
         torch.testing.assert_close(model.encoder.layers[1].self_attn.in_proj_weight[:16],
