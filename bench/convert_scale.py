@@ -10,11 +10,12 @@ next). What is counted, per weight of the float model:
   minus the same float-model baseline;
 * ``tensors``: the bytes of tensor storage the crossbar engines hold (programmed cells
   and compiled tiles), counted directly;
-* ``rate``: weights programmed per second of wall time (blocks of outputs run on
-  ``torch.get_num_threads()`` threads; ``BENCH_THREADS`` sets it), printed with the
-  machine's 1-minute load average at the start of the case (other processes on the cores
-  slow it down); ``cpu s``: the CPU time the conversion used (all threads), which other
-  processes change much less.
+* ``rate``: weights programmed per second of wall time, printed with the machine's
+  1-minute load average at the start of the case (other processes on the cores slow it
+  down); ``threads``: torch's CPU threads (``BENCH_THREADS`` sets them) and, after the
+  slash, the threads the blocks of cells ran on (one while the cores are busy, see
+  ``rramsim.models.tile._block_threads``); ``cpu s``: the CPU time the conversion used
+  (all threads), which other processes change much less.
 
 The conversion runs with ``inplace=True`` so the float weights themselves (4 bytes per
 weight, the user's model) are in the baseline and not counted; ``inplace=False`` copies
@@ -65,6 +66,7 @@ def child(case: str, seed: int) -> dict:
     from rramsim.devices import load_default_table
     from rramsim.models import convert_to_analog
     from rramsim.models.convert import analog_layers
+    from rramsim.models.tile import _block_threads
 
     torch.set_num_threads(int(os.environ.get("BENCH_THREADS", torch.get_num_threads())))
     table = load_default_table()
@@ -76,6 +78,7 @@ def child(case: str, seed: int) -> dict:
     model = nn.Sequential(*layers[:-1]).eval()
     n_w = sum(m.weight.numel() for m in model if isinstance(m, nn.Linear))
     load = os.getloadavg()[0]
+    blocks = _block_threads()
     _trim()
     base = _rss()
     t0, c0 = time.perf_counter(), time.process_time()
@@ -87,7 +90,7 @@ def child(case: str, seed: int) -> dict:
     tensors = 0
     for _, layer in analog_layers(analog):
         tensors += layer.engine.storage_bytes()
-    return {"case": case, "weights": n_w, "seconds": dt, "rate": n_w / dt, "load": load, "cpu": cpu,
+    return {"case": case, "weights": n_w, "seconds": dt, "rate": n_w / dt, "load": load, "cpu": cpu, "blocks": blocks,
             "peak": (peak - base) / n_w, "steady": (steady - base) / n_w, "tensors": tensors / n_w,
             "threads": torch.get_num_threads()}
 
@@ -110,7 +113,7 @@ def main() -> None:
             sys.exit(f"{case} failed:\n{out.stderr}")
         r = json.loads(out.stdout.strip().splitlines()[-1])
         print(f"{case:8s} {r['weights'] / 1e6:8.1f}M {r['seconds']:8.2f} {r['rate'] / 1e6:7.2f} "
-              f"{r['peak']:9.1f} {r['steady']:11.1f} {r['tensors']:12.1f} {r['threads']:8d} {r['load']:5.2f} {r['cpu']:6.2f}",
+              f"{r['peak']:9.1f} {r['steady']:11.1f} {r['tensors']:12.1f} {str(r['threads']) + '/' + str(r['blocks']):>8s} {r['load']:5.2f} {r['cpu']:6.2f}",
               flush=True)
     print(f"targets: peak <= {TARGETS['peak']:.0f} B/weight, steady <= {TARGETS['steady']:.0f} B/weight, "
           f">= {TARGETS['rate'] / 1e6:.0f} M weights/s (float weights not counted: inplace conversion)")

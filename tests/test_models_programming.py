@@ -243,6 +243,7 @@ def test_programming_on_threads_changes_nothing(table, monkeypatch):
     try:
         for n in (1, 3):
             torch.set_num_threads(n)
+            monkeypatch.setattr(tile, "_block_threads", lambda n=n: n)    # whatever the machine's load
             for par in ("row", "cell"):
                 cfg = CrossbarConfig(tile_rows=16, tile_cols=8, program_parallelism=par, stuck_on=0.02)
                 made[n, par] = AnalogLinear.from_linear(lin, table, cfg, seed=5)
@@ -258,3 +259,17 @@ def test_programming_on_threads_changes_nothing(table, monkeypatch):
             assert a.program_stats[key] == b.program_stats[key]
         assert np.array_equal(a.program_stats["tile_energy"], b.program_stats["tile_energy"])
         assert np.array_equal(a.program_stats["tile_latency"], b.program_stats["tile_latency"])
+
+
+def test_block_threads_follow_torch_unless_the_cores_are_busy(monkeypatch):
+    from rramsim.models import tile
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        monkeypatch.setattr(tile.os, "cpu_count", lambda: 8)
+        monkeypatch.setattr(tile.os, "getloadavg", lambda: (1.0, 1.0, 1.0))
+        assert tile._block_threads() == 2
+        monkeypatch.setattr(tile.os, "getloadavg", lambda: (7.5, 7.0, 7.0))     # fewer than one core idle
+        assert tile._block_threads() == 1
+    finally:
+        torch.set_num_threads(threads)
