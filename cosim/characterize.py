@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from rramsim import __version__
+from rramsim.circuits.retention import retention_analysis, retention_deck, retention_times, sample_times
 from rramsim.circuits.testbenches import Device, builtin_device, iv_sweep_deck, pulse_train_deck
 from rramsim.cosim.campaign import CampaignResult, device_params, run_campaign
 from rramsim.cosim.fitting import fit_table
@@ -145,8 +146,8 @@ def measure_levels(spec: Characterization):
     return res.g_final[:, 0], res.read_sigma[:, 0], res.iv_v, res.iv_current[:, 0, :]
 
 
-def retention_times(t_max: float) -> np.ndarray:
-    return np.logspace(0, np.log10(t_max), int(round(2 * np.log10(t_max))) + 1)
+#: seed salt of the retention cells' relaxation-rate draws (independent of the campaign's draws)
+RETENTION_SEED_SALT = 0xDEC
 
 
 def measure_retention(spec: Characterization) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -157,38 +158,25 @@ def measure_retention(spec: Characterization) -> tuple[np.ndarray, np.ndarray, n
     ratio G(t)/G(0) is the device's own relaxation. The deck always uses the built-in
     model's B-source netlist (same physics as the compiled model): its 1e5 s time steps
     followed by microsecond read edges stall the compiled model's time-step control.
+    Each level's cells start at the gap whose read current gives the target conductance
+    (the model's I-V solved for g), with read noise off.
     """
     model, vr = spec.model, spec.scheme.read_voltage
     device = builtin_device(model.params(), "1R")
     times = retention_times(spec.retention_time)
-    t_ref = 1e-5
-    stamps = np.concatenate([[t_ref], times])
-    pwl = [(0.0, 0.0)]
-    for ts in stamps:
-        pwl += [(ts, 0.0), (ts + 1e-6, vr), (ts + 3e-6, vr), (ts + 4e-6, 0.0)]   # 2 us read
     gaps = -model.g0 * np.log(spec.targets * vr / (model.i0 * np.sinh(vr / model.v0)))
-    rng = np.random.default_rng([spec.seed, 0xDEC])
+    rng = np.random.default_rng([spec.seed, RETENTION_SEED_SALT])
     sigma = spec.variability.d2d.get("r_ret", 0.0)
     rates = model.r_ret * np.exp(sigma * rng.standard_normal(spec.retention_devices))
-    quiet = {"noise": 1e-12}
-    cells = [dict(model.params(), x0=float(np.clip(g, model.g_min, model.g_max)), r_ret=float(r), **quiet)
+    cells = [dict(model.params(), x0=float(np.clip(g, model.g_min, model.g_max)), r_ret=float(r), noise=0.0)
              for g in gaps for r in rates]
     session = Session.get()
-    from rramsim.circuits.render import number
-    lines = ["* rramsim retention", ".options method=gear reltol=1e-4", device.header(),
-             "Vd d 0 pwl(" + " ".join(f"{number(t, 'time')} {number(v, 'v')}" for t, v in pwl) + ")"]
-    for k, p in enumerate(cells):
-        lines += [f"Vs{k} d t{k} dc 0", device.instance(f"c{k}", f"t{k}", p)]
-    lines += [".save time " + " ".join(f"i(vs{k})" for k in range(len(cells))), ".end"]
-    deck = "\n".join(lines)
+    currents = [f"i(vs{k})" for k in range(len(cells))]
     out = run_with_retries(lambda options: session.simulate(
-        deck.replace(".options method=gear reltol=1e-4", ".options method=gear reltol=1e-4\n" + options),
-        f"tran {float(stamps[-1]) / 1e4!r} {float(stamps[-1]) + 5e-6!r} 0 {float(stamps[-1]) / 100!r} uic", ["time"] + [f"i(vs{k})" for k in range(len(cells))],
+        retention_deck(device, cells, times, vr, options), retention_analysis(times), ["time"] + currents,
         name="retention"), "retention")
-    t = out["time"]
-    sample = stamps + 2e-6
-    g = np.array([np.interp(sample, t, out[f"i(vs{k})"]) / vr for k in range(len(cells))])
-    g = g.reshape(len(gaps), len(rates), len(stamps))
+    g = np.array([np.interp(sample_times(times), out["time"], out[i]) / vr for i in currents])
+    g = g.reshape(len(gaps), len(rates), len(times) + 1)
     ratio = g[:, :, 1:] / g[:, :, :1]
     return times, ratio.mean(axis=1), ratio.std(axis=1)
 

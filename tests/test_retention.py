@@ -23,3 +23,21 @@ def test_retention_runs_for_every_backend_and_cell(backend, cell):
     assert np.all(ratio[:, -1] < ratio[:, 0] - 5e-3)
     assert np.all((ratio[:, -1] < 0.995) & (ratio[:, -1] > 0.5))
     assert np.all(sigma[:, -1] > 0)        # device-to-device relaxation rates differ
+
+
+def test_retention_deck_reads_at_sample_times_with_controls_grounded():
+    from rramsim.circuits.retention import read_starts, retention_analysis, retention_deck, sample_times
+    from rramsim.circuits.testbenches import builtin_device
+
+    model, _ = preset("hfox")
+    times = [1.0, 10.0, 100.0]
+    deck = retention_deck(builtin_device(model.params()), [dict(model.params(), noise=0.0)] * 2, times, 0.2)
+    pwl = next(line for line in deck.splitlines() if line.startswith("Vd d 0 pwl("))
+    values = np.array(pwl[len("Vd d 0 pwl("):-1].split(), dtype=float).reshape(-1, 2)
+    drive = np.interp(sample_times(times), values[:, 0], values[:, 1])
+    assert np.all(drive == 0.2)                                  # every sample on a read plateau
+    between = np.interp(read_starts(times)[1:] - 0.1, values[:, 0], values[:, 1])
+    assert np.all(between == 0.0)                                # unbiased between reads
+    assert deck.count("Xc0 t0 0 0 0 rram") == 1 and deck.count("Xc1 t1 0 0 0 rram") == 1   # c, n grounded
+    stop = float(retention_analysis(times).split()[2])
+    assert stop > sample_times(times)[-1]
