@@ -113,8 +113,7 @@ class Session:
         except OSError as exc:  # library missing
             raise SimulationError("(session)", f"cannot load libngspice ({exc}); run `make setup` "
                                   "or install libngspice0-dev, or set NGSPICE_LIBRARY_PATH") from None
-        self._lib = self._ng._ngspice_shared
-        self._commands = 0
+        self._lib = _ngspice_library(self._ng)
         self._osdi: set[str] = set()
         self._checked: set[str] = set()
         self.runs = 0
@@ -155,12 +154,17 @@ class Session:
         return "unknown"
 
     def command(self, cmd: str) -> list[str]:
-        """Send one control command; returns the lines ngspice printed for it."""
-        self._commands += 1
-        if self._commands % 1000 == 0:      # ngspice keeps every command in its history: free it
-            self._lib.ngSpice_Command(self._ffi.NULL)
-        self._ng.clear_output()
-        self._lib.ngSpice_Command(cmd.encode("ascii"))
+        """Send one control command; returns the lines ngspice printed for it.
+
+        PySpice's ``exec_command`` also frees ngspice's history of past commands now and
+        then (ngspice keeps every command it was sent). It raises a ``NameError`` subclass
+        when ngspice printed an error or returned non-zero; the lines are returned all the
+        same, and the callers judge them (:meth:`failures`).
+        """
+        try:
+            self._ng.exec_command(cmd)
+        except NameError:
+            pass
         return self.output()
 
     def output(self) -> list[str]:
@@ -341,6 +345,23 @@ class Session:
 
     def free(self) -> None:
         self.command("destroy all")
+
+
+def _ngspice_library(ng):
+    """The C library handle (cffi) behind PySpice's ``NgSpiceShared`` ``ng``.
+
+    PySpice 1.5 keeps it in a private attribute and has no public call for two C
+    functions the session needs: ``ngSpice_CurPlot`` (whether loading a deck made a
+    circuit), and ``ngGet_Vec_Info`` for one vector, read in place so that the
+    write-verify engine copies only the new tail of a few vectors at every pause
+    (PySpice's ``plot()`` copies every vector of the plot). This is the one place that
+    reaches into PySpice; everything else goes through its public methods.
+    """
+    lib = getattr(ng, "_ngspice_shared", None)
+    if lib is None:
+        raise SimulationError("(session)", "this PySpice keeps no ngspice library handle where rramsim expects "
+                              "it (tested with PySpice 1.5): install the version pinned in pyproject.toml")
+    return lib
 
 
 def _definitions_key(deck: str) -> str:
