@@ -81,7 +81,7 @@ def main() -> None:
     seed = 0
     print(f"ISPP write-verify, hfox preset, {len(TARGETS)} levels, max step {scheme.step_cap * 1e9:g} ns, "
           f"{args.backend} model")
-    cells = device_params(model, var, args.devices, seed, scheme)
+    cells = device_params(model, var, args.devices, seed)
     Session.get()
 
     t0 = time.perf_counter()
@@ -105,7 +105,7 @@ def main() -> None:
           f"{np.mean(np.abs(g_plain - res.g_final[:, :k]) / res.g_final[:, :k]):.3%}; "
           f"pulses/level {res.pulses.mean():.1f}, converged {res.converged.mean():.1%}")
     if args.full:
-        cells = device_params(model, var, 1000, seed, scheme)
+        cells = device_params(model, var, 1000, seed)
         t0 = time.perf_counter()
         res = run_campaign(device, cells, TARGETS, scheme, seed, args.batch_size, workers=args.workers,
                            progress=False)

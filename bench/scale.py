@@ -27,7 +27,7 @@ def main() -> None:
 
     model, var = preset("hfox")
     scheme = WriteVerifyScheme()
-    cells = device_params(model, var, args.devices, 0, scheme)
+    cells = device_params(model, var, args.devices, 0)
     targets = np.linspace(10e-6, 80e-6, 8)
     device = builtin_device(model.params())
     rates, tables = {}, {}

@@ -31,7 +31,7 @@ def main() -> None:
     ap.add_argument("--v-gate", type=float, default=1.2, help="word line of the ISPP 1T1R cell (V)")
     args = ap.parse_args()
     model, var = preset("hfox")
-    cells = device_params(model, var, args.devices, 0, ISPP())
+    cells = device_params(model, var, args.devices, 0)
     ispp_1t1r = ISPP(reset_width=IGVVA.reset_width, max_step=IGVVA.max_step)   # a 1T1R RESET needs IGVVA's longer RESET pulses
     runs = [("ISPP 1R", ISPP(), builtin_device(model.params(), "1R")),
             (f"ISPP 1T1R (word line {args.v_gate:g} V)", ispp_1t1r, builtin_device(model.params(), "1T1R",

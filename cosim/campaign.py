@@ -49,8 +49,8 @@ class CampaignResult:
     widths: list = field(default_factory=list)    # per device: pulse width of every period
 
 
-def device_params(model: CompactModel | None, variability: Variability, n_devices: int, seed: int,
-                  scheme: WriteVerifyScheme) -> list[dict | None]:
+def device_params(model: CompactModel | None, variability: Variability, n_devices: int,
+                  seed: int) -> list[dict | None]:
     """Instance parameters of each device. A user's subcircuit gets only its varied
     parameters (``--vary``), or None: run as written."""
     if model is None:
@@ -187,13 +187,10 @@ class BatchStore:
             raise ValueError(f"cannot save finished batch {res.index} in {self.folder}: "
                              f"{exc.strerror or exc} (the batches saved so far are kept)") from None
 
-    def remove(self) -> None:
-        shutil.rmtree(self.folder, ignore_errors=True)
-
     def discard_if_empty(self) -> None:
         """Remove the folder when it holds no finished batch (a campaign that failed early)."""
         if not any(self.folder.glob("batch-*.pkl")):
-            self.remove()
+            shutil.rmtree(self.folder, ignore_errors=True)
 
 
 def merge(results: dict[int, BatchResult], targets: np.ndarray, cell_params: Sequence) -> CampaignResult:

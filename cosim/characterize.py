@@ -81,7 +81,7 @@ def characterize(spec: Characterization, executor: Executor | None = None, worke
     (see :func:`run_campaign`); ``resume`` continues from it.
     """
     started = _time.time()
-    cells = device_params(spec.model, spec.variability, spec.n_devices, spec.seed, spec.scheme)
+    cells = device_params(spec.model, spec.variability, spec.n_devices, spec.seed)
     campaign = run_campaign(spec.device, cells, spec.targets, spec.scheme, spec.seed, spec.batch_size,
                             executor=executor, workers=workers, progress=progress, checkpoint=checkpoint,
                             resume=resume)

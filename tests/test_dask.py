@@ -13,7 +13,7 @@ distributed = pytest.importorskip("distributed", reason="dask.distributed is an 
 def test_dask_localcluster_matches_the_local_run():
     model, var = preset("hfox")
     scheme = WriteVerifyScheme()
-    cells = device_params(model, var, 6, 11, scheme)
+    cells = device_params(model, var, 6, 11)
     targets = np.array([15e-6, 50e-6])
     device = builtin_device(model.params())
     local = run_campaign(device, cells, targets, scheme, 11, batch_size=2, workers=1, progress=False)

@@ -16,7 +16,7 @@ def _campaign(scale=1.0, seed=0, n=6, batch_size=3, targets=TARGETS):
     model, var = preset("hfox")
     var = var.scaled(scale)
     scheme = WriteVerifyScheme()
-    cells = device_params(model, var, n, seed, scheme)
+    cells = device_params(model, var, n, seed)
     return run_campaign(builtin_device(model.params()), cells, targets, scheme, seed, batch_size,
                         workers=1, progress=False)
 
@@ -56,9 +56,8 @@ def test_same_seed_same_table_other_seed_different(small_spec, small_table):
 
 def test_batching_does_not_change_devices_parameters():
     model, var = preset("hfox")
-    scheme = WriteVerifyScheme()
-    a = device_params(model, var, 10, 5, scheme)
-    b = device_params(model, var, 4, 5, scheme)
+    a = device_params(model, var, 10, 5)
+    b = device_params(model, var, 4, 5)
     assert a[:4] == b
 
 
