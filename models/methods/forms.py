@@ -213,6 +213,9 @@ def to_polarized_analog(model: nn.Module, table: DeviceTable, k: int, config: Cr
     """A copy of the polarized float ``model`` whose layers run on crossbars with the
     sign-per-fragment mapping; ``config.tile_rows`` is set to ``k`` (one ADC per fragment)."""
     _check_k(k)
+    # CrossbarConfig.mapping takes a name (models.config.MAPPINGS), not a mapping object: "offset"
+    # is the cell layout the polarized mapping shares (one cell per weight, the HRS floor removed by
+    # a reference current, one column per output); the layers build PolarizedMapping themselves
     config = (config or CrossbarConfig()).replace(tile_rows=k, mapping="offset")
     model = copy.deepcopy(model)
     from rramsim.models.convert import layer_seeds
@@ -319,10 +322,7 @@ def reproduce_forms(table: DeviceTable, *, table_name: str = "", small: bool = F
                     epochs: int | None = None, ks: tuple[int, ...] = FRAGMENT_SIZES, command: str = "", log=None):
     """Unconstrained LeNet-5 twin, then ADMM-polarized copies for each k; accuracy (digital
     and on crossbars), crossbars, cycles and energy versus the differential mapping."""
-    from rramsim.models.data import ensure_dataset, get_dataset
     from rramsim.models.methods.report import Report, fmt_pct, md_table
-    from rramsim.models.networks import LeNet5
-    from rramsim.models.convert import convert_to_analog
 
     log = log or (lambda s: None)
     for k in ks:
@@ -332,65 +332,18 @@ def reproduce_forms(table: DeviceTable, *, table_name: str = "", small: bool = F
     n_train, n_test, n_xbar = (3000, 500, 200) if small else (60000, 10000, 2000)
     epochs = epochs or (1 if small else 4)
     admm_epochs, ft_epochs = (1, 1) if small else (3, 2)
-    ensure_dataset("mnist")
-    tr = get_dataset("mnist", "train", subset=n_train if n_train < 60000 else None, seed=seed)
-    te = get_dataset("mnist", "test", subset=n_test if n_test < 10000 else None, seed=seed)
-    x, y = tr.tensors
-    xt, yt = te.tensors
-    torch.manual_seed(seed)
-    twin = LeNet5()
-    fit = train(twin, TensorBatches(x, y, 128, seed=seed), epochs=epochs, lr=3e-3, seed=seed, progress=False,
-                on_epoch_end=lambda e, m, r: log(f"forms twin epoch {e}/{epochs}: loss {r.loss[-1]:.4f}"))
+    x, y, xt, yt = _mnist(n_train, n_test, seed)
     test = TensorBatches(xt, yt, 1000, shuffle=False)
     on_xbar = TensorBatches(xt[:n_xbar], yt[:n_xbar], 250, shuffle=False)
-    acc_twin = evaluate(twin, test)
-    log(f"forms: unconstrained twin {acc_twin:.4f} ({fit.seconds:.1f} s)")
     hw = CrossbarConfig(bit_serial=True, dac_bits=8, adc_bits=8, read_noise="per_forward")
-    base_an = convert_to_analog(twin, table, hw.replace(mapping="differential"), seed=seed)
-    acc_twin_x = evaluate(base_an, on_xbar)
-    cost_base = forms_cost(twin, xt[:200], None)
-    log(f"forms: twin on differential crossbars {acc_twin_x:.4f}")
+    twin, results = _unconstrained_twin(x, y, xt, test, on_xbar, table, hw, epochs, seed, log)
     rows = []
-    results = {"acc_twin": acc_twin, "acc_twin_xbar": acc_twin_x, "cost_base": cost_base, "k": {}}
     for k in ks:
-        model = copy.deepcopy(twin)
-        t1 = time.perf_counter()
-        st = admm_polarize(model, x, y, k, epochs=admm_epochs, seed=seed, log=log)
-        finetune_masked(model, x, y, k, epochs=ft_epochs, seed=seed, log=log)
-        assert all(is_polarized(m.weight.detach(), k) for m in _layers(model))
-        acc = evaluate(model, test)
-        an = to_polarized_analog(model, table, k, hw.replace(adc_bits=FRAGMENT_ADC_BITS + 1), seed=seed)
-        acc_x = evaluate(an, on_xbar)
-        c = forms_cost(model, xt[:200], k)
-        c_noskip = forms_cost(model, xt[:200], k, zero_skip=False)
-        results["k"][k] = {"acc": acc, "acc_xbar": acc_x, "cost": c, "cost_noskip": c_noskip,
-                           "admm": st, "seconds": time.perf_counter() - t1}
-        log(f"forms k={k}: digital {acc:.4f}, crossbars {acc_x:.4f}, cost {c}")
-        rows.append([k, fmt_pct(acc), f"{100 * (acc - acc_twin):+.2f} pp", fmt_pct(acc_x), c["crossbars"],
-                     f"{cost_base['crossbars'] / c['crossbars']:.2f}x", f"{cost_base['cells'] / c['cells']:.2f}x",
-                     f"{c['cycles']:.0f}", f"{cost_base['cycles'] / c['cycles']:.2f}x",
-                     f"{100 * c['skipped_fraction']:.1f}%", f"{c['energy'] * 1e9:.3f}",
-                     f"{cost_base['energy'] / c['energy']:.2f}x"])
-    best = max(results["k"].values(), key=lambda r: r["acc"])
-    worst_gap = max(acc_twin - r["acc"] for r in results["k"].values())
-    rep.row("dataset / network", "MNIST / LeNet-5", f"MNIST ({n_train} train / {n_test} test) / LeNet-5", "")
-    rep.row("accuracy, polarized LeNet-5", "99.17% (with pruning + quantization)",
-            ", ".join(f"k={k}: {fmt_pct(r['acc'])}" for k, r in results["k"].items()),
-            f"unconstrained twin {fmt_pct(acc_twin)}; largest gap {100 * worst_gap:.2f} pp (target <= 0.3 pp)")
-    rep.row("crossbars, polarized vs differential", "2x fewer (no differential pair)",
-            f"{cost_base['crossbars']} -> {best['cost']['crossbars']} (128x128), cells "
-            f"{cost_base['cells']} -> {best['cost']['cells']} ({cost_base['cells'] / best['cost']['cells']:.1f}x)",
-            "crossbar count rounds up per layer")
-    iso = {k: cost_base["cycles"] * cost_base["crossbars"] / (r["cost"]["cycles"] * r["cost"]["crossbars"])
-           for k, r in results["k"].items()}
-    results["fps_iso_area"] = iso
-    rep.row("FPS over an ISAAC-like baseline", "1.12–2.4x",
-            ", ".join(f"k={k}: {v:.2f}x" for k, v in iso.items()),
-            "at equal crossbar area: (cycles x crossbars) of the differential baseline over FORMS'; "
-            "layers replicated into the freed crossbars")
-    rep.row("input bit-cycles skipped (zero-skipping)", "reported as a speed-up source",
-            ", ".join(f"k={k}: {100 * r['cost']['skipped_fraction']:.1f}%" for k, r in results["k"].items()),
-            "fragment row-groups skip the zero high bits of their k inputs")
+        r = _polarized(twin, x, y, xt, test, on_xbar, table, hw, k, admm_epochs, ft_epochs, seed, log)
+        results["k"][k] = r
+        rows.append(_fragment_row(k, r, results["acc_twin"], results["cost_base"]))
+    acc_twin, acc_twin_x, cost_base = results["acc_twin"], results["acc_twin_xbar"], results["cost_base"]
+    _summary_rows(rep, results, n_train, n_test)
     rep.section("Per fragment size", md_table(
         ["k", "accuracy (digital)", "vs twin", f"accuracy on crossbars ({n_xbar} images)", "crossbars",
          "crossbars saved", "cells saved", "cycles/inference", "cycle speed-up", "input bits skipped",
@@ -400,15 +353,103 @@ def reproduce_forms(table: DeviceTable, *, table_name: str = "", small: bool = F
          "periphery energy nJ"],
         [[fmt_pct(acc_twin), fmt_pct(acc_twin_x), cost_base["crossbars"], cost_base["cells"],
           f"{cost_base['cycles']:.0f}", f"{cost_base['energy'] * 1e9:.3f}"]]))
-    rep.notes += [
-        "Crossbar accuracy: rramsim's AnalogLinear/AnalogConv2d with the shipped table's programming outcome and "
-        "read noise, 8-bit bit-serial inputs; baseline differential pairs with an 8-bit ADC per 128-row column, "
-        "FORMS one |w| cell per weight, one 4-bit magnitude ADC conversion per fragment (a 5-bit signed ADC in rramsim's model), sign applied after the ADC.",
-        "Weights are continuous (nearest of the table's 8 levels per cell), no pruning or 8-bit slicing: "
-        "the paper's 99.17% includes pruning and quantization we do not apply.",
-        "Periphery energy = ADC conversions x 1.67 pJ x 2^(bits-8) + 1-bit DAC conversions x 0.42 pJ "
-        "(ISAAC figures; docs/DESIGN.md, \"Reference numbers\"); array read energy is left out (same cells either way).",
-        "Only MNIST is used (no CIFAR/ImageNet offline).",
-    ]
+    rep.notes += NOTES
     rep.results = results
     return rep.finish()
+
+
+def _mnist(n_train: int, n_test: int, seed: int):
+    """Training and test tensors (x, y, x_test, y_test), subsets of ``n_train`` / ``n_test``."""
+    from rramsim.models.data import ensure_dataset, get_dataset
+    ensure_dataset("mnist")
+    x, y = get_dataset("mnist", "train", subset=n_train if n_train < 60000 else None, seed=seed).tensors
+    xt, yt = get_dataset("mnist", "test", subset=n_test if n_test < 10000 else None, seed=seed).tensors
+    return x, y, xt, yt
+
+
+def _unconstrained_twin(x, y, xt, test, on_xbar, table: DeviceTable, hw: CrossbarConfig, epochs: int, seed: int,
+                        log) -> tuple[nn.Module, dict]:
+    """The LeNet-5 without the fragment constraint, its accuracy (digital and on differential
+    crossbars) and its cost: the baseline every polarized copy is compared with."""
+    from rramsim.models.convert import convert_to_analog
+    from rramsim.models.networks import LeNet5
+    torch.manual_seed(seed)
+    twin = LeNet5()
+    fit = train(twin, TensorBatches(x, y, 128, seed=seed), epochs=epochs, lr=3e-3, seed=seed, progress=False,
+                on_epoch_end=lambda e, m, r: log(f"forms twin epoch {e}/{epochs}: loss {r.loss[-1]:.4f}"))
+    acc_twin = evaluate(twin, test)
+    log(f"forms: unconstrained twin {acc_twin:.4f} ({fit.seconds:.1f} s)")
+    base_an = convert_to_analog(twin, table, hw.replace(mapping="differential"), seed=seed)
+    acc_twin_x = evaluate(base_an, on_xbar)
+    cost_base = forms_cost(twin, xt[:200], None)
+    log(f"forms: twin on differential crossbars {acc_twin_x:.4f}")
+    return twin, {"acc_twin": acc_twin, "acc_twin_xbar": acc_twin_x, "cost_base": cost_base, "k": {}}
+
+
+def _polarized(twin: nn.Module, x, y, xt, test, on_xbar, table: DeviceTable, hw: CrossbarConfig, k: int,
+               admm_epochs: int, ft_epochs: int, seed: int, log) -> dict:
+    """A copy of the twin polarized in fragments of ``k`` rows (ADMM, then masked
+    fine-tuning): its accuracy (digital and on crossbars) and cost, with and without
+    input zero-skipping."""
+    model = copy.deepcopy(twin)
+    t1 = time.perf_counter()
+    st = admm_polarize(model, x, y, k, epochs=admm_epochs, seed=seed, log=log)
+    finetune_masked(model, x, y, k, epochs=ft_epochs, seed=seed, log=log)
+    assert all(is_polarized(m.weight.detach(), k) for m in _layers(model))
+    acc = evaluate(model, test)
+    an = to_polarized_analog(model, table, k, hw.replace(adc_bits=FRAGMENT_ADC_BITS + 1), seed=seed)
+    acc_x = evaluate(an, on_xbar)
+    c = forms_cost(model, xt[:200], k)
+    c_noskip = forms_cost(model, xt[:200], k, zero_skip=False)
+    log(f"forms k={k}: digital {acc:.4f}, crossbars {acc_x:.4f}, cost {c}")
+    return {"acc": acc, "acc_xbar": acc_x, "cost": c, "cost_noskip": c_noskip, "admm": st,
+            "seconds": time.perf_counter() - t1}
+
+
+def _fragment_row(k: int, r: dict, acc_twin: float, cost_base: dict) -> list:
+    """The per-fragment-size table's row of fragment size ``k`` (result ``r``)."""
+    from rramsim.models.methods.report import fmt_pct
+    acc, c = r["acc"], r["cost"]
+    return [k, fmt_pct(acc), f"{100 * (acc - acc_twin):+.2f} pp", fmt_pct(r["acc_xbar"]), c["crossbars"],
+            f"{cost_base['crossbars'] / c['crossbars']:.2f}x", f"{cost_base['cells'] / c['cells']:.2f}x",
+            f"{c['cycles']:.0f}", f"{cost_base['cycles'] / c['cycles']:.2f}x",
+            f"{100 * c['skipped_fraction']:.1f}%", f"{c['energy'] * 1e9:.3f}",
+            f"{cost_base['energy'] / c['energy']:.2f}x"]
+
+
+def _summary_rows(rep, results: dict, n_train: int, n_test: int) -> None:
+    """The report's paper-versus-rramsim rows; adds ``fps_iso_area`` to ``results``."""
+    from rramsim.models.methods.report import fmt_pct
+    acc_twin, cost_base, per_k = results["acc_twin"], results["cost_base"], results["k"]
+    best = max(per_k.values(), key=lambda r: r["acc"])
+    worst_gap = max(acc_twin - r["acc"] for r in per_k.values())
+    rep.row("dataset / network", "MNIST / LeNet-5", f"MNIST ({n_train} train / {n_test} test) / LeNet-5", "")
+    rep.row("accuracy, polarized LeNet-5", "99.17% (with pruning + quantization)",
+            ", ".join(f"k={k}: {fmt_pct(r['acc'])}" for k, r in per_k.items()),
+            f"unconstrained twin {fmt_pct(acc_twin)}; largest gap {100 * worst_gap:.2f} pp (target <= 0.3 pp)")
+    rep.row("crossbars, polarized vs differential", "2x fewer (no differential pair)",
+            f"{cost_base['crossbars']} -> {best['cost']['crossbars']} (128x128), cells "
+            f"{cost_base['cells']} -> {best['cost']['cells']} ({cost_base['cells'] / best['cost']['cells']:.1f}x)",
+            "crossbar count rounds up per layer")
+    iso = {k: cost_base["cycles"] * cost_base["crossbars"] / (r["cost"]["cycles"] * r["cost"]["crossbars"])
+           for k, r in per_k.items()}
+    results["fps_iso_area"] = iso
+    rep.row("FPS over an ISAAC-like baseline", "1.12–2.4x",
+            ", ".join(f"k={k}: {v:.2f}x" for k, v in iso.items()),
+            "at equal crossbar area: (cycles x crossbars) of the differential baseline over FORMS'; "
+            "layers replicated into the freed crossbars")
+    rep.row("input bit-cycles skipped (zero-skipping)", "reported as a speed-up source",
+            ", ".join(f"k={k}: {100 * r['cost']['skipped_fraction']:.1f}%" for k, r in per_k.items()),
+            "fragment row-groups skip the zero high bits of their k inputs")
+
+
+NOTES = [
+    "Crossbar accuracy: rramsim's AnalogLinear/AnalogConv2d with the shipped table's programming outcome and "
+    "read noise, 8-bit bit-serial inputs; baseline differential pairs with an 8-bit ADC per 128-row column, "
+    "FORMS one |w| cell per weight, one 4-bit magnitude ADC conversion per fragment (a 5-bit signed ADC in rramsim's model), sign applied after the ADC.",
+    "Weights are continuous (nearest of the table's 8 levels per cell), no pruning or 8-bit slicing: "
+    "the paper's 99.17% includes pruning and quantization we do not apply.",
+    "Periphery energy = ADC conversions x 1.67 pJ x 2^(bits-8) + 1-bit DAC conversions x 0.42 pJ "
+    "(ISAAC figures; docs/DESIGN.md, \"Reference numbers\"); array read energy is left out (same cells either way).",
+    "Only MNIST is used (no CIFAR/ImageNet offline).",
+]
