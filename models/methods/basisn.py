@@ -345,9 +345,7 @@ def reproduce_basisn(table: DeviceTable, *, table_name: str = "", small: bool = 
     networks, its weights and not its pixel count set the cost of running it on few
     crossbars. ``paper_scale`` (default: not ``small``) adds the cost of ResNet-18's convs on
     CIFAR-100 and ImageNet-sized inputs, the size of network the paper's claim is about."""
-    from rramsim.models.data import ensure_dataset, get_dataset
-    from rramsim.models.convert import convert_to_analog
-    from rramsim.models.methods.report import Report, fmt_pct, md_table
+    from rramsim.models.methods.report import Report, md_table
 
     log = log or (lambda s: None)
     quantize_coefficients(torch.zeros(1), coef_bits, quant)        # validate early
@@ -357,91 +355,118 @@ def reproduce_basisn(table: DeviceTable, *, table_name: str = "", small: bool = 
     n_train, n_test, n_xbar = (3000, 500, 200) if small else (60000, 10000, 1000)
     epochs = epochs or (1 if small else 4)
     paper_scale = (not small) if paper_scale is None else paper_scale
-    ensure_dataset("fashion-mnist")
-    x, y = get_dataset("fashion-mnist", "train", subset=n_train if n_train < 60000 else None, seed=seed).tensors
-    xt, yt = get_dataset("fashion-mnist", "test", subset=n_test if n_test < 10000 else None, seed=seed).tensors
+    x, y, xt, yt = _fashion_mnist(n_train, n_test, seed)
     torch.manual_seed(seed)
     conv = ConvNet(widths, pools=pools)
     t_conv = _train(conv, x, y, epochs=epochs, seed=seed, log=log, name="conventional")
     torch.manual_seed(seed)
     bnet = BasisNet(widths, n_bases, coef_bits, quant, seed=seed, pools=pools)
     t_basis = _train(bnet, x, y, epochs=epochs, seed=seed, log=log, name=f"BasisN ({n_bases} bases)")
-    test = TensorBatches(xt, yt, 500, shuffle=False)
     on_xbar = TensorBatches(xt[:n_xbar], yt[:n_xbar], 500, shuffle=False)   # the images run on crossbars
-    on_xbar_small = TensorBatches(xt[:n_xbar], yt[:n_xbar], 100, shuffle=False)
-    acc_conv, acc_basis = evaluate(conv, test), evaluate(bnet, test)
-    log(f"basisn: conventional {acc_conv:.4f}, BasisN {acc_basis:.4f}")
-    # quantization-aware fine-tuning: the crossbar layers learn the values the table's levels can hold
+    acc = _digital_accuracies(conv, bnet, table, x, y, TensorBatches(xt, yt, 500, shuffle=False), on_xbar, seed, log)
+    # 9-row columns (the bases, the first conv) sum few cells: the ADC spans their whole worst case
+    hw = CrossbarConfig(bit_serial=True, dac_bits=8, adc_bits=8, adc_range=1.0)
+    default_adc = hw.replace(adc_range=CrossbarConfig().adc_range)
+    acc.update(_crossbar_accuracies(conv, bnet, table, hw, default_adc,
+                                    TensorBatches(xt[:n_xbar], yt[:n_xbar], 100, shuffle=False), seed, log))
+    needed, curve, rows = _cost_curve(conv, bnet, table, hw, xt[:2], seed, log)
+    reprog = [c for c in curve if c["baseline"]["cell"]["rounds"] > 1]
+    ratios = {m: ([c["basisn"]["cycles"] / c["baseline"][m]["cycles"] for c in reprog],
+                  [c["basisn"]["edp"] / c["baseline"][m]["edp"] for c in reprog]) for m in WRITES}
+    _summary_rows(rep, acc, ratios, len(reprog), needed, table, n_train=n_train, n_test=n_test, n_xbar=n_xbar,
+                  widths=widths, pools=pools, n_bases=n_bases, coef_bits=coef_bits, quant=quant)
+    rep.section("Cycles and EDP per inference versus available crossbars", md_table(
+        ["crossbars available", "baseline reprogramming rounds", "BasisN cycles"]
+        + [f"baseline cycles / ratio ({m} writes)" for m in WRITES] + [f"EDP ratio ({m} writes)" for m in WRITES],
+        rows))
+    shape_rows = _cost_only_rows(table, hw, widths, pools, paper_scale, n_bases, coef_bits, quant, seed, log)
+    if shape_rows:
+        rep.section("Network shape and size (cost only, untrained weights)", md_table(
+            ["network", "baseline needs", "available", "BasisN FC crossbars", "reprogramming rounds"]
+            + [f"cycles ratio ({m} writes)" for m in WRITES] + [f"EDP ratio ({m} writes)" for m in WRITES],
+            shape_rows) + "\n\nCosts do not depend on the trained values beyond the programming energy per "
+            "level. BasisN's cycles grow with the single-channel patches a layer streams through the bases "
+            "(input channels x pixels); the baseline's reprogramming grows with its weights. A network that "
+            "convolves many channels at full resolution keeps the basis crossbars busy and the ratio above 1%; "
+            "one whose weights dominate (early pooling, or the paper's ResNet/DenseNet sizes) is below it.")
+    rep.notes += _notes(curve[0]["basisn"], needed, n_bases, epochs, t_conv, t_basis, acc, default_adc.adc_range)
+    rep.results = {"acc_conv": acc["conv"], "acc_basis": acc["basis"], "acc_conv_q": acc["conv_q"],
+                   "acc_basis_q": acc["basis_q"], "acc_conv_xbar": acc["conv_x"],
+                   "acc_basis_xbar_default_adc": acc["basis_default_adc"],
+                   "acc_basis_xbar": acc["basis_x"], "needed": needed, "curve": curve,
+                   "cycles_ratio": {m: r[0] for m, r in ratios.items()},
+                   "edp_ratio": {m: r[1] for m, r in ratios.items()}}
+    return rep.finish()
+
+
+def _fashion_mnist(n_train: int, n_test: int, seed: int):
+    """Training and test tensors (x, y, x_test, y_test), subsets of ``n_train`` / ``n_test``."""
+    from rramsim.models.data import ensure_dataset, get_dataset
+    ensure_dataset("fashion-mnist")
+    x, y = get_dataset("fashion-mnist", "train", subset=n_train if n_train < 60000 else None, seed=seed).tensors
+    xt, yt = get_dataset("fashion-mnist", "test", subset=n_test if n_test < 10000 else None, seed=seed).tensors
+    return x, y, xt, yt
+
+
+def _digital_accuracies(conv: ConvNet, bnet: BasisNet, table: DeviceTable, x, y, test: TensorBatches,
+                        on_xbar: TensorBatches, seed: int, log) -> dict:
+    """Test accuracy of both networks as trained, then after a quantization-aware epoch in
+    which the crossbar layers learn the values the table's levels can hold (on all test
+    images and on those later run on crossbars); ``qat_seconds`` is that epoch's time."""
+    acc = {"conv": evaluate(conv, test), "basis": evaluate(bnet, test)}
+    log(f"basisn: conventional {acc['conv']:.4f}, BasisN {acc['basis']:.4f}")
     grid, t_qat = level_grid(table), 0.0
     for net, name in ((conv, "conventional"), (bnet, "BasisN")):
         net.quantization_aware(grid)
         t_qat += _train(net, x, y, epochs=1, lr=1e-3, seed=seed + 1, log=log, name=f"{name} quantization-aware")
-    acc_conv_q, acc_basis_q = evaluate(conv, test), evaluate(bnet, test)
-    sub_q = [evaluate(net, on_xbar) for net in (conv, bnet)]
+    acc["conv_q"], acc["basis_q"] = evaluate(conv, test), evaluate(bnet, test)
+    acc["conv_q_sub"], acc["basis_q_sub"] = (evaluate(net, on_xbar) for net in (conv, bnet))
     for net in (conv, bnet):
         net.quantization_aware(None)                 # from here on the crossbars do the quantizing
-    log(f"basisn: with the crossbar's weight values: conventional {acc_conv_q:.4f}, BasisN {acc_basis_q:.4f}")
+    log(f"basisn: with the crossbar's weight values: conventional {acc['conv_q']:.4f}, BasisN {acc['basis_q']:.4f}")
+    acc["qat_seconds"] = t_qat
+    return acc
 
-    # 9-row columns (the bases, the first conv) sum few cells: the ADC spans their whole worst case
-    hw = CrossbarConfig(bit_serial=True, dac_bits=8, adc_bits=8, adc_range=1.0)
-    an_conv = convert_to_analog(conv, table, hw, seed=seed)
-    acc_conv_x = evaluate(an_conv, on_xbar_small)
+
+def _crossbar_accuracies(conv: ConvNet, bnet: BasisNet, table: DeviceTable, hw: CrossbarConfig,
+                         default_adc: CrossbarConfig, on_xbar: TensorBatches, seed: int, log) -> dict:
+    """Accuracy on crossbars of both networks (``hw``), and of BasisN with its bases' ADC at
+    rramsim's default full scale (``default_adc``)."""
+    from rramsim.models.convert import convert_to_analog
+    acc = {"conv_x": evaluate(convert_to_analog(conv, table, hw, seed=seed), on_xbar)}
     bx = copy.deepcopy(bnet)
     bx.basis_fn = AnalogBases(bx.bases, table, hw, seed=seed)
     bx.fc = convert_to_analog(bx.fc, table, hw, seed=seed + 1)
-    acc_basis_x = evaluate(bx, on_xbar_small)
-    log(f"basisn: on crossbars conventional {acc_conv_x:.4f}, BasisN {acc_basis_x:.4f}")
-    # the same bases with rramsim's default ADC full scale (set for tall columns)
-    half = hw.replace(adc_range=CrossbarConfig().adc_range)
-    bx.basis_fn = AnalogBases(bx.bases, table, half, seed=seed)
-    acc_basis_half = evaluate(bx, on_xbar_small)
-    log(f"basisn: BasisN on crossbars, bases' ADC at the default full scale: {acc_basis_half:.4f}")
+    acc["basis_x"] = evaluate(bx, on_xbar)
+    log(f"basisn: on crossbars conventional {acc['conv_x']:.4f}, BasisN {acc['basis_x']:.4f}")
+    bx.basis_fn = AnalogBases(bx.bases, table, default_adc, seed=seed)
+    acc["basis_default_adc"] = evaluate(bx, on_xbar)
+    log(f"basisn: BasisN on crossbars, bases' ADC at the default full scale: {acc['basis_default_adc']:.4f}")
+    return acc
 
-    needed = baseline_cost(conv, table, 10 ** 6, hw, xt[:2], seed)["crossbars_needed"]
+
+def _cost_curve(conv: ConvNet, bnet: BasisNet, table: DeviceTable, hw: CrossbarConfig, xs: torch.Tensor,
+                seed: int, log) -> tuple[int, list[dict], list[list]]:
+    """Crossbars the conventional network needs, and the costs of both designs on a range
+    of crossbar budgets around it (per budget, and as report rows)."""
+    needed = baseline_cost(conv, table, 10 ** 6, hw, xs, seed)["crossbars_needed"]
     avail = sorted({a for a in (2, 3, 4, max(2, needed // 2), needed - 1, needed, 2 * needed) if a >= 2})
     rows, curve = [], []
     for a in avail:
-        b = {m: baseline_cost(conv, table, a, hw.replace(program_parallelism=m), xt[:2], seed) for m in WRITES}
-        s = basisn_cost(bnet, table, a, hw, xt[:2], seed)
+        b = {m: baseline_cost(conv, table, a, hw.replace(program_parallelism=m), xs, seed) for m in WRITES}
+        s = basisn_cost(bnet, table, a, hw, xs, seed)
         curve.append({"available": a, "baseline": b, "basisn": s})
         rows.append([a, b["cell"]["rounds"], f"{s['cycles']:.4g}"]
                     + [f"{b[m]['cycles']:.4g} / {100 * s['cycles'] / b[m]['cycles']:.2f}%" for m in WRITES]
                     + [f"{100 * s['edp'] / b[m]['edp']:.3f}%" for m in WRITES])
         log(f"basisn: {a} crossbars: " + ", ".join(
             f"{m} writes: cycles {s['cycles'] / b[m]['cycles']:.2%}, EDP {s['edp'] / b[m]['edp']:.3%}" for m in WRITES))
-    reprog = [c for c in curve if c["baseline"]["cell"]["rounds"] > 1]
-    ratios = {m: ([c["basisn"]["cycles"] / c["baseline"][m]["cycles"] for c in reprog],
-                  [c["basisn"]["edp"] / c["baseline"][m]["edp"] for c in reprog]) for m in WRITES}
-    rep.row("dataset / network", "CIFAR/ImageNet CNNs",
-            f"Fashion-MNIST ({n_train} train / {n_test} test), CNN of {len(widths)} 3x3 convs, widths {tuple(widths)}, "
-            f"2x2 max pool after conv {', '.join(str(i + 1) for i in pools)}, FC",
-            "no CIFAR offline; the paper-sized network is costed below")
-    rep.row("bases / coefficients", "global bases, quantized coefficients",
-            f"{n_bases} global 3x3 bases shared by all {len(widths)} conv layers, {quant.upper()}-{coef_bits} "
-            "coefficients", "")
-    rep.row("accuracy, conventional vs BasisN (digital)", "negligible loss",
-            f"{fmt_pct(acc_conv)} vs {fmt_pct(acc_basis)} ({100 * (acc_basis - acc_conv):+.2f} pp)",
-            "target: within 1 pp")
-    rep.row("accuracy with the crossbar's weight values, digital", "—",
-            f"{fmt_pct(acc_conv_q)} vs {fmt_pct(acc_basis_q)} ({100 * (acc_basis_q - acc_conv_q):+.2f} pp)",
-            f"after 1 epoch of quantization-aware fine-tuning to the table's {table.n_levels} levels "
-            f"({2 * table.n_levels - 1} weight values per column)")
-    rep.row("accuracy on crossbars (table noise)", "—",
-            f"{fmt_pct(acc_conv_x)} vs {fmt_pct(acc_basis_x)} ({100 * (acc_basis_x - acc_conv_x):+.2f} pp)",
-            f"the first {n_xbar} test images; digitally, with the crossbar's weight values, "
-            f"{fmt_pct(sub_q[0])} vs {fmt_pct(sub_q[1])} on the same images")
-    for m in WRITES if reprog else ():
-        cyc_r, edp_r = ratios[m]
-        rep.row(f"cycles per inference, BasisN / baseline ({WRITES[m]})", "< 1%",
-                f"{100 * min(cyc_r):.2f}–{100 * max(cyc_r):.2f}%",
-                f"{len(reprog)} crossbar budgets where the baseline ({needed} crossbars) must reprogram; "
-                + _below_one_percent(cyc_r))
-        rep.row(f"energy-delay product, BasisN / baseline ({WRITES[m]})", "< 1%",
-                f"{100 * min(edp_r):.3f}–{100 * max(edp_r):.3f}%", "same budgets; " + _below_one_percent(edp_r))
-    rep.section("Cycles and EDP per inference versus available crossbars", md_table(
-        ["crossbars available", "baseline reprogramming rounds", "BasisN cycles"]
-        + [f"baseline cycles / ratio ({m} writes)" for m in WRITES] + [f"EDP ratio ({m} writes)" for m in WRITES],
-        rows))
+    return needed, curve, rows
+
+
+def _cost_only_rows(table: DeviceTable, hw: CrossbarConfig, widths, pools, paper_scale: bool, n_bases: int,
+                    coef_bits: int, quant: str, seed: int, log) -> list[list]:
+    """Report rows of the networks costed (untrained) beside the trained one."""
     shape_rows = []
     for label, kw, x_shape in _cost_only_networks(widths, pools, paper_scale):
         torch.manual_seed(seed)
@@ -457,16 +482,48 @@ def reproduce_basisn(table: DeviceTable, *, table_name: str = "", small: bool = 
                               + [f"{100 * s_['edp'] / b[m]['edp']:.3f}%" for m in WRITES])
             log(f"basisn cost only, {label} on {a}/{need_big} crossbars: cycles "
                 + ", ".join(f"{s_['cycles'] / b[m]['cycles']:.2%} ({m})" for m in WRITES))
-    if shape_rows:
-        rep.section("Network shape and size (cost only, untrained weights)", md_table(
-            ["network", "baseline needs", "available", "BasisN FC crossbars", "reprogramming rounds"]
-            + [f"cycles ratio ({m} writes)" for m in WRITES] + [f"EDP ratio ({m} writes)" for m in WRITES],
-            shape_rows) + "\n\nCosts do not depend on the trained values beyond the programming energy per "
-            "level. BasisN's cycles grow with the single-channel patches a layer streams through the bases "
-            "(input channels x pixels); the baseline's reprogramming grows with its weights. A network that "
-            "convolves many channels at full resolution keeps the basis crossbars busy and the ratio above 1%; "
-            "one whose weights dominate (early pooling, or the paper's ResNet/DenseNet sizes) is below it.")
-    rep.notes += [
+    return shape_rows
+
+
+def _summary_rows(rep, acc: dict, ratios: dict, n_reprog: int, needed: int, table: DeviceTable, *, n_train: int,
+                  n_test: int, n_xbar: int, widths, pools, n_bases: int, coef_bits: int, quant: str) -> None:
+    """The report's paper-versus-rramsim rows."""
+    from rramsim.models.methods.report import fmt_pct
+    rep.row("dataset / network", "CIFAR/ImageNet CNNs",
+            f"Fashion-MNIST ({n_train} train / {n_test} test), CNN of {len(widths)} 3x3 convs, widths {tuple(widths)}, "
+            f"2x2 max pool after conv {', '.join(str(i + 1) for i in pools)}, FC",
+            "no CIFAR offline; the paper-sized network is costed below")
+    rep.row("bases / coefficients", "global bases, quantized coefficients",
+            f"{n_bases} global 3x3 bases shared by all {len(widths)} conv layers, {quant.upper()}-{coef_bits} "
+            "coefficients", "")
+    rep.row("accuracy, conventional vs BasisN (digital)", "negligible loss",
+            f"{fmt_pct(acc['conv'])} vs {fmt_pct(acc['basis'])} ({100 * (acc['basis'] - acc['conv']):+.2f} pp)",
+            "target: within 1 pp")
+    rep.row("accuracy with the crossbar's weight values, digital", "—",
+            f"{fmt_pct(acc['conv_q'])} vs {fmt_pct(acc['basis_q'])} "
+            f"({100 * (acc['basis_q'] - acc['conv_q']):+.2f} pp)",
+            f"after 1 epoch of quantization-aware fine-tuning to the table's {table.n_levels} levels "
+            f"({2 * table.n_levels - 1} weight values per column)")
+    rep.row("accuracy on crossbars (table noise)", "—",
+            f"{fmt_pct(acc['conv_x'])} vs {fmt_pct(acc['basis_x'])} "
+            f"({100 * (acc['basis_x'] - acc['conv_x']):+.2f} pp)",
+            f"the first {n_xbar} test images; digitally, with the crossbar's weight values, "
+            f"{fmt_pct(acc['conv_q_sub'])} vs {fmt_pct(acc['basis_q_sub'])} on the same images")
+    for m in WRITES if n_reprog else ():
+        cyc_r, edp_r = ratios[m]
+        rep.row(f"cycles per inference, BasisN / baseline ({WRITES[m]})", "< 1%",
+                f"{100 * min(cyc_r):.2f}–{100 * max(cyc_r):.2f}%",
+                f"{n_reprog} crossbar budgets where the baseline ({needed} crossbars) must reprogram; "
+                + _below_one_percent(cyc_r))
+        rep.row(f"energy-delay product, BasisN / baseline ({WRITES[m]})", "< 1%",
+                f"{100 * min(edp_r):.3f}–{100 * max(edp_r):.3f}%", "same budgets; " + _below_one_percent(edp_r))
+
+
+def _notes(first: dict, needed: int, n_bases: int, epochs: int, t_conv: float, t_basis: float, acc: dict,
+           default_adc_range: float) -> list[str]:
+    """The report's notes; ``first``: BasisN's cost on the smallest crossbar budget."""
+    from rramsim.models.methods.report import fmt_pct
+    return [
         f"Baseline: rramsim's convert_to_analog + cost_report (differential pairs, 8-bit bit-serial inputs, "
         f"8-bit ADC over the column's whole worst case, 100 ns cycles); it needs {needed} crossbars of 128x128; with fewer, every inference "
         "(batch of 1) rewrites all its tiles at the table's write-verify energy and latency, the tiles of a "
@@ -474,30 +531,24 @@ def reproduce_basisn(table: DeviceTable, *, table_name: str = "", small: bool = 
         "the conventional scheme) or a whole row at a time (a write-verify loop on every column; the row "
         "waits for its slowest cell). The paper's < 1% needs reprogramming to dominate the inference; "
         "the two schemes bracket how much it does with this table (about 1.2 us and 17 pulses per cell).",
-        f"BasisN: the FC layer's tiles ({curve[0]['basisn']['fc_crossbars']} crossbar here; the cost-only table "
+        f"BasisN: the FC layer's tiles ({first['fc_crossbars']} crossbar here; the cost-only table "
         f"lists each network's) are written once like the bases, the other crossbars hold copies of the 9 x {n_bases} "
         "basis block "
-        f"({curve[0]['basisn']['copies_per_crossbar']} per crossbar, all working in parallel; the baseline's "
+        f"({first['copies_per_crossbar']} per crossbar, all working in parallel; the baseline's "
         "layers are not replicated into spare crossbars, so where it fits the comparison flatters BasisN's "
         "compute: the rows with one round are for reference, the paper's claim is about the others); bases written once "
-        f"({curve[0]['basisn']['program_energy_once'] * 1e9:.1f} nJ, not per inference); per-patch energy from "
+        f"({first['program_energy_once'] * 1e9:.1f} nJ, not per inference); per-patch energy from "
         "cost_report of the basis crossbar; coefficients as digital MACs at 0.1 pJ each (an assumed 40 nm INT "
         "MAC figure).",
         f"Training: {epochs} epoch{'s' if epochs > 1 else ''} each (conventional {t_conv:.0f} s, BasisN {t_basis:.0f} s), Adam + OneCycle.",
-        f"Quantization-aware fine-tuning ({t_qat:.0f} s for both): the crossbar layers (all layers of the "
+        f"Quantization-aware fine-tuning ({acc['qat_seconds']:.0f} s for both): the crossbar layers (all layers of the "
         "conventional network; the bases and the FC layer of BasisN) are rounded in the forward pass to the "
         "values a differential pair of the table's levels holds, with straight-through gradients. Without "
         "it, in a check on the conventional network (3 epochs, 1000 test images), rounding to 15 per-channel "
         "values cost 1.0-3.2 pp per conv layer alone and 10.6 pp for all layers together (87.3% -> 76.7%).",
         f"ADC range: the 9-row basis columns sum few cells, so their ADC spans the column's whole worst case "
-        f"(adc_range=1.0). With rramsim's default full scale (adc_range={half.adc_range}: half the worst case, "
-        f"set for tall columns whose sums average out) they clip: BasisN on crossbars {fmt_pct(acc_basis_half)} "
-        f"instead of {fmt_pct(acc_basis_x)} on the same images. cost_report notes a layer whose ADC clips more "
+        f"(adc_range=1.0). With rramsim's default full scale (adc_range={default_adc_range}: half the worst case, "
+        f"set for tall columns whose sums average out) they clip: BasisN on crossbars {fmt_pct(acc['basis_default_adc'])} "
+        f"instead of {fmt_pct(acc['basis_x'])} on the same images. cost_report notes a layer whose ADC clips more "
         "than 1% of its conversions.",
     ]
-    rep.results = {"acc_conv": acc_conv, "acc_basis": acc_basis, "acc_conv_q": acc_conv_q, "acc_basis_q": acc_basis_q,
-                   "acc_conv_xbar": acc_conv_x, "acc_basis_xbar_default_adc": acc_basis_half,
-                   "acc_basis_xbar": acc_basis_x, "needed": needed, "curve": curve,
-                   "cycles_ratio": {m: r[0] for m, r in ratios.items()},
-                   "edp_ratio": {m: r[1] for m, r in ratios.items()}}
-    return rep.finish()
