@@ -56,6 +56,36 @@ def write_section(path: Path, title: str, lines: list[str]) -> None:
     os.replace(tmp, path)
 
 
+def lenet_ratio(out, batch: int = 64) -> None:
+    """LeNet-5 forward (batch ``batch``, nonlinear cells, exact IR drop) per solver against the
+    same network without IR drop (CPU time, median), and the largest output difference."""
+    from rramsim.devices import DeviceTable
+    from rramsim.models import CrossbarConfig, convert_to_analog
+    from rramsim.models.networks import LeNet5
+    table = DeviceTable.load(ROOT / "devices" / "data" / "default.h5")
+    torch.manual_seed(0)
+    plain = LeNet5().eval()
+    x = torch.rand(batch, 1, 28, 28)
+    nets, build = {}, {}
+    for name, kw in (("off", {}), ("per_vector", {"ir_drop": "exact"}),
+                     ("per_programming", {"ir_drop": "exact", "ir_drop_solver": "per_programming"})):
+        c0 = time.process_time()
+        nets[name] = convert_to_analog(plain, table, CrossbarConfig(nonlinear_iv=True, read_noise="off", **kw),
+                                       seed=1).eval()
+        build[name] = time.process_time() - c0
+    with torch.no_grad():
+        ys = {k: m(x) for k, m in nets.items()}
+        t = {k: median_time(lambda m=m: m(x), 2 if k == "per_vector" else 5)[1] for k, m in nets.items()}
+    ref = ys["per_vector"]
+    out(f"LeNet-5 forward, batch {batch}, nonlinear cells (table I-V), 1 ohm/segment, CPU time:")
+    for k in nets:
+        err = float((ys[k] - ref).abs().max() / ref.abs().max())
+        bound = max((m.engine.ir_drop_error or 0.0 for m in nets[k].modules() if hasattr(m, "engine")), default=0.0)
+        out(f"  ir_drop {'off' if k == 'off' else 'exact, ' + k:<28} programming {build[k]:6.2f} s, forward "
+            f"{t[k] * 1e3:8.1f} ms = {t[k] / t['off']:6.2f}x off; output vs per_vector {100 * err:5.2f}% of max"
+            + (f"; tile error bound {100 * bound:.2f}%" if bound else ""))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--table", default=str(ROOT / "devices" / "data" / "default.h5"))
@@ -109,6 +139,26 @@ def main() -> None:
         diff = float(np.abs(new - old).max() / np.abs(old).max())
         out(f"  {f'{n}x{n}':>8} {t_old:9.2f} s /{c_old:6.2f} s {iters:5d} {t_build:15.2f} s "
             f"{t_new * 1e3:8.1f} /{c_new * 1e3:5.1f} ms {c_old / c_new:13.0f}x {diff:9.1e} {lin['error']:10.1e}")
+    out("")
+    out("  per-programming polynomial model (ir_drop_solver='per_programming': I = W1 v + W2 v^2 + W3 v^3):")
+    out(f"  {'tile':>8} {'build + error check':>19} {'per call (256 vectors)':>23} {'error vs fixed-point':>21}")
+    for n in (int(x) for x in args.tiles.split(",")):
+        rng = np.random.default_rng(n)
+        lev = rng.integers(0, table.n_levels, (n, n))
+        g, coef = table.targets[lev], coef_l[lev]
+        v = rng.uniform(0, 0.2, (n, 256))
+        solver = TileSolver(g, 1.0)
+        w0 = time.perf_counter()
+        W = solver.polynomial_transfer(coef, 0.2)
+        bound = solver.polynomial_error(W, coef, 0.2)
+        t_build = time.perf_counter() - w0
+        Wt = [torch.from_numpy(w).float() for w in W]
+        vt = torch.from_numpy(v.T).float().contiguous()
+        t_call, c_call = median_time(lambda: (vt @ Wt[0].T + (vt * vt) @ Wt[1].T + (vt * vt * vt) @ Wt[2].T), 7)
+        out(f"  {f'{n}x{n}':>8} {t_build:17.2f} s {t_call * 1e3:13.2f} /{c_call * 1e3:5.2f} ms {100 * bound:19.3f}%")
+    out("  (error: largest over probe vectors of each vector's |error| / its largest column current)")
+    out("")
+    lenet_ratio(out)
     out("  (build: once per programming, like the linear transfer matrix, including its probe check; max diff: "
         "largest |new - old| over all columns and vectors / largest column current; cpu: this process's CPU "
         "time, the wall time on a shared machine is longer)")

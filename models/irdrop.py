@@ -273,6 +273,65 @@ class TileSolver:
         lin["fallback"] = lin["error"] > LINEARIZATION_TOL
         return lin
 
+    def polynomial_transfer(self, coef: np.ndarray, v_full: float, v_rep: float | None = None) -> np.ndarray:
+        """Per-programming polynomial model of the tile with nonlinear cells: ``W`` [3, C, R]
+        such that the column currents are ``I = W[0] v + W[1] v^2 + W[2] v^3`` (powers
+        elementwise), the same three matmuls as nonlinear cells without IR drop.
+
+        Each cell is split into its chord conductance ``g c`` (least-squares line through
+        its I-V over ``[-v_full, v_full]``) and the excess current ``e(d) = g (p(d) - c d)``.
+        The chord network is exact and linear (``T_c``). The excess currents enter through
+        ``U`` (column currents per unit current across each cell, one solve per column by
+        reciprocity), evaluated at the cell voltage ``s_ij v_i``: ``s_ij`` is the cell's
+        share of its row voltage in the chord network with every row at ``v_rep``
+        (default ``v_full / 2``). Being a polynomial in ``v_i``, the excess folds into
+        ``W``. Left out: how the actual drop departs from ``s_ij v_i`` for other input
+        patterns, and the extra drop the excess currents cause; both are products of the
+        nonlinearity and the wire drop. :meth:`polynomial_error` measures the result.
+        """
+        R, C = self.shape
+        coef = np.asarray(coef, dtype=np.float64)
+        if coef.shape != self.shape + (3,):
+            raise ValueError(f"coef must be [rows, cols, 3] = {self.shape + (3,)}, got {coef.shape}")
+        if not (np.isfinite(v_full) and v_full > 0):
+            raise ValueError(f"v_full must be a positive voltage, got {v_full!r}")
+        v_rep = 0.5 * v_full if v_rep is None else float(v_rep)
+        a1, a2, a3 = coef[..., 0], coef[..., 1], coef[..., 2]
+        c = a1 + a3 * v_full ** 2 * 3 / 5                  # least-squares chord over [-v_full, v_full]
+        if np.any(c <= 0):
+            raise ValueError("a cell's I-V has no positive chord conductance over the inputs' range "
+                             "(the fitted I-V is not a resistor there); use ir_drop='off' or 'approx'")
+        chord = TileSolver(self.g * c, self.r)
+        T = chord.transfer()                                                 # [C, R]
+        xr, xc = chord.solve(*chord._drive(np.full((R, 1), v_rep)))          # [C(j), R(i), 1]
+        s = ((xr - xc)[..., 0].T / v_rep).numpy()                           # [R, C] cell share of v_i
+        f_r = torch.zeros((C, R, C), dtype=torch.float64)
+        f_c = torch.zeros_like(f_r)
+        f_c[torch.arange(C), R - 1, torch.arange(C)] = 1.0                  # unit current into each sense node
+        ur, uc = chord.solve(f_r, f_c)
+        U = (chord.gw * (uc - ur)).permute(2, 1, 0).numpy()                 # [C(k), R(i), C(j)]
+        W = np.empty((3, C, R))
+        for m, q in enumerate((a1 - c, a2, a3)):
+            W[m] = np.einsum("kij,ij->ki", U, self.g * q * s ** (m + 1))
+        W[0] += T
+        return W
+
+    def polynomial_error(self, W: np.ndarray, coef: np.ndarray, v_full: float, vectors: int = 32,
+                         seed: int = 0) -> float:
+        """Largest error of :meth:`polynomial_transfer`'s ``W`` against the fixed-point
+        solution over probe vectors, each vector's error relative to its own largest column
+        current: dense uniform inputs in ``[0, v_full]`` and ``[-v_full, v_full]``, all rows
+        at full scale, and sparse inputs (a tenth of the rows driven)."""
+        R = self.shape[0]
+        rng = np.random.default_rng(seed)
+        k = max(vectors // 4, 1)
+        probes = np.concatenate([rng.uniform(0, v_full, (R, k)), rng.uniform(-v_full, v_full, (R, k)),
+                                 np.full((R, 1), v_full), rng.uniform(0, v_full, (R, k)) * (rng.random((R, k)) < 0.1)],
+                                axis=1)
+        ref, _ = self._fixed_point(probes, np.asarray(coef, dtype=np.float64), 1e-11, 300)
+        fast = W[0] @ probes + W[1] @ probes ** 2 + W[2] @ probes ** 3
+        return float((np.abs(fast - ref).max(axis=0) / np.maximum(np.abs(ref).max(axis=0), 1e-300)).max())
+
     def _fixed_point(self, v: np.ndarray, coef: np.ndarray, tol: float, max_iter: int) -> tuple[np.ndarray, int]:
         f_r, f_c = self._drive(v)
         xr, xc = self.solve(f_r, f_c)

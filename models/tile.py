@@ -183,6 +183,9 @@ class TileEngine:
         self.mapping = mapping if mapping is not None else make_mapping(config, table.targets)
         self.seed = 0
         self.program_stats: dict = {}
+        #: largest error of the per-programming IR-drop model (``ir_drop_solver="per_programming"``)
+        #: against the exact solve on its probe vectors, relative to the largest column current
+        self.ir_drop_error: float | None = None
         self.usage: dict = {}
         self.record_usage = False
         self.after_compile: Callable[[CompiledTiles], None] | None = None
@@ -515,7 +518,22 @@ class TileEngine:
             sig = F.pad(sig.reshape(G, rows, out_g * S), (0, 0, 0, n_tr * R - rows))
             return sig.reshape(G, n_tr, R, out_g * S).transpose(0, 1).reshape(n_tr * G, R, out_g * S)
 
-        if c.nonlinear_iv:
+        poly = ir == "exact" and c.nonlinear_iv and c.ir_drop_solver == "per_programming"
+        if poly:     # the per-programming polynomial model: I = W1 v + W2 v^2 + W3 v^3 per tile
+            iv = self.physics.iv(level)
+            coef = np.stack([(self._tiles(iv[..., k] - float(k == 0)) + float(k == 0)).detach().cpu().numpy()
+                             for k in range(3)], axis=-1)                   # [tiles, R, C, 3]
+            w = torch.zeros((3,) + tuple(coef.shape[:3]), dtype=torch.float64)
+            errors = []
+            for t, solver in solvers.items():
+                used = solver.shape[1]
+                W = solver.polynomial_transfer(coef[t, :, :used], c.read_voltage)
+                errors.append(solver.polynomial_error(W, coef[t, :, :used], c.read_voltage))
+                w[:, t, :, :used] = torch.from_numpy(W).transpose(1, 2)
+            self.ir_drop_error = max(errors, default=0.0)
+            mats = [combine(self._untile(w[k].to(g_eff))[:, :rows], m.offset if k == 0 else 0.0).to(dtype)
+                    for k in range(3)]
+        elif c.nonlinear_iv:
             iv = self.physics.iv(level)                                   # [S, P, out, rows, 3]
             mats = [combine(g_eff * self._physical(iv[..., k]), m.offset if k == 0 else 0.0).to(dtype)
                     for k in range(3)]
@@ -530,7 +548,7 @@ class TileEngine:
         sw = torch.as_tensor(m.slice_weights, dtype=torch.float64, device=g.device)
         col_scale = ((w_scale.to(g.device)[:, None] * sw[None, :]).reshape(-1) / c.read_voltage).to(dtype)
         iv_tiles = None
-        if ir == "exact" and c.nonlinear_iv:
+        if ir == "exact" and c.nonlinear_iv and not poly:
             iv = self.physics.iv(level)        # unused (padding) cells: ohmic, g = 0 anyway
             iv_tiles = [self._tiles(iv[..., k] - float(k == 0)) + float(k == 0) for k in range(3)]
         else:

@@ -119,3 +119,42 @@ def test_exact_solver_matches_ngspice_128():
     spice = _ngspice(g, v, 1.0)
     ours = TileSolver(g, 1.0).currents(v[:, None])[:, 0]
     assert np.abs(ours - spice).max() / np.abs(spice).max() < 5e-3
+
+
+def _cubic_cells(n, seed):
+    rng = np.random.default_rng(seed)
+    g = rng.uniform(5e-6, 150e-6, (n, n))
+    coef = np.stack([rng.uniform(0.9, 0.95, (n, n)), rng.uniform(-0.02, 0.0, (n, n)),
+                     rng.uniform(1.4, 2.4, (n, n))], axis=-1)          # the default table's I-V spread
+    return g, coef
+
+
+def test_per_programming_model_error_bound_holds():
+    g, coef = _cubic_cells(32, seed=3)
+    solver = TileSolver(g, 1.0)
+    W = solver.polynomial_transfer(coef, 0.2)
+    bound = solver.polynomial_error(W, coef, 0.2)
+    assert 1e-5 < bound < 5e-3                                   # measured, small, not zero
+    v = np.random.default_rng(7).uniform(0, 0.2, (32, 20))          # fresh inputs, not the probes
+    ref, it = solver.currents_nonlinear(v, coef, tol=1e-11, method="fixed-point")
+    assert it > 1
+    fast = W[0] @ v + W[1] @ v ** 2 + W[2] @ v ** 3
+    err = (np.abs(fast - ref).max(axis=0) / np.abs(ref).max(axis=0)).max()     # per vector, as the bound
+    assert err <= bound
+    ohmic = np.abs(solver.currents(v) - ref).max() / np.abs(ref).max()
+    assert err < 0.1 * ohmic                                     # the cubic matters and is captured
+
+
+def test_per_programming_model_is_exact_for_linear_cells():
+    g, _ = _cubic_cells(24, seed=5)
+    solver = TileSolver(g, 2.0)
+    lin = np.zeros((24, 24, 3))
+    lin[..., 0] = 1.0
+    W = solver.polynomial_transfer(lin, 0.2)
+    v = np.random.default_rng(1).uniform(-0.2, 0.2, (24, 6))
+    per_vector, _ = solver.currents_nonlinear(v, lin)
+    assert np.allclose(W[0] @ v, per_vector, rtol=1e-9, atol=1e-18)
+    assert np.allclose(W[0], solver.transfer(), rtol=1e-9, atol=1e-18)
+    assert not W[1:].any()
+    with pytest.raises(ValueError, match="coef"):
+        solver.polynomial_transfer(lin[:, :3], 0.2)
