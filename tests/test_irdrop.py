@@ -158,3 +158,29 @@ def test_per_programming_model_is_exact_for_linear_cells():
     assert not W[1:].any()
     with pytest.raises(ValueError, match="coef"):
         solver.polynomial_transfer(lin[:, :3], 0.2)
+
+
+def test_engine_per_programming_solver_follows_the_exact_one():
+    from rramsim.devices import DeviceTable
+    from rramsim.models import CrossbarConfig, convert_to_analog
+    from pathlib import Path
+    table = DeviceTable.load(Path(__file__).resolve().parents[1] / "devices" / "data" / "default.h5")
+    torch.manual_seed(0)
+    lin = torch.nn.Linear(40, 6)
+    x = torch.rand(16, 40)
+    base = dict(tile_rows=32, tile_cols=32, nonlinear_iv=True, read_noise="off", dac_bits=None, adc_bits=None,
+                ideal_programming=True, wire_resistance=2.0)
+    nets = {k: convert_to_analog(lin, table, CrossbarConfig(**base, **kw), seed=1).eval()
+            for k, kw in (("off", {}), ("per_vector", {"ir_drop": "exact"}),
+                          ("per_programming", {"ir_drop": "exact", "ir_drop_solver": "per_programming"}))}
+    with torch.no_grad():
+        y = {k: m(x) for k, m in nets.items()}
+    bound = nets["per_programming"].engine.ir_drop_error
+    assert bound is not None and 0 < bound < 0.01
+    assert nets["per_vector"].engine.ir_drop_error is None
+    scale = y["per_vector"].abs().max()
+    err = float((y["per_programming"] - y["per_vector"]).abs().max() / scale)
+    assert err < 0.2 * float((y["off"] - y["per_vector"]).abs().max() / scale)   # the IR drop is modelled
+    assert err < 0.01
+    with pytest.raises(ValueError, match="ir_drop_solver"):
+        CrossbarConfig(ir_drop_solver="newton")
