@@ -51,8 +51,8 @@ class CrossbarConfig:
         every input vector's cell voltages from the chord network, ~0.01% of ngspice's
         nodal solution, slow for convolutions) or ``"per_programming"`` (a polynomial
         model fixed at programming, three matmuls like the cells without IR drop; its
-        measured error, ``TileEngine.ir_drop_error``, is ~0.1% at 32x32 and ~1% at
-        128x128 with 1 ohm/segment).
+        measured error, ``TileEngine.ir_drop_error``, is ~0.2% at 32x32 and 1-3% at
+        128x128 with 1 ohm/segment, per input vector; fast but not ngspice-accurate).
         ``stuck_on``/``stuck_off``: extra stuck-at-fault rates (probability per cell) on
         top of the cells the table says did not converge. ``ideal_programming``: every cell
         gets exactly its level's target conductance (no programming spread, no stuck cells,

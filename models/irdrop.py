@@ -29,6 +29,16 @@ the solver falls back to the fixed-point iteration when it exceeds ``LINEARIZATI
 iterates from the linear solution, moving the nonlinear excess current to the
 right-hand side (same factorization every iteration).
 
+:meth:`TileSolver.polynomial_transfer` goes one step further for speed: the excess of each
+cell is taken at a fixed share ``s_ij`` of its row voltage (the chord network's share with
+all rows driven alike), which makes the whole tile a polynomial ``W1 v + W2 v^2 + W3 v^3``
+fixed at programming, three matmuls per vector like cells without IR drop. What it leaves
+out (how the drop of other input patterns departs from that share) is a product of the
+nonlinearity and the wire drop: measured on probe vectors (:meth:`TileSolver.polynomial_error`),
+~0.2% of each vector's largest column current at 32x32 and 1-3% at 128x128 (1 ohm/segment,
+the default table's I-V), against 0.01% for the per-vector solve; no choice of ``s`` does
+much better, the drop depends on the whole input vector.
+
 :func:`series_cell_current` and :meth:`TileSolver.currents_cells` handle a cell whose
 current depends on both of its nodes, e.g. the RRAM in series with a 1T1R access
 transistor (:class:`AccessTransistor`) whose source sits on the column wire.
