@@ -53,6 +53,29 @@ def _f(x: float) -> str:
     return repr(float(x))
 
 
+def cell_lines(device: Device, states: np.ndarray, cell: str, state_param: str | None,
+               state_node: str | None, w_over_l: float | None, gate) -> list[str]:
+    """The array's cells: cell (i, j) between row node ``r{i}_{j}`` and column node ``c{i}_{j}``
+    (1T1R: through access transistor ``M`` whose gate is ``gate(j)``), each set to its state
+    in ``states`` by the instance parameter ``state_param`` or by ``.ic`` on ``state_node``."""
+    n, m = states.shape
+    ctl = " 0 0" if device.controls else ""
+    lines, ics = [], []
+    for i in range(n):
+        for j in range(m):
+            tag = f"a{i}_{j}"
+            low = f"m{i}_{j}" if cell == "1T1R" else f"c{i}_{j}"
+            p = f" {state_param}={_f(states[i, j])}" if state_param else ""
+            lines.append(f"X{tag} r{i}_{j} {low}{ctl} {device.subckt}{p}")
+            if cell == "1T1R":
+                lines.append(f"M{tag} m{i}_{j} {gate(j)} c{i}_{j} 0 nacc w={w_over_l}u l=1u")
+            if state_node:
+                ics.append(f"v(x{tag}.{state_node.lower()})={_f(states[i, j])}")
+    for q in range(0, len(ics), 8):
+        lines.append(".ic " + " ".join(ics[q:q + 8]))
+    return lines
+
+
 def sample_times(k: int, step: float = STEP) -> np.ndarray:
     """Times at which the column currents of vectors ``0 .. k-1`` are read."""
     return (np.arange(int(k)) + 0.95) * step
@@ -110,20 +133,8 @@ def array_deck(device: Device, states, inputs, wire_resistance: float, cell: str
             pts += [(t0 + (EDGE if q else 0.0), v[i, q]), (t0 + step, v[i, q])]
         lines.append(f"Vrow{i} d{i} 0 pwl(" + " ".join(f"{_f(t)} {_f(x)}" for t, x in pts) + ")")
     lines += wire_lines(n, m, rw)
-    ctl = " 0 0" if device.controls else ""
-    ics = []
-    for i in range(n):
-        for j in range(m):
-            tag = f"a{i}_{j}"
-            low = f"m{i}_{j}" if cell == "1T1R" else f"c{i}_{j}"
-            p = f" {state_param}={_f(s[i, j])}" if state_param else ""
-            lines.append(f"X{tag} r{i}_{j} {low}{ctl} {device.subckt}{p}")
-            if cell == "1T1R":
-                lines.append(f"M{tag} m{i}_{j} wl c{i}_{j} 0 nacc w={wl}u l=1u")
-            if state_node:
-                ics.append(f"v(x{tag}.{state_node.lower()})={_f(s[i, j])}")
-    for q in range(0, len(ics), 8):
-        lines.append(".ic " + " ".join(ics[q:q + 8]))
+    lines += cell_lines(device, s, cell, state_param, state_node, wl if cell == "1T1R" else None,
+                        lambda j: "wl")
     lines.append(".save time " + " ".join(column_vectors(m)))
     lines.append(".end")
     return "\n".join(lines)

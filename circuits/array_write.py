@@ -45,7 +45,7 @@ states can start the next cell's deck.
 """
 from __future__ import annotations
 
-from rramsim.circuits.array_deck import _f
+from rramsim.circuits.array_deck import _f, cell_lines
 from rramsim.circuits.compact_model import nmos_model
 from rramsim.circuits.crossbar import NMOS, finite_array, wire_lines
 from rramsim.circuits.render import check_identifier, number
@@ -161,20 +161,8 @@ def write_deck(device: Device, states, wire_resistance: float, selected: tuple[i
         old = f"Vcol{j} s{j} 0 dc 0"
         wires[wires.index(old)] = f"Vcol{j} s{j} {'cs' if j == sj else 'cu'} dc 0"
     lines += wires
-    ctl = " 0 0" if device.controls else ""
-    ics = []
-    for i in range(n):
-        for j in range(m):
-            tag = f"a{i}_{j}"
-            low = f"m{i}_{j}" if cell == "1T1R" else f"c{i}_{j}"
-            p = f" {state_param}={_f(s[i, j])}" if state_param else ""
-            lines.append(f"X{tag} r{i}_{j} {low}{ctl} {device.subckt}{p}")
-            if cell == "1T1R":
-                lines.append(f"M{tag} m{i}_{j} {'wg' if j == sj else '0'} c{i}_{j} 0 nacc w={wl}u l=1u")
-            if state_node:
-                ics.append(f"v(x{tag}.{state_node.lower()})={_f(s[i, j])}")
-    for q in range(0, len(ics), 8):
-        lines.append(".ic " + " ".join(ics[q:q + 8]))
+    lines += cell_lines(device, s, cell, state_param, state_node, wl if cell == "1T1R" else None,
+                        lambda j: "wg" if j == sj else "0")
     saves = ["time"] + probe_vectors((si, sj)) + [_save_name(i, j, read_node) for i in range(n) for j in range(m)]
     for q in range(0, len(saves), 16):
         lines.append(".save " + " ".join(saves[q:q + 16]))
