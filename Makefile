@@ -8,7 +8,7 @@ TORCH   := torch==2.13.0
 # Prefer a local CPU wheel (it lies on disk on the project's machines) over the registry.
 TORCH_WHEELS ?= /opt/wheels
 
-.PHONY: all setup ngspice data demo lint test test-all bench clean
+.PHONY: all setup ngspice data demo lint test test-all bench clean aihwkit
 
 all: test
 
@@ -40,6 +40,18 @@ test: $(STAMP) lint data
 
 test-all: $(STAMP) lint data
 	$(BIN)/python -m pytest -q
+
+# Optional: IBM aihwkit 1.2.0 built from source once (no wheel for Python 3.11; its link step
+# runs mypy's stubgen; --no-deps: its torchvision, scikit-learn and protobuf are not needed by the
+# inference tile). tests/test_aihwkit_interop.py runs its real-aihwkit test when aihwkit is importable.
+AIHWKIT := $(VENV)/.aihwkit
+aihwkit: $(AIHWKIT)
+
+$(AIHWKIT): $(STAMP)
+	$(PIP) install -c constraints.txt scikit-build pybind11 ninja cmake mypy
+	PATH="$(CURDIR)/$(BIN):$$PATH" MAX_JOBS=$${MAX_JOBS:-1} CMAKE_BUILD_PARALLEL_LEVEL=$${MAX_JOBS:-1} \
+		$(PIP) install -c constraints.txt --no-build-isolation --no-deps aihwkit==1.2.0
+	touch $(AIHWKIT)
 
 bench: $(STAMP)
 	$(BIN)/python bench/characterize.py --backend osdi --full
