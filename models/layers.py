@@ -206,8 +206,6 @@ class AnalogLayerMixin:
         """Per-cell conductances [S, P, out, rows] now (after drift)."""
         return self.engine.conductances()
 
-    _conductances = conductances
-
     # ------------------------------------------------------------------ programming
     def program(self, seed: int | None = None) -> dict:
         """Write the current float weights to the crossbars (sampling each cell's outcome

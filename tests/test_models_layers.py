@@ -116,7 +116,7 @@ def test_read_noise_magnitude_matches_table(table):
     x = torch.ones(4000, 64)
     with torch.no_grad():
         std = a(x).std(dim=0)
-    g = a._conductances()                                    # [1, 2, 8, 64]
+    g = a.conductances()                                     # [1, 2, 8, 64]
     sig2 = torch.as_tensor(table.read_sigma_at(g.numpy())) ** 2
     expect = sig2.sum(dim=(0, 1)).sum(-1).sqrt() / (table.targets[-1] - table.targets[0]) * a.engine.w_scale
     assert torch.allclose(std.double(), expect, rtol=0.1)
