@@ -53,6 +53,19 @@ def _f(x: float) -> str:
     return repr(float(x))
 
 
+def check_state_setting(device: Device, state_param: str | None, state_node: str | None) -> None:
+    """Exactly one way to set a cell's state: an instance parameter of the subcircuit or an
+    internal node (``.ic``); an error names what is wrong."""
+    if (state_param is None) == (state_node is None):
+        raise ValueError("give exactly one of state_param (an instance parameter of the subcircuit) "
+                         "and state_node (an internal node holding the state)")
+    if state_param is not None and state_param not in device.params:
+        raise ValueError(f"subcircuit {device.subckt} has no instance parameter {state_param!r} "
+                         f"(it accepts: {', '.join(device.params) or 'none'}); set its state with state_node")
+    if state_node is not None:
+        check_identifier(state_node, "state_node")
+
+
 def cell_lines(device: Device, states: np.ndarray, cell: str, state_param: str | None,
                state_node: str | None, w_over_l: float | None, gate) -> list[str]:
     """The array's cells: cell (i, j) between row node ``r{i}_{j}`` and column node ``c{i}_{j}``
@@ -106,14 +119,7 @@ def array_deck(device: Device, states, inputs, wire_resistance: float, cell: str
         raise ValueError(f"parameter 'wire_resistance' must be positive, got {wire_resistance!r}")
     if cell not in ("1R", "1T1R"):
         raise ValueError(f"parameter 'cell' must be '1R' or '1T1R', got {cell!r}")
-    if (state_param is None) == (state_node is None):
-        raise ValueError("give exactly one of state_param (an instance parameter of the subcircuit) "
-                         "and state_node (an internal node holding the state)")
-    if state_param is not None and state_param not in device.params:
-        raise ValueError(f"subcircuit {device.subckt} has no instance parameter {state_param!r} "
-                         f"(it accepts: {', '.join(device.params) or 'none'}); set its state with state_node")
-    if state_node is not None:
-        check_identifier(state_node, "state_node")
+    check_state_setting(device, state_param, state_node)
     step = float(number(step, "step"))
     if step <= 2 * EDGE:
         raise ValueError(f"parameter 'step' must exceed {2 * EDGE} s, got {step}")
@@ -146,12 +152,7 @@ def cell_deck(device: Device, states, read_voltage: float, cell: str = "1R", sta
     of a 1T1R cell grounded): ``i(vs<k>)`` is cell k's read current. Run it with
     :func:`read_analysis` ``(1)``. Used to map states to read conductances."""
     s = finite_array(states, "states", 1)
-    if (state_param is None) == (state_node is None):
-        raise ValueError("give exactly one of state_param and state_node")
-    if state_param is not None and state_param not in device.params:
-        raise ValueError(f"subcircuit {device.subckt} has no instance parameter {state_param!r}")
-    if state_node is not None:
-        check_identifier(state_node, "state_node")
+    check_state_setting(device, state_param, state_node)
     lines = ["* rramsim isolated cells", OPTIONS] + [f"* osdi: {path}" for path in device.osdi]
     lines.append(device.definition.rstrip())
     if cell == "1T1R":

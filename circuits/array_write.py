@@ -45,7 +45,7 @@ states can start the next cell's deck.
 """
 from __future__ import annotations
 
-from rramsim.circuits.array_deck import _f, cell_lines
+from rramsim.circuits.array_deck import _f, cell_lines, check_state_setting
 from rramsim.circuits.compact_model import nmos_model
 from rramsim.circuits.crossbar import NMOS, finite_array, wire_lines
 from rramsim.circuits.render import check_identifier, number
@@ -125,12 +125,7 @@ def write_deck(device: Device, states, wire_resistance: float, selected: tuple[i
     if r <= 0:
         raise ValueError(f"parameter 'wire_resistance' must be positive, got {wire_resistance!r}")
     line_fractions(cell, half_select)
-    if (state_param is None) == (state_node is None):
-        raise ValueError("give exactly one of state_param and state_node")
-    if state_param is not None and state_param not in device.params:
-        raise ValueError(f"subcircuit {device.subckt} has no instance parameter {state_param!r}")
-    if state_node is not None:
-        check_identifier(state_node, "state_node")
+    check_state_setting(device, state_param, state_node)
     _check_node(read_node)
     amp = float(number(first.amplitude, "amplitude"))
     width = float(number(first.width, "width"))
