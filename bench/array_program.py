@@ -27,6 +27,8 @@ import subprocess
 import time
 from pathlib import Path
 
+from results import write_section
+
 ROOT = Path(__file__).resolve().parents[1]
 
 CONFIGS = {
@@ -68,20 +70,6 @@ def accuracy(table: Path, trials: int, subset: int) -> tuple[float, float, float
     if not m or not e:
         raise RuntimeError(f"cannot read the accuracy and programming cost from rramsim evaluate's output:\n{out}")
     return float(m.group(1)), float(m.group(2)), float(e.group(1)), float(e.group(2))
-
-
-def write_section(path: Path, title: str, lines: list[str]) -> None:
-    """Replace (or append) the ``## title`` section of ``path`` atomically, other sections untouched."""
-    from rramsim.cosim.files import atomic_write
-    text = path.read_text() if path.exists() else "# Benchmark results\n"
-    body = (f"{title}\n\nMeasured by `bench/array_program.py` on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}."
-            "\n\n```\n" + "\n".join(lines) + "\n```\n")
-    head, *sections = text.split("\n## ")
-    sections = [body if s.split("\n", 1)[0].strip() == title else s for s in sections]
-    if body not in sections:
-        sections.append(body)
-    atomic_write(path, head.rstrip("\n") + "\n\n## " + "\n## ".join(s.rstrip("\n") + "\n" for s in sections).rstrip("\n")
-                 + "\n")
 
 
 def main() -> None:
@@ -138,7 +126,7 @@ def main() -> None:
             print(lines[-1], flush=True)
     print("\n".join(lines))
     if not args.no_results:
-        write_section(ROOT / "bench" / "RESULTS.md", f"Programming inside an array, {args.size}x{args.size}", lines)
+        write_section(ROOT / "bench" / "RESULTS.md", f"Programming inside an array, {args.size}x{args.size}", lines, "bench/array_program.py")
 
 
 if __name__ == "__main__":

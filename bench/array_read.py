@@ -18,10 +18,10 @@ bench/RESULTS.md.
 from __future__ import annotations
 
 import argparse
-import os
-import tempfile
 import time
 from pathlib import Path
+
+from results import write_section
 
 import numpy as np
 import torch
@@ -38,22 +38,6 @@ def median_time(f, repeats: int) -> tuple[float, float]:
         walls.append(time.perf_counter() - w0)
         cpus.append(time.process_time() - c0)
     return float(np.median(walls)), float(np.median(cpus))
-
-
-def write_section(path: Path, title: str, lines: list[str]) -> None:
-    """Replace (or append) the ``## title`` section of ``path`` atomically, other sections untouched."""
-    text = path.read_text() if path.exists() else "# Benchmark results\n"
-    body = (f"{title}\n\nMeasured by `bench/array_read.py` on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}."
-            "\n\n```\n" + "\n".join(lines) + "\n```\n")
-    head, *sections = text.split("\n## ")
-    sections = [body if s.split("\n", 1)[0].strip() == title else s for s in sections]
-    if body not in sections:
-        sections.append(body)
-    fd, tmp = tempfile.mkstemp(prefix=".RESULTS.", dir=path.parent)
-    with os.fdopen(fd, "w") as f:
-        f.write(head.rstrip("\n") + "\n\n## " + "\n## ".join(s.rstrip("\n") + "\n" for s in sections).rstrip("\n") + "\n")
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
 
 
 def lenet_ratio(out, batch: int = 64) -> None:
@@ -179,7 +163,7 @@ def main() -> None:
                 f"{100 * err['linear+off']['max_rel_error']:14.2f}%")
     if not args.no_write:
         results = ROOT / "bench" / "RESULTS.md"
-        write_section(results, "Array", lines)
+        write_section(results, "Array", lines, "bench/array_read.py")
         print(f"\nwrote section 'Array' of {results}")
 
 

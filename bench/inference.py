@@ -38,6 +38,8 @@ import time
 import warnings
 from pathlib import Path
 
+from results import write_section
+
 
 import numpy as np
 import scipy.sparse.linalg as spla
@@ -372,30 +374,8 @@ def finish(args, lines: list[str], out) -> None:
     out(f"machine at end: {machine_load()}")
     if args.write:
         results = ROOT / "bench" / "RESULTS.md"
-        write_section(results, "Inference", lines)
+        write_section(results, "Inference", lines, "bench/inference.py")
         print(f"\nwrote section 'Inference' of {results}")
-
-
-def write_section(path: Path, title: str, lines: list[str]) -> None:
-    """Replace (or append) the ``## title`` section of ``path``, leaving other sections alone."""
-    text = path.read_text() if path.exists() else "# Benchmark results\n"
-    body = (f"## {title}\n\nMeasured by `bench/inference.py` on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}."
-            "\n\n```\n" + "\n".join(lines) + "\n```\n")
-    parts = text.split("\n## ")
-    head, sections = parts[0], parts[1:]
-    new, found = [], False
-    for sec in sections:
-        if sec.split("\n", 1)[0].strip() == title:
-            new.append(body[3:].rstrip("\n") + "\n")
-            found = True
-        else:
-            new.append(sec)
-    if not found:
-        new.append(body[3:].rstrip("\n") + "\n")
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(head.rstrip("\n") + "\n\n## " + "\n## ".join(s.rstrip("\n") + "\n" for s in new).rstrip("\n")
-                   + "\n")
-    os.replace(tmp, path)                       # atomic: a reader sees the old file or the new one
 
 
 if __name__ == "__main__":
