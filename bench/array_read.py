@@ -70,6 +70,16 @@ def lenet_ratio(out, batch: int = 64) -> None:
             + (f"; tile error bound {100 * bound:.2f}%" if bound else ""))
 
 
+def random_tile(table, coef_l, n: int):
+    """An n x n tile of random levels of ``table`` (seeded by n) at 1 ohm/segment: its solver,
+    the cells' I-V coefficients and 256 input vectors uniform in 0-0.2 V."""
+    from rramsim.models.irdrop import TileSolver
+    rng = np.random.default_rng(n)
+    lev = rng.integers(0, table.n_levels, (n, n))
+    v = rng.uniform(0, 0.2, (n, 256))
+    return TileSolver(table.targets[lev], 1.0), coef_l[lev], v
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--table", default=str(ROOT / "devices" / "data" / "default.h5"))
@@ -83,7 +93,6 @@ def main() -> None:
     torch.set_num_threads(1)
     from rramsim.cosim.validate_array import ArrayCheck, run_check
     from rramsim.devices import DeviceTable
-    from rramsim.models.irdrop import TileSolver
     from rramsim.models.programming import fit_iv
 
     table = DeviceTable.load(args.table)
@@ -107,11 +116,7 @@ def main() -> None:
         f"{'per call wall/cpu':>18} {'speed-up (cpu)':>14} {'max diff':>9} {'probe est.':>10}")
     coef_l = fit_iv(table, 0.2)
     for n in (int(x) for x in args.tiles.split(",")):
-        rng = np.random.default_rng(n)
-        lev = rng.integers(0, table.n_levels, (n, n))
-        g, coef = table.targets[lev], coef_l[lev]
-        v = rng.uniform(0, 0.2, (n, 256))
-        solver = TileSolver(g, 1.0)
+        solver, coef, v = random_tile(table, coef_l, n)
         w0, c0 = time.perf_counter(), time.process_time()
         old, iters = solver.currents_nonlinear(v, coef, method="fixed-point")
         t_old, c_old = time.perf_counter() - w0, time.process_time() - c0
@@ -127,11 +132,7 @@ def main() -> None:
     out("  per-programming polynomial model (ir_drop_solver='per_programming': I = W1 v + W2 v^2 + W3 v^3):")
     out(f"  {'tile':>8} {'build + error check':>19} {'per call (256 vectors)':>23} {'error vs fixed-point':>21}")
     for n in (int(x) for x in args.tiles.split(",")):
-        rng = np.random.default_rng(n)
-        lev = rng.integers(0, table.n_levels, (n, n))
-        g, coef = table.targets[lev], coef_l[lev]
-        v = rng.uniform(0, 0.2, (n, 256))
-        solver = TileSolver(g, 1.0)
+        solver, coef, v = random_tile(table, coef_l, n)
         w0 = time.perf_counter()
         W = solver.polynomial_transfer(coef, 0.2)
         bound = solver.polynomial_error(W, coef, 0.2)
