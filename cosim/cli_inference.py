@@ -207,6 +207,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         if args.trials <= 0:
             raise ValueError(f"--trials must be positive, got {args.trials}")
         model, meta, dataset, loader, table = _test_setup(args)
+        if args.simulator == "aihwkit":
+            return _evaluate_in_aihwkit(args, model, meta, dataset, loader, table)
         config = _crossbar_config(args)
         res = evaluate_trials(model, table, config, loader, trials=args.trials,
                               drift=args.drift, seed=args.seed, progress=not args.quiet)
@@ -221,6 +223,32 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     print("\n".join(hardware_effects(res.config if res.config is not None else config, table)))
     print(f"\n{res.conversion}")
     print(f"\n{res.cost}")
+    return 0
+
+
+def _evaluate_in_aihwkit(args, model, meta, dataset, loader, table) -> int:
+    """``rramsim evaluate --simulator aihwkit``: the same network and table inside IBM aihwkit."""
+    import numpy as np
+
+    from rramsim.models.aihwkit_noise import evaluate_in_aihwkit
+    from rramsim.models.training import evaluate
+
+    adc_bits = 8 if args.adc_bits is None else args.adc_bits
+    try:
+        acc = evaluate_in_aihwkit(model, table, loader, trials=args.trials, drift=args.drift or 0.0,
+                                  seed=args.seed, adc_bits=adc_bits, progress=not args.quiet)
+    except (ImportError, ValueError) as exc:
+        return fail(args, str(exc))
+    float_acc = evaluate(model, loader)
+    acc = np.asarray(acc)
+    std = acc.std(ddof=1) if acc.size > 1 else 0.0
+    print(f"model {meta['network']} ({args.model or DEFAULT_CHECKPOINT}), {dataset} test set "
+          f"({len(loader.dataset)} images), {args.trials} programmings inside aihwkit, drift {args.drift or 0:g} s")
+    print(f"accuracy  {100 * acc.mean():.2f} ± {100 * std:.2f} %   "
+          f"(float {100 * float_acc:.2f} %, drop {100 * (float_acc - acc.mean()):.2f} pp)")
+    print(f"aihwkit TorchInferenceRPUConfig: the table's programming, read noise and retention "
+          f"(rramsim.models.aihwkit_noise), 8-bit inputs, {adc_bits}-bit outputs, column weight scaling, "
+          "128x128 tiles; weight/output noise, IR drop, clipping and drift compensation off")
     return 0
 
 
@@ -378,6 +406,9 @@ def add_commands(subparsers) -> None:
     p_eval.add_argument("--drift", type=float, default=None, metavar="T",
                         help="drift time in seconds after programming")
     p_eval.add_argument("--adc-bits", type=int, default=None, help="ADC resolution")
+    p_eval.add_argument("--simulator", choices=("rramsim", "aihwkit"), default="rramsim",
+                        help="run the network on rramsim's crossbars (default) or inside IBM aihwkit with "
+                             "the table as its device model (needs aihwkit: make aihwkit)")
     p_eval.set_defaults(func=cmd_evaluate)
 
     # plot accuracy

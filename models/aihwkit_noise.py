@@ -199,3 +199,65 @@ def __getattr__(name: str):
             _CLASS = _model_class()
         return _CLASS
     raise AttributeError(name)
+
+
+def rpu_config(table: DeviceTable, *, dac_bits: int | None = 8, adc_bits: int | None = 8, tile: int = 128):
+    """An aihwkit ``TorchInferenceRPUConfig`` whose device is ``table``, set up like rramsim's
+    default crossbar so that the two simulators' accuracies compare.
+
+    Same as rramsim: the table's programming outcomes, read noise and retention (through
+    :class:`TableNoiseModel`), ``dac_bits``/``adc_bits`` input/output resolution (None: ideal),
+    column-wise weight scaling, ``tile`` x ``tile`` tiles. Turned off because rramsim's default
+    has no such effect: aihwkit's weight noise, output noise, IR drop, weight clipping and
+    drift compensation. Still different (stated in ``examples/reports/aihwkit.md``): aihwkit's
+    output quantizer range and bound management, one read per programming instead of one per
+    forward, a single conductance pair over the table's window.
+    """
+    try:
+        from aihwkit.simulator.configs import TorchInferenceRPUConfig, WeightClipType, WeightNoiseType
+    except ImportError as exc:
+        raise ImportError(f"running a network inside aihwkit needs IBM aihwkit ({exc}); `make aihwkit` "
+                          "builds it into the project's venv") from None
+    rpu = TorchInferenceRPUConfig(noise_model=_model_class().from_table(table))
+    rpu.drift_compensation = None
+    rpu.clip.type = WeightClipType.NONE
+    rpu.forward.w_noise_type = WeightNoiseType.NONE
+    rpu.forward.out_noise = 0.0
+    rpu.forward.ir_drop = 0.0
+    if dac_bits is None and adc_bits is None:
+        rpu.forward.is_perfect = True
+    else:
+        rpu.forward.inp_res = -1 if dac_bits is None else 1 / (2 ** int(dac_bits) - 2)
+        rpu.forward.out_res = -1 if adc_bits is None else 1 / (2 ** int(adc_bits) - 2)
+    rpu.mapping.weight_scaling_omega = 1.0
+    rpu.mapping.weight_scaling_columnwise = True
+    rpu.mapping.max_input_size = rpu.mapping.max_output_size = int(tile)
+    return rpu
+
+
+def evaluate_in_aihwkit(model: torch.nn.Module, table: DeviceTable, loader, *, trials: int = 3,
+                        drift: float = 0.0, seed: int = 0, dac_bits: int | None = 8,
+                        adc_bits: int | None = 8, progress: bool = False) -> list[float]:
+    """Top-1 accuracy of a float ``model`` inside aihwkit with ``table`` as its device, one
+    value per programming (``trials`` of them, ``torch.manual_seed(seed + k)`` each).
+
+    Each programming converts the network with :func:`rpu_config`, programs every analog
+    weight from the table's outcomes and reads it once at ``drift`` s (the exported model
+    adds its read noise on a read at t > 0, so t = 0 is read at 1 ns, where retention leaves
+    G unchanged).
+    """
+    from aihwkit.nn.conversion import convert_to_analog
+
+    from rramsim.models.training import evaluate
+
+    if trials <= 0:
+        raise ValueError(f"trials must be positive, got {trials}")
+    rpu = rpu_config(table, dac_bits=dac_bits, adc_bits=adc_bits)
+    accuracies = []
+    for k in range(trials):
+        torch.manual_seed(seed + k)
+        analog = convert_to_analog(model, rpu).eval()
+        analog.program_analog_weights()
+        analog.drift_analog_weights(max(float(drift), 1e-9))
+        accuracies.append(evaluate(analog, loader, progress=progress, desc=f"aihwkit {k + 1}/{trials}"))
+    return accuracies

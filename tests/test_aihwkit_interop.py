@@ -100,3 +100,30 @@ def test_inside_aihwkit(exported):
     rng = np.random.default_rng(0)
     ref = t.targets[0] + rng.choice(t.g_final[-1], 2000) - rng.choice(t.g_final[0], 2000)
     assert ks_2samp(g_top, ref).statistic < 0.06
+
+
+def test_a_network_inside_aihwkit_matches_rramsims_accuracy(capsys):
+    """The shipped LeNet-5 on the default table: inside aihwkit (`evaluate --simulator aihwkit`)
+    and on rramsim's crossbars, the same 1000 MNIST test images, within 1 pp."""
+    pytest.importorskip("aihwkit", reason="aihwkit is an optional extra (builds from source)")
+    args = ["evaluate", "--trials", "2", "--subset", "1000", "--seed", "0", "-q", "--threads", "1", "--no-fetch"]
+    assert main([*args, "--simulator", "aihwkit"]) == 0
+    inside = capsys.readouterr().out
+    assert main(args) == 0
+    own = capsys.readouterr().out
+    assert "inside aihwkit" in inside and "inside aihwkit" not in own
+
+    def accuracy(text):
+        return float(next(ln for ln in text.splitlines() if ln.startswith("accuracy")).split()[1])
+
+    a, b = accuracy(inside), accuracy(own)
+    assert 95.0 < a <= 100.0 and 95.0 < b <= 100.0
+    assert abs(a - b) <= 1.0, (a, b)
+
+
+def test_aihwkit_refuses_drift_without_retention():
+    """A table without a retention group cannot drift inside aihwkit either: a clear error."""
+    arrays = export_arrays(DeviceTable.load(DEFAULT))
+    arrays = {k: v for k, v in arrays.items() if not k.startswith("retention")}
+    with pytest.raises(ValueError, match="no retention data"):
+        TableNoise(arrays).drift(torch.ones(3), torch.ones(3), 10.0)
