@@ -12,7 +12,9 @@ aihwkit works in uS; the model converts. Its conductance converter is aihwkit's
 every weight lands on conductances the table characterized.
 
 Programming
-    A target g between two levels' targets draws one uniform u; each neighbouring level
+    A target g is first moved to the nearest of the table's levels (the device was
+    characterized at those levels only, and rramsim's own mapping writes only them;
+    ``quantize=False`` keeps targets continuous). A target between two levels' targets draws one uniform u; each neighbouring level
     gives the relative error of its outcome at rank u (inverse CDF of the level's reached
     conductances over its target, linear between neighbouring samples, as rramsim's own
     programming model draws them), and the two errors are mixed linearly in g. A target on
@@ -89,8 +91,9 @@ def drift_rules(t: float, times: np.ndarray, ratio: np.ndarray, sigma: np.ndarra
 class TableNoise:
     """The table's programming, drift and read statistics on torch tensors (uS)."""
 
-    def __init__(self, arrays: dict[str, np.ndarray]) -> None:
+    def __init__(self, arrays: dict[str, np.ndarray], quantize: bool = True) -> None:
         self.arrays = arrays
+        self.quantize = bool(quantize)
         self.levels = torch.as_tensor(arrays["targets_us"], dtype=torch.float64)
         self.errors = torch.as_tensor(arrays["rel_error"], dtype=torch.float64)
         self.read_g = torch.as_tensor(arrays["read_g_us"], dtype=torch.float64)
@@ -102,8 +105,18 @@ class TableNoise:
         return float(self.levels[0]), float(self.levels[-1])
 
     def program(self, g_target: torch.Tensor) -> torch.Tensor:
-        """Programmed conductances (uS) for targets ``g_target`` (uS)."""
+        """Programmed conductances (uS) for targets ``g_target`` (uS).
+
+        With ``quantize`` (the default) a target is first moved to the nearest of the table's
+        levels, as rramsim's own mapping does: a device characterized at K levels is written
+        to those K levels only. Without it targets stay continuous and the errors are
+        interpolated between neighbouring levels (a device assumed writable anywhere in its
+        window, which the table did not measure).
+        """
         g = g_target.to(torch.float64)
+        if self.quantize:
+            levels = self.levels.to(g.device)
+            g = levels[(g.unsqueeze(-1) - levels).abs().argmin(-1)]
         n = self.errors.shape[1]
         r = torch.rand(g.shape, dtype=torch.float64, device=g.device).mul_(n - 1)
         k0 = r.floor().long().clamp(0, n - 1)
@@ -156,19 +169,19 @@ def _model_class():
     class TableNoiseModel(BaseNoiseModel):
         """aihwkit noise model drawing from an rramsim device table (see the module doc)."""
 
-        def __init__(self, arrays: dict[str, np.ndarray]) -> None:
-            noise = TableNoise(arrays)
+        def __init__(self, arrays: dict[str, np.ndarray], quantize: bool = True) -> None:
+            noise = TableNoise(arrays, quantize=quantize)
             g_min, g_max = noise.window
             super().__init__(SinglePairConductanceConverter(g_max=g_max, g_min=g_min))
             self.noise = noise
 
         @classmethod
-        def from_file(cls, path: str | Path) -> "TableNoiseModel":
-            return cls(load_arrays(path))
+        def from_file(cls, path: str | Path, quantize: bool = True) -> "TableNoiseModel":
+            return cls(load_arrays(path), quantize=quantize)
 
         @classmethod
-        def from_table(cls, table: DeviceTable) -> "TableNoiseModel":
-            return cls(export_arrays(table))
+        def from_table(cls, table: DeviceTable, quantize: bool = True) -> "TableNoiseModel":
+            return cls(export_arrays(table), quantize=quantize)
 
         @torch.no_grad()
         def apply_programming_noise_to_conductance(self, g_target: torch.Tensor) -> torch.Tensor:
