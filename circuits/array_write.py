@@ -38,6 +38,13 @@ the isolated-cell engine does (:mod:`rramsim.cosim.writeverify`), so the pulse t
 :class:`~rramsim.circuits.testbenches.PulseTiming`. The energy the drivers deliver is
 ``-(v(ds) i(vpa) + v(du) i(vpu) + v(cu) i(vpc) + v(cs) i(vps))`` integrated over time.
 
+Row-parallel (:func:`row_write_deck`): every cell of the selected row is written at once;
+each column has its own driver (and, 1T1R, its own word line), so each cell gets its own
+pulse every round, and finished columns are inhibited (:func:`row_line_voltages`). The
+lines' pulses start one edge after the word lines open and end one edge before they
+close: an access transistor never switches while its lines move (switching a word line
+at the edge of its row's pulse stalls the simulator's time step).
+
 States are set as in :func:`~rramsim.circuits.array_deck.array_deck` (an instance parameter
 ``state_param`` or ``.ic`` on an internal node ``state_node``); the internal node
 ``read_node`` of every cell (the state; :func:`state_vector`) is saved, so a run's final
@@ -105,7 +112,25 @@ def probe_vectors(selected: tuple[int, int]) -> list[str]:
 
 
 def _pulse(lo: float, hi: float, width: float, tm: PulseTiming) -> str:
-    return "pulse(" + " ".join(_f(x) for x in (lo, hi, 0.0, tm.edge, tm.edge, width, tm.period)) + ")"
+    return _src(pulse_params(lo, hi, width, tm))
+
+
+def _src(params: tuple) -> str:
+    return "pulse(" + " ".join(_f(x) for x in params) + ")"
+
+
+def pulse_params(lo: float, hi: float, width: float, tm: PulseTiming, delay: float = 0.0) -> tuple:
+    """The parameters of a periodic pulse source (also those of ngspice's ``alter``)."""
+    return (lo, hi, delay, tm.edge, tm.edge, width, tm.period)
+
+
+def row_pulse(lo: float, hi: float, width: float, tm: PulseTiming, word_line: bool = False) -> tuple:
+    """Pulse parameters of a row-parallel deck's source: the word lines open one edge before
+    the line pulses rise and close one edge after they fall (the lines' pulses are delayed
+    by one edge), so no access transistor switches while its lines move."""
+    if word_line:
+        return pulse_params(lo, hi, width + 2 * tm.edge, tm)
+    return pulse_params(lo, hi, width, tm, tm.edge)
 
 
 def write_deck(device: Device, states, wire_resistance: float, selected: tuple[int, int], timing: PulseTiming,
@@ -164,3 +189,132 @@ def write_deck(device: Device, states, wire_resistance: float, selected: tuple[i
     lines.append(".end")
     return "\n".join(line for line in lines if line)
 
+
+
+# ---------------------------------------------------------------------------- row-parallel
+def row_line_voltages(cell: str, half_select: float, amplitudes, gates=None, v_gate: float = 0.0) -> dict:
+    """Line voltages of one round of a row-parallel write: the cells of the selected row
+    whose column has a pulse get their own signed ``amplitudes[j]`` (all of one sign);
+    ``None`` marks an inhibited column (a cell that reached its target, or waits for a
+    round of its own polarity or width).
+
+    The selected row is driven at the round's reference ``A`` (the amplitude of largest
+    magnitude) and active column ``j`` at ``A - a_j``, so its cell sees ``a_j``:
+
+    * ``1R``: unselected rows at ``h A``, inhibited columns at ``(1 - h) A`` -- for the
+      column with ``a_j = A`` exactly the cell-by-cell biasing; an inhibited cell of the
+      selected row sees the half-select ``h A``, cells of unselected rows see
+      ``h A - (A - a_j)`` in active columns and ``(2 h - 1) A`` in inhibited ones.
+    * ``1T1R``: unselected rows at ``h A``, inhibited columns at 0 with their word line at
+      0 V (transistors off); an active column's word line at its level plus the pulse's gate
+      voltage ``gates[j]`` (``v_gate`` when None). Cells of unselected rows in active
+      columns see ``h A - (A - a_j)``: nothing at ``h = 0`` when all active amplitudes are
+      equal (IGVVA's SET). A negative round raises every line by ``|A|`` (as the
+      cell-by-cell RESET does), so no terminal goes below ground and off transistors stay off.
+
+    Returns ``row``, ``rows``, ``cols`` [C] and, for 1T1R, ``gates`` [C] (volts).
+    """
+    h_row, h_col = line_fractions(cell, half_select)
+    amps = list(amplitudes)
+    act = [float(a) for a in amps if a is not None]
+    if not act:
+        raise ValueError("a round of a row-parallel write needs at least one column with a pulse")
+    if min(act) < 0 < max(act):
+        raise ValueError("the pulses of one round of a row-parallel write must share their sign")
+    A = max(act, key=abs)
+    inhibit = h_col * A                      # 1R: (1 - h) A; 1T1R: 0
+    cols = [inhibit if a is None else A - float(a) for a in amps]
+    out = {"row": A, "rows": h_row * A, "cols": cols}
+    if cell == "1T1R":
+        off = max(0.0, -min([A, h_row * A] + cols))
+        out = {"row": A + off, "rows": h_row * A + off, "cols": [c + off for c in cols]}
+        g = list(gates) if gates is not None else [None] * len(amps)
+        out["gates"] = [0.0 if a is None else out["cols"][j] + (v_gate if g[j] is None else float(g[j]))
+                        for j, a in enumerate(amps)]
+    return out
+
+
+def row_probe_vectors(cols: int) -> list[str]:
+    """The drive and sense vectors of a row-parallel deck: the selected row's driver
+    (``v(ds)``, ``i(vpa)``), the unselected rows' (``v(du)``, ``i(vpu)``), then per column
+    its sense current ``i(vcol<j>)``, driver voltage ``v(cd<j>)`` and current ``i(vpc<j>)``."""
+    out = ["v(ds)", "i(vpa)", "v(du)", "i(vpu)"]
+    for j in range(cols):
+        out += [f"i(vcol{j})", f"v(cd{j})", f"i(vpc{j})"]
+    return out
+
+
+def row_write_deck(device: Device, states, wire_resistance: float, row: int, timing: PulseTiming, first,
+                   cell: str = "1R", half_select: float = 0.5, state_param: str | None = None,
+                   state_node: str | None = None, read_node: str = "x", extra_options: str = "",
+                   save_states: str = "all") -> str:
+    """Deck text of an R x C array (states [R, C]) whose row ``row`` is written in parallel:
+    ``first`` holds one :class:`~rramsim.devices.schemes.Pulse` (or None: inhibited) per
+    column for the first period (:func:`row_line_voltages`).
+
+    Sources: the selected row's driver ``ds`` is ``Vpa`` (pulse) in series with the read
+    plateau ``Vrd``; unselected rows share ``du`` (``Vpu``); column ``j`` ends at its own
+    driver ``cd<j>`` (``Vpc<j>``) through the ammeter ``Vcol<j>``; a 1T1R column has its own
+    word line ``wg<j>`` (``Vwg<j>``, at the cell's gate voltage during reads). During every
+    verify read the selected row is at the read voltage and every other line at 0 (word
+    lines at the read gate voltage): the whole row is read at once, column by column.
+    ``save_states``: ``"all"`` saves every cell's state node, ``"row"`` only the selected
+    row's (the others' final states are then not readable).
+    """
+    if not isinstance(device, Device):
+        raise TypeError(f"device must be a rramsim Device, got {type(device).__name__}")
+    s = finite_array(states, "states", 2)
+    n, m = s.shape
+    si = int(row)
+    if not 0 <= si < n:
+        raise ValueError(f"row {row} is outside the {n}x{m} array")
+    if len(first) != m:
+        raise ValueError(f"first must hold one pulse (or None) per column ({m}), got {len(first)}")
+    r = float(number(wire_resistance, "wire_resistance"))
+    if r <= 0:
+        raise ValueError(f"parameter 'wire_resistance' must be positive, got {wire_resistance!r}")
+    check_state_setting(device, state_param, state_node)
+    _check_node(read_node)
+    if save_states not in ("all", "row"):
+        raise ValueError(f"save_states must be 'all' or 'row', got {save_states!r}")
+    tm = timing
+    rw = _f(r)
+    vg = float(number(device.v_gate, "v_gate"))
+    amps = [None if p is None else float(number(p.amplitude, "amplitude")) for p in first]
+    widths = {float(p.width) for p in first if p is not None}
+    if len(widths) != 1:
+        raise ValueError("the pulses of one round of a row-parallel write must share their width")
+    width = widths.pop()
+    lv = row_line_voltages(cell, half_select, amps, [None if p is None else p.gate for p in first], vg)
+    lines = [f"* rramsim array write {n}x{m} ({cell}), row {si} in parallel", OPTIONS, ".options klu",
+             ".options rshunt=1e12" if cell == "1T1R" else "",
+             extra_options]
+    lines += [f"* osdi: {path}" for path in device.osdi]
+    lines.append(device.definition.rstrip())
+    lines.append(f"Vpa ds e {_src(row_pulse(0.0, lv['row'], width, tm))}")
+    lines.append(f"Vrd e 0 pulse(0 {_f(tm.read_voltage)} {_f(tm.read_delay)} {_f(tm.edge)} {_f(tm.edge)} "
+                 f"{_f(tm.read_time)} {_f(tm.period)})")
+    lines.append(f"Vpu du 0 {_src(row_pulse(0.0, lv['rows'], width, tm))}")
+    for j in range(m):
+        lines.append(f"Vpc{j} cd{j} 0 {_src(row_pulse(0.0, lv['cols'][j], width, tm))}")
+    if cell == "1T1R":
+        lines.append(nmos_model("nacc", **NMOS).rstrip())
+        for j in range(m):
+            lines.append(f"Vwg{j} wg{j} 0 {_src(row_pulse(vg, lv['gates'][j], width, tm, True))}")
+        wl = number(device.w_over_l, "w_over_l")
+    wires = wire_lines(n, m, rw)
+    for i in range(n):
+        old = f"Rd{i} d{i} r{i}_0 {rw}"
+        wires[wires.index(old)] = f"Rd{i} {'ds' if i == si else 'du'} r{i}_0 {rw}"
+    for j in range(m):
+        old = f"Vcol{j} s{j} 0 dc 0"
+        wires[wires.index(old)] = f"Vcol{j} s{j} cd{j} dc 0"
+    lines += wires
+    lines += cell_lines(device, s, cell, state_param, state_node, wl if cell == "1T1R" else None,
+                        lambda j: f"wg{j}")
+    rows = range(n) if save_states == "all" else [si]
+    saves = ["time"] + row_probe_vectors(m) + [_save_name(i, j, read_node) for i in rows for j in range(m)]
+    for q in range(0, len(saves), 16):
+        lines.append(".save " + " ".join(saves[q:q + 16]))
+    lines.append(".end")
+    return "\n".join(line for line in lines if line)

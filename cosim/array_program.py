@@ -1,21 +1,31 @@
 """Programming inside an array: write-verify of every cell of an R x C array in ngspice.
 
 The array is built of the table's own device (:func:`rramsim.cosim.validate_array.table_device`),
-1R or 1T1R, with wire resistance per segment, and written cell by cell in row-major order
-with the table's programming scheme (:mod:`rramsim.devices.schemes`) under the array's
-biasing (1R: V/2 or V/3 half-select; 1T1R: word-line selection; see
-:mod:`rramsim.circuits.array_write`). Every cell gets a random level of the table (seeded).
+1R or 1T1R, with wire resistance per segment, and written with the table's programming
+scheme (:mod:`rramsim.devices.schemes`) under the array's biasing (1R: V/2 or V/3
+half-select; 1T1R: word-line selection; see :mod:`rramsim.circuits.array_write`). Every
+cell gets a random level of the table (seeded). Two write orders (``write_order``):
 
-One ngspice deck per written cell: the whole array with every cell in its current state,
-the selected cell driven pulse by pulse with verify reads inside the array (a transient
-that pauses in every verify plateau, like :mod:`rramsim.cosim.writeverify`). When the cell
-has converged (or used the scheme's ``max_pulses``), every cell's state is read from its
-state node and starts the next cell's deck. Memory is that of one cell's run; after every
-cell the run is checkpointed (``checkpoint``: an ``.npz`` written atomically), and a run
-given the same checkpoint and settings resumes where it stopped.
+* ``"row"`` (default; how array macros write): row after row, all cells of a row
+  together. One ngspice deck per row; every round is one period: each column still
+  writing gets the scheme's next pulse on its own line driver, finished columns are
+  inhibited (1R: held at the half-select level; 1T1R: word line off), and one verify read
+  of the whole row gives every column's conductance. A round drives one sign and width of
+  pulse; columns wanting the other wait a round (:func:`_drive_row`). The transient
+  dominates a round's cost (deck loading is once per row; the ``profile`` times say so).
+* ``"cell"``: one cell after another, row-major. One deck per cell, the selected cell
+  driven pulse by pulse (:func:`_drive`); tens of times slower.
+
+Either way the deck is the whole array with every cell in its current state, driven by a
+transient that pauses in every verify plateau (like :mod:`rramsim.cosim.writeverify`); at
+the end of a deck every cell's state is read from its state node and starts the next
+deck. After every deck the run is checkpointed (``checkpoint``: an ``.npz`` written
+atomically), and a run given the same checkpoint and settings resumes where it stopped.
 
 Measured per position: pulses, energy (everything the line drivers deliver during the
-cell's write, half-selected cells' currents included), time and the verify conductance;
+cell's write, half-selected cells' currents included; row-parallel: each round's energy
+shared by the columns pulsed in it), time (row-parallel: from the row's start to the
+cell's end) and the verify conductance;
 the same levels are programmed in an isolated cell of the same device, cell and scheme
 (the isolated-cell engine, :func:`rramsim.cosim.writeverify.run_batch`), and the ratios are
 the position's cost factors. After the whole array is written, each cell's conductance
@@ -41,7 +51,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rramsim.circuits.array_write import BIASES, probe_vectors, state_vector, write_deck
+from rramsim.circuits.array_write import BIASES, probe_vectors, row_write_deck, state_vector, write_deck
 from rramsim.circuits.testbenches import Device, builtin_device
 from rramsim.cosim.files import atomic_write
 from rramsim.devices import DeviceTable
@@ -49,6 +59,9 @@ from rramsim.devices.schemes import Scheme, scheme_from_attrs
 from rramsim.devices.table import ARRAY_STATS, ArrayGroup
 
 BUILTIN = ("i0", "g0", "v0", "g_min", "g_max")
+#: Write orders: every row's cells together (row-parallel), or one cell after another
+#: (row-major); the /array group's ``write_order`` attribute names them so.
+ORDERS = {"row": "row-parallel", "cell": "row-major"}
 
 
 @dataclass
@@ -66,7 +79,8 @@ class ArrayWrite:
     levels: np.ndarray | None = None     # [rows, cols] level indices (None: random, seeded)
     state_node: str | None = None        # user subcircuit: the node holding its state
     initial_state: float | None = None   # user subcircuit: the state of an erased cell
-    cells: list | None = None            # the cells to write, in order (None: all, row-major)
+    cells: list | None = None            # the cells to write, in order (None: all, row-major; write_order "cell")
+    write_order: str = "row"             # "row": each row's cells together (row-parallel); "cell": one by one
 
     def __post_init__(self) -> None:
         for name in ("rows", "cols"):
@@ -98,6 +112,11 @@ class ArrayWrite:
         if self.levels.shape != (self.rows, self.cols) or self.levels.min() < 0 \
                 or self.levels.max() >= self.table.n_levels:
             raise ValueError(f"levels must be [{self.rows}, {self.cols}] indices 0..{self.table.n_levels - 1}")
+        if self.write_order not in ORDERS:
+            raise ValueError(f"write_order must be one of {', '.join(ORDERS)} (row-parallel or cell by cell), "
+                             f"got {self.write_order!r}")
+        if self.cells is not None and self.write_order != "cell":
+            raise ValueError("chosen cells are written one by one: give write_order='cell' with cells")
         if self.cells is not None:
             self.cells = [(int(i), int(j)) for i, j in self.cells]
             bad = [c for c in self.cells if not (0 <= c[0] < self.rows and 0 <= c[1] < self.cols)]
@@ -141,7 +160,7 @@ class ArrayWrite:
              "r": self.wire_resistance, "scheme": self.scheme.attrs(), "levels": self.levels.tolist(),
              "model": {k: str(v) for k, v in self.table.model.items()}, "netlist": self.table.model_netlist,
              "targets": self.table.targets.tolist(), "node": self.state_node, "init": self.initial_state,
-             "cells": self.cells}
+             "cells": self.cells, "order": self.write_order}
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()
 
 
@@ -294,17 +313,195 @@ def _drive(session, scheme: Scheme, tm, lo: float, hi: float, probes: list, name
     raise SimulationError(name, "write-verify did not finish within its period budget", [], params)
 
 
+# ---------------------------------------------------------------------------- one row, in parallel
+def write_row(spec: ArrayWrite, device: Device, states: np.ndarray, row: int, param, node,
+              read_node: str) -> tuple[dict, np.ndarray]:
+    """Write-verify of every cell of ``row`` together (see :func:`_drive_row`): per column
+    its outcome ([C] arrays) and every cell's state at the end."""
+    from rramsim.cosim.ngspice import Session, run_with_retries
+    from rramsim.cosim.writeverify import timing
+    s = spec.scheme
+    tm = timing(s)
+    C = spec.cols
+    targets = spec.table.targets[spec.levels[row]]
+    name = f"array write {spec.rows}x{spec.cols} row {row}"
+    params = {"row": row}
+    session = Session.get()
+    names = [state_vector(r, c, read_node) for r in range(spec.rows) for c in range(C)]
+
+    def attempt(options: str):
+        deck = row_write_deck(device, states, spec.wire_resistance, row, tm, [s.erase_pulse()] * C, spec.cell,
+                              spec.half_select, param, node, read_node, options)
+        t0 = time.perf_counter()
+        session.load(deck, name, params)
+        spec_times = {"load": time.perf_counter() - t0}
+        try:
+            out = _drive_row(session, spec, tm, targets, row, names, name, params, device, spec_times)
+            final = np.array([session.vector_tail(n, session.vector_length(n) - 1)[0] for n in names])
+        finally:
+            session.free()
+        final = final.reshape(states.shape)
+        if "#" in read_node:                        # OSDI: V(y) is the change from the state set
+            final = final + states
+            out["state_after"] = out["state_after"] + states[row]
+        out["profile"] = spec_times
+        return out, final
+
+    return run_with_retries(attempt, name)
+
+
+def _alter_row(session, source: str, params: tuple, name: str) -> None:
+    from rramsim.circuits.render import number
+    from rramsim.cosim.ngspice import SimulationError
+    log = session.command(f"alter @{source}[pulse] = [ " + " ".join(number(x, "pulse") for x in params) + " ]")
+    bad = session.failures(log)
+    if bad:
+        raise SimulationError(name, f"alter {source} failed: {bad[0]}", log)
+
+
+def _round_class(pulses: list, pending: list[int], last) -> tuple:
+    """The (sign, width) of the pulses the next round gives: of the pending columns' next
+    pulses (amplitude 0: none needed), the class not served last round first, then the
+    most numerous (a round drives one sign and one width; the others wait a round)."""
+    classes: dict = {}
+    for c in pending:
+        p = pulses[c]
+        if p.amplitude != 0:
+            key = (p.amplitude > 0, float(p.width))
+            classes[key] = classes.get(key, 0) + 1
+    if not classes:
+        return None
+    return min(classes, key=lambda k: (k == last, -classes[k], k))
+
+
+def _drive_row(session, spec: ArrayWrite, tm, targets: np.ndarray, row: int, names: list, name: str,
+               params: dict, device: Device, prof: dict) -> dict:
+    """The closed loop of one row: every round one period (pulse on the active columns,
+    verify read of the whole row); the deck holds the erase of every column in period 0.
+
+    Per column it follows the cell-by-cell loop (:func:`_drive`): the scheme's next pulse
+    after every verify read, done when within the window (after at least the erase and one
+    more period) or after ``max_pulses``. A column whose next pulse is of another sign or
+    width than the round's waits (inhibited, not counted); one that needs none (amplitude 0,
+    in the window right after the erase) is inhibited and its period counted, as the
+    cell-by-cell loop counts it. Energy: everything the drivers deliver in a round, shared
+    equally by the round's active (else counted) columns; time: the periods from the row's
+    start to the column's end (a row's cells finish together at its slowest)."""
+    from rramsim.circuits.array_write import row_line_voltages, row_pulse
+    from rramsim.cosim.ngspice import SimulationError
+    from rramsim.cosim.writeverify import _verify
+    scheme = spec.scheme
+    C = spec.cols
+    lo, hi = targets * (1 - scheme.tolerance), targets * (1 + scheme.tolerance)
+    erase = scheme.erase_pulse()
+    pulse = [erase] * C
+    count = np.zeros(C, int)
+    energy = np.zeros(C)
+    elapsed = np.zeros(C)
+    g_end = np.full(C, np.nan)
+    converged = np.zeros(C, bool)
+    state_after = np.full(C, np.nan)
+    streak = np.zeros(C, int)
+    direction = np.zeros(C, int)
+    done = np.zeros(C, bool)
+    vg = float(device.v_gate)
+    applied = None                  # the line voltages in the deck: (row, rows, cols, gates, width)
+    last = None
+    step = scheme.step_cap
+    max_rounds = 2 * C * scheme.max_pulses + 2
+    t_stop = (max_rounds + 3) * tm.period
+    own = [row * C + c for c in range(C)]               # names is row-major over the array
+    start = 0
+    prof.setdefault("alter", 0.0)
+    prof.setdefault("transient", 0.0)
+    prof.setdefault("read", 0.0)
+    prof["rounds"] = 0
+    for k in range(max_rounds):
+        pending = [c for c in range(C) if not done[c]]
+        cls = (erase.amplitude > 0, float(erase.width)) if k == 0 else _round_class(pulse, pending, last)
+        active = [c for c in pending if pulse[c].amplitude != 0 and cls is not None
+                  and (pulse[c].amplitude > 0, float(pulse[c].width)) == cls]
+        counted = active + [c for c in pending if pulse[c].amplitude == 0]
+        width = cls[1] if cls is not None else scheme.set_width
+        amps = [pulse[c].amplitude if c in active else None for c in range(C)]
+        t0 = time.perf_counter()
+        if active:
+            lv = row_line_voltages(spec.cell, spec.half_select, amps,
+                                   [pulse[c].gate if c in active else None for c in range(C)], vg)
+        else:                       # nothing to pulse: every line at 0 (word lines off) in the slot
+            lv = {"row": 0.0, "rows": 0.0, "cols": [0.0] * C, "gates": [0.0] * C}
+        now = (lv["row"], lv["rows"], tuple(lv["cols"]), tuple(lv.get("gates", ())), width)
+        if k and now != applied:
+            old = applied
+            for src, a, b in (("vpa", now[0], old[0]), ("vpu", now[1], old[1])):
+                if (a, width) != (b, old[4]):
+                    _alter_row(session, src, row_pulse(0.0, a, width, tm), name)
+            for j in range(C):
+                if (now[2][j], width) != (old[2][j], old[4]):
+                    _alter_row(session, f"vpc{j}", row_pulse(0.0, now[2][j], width, tm), name)
+                if spec.cell == "1T1R" and (now[3][j], width) != (old[3][j], old[4]):
+                    _alter_row(session, f"vwg{j}", row_pulse(vg, now[3][j], width, tm, True), name)
+        applied = now
+        last = cls
+        session.command("delete all")
+        session.command(f"stop when time > {tm.stop_time(k)!r}")
+        t1 = time.perf_counter()
+        log = session.run(f"tran {step!r} {t_stop!r} 0 {step!r} uic" if k == 0 else "resume", name, params)
+        t2 = time.perf_counter()
+        t = session.vector_tail("time", start)
+        if t.size == 0 or t[-1] < tm.stop_time(k):
+            raise SimulationError(name, f"transient stopped early in round {k}", log, params)
+        v_ds, i_pa = session.vector_tail("v(ds)", start), session.vector_tail("i(vpa)", start)
+        power = -(v_ds * i_pa + session.vector_tail("v(du)", start) * session.vector_tail("i(vpu)", start))
+        g = np.full(C, np.nan)
+        for j in range(C):
+            power = power - session.vector_tail(f"v(cd{j})", start) * session.vector_tail(f"i(vpc{j})", start)
+            if not done[j]:
+                g[j] = _verify(t, session.vector_tail(f"i(vcol{j})", start), v_ds, tm.read_times(k))
+        e_round = float(np.trapezoid(power, t))
+        share = active or counted
+        cell_time = tm.cell_time(width)
+        for c in pending:
+            if not math.isfinite(g[c]):
+                raise SimulationError(name, f"non-finite verify read of column {c} in round {k}", log, params)
+            elapsed[c] += cell_time
+            if c in share:
+                energy[c] += e_round / len(share)
+            if c not in counted:
+                continue
+            count[c] += 1
+            if count[c] > 1 and lo[c] <= g[c] <= hi[c] or count[c] >= scheme.max_pulses:
+                done[c], g_end[c], converged[c] = True, g[c], lo[c] <= g[c] <= hi[c]
+                state_after[c] = session.vector_tail(names[own[c]], session.vector_length(names[own[c]]) - 1)[0]
+                continue
+            pulse[c], direction[c], streak[c] = scheme.next_pulse(g[c], lo[c], hi[c], direction[c], streak[c])
+        prof["alter"] += t1 - t0
+        prof["transient"] += t2 - t1
+        prof["read"] += time.perf_counter() - t2
+        prof["rounds"] = k + 1
+        start += t.size - 1
+        if done.all():
+            return {"pulses": count.astype(float), "energy": energy, "time": elapsed, "g": g_end,
+                    "converged": converged, "state_after": state_after}
+    raise SimulationError(name, "the row's write-verify did not finish within its round budget", [], params)
+
+
 # ---------------------------------------------------------------------------- isolated cell and reads
 def isolated_costs(spec: ArrayWrite, device: Device) -> dict[str, np.ndarray]:
     """Pulses, energy and time [L] of every level in an isolated cell (same device, cell,
-    scheme; nominal; the isolated-cell engine). Every level starts with the scheme's erase,
-    which leaves the nominal device in the same state whatever came before, so one run
-    through the levels is the isolated cell's cost (runs in other level orders give the
-    same pulse counts)."""
+    scheme; nominal; the isolated-cell engine), each level written into a fresh cell in the
+    erased state the array's cells start from. (One run through all levels in one cell
+    gives the same pulse counts but not the same energy: each level's erase then starts
+    from the previous level's state, and erasing a high-conductance state dissipates far
+    more than erasing an erased cell -- up to 14% of a high level's energy for the 1T1R
+    default table.)"""
     from rramsim.cosim.writeverify import BatchSpec, run_batch
-    res = run_batch(BatchSpec(0, device, [None], spec.table.targets, spec.scheme, [0]))
-    return {"pulses": res.pulses[:, 0].astype(float), "energy": res.energy[:, 0], "time": res.time[:, 0],
-            "g": res.g_final[:, 0], "converged": res.converged[:, 0]}
+    targets = np.asarray(spec.table.targets, dtype=float)
+    runs = [run_batch(BatchSpec(lv, device, [None], targets[lv:lv + 1], spec.scheme, [0]))
+            for lv in range(targets.size)]
+    cat = lambda name: np.array([getattr(r, name)[0, 0] for r in runs])    # noqa: E731
+    return {"pulses": cat("pulses").astype(float), "energy": cat("energy"), "time": cat("time"),
+            "g": cat("g_final"), "converged": cat("converged")}
 
 
 def state_conductance(spec: ArrayWrite, device: Device, states: np.ndarray, param, node) -> np.ndarray:
@@ -340,19 +537,30 @@ def run_write(spec: ArrayWrite, checkpoint: str | os.PathLike | None = None, pro
             rec = {n: ck[n].copy() for n in fields}
             spent = float(ck["elapsed"]) if "elapsed" in ck else math.nan    # wall time of the earlier part
     times = {"array write": 0.0}
+    steps = list(range(R)) if spec.write_order == "row" else spec.order     # rows, or cells
+    unit = "row" if spec.write_order == "row" else "cell"
     bar = None
     if progress:
         from tqdm import tqdm
-        bar = tqdm(total=len(spec.order), initial=done, desc=f"array write {R}x{C} {spec.cell} {spec.bias_name}", unit="cell")
+        bar = tqdm(total=len(steps), initial=done, desc=f"array write {R}x{C} {spec.cell} {spec.bias_name} "
+                   f"({ORDERS[spec.write_order]})", unit=unit)
     t0 = time.perf_counter()
-    order = spec.order
-    for q in range(done, len(order)):
-        i, j = order[q]
-        out, states = write_cell(spec, device, states, (i, j), param, node, read_node)
-        for n in ("pulses", "energy", "time", "converged"):
-            rec[n][i, j] = out[n]
-        rec["g_verify"][i, j] = out["g"]
-        rec["state_after"][i, j] = states[i, j]
+    for q in range(done, len(steps)):
+        if spec.write_order == "row":
+            i = steps[q]
+            out, states = write_row(spec, device, states, i, param, node, read_node)
+            for n in ("pulses", "energy", "time", "converged", "state_after"):
+                rec[n][i] = out[n]
+            rec["g_verify"][i] = out["g"]
+            for n, v in out["profile"].items():
+                times[f"profile {n}"] = times.get(f"profile {n}", 0.0) + v
+        else:
+            i, j = steps[q]
+            out, states = write_cell(spec, device, states, (i, j), param, node, read_node)
+            for n in ("pulses", "energy", "time", "converged"):
+                rec[n][i, j] = out[n]
+            rec["g_verify"][i, j] = out["g"]
+            rec["state_after"][i, j] = states[i, j]
         if path is not None:
             _save_checkpoint(path, key, q + 1, states, rec, spent + time.perf_counter() - t0)
         if bar is not None:
@@ -383,10 +591,15 @@ def _save_checkpoint(path: Path, key: str, done: int, states: np.ndarray, rec: d
 
 
 # ---------------------------------------------------------------------------- statistics
-def later_writes(rows: int, cols: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per cell of a row-major, cell-by-cell write: later writes on its row or column
-    (half-select events) and later writes elsewhere."""
+def later_writes(rows: int, cols: int, order: str = "cell") -> tuple[np.ndarray, np.ndarray]:
+    """Per cell, the events that disturb it after its own write (the torch model's
+    :func:`rramsim.models.array_effects.later_writes`, in numpy): cell by cell, row-major:
+    later writes on its row or column (half-select events) and later writes elsewhere;
+    row-parallel: later rows written (each a half-select event: pulses on its column) and
+    one more event, the rest of its own row's write after its column was inhibited."""
     i, j = np.meshgrid(np.arange(rows), np.arange(cols), indexing="ij")
+    if order == "row":
+        return rows - 1 - i, np.ones_like(i)
     half = (cols - 1 - j) + (rows - 1 - i)
     return half, rows * cols - 1 - (i * cols + j) - half
 
@@ -412,13 +625,14 @@ def disturb_stats(result: ArrayWriteResult) -> dict[str, np.ndarray]:
     spec = result.spec
     L = spec.table.n_levels
     lv = spec.levels
-    nh, no = later_writes(spec.rows, spec.cols)
+    nh, no = later_writes(spec.rows, spec.cols, spec.write_order)
     y = np.log(result.g_end / result.g_after)
     out = {n: np.zeros(L) for n in ARRAY_STATS}
     # only a 1R bias other than V/2 puts a voltage, (2h - 1) V, on the cells off the selected
     # lines; otherwise a fitted "other" term would be noise (or the curvature of the half-select
     # term) that a larger tile multiplies by thousands of writes
-    other = spec.cell == "1R" and abs(2 * spec.half_select - 1) > 1e-9
+    # (row-parallel: the "other" event is the rest of the cell's own row, always fitted)
+    other = spec.write_order == "row" or spec.cell == "1R" and abs(2 * spec.half_select - 1) > 1e-9
     fit = lambda m: _fit_events(y[m], nh[m], no[m], other)    # noqa: E731
     pooled = fit(np.ones_like(y, dtype=bool))
     d = result.disturb
@@ -433,14 +647,15 @@ def disturb_stats(result: ArrayWriteResult) -> dict[str, np.ndarray]:
 
 
 def array_group(result: ArrayWriteResult, command: str = "") -> ArrayGroup:
-    """The /array group of a finished write (of the whole array, row-major)."""
+    """The /array group of a finished write of the whole array (``write_order``:
+    ``row-parallel`` or ``row-major``, cell by cell)."""
     spec = result.spec
     if not spec.whole:
-        raise ValueError("the /array group records a write of the whole array in row-major order; this run wrote "
+        raise ValueError("the /array group records a write of the whole array; this run wrote "
                          f"only {len(spec.order)} chosen cells")
     attrs = {"rows": spec.rows, "cols": spec.cols, "cell": spec.cell, "bias": spec.bias_name,
              "half_select": spec.half_select, "wire_resistance": float(spec.wire_resistance),
-             "scheme": spec.scheme.name, "write_order": "row-major", "seed": spec.seed,
+             "scheme": spec.scheme.name, "write_order": ORDERS[spec.write_order], "seed": spec.seed,
              "converged": float(result.converged.mean())}
     if command:
         attrs["command"] = command
@@ -482,7 +697,7 @@ def summary(result: ArrayWriteResult) -> str:
     t = result.times
     lines = [f"array write: {spec.rows}x{spec.cols} {spec.cell} {spec.bias_name} (half-select "
              f"{spec.half_select:.3g} of the pulse), {spec.wire_resistance:g} ohm/segment, scheme "
-             f"{spec.scheme.name}, row-major, seed {spec.seed}",
+             f"{spec.scheme.name}, {ORDERS[spec.write_order]}, seed {spec.seed}",
              f"  converged {100 * nf['converged']:.1f}% of cells",
              f"  cost vs the isolated cell (mean over the near / far quarter of positions): pulses x{nf['pulses_near']:.3f}"
              f" / x{nf['pulses_far']:.3f}, energy x{nf['energy_near']:.3f} / x{nf['energy_far']:.3f}, time "
@@ -498,7 +713,7 @@ def to_json(result: ArrayWriteResult) -> dict:
     s = result.spec
     group = array_group(result) if s.whole else None
     out = {"rows": s.rows, "cols": s.cols, "cell": s.cell, "bias": s.bias_name, "half_select": s.half_select,
-           "wire_resistance": s.wire_resistance, "scheme": s.scheme.name, "seed": s.seed, **near_far(result),
+           "wire_resistance": s.wire_resistance, "scheme": s.scheme.name, "seed": s.seed, "write_order": ORDERS[s.write_order], **near_far(result),
            "isolated": {k: np.asarray(v).tolist() for k, v in result.isolated.items()}, "times_s": result.times}
     if group is not None:
         out["per_level"] = {k: v.tolist() for k, v in group.stats.items()}
@@ -516,7 +731,8 @@ def _bias(text: str) -> str | float:
 def cmd_characterize_array(args) -> int:
     table = DeviceTable.load(args.table)
     spec = ArrayWrite(table, args.rows, args.cols, args.cell, _bias(args.bias) if args.bias else None,
-                      args.wire_resistance, args.seed, state_node=args.state_node, initial_state=args.initial_state)
+                      args.wire_resistance, args.seed, state_node=args.state_node, initial_state=args.initial_state,
+                      write_order=args.order)
     out = Path(args.output)
     if out.resolve() == Path(args.table).resolve():
         raise ValueError("-o must name a new file: the table is copied with the /array group added, never rewritten")
@@ -547,6 +763,10 @@ def add_commands(sub) -> None:
                    help="1R: V/2 (default) or V/3; 1T1R: word-line (default); or the half-select fraction 0..0.5")
     a.add_argument("--wire-resistance", type=number, default=1.0, help="ohm per wire segment (default 1)")
     a.add_argument("--seed", type=int, default=0, help="seed of the random levels written")
+    a.add_argument("--order", choices=list(ORDERS), default="row",
+                   help="row (default): the cells of a row written together, every column with its own pulses and "
+                        "verify, finished columns inhibited (as array macros write; tens of times faster); cell: one "
+                        "cell after another, row-major")
     a.add_argument("--state-node", help="user subcircuit: the internal node whose voltage is the state")
     a.add_argument("--initial-state", type=number, help="user subcircuit: the state of an erased cell")
     a.add_argument("--checkpoint", help="resume file (default OUTPUT.array.npz; removed when done)")

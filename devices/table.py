@@ -66,13 +66,14 @@ ARRAY_ATTRS = ("rows", "cols", "cell", "bias", "half_select", "wire_resistance",
 @dataclass
 class ArrayGroup:
     """Programming inside an array (optional ``/array``): what write-verify of the table's
-    device cost and disturbed when done cell by cell inside a ``rows x cols`` array in
+    device cost and disturbed when done inside a ``rows x cols`` array in
     ngspice (``rramsim characterize-array``).
 
     Attributes (``attrs``): ``rows``, ``cols``, ``cell`` (1R/1T1R), ``bias`` (``V/2``,
     ``V/3``, ``word-line``), ``half_select`` (unselected-line voltage as a fraction of the
     pulse), ``wire_resistance`` (ohm per segment), ``scheme`` (the table's scheme name),
-    ``write_order`` (``row-major``), and optional provenance (``seed``, ``command``, ...).
+    ``write_order`` (``row-parallel``: a row's cells together; ``row-major``: cell by
+    cell), and optional provenance (``seed``, ``command``, ...).
 
     Per position [rows, cols]: ``level`` (the level written there), ``pulses_factor``,
     ``energy_factor``, ``time_factor`` (cost of that write in the array over the cost of
@@ -84,8 +85,9 @@ class ArrayGroup:
     Per level [L]: write disturb per event, as ``ln(G_after / G_before)`` (= the relative
     change for small changes): ``disturb_half_mean/std`` per *half-select event* (a later
     write of a cell on the same row or column), ``disturb_other_mean/std`` per later write
-    elsewhere in the array (the V/3 bias puts -V/3 there), fitted over the array's cells of
-    that level; ``disturb_array_mean/std``: the measured relative change per written array;
+    elsewhere in the array (the V/3 bias puts -V/3 there; a row-parallel write counts each
+    later row as a half-select event and the rest of the cell's own row as its one other
+    event), fitted over the array's cells of that level; ``disturb_array_mean/std``: the measured relative change per written array;
     ``disturb_cells``: how many cells of that level the array had (levels with none carry
     the pooled fit of all cells).
     """

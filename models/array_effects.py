@@ -13,15 +13,19 @@ Position-dependent cost
     is mostly the half-selected cells' currents, which grow with the lines' length, not with
     a cell's position, so a larger tile costs more than this says (:func:`describe` says so).
 Write disturb
-    Cells are written row by row, cell by cell, within their tile; every cell written
-    after a cell disturbs it: by a *half-select event* when it shares the cell's row or
-    column, by an *other* event elsewhere. A cell of level ``l`` with ``n_h`` later
+    Cells are written within their tile in the order the group was measured in
+    (``write_order``). Row-major, cell by cell: every cell written after a cell disturbs
+    it, by a *half-select event* when it shares the cell's row or column, by an *other*
+    event elsewhere. Row-parallel (all cells of a row together, each column with its own
+    pulses, finished columns inhibited): every later row is a half-select event (pulses on
+    the cell's column), and the rest of the cell's own row after its column was inhibited
+    is one other event. A cell of level ``l`` with ``n_h`` later
     half-select events and ``n_o`` others ends at
     ``G * exp(n_h mu_h[l] + n_o mu_o[l] + sqrt(n_h s_h[l]^2 + n_o s_o[l]^2) z)``, ``z`` a
     standard normal per cell (its own random stream), with the table's per-event means
     ``mu`` and sigmas ``s``. Every tile is counted full (the cells of a padded tile's unused
-    positions are written too), and a row-parallel write (``program_parallelism="row"``)
-    is disturbed as the cell-by-cell write that was measured. Stuck-at cells stay stuck.
+    positions are written too), whatever ``program_parallelism`` the config's latency
+    assumes (the measured order decides the disturb). Stuck-at cells stay stuck.
 """
 from __future__ import annotations
 
@@ -34,9 +38,16 @@ from rramsim.devices.table import ArrayGroup
 STREAM_DISTURB = 3
 
 
-def later_writes(i: torch.Tensor, j: torch.Tensor, rows: int, cols: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Later writes on the same row or column (half-select events) and elsewhere, for cells
-    at ``(i, j)`` of a ``rows x cols`` tile written row-major, cell by cell."""
+def later_writes(i: torch.Tensor, j: torch.Tensor, rows: int, cols: int,
+                 order: str = "row-major") -> tuple[torch.Tensor, torch.Tensor]:
+    """The events after a cell's own write, for cells at ``(i, j)`` of a ``rows x cols``
+    tile: written ``row-major``, cell by cell, later writes on the same row or column
+    (half-select events) and elsewhere; written ``row-parallel``, later rows (half-select
+    events) and one other event, the rest of the cell's own row after it was inhibited."""
+    if order == "row-parallel":
+        return rows - 1 - i, torch.ones_like(i)
+    if order != "row-major":
+        raise ValueError(f"/array write_order must be row-major or row-parallel, got {order!r}")
     half = (cols - 1 - j) + (rows - 1 - i)
     later = rows * cols - 1 - (i * cols + j)
     return half, later - half
@@ -66,7 +77,8 @@ def disturb_cells(engine, res: dict, lv: torch.Tensor, seed: int, o0: int, s: in
     ti, tj = (t.to(dev) for t in tile_positions(engine, o0, o0 + lv.shape[0], s, p))
     st = group.stats
     t64 = lambda name: torch.as_tensor(st[name], dtype=torch.float64, device=dev)[lv]   # noqa: E731
-    nh, no = (t.to(torch.float64) for t in later_writes(ti, tj, c.tile_rows, c.tile_cols))
+    nh, no = (t.to(torch.float64) for t in later_writes(ti, tj, c.tile_rows, c.tile_cols,
+                                                         str(group.attrs["write_order"])))
     mean = nh * t64("disturb_half_mean") + no * t64("disturb_other_mean")
     std = (nh * t64("disturb_half_std") ** 2 + no * t64("disturb_other_std") ** 2).sqrt()
     u = _uniforms(seed, STREAM_DISTURB, pos, lv.numel()).to(torch.float64).add_(2.0 ** -25)

@@ -6,11 +6,12 @@ import h5py
 import numpy as np
 import pytest
 
+from rramsim.circuits import array_write as aw
 from rramsim.circuits.array_write import line_voltages, write_deck
 from rramsim.circuits.testbenches import Device
 from rramsim.cosim import array_program as ap
 from rramsim.devices import DeviceTable, TableError
-from rramsim.devices.schemes import ISPP
+from rramsim.devices.schemes import ISPP, Pulse
 
 DEFAULT = str(Path(__file__).resolve().parents[1] / "devices" / "data" / "default.h5")   # 1T1R, igvva
 BUILTIN_1R = str(Path(__file__).resolve().parent / "data" / "default_v1.h5")            # 1R, ispp
@@ -54,17 +55,24 @@ def test_write_deck_drives_the_selected_lines():
         write_deck(dev, np.full((3, 4), 1e-5), 2.0, (3, 0), timing(ISPP()), ISPP().set_pulse(0), state_param="gc")
 
 
-def test_disturb_is_zero_without_half_select_voltage_and_grows_with_it(table_1t1r, isolated_1t1r):
+@pytest.mark.parametrize("order", ["cell", "row"])
+def test_disturb_is_zero_without_half_select_voltage_and_grows_with_it(table_1t1r, isolated_1t1r, order):
     """1T1R, word-line selection: cells on other word lines sit behind off transistors. With
     the unselected bit lines at 0 the half-selected cells see nothing; raising them to a
-    fraction of the pulse disturbs the cells on the selected word line."""
+    fraction of the pulse disturbs the cells on the selected word line. Row-parallel: the
+    inhibited columns' word lines are off, so a cell whose column finished early sees
+    nothing more while the rest of its row is written."""
     levels = np.array([[0, 2, 1], [2, 0, 1]])
     worst = {}
     for h in (0.0, 0.25, 0.5):
-        res = ap.run_write(ap.ArrayWrite(table_1t1r, 2, 3, bias=h, levels=levels), isolated=isolated_1t1r)
+        res = ap.run_write(ap.ArrayWrite(table_1t1r, 2, 3, bias=h, levels=levels, write_order=order),
+                           isolated=isolated_1t1r)
         assert res.converged.all()
         worst[h] = float(np.abs(res.disturb).max())
-        assert res.disturb[-1, -1] == 0.0                  # the last cell written sees no later write
+        if order == "cell":
+            assert res.disturb[-1, -1] == 0.0              # the last cell written sees no later write
+        else:                                              # the last row: in-row inhibition only
+            assert np.abs(res.disturb[-1]).max() < 1e-5
     assert worst[0.0] < 1e-5
     assert 1e-5 < worst[0.25] < worst[0.5]
     assert worst[0.5] > 1e-3
@@ -75,7 +83,8 @@ def test_far_cell_needs_at_least_the_pulses_and_energy_of_the_near_cell(table_1t
     a fresh array with resistive lines: the far one sees less of every pulse."""
     out = {}
     for name, cell in (("near", (3, 0)), ("far", (0, 3))):
-        spec = ap.ArrayWrite(table_1t1r, 4, 4, wire_resistance=100.0, levels=np.full((4, 4), 4), cells=[cell])
+        spec = ap.ArrayWrite(table_1t1r, 4, 4, wire_resistance=100.0, levels=np.full((4, 4), 4), cells=[cell],
+                             write_order="cell")
         res = ap.run_write(spec, isolated=isolated_1t1r)
         out[name] = {k: float(getattr(res, k)[cell]) for k in ("pulses", "energy", "g_verify", "g_after")}
         assert res.converged[cell]
@@ -89,7 +98,7 @@ def test_far_cell_needs_at_least_the_pulses_and_energy_of_the_near_cell(table_1t
 
 
 def test_1r_v2_array_writes_and_the_group_round_trips(table_1r, tmp_path):
-    spec = ap.ArrayWrite(table_1r, 3, 3, bias="V/2", seed=2)
+    spec = ap.ArrayWrite(table_1r, 3, 3, bias="V/2", seed=2, write_order="cell")
     ck = tmp_path / "write.npz"
     res = ap.run_write(spec, checkpoint=ck)
     assert ck.is_file() and res.converged.mean() >= 0.8
@@ -174,3 +183,96 @@ def test_torch_programming_applies_the_array_group(one_thread):
     g2, _ = programmed(dataclasses.replace(table, array=_group(table, half_std=0.02)))
     g3, _ = programmed(dataclasses.replace(table, array=_group(table, half_std=0.02)))
     assert torch.equal(g2, g3) and not torch.allclose(g2, g0)
+
+
+def test_row_round_voltages():
+    """One round of a row-parallel write: the selected row at the largest amplitude, active
+    columns below it by their own amplitude, inhibited columns at the half-select level."""
+    v = aw.row_line_voltages("1R", 0.5, [1.2, None, 1.0])
+    assert v["row"] == 1.2 and v["rows"] == pytest.approx(0.6)
+    seen = [v["row"] - c for c in v["cols"]]
+    assert seen == pytest.approx([1.2, 0.6, 1.0])              # own pulse, V/2 inhibit, own pulse
+    v = aw.row_line_voltages("1R", 1 / 3, [None, -1.5])
+    assert [v["row"] - c for c in v["cols"]] == pytest.approx([-0.5, -1.5])
+    assert v["rows"] - v["cols"][0] == pytest.approx(0.5)         # unselected row, inhibited column: (2h - 1) A
+    v = aw.row_line_voltages("1T1R", 0.0, [-1.6, None, -1.0], [2.6, None, 2.6], 1.2)
+    assert min(v["row"], v["rows"], *v["cols"]) >= 0              # RESET: raised, nothing below ground
+    assert [v["row"] - c for c in v["cols"]] == pytest.approx([-1.6, -1.6, -1.0])
+    assert v["gates"][1] == 0.0 and v["gates"][0] - v["cols"][0] == pytest.approx(2.6)
+    with pytest.raises(ValueError, match="sign"):
+        aw.row_line_voltages("1R", 0.5, [1.0, -1.0])
+    with pytest.raises(ValueError, match="at least one"):
+        aw.row_line_voltages("1R", 0.5, [None, None])
+
+
+def test_row_write_deck_drives_every_column():
+    dev = Device("lincell", ".subckt lincell te be params: gc=1e-5\nR1 te be {1/gc}\n.ends lincell", ("gc",))
+    from rramsim.cosim.writeverify import timing
+    p = ISPP().set_pulse(0)
+    deck = aw.row_write_deck(dev, np.full((3, 4), 1e-5), 2.0, 1, timing(ISPP()), [p, None, p, p], state_param="gc")
+    assert "Rd1 ds r1_0 2.0" in deck and "Rd2 du r2_0 2.0" in deck
+    assert all(f"Vcol{j} s{j} cd{j} dc 0" in deck for j in range(4)) and "Vpc3 cd3 0 pulse(" in deck
+    with pytest.raises(ValueError, match="width"):
+        aw.row_write_deck(dev, np.full((3, 4), 1e-5), 2.0, 1, timing(ISPP()), [p, Pulse(1.0, 20e-9), p, p],
+                          state_param="gc")
+
+
+def test_row_parallel_reaches_the_levels_of_the_cell_by_cell_write(table_1t1r, isolated_1t1r):
+    """1T1R row-parallel and cell by cell (no half-select voltage, so no disturb): every cell
+    converges, both orders reach the same states within the scheme's tolerance, with the
+    same pulses per cell up to the line drop."""
+    levels = np.array([[6, 1, 3], [0, 7, 4]])
+    out = {o: ap.run_write(ap.ArrayWrite(table_1t1r, 2, 3, levels=levels, write_order=o), isolated=isolated_1t1r)
+           for o in ("row", "cell")}
+    tol = table_1t1r.scheme["tolerance"]
+    targets = table_1t1r.targets[levels]
+    for res in out.values():
+        assert res.converged.all()
+        assert np.all(np.abs(res.g_verify / targets - 1) <= tol)
+    assert np.all(np.abs(out["row"].g_after / out["cell"].g_after - 1) <= 2 * tol)
+    assert np.abs(out["row"].pulses - out["cell"].pulses).max() <= 2
+    # the rounds of a row share one clock: each cell's time is at least its own pulses' time
+    assert np.all(out["row"].time >= 0.99 * out["cell"].time)
+
+
+def test_row_parallel_1r_inhibited_cells_see_only_the_half_select(table_1r, tmp_path):
+    """1R V/2 row-parallel: a cell whose column finished is held at the half-select voltage
+    while its row goes on, so its change after its own write is the half-select disturb
+    (a fraction of a percent per event), not a programming step (the scheme's steps move a
+    cell by tens of percent); the group records the row-parallel order and round-trips."""
+    spec = ap.ArrayWrite(table_1r, 3, 3, bias="V/2", seed=2)
+    assert spec.write_order == "row"
+    ck = tmp_path / "row.npz"
+    res = ap.run_write(spec, checkpoint=ck)
+    assert res.converged.all() and np.all(res.pulses >= 2)
+    assert np.abs(res.disturb[-1]).max() < 0.01                    # the last row: in-row inhibition only
+    assert res.disturb[0].mean() < res.disturb[-1].mean() - 1e-4  # later rows' erase half-selects the first
+    again = ap.run_write(spec, checkpoint=ck, isolated=res.isolated)
+    assert np.array_equal(again.pulses, res.pulses)
+    group = ap.array_group(res, command="pytest")
+    assert group.attrs["write_order"] == "row-parallel"
+    back = DeviceTable.load(ap.with_array(table_1r, group).save(tmp_path / "t.h5"))
+    assert back.array == group
+    with pytest.raises(ValueError, match="write_order='cell'"):
+        ap.ArrayWrite(table_1r, 3, 3, cells=[(0, 0)])
+
+
+def test_isolated_reference_starts_every_level_erased(table_1t1r, isolated_1t1r):
+    """A 1x1 array with 1 ohm lines is the isolated cell: same pulses and energy per level
+    (the isolated reference writes each level into an erased cell, as the array does)."""
+    for lv in (2, 7):
+        res = ap.run_write(ap.ArrayWrite(table_1t1r, 1, 1, levels=np.array([[lv]])), isolated=isolated_1t1r)
+        assert res.pulses[0, 0] == isolated_1t1r["pulses"][lv]
+        assert res.factors()["energy_factor"][0, 0] == pytest.approx(1.0, abs=0.003)
+
+
+def test_torch_row_parallel_disturb_counts_later_rows():
+    import torch
+    from rramsim.models.array_effects import later_writes
+    i, j = torch.meshgrid(torch.arange(4), torch.arange(3), indexing="ij")
+    half, other = later_writes(i, j, 4, 3, "row-parallel")
+    assert torch.equal(half, 3 - i) and torch.equal(other, torch.ones_like(i))
+    nh, no = ap.later_writes(4, 3, "row")
+    assert np.array_equal(nh, half.numpy()) and np.array_equal(no, other.numpy())
+    with pytest.raises(ValueError, match="write_order"):
+        later_writes(i, j, 4, 3, "column-major")
