@@ -234,13 +234,15 @@ def row_line_voltages(cell: str, half_select: float, amplitudes, gates=None, v_g
     return out
 
 
-def row_probe_vectors(cols: int) -> list[str]:
+def row_probe_vectors(row: int, cols: int) -> list[str]:
     """The drive and sense vectors of a row-parallel deck: the selected row's driver
     (``v(ds)``, ``i(vpa)``), the unselected rows' (``v(du)``, ``i(vpu)``), then per column
-    its sense current ``i(vcol<j>)``, driver voltage ``v(cd<j>)`` and current ``i(vpc<j>)``."""
+    its sense current ``i(vcol<j>)``, driver voltage ``v(cd<j>)``, driver current
+    ``i(vpc<j>)`` and the selected row's node ``v(r<row>_<j>)`` (the row's segment
+    currents, hence each selected cell's current, follow from these)."""
     out = ["v(ds)", "i(vpa)", "v(du)", "i(vpu)"]
     for j in range(cols):
-        out += [f"i(vcol{j})", f"v(cd{j})", f"i(vpc{j})"]
+        out += [f"i(vcol{j})", f"v(cd{j})", f"i(vpc{j})", f"v(r{row}_{j})"]
     return out
 
 
@@ -313,7 +315,7 @@ def row_write_deck(device: Device, states, wire_resistance: float, row: int, tim
     lines += cell_lines(device, s, cell, state_param, state_node, wl if cell == "1T1R" else None,
                         lambda j: f"wg{j}")
     rows = range(n) if save_states == "all" else [si]
-    saves = ["time"] + row_probe_vectors(m) + [_save_name(i, j, read_node) for i in rows for j in range(m)]
+    saves = ["time"] + row_probe_vectors(si, m) + [_save_name(i, j, read_node) for i in rows for j in range(m)]
     for q in range(0, len(saves), 16):
         lines.append(".save " + " ".join(saves[q:q + 16]))
     lines.append(".end")

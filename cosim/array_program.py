@@ -350,6 +350,24 @@ def write_row(spec: ArrayWrite, device: Device, states: np.ndarray, row: int, pa
     return run_with_retries(attempt, name)
 
 
+def column_energy(t: np.ndarray, v_ds: np.ndarray, v_du: np.ndarray, v_row: np.ndarray, i_col: np.ndarray,
+                  v_cd: np.ndarray, wire_resistance: float) -> np.ndarray:
+    """Energy [C] delivered to each column's cells in one round of a row-parallel write.
+
+    The selected row's segment currents follow from its node voltages ``v_row`` [C, T]
+    (the driver ``v_ds`` feeds node 0 through one segment), and the current of its cell in
+    column j is the difference of the segments on either side; the rest of column j's
+    current ``i_col`` comes from the unselected rows (driver ``v_du``). Column j's energy
+    is ``(v_ds - v_cd) i_sel + (v_du - v_cd) i_unsel`` integrated: every current runs from
+    a row driver through one cell into a column driver, so the columns' energies add up
+    to everything the drivers deliver (wire losses included, on the path they occur)."""
+    left = np.vstack([v_ds[None], v_row[:-1]])
+    seg = (left - v_row) / float(wire_resistance)                  # current into node j from its left
+    i_sel = seg - np.vstack([seg[1:], np.zeros_like(seg[:1])])
+    power = (v_ds - v_cd) * i_sel + (v_du - v_cd) * (i_col - i_sel)
+    return np.trapezoid(power, t, axis=1)
+
+
 def _alter_row(session, source: str, params: tuple, name: str) -> None:
     from rramsim.circuits.render import number
     from rramsim.cosim.ngspice import SimulationError
@@ -384,9 +402,11 @@ def _drive_row(session, spec: ArrayWrite, tm, targets: np.ndarray, row: int, nam
     more period) or after ``max_pulses``. A column whose next pulse is of another sign or
     width than the round's waits (inhibited, not counted); one that needs none (amplitude 0,
     in the window right after the erase) is inhibited and its period counted, as the
-    cell-by-cell loop counts it. Energy: everything the drivers deliver in a round, shared
-    equally by the round's active (else counted) columns; time: the periods from the row's
-    start to the column's end (a row's cells finish together at its slowest)."""
+    cell-by-cell loop counts it. Energy: a round's pulsed column gets its own column's
+    energy (:func:`column_energy`) and an equal share of the other columns' (their cells'
+    half-select currents), so the row's columns add up to all the drivers deliver; time:
+    the periods from the row's start to the column's end (a row's cells finish together
+    at its slowest)."""
     from rramsim.circuits.array_write import row_line_voltages, row_pulse
     from rramsim.cosim.ngspice import SimulationError
     from rramsim.cosim.writeverify import _verify
@@ -451,22 +471,27 @@ def _drive_row(session, spec: ArrayWrite, tm, targets: np.ndarray, row: int, nam
         t = session.vector_tail("time", start)
         if t.size == 0 or t[-1] < tm.stop_time(k):
             raise SimulationError(name, f"transient stopped early in round {k}", log, params)
-        v_ds, i_pa = session.vector_tail("v(ds)", start), session.vector_tail("i(vpa)", start)
-        power = -(v_ds * i_pa + session.vector_tail("v(du)", start) * session.vector_tail("i(vpu)", start))
+        tail = lambda v: session.vector_tail(v, start)      # noqa: E731
+        v_ds, v_du = tail("v(ds)"), tail("v(du)")
+        i_col = np.array([tail(f"i(vcol{j})") for j in range(C)])
+        v_cd = np.array([tail(f"v(cd{j})") for j in range(C)])
+        e_col = column_energy(t, v_ds, v_du, np.array([tail(f"v(r{row}_{j})") for j in range(C)]), i_col, v_cd,
+                              spec.wire_resistance)
         g = np.full(C, np.nan)
         for j in range(C):
-            power = power - session.vector_tail(f"v(cd{j})", start) * session.vector_tail(f"i(vpc{j})", start)
             if not done[j]:
-                g[j] = _verify(t, session.vector_tail(f"i(vcol{j})", start), v_ds, tm.read_times(k))
-        e_round = float(np.trapezoid(power, t))
+                g[j] = _verify(t, i_col[j], v_ds, tm.read_times(k))
         share = active or counted
+        # each column pulsed this round: its own column's energy and an equal share of the others'
+        # (inhibited cells' half-select currents, which the pulsed columns cause)
+        rest = (e_col.sum() - e_col[share].sum()) / len(share)
         cell_time = tm.cell_time(width)
         for c in pending:
             if not math.isfinite(g[c]):
                 raise SimulationError(name, f"non-finite verify read of column {c} in round {k}", log, params)
             elapsed[c] += cell_time
             if c in share:
-                energy[c] += e_round / len(share)
+                energy[c] += e_col[c] + rest
             if c not in counted:
                 continue
             count[c] += 1

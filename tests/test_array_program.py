@@ -276,3 +276,17 @@ def test_torch_row_parallel_disturb_counts_later_rows():
     assert np.array_equal(nh, half.numpy()) and np.array_equal(no, other.numpy())
     with pytest.raises(ValueError, match="write_order"):
         later_writes(i, j, 4, 3, "column-major")
+
+
+def test_column_energy_splits_the_drivers_energy_by_column():
+    """Two columns, one selected row fed through 1 ohm segments: each column's energy is its
+    selected cell's current times the row-to-column voltage plus its unselected-row current
+    times the unselected rows' voltage."""
+    t = np.linspace(0.0, 1e-8, 11)
+    ones = np.ones_like(t)
+    i_sel, i_uns = np.array([2e-4, 1e-4]), np.array([3e-6, 5e-6])
+    r = 1.0
+    v_ds = 1.0 * ones
+    v_row = np.array([v_ds - r * i_sel.sum(), v_ds - r * i_sel.sum() - r * i_sel[1]])
+    e = ap.column_energy(t, v_ds, 0.5 * ones, v_row, (i_sel + i_uns)[:, None] * ones, np.zeros((2, 11)), r)
+    assert e == pytest.approx((1.0 * i_sel + 0.5 * i_uns) * 1e-8, rel=1e-9)
