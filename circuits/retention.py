@@ -6,6 +6,11 @@ early on (its conductance is G(0)) and one at each retention time, so ``G(t)/G(0
 device's own relaxation while unbiased. The reads are microseconds long, far too short to
 move the state; the time step is a fraction of the whole run and the reads' corners are
 breakpoints, so one run covers seconds to days.
+
+With the post-programming relaxation (``rramsim.devices.params.Relaxation``) the cells are
+:func:`relaxing_device` instances: programming ends at :data:`RELAX_START`, the end of the
+reference read, so G(0) is the state write-verify read and every later read sees the
+relaxation since then (a read "at t" has relaxed for t - 12 us: 1.2e-5 of t at 1 s).
 """
 from __future__ import annotations
 
@@ -13,6 +18,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from rramsim.circuits.compact_model import INSTANCE_PARAMS, RELAX_PARAMS, rram_subckt
 from rramsim.circuits.render import number
 from rramsim.circuits.testbenches import OPTIONS, Device
 
@@ -28,6 +34,15 @@ _PLATEAU_START = READ_RISE
 _PLATEAU_END = READ_RISE + READ_PLATEAU
 _READ_END = 2 * READ_RISE + READ_PLATEAU
 _SAMPLE = READ_RISE + READ_PLATEAU / 2
+#: s, where the post-programming relaxation starts: the end of the reference read (a breakpoint)
+RELAX_START = T_REFERENCE + _READ_END
+
+
+def relaxing_device(model_params: Mapping[str, float]) -> Device:
+    """The built-in model (1R) with the post-programming relaxation source: its cells take
+    ``relax`` (nm), ``relax_t0`` and ``relax_tau`` (s) besides the usual instance parameters."""
+    return Device("rram", rram_subckt(dict(model_params), relaxation=True),
+                  tuple(model_params) + INSTANCE_PARAMS + RELAX_PARAMS, "1R", controls=True)
 
 
 def retention_times(t_max: float) -> np.ndarray:

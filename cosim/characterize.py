@@ -23,7 +23,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from rramsim import __version__
-from rramsim.circuits.retention import retention_analysis, retention_deck, retention_times, sample_times
+from rramsim.circuits.retention import (RELAX_START, relaxing_device, retention_analysis, retention_deck,
+                                        retention_times, sample_times)
 from rramsim.circuits.testbenches import Device, builtin_device, iv_sweep_deck, pulse_train_deck
 from rramsim.cosim.campaign import CampaignResult, device_params, run_campaign
 from rramsim.cosim.fitting import fit_table
@@ -148,6 +149,23 @@ def measure_levels(spec: Characterization):
 
 #: seed salt of the retention cells' relaxation-rate draws (independent of the campaign's draws)
 RETENTION_SEED_SALT = 0xDEC
+#: seed salt of the post-programming relaxation draws (independent of the rate draws)
+RELAX_SEED_SALT = 0xDEF
+
+
+def relaxation_draws(seed: int, levels: int, n: int) -> np.ndarray:
+    """Unit normal draws [levels, n] of the cells' relaxation amplitudes, stratified: the
+    normal quantiles at (k + 1/2)/n scaled to unit standard deviation, in a seeded random
+    order per level. The bench measures a level's spread from its n cells; stratified draws
+    make that the distribution's spread for any n (random ones would be off by about
+    1/sqrt(2n), 25% for 8 cells), while each cell's draw stays random in its order."""
+    from scipy.special import ndtri
+    if n < 2:
+        raise ValueError(f"the post-programming relaxation's spread needs at least 2 retention devices, got {n}")
+    q = ndtri((np.arange(n) + 0.5) / n)
+    q = q / q.std()
+    rng = np.random.default_rng([seed, RELAX_SEED_SALT])
+    return np.stack([rng.permutation(q) for _ in range(levels)])
 
 
 def measure_retention(spec: Characterization) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -160,9 +178,15 @@ def measure_retention(spec: Characterization) -> tuple[np.ndarray, np.ndarray, n
     followed by microsecond read edges stall the compiled model's time-step control.
     Each level's cells start at the gap whose read current gives the target conductance
     (the model's I-V solved for g), with read noise off.
+
+    With the post-programming relaxation on (``spec.variability.relaxation``), each cell
+    also gets its own ``delta`` (:func:`relaxation_draws`) and relaxes from the end of the
+    reference read (:data:`rramsim.circuits.retention.RELAX_START`): G(0) is the state
+    write-verify left, and ``ratio``/``sigma`` at 1 s already hold a second of relaxation.
     """
     model, vr = spec.model, spec.scheme.read_voltage
-    device = builtin_device(model.params(), "1R")
+    relax = spec.variability.relaxation
+    device = relaxing_device(model.params()) if relax.on else builtin_device(model.params(), "1R")
     times = retention_times(spec.retention_time)
     gaps = -model.g0 * np.log(spec.targets * vr / (model.i0 * np.sinh(vr / model.v0)))
     rng = np.random.default_rng([spec.seed, RETENTION_SEED_SALT])
@@ -170,6 +194,11 @@ def measure_retention(spec: Characterization) -> tuple[np.ndarray, np.ndarray, n
     rates = model.r_ret * np.exp(sigma * rng.standard_normal(spec.retention_devices))
     cells = [dict(model.params(), x0=float(np.clip(g, model.g_min, model.g_max)), r_ret=float(r), noise=0.0)
              for g in gaps for r in rates]
+    if relax.on:
+        z = relaxation_draws(spec.seed, len(gaps), spec.retention_devices)
+        delta = relax.sigma_gap(np.clip(gaps, model.g_min, model.g_max))[:, None] * z
+        for cell, d in zip(cells, delta.reshape(-1)):
+            cell.update(relax=float(d), relax_t0=RELAX_START, relax_tau=relax.tau)
     session = Session.get()
     currents = [f"i(vs{k})" for k in range(len(cells))]
     out = run_with_retries(lambda options: session.simulate(

@@ -8,9 +8,14 @@ after programming. That spread uses the inference drift model (``DevicePhysics``
 programmed to g reads g (r(t) + s(t) z) at time t, so per level
 ``var G(t) = E[g^2] (r^2 + s^2) - (E[g] r)^2``.
 
+Times after programming (:func:`sigma_at`): t = 0 is the write-verify read (the table's
+reached conductances); t > 0 carries it through the ``/retention`` group by the drift model,
+whose first time is 1 s, so "1 s" includes the relaxation of the first second (the
+post-programming relaxation, where the table's device has it); a table without a
+``/retention`` group is taken at its programming spread up to 1 s and has no later spread.
+
 With a reference (:mod:`rramsim.cosim.references`), each table's sigma at the reference's
-times (programming spread for t <= 1 s, which the table records right after write-verify;
-the drift model for later times) is set against the published band over the levels inside
+times (fits at t = 0 are programming spreads; the NeuRRAM fits are at 1 s and later) is set against the published band over the levels inside
 the reference's window, both taken at each level's programmed mean conductance (the fits
 give the spread versus the programmed conductance; the table's spread at time t is around
 its drifted mean): the relative distance to the nearest edge of the band (0 inside
@@ -29,15 +34,20 @@ import numpy as np
 from rramsim.cosim.references import REFERENCES, Reference, reference
 from rramsim.devices import DeviceTable
 
-#: Times up to this (s) compare with the table's programming spread itself.
+#: Up to this time (s) a table without retention data is taken at its programming spread.
 PROGRAMMING_TIME = 1.0
 
 
 def sigma_at(table: DeviceTable, t: float) -> np.ndarray | None:
-    """Per-level (mean G, sigma G) t seconds after programming; None without retention data
-    for t > :data:`PROGRAMMING_TIME`."""
+    """Per-level (mean G, sigma G) t seconds after programming.
+
+    t <= 0: the write-verify read (``g_final``). t > 0 with a ``/retention`` group: the
+    drift model of inference (``DevicePhysics.drift_factor``, the same numbers ``evaluate
+    --drift t`` draws from) applied to ``g_final``; at its first time (1 s) that is the
+    group's first column exactly. Without one: the programming spread up to
+    :data:`PROGRAMMING_TIME`, None later (nothing is known)."""
     g = table.g_final
-    if t <= PROGRAMMING_TIME:
+    if t <= 0 or (t <= PROGRAMMING_TIME and not table.has_retention):
         return np.stack([g.mean(axis=1), g.std(axis=1)])
     if not table.has_retention:
         return None
@@ -153,7 +163,7 @@ def _when(t: float) -> str:
 def format_comparison(reports: list[TableReport], ref: Reference | None) -> str:
     """The comparison as text: per level, one line per table; then the reference summary."""
     first = reports[0]
-    later = [t for t in sorted(first.at) if t > PROGRAMMING_TIME]
+    later = [t for t in sorted(first.at) if t > 0]
     lines = [f"tables: " + ", ".join(f"[{i}] {r.name} ({r.table.n_levels} levels x {r.table.n_devices} cells"
                                      f"{', measured' if r.table.provenance.get('source') == 'measured' else ''})"
                                      for i, r in enumerate(reports)),
@@ -218,7 +228,7 @@ def plot_comparison(reports: list[TableReport], ref: Reference | None, path: str
         ax.plot(s["g_mean"] * 1e6, s["g_std"] * 1e6, "o-", color=c, label=f"[{i}] {r.name}: programmed")
         ax.plot(r.table.read_g * 1e6, r.table.read_sigma * 1e6, ":", color=c, label=f"[{i}] read noise")
         for t, ms in r.at.items():
-            if t > PROGRAMMING_TIME and ms is not None:
+            if t > 0 and ms is not None and r.table.has_retention:
                 ax.plot(s["g_mean"] * 1e6, ms[1] * 1e6, "s--", mfc="none", color=c, label=f"[{i}] at {_when(t)}")
         ax2.hist(r.table.g_final.reshape(-1) * 1e6, bins=bins, color=c, histtype="step", lw=1.2,
                  label=f"[{i}] {r.name}")

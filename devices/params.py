@@ -11,6 +11,10 @@ IEEE EDL 2012; Jiang et al., SISPAD 2014), simplified for plain ngspice:
 with the gap ``g`` in nm held on a capacitor node and windows
 ``w_set = max(0, 1 - exp(-(g - g_min)/w))``, ``w_reset = max(0, 1 - exp(-(g_max - g)/w))``
 that stop the state exactly at its bounds.
+
+Optionally (:class:`Relaxation`, off by default) the gap relaxes after programming by a
+random amount per cell and per programming, ``delta ln(1 + t/tau)`` with
+``delta ~ N(0, sigma_g(g))``: a spread that, unlike the ones above, can fall with G.
 """
 from __future__ import annotations
 
@@ -69,6 +73,55 @@ class CompactModel:
 
 
 @dataclass(frozen=True)
+class Relaxation:
+    """Post-programming relaxation of the gap, random per cell and per programming.
+
+    From the end of programming (the write-verify read) a cell programmed to gap ``g`` moves
+    by ``delta * ln(1 + t / tau)``, with ``delta ~ N(0, sigma_g(g))`` drawn afresh for every
+    cell and every programming and ``sigma_g(g) = amplitude * exp((g - gap_ref) / decay)``:
+    defects near a thin filament (a wide gap) rearrange more. Since ``G ~ exp(-g / g0)``, the
+    relative spread is ``sigma_G / G ~ sigma_g(g) ln(1 + t/tau) / g0 ~ G^(-g0/decay)`` and the
+    absolute spread ``~ G^(1 - g0/decay)``: it falls with G when ``decay < g0`` and rises when
+    ``decay > g0``. The time law sets how the spread grows: ``sigma(t2) / sigma(t1) =
+    ln(1 + t2/tau) / ln(1 + t1/tau)`` (for tau << 1 s nearly ``ln(t2/tau) / ln(t1/tau)``).
+    The mean of ``delta`` is 0: the mean loss stays the slow relaxation ``r_ret``.
+
+    In SPICE (built-in model only) it is one more current into the gap node,
+    ``delta / (t - t_end + tau)`` after ``t_end``; the retention bench draws ``delta`` per
+    cell (:func:`rramsim.cosim.characterize.measure_retention`). ``amplitude = 0`` (default)
+    switches it off and leaves every netlist exactly as without it.
+    """
+
+    amplitude: float = 0.0      # nm, sigma of delta at gap_ref (0: off)
+    decay: float = 0.25         # nm, gap over which sigma_g grows e-fold
+    tau: float = 1e-6           # s, onset time of the ln(1 + t/tau) law
+    gap_ref: float = 1.0        # nm, gap where sigma_g = amplitude
+
+    def __post_init__(self) -> None:
+        for name in ("amplitude", "decay", "tau", "gap_ref"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) \
+                    or v < 0 or (v == 0 and name != "amplitude"):
+                raise ValueError(f"Relaxation.{name} must be a finite number > 0"
+                                 f"{' (or amplitude 0: off)' if name == 'amplitude' else ''}, got {v!r}")
+
+    @property
+    def on(self) -> bool:
+        return self.amplitude > 0
+
+    def sigma_gap(self, gap) -> np.ndarray:
+        """sigma of delta (nm) for cells programmed to ``gap`` (nm)."""
+        return self.amplitude * np.exp((np.asarray(gap, dtype=float) - self.gap_ref) / self.decay)
+
+    def law(self, t) -> np.ndarray:
+        """ln(1 + t / tau): the gap moved by time ``t`` (s) after programming, per unit delta."""
+        return np.log1p(np.maximum(np.asarray(t, dtype=float), 0.0) / self.tau)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
 class Variability:
     """Device-to-device and cycle-to-cycle spreads, all log-normal and seeded.
 
@@ -91,8 +144,14 @@ class Variability:
     nominal: dict[str, float] | None = None
     bounds: dict[str, tuple[float, float]] = field(default_factory=dict)
     c2c_params: dict[str, float] = field(default_factory=dict)
+    relaxation: Relaxation = field(default_factory=Relaxation)
 
     def __post_init__(self) -> None:
+        if not isinstance(self.relaxation, Relaxation):
+            raise ValueError(f"Variability.relaxation must be a Relaxation, got {self.relaxation!r}")
+        if self.nominal is not None and self.relaxation.on:
+            raise ValueError("Variability.relaxation acts on the built-in model's gap; a user's device has no "
+                             "relaxation port")
         known = CompactModel.VARIABLE if self.nominal is None else tuple(self.nominal)
         for key, sigma in self.d2d.items():
             if key not in known:
@@ -126,12 +185,14 @@ class Variability:
     @property
     def declared(self) -> bool:
         """Whether any spread is declared (a sigma > 0)."""
-        return self.c2c > 0 or bool(self.c2c_params) or any(s > 0 for s in self.d2d.values())
+        return self.c2c > 0 or bool(self.c2c_params) or any(s > 0 for s in self.d2d.values()) or self.relaxation.on
 
     def scaled(self, factor: float) -> "Variability":
         """The same spread shape, every sigma multiplied by ``factor``."""
         return dataclasses.replace(self, d2d={k: v * factor for k, v in self.d2d.items()}, c2c=self.c2c * factor,
-                                   c2c_params={k: v * factor for k, v in self.c2c_params.items()})
+                                   c2c_params={k: v * factor for k, v in self.c2c_params.items()},
+                                   relaxation=dataclasses.replace(self.relaxation,
+                                                                  amplitude=self.relaxation.amplitude * factor))
 
     def sample(self, model: CompactModel, n: int, rng: np.random.Generator) -> list[dict[str, float]]:
         """Per-device parameter dicts for ``n`` devices drawn from ``rng`` (built-in model)."""
@@ -173,15 +234,23 @@ class Variability:
             out["nominal"] = {k: v for k, v in self.nominal.items() if k in self.d2d}
             out["bounds"] = {k: list(v) for k, v in self.bounds.items() if k in self.d2d}
             out["c2c_params"] = dict(self.c2c_params)
+        if self.relaxation.on:            # written only when on: tables without it are unchanged
+            out["relaxation"] = self.relaxation.to_dict()
         return out
 
     @classmethod
     def from_dict(cls, d: dict) -> "Variability":
         nominal = d.get("nominal")
+        relax = d.get("relaxation") or {}
+        unknown = set(relax) - {f.name for f in dataclasses.fields(Relaxation)}
+        if unknown:
+            raise ValueError(f"variability relaxation: unknown field(s) {', '.join(sorted(unknown))}; "
+                             f"known: {', '.join(f.name for f in dataclasses.fields(Relaxation))}")
         return cls(dict(d.get("d2d", {})), float(d.get("c2c", 0.0)),
                    None if nominal is None else {k: float(v) for k, v in nominal.items()},
                    {k: (float(v[0]), float(v[1])) for k, v in d.get("bounds", {}).items()},
-                   {k: float(v) for k, v in d.get("c2c_params", {}).items()})
+                   {k: float(v) for k, v in d.get("c2c_params", {}).items()},
+                   Relaxation(**{k: float(v) for k, v in relax.items()}))
 
 
 def describe_variability(spec: dict) -> str:
@@ -189,7 +258,8 @@ def describe_variability(spec: dict) -> str:
     d2d = {k: float(v) for k, v in (spec or {}).get("d2d", {}).items() if float(v) > 0}
     c2c = float((spec or {}).get("c2c", 0.0))
     c2c_params = {k: float(v) for k, v in (spec or {}).get("c2c_params", {}).items()}
-    if not d2d and not c2c and not c2c_params:
+    relax = (spec or {}).get("relaxation")
+    if not d2d and not c2c and not c2c_params and not relax:
         return ("variability: none declared (every device is the nominal one; "
                 "--vary NAME=SPREAD gives a device-to-device spread)")
     nominal = (spec or {}).get("nominal") or {}
@@ -201,6 +271,10 @@ def describe_variability(spec: dict) -> str:
             f"{k} sigma(ln) {v:g}" for k, v in sorted(c2c_params.items()))
     if c2c:
         line += f"; cycle-to-cycle log-normal sigma(ln) {c2c:g} on the gap velocity, per pulse"
+    if relax:
+        line += (f"; post-programming gap relaxation delta ln(1 + t/{float(relax['tau']):g} s), delta normal with "
+                 f"sigma {float(relax['amplitude']):g} nm x exp((g - {float(relax.get('gap_ref', 1.0)):g} nm)/"
+                 f"{float(relax['decay']):g} nm), per cell and programming")
     return line
 
 

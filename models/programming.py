@@ -227,7 +227,13 @@ class DevicePhysics(nn.Module):
     # ------------------------------------------------------------------ drift
     def drift_factor(self, t: float, level: torch.Tensor, z: torch.Tensor, nu: float, nu_std: float,
                      t0: float) -> torch.Tensor:
-        """G(t)/G(0) per cell (>= 0) for cells programmed to ``level`` with normals ``z``."""
+        """G(t)/G(0) per cell (>= 0) for cells programmed to ``level`` with normals ``z``.
+
+        ``t`` is seconds after programming; G(0) is the write-verify read (the table's reached
+        conductance). A ``/retention`` group gives G(t)/G(0) at its times, measured from that
+        read (a device with post-programming relaxation has relaxed already by the first one,
+        1 s in rramsim's tables); below its first time the factor goes linearly in t from 1.
+        ``table compare`` and ``calibrate`` take a table's spread at t from this function."""
         if t <= 0:
             return torch.ones_like(z, dtype=torch.float64)
         z = z.to(torch.float64)

@@ -136,3 +136,47 @@ def test_recovers_a_known_relaxation_spread_and_characterize_runs_it(tmp_path, c
         assert main(["characterize", *argv, "-o", str(bad)]) == 1
         assert message in capsys.readouterr().err
     assert not bad.exists()
+
+
+def test_recovers_a_known_post_programming_relaxation_amplitude(tmp_path, capsys):
+    """CI-sized: a table whose device relaxes after programming with amplitude 0.004 nm
+    (decay 0.2 nm, tau 1 us; 2 devices, one level, 4 retention cells, same seeds); the
+    calibration from 0.0025 nm finds the amplitude within 10% from its 1 s and 1 day spread,
+    the variability file carries the relaxation, and ``characterize --variability`` runs it."""
+    from rramsim.devices.params import Relaxation
+    model, variability = preset("hfox")
+    known = dataclasses.replace(variability, relaxation=Relaxation(0.004, 0.2, 1e-6, 0.75))
+    spec = Characterization.builtin(model, variability=known, scheme=ISPP(tolerance=0.05), targets=np.array([20e-6]),
+                                    n_devices=2, seed=0, retention_time=86400.0, retention_devices=4)
+    table = characterize(spec, workers=1, progress=False, command="pytest known relaxation")
+    assert table.variability["relaxation"]["amplitude"] == 0.004
+    target = target_from_table(table, "known")
+    assert target.times == [1.0, 86400.0]
+    start = dataclasses.replace(variability, relaxation=Relaxation(0.0025, 0.2, 1e-6, 0.75))
+    res = calibrate(target, model, start, ISPP(tolerance=0.05), fit=("relax_amplitude",), n_devices=2,
+                    max_evals=10, workdir=tmp_path / "work", workers=1, retention_devices=4, progress=False)
+    assert abs(res.params["relax_amplitude"] / 0.004 - 1) < 0.10, res.history
+    assert res.error < 0.05
+    # one write-verify campaign for every evaluation: the relaxation does not move it
+    assert len(list((tmp_path / "work").glob("program_*.h5"))) == 1
+
+    out = tmp_path / "cal.h5"
+    assert main(["calibrate", "--target", _save(table, tmp_path),
+                 "--fit", "relax_amplitude", "--devices", "2", "--max-evals", "2", "--retention-devices", "4",
+                 "--workers", "1", "-q", "-o", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "post-programming relaxation: amplitude" in text
+    side = out.with_suffix(".variability.json")
+    relax = json.loads(side.read_text())["variability"]["relaxation"]
+    assert relax["amplitude"] > 0 and relax["tau"] > 0
+    again = tmp_path / "again.h5"
+    assert main(["characterize", "--variability", str(side), "--devices", "2", "--targets", "20u:30u:2",
+                 "--retention-time", "1", "--workers", "1", "-q", "-o", str(again)]) == 0
+    capsys.readouterr()
+    assert DeviceTable.load(again).variability["relaxation"] == relax
+
+
+def _save(table: DeviceTable, folder) -> str:
+    path = folder / "known.h5"
+    table.save(path)
+    return str(path)

@@ -62,3 +62,40 @@ def test_single_pulse_and_read_set_raises_reset_lowers_conductance():
     assert reset["g_after"] < 0.5 * reset["g_before"]
     assert strong["g_before"] == reset["g_before"] == weak["g_before"]
     assert strong["energy"] > weak["energy"] > 0
+
+
+def test_relaxation_off_leaves_the_netlist_as_the_plain_model():
+    """The post-programming relaxation is emitted only when asked for: the plain subcircuit
+    (every campaign's) has none of it, and the relaxation variant is the plain text plus its
+    parameter line and source, with the gap read as V(x)+V(r) and r_ret acting on it."""
+    from rramsim.circuits.compact_model import RELAX_PARAMS, rram_subckt
+    from rramsim.devices.params import Relaxation, Variability
+    p = CompactModel().params()
+    plain = rram_subckt(p)
+    assert plain == rram_subckt(p, relaxation=False)
+    assert "relax=" not in plain and "relax_" not in plain and "V(r)" not in plain and "Br " not in plain
+    relaxed = rram_subckt(p, relaxation=True)
+    assert all(f"{name}=" in relaxed for name in RELAX_PARAMS)
+    back = [line for line in relaxed.splitlines()
+            if not line.startswith(("+ relax=", "* post-programming", "Br r 0"))]
+    back = "\n".join(back).replace("Brx x gm I=(V(x)+V(r)-V(gm))*{r_ret}", "Rx x gm {1/r_ret}").replace(
+        "(V(x)+V(r))", "V(x)")
+    assert back + "\n" == plain
+    # off by default, and a variability without it records nothing new in a table
+    assert not Variability().relaxation.on and "relaxation" not in Variability({"i0": 0.1}).to_dict()
+    on = Variability({"i0": 0.1}, relaxation=Relaxation(0.005, 0.2, 1e-6, 0.75))
+    assert Variability.from_dict(on.to_dict()) == on
+    assert on.scaled(2).relaxation.amplitude == 0.01
+
+
+def test_relaxation_parameters_are_checked():
+    import pytest
+
+    from rramsim.devices.params import Relaxation, Variability
+    for bad in ({"amplitude": -1.0}, {"decay": 0.0}, {"tau": float("nan")}, {"gap_ref": -0.1}):
+        with pytest.raises(ValueError, match="Relaxation"):
+            Relaxation(**bad)
+    with pytest.raises(ValueError, match="user's device has no relaxation"):
+        Variability({"a": 0.1}, 0.0, {"a": 1.0}, relaxation=Relaxation(0.01))
+    with pytest.raises(ValueError, match="unknown field"):
+        Variability.from_dict({"relaxation": {"amplitude": 0.01, "speed": 1}})

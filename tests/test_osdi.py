@@ -267,3 +267,55 @@ def test_builtin_backend_auto_is_compiled_when_openvaf_is_here(devices):
     assert osdi.builtin_device_for("behavioural", params) == builtin_device(params)
     with pytest.raises(ValueError, match="backend must be"):
         osdi.builtin_device_for("spectre", params)
+
+
+# compiled after this process may have simulated: run in a fresh one (ngspice loads OSDI first)
+RELAX_VA = """
+import sys, numpy as np
+from pathlib import Path
+from rramsim.circuits.compact_model import INSTANCE_PARAMS, RELAX_PARAMS
+from rramsim.circuits.render import instance_params
+from rramsim.circuits.retention import RELAX_START, relaxing_device, retention_analysis, retention_deck, sample_times
+from rramsim.circuits.testbenches import Device
+from rramsim.cosim.ngspice import Session
+from rramsim.cosim.osdi import compile_va
+from rramsim.devices import CompactModel
+build = compile_va(Path(sys.argv[1]))
+Session.get().load_osdi(str(build.osdi))
+model = CompactModel(r_ret=1e-12).params()
+names = list(model) + list(INSTANCE_PARAMS) + list(RELAX_PARAMS)
+defaults = dict(model, x0=1.7, c2c=0.0, relax=0.0, relax_t0=0.0, relax_tau=1e-6)
+va = Device("rram", f".subckt rram te be c n params: {instance_params(defaults, names)}\\n"
+            f".model rram_m {build.modules['rram_relax_va']} " + " ".join(f"{k}={{{k}}}" for k in names)
+            + "\\nN1 te be c n rram_m\\n.ends rram", tuple(names), "1R", controls=True, osdi=(str(build.osdi),))
+times = [1.0, 100.0]
+cells = [dict(model, x0=0.9, noise=0.0, relax=d, relax_t0=RELAX_START, relax_tau=1e-6) for d in (0.01, -0.01)]
+for name, device in (("behavioural", relaxing_device(model)), ("osdi", va)):
+    out = Session.get().simulate(retention_deck(device, cells, times, 0.2), retention_analysis(times),
+                                 ["time", "i(vs0)", "i(vs1)"])
+    g = np.array([np.interp(sample_times(times), out["time"], out[f"i(vs{k})"]) for k in range(2)])
+    print(name, *(g[:, 1:] / g[:, :1]).reshape(-1))
+"""
+
+
+def test_relaxation_variant_is_rram_va_plus_the_relaxation_and_agrees_with_the_netlist(devices):
+    """circuits/veriloga/rram_relax.va is rram.va (left as it is: its builds name every OSDI
+    campaign) with the post-programming relaxation's three parameters and term; compiled, a
+    relaxing cell reads what the behavioural variant reads, 1 s and 100 s after programming."""
+    from importlib.resources import files
+
+    from rramsim.circuits.retention import RELAX_START
+    folder = Path(str(files("rramsim.circuits") / "veriloga"))
+    plain, relax = ((folder / f).read_text() for f in ("rram.va", "rram_relax.va"))
+    body = [line for line in relax.splitlines()[6:] if "parameter real relax" not in line]
+    body = "\n".join(body).replace("module rram_relax_va(", "module rram_va(").replace(
+        " + relax * ln(1 + max($abstime - relax_t0, 0) / relax_tau);", ";")
+    assert body.splitlines() == plain.splitlines()[2:]
+
+    proc = _python(RELAX_VA, str(folder / "rram_relax.va"))
+    assert proc.returncode == 0, proc.stderr
+    ratios = {line.split()[0]: np.array(line.split()[1:], float) for line in proc.stdout.splitlines()}
+    times = np.array([1.0, 100.0])
+    law = np.exp(-np.array([[0.01], [-0.01]]) * np.log1p((times - RELAX_START) / 1e-6) / 0.25).reshape(-1)
+    np.testing.assert_allclose(ratios["behavioural"], law, rtol=1e-3)
+    np.testing.assert_allclose(ratios["osdi"], ratios["behavioural"], rtol=1e-5)
