@@ -34,8 +34,9 @@ class CrossbarConfig:
         ``mapping``: how a weight becomes conductances: ``"differential"`` (a pair of cells,
         G+ - G-), ``"offset"`` (one cell around a mid-range offset subtracted before the
         ADC), ``"bit_sliced"`` (``cells_per_weight`` differential slices of
-        ``bits_per_cell`` bits each). ``weight_scaling``: ``"layer"`` (one max|w| per layer)
-        or ``"column"`` (one per output).
+        ``bits_per_cell`` bits each), or a :class:`~rramsim.models.mapping.WeightMapping`
+        subclass of one's own (the class or its ``name``; the config keeps the name).
+        ``weight_scaling``: ``"layer"`` (one max|w| per layer) or ``"column"`` (one per output).
     Periphery
         ``dac_bits`` input resolution (``None``: ideal), ``bit_serial``: stream the input
         bits one per cycle (1-bit DAC, ISAAC style) instead of one multi-bit DAC cycle.
@@ -78,7 +79,7 @@ class CrossbarConfig:
 
     tile_rows: int = 128
     tile_cols: int = 128
-    mapping: str = "differential"
+    mapping: str | type = "differential"
     cells_per_weight: int = 4
     bits_per_cell: int = 2
     weight_scaling: str = "column"
@@ -119,7 +120,9 @@ class CrossbarConfig:
                 _positive_int(self, name, upper=24)
         if self.n_crossbars is not None:
             _positive_int(self, "n_crossbars")
-        _choice(self, "mapping", MAPPINGS)
+        if self.mapping not in MAPPINGS:          # a mapping class, or the name of one: kept as its name
+            from rramsim.models.mapping import mapping_class
+            self.mapping = mapping_class(self.mapping).name
         _choice(self, "ir_drop", IR_DROP_MODES)
         _choice(self, "ir_drop_solver", IR_DROP_SOLVERS)
         _choice(self, "weight_scaling", WEIGHT_SCALINGS)
@@ -157,7 +160,10 @@ class CrossbarConfig:
             return 2
         if self.mapping == "offset":
             return 1
-        return 2 * self.cells_per_weight
+        if self.mapping == "bit_sliced":
+            return 2 * self.cells_per_weight
+        from rramsim.models.mapping import mapping_class
+        return mapping_class(self.mapping).columns_per_weight(self)
 
     # ------------------------------------------------------------------ helpers
     def replace(self, **changes: Any) -> "CrossbarConfig":

@@ -9,7 +9,9 @@ ADC) into one slice signal::
     w        = sum_s slice_weights[s] * (sum_p signs[p] * G[s, p] - offset)
 
 so the layer never needs to know which mapping it runs. A new mapping (polarized
-fragments, other bit slicings) is a new subclass of :class:`WeightMapping`.
+fragments, other bit slicings) is a new subclass of :class:`WeightMapping` with a ``name``
+of its own: defining it registers the name, and ``CrossbarConfig(mapping=TheClass)`` (or
+the name) selects it (:func:`mapping_class`, :func:`make_mapping`).
 """
 from __future__ import annotations
 
@@ -19,13 +21,41 @@ import torch
 from rramsim.models.config import CrossbarConfig
 
 
+#: every named mapping class, by name (filled as the classes are defined)
+_REGISTRY: dict[str, type] = {}
+
+
 class WeightMapping:
-    """Base class. ``levels`` are the table's target conductances (S, increasing)."""
+    """Base class. ``levels`` are the table's target conductances (S, increasing).
+
+    A subclass that sets its own ``name`` is registered under it: a
+    :class:`~rramsim.models.config.CrossbarConfig` then accepts the class or the name."""
 
     name = "base"
     n_slices = 1
     signs: tuple[float, ...] = (1.0,)
     offset = 0.0
+
+    def __init_subclass__(cls, **kwargs) -> None:
+        super().__init_subclass__(**kwargs)
+        if "name" not in cls.__dict__:
+            return
+        held = _REGISTRY.get(cls.name)
+        if held is not None and (held.__module__, held.__qualname__) != (cls.__module__, cls.__qualname__):
+            raise TypeError(f"weight mapping name {cls.name!r} is taken by {held.__module__}.{held.__qualname__}; "
+                            f"give {cls.__qualname__} a name of its own")
+        _REGISTRY[cls.name] = cls          # (a module imported again replaces its own class)
+
+    @classmethod
+    def for_config(cls, config: CrossbarConfig, levels: np.ndarray) -> "WeightMapping":
+        """The mapping of ``config`` on a table's ``levels`` (a subclass with parameters of
+        its own in the config reads them here)."""
+        return cls(levels)
+
+    @classmethod
+    def columns_per_weight(cls, config: CrossbarConfig) -> int:
+        """Physical columns one weight takes: its slices times its cells per slice."""
+        return cls.n_slices * len(cls.signs)
 
     def __init__(self, levels: np.ndarray) -> None:
         self.levels = np.asarray(levels, dtype=np.float64)
@@ -207,6 +237,14 @@ class BitSlicedMapping(WeightMapping):
     signs = (1.0, -1.0)
     LADDER_TOLERANCE = 1e-3      # largest deviation of a digit's level from the ladder, in steps
 
+    @classmethod
+    def for_config(cls, config: CrossbarConfig, levels: np.ndarray) -> "BitSlicedMapping":
+        return cls(levels, config.cells_per_weight, config.bits_per_cell)
+
+    @classmethod
+    def columns_per_weight(cls, config: CrossbarConfig) -> int:
+        return 2 * config.cells_per_weight
+
     def __init__(self, levels: np.ndarray, cells_per_weight: int, bits_per_cell: int) -> None:
         super().__init__(levels)
         self.n_slices = int(cells_per_weight)
@@ -301,12 +339,28 @@ def even_ladder(levels: np.ndarray, n: int, tol: float) -> np.ndarray | None:
     return best
 
 
+def mapping_class(mapping: str | type) -> type:
+    """The :class:`WeightMapping` subclass a ``CrossbarConfig.mapping`` names (a registered
+    name, or the class itself)."""
+    if isinstance(mapping, type):
+        if not issubclass(mapping, WeightMapping):
+            raise ValueError(f"CrossbarConfig.mapping must be a WeightMapping subclass or the name of one, got the "
+                             f"class {mapping.__qualname__}")
+        if _REGISTRY.get(mapping.__dict__.get("name")) is not mapping:
+            raise ValueError(f"CrossbarConfig.mapping: the WeightMapping subclass {mapping.__qualname__} has no name of "
+                             "its own; set a class attribute name = '...' (the name a saved config records)")
+        return mapping
+    if isinstance(mapping, WeightMapping):
+        raise ValueError(f"CrossbarConfig.mapping takes the mapping class ({type(mapping).__qualname__}) or its name, "
+                         "not an instance: the layers build it on their table's levels")
+    cls = _REGISTRY.get(mapping) if isinstance(mapping, str) else None
+    if cls is None:
+        raise ValueError(f"CrossbarConfig.mapping must be one of {', '.join(map(repr, sorted(_REGISTRY)))} (the "
+                         f"WeightMapping subclasses defined so far; a method's own mapping is known once its module "
+                         f"is imported) or such a class, got {mapping!r}")
+    return cls
+
+
 def make_mapping(config: CrossbarConfig, levels: np.ndarray) -> WeightMapping:
-    """The mapping object named by ``config.mapping``."""
-    if config.mapping == "differential":
-        return DifferentialMapping(levels)
-    if config.mapping == "offset":
-        return OffsetMapping(levels)
-    if config.mapping == "bit_sliced":
-        return BitSlicedMapping(levels, config.cells_per_weight, config.bits_per_cell)
-    raise ValueError(f"CrossbarConfig.mapping {config.mapping!r} is not known")
+    """The mapping object ``config.mapping`` names, on the table's ``levels``."""
+    return mapping_class(config.mapping).for_config(config, levels)

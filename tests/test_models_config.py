@@ -1,7 +1,10 @@
 """CrossbarConfig defaults and validation."""
+import numpy as np
 import pytest
+import torch
 
 from rramsim.models import CrossbarConfig
+from rramsim.models.mapping import BitSlicedMapping, DifferentialMapping, OffsetMapping, WeightMapping, make_mapping
 
 
 def test_defaults_follow_design():
@@ -41,3 +44,43 @@ def test_cross_field_checks():
         CrossbarConfig(stuck_on=0.6, stuck_off=0.6)
     with pytest.raises(ValueError, match="bit_serial"):
         CrossbarConfig(bit_serial=True, dac_bits=None)
+
+
+class _MirroredMapping(WeightMapping):
+    """A mapping of the test's own: one cell per weight, the sign carried by a second plane."""
+
+    name = "test_mirrored"
+    signs = (1.0, -1.0)
+
+    def encode(self, w):
+        idx = self._nearest(self.g_min + w.to(torch.float64).abs() * (self.g_max - self.g_min))
+        return torch.stack([idx * (w > 0), idx * (w < 0)]).unsqueeze(0)
+
+
+def test_a_mapping_class_of_ones_own_is_accepted_and_kept_by_name():
+    c = CrossbarConfig(mapping=_MirroredMapping, tile_cols=64)
+    assert c.mapping == "test_mirrored" and c.columns_per_weight == 2
+    assert CrossbarConfig.from_dict(c.to_dict()) == c == CrossbarConfig(mapping="test_mirrored", tile_cols=64)
+    assert isinstance(make_mapping(c, np.array([1e-5, 2e-5, 4e-5])), _MirroredMapping)
+    # the built-in classes stand for their names
+    assert CrossbarConfig(mapping=DifferentialMapping).mapping == "differential"
+    b = CrossbarConfig(mapping=BitSlicedMapping, cells_per_weight=2)
+    assert b.mapping == "bit_sliced" and b.columns_per_weight == 4
+    with pytest.raises(ValueError, match="tile_cols=7 must be a multiple of the 2 cells"):
+        CrossbarConfig(mapping=_MirroredMapping, tile_cols=7)
+
+
+def test_what_is_not_a_mapping_is_refused_by_name():
+    class Unnamed(DifferentialMapping):
+        pass
+
+    with pytest.raises(ValueError, match="not an instance"):
+        CrossbarConfig(mapping=OffsetMapping(np.array([1e-5, 2e-5])))
+    with pytest.raises(ValueError, match="has no name of its own"):
+        CrossbarConfig(mapping=Unnamed)
+    with pytest.raises(ValueError, match="WeightMapping subclass or the name of one, got the class dict"):
+        CrossbarConfig(mapping=dict)
+    with pytest.raises(ValueError, match="must be one of .*'differential'.* got 'polar'"):
+        CrossbarConfig(mapping="polar")
+    with pytest.raises(TypeError, match="name 'offset' is taken"):
+        type("Another", (WeightMapping,), {"name": "offset"})
