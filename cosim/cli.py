@@ -1,8 +1,12 @@
-"""The ``rramsim`` command line."""
+"""The ``rramsim`` command line: the parser of every command and :func:`main`.
+
+The device-table commands (characterize, table show/validate, plot) live here; the others
+register themselves from their modules (``add_commands``). Shared helpers and the exit
+codes: :mod:`rramsim.cosim.cli_common`.
+"""
 from __future__ import annotations
 
 import argparse
-import shlex
 import shutil
 import subprocess
 import sys
@@ -11,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from rramsim.cosim.argtypes import number, positive_int, targets
+from rramsim.cosim.cli_common import EXIT_INTERRUPTED, command_line, fail
 
 
 def _ports(text: str) -> list[str]:
@@ -98,7 +103,7 @@ def cmd_characterize(args) -> int:
     spec = Characterization(device=device, model=model, variability=variability, scheme=scheme,
                             **planned, n_devices=args.devices, seed=args.seed,
                             batch_size=args.batch_size, retention_time=args.retention_time)
-    command = "rramsim " + " ".join(shlex.quote(a) for a in args.argv)
+    command = command_line(args)
     parts = out.with_name(out.name + ".parts")     # finished batches, kept until the table is written
     client = None
     if args.scheduler:
@@ -243,6 +248,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; its exit code (:mod:`rramsim.cosim.cli_common`): 0 done, 1 the command
+    failed (one ``rramsim COMMAND: error: ...`` line, the error's own further lines after it),
+    2 usage (argparse exits), 130 interrupted."""
     parser = build_parser()
     argv = sys.argv[1:] if argv is None else list(argv)
     args = parser.parse_args(argv)
@@ -251,16 +259,14 @@ def main(argv: list[str] | None = None) -> int:
     from rramsim.devices import TableError
     try:
         return int(args.func(args) or 0)
-    except (TableError, SimulationError, ValueError, FileNotFoundError, subprocess.TimeoutExpired) as exc:
+    except (TableError, SimulationError, ValueError, OSError, subprocess.TimeoutExpired) as exc:
         from rramsim.cosim.probe import device_failure_hint
         hint = device_failure_hint(exc.message) if isinstance(exc, SimulationError) else ""
         first, _, rest = str(exc).partition("\n")            # the hint joins the error's own paragraph
-        print(f"rramsim {args.command}: error: {first}" + (f" {hint}" if hint else "") + (f"\n{rest}" if rest else ""),
-              file=sys.stderr)
-        return 1
+        return fail(args, first + (f" {hint}" if hint else "") + (f"\n{rest}" if rest else ""))
     except KeyboardInterrupt:
         print("rramsim: interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

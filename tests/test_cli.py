@@ -107,3 +107,31 @@ def test_the_parser_imports_no_heavy_library():
     from rramsim.models.networks import network_names
     assert list(NETWORK_NAMES) == network_names()               # the lists the parser offers
     assert list(DATASET_NAMES) == sorted(DATASETS)
+
+
+def test_every_command_follows_one_exit_code_convention(tmp_path, capsys):
+    """1: the command failed, with one `rramsim COMMAND: error: ...` line; 2: usage (argparse);
+    the same for the commands of this module, of the inference CLI and of reproduce."""
+    from rramsim.cosim.cli_common import EXIT_FAILED, EXIT_USAGE
+    missing = str(tmp_path / "missing.h5")
+    for argv, message in [
+        (["table", "show", missing], "rramsim table: error: " + missing + ": no such file"),
+        (["reproduce", "forms", "--table", missing, "-o", str(tmp_path / "r.md")],
+         f"rramsim reproduce: error: device table {missing!r} does not exist"),
+        (["evaluate", "--model", str(tmp_path / "none.pt"), "--trials", "1", "-q"],
+         f"rramsim evaluate: error: checkpoint {str(tmp_path / 'none.pt')!r} does not exist"),
+    ]:
+        assert main(argv) == EXIT_FAILED
+        err = capsys.readouterr().err
+        assert err.startswith(message) and err.count("error:") == 1, err
+    for argv in (["reproduce", "nope"], ["table", "show"], ["evaluate", "--trials", "x"]):
+        with pytest.raises(SystemExit) as usage:
+            main(argv)
+        assert usage.value.code == EXIT_USAGE
+        assert "error:" in capsys.readouterr().err
+    # a real process: the code reaches the shell, and nothing but the error line is printed
+    proc = subprocess.run([sys.executable, "-m", "rramsim.cosim.cli", "table", "validate", missing],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == EXIT_FAILED and proc.stdout == ""
+    assert proc.stderr.splitlines() == [f"rramsim table: error: {missing}: no such file (make one with "
+                                        f"`rramsim characterize -o {missing}`)"]
