@@ -1,6 +1,13 @@
 """Inference cost of a converted model: cycles, conversions, energy, latency, crossbars,
 and the digital work left beside the crossbars.
 
+One accounting, :class:`CostModel`: a design counts its periphery events (cycles, ADC and
+DAC conversions, array reads) and the config prices them (energies from
+:mod:`rramsim.models.energy` through :class:`~rramsim.models.config.CrossbarConfig`).
+:func:`cost_report` counts them for rramsim's analog layers (:meth:`CostModel.layer_cost`);
+a published method with a periphery of its own counts them its own way and prices them
+with :meth:`CostModel.price` (FORMS' fragments: a subclass, the low-bit macro: a config).
+
 Model (per layer, per inference of one sample):
 
 - vectors: MVMs per sample, measured. With ``example_input`` the model runs once and every
@@ -14,7 +21,8 @@ Model (per layer, per inference of one sample):
   layer latency is vectors x cycles x cycle_time (ADCs are assumed fast enough to
   convert a tile's columns within a cycle, as in ISAAC).
 - ADC conversions: per cycle, one per slice signal of every tile column
-  (outputs x slices x row tiles). Energy ``adc_energy * 2^(adc_bits - 8)`` each.
+  (outputs x slices x row tiles). Energy ``adc_energy * 2^(adc_bits - 8)`` each
+  (:func:`~rramsim.models.energy.adc_conversion_energy`).
 - DAC conversions: per cycle, one per used row of every tile. Energy
   ``dac_energy`` per bit of resolution (1 bit when bit-serial).
 - Array read energy: V^2 G t summed over cells: ``read_voltage^2 * mean(v^2) *
@@ -52,6 +60,7 @@ from torch import nn
 from torch.nn.utils.rnn import PackedSequence
 from torch.overrides import TorchFunctionMode
 
+from rramsim.models.config import CrossbarConfig
 from rramsim.models.convert import analog_layers, programming_summary
 from rramsim.models.energy import adc_conversion_energy
 from rramsim.models.layers import AnalogLayerMixin
@@ -78,6 +87,99 @@ class LayerCost:
     @property
     def energy(self) -> float:
         return self.read_energy + self.adc_energy + self.dac_energy
+
+
+@dataclass(frozen=True)
+class PeripheryCost:
+    """Counted events and what they cost (:meth:`CostModel.price`): energies in J, latency in s."""
+
+    cycles: float
+    adc_conversions: float
+    dac_conversions: float
+    read_energy: float
+    adc_energy: float
+    dac_energy: float
+    latency: float
+
+    @property
+    def energy(self) -> float:
+        return self.read_energy + self.adc_energy + self.dac_energy
+
+
+class CostModel:
+    """The accounting of inference cost on crossbars: events counted, then priced.
+
+    Events: cycles (``cycle_time`` each: the latency), ADC conversions (``adc_bits`` each,
+    :func:`~rramsim.models.energy.adc_conversion_energy` of ``adc_energy``; none for an
+    ideal ADC), DAC conversions (``dac_energy`` per bit they resolve: one when
+    ``bit_serial``, ``dac_bits`` otherwise) and the array's read energy V^2 G t. The prices
+    are the config's fields (defaults from :mod:`rramsim.models.energy`); the counting is
+    the design's. rramsim's analog layers are counted by :meth:`layer_cost` from their tile
+    geometry (what :func:`cost_report` runs); a design with a periphery of its own counts
+    its events and prices them with :meth:`price`: a subclass adds the counting (FORMS'
+    fragments with input zero-skipping, :class:`rramsim.models.methods.forms.FragmentCost`),
+    or a simulator counts while it runs (the low-bit macro's reads,
+    :meth:`rramsim.models.methods.lowbit.Macro.cost` on
+    :meth:`rramsim.models.methods.lowbit.MacroConfig.crossbar`).
+    """
+
+    def __init__(self, config: CrossbarConfig) -> None:
+        if not isinstance(config, CrossbarConfig):
+            raise TypeError(f"CostModel takes a CrossbarConfig, got {type(config).__name__}")
+        config.validate()
+        self.config = config
+
+    @property
+    def cycles_per_mvm(self) -> int:
+        """Cycles of one matrix-vector product: one per input bit when bit-serial, else one."""
+        c = self.config
+        return c.dac_bits if c.bit_serial else 1
+
+    @property
+    def adc_conversion_energy(self) -> float:
+        """J per ADC conversion (0 for an ideal ADC, ``adc_bits=None``)."""
+        c = self.config
+        return 0.0 if c.adc_bits is None else adc_conversion_energy(c.adc_bits, c.adc_energy)
+
+    @property
+    def dac_conversion_energy(self) -> float:
+        """J per DAC conversion: ``dac_energy`` per bit it resolves."""
+        c = self.config
+        return c.dac_energy * (1 if c.bit_serial or c.dac_bits is None else c.dac_bits)
+
+    def read_energy(self, g_sum: float, mean_v2: float = 1.0, cycles: float = 1) -> float:
+        """Array read energy (J) of ``cycles`` cycles on cells whose conductances sum to
+        ``g_sum`` (S), at mean squared input ``mean_v2`` (a share of full scale): V^2 G t."""
+        c = self.config
+        return c.read_voltage ** 2 * mean_v2 * g_sum * c.cycle_time * cycles
+
+    def price(self, *, cycles: float = 0.0, adc_conversions: float = 0.0, dac_conversions: float = 0.0,
+              read_energy: float = 0.0) -> PeripheryCost:
+        """Energy and latency of counted events (cycles one after another)."""
+        return PeripheryCost(cycles=cycles, adc_conversions=adc_conversions, dac_conversions=dac_conversions,
+                             read_energy=read_energy, adc_energy=adc_conversions * self.adc_conversion_energy,
+                             dac_energy=dac_conversions * self.dac_conversion_energy,
+                             latency=cycles * self.config.cycle_time)
+
+    def layer_cost(self, name: str, kind: str, geometry: dict, vectors: float, g_sum: float = 0.0,
+                   mean_v2: float = 1.0) -> LayerCost:
+        """An analog layer's cost per sample: ``vectors`` MVMs on its tiles (``geometry`` of
+        :meth:`~rramsim.models.tile.TileEngine.geometry`), cells summing to ``g_sum``. Per
+        cycle, one ADC conversion per slice signal of every tile column and one DAC
+        conversion per used row of every tile; all tiles work in the same cycle, and a layer
+        with more tiles than ``n_crossbars`` runs its vectors once per group of tiles."""
+        c, geo = self.config, geometry
+        cycles = self.cycles_per_mvm
+        passes = 1 if c.n_crossbars is None else math.ceil(geo["tiles"] / c.n_crossbars)
+        adc_conv = vectors * cycles * geo["outputs"] * geo["slices"] * geo["row_tiles"]
+        dac_conv = vectors * cycles * geo["rows"] * geo["col_tiles"]
+        return LayerCost(name=name, kind=kind, tiles=geo["tiles"], cells=geo["cells"], vectors=vectors, cycles=cycles,
+                         adc_conversions=adc_conv, dac_conversions=dac_conv,
+                         read_energy=self.read_energy(g_sum, mean_v2, cycles) * vectors,
+                         adc_energy=adc_conv * self.adc_conversion_energy,
+                         dac_energy=dac_conv * self.dac_conversion_energy,
+                         latency=vectors * cycles * c.cycle_time * passes,
+                         macs=vectors * geo["rows_per_group"] * geo["outputs"], groups=geo["groups"])
 
 
 @dataclass
@@ -495,20 +597,8 @@ def cost_report(model: nn.Module, example_input=None, batch_size: int = 1, sampl
                          "input; raise adc_range (full scale as a share of the column's worst case)")
         if "mean_v2" not in usage and vectors:
             notes.append(f"{label}: input statistics not measured, read energy assumes full-scale inputs")
-        cycles = c.dac_bits if c.bit_serial else 1
-        # a layer with more tiles than the crossbars available runs its vectors once per group of tiles
-        passes = 1 if c.n_crossbars is None else math.ceil(geo["tiles"] / c.n_crossbars)
-        adc_conv = vectors * cycles * geo["outputs"] * geo["slices"] * geo["row_tiles"]
-        dac_conv = vectors * cycles * geo["rows"] * geo["col_tiles"]
-        adc_e = 0.0 if c.adc_bits is None else adc_conversion_energy(c.adc_bits, c.adc_energy)
-        dac_e = c.dac_energy * (1 if c.bit_serial or c.dac_bits is None else c.dac_bits)
-        g_sum = float(layer.conductances().sum()) if layer.is_programmed else 0.0
-        read_e = c.read_voltage ** 2 * mean_v2 * g_sum * c.cycle_time * cycles * vectors
-        rows.append(LayerCost(name=label, kind=type(layer).__name__, tiles=geo["tiles"], cells=geo["cells"],
-                              vectors=vectors, cycles=cycles, adc_conversions=adc_conv, dac_conversions=dac_conv,
-                              read_energy=read_e, adc_energy=adc_conv * adc_e, dac_energy=dac_conv * dac_e,
-                              latency=vectors * cycles * c.cycle_time * passes,
-                              macs=vectors * geo["rows_per_group"] * geo["outputs"], groups=geo["groups"]))
+        g_sum = layer.conductance_sum() if layer.is_programmed and vectors else 0.0
+        rows.append(CostModel(c).layer_cost(label, type(layer).__name__, geo, vectors, g_sum, mean_v2))
         needed += geo["tiles"]
         st = layer.program_stats
         prog_energy += st.get("energy", 0.0)

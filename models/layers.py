@@ -206,6 +206,10 @@ class AnalogLayerMixin:
         """Per-cell conductances [S, P, out, rows] now (after drift)."""
         return self.engine.conductances()
 
+    def conductance_sum(self) -> float:
+        """Sum of the layer's cell conductances now (S, after drift), block by block."""
+        return self.engine.conductance_sum()
+
     # ------------------------------------------------------------------ programming
     def program(self, seed: int | None = None) -> dict:
         """Write the current float weights to the crossbars (sampling each cell's outcome

@@ -470,6 +470,22 @@ class TileEngine:
                     drift=drift, out_g=out)
         return out
 
+    def conductance_sum(self, drift: bool = True) -> float:
+        """Sum of every programmed cell's conductance now (S, after drift): the sum(G) of the
+        array's read energy. Re-derived a block of outputs at a time, as :meth:`conductances`
+        derives them, without holding a per-cell array of the whole layer."""
+        if self._level is None:
+            raise RuntimeError(f"{self.name} is not programmed yet")
+        m, total = self.mapping, 0.0
+        with _serial():
+            for _, o0, o1 in self._chunks():
+                for s in range(m.n_slices):
+                    for p in range(m.planes):
+                        res = self._cells_of(self._level[s, p, o0:o1], self.seed, o0, s, p, torch.float64, False,
+                                             drift, self.config.ideal_programming)
+                        total += float(res["g"].sum())
+        return total
+
     def set_config(self, config: CrossbarConfig) -> None:
         """Same cells, another evaluation config (drift time, periphery); compiled again."""
         self.config = config

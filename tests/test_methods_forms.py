@@ -8,9 +8,11 @@ from torch import nn
 
 from rramsim.devices import load_default_table
 from rramsim.models.config import CrossbarConfig
+from rramsim.models.cost import CostModel
 from rramsim.models.data import ensure_dataset, get_dataset
-from rramsim.models.methods.forms import (PolarizedLinear, admm_polarize, finetune_masked, forms_cost, is_polarized,
-                                          project_fragments, to_polarized_analog)
+from rramsim.models.methods.forms import (COST_CROSSBAR, FragmentCost, PolarizedLinear, PolarizedMapping, admm_polarize,
+                                          finetune_masked, forms_cost, is_polarized, project_fragments,
+                                          to_polarized_analog)
 from rramsim.models.networks import LeNet5
 
 
@@ -70,3 +72,49 @@ def test_admm_then_masked_finetune_polarizes_lenet_and_keeps_learning(one_thread
 def test_bad_fragment_size_is_a_clear_error(k):
     with pytest.raises(ValueError, match="fragment size"):
         project_fragments(torch.zeros(2, 8), k)
+
+
+def test_fragment_cost_is_the_cost_model_counting_per_fragment():
+    """FORMS' cost is rramsim's CostModel with its own counting: the fragments' 4-bit ADC
+    and the baseline's 8-bit one priced by the config, the crossbars 128 x 128."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(256, 130)).eval()
+    with torch.no_grad():
+        model[0].weight.copy_(project_fragments(model[0].weight, 8))
+    x = torch.rand(5, 256)
+    base, pol = forms_cost(model, x, None), forms_cost(model, x, 8)
+    assert (base["crossbars"], pol["crossbars"]) == (2 * 3, 2 * 2)         # 260 vs 130 columns of 128
+    assert base["adc_conversions"] == 8 * 2 * 130                          # every bit, two 128-row columns
+    assert base["dac_conversions"] == 8 * 256 * 3
+    cost = CostModel(COST_CROSSBAR).price(adc_conversions=base["adc_conversions"],
+                                          dac_conversions=base["dac_conversions"])
+    assert (base["adc_energy"], base["dac_energy"], base["energy"]) == (cost.adc_energy, cost.dac_energy, cost.energy)
+    fragments = FragmentCost(COST_CROSSBAR.replace(adc_bits=4, mapping=PolarizedMapping), 8)
+    assert isinstance(fragments, CostModel) and fragments.network(model, x) == pol
+    assert pol["adc_energy"] == pytest.approx(pol["adc_conversions"] * 1.67e-12 / 16)
+    assert pol["cycles"] <= 8 and pol["adc_conversions"] <= 8 * 32 * 130
+    with pytest.raises(ValueError, match="must divide the crossbar's tile_rows=128"):
+        forms_cost(model, x, 12)
+    with pytest.raises(ValueError, match="bit_serial=True"):
+        forms_cost(model, x, 8, CrossbarConfig())
+
+
+def test_polarized_layers_name_their_mapping_in_the_config(tmp_path):
+    """The config says mapping='polarized' (CrossbarConfig takes the class): a saved model
+    loads with it, and a polarized layer refuses another mapping."""
+    table = load_default_table()
+    torch.manual_seed(1)
+    lin = nn.Linear(16, 4)
+    with torch.no_grad():
+        lin.weight.copy_(project_fragments(lin.weight, 8))
+    model = to_polarized_analog(nn.Sequential(lin), table, 8, CrossbarConfig(read_noise="off"))
+    assert model[0].config.mapping == "polarized" and isinstance(model[0].mapping, PolarizedMapping)
+    x = torch.randn(3, 16)
+    with torch.no_grad():
+        y = model(x)
+    torch.save(model, tmp_path / "m.pt")
+    again = torch.load(tmp_path / "m.pt", weights_only=False)
+    with torch.no_grad():
+        assert torch.equal(again(x), y)                       # same config, same seed, same cells
+    with pytest.raises(ValueError, match="needs mapping=PolarizedMapping, got mapping='differential'"):
+        PolarizedLinear.from_linear(lin, table, CrossbarConfig(tile_rows=8))

@@ -137,3 +137,22 @@ def test_without_sparsity_aware_control_every_window_is_read(trained, table):
     sparse = Macro(table, MacroConfig(), noisy=False)
     net.predict(x[:50], sparse)
     assert sparse.reads < dense.reads and sparse.conversions < dense.conversions
+
+
+def test_macro_cost_is_the_cost_model_on_the_macros_crossbar(table):
+    """The macro counts reads and conversions as it runs; rramsim's CostModel prices them on
+    MacroConfig.crossbar() (10 ns reads, a 3-bit ADC, no DAC)."""
+    from rramsim.models.cost import CostModel
+    g = torch.Generator().manual_seed(2)
+    layer = IntLayer(w=torch.where(torch.rand(6, 40, generator=g) > 0.5, 1, -1).to(torch.int8), kind="fc")
+    mac = Macro(table, MacroConfig(cycle_time=5e-9), noisy=False)
+    mac(0, layer, torch.randint(0, 4, (9, 40), generator=g))
+    cost = mac.cost(3)
+    hw = MacroConfig(cycle_time=5e-9).crossbar()
+    assert (hw.tile_rows, hw.adc_bits, hw.cycle_time, hw.dac_energy) == (128, 3, 5e-9, 0.0)
+    priced = CostModel(hw).price(cycles=mac.reads / 3, adc_conversions=mac.conversions / 3)
+    assert cost["latency_per_sample"] == priced.latency == pytest.approx(mac.reads / 3 * 5e-9)
+    assert cost["adc_energy_per_sample"] == priced.adc_energy == pytest.approx(mac.conversions / 3 * 1.67e-12 / 32)
+    for bad in (dict(cycle_time=-1e-9), dict(adc_energy=float("nan")), dict(read_voltage=0.0)):
+        with pytest.raises(ValueError, match=f"MacroConfig: CrossbarConfig.{next(iter(bad))}"):
+            MacroConfig(**bad)

@@ -298,3 +298,29 @@ def test_the_measurement_leaves_a_training_model_as_it_was(table):
     stats = a[1].running_mean.clone()
     cost_report(a, torch.rand(8, 4) * 5)
     assert torch.equal(a[1].running_mean, stats) and all(m.training for m in a.modules())
+
+
+def test_one_cost_model_prices_every_design(table):
+    """CostModel: the prices of a config's events (ADC per resolution, DAC per bit, cycles),
+    the accounting cost_report runs per layer, and the streamed sum(G) of its read energy."""
+    from rramsim.models.cost import CostModel
+    m = CostModel(CrossbarConfig(adc_bits=6, dac_bits=4, cycle_time=20e-9, adc_energy=2e-12, dac_energy=1e-12))
+    assert m.cycles_per_mvm == 1
+    cost = m.price(cycles=10, adc_conversions=3, dac_conversions=5, read_energy=1e-15)
+    assert cost.latency == pytest.approx(10 * 20e-9)
+    assert cost.adc_energy == pytest.approx(3 * 2e-12 / 4) and cost.dac_energy == pytest.approx(5 * 4 * 1e-12)
+    assert cost.energy == pytest.approx(1e-15 + 1.5e-12 + 20e-12)
+    serial = CostModel(CrossbarConfig(bit_serial=True, dac_bits=4, adc_bits=None))
+    assert serial.cycles_per_mvm == 4 and serial.dac_conversion_energy == pytest.approx(0.42e-12)
+    assert serial.price(adc_conversions=100).adc_energy == 0.0              # an ideal ADC costs nothing
+    with pytest.raises(TypeError, match="CrossbarConfig"):
+        CostModel({"adc_bits": 8})
+    # cost_report's rows are the model's accounting of each layer
+    cfg = CrossbarConfig(tile_rows=64, tile_cols=16, dac_bits=4, bit_serial=True, adc_bits=6)
+    a = convert_to_analog(_net(), table, cfg, seed=0).eval()
+    rep = cost_report(a, torch.rand(3, 1, 8, 8))
+    fc = a[3]
+    g_sum = fc.conductance_sum()
+    assert g_sum == pytest.approx(float(fc.conductances().sum()), rel=1e-12)     # streamed, same sum
+    row = CostModel(cfg).layer_cost("3", "AnalogLinear", fc.geometry(), 1, g_sum, fc.usage["mean_v2"])
+    assert row == rep.layers[1]

@@ -4,8 +4,9 @@ from __future__ import annotations
 import pytest
 
 from rramsim.models.config import CrossbarConfig
-from rramsim.models.energy import ADC_ENERGY_8BIT, DAC_ENERGY_1BIT, adc_conversion_energy
-from rramsim.models.methods.forms import forms_cost
+from rramsim.models.energy import ADC_ENERGY_8BIT, DAC_ENERGY_1BIT, DIGITAL_MAC_ENERGY, adc_conversion_energy
+from rramsim.models.methods.basisn import basisn_cost
+from rramsim.models.methods.forms import COST_CROSSBAR
 from rramsim.models.methods.lowbit import MacroConfig
 
 
@@ -23,6 +24,8 @@ def test_adc_energy_scales_by_two_per_bit_from_the_8_bit_figure():
 def test_config_and_methods_take_their_defaults_from_one_place():
     c = CrossbarConfig()
     assert (c.adc_energy, c.dac_energy) == (ADC_ENERGY_8BIT, DAC_ENERGY_1BIT)
-    assert MacroConfig().adc_energy == ADC_ENERGY_8BIT
-    defaults = forms_cost.__kwdefaults__
-    assert (defaults["adc_energy"], defaults["dac_energy"]) == (ADC_ENERGY_8BIT, DAC_ENERGY_1BIT)
+    # the methods price through CrossbarConfig: FORMS' crossbars, the low-bit macro's
+    assert (COST_CROSSBAR.adc_energy, COST_CROSSBAR.dac_energy) == (ADC_ENERGY_8BIT, DAC_ENERGY_1BIT)
+    macro = MacroConfig().crossbar()
+    assert (macro.adc_energy, macro.dac_energy, macro.adc_bits) == (ADC_ENERGY_8BIT, 0.0, 3)
+    assert basisn_cost.__defaults__[-1] == DIGITAL_MAC_ENERGY

@@ -24,6 +24,7 @@ from torch import nn
 
 from rramsim.devices import DeviceTable
 from rramsim.models.config import CrossbarConfig
+from rramsim.models.energy import DIGITAL_MAC_ENERGY
 from rramsim.models.training import TensorBatches, evaluate, train
 
 __all__ = ["BasisConv2d", "SharedBases", "ConvNet", "BasisNet", "quantize_coefficients", "basisn_cost",
@@ -262,12 +263,13 @@ def baseline_cost(model: ConvNet, table: DeviceTable, available: int, config: Cr
 
 
 def basisn_cost(model: BasisNet, table: DeviceTable, available: int, config: CrossbarConfig, x: torch.Tensor,
-                seed: int = 0, mac_energy: float = 0.1e-12) -> dict:
+                seed: int = 0, mac_energy: float = DIGITAL_MAC_ENERGY) -> dict:
     """BasisN on ``available`` crossbars: the FC layer's tiles (written once, like the bases),
     the rest hold copies of the bases (``copies`` per crossbar on the diagonal). Per-vector
     energy from rramsim's cost_report of the basis crossbar; coefficients as digital MACs
-    (``mac_energy`` each)."""
-    from rramsim.models.cost import cost_report
+    (``mac_energy`` each); cycles of the basis copies working in parallel, then the FC
+    layer's, priced by rramsim's cost model."""
+    from rramsim.models.cost import CostModel, cost_report
     from rramsim.models.convert import convert_to_analog
     fc = nn.Sequential(model.fc)
     an_fc = convert_to_analog(fc, table, config, seed=seed)
@@ -277,19 +279,19 @@ def basisn_cost(model: BasisNet, table: DeviceTable, available: int, config: Cro
         raise ValueError(f"BasisN needs at least {fc_xbars + 1} crossbars (bases + the FC layer's {fc_xbars}), "
                          f"got {available}")
     n, k2 = model.bases.n, model.bases.k ** 2
-    cols = 2 * n if config.mapping == "differential" else n * config.columns_per_weight
+    cols = n * config.columns_per_weight
     copies = max(1, min(config.tile_rows // k2, config.tile_cols // cols))
     slots = (available - fc_xbars) * copies
     shapes = _vectors(model, x)
     vectors = sum(cin * hw for cin, cout, hw in shapes)          # single-channel patches per sample
     macs = sum(cin * n * cout * hw for cin, cout, hw in shapes)
-    cyc_per_mvm = config.dac_bits if config.bit_serial else 1
+    pricing = CostModel(config)
     basis = AnalogBases(model.bases, table, config, seed=seed)
     patches = F.unfold(x[:8].reshape(-1, 1, *x.shape[2:]), model.bases.k, padding=1).transpose(1, 2)
     rep_b = cost_report(basis.layer, example_input=patches.reshape(-1, k2), batch_size=1)
     e_vec = rep_b.layers[0].energy                                   # J per patch through the bases
-    cycles = math.ceil(vectors / slots) * cyc_per_mvm + rep_fc.layers[0].cycles
-    lat = cycles * config.cycle_time
+    cycles = math.ceil(vectors / slots) * pricing.cycles_per_mvm + rep_fc.layers[0].cycles
+    lat = pricing.price(cycles=cycles).latency
     energy = vectors * e_vec + macs * mac_energy + rep_fc.energy
     prog = basis.layer.program_stats
     return {"available": available, "fc_crossbars": fc_xbars, "copies_per_crossbar": copies, "vectors": vectors,
@@ -538,7 +540,8 @@ def _notes(first: dict, needed: int, n_bases: int, epochs: int, t_conv: float, t
         "layers are not replicated into spare crossbars, so where it fits the comparison flatters BasisN's "
         "compute: the rows with one round are for reference, the paper's claim is about the others); bases written once "
         f"({first['program_energy_once'] * 1e9:.1f} nJ, not per inference); per-patch energy from "
-        "cost_report of the basis crossbar; coefficients as digital MACs at 0.1 pJ each (an assumed 40 nm INT "
+        f"cost_report of the basis crossbar; coefficients as digital MACs at {DIGITAL_MAC_ENERGY * 1e12:g} pJ each "
+        "(an assumed 40 nm INT "
         "MAC figure).",
         f"Training: {epochs} epoch{'s' if epochs > 1 else ''} each (conventional {t_conv:.0f} s, BasisN {t_basis:.0f} s), Adam + OneCycle.",
         f"Quantization-aware fine-tuning ({acc['qat_seconds']:.0f} s for both): the crossbar layers (all layers of the "

@@ -14,7 +14,8 @@ Mapping (:class:`PolarizedMapping`): one cell per weight holding ``|w|``; the fr
 sign is applied to its digitized partial sum (``sign * ADC(I) = ADC(sign * I)`` for the
 symmetric ADC, which is how :class:`PolarizedLinear` / :class:`PolarizedConv2d` apply
 it). Each fragment is its own ADC unit (the layer runs with ``tile_rows = k``); the
-crossbar count is computed on 128 x 128 crossbars by :func:`forms_cost`.
+crossbar count is computed on 128 x 128 crossbars by :func:`forms_cost` (:class:`FragmentCost`,
+rramsim's cost model counting per fragment).
 
 Input zero-skipping: inputs are streamed bit-serially (8 bits); a fragment row-group needs
 only as many cycles as the highest set bit among its k inputs (:func:`forms_cost` counts
@@ -33,14 +34,15 @@ from torch import nn
 
 from rramsim.devices import DeviceTable
 from rramsim.models.config import CrossbarConfig
+from rramsim.models.cost import CostModel
+from rramsim.models.energy import ADC_ENERGY_8BIT, DAC_ENERGY_1BIT
 from rramsim.models.layers import AnalogConv2d, AnalogLinear
-from rramsim.models.energy import ADC_ENERGY_8BIT, DAC_ENERGY_1BIT, adc_conversion_energy
 from rramsim.models.mapping import WeightMapping
 from rramsim.models.training import TensorBatches, evaluate, train
 
 __all__ = ["FRAGMENT_SIZES", "project_fragments", "fragment_signs", "is_polarized", "admm_polarize",
            "finetune_masked", "PolarizedMapping", "PolarizedLinear", "PolarizedConv2d", "to_polarized_analog",
-           "forms_cost", "reproduce_forms"]
+           "COST_CROSSBAR", "FragmentCost", "forms_cost", "reproduce_forms"]
 
 FRAGMENT_SIZES = (4, 8, 16)
 #: the paper's fragment ADC: 4 bits of magnitude (the fragment's sign is known digitally; rramsim's
@@ -187,7 +189,10 @@ class _PolarizedMixin:
     """Fragment = one tile of ``tile_rows = k`` rows; its sign applied after the ADC."""
 
     def _make_mapping(self, table, config) -> WeightMapping:
-        return PolarizedMapping(table.targets)
+        if config.mapping != PolarizedMapping.name:
+            raise ValueError(f"{type(self).__name__} applies fragment signs to |w| cells: its config needs "
+                             f"mapping=PolarizedMapping, got mapping={config.mapping!r} (to_polarized_analog sets it)")
+        return super()._make_mapping(table, config)
 
     def _after_compile(self, compiled) -> None:
         k = self.config.tile_rows
@@ -213,10 +218,7 @@ def to_polarized_analog(model: nn.Module, table: DeviceTable, k: int, config: Cr
     """A copy of the polarized float ``model`` whose layers run on crossbars with the
     sign-per-fragment mapping; ``config.tile_rows`` is set to ``k`` (one ADC per fragment)."""
     _check_k(k)
-    # CrossbarConfig.mapping takes a name (models.config.MAPPINGS), not a mapping object: "offset"
-    # is the cell layout the polarized mapping shares (one cell per weight, the HRS floor removed by
-    # a reference current, one column per output); the layers build PolarizedMapping themselves
-    config = (config or CrossbarConfig()).replace(tile_rows=k, mapping="offset")
+    config = (config or CrossbarConfig()).replace(tile_rows=k, mapping=PolarizedMapping)
     model = copy.deepcopy(model)
     from rramsim.models.convert import layer_seeds
     targets = [(n, m) for n, m in model.named_modules() if isinstance(m, (nn.Linear, nn.Conv2d))]
@@ -259,56 +261,105 @@ def _layer_inputs(model: nn.Module, x: torch.Tensor) -> list[tuple[nn.Module, to
     return res
 
 
-def forms_cost(model: nn.Module, x: torch.Tensor, k: int | None, *, xbar: int = 128, input_bits: int = 8,
-               adc_bits: int = 4, base_adc_bits: int = 8, adc_energy: float = ADC_ENERGY_8BIT,
-               dac_energy: float = DAC_ENERGY_1BIT, zero_skip: bool = True) -> dict:
-    """Crossbars, bit-serial cycles and periphery energy per inference of ``model`` on
-    ``xbar`` x ``xbar`` crossbars, measured on the activations of batch ``x``.
+#: the crossbars FORMS and its baseline are costed on: ISAAC's 128 x 128 crossbars with 8-bit
+#: bit-serial inputs and an 8-bit ADC per column (the fragments' ADC is FRAGMENT_ADC_BITS)
+COST_CROSSBAR = CrossbarConfig(bit_serial=True, dac_bits=8, adc_bits=8)
 
-    ``k=None``: the differential baseline (two columns per weight, one ADC conversion per
-    128-row column per input bit, ``base_adc_bits``). ``k``: FORMS (one column per weight,
-    one ``adc_bits`` conversion per fragment and input bit; with ``zero_skip`` a fragment
-    row-group skips the input bits above the highest set bit of its k inputs). Inputs are
-    quantized per sample to ``input_bits`` (unsigned; a signed first layer adds a pass).
-    Latency (``cycles``): the row-groups of a crossbar work in parallel, so an MVM takes the
-    largest number of cycles among them; layers run one after another. ``fragment_cycles``:
-    the sum over row-groups (the conversion work zero-skipping saves).
+
+class FragmentCost(CostModel):
+    """FORMS' periphery on rramsim's cost model (:class:`rramsim.models.cost.CostModel`).
+
+    ``config``: the crossbars (``tile_rows`` x ``tile_cols``), the columns a weight takes
+    (its ``mapping``), bit-serial inputs of ``dac_bits``, the ADC and the prices. ``k``:
+    fragments of ``k`` rows, one ADC conversion per fragment and input bit; with
+    ``zero_skip`` a fragment's row group streams only the input bits up to the highest set
+    bit among its ``k`` inputs. ``k=None``: whole columns per conversion, every input bit
+    (the differential baseline). :func:`forms_cost` sets the configs of both. The events
+    are counted on real activations (:meth:`network`) and priced by :meth:`CostModel.price`.
     """
-    n = x.shape[0]
-    total = {"crossbars": 0, "cells": 0, "cycles": 0.0, "fragment_cycles": 0.0, "adc_conversions": 0.0, "dac_conversions": 0.0,
-             "skipped_fraction": 0.0}
-    group_cycles = full_cycles = 0.0
-    for m, v in _layer_inputs(model, x):
-        rows, out = v.shape[1], m.weight.shape[0]
-        cols = out if k else 2 * out
-        total["crossbars"] += math.ceil(rows / xbar) * math.ceil(cols / xbar)
-        total["cells"] += rows * cols
-        vper = v.shape[0] / n
-        signed = bool((v < 0).any())
-        passes = 2 if signed else 1
+
+    def __init__(self, config: CrossbarConfig, k: int | None, zero_skip: bool = True) -> None:
+        if not config.bit_serial:
+            raise ValueError("FragmentCost counts bit-serial input cycles: the config needs bit_serial=True")
+        super().__init__(config)
+        if k is not None and (_check_k(k) > config.tile_rows or config.tile_rows % k):
+            raise ValueError(f"fragment size k={k} must divide the crossbar's tile_rows={config.tile_rows} "
+                             "(a fragment never straddles two crossbars)")
+        self.k = k
+        self.zero_skip = zero_skip
+
+    def layer_events(self, out: int, v: torch.Tensor, vper: float) -> dict:
+        """Events per inference of one layer with ``out`` outputs, input vectors ``v``
+        [V, rows] (``vper`` per sample): crossbars, cells, cycles (the row groups of a
+        crossbar work in parallel, so an MVM takes their largest count), fragment cycles
+        (their sum: the conversion work zero-skipping saves), ADC and DAC conversions, and
+        the row-group bit-cycles used out of every bit's."""
+        c, k = self.config, self.k
+        rows = v.shape[1]
+        cols = out * c.columns_per_weight
+        col_xbars = math.ceil(cols / c.tile_cols)
+        passes = 2 if bool((v < 0).any()) else 1                 # a signed input: one pass per sign
         scale = v.abs().amax(dim=1, keepdim=True).clamp_min(1e-30)
-        codes = torch.round(v.abs() / scale * (2 ** input_bits - 1)).to(torch.int64)
-        g = k or xbar
+        codes = torch.round(v.abs() / scale * (2 ** c.dac_bits - 1)).to(torch.int64)
+        g = k or c.tile_rows
         pad = (-rows) % g
         cg = F.pad(codes, (0, pad)).reshape(codes.shape[0], -1, g)          # [V, groups, g]
-        need = (cg.amax(-1).clamp_min(0) + 1).float().log2().ceil() if zero_skip and k else \
-            torch.full(cg.shape[:2], float(input_bits))                        # bits per row-group
-        # per crossbar (xbar rows = xbar/g groups): latency = max over its groups
-        per_x = xbar // g
+        need = (cg.amax(-1).clamp_min(0) + 1).float().log2().ceil() if self.zero_skip and k else \
+            torch.full(cg.shape[:2], float(c.dac_bits))                    # bits per row-group
+        per_x = c.tile_rows // g                                          # row groups per crossbar
         gpad = (-need.shape[1]) % per_x
         lat = F.pad(need, (0, gpad)).reshape(need.shape[0], -1, per_x).amax(-1).amax(-1)   # tiles in parallel
-        total["cycles"] += float(lat.mean()) * vper * passes
-        total["fragment_cycles"] += float(need.sum(1).mean()) * vper * passes
-        total["adc_conversions"] += float(need.sum(1).mean()) * out * vper * passes
-        total["dac_conversions"] += float(need.mean(0).sum() * g) * vper * passes * math.ceil(cols / xbar)
-        group_cycles += float(need.sum()) / v.shape[0] * vper
-        full_cycles += need.shape[1] * input_bits * vper
-    bits = adc_bits if k else base_adc_bits
-    total["adc_energy"] = total["adc_conversions"] * adc_conversion_energy(bits, adc_energy)
-    total["dac_energy"] = total["dac_conversions"] * dac_energy
-    total["energy"] = total["adc_energy"] + total["dac_energy"]
-    total["skipped_fraction"] = 1 - group_cycles / full_cycles
-    return total
+        return {"crossbars": math.ceil(rows / c.tile_rows) * col_xbars, "cells": rows * cols,
+                "cycles": float(lat.mean()) * vper * passes,
+                "fragment_cycles": float(need.sum(1).mean()) * vper * passes,
+                "adc_conversions": float(need.sum(1).mean()) * out * vper * passes,
+                "dac_conversions": float(need.mean(0).sum() * g) * vper * passes * col_xbars,
+                "group_cycles": float(need.sum()) / v.shape[0] * vper,
+                "full_cycles": need.shape[1] * c.dac_bits * vper}
+
+    def network(self, model: nn.Module, x: torch.Tensor) -> dict:
+        """Events and energy per inference of ``model``'s linear and conv layers, measured on
+        the activations of batch ``x`` (layers one after another)."""
+        n = x.shape[0]
+        total = {"crossbars": 0, "cells": 0, "cycles": 0.0, "fragment_cycles": 0.0, "adc_conversions": 0.0,
+                 "dac_conversions": 0.0, "skipped_fraction": 0.0}
+        group_cycles = full_cycles = 0.0
+        for m, v in _layer_inputs(model, x):
+            ev = self.layer_events(m.weight.shape[0], v, v.shape[0] / n)
+            for key in ("crossbars", "cells", "cycles", "fragment_cycles", "adc_conversions", "dac_conversions"):
+                total[key] += ev[key]
+            group_cycles += ev["group_cycles"]
+            full_cycles += ev["full_cycles"]
+        cost = self.price(adc_conversions=total["adc_conversions"], dac_conversions=total["dac_conversions"])
+        total["adc_energy"] = cost.adc_energy
+        total["dac_energy"] = cost.dac_energy
+        total["energy"] = cost.energy
+        total["skipped_fraction"] = 1 - group_cycles / full_cycles
+        return total
+
+
+def forms_cost(model: nn.Module, x: torch.Tensor, k: int | None, config: CrossbarConfig | None = None, *,
+               fragment_adc_bits: int = FRAGMENT_ADC_BITS, zero_skip: bool = True) -> dict:
+    """Crossbars, bit-serial cycles and periphery energy per inference of ``model``,
+    measured on the activations of batch ``x`` (:class:`FragmentCost`).
+
+    ``k=None``: the differential baseline on ``config`` (default :data:`COST_CROSSBAR`:
+    128 x 128 crossbars, 8-bit bit-serial inputs, 8-bit ADC; two columns per weight, one ADC
+    conversion per crossbar column per input bit). ``k``: FORMS on the same crossbars with
+    the polarized mapping and a ``fragment_adc_bits`` ADC (one column per weight, one
+    conversion per fragment and input bit; with ``zero_skip`` a fragment row group skips
+    the input bits above the highest set bit of its k inputs). Inputs are quantized per
+    sample to ``config.dac_bits`` (unsigned; a signed first layer adds a pass). ``cycles``:
+    the row groups of a crossbar work in parallel, so an MVM takes the largest number of
+    cycles among them; layers run one after another. ``fragment_cycles``: the sum over row
+    groups (the conversion work zero-skipping saves).
+    """
+    config = COST_CROSSBAR if config is None else config
+    if k is None:
+        hw = config.replace(mapping="differential")
+    else:
+        hw = config.replace(mapping=PolarizedMapping, adc_bits=fragment_adc_bits)
+    return FragmentCost(hw, k, zero_skip).network(model, x)
 
 
 # --------------------------------------------------------------------------- reproduction
@@ -449,7 +500,8 @@ NOTES = [
     "FORMS one |w| cell per weight, one 4-bit magnitude ADC conversion per fragment (a 5-bit signed ADC in rramsim's model), sign applied after the ADC.",
     "Weights are continuous (nearest of the table's 8 levels per cell), no pruning or 8-bit slicing: "
     "the paper's 99.17% includes pruning and quantization we do not apply.",
-    "Periphery energy = ADC conversions x 1.67 pJ x 2^(bits-8) + 1-bit DAC conversions x 0.42 pJ "
+    f"Periphery energy = ADC conversions x {ADC_ENERGY_8BIT * 1e12:g} pJ x 2^(bits-8) + 1-bit DAC conversions x "
+    f"{DAC_ENERGY_1BIT * 1e12:g} pJ "
     "(ISAAC figures; docs/DESIGN.md, \"Reference numbers\"); array read energy is left out (same cells either way).",
     "Only MNIST is used (no CIFAR/ImageNet offline).",
 ]

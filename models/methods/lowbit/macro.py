@@ -7,7 +7,9 @@ are streamed bit by bit, at most ``max_rows`` rows are driven per read and an
 0..7 is exact), so the partial sum of a read is ``2 * count - n_driven``.
 Sparsity-aware input control drives only rows whose input bit is 1: zeros cost no read
 cycles. With the table's programming spread and read noise the count can be off by one:
-that is the noise impact. Conversions are priced with :mod:`rramsim.models.energy`.
+that is the noise impact. The macro counts its reads and ADC conversions while it runs;
+rramsim's cost model prices them (:class:`rramsim.models.cost.CostModel` on the crossbar
+config :meth:`MacroConfig.crossbar`).
 """
 from __future__ import annotations
 
@@ -18,7 +20,9 @@ import torch
 import torch.nn.functional as F
 
 from rramsim.devices import DeviceTable
-from rramsim.models.energy import ADC_ENERGY_8BIT, adc_conversion_energy
+from rramsim.models.config import CrossbarConfig
+from rramsim.models.cost import CostModel
+from rramsim.models.energy import ADC_ENERGY_8BIT
 from rramsim.models.programming import DevicePhysics
 
 from .integer_network import IntLayer
@@ -28,7 +32,8 @@ __all__ = ["Macro", "MacroConfig"]
 
 @dataclass
 class MacroConfig:
-    """The compute macro of the paper (all fields configurable)."""
+    """The compute macro of the paper (all fields configurable). Its crossbar hardware and
+    prices as a :class:`~rramsim.models.config.CrossbarConfig`: :meth:`crossbar`."""
 
     rows: int = 128
     cols: int = 128
@@ -52,6 +57,20 @@ class MacroConfig:
                              f"but max_rows={self.max_rows}; raise adc_bits or lower max_rows")
         if not (math.isfinite(self.noise_scale) and self.noise_scale >= 0):
             raise ValueError(f"MacroConfig.noise_scale must be a finite number >= 0, got {self.noise_scale!r}")
+        try:
+            self.crossbar()
+        except ValueError as exc:
+            raise ValueError(f"MacroConfig: {exc}") from None
+
+    def crossbar(self) -> CrossbarConfig:
+        """The macro as rramsim's crossbar config, what the cost model prices: ``rows`` x
+        ``cols`` tiles, one cell per weight around the middle of the two levels (the
+        ``"offset"`` layout: ``+1`` -> LRS, ``-1`` -> HRS, the offset removed digitally as
+        ``2 * count - n_driven``), the ADC, the read cycle and voltage; the rows are switched
+        on or off, so there is no DAC (no DAC energy)."""
+        return CrossbarConfig(tile_rows=self.rows, tile_cols=self.cols, mapping="offset", dac_bits=None,
+                              adc_bits=self.adc_bits, read_voltage=self.read_voltage, cycle_time=self.cycle_time,
+                              adc_energy=self.adc_energy, dac_energy=0.0)
 
 
 class Macro:
@@ -155,7 +174,9 @@ class Macro:
         return y
 
     def cost(self, n_samples: int) -> dict:
-        cfg = self.cfg
-        return {"reads_per_sample": self.reads / n_samples, "dense_reads_per_sample": self.dense_reads / n_samples,
-                "latency_per_sample": self.reads / n_samples * cfg.cycle_time,
-                "adc_energy_per_sample": self.conversions / n_samples * adc_conversion_energy(cfg.adc_bits, cfg.adc_energy)}
+        """Per sample, over the ``n_samples`` run so far: read cycles (and what driving every
+        row would take), their latency and the ADC energy (rramsim's cost model)."""
+        cost = CostModel(self.cfg.crossbar()).price(cycles=self.reads / n_samples,
+                                                    adc_conversions=self.conversions / n_samples)
+        return {"reads_per_sample": cost.cycles, "dense_reads_per_sample": self.dense_reads / n_samples,
+                "latency_per_sample": cost.latency, "adc_energy_per_sample": cost.adc_energy}
