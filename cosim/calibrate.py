@@ -288,8 +288,10 @@ def calibrate(target: Target, model, variability, scheme, fit=("tolerance",), n_
                                         retention_devices=retention_devices)
 
     def program(p: dict[str, float]) -> DeviceTable:
-        """The write-verify campaign alone; with the relaxation in play it is kept on its own
-        (the relaxation's parameters do not move it)."""
+        """The write-verify campaign alone; with the post-programming relaxation in play it is
+        kept per (scale, tolerance): the relaxation acts after programming, and ``r_ret``
+        moves the gap by ``r_ret (g_max - g)`` times the few microseconds a cell is written,
+        below 1e-12 nm, so campaigns that differ only in those are the same campaign."""
         label = " ".join(f"{k} {v:.4g}" for k, v in p.items())
         if not relax_on:
             return characterize(characterization(p), workers=workers, progress=False,
@@ -319,7 +321,9 @@ def calibrate(target: Target, model, variability, scheme, fit=("tolerance",), n_
                 from rramsim.cosim.files import atomic_write
                 atomic_write(rpath, lambda tmp: np.savez(tmp, t=ret[0], ratio=ret[1], sigma=ret[2]))
             table.retention_t, table.retention_ratio, table.retention_sigma = ret
-            table.variability = characterization(p).variability.to_dict()
+            spec = characterization(p)              # what this table is (its campaign may be shared)
+            table.variability = spec.variability.to_dict()
+            table.model = {**table.model, **spec.model.params()}
         table.save(path)
         return table
 
