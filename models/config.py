@@ -49,11 +49,15 @@ class CrossbarConfig:
         (sparse solve of the tile network), ``"approx"`` (first-order correction);
         ``nonlinear_iv``: use the table's I-V curves instead of Ohm's law.
         ``ir_drop_solver`` (exact IR drop with nonlinear cells): ``"per_vector"`` (default:
-        every input vector's cell voltages from the chord network, ~0.01% of ngspice's
-        nodal solution, slow for convolutions) or ``"per_programming"`` (a polynomial
-        model fixed at programming, three matmuls like the cells without IR drop; its
-        measured error, ``TileEngine.ir_drop_error``, is ~0.2% at 32x32 and 1-3% at
-        128x128 with 1 ohm/segment, per input vector; fast but not ngspice-accurate).
+        every input vector's cell voltages from the chord network, ~0.01% of the converged
+        nodal solution, slow for convolutions: ~65x the forward without IR drop for LeNet-5)
+        or ``"per_programming"`` (a model fixed at programming: a polynomial of each input
+        plus a cross term of one input form per column for the drop the other rows cause,
+        ~3x the forward without IR drop for LeNet-5). Its error against the exact solve is
+        measured on probe vectors when it is built and kept in ``TileEngine.ir_drop_error``
+        (of the tile's full-scale current; ~0.01-0.03% at 32x32 and 64x64, 0.02-0.07% at
+        128 rows with 1 ohm/segment); a layer whose error exceeds 0.1% warns and uses the
+        per-vector solve.
         ``stuck_on``/``stuck_off``: extra stuck-at-fault rates (probability per cell) on
         top of the cells the table says did not converge. ``ideal_programming``: every cell
         gets exactly its level's target conductance (no programming spread, no stuck cells,

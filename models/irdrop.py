@@ -29,15 +29,19 @@ the solver falls back to the fixed-point iteration when it exceeds ``LINEARIZATI
 iterates from the linear solution, moving the nonlinear excess current to the
 right-hand side (same factorization every iteration).
 
-:meth:`TileSolver.polynomial_transfer` goes one step further for speed: the excess of each
-cell is taken at a fixed share ``s_ij`` of its row voltage (the chord network's share with
-all rows driven alike), which makes the whole tile a polynomial ``W1 v + W2 v^2 + W3 v^3``
-fixed at programming, three matmuls per vector like cells without IR drop. What it leaves
-out (how the drop of other input patterns departs from that share) is a product of the
-nonlinearity and the wire drop: measured on probe vectors (:meth:`TileSolver.polynomial_error`),
-~0.2% of each vector's largest column current at 32x32 and 1-3% at 128x128 (1 ohm/segment,
-the default table's I-V), against 0.01% for the per-vector solve; no choice of ``s`` does
-much better, the drop depends on the whole input vector.
+:meth:`TileSolver.programmed_model` (:func:`programmed_model`) goes one step further for
+speed: a model fixed at programming, ``W1 v + W2 v^2 + W3 v^3`` plus a cross term, a few
+matmuls per vector like cells without IR drop. Each cell's voltage is its own row's share
+``D_iji v_i`` plus the drop the other rows' currents cause on the shared wires; everything
+linear folds exactly into ``W1``, the nonlinear excess at the own share into ``W2, W3``,
+and the rest (the excess's change with the other rows' drop) is kept per column through
+the column's leading input form ``z = B_j v`` (the best rank-1 approximation of its
+cross matrix), a cubic in ``z`` with coefficients polynomial in ``v``
+(:func:`cross_term`). Its error against the converged nodal solution is measured when it
+is built, on probe vectors (uniform, bipolar, sparse, all rows at full scale), relative
+to the tile's full-scale current: ~0.01-0.03% at 32x32 and 64x64, 0.02-0.07% for
+128-row tiles (1 ohm/segment, the default table's I-V); without the cross term
+(``rank=0``) it is 0.3-2%.
 
 :func:`series_cell_current` and :meth:`TileSolver.currents_cells` handle a cell whose
 current depends on both of its nodes, e.g. the RRAM in series with a 1T1R access
@@ -53,6 +57,7 @@ random 5-150 uS tiles: 0.04% error at 32x32 and 0.5% at 64x64 (1 ohm/segment), 3
 from __future__ import annotations
 
 import hashlib
+import itertools
 import math
 from dataclasses import dataclass
 
@@ -64,6 +69,11 @@ import torch
 #: may show on its probe vectors; beyond it the fixed-point iteration is used instead.
 LINEARIZATION_TOL = 5e-4
 PROBE_VECTORS = 8
+#: Input forms per column of the per-programming model's cross term (:meth:`TileSolver.programmed_model`).
+CROSS_RANK = 1
+#: Largest probe error (of each vector's largest column current) of the per-programming model before a
+#: layer falls back to the per-vector solve (with a warning).
+MODEL_TOL = 1e-3
 
 
 def nodal_matrix(g: np.ndarray, r: float) -> tuple[sp.csc_matrix, np.ndarray, np.ndarray]:
@@ -283,64 +293,54 @@ class TileSolver:
         lin["fallback"] = lin["error"] > LINEARIZATION_TOL
         return lin
 
-    def polynomial_transfer(self, coef: np.ndarray, v_full: float, v_rep: float | None = None) -> np.ndarray:
-        """Per-programming polynomial model of the tile with nonlinear cells: ``W`` [3, C, R]
-        such that the column currents are ``I = W[0] v + W[1] v^2 + W[2] v^3`` (powers
-        elementwise), the same three matmuls as nonlinear cells without IR drop.
+    def programmed_model(self, coef: np.ndarray, v_full: float, rank: int | None = None,
+                         probes: int = 24) -> dict:
+        """Per-programming model of the tile with nonlinear cells (``ir_drop_solver="per_programming"``):
+        the column currents are ``I = W1 v + W2 v^2 + W3 v^3`` plus a cross term of ``rank``
+        input forms per column (:func:`cross_term`), all fixed at programming.
 
-        Each cell is split into its chord conductance ``g c`` (least-squares line through
-        its I-V over ``[-v_full, v_full]``) and the excess current ``e(d) = g (p(d) - c d)``.
-        The chord network is exact and linear (``T_c``). The excess currents enter through
-        ``U`` (column currents per unit current across each cell, one solve per column by
-        reciprocity), evaluated at the cell voltage ``s_ij v_i``: ``s_ij`` is the cell's
-        share of its row voltage in the chord network with every row at ``v_rep``
-        (default ``v_full / 2``). Being a polynomial in ``v_i``, the excess folds into
-        ``W``. Left out: how the actual drop departs from ``s_ij v_i`` for other input
-        patterns, and the extra drop the excess currents cause; both are products of the
-        nonlinearity and the wire drop. :meth:`polynomial_error` measures the result.
+        Each cell is split into its chord conductance ``g c`` (least-squares line through its
+        I-V over ``[-v_full, v_full]``) and the excess ``e(d) = g (p(d) - c d)``; the chord
+        network gives ``T`` (column currents per row volt), ``D`` (every cell's voltage per
+        row volt) and ``U`` (column currents per unit current across each cell), as in the
+        per-vector solve ``I = T v + U e(D v)``. Cell (i, j)'s voltage is split into its own
+        row's share ``D_iji v_i`` and the cross part ``y_ij = sum_{m != i} D_ijm v_m`` (the
+        drop the other rows' currents cause on the shared wires). Everything linear folds
+        exactly into ``W1`` (the excess's chord part and a mean slope ``s`` of its
+        nonlinear part times ``y``), the nonlinear excess at ``D_iji v_i`` into ``W2, W3``.
+        What is left, ``e(D_iji v_i + y) - e(D_iji v_i) - s y``, is kept for the cells of
+        each column on that column's own current (``U_jij``): ``y`` of column j is taken
+        from the best rank-``rank`` approximation of its cross matrix (SVD), so it needs
+        only ``rank`` numbers ``z = B_j v`` per column and vector, and the remainder
+        expands into the polynomial of :func:`cross_term`. Left out: the remainder's share
+        that reaches other columns, the rest of ``y`` beyond ``rank``, and the extra drop
+        of the excess currents themselves (as in the per-vector solve). ``rank=0`` is a
+        per-input polynomial without cross term.
+
+        Returns ``{"W": [3, C, R], "Mv": [nv, C, R], "Mv2": [rank, C, R], "const": [nc, C],
+        "rank": rank, "error": e}``: the matrices of the inputs, of the cross term's forms on
+        ``v`` and ``v^2``, its constants (see :func:`cross_term`), and its error on
+        ``probes`` probe vectors against the converged nodal solution (:meth:`model_error`,
+        relative to the tile's full scale; left out with ``probes=0``).
         """
-        R, C = self.shape
-        coef = np.asarray(coef, dtype=np.float64)
-        if coef.shape != self.shape + (3,):
-            raise ValueError(f"coef must be [rows, cols, 3] = {self.shape + (3,)}, got {coef.shape}")
-        if not (np.isfinite(v_full) and v_full > 0):
-            raise ValueError(f"v_full must be a positive voltage, got {v_full!r}")
-        v_rep = 0.5 * v_full if v_rep is None else float(v_rep)
-        a1, a2, a3 = coef[..., 0], coef[..., 1], coef[..., 2]
-        c = a1 + a3 * v_full ** 2 * 3 / 5                  # least-squares chord over [-v_full, v_full]
-        if np.any(c <= 0):
-            raise ValueError("a cell's I-V has no positive chord conductance over the inputs' range "
-                             "(the fitted I-V is not a resistor there); use ir_drop='off' or 'approx'")
-        chord = TileSolver(self.g * c, self.r)
-        T = chord.transfer()                                                 # [C, R]
-        xr, xc = chord.solve(*chord._drive(np.full((R, 1), v_rep)))          # [C(j), R(i), 1]
-        s = ((xr - xc)[..., 0].T / v_rep).numpy()                           # [R, C] cell share of v_i
-        f_r = torch.zeros((C, R, C), dtype=torch.float64)
-        f_c = torch.zeros_like(f_r)
-        f_c[torch.arange(C), R - 1, torch.arange(C)] = 1.0                  # unit current into each sense node
-        ur, uc = chord.solve(f_r, f_c)
-        U = (chord.gw * (uc - ur)).permute(2, 1, 0).numpy()                 # [C(k), R(i), C(j)]
-        W = np.empty((3, C, R))
-        for m, q in enumerate((a1 - c, a2, a3)):
-            W[m] = np.einsum("kij,ij->ki", U, self.g * q * s ** (m + 1))
-        W[0] += T
-        return W
+        return programmed_model(self.g, self.r, coef, v_full, rank, probes)
 
-    def polynomial_error(self, W: np.ndarray, coef: np.ndarray, v_full: float, vectors: int = 32,
-                         seed: int = 0) -> float:
-        """Largest error of :meth:`polynomial_transfer`'s ``W`` against the fixed-point
-        solution over probe vectors, each vector's error relative to its own largest column
-        current: dense uniform inputs in ``[0, v_full]`` and ``[-v_full, v_full]``, all rows
-        at full scale, and sparse inputs (a tenth of the rows driven)."""
+    def model_error(self, model: dict, coef: np.ndarray, v_full: float, vectors: int = 24, seed: int = 0) -> float:
+        """Largest error of a :meth:`programmed_model` against the converged nodal solution
+        (the fixed-point iteration on this solver) over probe vectors drawn like a layer's
+        inputs, relative to the tile's full scale (its largest column current with every row
+        at ``v_full``, what the column's ADC range is set from): dense uniform inputs in
+        ``[0, v_full]`` and ``[-v_full, v_full]``, sparse ones (a fifth of the rows driven,
+        as after a ReLU) and all rows at full scale."""
         R = self.shape[0]
         rng = np.random.default_rng(seed)
-        k = max(vectors // 4, 1)
+        k = max(vectors // 3, 1)
         probes = np.concatenate([rng.uniform(0, v_full, (R, k)), rng.uniform(-v_full, v_full, (R, k)),
-                                 np.full((R, 1), v_full), rng.uniform(0, v_full, (R, k)) * (rng.random((R, k)) < 0.1)],
-                                axis=1)
+                                 rng.uniform(0, v_full, (R, k)) * (rng.random((R, k)) < 0.2),
+                                 np.full((R, 1), v_full)], axis=1)
         ref, _ = self._fixed_point(probes, np.asarray(coef, dtype=np.float64), 1e-11, 300)
-        fast = W[0] @ probes + W[1] @ probes ** 2 + W[2] @ probes ** 3
-        return float((np.abs(fast - ref).max(axis=0) / np.maximum(np.abs(ref).max(axis=0), 1e-300)).max())
+        fast = apply_model(model, probes)
+        return float(np.abs(fast - ref).max() / max(np.abs(ref[:, -1]).max(), 1e-300))
 
     def _fixed_point(self, v: np.ndarray, coef: np.ndarray, tol: float, max_iter: int) -> tuple[np.ndarray, int]:
         f_r, f_c = self._drive(v)
@@ -390,6 +390,135 @@ def _range_key(x: float) -> float:
     if x <= 0:
         return 0.0
     return float(2.0 ** (math.ceil(8 * math.log2(x)) / 8))
+
+
+def programmed_model(g: np.ndarray, r: float, coef: np.ndarray, v_full: float, rank: int | None = None,
+                     probes: int = 24) -> dict:
+    """:meth:`TileSolver.programmed_model` of a tile with conductances ``g`` and wire resistance
+    ``r`` (factorizes only the chord network)."""
+    g = _check(g, r)
+    R, C = g.shape
+    rank = CROSS_RANK if rank is None else rank
+    coef = np.asarray(coef, dtype=np.float64)
+    if coef.shape != g.shape + (3,):
+        raise ValueError(f"coef must be [rows, cols, 3] = {g.shape + (3,)}, got {coef.shape}")
+    if not (np.isfinite(v_full) and v_full > 0):
+        raise ValueError(f"v_full must be a positive voltage, got {v_full!r}")
+    if not (isinstance(rank, int) and 0 <= rank <= R):
+        raise ValueError(f"rank must be an integer in [0, rows={R}], got {rank!r}")
+    a1, a2, a3 = coef[..., 0], coef[..., 1], coef[..., 2]
+    c = a1 + a3 * v_full ** 2 * 3 / 5                  # least-squares chord over [-v_full, v_full]
+    if np.any(c <= 0):
+        raise ValueError("a cell's I-V has no positive chord conductance over the inputs' range "
+                         "(the fitted I-V is not a resistor there); use ir_drop='off' or 'approx'")
+    slope = 0.5 * a3 * v_full ** 2                     # slope of the cross part folded into W1 (half its mean)
+    chord = TileSolver(g * c, r)
+    xr, xc = chord.solve(*chord._drive(np.eye(R)))                      # [C(j), R(i), R(m)]
+    T = (chord.gw * xc[:, -1, :]).numpy()                               # [C, R]
+    D = (xr - xc).permute(1, 0, 2).numpy()                              # [R(i), C(j), R(m)]
+    f_r = torch.zeros((C, R, C), dtype=torch.float64)
+    f_c = torch.zeros_like(f_r)
+    f_c[torch.arange(C), R - 1, torch.arange(C)] = 1.0                  # unit current into each sense node
+    ur, uc = chord.solve(f_r, f_c)                                       # reciprocity: U = gw (x_c - x_r)
+    U = (chord.gw * (uc - ur)).permute(2, 1, 0).numpy()                 # [C(k), R(i), C(j)]
+    ii, jj = np.arange(R), np.arange(C)
+    own = D[ii, :, ii]                                                   # [R, C]: D_iji
+    cross = D.copy()
+    cross[ii, :, ii] = 0.0
+    lin = (g * (a1 - c))[..., None] * D + (g * slope)[..., None] * cross
+    W = np.empty((3, C, R))
+    W[0] = T + U.reshape(C, R * C) @ lin.reshape(R * C, R)
+    W[1] = np.einsum("kij,ij->ki", U, g * a2 * own ** 2)
+    W[2] = np.einsum("kij,ij->ki", U, g * a3 * own ** 3)
+    # each column's cross matrix [R(i), R(m)]: its rank leading input forms B and factors A
+    A, B = _leading_factors(torch.from_numpy(np.ascontiguousarray(cross.transpose(1, 0, 2))), rank)
+    A, B = A.permute(2, 0, 1).numpy(), B.permute(1, 0, 2).numpy()      # [q, C, R(i)]: y = A z; [q, C, R(m)]
+    # weight of cell (i, k)'s remainder on column k: its own share U_kik, plus what the other cells of
+    # row i leak into column k (U_kij, j != k: their remainders lower row i's voltage), taken as if their
+    # remainders per unit g a3 were cell (i, k)'s
+    ga = g * a3
+    w = U[jj, :, jj] * g.T + (np.einsum("kij,ij->ki", U, ga) - U[jj, :, jj] * ga.T) / np.where(a3 > 0, a3, 1.0).T
+    a2t, a3t, ot = a2.T, a3.T, own.T                                     # [C, R]
+    P1, P2, c1 = [], [], []
+    for q in range(rank):                                                # y terms
+        c1.append((w * -slope.T * A[q]).sum(1))
+        P1.append(w * 2 * a2t * ot * A[q])
+        P2.append(w * 3 * a3t * ot ** 2 * A[q])
+    Q, c2, c3 = [], [], []
+    for qs in _multisets(rank, 2):                                       # y^2 terms
+        m, aa = _multiplicity(qs), A[qs[0]] * A[qs[1]]
+        c2.append(m * (w * a2t * aa).sum(1))
+        Q.append(m * w * 3 * a3t * ot * aa)
+    for qs in _multisets(rank, 3):                                       # y^3 terms
+        c3.append(_multiplicity(qs) * (w * a3t * A[qs[0]] * A[qs[1]] * A[qs[2]]).sum(1))
+    def stack(x: list, *shape: int) -> np.ndarray:
+        return np.stack(x) if x else np.zeros((0, *shape))
+    model = {"W": W, "B": B, "Mv": stack(P1 + Q, C, R), "Mv2": stack(P2, C, R),
+             "const": stack(c1 + c2 + c3, C), "rank": rank}
+    if probes:      # the same cells on the chord network (g c, I-V p / c): the same solution, faster
+        model["error"] = chord.model_error(model, coef / c[..., None], v_full, probes)
+    return model
+
+
+def _leading_factors(M: torch.Tensor, k: int, iters: int = 4) -> tuple[torch.Tensor, torch.Tensor]:
+    """Best rank-``k`` factors ``A`` [b, m, k], ``B`` [b, k, n] of each matrix of ``M`` [b, m, n]
+    (``M ~ A B``, ``B`` with orthonormal rows) by subspace iteration from a fixed start
+    (deterministic, leaves torch's random state alone), then an exact SVD of the small
+    projected matrix."""
+    gen = torch.Generator().manual_seed(0)
+    q = min(k + 6, M.shape[-1])
+    X = torch.randn((M.shape[0], M.shape[-1], q), generator=gen, dtype=M.dtype)
+    Mt = M.transpose(1, 2)
+    for _ in range(iters):
+        X = torch.linalg.qr(Mt @ torch.linalg.qr(M @ X).Q).Q              # [b, n, q]
+    u, sv, vt = torch.linalg.svd(M @ X, full_matrices=False)               # M X = u s vt, M ~ u s (X vt^T)^T
+    A = u[:, :, :k] * sv[:, None, :k]
+    B = (X @ vt.transpose(1, 2)[:, :, :k]).transpose(1, 2)
+    return A, B
+
+
+def _multisets(rank: int, n: int) -> list[tuple[int, ...]]:
+    return list(itertools.combinations_with_replacement(range(rank), n))
+
+
+def _multiplicity(qs: tuple[int, ...]) -> float:
+    """How often the product of ``z_q`` over the multiset ``qs`` occurs in ``(sum_q A_q z_q)^n``."""
+    return math.factorial(len(qs)) / math.prod(math.factorial(qs.count(q)) for q in set(qs))
+
+
+def cross_term(z, zv, x2, const, rank: int):
+    """The cross term of :meth:`TileSolver.programmed_model` (numpy or torch).
+
+    ``z`` [rank, ...]: the columns' input forms ``B`` applied to the inputs; ``zv`` [nv, ...]:
+    the columns' ``Mv`` applied to the inputs (``rank`` slopes, then one per pair of
+    forms), ``x2`` [rank, ...]: ``Mv2`` applied to the squared inputs, ``const`` [nc, ...]:
+    ``sum_q z_q (c_q + zv_q + x2_q) + sum_pairs z_q z_r (c + zv) + sum_triples z_q z_r z_s c``
+    (``const`` broadcast against ``zv[0]``). Returns the currents of ``zv[0]``'s shape."""
+    if rank == 1:       # Horner: z (c1 + zv0 + x2 + z (c2 + zv1 + z c3))
+        return z[0] * (const[0] + zv[0] + x2[0] + z[0] * (const[1] + zv[1] + z[0] * const[2]))
+    out = None
+    for q in range(rank):
+        t = z[q] * (const[q] + zv[q] + x2[q])
+        out = t if out is None else out + t
+    pairs, triples = _multisets(rank, 2), _multisets(rank, 3)
+    for n, (a, b) in enumerate(pairs):
+        out += z[a] * z[b] * (const[rank + n] + zv[rank + n])
+    for n, (a, b, c) in enumerate(triples):
+        out += z[a] * z[b] * z[c] * const[rank + len(pairs) + n]
+    return out
+
+
+def apply_model(model: dict, v: np.ndarray) -> np.ndarray:
+    """Column currents [C, n] of :meth:`TileSolver.programmed_model` for row voltages ``v`` [R, n]."""
+    v = np.asarray(v, dtype=np.float64)
+    W = model["W"]
+    out = W[0] @ v + W[1] @ v ** 2 + W[2] @ v ** 3
+    if model["rank"]:
+        z = np.einsum("tcr,rn->tnc", model["B"], v)
+        zv = np.einsum("tcr,rn->tnc", model["Mv"], v)
+        x2 = np.einsum("tcr,rn->tnc", model["Mv2"], v * v)
+        out += cross_term(z, zv, x2, model["const"][:, None, :], model["rank"]).T
+    return out
 
 
 def _apply_linearization(lin: dict, v: torch.Tensor) -> torch.Tensor:

@@ -40,6 +40,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import warnings
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -51,7 +52,7 @@ import torch.nn.functional as F
 
 from rramsim.devices import DeviceTable
 from rramsim.models.config import CrossbarConfig
-from rramsim.models.irdrop import TileSolver, approx_transfer
+from rramsim.models.irdrop import MODEL_TOL, TileSolver, approx_transfer, cross_term, programmed_model
 from rramsim.models.mapping import WeightMapping, make_mapping
 from rramsim.models.periphery import adc_levels, dac_codes, input_scale
 from rramsim.models.programming import CostTally, DevicePhysics
@@ -160,6 +161,8 @@ class CompiledTiles:
     col_scale: torch.Tensor         # [out*S] digital rescale to weight units
     solvers: dict = field(default_factory=dict)      # tile -> TileSolver (exact IR drop + nonlinear I-V)
     iv_tiles: list | None = None
+    # per-programming IR-drop model's cross term (see TileEngine._cross_layout), None without it
+    cross: dict | None = None
     # set by TileEngine.prepare (the forward's units, derived once; mats and the noise are then in ADC codes)
     adc_gain: torch.Tensor | None = None     # [n_tr, out*S] ADC codes per ampere (None: ideal ADC, amperes)
     out_scale: torch.Tensor | None = None    # [n_tr, out*S] weight units per code (col_scale / adc_gain)
@@ -186,6 +189,9 @@ class TileEngine:
         #: largest error of the per-programming IR-drop model (``ir_drop_solver="per_programming"``)
         #: against the exact solve on its probe vectors, relative to the largest column current
         self.ir_drop_error: float | None = None
+        self.ir_drop_tile_errors: dict = {}     # tile -> its error
+        #: whether that error exceeded ``irdrop.MODEL_TOL`` and the layer uses the per-vector solve
+        self.ir_drop_fallback = False
         self.usage: dict = {}
         self.record_usage = False
         self.after_compile: Callable[[CompiledTiles], None] | None = None
@@ -522,10 +528,17 @@ class TileEngine:
         signs = torch.as_tensor(m.signs, dtype=torch.float64, device=g.device)
         ir = c.ir_drop if (exact_ok or c.ir_drop != "exact") else "approx"
         solvers: dict = {}
+        poly = ir == "exact" and c.nonlinear_iv and c.ir_drop_solver == "per_programming"
+        # the per-programming model: I = W1 v + W2 v^2 + W3 v^3 + cross term per tile; None when its
+        # probe error is over the tolerance (the per-vector solve is used then)
+        cross = self._programmed_models(level, g) if poly else None
+        poly = cross is not None
         if ir == "off":
             g_eff = self._physical(g)
         elif ir == "approx":
             g_eff = self._untile(approx_transfer(self._tiles(g), c.wire_resistance))[:, :rows]
+        elif poly:
+            g_eff = g       # (not used: the model's matrices below)
         else:
             g_eff = self._untile(self._exact_transfer(self._tiles(g), solvers))[:, :rows]
 
@@ -534,21 +547,11 @@ class TileEngine:
             sig = F.pad(sig.reshape(G, rows, out_g * S), (0, 0, 0, n_tr * R - rows))
             return sig.reshape(G, n_tr, R, out_g * S).transpose(0, 1).reshape(n_tr * G, R, out_g * S)
 
-        poly = ir == "exact" and c.nonlinear_iv and c.ir_drop_solver == "per_programming"
-        if poly:     # the per-programming polynomial model: I = W1 v + W2 v^2 + W3 v^3 per tile
-            iv = self.physics.iv(level)
-            coef = np.stack([(self._tiles(iv[..., k] - float(k == 0)) + float(k == 0)).detach().cpu().numpy()
-                             for k in range(3)], axis=-1)                   # [tiles, R, C, 3]
-            w = torch.zeros((3,) + tuple(coef.shape[:3]), dtype=torch.float64)
-            errors = []
-            for t, solver in solvers.items():
-                used = solver.shape[1]
-                W = solver.polynomial_transfer(coef[t, :, :used], c.read_voltage)
-                errors.append(solver.polynomial_error(W, coef[t, :, :used], c.read_voltage))
-                w[:, t, :, :used] = torch.from_numpy(W).transpose(1, 2)
-            self.ir_drop_error = max(errors, default=0.0)
+        if poly:
+            w, cross = cross
             mats = [combine(self._untile(w[k].to(g_eff))[:, :rows], m.offset if k == 0 else 0.0).to(dtype)
                     for k in range(3)]
+            cross = self._cross_layout(cross, rows, n_tr, R, dtype)
         elif c.nonlinear_iv:
             iv = self.physics.iv(level)                                   # [S, P, out, rows, 3]
             mats = [combine(g_eff * self._physical(iv[..., k]), m.offset if k == 0 else 0.0).to(dtype)
@@ -569,7 +572,7 @@ class TileEngine:
             iv_tiles = [self._tiles(iv[..., k] - float(k == 0)) + float(k == 0) for k in range(3)]
         else:
             solvers = {}
-        comp = CompiledTiles(mats, noise_mat, full_scale, col_scale, solvers, iv_tiles)
+        comp = CompiledTiles(mats, noise_mat, full_scale, col_scale, solvers, iv_tiles, cross)
         if self.after_compile is not None:
             self.after_compile(comp)
         return comp
@@ -588,6 +591,86 @@ class TileEngine:
             solver = TileSolver(arr[t, :, :used], c.wire_resistance)
             solvers[t] = solver
             out[t, :, :used] = torch.from_numpy(solver.transfer().T).to(out)
+        return out
+
+    def _programmed_models(self, level: torch.Tensor, g: torch.Tensor):
+        """The per-programming IR-drop model of every tile (:func:`irdrop.programmed_model`
+        for conductances ``g``) with its error on probe vectors against the exact solve,
+        kept as ``ir_drop_error`` (largest over the tiles) and ``ir_drop_tile_errors``.
+        Returns ``(W [3, tiles, R, C], cross parts [terms, tiles, R, C])``, or None with a
+        warning when a tile's error exceeds ``MODEL_TOL`` (the layer then uses the
+        per-vector solve)."""
+        c = self.config
+        iv = self.physics.iv(level)
+        coef = np.stack([(self._tiles(iv[..., k] - float(k == 0)) + float(k == 0)).detach().cpu().numpy()
+                         for k in range(3)], axis=-1)                       # [tiles, R, C, 3]
+        arr = self._tiles(g).detach().cpu().to(torch.float64).numpy()
+        geo = self.geometry()
+        cols_g = geo["physical_columns"] // self.groups
+        shape = tuple(coef.shape[:3])
+        w = torch.zeros((3,) + shape, dtype=torch.float64)
+        parts: dict = {}
+        errors = {}
+        for t in range(arr.shape[0]):
+            used = min(c.tile_cols, cols_g - (t % geo["col_tiles"]) * c.tile_cols)
+            model = programmed_model(arr[t, :, :used], c.wire_resistance, coef[t, :, :used], c.read_voltage)
+            errors[t] = model["error"]
+            w[:, t, :, :used] = torch.from_numpy(model["W"]).transpose(1, 2)
+            for key in ("B", "Mv", "Mv2"):
+                x = parts.setdefault(key, torch.zeros((model[key].shape[0],) + shape, dtype=torch.float64))
+                x[:, t, :, :used] = torch.from_numpy(model[key]).transpose(1, 2)
+            x = parts.setdefault("const", torch.zeros((model["const"].shape[0],) + shape, dtype=torch.float64))
+            x[:, t, 0, :used] = torch.from_numpy(model["const"])          # row 0 of the tile (summed later)
+            parts["rank"] = model["rank"]
+        self.ir_drop_tile_errors = errors
+        self.ir_drop_error = max(errors.values(), default=0.0)
+        self.ir_drop_fallback = self.ir_drop_error > MODEL_TOL
+        if self.ir_drop_fallback:
+            warnings.warn(f"{self.name}: the per-programming IR-drop model is {100 * self.ir_drop_error:.3f}% off "
+                          f"the exact solve on its probe vectors (tolerance {100 * MODEL_TOL:.2f}% of the tile's "
+                          "full-scale column current); this layer uses the per-vector solve instead (slower)",
+                          RuntimeWarning, stacklevel=4)
+            return None
+        return w, parts
+
+    def _cross_layout(self, parts: dict, rows: int, n_tr: int, R: int, dtype: torch.dtype) -> dict:
+        """The cross term's parts in the forward's layout, on the physical columns ``cp`` of a
+        group (like the signal matrices, term major): ``mv`` [n_tr*G, R, (rank+nv)*cp] (each
+        column's input forms, then its matrices on ``v``), ``mv2`` [n_tr*G, R, rank*cp] and
+        ``const`` [n_tr, nc, G, cp], the cells' signs (G+ - G-) folded into all but the forms."""
+        G, K = self.groups, parts["rank"]
+        sign = torch.as_tensor(self.mapping.signs, dtype=torch.float64).repeat(self.out_per_group * self.mapping.n_slices)
+
+        def layout(x: torch.Tensor, signs: torch.Tensor) -> torch.Tensor:   # [terms, tiles, Rt, Ct] -> [n_tr*G, R, terms*cp]
+            phys = torch.stack([self._untile(t)[:, :rows] for t in x])              # [terms, G, rows, cp]
+            phys *= signs.reshape(-1, 1, 1, signs.shape[-1])
+            phys = F.pad(phys, (0, 0, 0, n_tr * R - rows))
+            nt, cp = phys.shape[0], phys.shape[-1]
+            return phys.reshape(nt, G, n_tr, R, cp).permute(2, 1, 3, 0, 4).reshape(n_tr * G, R, nt * cp).to(dtype)
+
+        const = torch.stack([self._untile(t) for t in parts["const"]])             # [nc, G, n_tr*Rt, cp]
+        const = const.reshape(const.shape[0], G, n_tr, -1, const.shape[-1]).sum(3) * sign
+        sign_of = torch.cat([torch.ones(K, sign.shape[0], dtype=torch.float64),
+                             sign.expand(parts["Mv"].shape[0], -1)])
+        return {"mv": layout(torch.cat([parts["B"], parts["Mv"]]), sign_of), "mv2": layout(parts["Mv2"], sign),
+                "const": const.permute(2, 0, 1, 3).contiguous().to(dtype), "rank": K}
+
+    def _add_cross(self, tiles: list, volts: torch.Tensor, currents: CurrentsFn, cross: dict) -> list:
+        """Tile currents plus the cross term of the per-programming IR-drop model: two more
+        products of the inputs (the columns' forms and matrices on ``v``, and on ``v^2``),
+        :func:`cross_term` per physical column, and the sum of each weight's cells."""
+        G, P, K = self.groups, self.mapping.planes, cross["rank"]
+        zv = currents(volts, [cross["mv"]])
+        x2 = currents(volts * volts, [cross["mv2"]])
+        out = []
+        for t, (cur, a, b) in enumerate(zip(tiles, zv, x2)):
+            n, extra = a.shape[0], tuple(a.shape[2:])
+            k = cross["const"][t]                                                  # [nc, G, cp]
+            cp = k.shape[-1]
+            a = a.reshape(n, G, -1, cp, *extra).movedim(2, 0)                      # [K+nv, n, G, cp, ...]
+            b = b.reshape(n, G, K, cp, *extra).movedim(2, 0)
+            r = cross_term(a[:K], a[K:], b, k.reshape(k.shape[0], 1, G, cp, *[1] * len(extra)), K)
+            out.append(cur.add_(r.reshape(n, G, -1, P, *extra).sum(3).reshape(cur.shape)))
         return out
 
     # ------------------------------------------------------------------ forward
@@ -613,6 +696,13 @@ class TileEngine:
             std = comp.noise_mat.sqrt_()
             comp.noise_std = std if tile_gain is None else std.mul_(tile_gain)
             comp.noise_mat = None
+        if comp.cross is not None and gain is not None:      # the cross term in codes too (per physical column)
+            x = comp.cross
+            G, K = self.groups, x["rank"]
+            gp = gain.reshape(n_tr, G, 1, 1, -1).repeat_interleave(self.mapping.planes, dim=4)   # [n_tr, G, 1, 1, cp]
+            x["mv"].view(n_tr, G, x["mv"].shape[1], -1, gp.shape[-1])[:, :, :, K:].mul_(gp)
+            x["mv2"].view(n_tr, G, x["mv2"].shape[1], K, gp.shape[-1]).mul_(gp)
+            x["const"].mul_(gp.reshape(n_tr, 1, G, -1))
         comp.out_scale = (comp.col_scale.expand(n_tr, -1) if gain is None else comp.col_scale / gain).contiguous()
         comp.adc_gain = gain
         return comp
@@ -672,6 +762,8 @@ class TileEngine:
                 tiles = cur.unbind(1)
             else:
                 tiles = currents(volts, active)                                 # n_tr x [B, out*S, ...] codes
+                if comp.cross is not None:
+                    tiles = self._add_cross(tiles, volts, currents, comp.cross)
             B, extra = tiles[0].shape[0], [1] * (tiles[0].dim() - 2)
             if per_read:     # one draw per cell and vector: its Gaussian sum per column, drawn at once
                 stds = currents(volts * volts, [comp.noise_mat])
