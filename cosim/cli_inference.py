@@ -207,10 +207,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         set_threads(args.threads)
         if args.trials <= 0:
             raise ValueError(f"--trials must be positive, got {args.trials}")
+        config = _crossbar_config(args)        # validates --adc-bits and --drift for both simulators
         model, meta, dataset, loader, table = _test_setup(args)
         if args.simulator == "aihwkit":
-            return _evaluate_in_aihwkit(args, model, meta, dataset, loader, table)
-        config = _crossbar_config(args)
+            return _evaluate_in_aihwkit(args, config, model, meta, dataset, loader, table)
         res = evaluate_trials(model, table, config, loader, trials=args.trials,
                               drift=args.drift, seed=args.seed, progress=not args.quiet)
     except (CheckpointError, data.DatasetError, ValueError, FileNotFoundError) as exc:
@@ -227,30 +227,34 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _evaluate_in_aihwkit(args, model, meta, dataset, loader, table) -> int:
+def _evaluate_in_aihwkit(args, config, model, meta, dataset, loader, table) -> int:
     """``rramsim evaluate --simulator aihwkit``: the same network and table inside IBM aihwkit."""
     import numpy as np
 
     from rramsim.models.aihwkit_noise import evaluate_in_aihwkit
     from rramsim.models.training import evaluate
 
-    adc_bits = 8 if args.adc_bits is None else args.adc_bits
+    adc_bits, dac_bits = config.adc_bits, config.dac_bits
     try:
-        acc = evaluate_in_aihwkit(model, table, loader, trials=args.trials, drift=args.drift or 0.0,
-                                  seed=args.seed, adc_bits=adc_bits, progress=not args.quiet)
+        acc = evaluate_in_aihwkit(model, table, loader, trials=args.trials, drift=config.drift_time,
+                                  seed=args.seed, adc_bits=adc_bits, dac_bits=dac_bits, progress=not args.quiet)
     except (ImportError, ValueError) as exc:
         return fail(args, str(exc))
     float_acc = evaluate(model, loader)
     acc = np.asarray(acc)
     std = acc.std(ddof=1) if acc.size > 1 else 0.0
     print(f"model {meta['network']} ({args.model or DEFAULT_CHECKPOINT}), {dataset} test set "
-          f"({len(loader.dataset)} images), {args.trials} programmings inside aihwkit, drift {args.drift or 0:g} s")
+          f"({len(loader.dataset)} images), {args.trials} programmings inside aihwkit, drift {config.drift_time:g} s")
     print(f"accuracy  {100 * acc.mean():.2f} ± {100 * std:.2f} %   "
           f"(float {100 * float_acc:.2f} %, drop {100 * (float_acc - acc.mean()):.2f} pp)")
     print(f"aihwkit TorchInferenceRPUConfig: the table's programming, read noise and retention "
-          f"(rramsim.models.aihwkit_noise), 8-bit inputs, {adc_bits}-bit outputs, column weight scaling, "
+          f"(rramsim.models.aihwkit_noise), {_bits(dac_bits)} inputs, {_bits(adc_bits)} outputs, column weight scaling, "
           "128x128 tiles; weight/output noise, IR drop, clipping and drift compensation off")
     return 0
+
+
+def _bits(bits) -> str:
+    return "ideal" if bits is None else f"{bits}-bit"
 
 
 def _floats(text: str) -> list[float]:
@@ -435,7 +439,13 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
     args.argv = argv
-    return int(args.func(args))
+    try:
+        return int(args.func(args))
+    except KeyboardInterrupt:
+        print("rramsim: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except OSError as exc:
+        return fail(args, str(exc))
 
 
 if __name__ == "__main__":

@@ -21,11 +21,13 @@ Programming
     a level draws exactly that level's distribution; below the lowest or above the highest
     level the end level's errors apply.
 Drift and read
-    The drift coefficient of a cell is its target. At t > 0, G(t) = G_prog (r(t) + s(t) z)
+    The drift coefficient of a cell is the conductance it was written to (its level). At
+    t > 0, G(t) = G_prog (r(t) + s(t) z)
     with r, s of the table's /retention group per level, in log t between recorded times,
     linear in t from 1 before the first, the power law of the last two times beyond the
     last (rramsim's own drift rules), mixed in g like the errors; then one read with the
-    table's read-noise sigma(G) is added. A table without retention data refuses t > 0.
+    table's read-noise sigma(G) is added. At t = 0 (``drift_analog_weights(0)``) the cells
+    are only read. A table without retention data refuses t > 0.
 """
 from __future__ import annotations
 
@@ -104,6 +106,21 @@ class TableNoise:
     def window(self) -> tuple[float, float]:
         return float(self.levels[0]), float(self.levels[-1])
 
+    def written(self, g_target: torch.Tensor) -> torch.Tensor:
+        """The conductance (uS, float64) a target is written to: its nearest level with
+        ``quantize``, else the target itself."""
+        g = g_target.to(torch.float64)
+        if not self.quantize:
+            return g
+        levels = self.levels.to(g.device)
+        return levels[(g.unsqueeze(-1) - levels).abs().argmin(-1)]
+
+    def read(self, g: torch.Tensor) -> torch.Tensor:
+        """One read of conductances ``g`` (uS): the table's read-noise sigma(G) added."""
+        g64 = g.to(torch.float64)
+        sigma = _interp(g64, self.read_g.to(g.device), self.read_sigma.to(g.device))
+        return (g64 + sigma * torch.randn_like(g64)).clamp_min(0.0).to(g.dtype)
+
     def program(self, g_target: torch.Tensor) -> torch.Tensor:
         """Programmed conductances (uS) for targets ``g_target`` (uS).
 
@@ -113,10 +130,7 @@ class TableNoise:
         interpolated between neighbouring levels (a device assumed writable anywhere in its
         window, which the table did not measure).
         """
-        g = g_target.to(torch.float64)
-        if self.quantize:
-            levels = self.levels.to(g.device)
-            g = levels[(g.unsqueeze(-1) - levels).abs().argmin(-1)]
+        g = self.written(g_target)
         n = self.errors.shape[1]
         r = torch.rand(g.shape, dtype=torch.float64, device=g.device).mul_(n - 1)
         k0 = r.floor().long().clamp(0, n - 1)
@@ -133,9 +147,11 @@ class TableNoise:
         return (g * (1 + e)).to(g_target.dtype)
 
     def drift(self, g_prog: torch.Tensor, g_target: torch.Tensor, t: float) -> torch.Tensor:
-        """Conductances (uS) ``t`` s after programming, read once."""
+        """Conductances (uS) ``t`` s after programming, read once. ``g_target`` is the
+        conductance the cell was written to (:meth:`written`), which selects the level whose
+        retention applies. At t <= 0 there is no drift, only the read (no retention needed)."""
         if t <= 0:
-            return g_prog
+            return self.read(g_prog)
         if not self.has_retention:
             raise ValueError("this rramsim table has no retention data (/retention): drift at t > 0 is not "
                              "modeled; characterize with --retention-time or import with --retention")
@@ -147,8 +163,7 @@ class TableNoise:
         ratio = (1 - w) * r[lo] + w * r[hi]
         spread = (1 - w) * s[lo] + w * s[hi]
         g = g_prog.to(torch.float64) * (ratio + spread * torch.randn_like(ratio)).clamp_min(0.0)
-        read = _interp(g, self.read_g.to(dev), self.read_sigma.to(dev))
-        return (g + read * torch.randn_like(g)).clamp_min(0.0).to(g_prog.dtype)
+        return self.read(g).to(g_prog.dtype)
 
 
 def _interp(x: torch.Tensor, xp: torch.Tensor, fp: torch.Tensor) -> torch.Tensor:
@@ -189,7 +204,7 @@ def _model_class():
 
         @torch.no_grad()
         def generate_drift_coefficients(self, g_target: torch.Tensor) -> torch.Tensor:
-            return g_target.clone()
+            return self.noise.written(g_target).to(g_target.dtype)
 
         @torch.no_grad()
         def apply_drift_noise_to_conductance(self, g_prog: torch.Tensor, drift_noise_param: torch.Tensor,
@@ -237,6 +252,9 @@ def rpu_config(table: DeviceTable, *, dac_bits: int | None = 8, adc_bits: int | 
     rpu.forward.w_noise_type = WeightNoiseType.NONE
     rpu.forward.out_noise = 0.0
     rpu.forward.ir_drop = 0.0
+    for name, bits in (("dac_bits", dac_bits), ("adc_bits", adc_bits)):
+        if bits is not None and not (isinstance(bits, int) and 2 <= bits <= 24):
+            raise ValueError(f"{name} must be an integer from 2 to 24 (or None: ideal), got {bits!r}")
     if dac_bits is None and adc_bits is None:
         rpu.forward.is_perfect = True
     else:
@@ -255,9 +273,8 @@ def evaluate_in_aihwkit(model: torch.nn.Module, table: DeviceTable, loader, *, t
     value per programming (``trials`` of them, ``torch.manual_seed(seed + k)`` each).
 
     Each programming converts the network with :func:`rpu_config`, programs every analog
-    weight from the table's outcomes and reads it once at ``drift`` s (the exported model
-    adds its read noise on a read at t > 0, so t = 0 is read at 1 ns, where retention leaves
-    G unchanged).
+    weight from the table's outcomes and reads it once at ``drift`` s (at 0: right after
+    programming, a read with the table's sigma(G) and no drift; no retention data needed).
     """
     from aihwkit.nn.conversion import convert_to_analog
 
@@ -265,12 +282,14 @@ def evaluate_in_aihwkit(model: torch.nn.Module, table: DeviceTable, loader, *, t
 
     if trials <= 0:
         raise ValueError(f"trials must be positive, got {trials}")
+    if not drift >= 0:
+        raise ValueError(f"drift must be a time >= 0 s, got {drift}")
     rpu = rpu_config(table, dac_bits=dac_bits, adc_bits=adc_bits)
     accuracies = []
     for k in range(trials):
         torch.manual_seed(seed + k)
         analog = convert_to_analog(model, rpu).eval()
         analog.program_analog_weights()
-        analog.drift_analog_weights(max(float(drift), 1e-9))
+        analog.drift_analog_weights(float(drift))
         accuracies.append(evaluate(analog, loader, progress=progress, desc=f"aihwkit {k + 1}/{trials}"))
     return accuracies

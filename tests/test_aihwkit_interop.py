@@ -141,9 +141,31 @@ def test_a_network_inside_aihwkit_matches_rramsims_accuracy(measured_table, caps
         assert abs(a - b) <= 1.0, (table, a, b)
 
 
-def test_aihwkit_refuses_drift_without_retention():
-    """A table without a retention group cannot drift inside aihwkit either: a clear error."""
-    arrays = export_arrays(DeviceTable.load(DEFAULT))
-    arrays = {k: v for k, v in arrays.items() if not k.startswith("retention")}
-    with pytest.raises(ValueError, match="no retention data"):
-        TableNoise(arrays).drift(torch.ones(3), torch.ones(3), 10.0)
+def test_reads_at_zero_without_retention_and_drifts_by_the_written_level():
+    """t = 0 is a read only (a table without retention still evaluates); a quantized cell's
+    drift follows the level it was written to, not the target it was asked for."""
+    t = DeviceTable.load(DEFAULT)
+    arrays = export_arrays(t)
+    no_ret = {k: v for k, v in arrays.items() if not k.startswith("retention")}
+    torch.manual_seed(0)
+    g = torch.full((20000,), 40.0, dtype=torch.float64)
+    read = TableNoise(no_ret).drift(g, g, 0.0)
+    sigma = float(np.interp(40.0, arrays["read_g_us"], arrays["read_sigma_us"]))
+    assert float(read.mean()) == pytest.approx(40.0, rel=2e-3)
+    assert float(read.std()) == pytest.approx(sigma, rel=0.05)
+    noise = TableNoise(arrays)
+    asked = torch.full((20000,), 34.5, dtype=torch.float64)       # written to the 30 uS level
+    level = noise.written(asked)
+    assert float(level[0]) == pytest.approx(30.0)
+    r, _ = drift_rules(1e6, arrays["retention_t"], arrays["retention_ratio"], arrays["retention_sigma"])
+    k = int(np.argmin(np.abs(arrays["targets_us"] - 30.0)))
+    drifted = noise.drift(level, level, 1e6)
+    assert float(drifted.mean()) == pytest.approx(30.0 * r[k], rel=0.01)
+
+
+def test_rpu_config_refuses_bad_resolutions():
+    pytest.importorskip("aihwkit", reason="aihwkit is an optional extra (builds from source)")
+    from rramsim.models.aihwkit_noise import rpu_config
+    for bits in (0, 1, 30, 8.0):
+        with pytest.raises(ValueError, match="adc_bits must be an integer from 2 to 24"):
+            rpu_config(DeviceTable.load(DEFAULT), adc_bits=bits)
