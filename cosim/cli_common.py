@@ -20,11 +20,19 @@ EXIT_INTERRUPTED = 130
 
 
 def command_line(args: argparse.Namespace | None = None) -> str:
-    """The command that is running, for provenance (``args.argv`` when ``main`` set it)."""
+    """The command that is running, for provenance: ``args.argv``, the command line that
+    ``main`` parsed. A command called from Python (its namespace built without ``main``)
+    has no command line of its own (``sys.argv`` is the calling program's): it is recorded
+    as called from Python, with the namespace's values."""
     argv = getattr(args, "argv", None)
-    if argv is None:
-        argv = sys.argv[1:]
-    return "rramsim " + " ".join(shlex.quote(str(a)) for a in argv)
+    if argv is not None:
+        return "rramsim " + " ".join(shlex.quote(str(a)) for a in argv)
+    if args is None:
+        return "rramsim (called from Python)"
+    values = {k: v for k, v in sorted(vars(args).items()) if k not in ("argv", "command") and not callable(v)}
+    command = getattr(args, "command", None)
+    return (f"rramsim{' ' + command if command else ''} (called from Python: "
+            + ", ".join(f"{k}={v!r}" for k, v in values.items()) + ")")
 
 
 def load_table(path: str | None):

@@ -124,9 +124,10 @@ class CrossbarConfig:
                 _positive_int(self, name, upper=24)
         if self.n_crossbars is not None:
             _positive_int(self, "n_crossbars")
-        if self.mapping not in MAPPINGS:          # a mapping class, or the name of one: kept as its name
-            from rramsim.models.mapping import mapping_class
-            self.mapping = mapping_class(self.mapping).name
+        from rramsim.models.mapping import mapping_class
+        mapping = mapping_class(self.mapping)       # a mapping class, or the name of one: kept as its name
+        if self.mapping != mapping.name:
+            self.mapping = mapping.name
         _choice(self, "ir_drop", IR_DROP_MODES)
         _choice(self, "ir_drop_solver", IR_DROP_SOLVERS)
         _choice(self, "weight_scaling", WEIGHT_SCALINGS)
@@ -150,8 +151,7 @@ class CrossbarConfig:
                              "(or set ir_drop='off')")
         if self.bit_serial and self.dac_bits is None:
             raise ValueError("CrossbarConfig.bit_serial needs dac_bits (the number of streamed input bits)")
-        if self.mapping == "bit_sliced" and self.cells_per_weight * self.bits_per_cell > 24:
-            raise ValueError("CrossbarConfig.cells_per_weight * bits_per_cell must be at most 24 bits")
+        mapping.check_config(self)                 # the mapping class's own limits (bit slicing: 24 bits)
         per_weight = self.columns_per_weight
         if self.tile_cols % per_weight:
             raise ValueError(f"CrossbarConfig.tile_cols={self.tile_cols} must be a multiple of the "
@@ -185,6 +185,38 @@ class CrossbarConfig:
         if unknown:
             raise ValueError(f"unknown CrossbarConfig field(s) {unknown}; known: {sorted(known)}")
         return cls(**data)
+
+
+class ReadOnlyCrossbarConfig(CrossbarConfig):
+    """A :class:`CrossbarConfig` whose fields cannot be set once it is built: a
+    module-level default that every reader sees unchanged (no later assignment can move
+    the prices or geometry of code that uses it afterwards). ``replace`` returns a plain,
+    changeable copy; it equals a plain config with the same fields."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        object.__setattr__(self, "_read_only", True)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if self.__dict__.get("_read_only"):
+            raise dataclasses.FrozenInstanceError(f"this CrossbarConfig is read-only (a shared default): cannot set "
+                                                  f"{name}; make a copy with .replace({name}=...)")
+        object.__setattr__(self, name, value)
+
+    def __delattr__(self, name: str) -> None:
+        raise dataclasses.FrozenInstanceError(f"this CrossbarConfig is read-only (a shared default): cannot delete "
+                                              f"{name}")
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, CrossbarConfig):
+            return NotImplemented
+        return self.to_dict() == other.to_dict()
+
+    __hash__ = None
+
+    def replace(self, **changes: Any) -> CrossbarConfig:
+        """A plain (changeable) copy with some fields changed (validated)."""
+        return CrossbarConfig(**{**self.to_dict(), **changes})
 
 
 def _positive_int(cfg: CrossbarConfig, name: str, upper: int | None = None) -> None:

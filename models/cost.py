@@ -50,6 +50,7 @@ the known list are named with their number of calls.
 """
 from __future__ import annotations
 
+import copy
 import math
 import warnings
 from collections import defaultdict
@@ -114,7 +115,7 @@ class CostModel:
     ideal ADC), DAC conversions (``dac_energy`` per bit they resolve: one when
     ``bit_serial``, ``dac_bits`` otherwise) and the array's read energy V^2 G t. The prices
     are the config's fields (defaults from :mod:`rramsim.models.energy`); the counting is
-    the design's. rramsim's analog layers are counted by :meth:`layer_cost` from their tile
+    the design's (the model keeps a copy of the config it was given). rramsim's analog layers are counted by :meth:`layer_cost` from their tile
     geometry (what :func:`cost_report` runs); a design with a periphery of its own counts
     its events and prices them with :meth:`price`: a subclass adds the counting (FORMS'
     fragments with input zero-skipping, :class:`rramsim.models.methods.forms.FragmentCost`),
@@ -127,7 +128,7 @@ class CostModel:
         if not isinstance(config, CrossbarConfig):
             raise TypeError(f"CostModel takes a CrossbarConfig, got {type(config).__name__}")
         config.validate()
-        self.config = config
+        self.config = copy.copy(config)          # its own: changing the caller's config later moves no price
 
     @property
     def cycles_per_mvm(self) -> int:

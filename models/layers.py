@@ -94,6 +94,9 @@ class AnalogLayerMixin:
     """
 
     _groups = 1
+    #: mapping classes that leave part of the weight to the layer (``layer_applies_signs``)
+    #: which this layer type applies; any other such mapping is refused
+    handles_mappings: tuple[type, ...] = ()
 
     # ------------------------------------------------------------------ set-up
     def _init_analog(self, table: DeviceTable, config: CrossbarConfig | None, seed: int) -> None:
@@ -103,7 +106,7 @@ class AnalogLayerMixin:
 
     def _make_mapping(self, table: DeviceTable, config: CrossbarConfig) -> WeightMapping:
         """The weight mapping (a subclass may use its own)."""
-        return make_mapping(config, table.targets)
+        return make_mapping(config, table.targets, handles=self.handles_mappings)
 
     def set_hardware(self, table: DeviceTable, config: CrossbarConfig) -> None:
         """Run on another table and/or config: a new engine, programmed before the next forward."""

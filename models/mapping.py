@@ -15,6 +15,8 @@ the name) selects it (:func:`mapping_class`, :func:`make_mapping`).
 """
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import torch
 
@@ -23,28 +25,64 @@ from rramsim.models.config import CrossbarConfig
 
 #: every named mapping class, by name (filled as the classes are defined)
 _REGISTRY: dict[str, type] = {}
+#: per name, the module object and its ``__spec__`` when the class was registered (a module
+#: reloaded or imported again gets a new spec: its class replaces the old one)
+_DEFINED_IN: dict[str, tuple[object, object]] = {}
+
+
+def _module_state(module_name: str) -> tuple[object, object]:
+    module = sys.modules.get(module_name)
+    return module, getattr(module, "__spec__", None)
+
+
+def _same_module_state(a: tuple | None, b: tuple) -> bool:
+    """The same module object with the same spec object (specs compare equal by value)."""
+    return a is not None and all(x is y for x, y in zip(a, b))
 
 
 class WeightMapping:
     """Base class. ``levels`` are the table's target conductances (S, increasing).
 
-    A subclass that sets its own ``name`` is registered under it: a
-    :class:`~rramsim.models.config.CrossbarConfig` then accepts the class or the name."""
+    A subclass that sets its own ``name`` (a non-empty str) is registered under it: a
+    :class:`~rramsim.models.config.CrossbarConfig` then accepts the class or the name. A
+    name belongs to one class: defining another class under it is an error, also one of
+    the same module and qualified name (made by a factory function or ``type()``), whose
+    configs would otherwise build the later class; only the same module reloaded or
+    imported again replaces its own class.
+
+    ``layer_applies_signs``: the cells hold only part of the weight (FORMS: ``|w|``, the
+    sign applied by the layer after the ADC), so only a layer type that lists the class in
+    its ``handles_mappings`` may run it; any other layer (or a bare
+    :class:`~rramsim.models.tile.TileEngine`) refuses it, pointing at ``layers_from``,
+    where such layers are made."""
 
     name = "base"
     n_slices = 1
     signs: tuple[float, ...] = (1.0,)
     offset = 0.0
+    layer_applies_signs = False
+    layers_from = ""
 
     def __init_subclass__(cls, **kwargs) -> None:
         super().__init_subclass__(**kwargs)
         if "name" not in cls.__dict__:
             return
+        if not isinstance(cls.name, str) or not cls.name:
+            raise TypeError(f"weight mapping {cls.__qualname__}: name must be a non-empty str (the name a saved "
+                            f"config records), got {cls.name!r}")
         held = _REGISTRY.get(cls.name)
-        if held is not None and (held.__module__, held.__qualname__) != (cls.__module__, cls.__qualname__):
-            raise TypeError(f"weight mapping name {cls.name!r} is taken by {held.__module__}.{held.__qualname__}; "
-                            f"give {cls.__qualname__} a name of its own")
-        _REGISTRY[cls.name] = cls          # (a module imported again replaces its own class)
+        if held is not None and held is not cls:
+            same_place = (held.__module__, held.__qualname__) == (cls.__module__, cls.__qualname__)
+            if not same_place:
+                raise TypeError(f"weight mapping name {cls.name!r} is taken by {held.__module__}.{held.__qualname__}; "
+                                f"give {cls.__qualname__} a name of its own")
+            if _same_module_state(_DEFINED_IN.get(cls.name), _module_state(cls.__module__)):   # not a reload
+                raise TypeError(f"weight mapping name {cls.name!r} is taken by another class "
+                                f"{held.__module__}.{held.__qualname__} defined earlier in the same module (a "
+                                "factory function or type() called twice?): a config naming it would build the "
+                                "later class; give each class a name of its own")
+        _REGISTRY[cls.name] = cls
+        _DEFINED_IN[cls.name] = _module_state(cls.__module__)
 
     @classmethod
     def for_config(cls, config: CrossbarConfig, levels: np.ndarray) -> "WeightMapping":
@@ -53,8 +91,17 @@ class WeightMapping:
         return cls(levels)
 
     @classmethod
+    def check_config(cls, config: CrossbarConfig) -> None:
+        """Raise ``ValueError`` for a config this mapping cannot run (called by
+        :meth:`CrossbarConfig.validate`; a subclass inherits its parent's checks)."""
+
+    @classmethod
     def columns_per_weight(cls, config: CrossbarConfig) -> int:
-        """Physical columns one weight takes: its slices times its cells per slice."""
+        """Physical columns one weight takes: its slices times its cells per slice, from
+        the class attributes ``n_slices`` and ``signs``. A subclass whose instances set
+        them in ``__init__`` (from the config or the table) must override this classmethod
+        to return what they will build: :func:`make_mapping` refuses an instance that
+        disagrees (the tiles are laid out from this number)."""
         return cls.n_slices * len(cls.signs)
 
     def __init__(self, levels: np.ndarray) -> None:
@@ -242,6 +289,13 @@ class BitSlicedMapping(WeightMapping):
         return cls(levels, config.cells_per_weight, config.bits_per_cell)
 
     @classmethod
+    def check_config(cls, config: CrossbarConfig) -> None:
+        if config.cells_per_weight * config.bits_per_cell > 24:
+            raise ValueError(f"CrossbarConfig.cells_per_weight * bits_per_cell must be at most 24 bits with "
+                             f"mapping={config.mapping!r} (bit sliced), got {config.cells_per_weight} x "
+                             f"{config.bits_per_cell}")
+
+    @classmethod
     def columns_per_weight(cls, config: CrossbarConfig) -> int:
         return 2 * config.cells_per_weight
 
@@ -361,6 +415,23 @@ def mapping_class(mapping: str | type) -> type:
     return cls
 
 
-def make_mapping(config: CrossbarConfig, levels: np.ndarray) -> WeightMapping:
-    """The mapping object ``config.mapping`` names, on the table's ``levels``."""
-    return mapping_class(config.mapping).for_config(config, levels)
+def make_mapping(config: CrossbarConfig, levels: np.ndarray, handles: tuple[type, ...] = ()) -> WeightMapping:
+    """The mapping object ``config.mapping`` names, on the table's ``levels``.
+
+    ``handles``: the mapping classes the caller runs although they leave part of the
+    weight to the layer (``layer_applies_signs``); any other such mapping is refused, as
+    is an instance whose columns per weight differ from ``config.columns_per_weight``."""
+    cls = mapping_class(config.mapping)
+    if cls.layer_applies_signs and not issubclass(cls, tuple(handles)):
+        where = f"; build its layers with {cls.layers_from}" if cls.layers_from else ""
+        raise ValueError(f"mapping={config.mapping!r} ({cls.__qualname__}) stores only part of each weight in the "
+                         "cells and leaves the sign to layers of its own: a plain analog layer would compute with "
+                         f"|w| (the signs dropped){where}")
+    mapping = cls.for_config(config, levels)
+    columns = int(mapping.n_slices) * mapping.planes
+    if columns != config.columns_per_weight:
+        raise ValueError(f"{cls.__qualname__} built {mapping.n_slices} slice(s) of {mapping.planes} cell(s) = "
+                         f"{columns} columns per weight, but {cls.__qualname__}.columns_per_weight(config) says "
+                         f"{config.columns_per_weight} (the tiles are laid out from it): a mapping that sets n_slices "
+                         "or signs in __init__ must override the classmethod columns_per_weight to match")
+    return mapping

@@ -135,3 +135,16 @@ def test_every_command_follows_one_exit_code_convention(tmp_path, capsys):
     assert proc.returncode == EXIT_FAILED and proc.stdout == ""
     assert proc.stderr.splitlines() == [f"rramsim table: error: {missing}: no such file (make one with "
                                         f"`rramsim characterize -o {missing}`)"]
+
+
+def test_a_command_called_from_python_records_that_it_was():
+    """Provenance: the command line main parsed; a namespace built without main (a command
+    called from Python) is recorded as such, never the calling program's sys.argv."""
+    from rramsim.cosim.cli import build_parser
+    from rramsim.cosim.cli_common import command_line
+    args = build_parser().parse_args(["table", "show", "my table.h5"])
+    line = command_line(args)
+    assert line == "rramsim table (called from Python: file='my table.h5', table_command='show')"
+    assert command_line(None) == "rramsim (called from Python)"
+    args.argv = ["table", "show", "my table.h5"]                          # what main sets
+    assert command_line(args) == "rramsim table show 'my table.h5'"

@@ -118,3 +118,79 @@ def test_polarized_layers_name_their_mapping_in_the_config(tmp_path):
         assert torch.equal(again(x), y)                       # same config, same seed, same cells
     with pytest.raises(ValueError, match="needs mapping=PolarizedMapping, got mapping='differential'"):
         PolarizedLinear.from_linear(lin, table, CrossbarConfig(tile_rows=8))
+
+
+def _polarized_lin(seed: int = 2) -> nn.Linear:
+    torch.manual_seed(seed)
+    lin = nn.Linear(16, 4)
+    with torch.no_grad():
+        lin.weight.copy_(project_fragments(lin.weight, 8))
+    return lin
+
+
+def test_plain_analog_layers_refuse_the_polarized_mapping():
+    """The cells hold |w|: only the polarized layers apply the signs. A plain layer (by a
+    config naming the mapping, a polarized layer's config reused, its state dict loaded)
+    or a bare engine refuses it instead of computing with |w|."""
+    from rramsim.models.convert import convert_to_analog
+    from rramsim.models.layers import AnalogConv2d, AnalogLinear
+    from rramsim.models.tile import TileEngine
+    table = load_default_table()
+    lin = _polarized_lin()
+    cfg = CrossbarConfig(mapping=PolarizedMapping, read_noise="off")
+    with pytest.raises(ValueError, match="compute with \\|w\\|.*to_polarized_analog"):
+        convert_to_analog(nn.Sequential(lin), table, cfg)
+    with pytest.raises(ValueError, match="to_polarized_analog"):
+        AnalogConv2d.from_conv(nn.Conv2d(2, 3, 2), table, cfg)
+    forms = to_polarized_analog(nn.Sequential(lin), table, 8, CrossbarConfig(read_noise="off"))
+    with pytest.raises(ValueError, match="to_polarized_analog"):
+        AnalogLinear.from_linear(lin, table, forms[0].config)
+    plain = convert_to_analog(nn.Sequential(lin), table, CrossbarConfig(tile_rows=8, read_noise="off"))
+    with pytest.raises(ValueError, match="to_polarized_analog"):
+        plain.load_state_dict(forms.state_dict())
+    with pytest.raises(ValueError, match="to_polarized_analog"):
+        TileEngine(table, forms[0].config, 4, 16)
+
+
+def test_polarized_layers_saved_with_the_offset_name_still_load():
+    """Older rramsim stored polarized layers with mapping='offset' (state dicts and
+    pickles): they load as the polarized mapping, with a warning, and compute the same."""
+    table = load_default_table()
+    lin = _polarized_lin()
+    model = to_polarized_analog(nn.Sequential(lin), table, 8, CrossbarConfig(read_noise="off"))
+    x = torch.randn(3, 16)
+    with torch.no_grad():
+        y = model(x)
+    old = model.state_dict()
+    old["0._extra_state"] = dict(old["0._extra_state"], config={**old["0._extra_state"]["config"], "mapping": "offset"})
+    again = to_polarized_analog(nn.Sequential(_polarized_lin(5)), table, 8, CrossbarConfig(read_noise="off"))
+    with pytest.warns(UserWarning, match="mapping='offset', as older rramsim versions saved polarized layers"):
+        again.load_state_dict(old)
+    assert again[0].config.mapping == "polarized" and isinstance(again[0].mapping, PolarizedMapping)
+    with torch.no_grad():
+        assert torch.equal(again(x), y)
+    pickled = model[0].__getstate__()                                   # what torch.save(model) pickles
+    pickled["_rramsim_hardware"]["config"]["mapping"] = "offset"
+    layer = PolarizedLinear.__new__(PolarizedLinear)
+    with pytest.warns(UserWarning, match="read as mapping='polarized'"):
+        layer.__setstate__(pickled)
+    with torch.no_grad():
+        assert layer.config.mapping == "polarized" and torch.equal(layer(x), y[:, :])
+
+
+def test_fragment_cost_refuses_mappings_it_cannot_count_and_keeps_its_prices():
+    """One ADC conversion per output and row group holds for differential pairs and
+    polarized cells only; the shared crossbars are read-only and a cost model keeps its
+    own copy of the config."""
+    import dataclasses
+    for other in (dict(mapping="bit_sliced", cells_per_weight=2, bits_per_cell=1), dict(mapping="offset")):
+        with pytest.raises(ValueError, match=f"got mapping='{other['mapping']}'"):
+            FragmentCost(COST_CROSSBAR.replace(**other), 8)
+    with pytest.raises(dataclasses.FrozenInstanceError, match="read-only"):
+        COST_CROSSBAR.adc_energy = 1.0
+    assert COST_CROSSBAR == CrossbarConfig(bit_serial=True, dac_bits=8, adc_bits=8)
+    mine = COST_CROSSBAR.replace(adc_bits=4, mapping=PolarizedMapping)
+    fragments = FragmentCost(mine, 8)
+    before = fragments.price(adc_conversions=10).adc_energy
+    mine.adc_energy *= 2                                                 # the caller's copy, changed later
+    assert fragments.price(adc_conversions=10).adc_energy == before

@@ -84,3 +84,34 @@ def test_what_is_not_a_mapping_is_refused_by_name():
         CrossbarConfig(mapping="polar")
     with pytest.raises(TypeError, match="name 'offset' is taken"):
         type("Another", (WeightMapping,), {"name": "offset"})
+
+
+class _WideSliced(BitSlicedMapping):
+    """A bit slicing of the test's own (under a name of its own)."""
+
+    name = "test_wide_sliced"
+
+
+def test_the_bit_slicing_limit_holds_for_subclasses_of_their_own_name():
+    with pytest.raises(ValueError, match="cells_per_weight \\* bits_per_cell must be at most 24 bits"):
+        CrossbarConfig(mapping="bit_sliced", cells_per_weight=13, bits_per_cell=2, tile_cols=26)
+    with pytest.raises(ValueError, match="at most 24 bits with mapping='test_wide_sliced'"):
+        CrossbarConfig(mapping=_WideSliced, cells_per_weight=13, bits_per_cell=2, tile_cols=26)
+    c = CrossbarConfig(mapping=_WideSliced, cells_per_weight=12, bits_per_cell=2, tile_cols=24)
+    assert c.mapping == "test_wide_sliced" and c.columns_per_weight == 24
+
+
+def test_a_read_only_config_refuses_changes_and_copies_plainly():
+    import dataclasses
+
+    from rramsim.models.config import ReadOnlyCrossbarConfig
+    shared = ReadOnlyCrossbarConfig(adc_bits=6, mapping=OffsetMapping)
+    assert shared == CrossbarConfig(adc_bits=6, mapping="offset") and CrossbarConfig(adc_bits=6, mapping="offset") == shared
+    with pytest.raises(dataclasses.FrozenInstanceError, match=r"read-only .* cannot set adc_bits; make a copy"):
+        shared.adc_bits = 4
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        del shared.adc_bits
+    shared.validate()                                       # validating changes nothing
+    copy = shared.replace(adc_bits=4)
+    assert type(copy) is CrossbarConfig and copy.adc_bits == 4 and shared.adc_bits == 6
+    copy.adc_bits = 5                                       # a plain copy is changeable

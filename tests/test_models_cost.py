@@ -324,3 +324,14 @@ def test_one_cost_model_prices_every_design(table):
     assert g_sum == pytest.approx(float(fc.conductances().sum()), rel=1e-12)     # streamed, same sum
     row = CostModel(cfg).layer_cost("3", "AnalogLinear", fc.geometry(), 1, g_sum, fc.usage["mean_v2"])
     assert row == rep.layers[1]
+
+
+def test_a_cost_model_keeps_its_own_config():
+    """Changing the config a cost model was given, later, moves none of its prices."""
+    from rramsim.models.cost import CostModel
+    cfg = CrossbarConfig(adc_bits=8, cycle_time=50e-9)
+    m = CostModel(cfg)
+    before = m.price(cycles=4, adc_conversions=10, dac_conversions=3)
+    cfg.adc_energy, cfg.cycle_time, cfg.adc_bits = 5e-12, 1e-6, 4
+    assert m.price(cycles=4, adc_conversions=10, dac_conversions=3) == before
+    assert m.config is not cfg and m.config == CrossbarConfig(adc_bits=8, cycle_time=50e-9)

@@ -124,3 +124,81 @@ def test_row_encoding_equals_the_float64_encoding(mapping, dtype, monkeypatch):
         mapping.encode_rows(w, s, out)
         ref = mapping.encode(w.to(torch.float64) / s[:, None])
         assert torch.equal(out.long(), ref)
+
+
+class _SlicedInInit(DifferentialMapping):
+    """Two differential slices set in __init__ without saying so to columns_per_weight."""
+
+    name = "test_sliced_in_init"
+
+    def __init__(self, levels):
+        super().__init__(levels)
+        self.n_slices = 2
+        self.slice_weights = np.array([2.0, 1.0]) / 3 / (self.g_max - self.g_min)
+
+    def encode(self, w):
+        return super().encode(w).expand(2, -1, -1, -1)
+
+
+class _SlicedAndSaysSo(_SlicedInInit):
+    name = "test_sliced_and_says_so"
+
+    @classmethod
+    def columns_per_weight(cls, config):
+        return 4
+
+
+def test_a_mapping_must_build_the_columns_its_class_announces():
+    from rramsim.models.layers import AnalogLinear
+    from tables import synthetic_table
+    with pytest.raises(ValueError, match="2 slice\\(s\\) of 2 cell\\(s\\) = 4 columns per weight, but .* says 2.*"
+                                         "must override the classmethod columns_per_weight"):
+        make_mapping(CrossbarConfig(mapping=_SlicedInInit), LEVELS)
+    with pytest.raises(ValueError, match="must override the classmethod columns_per_weight"):
+        AnalogLinear(8, 3, synthetic_table(seed=1), CrossbarConfig(mapping=_SlicedInInit))
+    assert make_mapping(CrossbarConfig(mapping=_SlicedAndSaysSo), LEVELS).n_slices == 2
+
+
+def test_a_mapping_name_belongs_to_one_class():
+    """A factory function or type() making a second class under a taken name is refused
+    (a config naming it would build the later class); the name must be a str."""
+    from rramsim.models.mapping import mapping_class
+
+    def factory():
+        class Made(OffsetMapping):
+            name = "test_factory_made"
+        return Made
+
+    first = factory()
+    with pytest.raises(TypeError, match="'test_factory_made' is taken by another class .* same module"):
+        factory()
+    assert mapping_class("test_factory_made") is first
+    typed = type("Typed", (OffsetMapping,), {"name": "test_typed"})
+    with pytest.raises(TypeError, match="'test_typed' is taken"):
+        type("Typed", (OffsetMapping,), {"name": "test_typed"})
+    assert mapping_class("test_typed") is typed
+    for bad in (3, None, ""):
+        with pytest.raises(TypeError, match="name must be a non-empty str"):
+            type("Bad", (OffsetMapping,), {"name": bad})
+    with pytest.raises(ValueError, match="must be one of .*'test_typed'.* got 'nope'"):
+        mapping_class("nope")
+
+
+def test_a_module_reloaded_or_imported_again_replaces_its_own_class(tmp_path, monkeypatch):
+    import importlib
+    import sys
+
+    from rramsim.models.mapping import mapping_class
+    (tmp_path / "rramsim_test_user_mapping.py").write_text(
+        "from rramsim.models.mapping import OffsetMapping\n\n\n"
+        "class UserOffset(OffsetMapping):\n    name = 'test_user_offset'\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "rramsim_test_user_mapping", raising=False)
+    mod = importlib.import_module("rramsim_test_user_mapping")
+    first = mod.UserOffset
+    importlib.reload(mod)
+    assert mod.UserOffset is not first and mapping_class("test_user_offset") is mod.UserOffset
+    del sys.modules["rramsim_test_user_mapping"]
+    again = importlib.import_module("rramsim_test_user_mapping")
+    assert mapping_class("test_user_offset") is again.UserOffset
+    assert CrossbarConfig(mapping="test_user_offset").columns_per_weight == 1

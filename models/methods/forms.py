@@ -26,6 +26,7 @@ from __future__ import annotations
 import copy
 import math
 import time
+import warnings
 
 import numpy as np
 import torch
@@ -33,7 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from rramsim.devices import DeviceTable
-from rramsim.models.config import CrossbarConfig
+from rramsim.models.config import CrossbarConfig, ReadOnlyCrossbarConfig
 from rramsim.models.cost import CostModel
 from rramsim.models.energy import ADC_ENERGY_8BIT, DAC_ENERGY_1BIT
 from rramsim.models.layers import AnalogConv2d, AnalogLinear
@@ -174,6 +175,8 @@ class PolarizedMapping(WeightMapping):
 
     name = "polarized"
     signs = (1.0,)
+    layer_applies_signs = True           # a plain analog layer would compute with |w|
+    layers_from = "rramsim.models.methods.forms.to_polarized_analog (PolarizedLinear / PolarizedConv2d)"
 
     def __init__(self, levels: np.ndarray) -> None:
         super().__init__(levels)
@@ -187,6 +190,19 @@ class PolarizedMapping(WeightMapping):
 
 class _PolarizedMixin:
     """Fragment = one tile of ``tile_rows = k`` rows; its sign applied after the ADC."""
+
+    handles_mappings = (PolarizedMapping,)
+
+    def set_hardware(self, table, config) -> None:
+        """As the analog layers' (:meth:`AnalogLayerMixin.set_hardware`); a config that says
+        ``mapping='offset'`` is how rramsim stored polarized layers before the polarized
+        mapping had a name of its own (state dicts, pickles): read as ``'polarized'``."""
+        if isinstance(config, CrossbarConfig) and config.mapping == "offset":
+            warnings.warn(f"{type(self).__name__}: the config says mapping='offset', as older rramsim versions "
+                          "saved polarized layers; read as mapping='polarized' (save the model again to store it "
+                          "so)", UserWarning, stacklevel=3)
+            config = config.replace(mapping=PolarizedMapping)
+        super().set_hardware(table, config)
 
     def _make_mapping(self, table, config) -> WeightMapping:
         if config.mapping != PolarizedMapping.name:
@@ -262,8 +278,9 @@ def _layer_inputs(model: nn.Module, x: torch.Tensor) -> list[tuple[nn.Module, to
 
 
 #: the crossbars FORMS and its baseline are costed on: ISAAC's 128 x 128 crossbars with 8-bit
-#: bit-serial inputs and an 8-bit ADC per column (the fragments' ADC is FRAGMENT_ADC_BITS)
-COST_CROSSBAR = CrossbarConfig(bit_serial=True, dac_bits=8, adc_bits=8)
+#: bit-serial inputs and an 8-bit ADC per column (the fragments' ADC is FRAGMENT_ADC_BITS);
+#: read-only (``COST_CROSSBAR.replace(...)`` gives a changed copy)
+COST_CROSSBAR = ReadOnlyCrossbarConfig(bit_serial=True, dac_bits=8, adc_bits=8)
 
 
 class FragmentCost(CostModel):
@@ -276,11 +293,23 @@ class FragmentCost(CostModel):
     bit among its ``k`` inputs. ``k=None``: whole columns per conversion, every input bit
     (the differential baseline). :func:`forms_cost` sets the configs of both. The events
     are counted on real activations (:meth:`network`) and priced by :meth:`CostModel.price`.
+    One ADC conversion per output and row group is counted: one signal per weight column,
+    so only the ``MAPPINGS`` (a differential pair subtracted before the ADC, or one
+    polarized cell) are accepted; a sliced or offset mapping converts more signals.
     """
 
+    MAPPINGS = ("differential", PolarizedMapping.name)
+
     def __init__(self, config: CrossbarConfig, k: int | None, zero_skip: bool = True) -> None:
+        if not isinstance(config, CrossbarConfig):
+            raise TypeError(f"FragmentCost takes a CrossbarConfig, got {type(config).__name__}")
         if not config.bit_serial:
             raise ValueError("FragmentCost counts bit-serial input cycles: the config needs bit_serial=True")
+        if config.mapping not in self.MAPPINGS:
+            raise ValueError(f"FragmentCost counts one ADC conversion per output and row group, which holds for "
+                             f"mapping {' or '.join(map(repr, self.MAPPINGS))}; got mapping={config.mapping!r} "
+                             "(its slices or reference column convert more signals: cost it with "
+                             "rramsim.models.cost.cost_report)")
         super().__init__(config)
         if k is not None and (_check_k(k) > config.tile_rows or config.tile_rows % k):
             raise ValueError(f"fragment size k={k} must divide the crossbar's tile_rows={config.tile_rows} "
