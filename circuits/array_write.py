@@ -248,8 +248,7 @@ def row_probe_vectors(row: int, cols: int) -> list[str]:
 
 def row_write_deck(device: Device, states, wire_resistance: float, row: int, timing: PulseTiming, first,
                    cell: str = "1R", half_select: float = 0.5, state_param: str | None = None,
-                   state_node: str | None = None, read_node: str = "x", extra_options: str = "",
-                   save_states: str = "all") -> str:
+                   state_node: str | None = None, read_node: str = "x", extra_options: str = "") -> str:
     """Deck text of an R x C array (states [R, C]) whose row ``row`` is written in parallel:
     ``first`` holds one :class:`~rramsim.devices.schemes.Pulse` (or None: inhibited) per
     column for the first period (:func:`row_line_voltages`).
@@ -260,8 +259,7 @@ def row_write_deck(device: Device, states, wire_resistance: float, row: int, tim
     word line ``wg<j>`` (``Vwg<j>``, at the cell's gate voltage during reads). During every
     verify read the selected row is at the read voltage and every other line at 0 (word
     lines at the read gate voltage): the whole row is read at once, column by column.
-    ``save_states``: ``"all"`` saves every cell's state node, ``"row"`` only the selected
-    row's (the others' final states are then not readable).
+    Every cell's state node is saved (the next row's deck starts from them).
     """
     if not isinstance(device, Device):
         raise TypeError(f"device must be a rramsim Device, got {type(device).__name__}")
@@ -277,8 +275,6 @@ def row_write_deck(device: Device, states, wire_resistance: float, row: int, tim
         raise ValueError(f"parameter 'wire_resistance' must be positive, got {wire_resistance!r}")
     check_state_setting(device, state_param, state_node)
     _check_node(read_node)
-    if save_states not in ("all", "row"):
-        raise ValueError(f"save_states must be 'all' or 'row', got {save_states!r}")
     tm = timing
     rw = _f(r)
     vg = float(number(device.v_gate, "v_gate"))
@@ -314,8 +310,7 @@ def row_write_deck(device: Device, states, wire_resistance: float, row: int, tim
     lines += wires
     lines += cell_lines(device, s, cell, state_param, state_node, wl if cell == "1T1R" else None,
                         lambda j: f"wg{j}")
-    rows = range(n) if save_states == "all" else [si]
-    saves = ["time"] + row_probe_vectors(si, m) + [_save_name(i, j, read_node) for i in rows for j in range(m)]
+    saves = ["time"] + row_probe_vectors(si, m) + [_save_name(i, j, read_node) for i in range(n) for j in range(m)]
     for q in range(0, len(saves), 16):
         lines.append(".save " + " ".join(saves[q:q + 16]))
     lines.append(".end")
