@@ -99,3 +99,24 @@ def test_relaxation_parameters_are_checked():
         Variability({"a": 0.1}, 0.0, {"a": 1.0}, relaxation=Relaxation(0.01))
     with pytest.raises(ValueError, match="unknown field"):
         Variability.from_dict({"relaxation": {"amplitude": 0.01, "speed": 1}})
+
+
+def test_plain_netlists_are_the_text_they_were():
+    """The plain model's subcircuit, a retention deck of it and rram.va, as they were before
+    the post-programming relaxation existed (digests of that text): every campaign
+    fingerprint and cached campaign names them, so they must not move while it is off."""
+    import hashlib
+
+    from rramsim.circuits.compact_model import rram_subckt
+    from rramsim.circuits.retention import retention_deck
+    p = CompactModel().params()
+    cells = [dict(p, x0=0.8, r_ret=3.1e-7, noise=0.0), dict(p, x0=0.9, noise=0.0)]
+    deck = retention_deck(builtin_device(p), cells, [1.0, 10.0], 0.2)
+    assert hashlib.sha256(rram_subckt(p).encode()).hexdigest() == \
+        "cebdf09f10aff9be7ae44ce7322315f8111aef22b9a1ae2719c1d30b1538e83a"
+    assert hashlib.sha256(deck.encode()).hexdigest() == \
+        "30b5429ced587acc8245dd3381a9e0fe86a4ad93bac611326ae453ccd090295d"
+    # the compiled model's source: its digest names the OSDI build in every OSDI campaign
+    from importlib.resources import files
+    va = (files("rramsim.circuits") / "veriloga" / "rram.va").read_bytes()
+    assert hashlib.sha256(va).hexdigest() == "58bd23a5e14d5682eb5d9ab1f3341c38eaccddc4b018359bb3be408cfec04692"
