@@ -360,11 +360,38 @@ def main() -> None:
     t0 = CLOCK()
     _, iters = solver.currents_nonlinear(v, coef, method="fixed-point")   # the linearized default: bench/array_read.py
     t_nl = CLOCK() - t0
+    from rramsim.models.irdrop import programmed_model
+    solver.currents_nonlinear(v, coef)                       # the per-vector solve: build once, then time a call
+    t_pv = timed(lambda: solver.currents_nonlinear(v, coef), 3)
+    t0 = CLOCK()
+    model = programmed_model(g, r, coef, 0.2)
+    t_build = CLOCK() - t0
+    from array_read import model_call
+    t_pp = timed(model_call(model, v), 5)
     out("")
     out("Nonlinear I-V (table's I-V, cubic fit per level):")
-    out(f"  exact IR drop, one 128x128 tile, 256 vectors: {t_nl:.2f} s ({iters} fixed-point iterations "
-        f"on the one factorization), against {t_mm * 1e3:.3f} ms for linear cells")
+    out(f"  exact IR drop, one 128x128 tile, 256 vectors: fixed point {t_nl:.2f} s ({iters} iterations on the one "
+        f"factorization); per-vector solve {t_pv * 1e3:.1f} ms; per-programming model {t_pp * 1e3:.2f} ms "
+        f"(torch f32, the engine's work; built once in {t_build:.2f} s with its probe check, error {100 * model['error']:.3f}% of full "
+        f"scale); linear cells {t_mm * 1e3:.3f} ms")
     out("  without IR drop: 'analog, nonlinear I-V' above (one matmul per tile on [v, v^2, v^3], 3x the rows)")
+    nl = {}
+    prog = {}
+    for name, kw in (("off", {}), ("exact, per_vector", {"ir_drop": "exact"}),
+                     ("exact, per_programming", {"ir_drop": "exact", "ir_drop_solver": "per_programming"})):
+        t0 = CLOCK()
+        nl[name] = convert_to_analog(plain, table, CrossbarConfig(read_noise="per_forward", nonlinear_iv=True,
+                                                                  wire_resistance=r, **kw), seed=1).eval()
+        prog[name] = CLOCK() - t0
+    with torch.no_grad():
+        t = interleaved({k: (lambda m=m: m(x)) for k, m in nl.items()}, 5, budget)
+    bound = max(m.engine.ir_drop_error for m in nl["exact, per_programming"].modules() if hasattr(m, "engine"))
+    out(f"  LeNet-5, batch 256, nonlinear cells, read noise per_forward, {r:g} ohm/segment (median of up to 5, "
+        "interleaved):")
+    for k in nl:
+        out(f"    ir_drop {k:<24} forward {t[k] * 1e3:8.1f} ms = {t[k] / t['off']:5.2f}x off; programming "
+            f"{prog[k]:6.2f} s" + (f"; largest tile error {100 * bound:.3f}% of full scale"
+                                   if k.endswith("per_programming") else ""))
 
     finish(args, lines, out)
 

@@ -495,6 +495,9 @@ def cross_term(z, zv, x2, const, rank: int):
     ``sum_q z_q (c_q + zv_q + x2_q) + sum_pairs z_q z_r (c + zv) + sum_triples z_q z_r z_s c``
     (``const`` broadcast against ``zv[0]``). Returns the currents of ``zv[0]``'s shape."""
     if rank == 1:       # Horner: z (c1 + zv0 + x2 + z (c2 + zv1 + z c3))
+        if isinstance(z, torch.Tensor):         # in place, one temporary
+            return (z[0] * const[2]).add_(const[1]).add_(zv[1]).mul_(z[0]).add_(const[0]).add_(zv[0]).add_(
+                x2[0]).mul_(z[0])
         return z[0] * (const[0] + zv[0] + x2[0] + z[0] * (const[1] + zv[1] + z[0] * const[2]))
     out = None
     for q in range(rank):

@@ -463,7 +463,7 @@ class _AnalogConvNd(AnalogLayerMixin):
         per_mat = [self._tile_kernels(m) for m in mats]
         kernels = [(c0, c1, torch.cat([pm[t][2] for pm in per_mat], dim=1) if len(per_mat) > 1 else k)
                    for t, (c0, c1, k) in enumerate(per_mat[0])]
-        self._kernel_cache = [(list(mats), kernels), *self._kernel_cache[:1]]
+        self._kernel_cache = [(list(mats), kernels), *self._kernel_cache[:2]]   # (the IR-drop model adds two)
         return kernels
 
     def _tile_kernels(self, mat: torch.Tensor) -> list[tuple[int, int, torch.Tensor]]:

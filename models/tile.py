@@ -453,7 +453,8 @@ class TileEngine:
         comp = self.compiled
         if comp is not None:
             for t in [*comp.mats, comp.noise_mat, comp.noise_std, comp.full_scale, comp.col_scale, comp.adc_gain,
-                      comp.out_scale, *(comp.iv_tiles or [])]:
+                      comp.out_scale, *(comp.iv_tiles or []),
+                      *(() if comp.cross is None else (comp.cross["mv"], comp.cross["mv2"], comp.cross["const"]))]:
                 add(t)
         return total
 
@@ -551,7 +552,7 @@ class TileEngine:
             w, cross = cross
             mats = [combine(self._untile(w[k].to(g_eff))[:, :rows], m.offset if k == 0 else 0.0).to(dtype)
                     for k in range(3)]
-            cross = self._cross_layout(cross, rows, n_tr, R, dtype)
+            cross = self._cross_layout(cross, rows, n_tr, R, dtype, g.device)
         elif c.nonlinear_iv:
             iv = self.physics.iv(level)                                   # [S, P, out, rows, 3]
             mats = [combine(g_eff * self._physical(iv[..., k]), m.offset if k == 0 else 0.0).to(dtype)
@@ -633,7 +634,7 @@ class TileEngine:
             return None
         return w, parts
 
-    def _cross_layout(self, parts: dict, rows: int, n_tr: int, R: int, dtype: torch.dtype) -> dict:
+    def _cross_layout(self, parts: dict, rows: int, n_tr: int, R: int, dtype: torch.dtype, device) -> dict:
         """The cross term's parts in the forward's layout, on the physical columns ``cp`` of a
         group (like the signal matrices, term major): ``mv`` [n_tr*G, R, (rank+nv)*cp] (each
         column's input forms, then its matrices on ``v``), ``mv2`` [n_tr*G, R, rank*cp] and
@@ -646,14 +647,14 @@ class TileEngine:
             phys *= signs.reshape(-1, 1, 1, signs.shape[-1])
             phys = F.pad(phys, (0, 0, 0, n_tr * R - rows))
             nt, cp = phys.shape[0], phys.shape[-1]
-            return phys.reshape(nt, G, n_tr, R, cp).permute(2, 1, 3, 0, 4).reshape(n_tr * G, R, nt * cp).to(dtype)
+            return phys.reshape(nt, G, n_tr, R, cp).permute(2, 1, 3, 0, 4).reshape(n_tr * G, R, nt * cp).to(device, dtype)
 
         const = torch.stack([self._untile(t) for t in parts["const"]])             # [nc, G, n_tr*Rt, cp]
         const = const.reshape(const.shape[0], G, n_tr, -1, const.shape[-1]).sum(3) * sign
         sign_of = torch.cat([torch.ones(K, sign.shape[0], dtype=torch.float64),
                              sign.expand(parts["Mv"].shape[0], -1)])
         return {"mv": layout(torch.cat([parts["B"], parts["Mv"]]), sign_of), "mv2": layout(parts["Mv2"], sign),
-                "const": const.permute(2, 0, 1, 3).contiguous().to(dtype), "rank": K}
+                "const": const.permute(2, 0, 1, 3).contiguous().to(device, dtype), "rank": K}
 
     def _add_cross(self, tiles: list, volts: torch.Tensor, currents: CurrentsFn, cross: dict) -> list:
         """Tile currents plus the cross term of the per-programming IR-drop model: two more
