@@ -109,13 +109,13 @@ def main() -> None:
              "",
              f"{'config':<8} {'scheme':<6} {'disturb mean':>12} {'sigma':>8} {'worst':>8} {'per half-sel':>12} "
              f"{'per other':>10} "
-             f"{'pulses near/far':>15} {'energy near/far':>15} {'conv':>5} {'array cp/s':>10} {'isolated cp/s':>13}"]
+             f"{'pulses near/far':>15} {'energy near/far':>15} {'conv':>6} {'array cp/s':>10} {'isolated cp/s':>13}"]
     for f in figs:
         lines.append(f"{f['name']:<8} {f['scheme']:<6} {100 * f['disturb_mean']:+11.3f}% {100 * f['disturb_std']:7.3f}% "
                      f"{100 * f['disturb_max_abs']:7.3f}% {100 * f['half_event_mean']:+11.4f}% "
                      f"{100 * f['other_event_mean']:+9.5f}% "
                      f"{f['pulses_near']:7.3f}/{f['pulses_far']:.3f} {f['energy_near']:7.3f}/{f['energy_far']:.3f} "
-                     f"{100 * f['converged']:4.0f}% {f['array_pulses_per_s']:10.1f} {f['isolated_pulses_per_s']:13.1f}")
+                     f"{100 * f['converged']:5.1f}% {f['array_pulses_per_s']:10.1f} {f['isolated_pulses_per_s']:13.1f}")
     if args.order == "row":
         lines.append("per half-sel: per later row written (pulses on the cell's column); per other: the rest of "
                      "the cell's own row after its column was inhibited")
