@@ -115,7 +115,9 @@ def describe(group: ArrayGroup) -> str:
     st = group.stats
     w = st["disturb_cells"] + 1e-12
     f = tile_factors(group)
-    return (f"programming inside a {a['rows']}x{a['cols']} {a['cell']} {a['bias']} array (table /array): "
-            f"write disturb {100 * np.average(st['disturb_half_mean'], weights=w):+.4f}% per half-select event, "
-            f"{100 * np.average(st['disturb_other_mean'], weights=w):+.5f}% per other write; cost x{f['pulses']:.3g} "
+    half, other = (("per later row", "for the rest of its own row") if a["write_order"] == "row-parallel"
+                   else ("per half-select event", "per other write"))
+    return (f"programming inside a {a['rows']}x{a['cols']} {a['cell']} {a['bias']} array, {a['write_order']} "
+            f"(table /array): write disturb {100 * np.average(st['disturb_half_mean'], weights=w):+.4f}% {half}, "
+            f"{100 * np.average(st['disturb_other_mean'], weights=w):+.5f}% {other}; cost x{f['pulses']:.3g} "
             f"pulses, x{f['energy']:.3g} energy (of a {a['rows']}x{a['cols']} array, not scaled to the tile size)")
