@@ -614,7 +614,8 @@ class TileEngine:
         errors = {}
         for t in range(arr.shape[0]):
             used = min(c.tile_cols, cols_g - (t % geo["col_tiles"]) * c.tile_cols)
-            model = programmed_model(arr[t, :, :used], c.wire_resistance, coef[t, :, :used], c.read_voltage)
+            with _serial():      # many small solves: threads only stall on shared cores
+                model = programmed_model(arr[t, :, :used], c.wire_resistance, coef[t, :, :used], c.read_voltage)
             errors[t] = model["error"]
             w[:, t, :, :used] = torch.from_numpy(model["W"]).transpose(1, 2)
             for key in ("B", "Mv", "Mv2"):
@@ -924,7 +925,8 @@ class TileEngine:
             g, rest = divmod(t, n_tr * n_tc)
             tr, tc = divmod(rest, n_tc)
             used = solver.shape[1]
-            cur, _ = solver.currents_nonlinear(v[:, g, tr * R:(tr + 1) * R].T.numpy(), coef[t, :, :used])
+            with _serial():
+                cur, _ = solver.currents_nonlinear(v[:, g, tr * R:(tr + 1) * R].T.numpy(), coef[t, :, :used])
             phys[tr, :, g, tc * C:tc * C + used] = torch.from_numpy(cur.T)
         phys = phys[..., :out_g * S * P].reshape(n_tr, n, G, out_g, S, P)
         sig = (phys * torch.as_tensor(m.signs, dtype=torch.float64)).sum(-1)

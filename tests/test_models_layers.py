@@ -614,3 +614,24 @@ def test_linear_on_sequences_counts_every_token(table):
     long = cost_report(nn.Sequential(a), torch.randn(2, 50, 6)).layers[0]
     assert (short.vectors, long.vectors) == (5, 50)
     assert long.energy == pytest.approx(10 * short.energy, rel=0.2)
+
+
+@pytest.mark.parametrize("periphery", [dict(dac_bits=None, adc_bits=None),
+                                       dict(dac_bits=2, bit_serial=True, adc_bits=16, adc_range=1.0)])
+def test_per_programming_ir_drop_model_follows_the_per_vector_solve_in_a_grouped_conv(table, periphery):
+    # the model's cross term through the convolution path: groups, two row tiles, differential pairs,
+    # the ADC gain and bit-serial planes folded in the same way as the per-vector solve sees them
+    torch.manual_seed(3)
+    conv = nn.Conv2d(4, 6, 3, padding=1, groups=2)
+    kw = dict(nonlinear_iv=True, tile_rows=12, tile_cols=12, read_noise="off", wire_resistance=3.0, **periphery)
+    x = torch.rand(2, 4, 6, 6)
+    with torch.no_grad():
+        y = {k: AnalogConv2d.from_conv(conv, table, CrossbarConfig(**kw, **extra), seed=2)
+             for k, extra in (("off", {}), ("per_vector", {"ir_drop": "exact"}),
+                              ("per_programming", {"ir_drop": "exact", "ir_drop_solver": "per_programming"}))}
+        out = {k: m(x) for k, m in y.items()}
+    engine = y["per_programming"].engine
+    assert engine.compiled.cross is not None and not engine.ir_drop_fallback
+    assert 0 < engine.ir_drop_error < 1e-3
+    err = _rel(out["per_programming"], out["per_vector"])
+    assert err < 0.05 * _rel(out["off"], out["per_vector"]) and err < 1e-3
