@@ -167,8 +167,8 @@ class TileSolver:
         C = self.shape[1]
         gw = self.gw
         gc = self._gc[:, :, None]
-        kf = self.Kinv @ f_c
-        h = f_r + gc * kf
+        kf = self.Kinv @ f_c if bool(f_c.any()) else None       # (no column injection: a row drive)
+        h = f_r if kf is None else f_r + gc * kf
         y = torch.empty_like(h)
         y[0] = h[0]
         for j in range(1, C):
@@ -177,7 +177,9 @@ class TileSolver:
         x[-1] = self.Minv[-1] @ y[-1]
         for j in range(C - 2, -1, -1):
             x[j] = self.Minv[j] @ (y[j] + gw * x[j + 1])
-        xc = kf + self.Kinv @ (gc * x)
+        xc = self.Kinv @ (gc * x)
+        if kf is not None:
+            xc += kf
         return x, xc
 
     def _drive(self, v: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
@@ -338,7 +340,7 @@ class TileSolver:
         probes = np.concatenate([rng.uniform(0, v_full, (R, k)), rng.uniform(-v_full, v_full, (R, k)),
                                  rng.uniform(0, v_full, (R, k)) * (rng.random((R, k)) < 0.2),
                                  np.full((R, 1), v_full)], axis=1)
-        ref, _ = self._fixed_point(probes, np.asarray(coef, dtype=np.float64), 1e-11, 300)
+        ref, _ = self._fixed_point(probes, np.asarray(coef, dtype=np.float64), 1e-10, 300)
         fast = apply_model(model, probes)
         return float(np.abs(fast - ref).max() / max(np.abs(ref[:, -1]).max(), 1e-300))
 
@@ -422,16 +424,20 @@ def programmed_model(g: np.ndarray, r: float, coef: np.ndarray, v_full: float, r
     ur, uc = chord.solve(f_r, f_c)                                       # reciprocity: U = gw (x_c - x_r)
     U = (chord.gw * (uc - ur)).permute(2, 1, 0).numpy()                 # [C(k), R(i), C(j)]
     ii, jj = np.arange(R), np.arange(C)
-    own = D[ii, :, ii]                                                   # [R, C]: D_iji
-    cross = D.copy()
-    cross[ii, :, ii] = 0.0
-    lin = (g * (a1 - c))[..., None] * D + (g * slope)[..., None] * cross
+    own = D[ii, :, ii].copy()                                            # [R, C]: D_iji
+    # the linear part: g (a1 - c) D + g s (D without its own share), one [R, C, R] temporary
+    lin = (g * (a1 - c + slope))[..., None] * D
+    lin[ii, :, ii] -= g * slope * own
     W = np.empty((3, C, R))
     W[0] = T + U.reshape(C, R * C) @ lin.reshape(R * C, R)
+    del lin
     W[1] = np.einsum("kij,ij->ki", U, g * a2 * own ** 2)
     W[2] = np.einsum("kij,ij->ki", U, g * a3 * own ** 3)
-    # each column's cross matrix [R(i), R(m)]: its rank leading input forms B and factors A
-    A, B = _leading_factors(torch.from_numpy(np.ascontiguousarray(cross.transpose(1, 0, 2))), rank)
+    # each column's cross matrix [R(i), R(m)] (D without the own share): its rank leading input
+    # forms B and factors A
+    cross = torch.from_numpy(D).permute(1, 0, 2).contiguous()           # [C, R, R]
+    cross[:, ii, ii] = 0.0
+    A, B = _leading_factors(cross, rank)
     A, B = A.permute(2, 0, 1).numpy(), B.permute(1, 0, 2).numpy()      # [q, C, R(i)]: y = A z; [q, C, R(m)]
     # weight of cell (i, k)'s remainder on column k: its own share U_kik, plus what the other cells of
     # row i leak into column k (U_kij, j != k: their remainders lower row i's voltage), taken as if their
