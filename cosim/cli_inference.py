@@ -178,7 +178,7 @@ def hardware_effects(config, table) -> list[str]:
     (off if c.ir_drop == "off" else on).append(
         "IR drop" if c.ir_drop == "off" else f"IR drop ({c.ir_drop}, {c.wire_resistance:g} ohm per wire segment"
         + (", per-programming model of the nonlinear cells: its error against the exact solve is measured at "
-           "programming, per layer in engine.ir_drop_error (~0.02-0.07% of full scale for 32-128-row tiles at "
+           "programming, per layer in engine.ir_drop_error (~0.01-0.09% of full scale for 32-128-row tiles at "
            "1 ohm); a layer over 0.1% uses the per-vector solve)" if c.ir_drop == "exact" and c.nonlinear_iv
            and c.ir_drop_solver == "per_programming" else ")"))
     if c.drift_time > 0:

@@ -50,12 +50,13 @@ class CrossbarConfig:
         ``nonlinear_iv``: use the table's I-V curves instead of Ohm's law.
         ``ir_drop_solver`` (exact IR drop with nonlinear cells): ``"per_vector"`` (default:
         every input vector's cell voltages from the chord network, ~0.01% of the converged
-        nodal solution, slow for convolutions: ~65x the forward without IR drop for LeNet-5)
+        nodal solution, slow for convolutions: 55-100x the forward without IR drop for LeNet-5)
         or ``"per_programming"`` (a model fixed at programming: a polynomial of each input
         plus a cross term of one input form per column for the drop the other rows cause,
-        ~3x the forward without IR drop for LeNet-5). Its error against the exact solve is
-        measured on probe vectors when it is built and kept in ``TileEngine.ir_drop_error``
-        (of the tile's full-scale current; ~0.01-0.03% at 32x32 and 64x64, 0.02-0.07% at
+        2.3-3.1x the forward without IR drop for LeNet-5, ~1.5 s of CPU per 128x128 tile to
+        build). Its error against the exact solve is measured on probe vectors when it is
+        built and kept in ``TileEngine.ir_drop_error``
+        (of the tile's full-scale current; ~0.01-0.03% at 32x32 and 64x64, 0.02-0.09% at
         128 rows with 1 ohm/segment); a layer whose error exceeds 0.1% warns and uses the
         per-vector solve.
         ``stuck_on``/``stuck_off``: extra stuck-at-fault rates (probability per cell) on

@@ -39,7 +39,7 @@ the column's leading input form ``z = B_j v`` (the best rank-1 approximation of 
 cross matrix), a cubic in ``z`` with coefficients polynomial in ``v``
 (:func:`cross_term`). Its error against the converged nodal solution is measured when it
 is built, on probe vectors (uniform, bipolar, sparse, all rows at full scale), relative
-to the tile's full-scale current: ~0.01-0.03% at 32x32 and 64x64, 0.02-0.07% for
+to the tile's full-scale current: ~0.01-0.03% at 32x32 and 64x64, 0.02-0.09% for
 128-row tiles (1 ohm/segment, the default table's I-V); without the cross term
 (``rank=0``) it is 0.3-2%.
 
