@@ -239,7 +239,11 @@ def rpu_config(table: DeviceTable, *, dac_bits: int | None = 8, adc_bits: int | 
     has no such effect: aihwkit's weight noise, output noise, IR drop, weight clipping and
     drift compensation. Still different (stated in ``examples/reports/aihwkit.md``): aihwkit's
     output quantizer range and bound management, one read per programming instead of one per
-    forward, a single conductance pair over the table's window.
+    forward, a single conductance pair over the table's window, and the column scale: aihwkit
+    scales each tile's columns by their own max|w| (a layer with more than ``tile`` inputs
+    gets one scale per block of ``tile`` rows, each block spanning the whole conductance
+    window), rramsim one scale per output over all its rows. Where the spread is additive in
+    G (a large spread at low G after drift) aihwkit's weights then err less in such layers.
     """
     try:
         from aihwkit.simulator.configs import TorchInferenceRPUConfig, WeightClipType, WeightNoiseType

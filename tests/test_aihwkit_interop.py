@@ -169,3 +169,30 @@ def test_rpu_config_refuses_bad_resolutions():
     for bits in (0, 1, 30, 8.0):
         with pytest.raises(ValueError, match="adc_bits must be an integer from 2 to 24"):
             rpu_config(DeviceTable.load(DEFAULT), adc_bits=bits)
+
+
+def test_rpu_config_scales_columns_per_tile_rramsim_per_output():
+    """The documented difference of the column scale: aihwkit one per tile column (per block
+    of ``tile`` inputs), rramsim one per output over all its rows."""
+    pytest.importorskip("aihwkit", reason="aihwkit is an optional extra (builds from source)")
+    from aihwkit.nn.conversion import convert_to_analog as aihwkit_analog
+
+    from rramsim.models import CrossbarConfig
+    from rramsim.models.aihwkit_noise import rpu_config
+    from rramsim.models.tile import TileEngine
+
+    torch.manual_seed(0)
+    table = DeviceTable.load(DEFAULT)
+    lin = torch.nn.Linear(256, 2, bias=False)
+    with torch.no_grad():
+        lin.weight.uniform_(-1, 1)
+        lin.weight[:, 128:] *= 0.1          # the second block of 128 inputs: weights 10x smaller
+    full = lin.weight.detach().abs().amax(1).double()
+    analog = aihwkit_analog(torch.nn.Sequential(lin), rpu_config(table, tile=128))
+    scales = [t.get_mapping_scales().detach().reshape(-1).double() for t in analog[0].analog_tiles()]
+    assert len(scales) == 2
+    torch.testing.assert_close(scales[0], full, rtol=1e-5, atol=0)
+    torch.testing.assert_close(scales[1], lin.weight.detach()[:, 128:].abs().amax(1).double(), rtol=1e-5, atol=0)
+    engine = TileEngine(table, CrossbarConfig(tile_rows=128, tile_cols=128), 2, 256)
+    _, w_scale = engine.encode(lin.weight.detach())
+    torch.testing.assert_close(w_scale, full)
