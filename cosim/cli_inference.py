@@ -248,7 +248,7 @@ def _evaluate_in_aihwkit(args, config, model, meta, dataset, loader, table) -> i
     print(f"accuracy  {100 * acc.mean():.2f} ± {100 * std:.2f} %   "
           f"(float {100 * float_acc:.2f} %, drop {100 * (float_acc - acc.mean()):.2f} pp)")
     print(f"aihwkit TorchInferenceRPUConfig: the table's programming, read noise and retention "
-          f"(rramsim.models.aihwkit_noise), {_bits(dac_bits)} inputs, {_bits(adc_bits)} outputs, column weight scaling, "
+          f"(rramsim.models.aihwkit_noise), {_bits(dac_bits)} inputs, {_bits(adc_bits)} outputs, column weight scaling per 128-row tile (rramsim: per output), "
           "128x128 tiles; weight/output noise, IR drop, clipping and drift compensation off")
     return 0
 
