@@ -15,6 +15,7 @@ Run: ``.venv/bin/python bench/array_read.py`` (``--sizes 8,16,32,64`` for the ng
 One torch thread (this machine's cores are shared). Writes the section "Array" of
 bench/RESULTS.md.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -46,46 +47,64 @@ def lenet_ratio(out, batch: int = 64) -> None:
     from rramsim.devices import DeviceTable
     from rramsim.models import CrossbarConfig, convert_to_analog
     from rramsim.models.networks import LeNet5
+
     table = DeviceTable.load(ROOT / "devices" / "data" / "default.h5")
     torch.manual_seed(0)
     plain = LeNet5().eval()
     x = torch.rand(batch, 1, 28, 28)
     nets, build = {}, {}
-    for name, kw in (("off", {}), ("per_vector", {"ir_drop": "exact"}),
-                     ("per_programming", {"ir_drop": "exact", "ir_drop_solver": "per_programming"})):
+    for name, kw in (
+        ("off", {}),
+        ("per_vector", {"ir_drop": "exact"}),
+        ("per_programming", {"ir_drop": "exact", "ir_drop_solver": "per_programming"}),
+    ):
         c0 = time.process_time()
-        nets[name] = convert_to_analog(plain, table, CrossbarConfig(nonlinear_iv=True, read_noise="off", **kw),
-                                       seed=1).eval()
+        nets[name] = convert_to_analog(
+            plain, table, CrossbarConfig(nonlinear_iv=True, read_noise="off", **kw), seed=1
+        ).eval()
         build[name] = time.process_time() - c0
     with torch.no_grad():
         ys = {k: m(x) for k, m in nets.items()}
         t = {"per_vector": median_time(lambda: nets["per_vector"](x), 2)[1]}
         rounds: dict = {"off": [], "per_programming": []}
-        for _ in range(11):              # the two fast ones interleaved (the load of a shared machine moves)
+        for _ in range(11):  # the two fast ones interleaved (the load of a shared machine moves)
             for k in rounds:
                 rounds[k].append(median_time(lambda k=k: nets[k](x), 1)[1])
         t.update({k: float(np.median(v)) for k, v in rounds.items()})
-        ideal = {k: convert_to_analog(plain, table, CrossbarConfig(nonlinear_iv=True, read_noise="off", dac_bits=None,
-                                                                   adc_bits=None, **kw), seed=1).eval()(x)
-                 for k, kw in (("per_vector", {"ir_drop": "exact"}),
-                               ("per_programming", {"ir_drop": "exact", "ir_drop_solver": "per_programming"}))}
+        ideal = {
+            k: convert_to_analog(
+                plain,
+                table,
+                CrossbarConfig(nonlinear_iv=True, read_noise="off", dac_bits=None, adc_bits=None, **kw),
+                seed=1,
+            ).eval()(x)
+            for k, kw in (
+                ("per_vector", {"ir_drop": "exact"}),
+                ("per_programming", {"ir_drop": "exact", "ir_drop_solver": "per_programming"}),
+            )
+        }
     ref = ys["per_vector"]
     out(f"LeNet-5 forward, batch {batch}, nonlinear cells (table I-V), 1 ohm/segment, CPU time:")
     for k in nets:
         err = float((ys[k] - ref).abs().max() / ref.abs().max())
         bound = max((m.engine.ir_drop_error or 0.0 for m in nets[k].modules() if hasattr(m, "engine")), default=0.0)
-        out(f"  ir_drop {'off' if k == 'off' else 'exact, ' + k:<28} programming {build[k]:6.2f} s, forward "
+        out(
+            f"  ir_drop {'off' if k == 'off' else 'exact, ' + k:<28} programming {build[k]:6.2f} s, forward "
             f"{t[k] * 1e3:8.1f} ms = {t[k] / t['off']:6.2f}x off; output vs per_vector {100 * err:5.2f}% of max"
-            + (f"; largest tile error {100 * bound:.3f}% of full scale" if bound else ""))
+            + (f"; largest tile error {100 * bound:.3f}% of full scale" if bound else "")
+        )
     err = float((ideal["per_programming"] - ideal["per_vector"]).abs().max() / ideal["per_vector"].abs().max())
-    out(f"  (8-bit DAC/ADC: a current difference far below one ADC step still flips codes that the next layers "
-        f"carry; with an ideal DAC/ADC the per-programming output is {100 * err:.3f}% of max off the per-vector one)")
+    out(
+        f"  (8-bit DAC/ADC: a current difference far below one ADC step still flips codes that the next layers "
+        f"carry; with an ideal DAC/ADC the per-programming output is {100 * err:.3f}% of max off the per-vector one)"
+    )
 
 
 def model_call(model: dict, v: np.ndarray):
     """The engine's work for one tile's per-programming model (float32 torch), as a callable:
     ``[v, v^2, v^3] @ W``, the columns' forms and matrices on ``v`` and ``v^2``, the cross term."""
     from rramsim.models.irdrop import cross_term
+
     R, n = v.shape
     rank = model["rank"]
     vt = torch.from_numpy(v.T).float().contiguous()
@@ -102,6 +121,7 @@ def model_call(model: dict, v: np.ndarray):
             b = (sq @ m2).reshape(n, rank, mats.shape[1]).transpose(0, 1)
             y = y + cross_term(a[:rank], a[rank:], b, const, rank)
         return y
+
     return call
 
 
@@ -109,6 +129,7 @@ def random_tile(table, coef_l, n: int):
     """An n x n tile of random levels of ``table`` (seeded by n) at 1 ohm/segment: its solver,
     the cells' I-V coefficients and 256 input vectors uniform in 0-0.2 V."""
     from rramsim.models.irdrop import TileSolver
+
     rng = np.random.default_rng(n)
     lev = rng.integers(0, table.n_levels, (n, n))
     v = rng.uniform(0, 0.2, (n, 256))
@@ -120,8 +141,11 @@ def main() -> None:
     ap.add_argument("--table", default=str(ROOT / "devices" / "data" / "default.h5"))
     ap.add_argument("--tiles", default="32,64,128", help="tile sizes for the solver comparison")
     ap.add_argument("--sizes", default="8,16,32", help="array sizes for the ngspice validation (behavioural model)")
-    ap.add_argument("--osdi-sizes", default="8,16,32,64",
-                    help="array sizes with the built-in model compiled from Verilog-A (needs OpenVAF)")
+    ap.add_argument(
+        "--osdi-sizes",
+        default="8,16,32,64",
+        help="array sizes with the built-in model compiled from Verilog-A (needs OpenVAF)",
+    )
     ap.add_argument("--vectors", type=int, default=8, help="input vectors of the ngspice reads")
     ap.add_argument("--no-write", action="store_true", help="do not update bench/RESULTS.md")
     args = ap.parse_args()
@@ -134,21 +158,28 @@ def main() -> None:
     lines: list[str] = []
     va_table = None
     from rramsim.cosim import osdi
+
     if args.osdi_sizes and osdi.available():
         import dataclasses
         from rramsim.cosim.validate_array import table_device
-        va_table = dataclasses.replace(table, model_netlist=".subckt rram te be c n\n.model rram_m rram_va\n"
-                                       "N1 te be c n rram_m\n.ends rram")
-        table_device(va_table, str(va_table.model.get("cell", "1R")))   # compile and load the OSDI library first
+
+        va_table = dataclasses.replace(
+            table, model_netlist=".subckt rram te be c n\n.model rram_m rram_va\nN1 te be c n rram_m\n.ends rram"
+        )
+        table_device(va_table, str(va_table.model.get("cell", "1R")))  # compile and load the OSDI library first
 
     def out(s: str = "") -> None:
         print(s, flush=True)
         lines.append(s)
 
-    out(f"Nonlinear cells (table I-V, cubic per cell), exact IR drop, 1 ohm/segment, 256 vectors, torch "
-        f"{torch.__version__}, 1 thread:")
-    out(f"  {'tile':>8} {'fixed-point wall/cpu':>21} {'iters':>5} {'linearized build':>17} "
-        f"{'per call wall/cpu':>18} {'speed-up (cpu)':>14} {'max diff':>9} {'probe est.':>10}")
+    out(
+        f"Nonlinear cells (table I-V, cubic per cell), exact IR drop, 1 ohm/segment, 256 vectors, torch "
+        f"{torch.__version__}, 1 thread:"
+    )
+    out(
+        f"  {'tile':>8} {'fixed-point wall/cpu':>21} {'iters':>5} {'linearized build':>17} "
+        f"{'per call wall/cpu':>18} {'speed-up (cpu)':>14} {'max diff':>9} {'probe est.':>10}"
+    )
     coef_l = fit_iv(table, 0.2)
     sizes = [int(x) for x in args.tiles.split(",")]
     for n in sizes:
@@ -162,14 +193,21 @@ def main() -> None:
         new, _ = solver.currents_nonlinear(v, coef)
         t_new, c_new = median_time(lambda: solver.currents_nonlinear(v, coef), 7)
         diff = float(np.abs(new - old).max() / np.abs(old).max())
-        out(f"  {f'{n}x{n}':>8} {t_old:9.2f} s /{c_old:6.2f} s {iters:5d} {t_build:15.2f} s "
-            f"{t_new * 1e3:8.1f} /{c_new * 1e3:5.1f} ms {c_old / c_new:13.0f}x {diff:9.1e} {lin['error']:10.1e}")
+        out(
+            f"  {f'{n}x{n}':>8} {t_old:9.2f} s /{c_old:6.2f} s {iters:5d} {t_build:15.2f} s "
+            f"{t_new * 1e3:8.1f} /{c_new * 1e3:5.1f} ms {c_old / c_new:13.0f}x {diff:9.1e} {lin['error']:10.1e}"
+        )
     out("")
-    out("  per-programming model (ir_drop_solver='per_programming': I = W1 v + W2 v^2 + W3 v^3 + cross term of "
-        "`rank` input forms per column), error vs the converged nodal solution (fixed point):")
-    out(f"  {'tile':>8} {'rank':>4} {'build + probe check cpu':>23} {'per call (256 vectors) wall/cpu':>32} "
-        f"{'reported bound':>15} {'256 vectors, of full scale':>27} {'of each vector max':>19}")
+    out(
+        "  per-programming model (ir_drop_solver='per_programming': I = W1 v + W2 v^2 + W3 v^3 + cross term of "
+        "`rank` input forms per column), error vs the converged nodal solution (fixed point):"
+    )
+    out(
+        f"  {'tile':>8} {'rank':>4} {'build + probe check cpu':>23} {'per call (256 vectors) wall/cpu':>32} "
+        f"{'reported bound':>15} {'256 vectors, of full scale':>27} {'of each vector max':>19}"
+    )
     from rramsim.models.irdrop import apply_model, programmed_model
+
     for n in sizes:
         solver, coef, v = random_tile(table, coef_l, n)
         ref, _ = solver.currents_nonlinear(v, coef, tol=1e-11, method="fixed-point")
@@ -182,22 +220,32 @@ def main() -> None:
             fast = apply_model(model, v)
             e_fs = float(np.abs(fast - ref).max() / np.abs(full).max())
             e_vec = float((np.abs(fast - ref).max(0) / np.abs(ref).max(0)).max())
-            out(f"  {f'{n}x{n}':>8} {rank:4d} {t_build:21.2f} s {t_call * 1e3:15.2f} /{c_call * 1e3:6.2f} ms "
-                f"{100 * model['error']:14.3f}% {100 * e_fs:26.3f}% {100 * e_vec:18.3f}%")
-    out("  (reported bound: measured when the model is built, on 24 probe vectors (uniform 0..V, -V..V, sparse, "
+            out(
+                f"  {f'{n}x{n}':>8} {rank:4d} {t_build:21.2f} s {t_call * 1e3:15.2f} /{c_call * 1e3:6.2f} ms "
+                f"{100 * model['error']:14.3f}% {100 * e_fs:26.3f}% {100 * e_vec:18.3f}%"
+            )
+    out(
+        "  (reported bound: measured when the model is built, on 24 probe vectors (uniform 0..V, -V..V, sparse, "
         "all rows at V) against the fixed point, largest |error| / the tile's full-scale column current; a layer "
-        "falls back to the per-vector solve above 0.1%)")
+        "falls back to the per-vector solve above 0.1%)"
+    )
     out("")
     lenet_ratio(out)
-    out("  (build: once per programming, like the linear transfer matrix, including its probe check; max diff: "
+    out(
+        "  (build: once per programming, like the linear transfer matrix, including its probe check; max diff: "
         "largest |new - old| over all columns and vectors / largest column current; cpu: this process's CPU "
-        "time, the wall time on a shared machine is longer)")
+        "time, the wall time on a shared machine is longer)"
+    )
 
     out("")
-    out(f"Array read validation vs size (built-in device, the table's cell: {table.model.get('cell', '1R')}, "
-        f"1 ohm/segment, {args.vectors} vectors 0-0.2 V):")
-    out(f"  {'array':>8} {'ngspice (KLU) wall/cpu':>23} {'torch, all settings':>20} {'table-iv+exact err':>19} "
-        f"{'per-programming err':>20} {'linear+off err':>15}")
+    out(
+        f"Array read validation vs size (built-in device, the table's cell: {table.model.get('cell', '1R')}, "
+        f"1 ohm/segment, {args.vectors} vectors 0-0.2 V):"
+    )
+    out(
+        f"  {'array':>8} {'ngspice (KLU) wall/cpu':>23} {'torch, all settings':>20} {'table-iv+exact err':>19} "
+        f"{'per-programming err':>20} {'linear+off err':>15}"
+    )
     runs = [("behavioural", table, args.sizes)] + ([("OSDI", va_table, args.osdi_sizes)] if va_table else [])
     for kind, tab, sizes in runs:
         out(f"  built-in model, {kind}:")
@@ -207,11 +255,15 @@ def main() -> None:
             t_torch = res.times["torch linear (all three)"] + res.times.get("torch table-iv+exact", 0.0)
             model = programmed_model(res.g, 1.0, fit_iv(tab, res.check.v_max)[res.level], res.check.v_max)
             pp = np.abs(apply_model(model, res.inputs) - res.spice) / np.maximum(np.abs(res.spice), 1e-30)
-            out(f"  {f'{n}x{n}':>8} {res.times['ngspice']:10.2f} s /{res.times['ngspice cpu']:7.2f} s "
+            out(
+                f"  {f'{n}x{n}':>8} {res.times['ngspice']:10.2f} s /{res.times['ngspice cpu']:7.2f} s "
                 f"{t_torch * 1e3:17.1f} ms {100 * err['table-iv+exact']['max_rel_error']:18.4f}% "
-                f"{100 * pp.max():19.4f}% {100 * err['linear+off']['max_rel_error']:14.2f}%")
-    out("  (errors: largest over columns and vectors of |torch - ngspice| / |ngspice| of that column; "
-        "per-programming: the model of ir_drop_solver='per_programming' on the same cells)")
+                f"{100 * pp.max():19.4f}% {100 * err['linear+off']['max_rel_error']:14.2f}%"
+            )
+    out(
+        "  (errors: largest over columns and vectors of |torch - ngspice| / |ngspice| of that column; "
+        "per-programming: the model of ir_drop_solver='per_programming' on the same cells)"
+    )
     if not args.no_write:
         results = ROOT / "bench" / "RESULTS.md"
         write_section(results, "Array", lines, "bench/array_read.py")

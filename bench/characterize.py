@@ -10,6 +10,7 @@ each, measured side by side in one run, and their ratio; ``--full`` also times a
 
     python bench/characterize.py [--devices 200] [--plain-devices 20] [--full]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -42,14 +43,19 @@ def plain_loop(device, cells, targets, scheme, seed):
             while True:
                 deck = write_verify_deck(device, [dict(p, x0=gap)], tm, first=[pulse])
                 z = rng.standard_normal()
-                deck = (deck.replace("Vk0 k0 0 dc 0", f"Vk0 k0 0 dc {z!r}")
-                        .replace(".save time", f".save time {STATE[device.osdi != ()]}"))
+                deck = deck.replace("Vk0 k0 0 dc 0", f"Vk0 k0 0 dc {z!r}").replace(
+                    ".save time", f".save time {STATE[device.osdi != ()]}"
+                )
                 step = scheme.step_cap
-                out = session.simulate(deck, f"tran {step!r} {tm.stop_time(0)!r} 0 {step!r} uic",
-                                       ["time", "i(vs0)", "v(d0)", STATE[device.osdi != ()]], name="plain")
+                out = session.simulate(
+                    deck,
+                    f"tran {step!r} {tm.stop_time(0)!r} 0 {step!r} uic",
+                    ["time", "i(vs0)", "v(d0)", STATE[device.osdi != ()]],
+                    name="plain",
+                )
                 g = out["i(vs0)"][-1] / out["v(d0)"][-1]
                 gap = float(out[STATE[device.osdi != ()]][-1]) + (gap if device.osdi else 0.0)
-                np.trapezoid(out["v(d0)"] * out["i(vs0)"], out["time"])   # energy, as the engine does
+                np.trapezoid(out["v(d0)"] * out["i(vs0)"], out["time"])  # energy, as the engine does
                 count += 1
                 pulses += 1
                 if (count > 1 and lo <= g <= hi) or count >= scheme.max_pulses:
@@ -66,21 +72,32 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=40)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--full", action="store_true", help="also time 1000 devices x 8 levels")
-    ap.add_argument("--backend", default="behavioural", choices=["behavioural", "osdi"],
-                    help="built-in model as B-source netlist or compiled Verilog-A, for both ways")
-    ap.add_argument("--max-step", type=float, default=WriteVerifyScheme().step_cap,
-                    help="simulator step cap for both ways (default: the scheme's)")
+    ap.add_argument(
+        "--backend",
+        default="behavioural",
+        choices=["behavioural", "osdi"],
+        help="built-in model as B-source netlist or compiled Verilog-A, for both ways",
+    )
+    ap.add_argument(
+        "--max-step",
+        type=float,
+        default=WriteVerifyScheme().step_cap,
+        help="simulator step cap for both ways (default: the scheme's)",
+    )
     args = ap.parse_args()
     model, var = __import__("rramsim.devices", fromlist=["preset"]).preset("hfox")
     scheme = WriteVerifyScheme(max_step=args.max_step)
     if args.backend == "osdi":
         from rramsim.cosim.osdi import builtin_va_device
+
         device = builtin_va_device(model.params())
     else:
         device = builtin_device(model.params())
     seed = 0
-    print(f"ISPP write-verify, hfox preset, {len(TARGETS)} levels, max step {scheme.step_cap * 1e9:g} ns, "
-          f"{args.backend} model")
+    print(
+        f"ISPP write-verify, hfox preset, {len(TARGETS)} levels, max step {scheme.step_cap * 1e9:g} ns, "
+        f"{args.backend} model"
+    )
     cells = device_params(model, var, args.devices, seed)
     Session.get()
 
@@ -94,24 +111,31 @@ def main() -> None:
     n_engine = int(res.pulses.sum())
 
     r_plain, r_engine = n_plain / t_plain, n_engine / t_engine
-    print(f"plain loop : {args.plain_devices:5d} devices x {len(TARGETS)} levels  {n_plain:7d} cell-pulses "
-          f"in {t_plain:7.1f} s  -> {r_plain:8.0f} cell-pulses/s")
-    print(f"engine     : {args.devices:5d} devices x {len(TARGETS)} levels  {n_engine:7d} cell-pulses "
-          f"in {t_engine:7.1f} s  -> {r_engine:8.0f} cell-pulses/s  ({args.workers} workers, "
-          f"{args.batch_size} cells/transient)")
+    print(
+        f"plain loop : {args.plain_devices:5d} devices x {len(TARGETS)} levels  {n_plain:7d} cell-pulses "
+        f"in {t_plain:7.1f} s  -> {r_plain:8.0f} cell-pulses/s"
+    )
+    print(
+        f"engine     : {args.devices:5d} devices x {len(TARGETS)} levels  {n_engine:7d} cell-pulses "
+        f"in {t_engine:7.1f} s  -> {r_engine:8.0f} cell-pulses/s  ({args.workers} workers, "
+        f"{args.batch_size} cells/transient)"
+    )
     print(f"ratio engine/plain: {r_engine / r_plain:.1f}x")
     k = args.plain_devices
-    print(f"same devices, same physics: mean |G_plain - G_engine| / G = "
-          f"{np.mean(np.abs(g_plain - res.g_final[:, :k]) / res.g_final[:, :k]):.3%}; "
-          f"pulses/level {res.pulses.mean():.1f}, converged {res.converged.mean():.1%}")
+    print(
+        f"same devices, same physics: mean |G_plain - G_engine| / G = "
+        f"{np.mean(np.abs(g_plain - res.g_final[:, :k]) / res.g_final[:, :k]):.3%}; "
+        f"pulses/level {res.pulses.mean():.1f}, converged {res.converged.mean():.1%}"
+    )
     if args.full:
         cells = device_params(model, var, 1000, seed)
         t0 = time.perf_counter()
-        res = run_campaign(device, cells, TARGETS, scheme, seed, args.batch_size, workers=args.workers,
-                           progress=False)
+        res = run_campaign(device, cells, TARGETS, scheme, seed, args.batch_size, workers=args.workers, progress=False)
         t_full = time.perf_counter() - t0
-        print(f"full campaign: 1000 devices x {len(TARGETS)} levels, {int(res.pulses.sum())} cell-pulses "
-              f"in {t_full:.1f} s ({res.pulses.sum() / t_full:.0f} cell-pulses/s)")
+        print(
+            f"full campaign: 1000 devices x {len(TARGETS)} levels, {int(res.pulses.sum())} cell-pulses "
+            f"in {t_full:.1f} s ({res.pulses.sum() / t_full:.0f} cell-pulses/s)"
+        )
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ programming spread, no drift, IR drop off, linear I-V).
     python bench/convert_scale.py --cases mlp33 mlp100
     python bench/convert_scale.py --cases mlp8    # a quick 8.4 M-weight check
 """
+
 from __future__ import annotations
 
 import argparse
@@ -38,10 +39,10 @@ import subprocess
 import sys
 import time
 
-CASES = {   # name -> layer widths (Linear(a, b) for consecutive pairs)
-    "mlp8": [2048, 2048, 2048],               # 2 x 2048x2048 = 8.4 M weights (quick check)
-    "mlp33": [4096, 4096, 4096],              # 2 x 4096x4096 = 33.6 M weights
-    "mlp100": [4096, 8192, 8192],             # 4096x8192 + 8192x8192 = 100.7 M weights
+CASES = {  # name -> layer widths (Linear(a, b) for consecutive pairs)
+    "mlp8": [2048, 2048, 2048],  # 2 x 2048x2048 = 8.4 M weights (quick check)
+    "mlp33": [4096, 4096, 4096],  # 2 x 4096x4096 = 33.6 M weights
+    "mlp100": [4096, 8192, 8192],  # 4096x8192 + 8192x8192 = 100.7 M weights
 }
 TARGETS = {"peak": 24.0, "steady": 12.0, "rate": 5e6}
 
@@ -90,9 +91,19 @@ def child(case: str, seed: int) -> dict:
     tensors = 0
     for _, layer in analog_layers(analog):
         tensors += layer.engine.storage_bytes()
-    return {"case": case, "weights": n_w, "seconds": dt, "rate": n_w / dt, "load": load, "cpu": cpu, "blocks": blocks,
-            "peak": (peak - base) / n_w, "steady": (steady - base) / n_w, "tensors": tensors / n_w,
-            "threads": torch.get_num_threads()}
+    return {
+        "case": case,
+        "weights": n_w,
+        "seconds": dt,
+        "rate": n_w / dt,
+        "load": load,
+        "cpu": cpu,
+        "blocks": blocks,
+        "peak": (peak - base) / n_w,
+        "steady": (steady - base) / n_w,
+        "tensors": tensors / n_w,
+        "threads": torch.get_num_threads(),
+    }
 
 
 def main() -> None:
@@ -104,19 +115,26 @@ def main() -> None:
     if args.child:
         print(json.dumps(child(args.child, args.seed)))
         return
-    print(f"{'case':8s} {'weights':>9s} {'seconds':>8s} {'M w/s':>7s} {'peak B/w':>9s} {'steady B/w':>11s} "
-          f"{'tensors B/w':>12s} {'threads':>8s} {'load':>5s} {'cpu s':>6s}")
+    print(
+        f"{'case':8s} {'weights':>9s} {'seconds':>8s} {'M w/s':>7s} {'peak B/w':>9s} {'steady B/w':>11s} "
+        f"{'tensors B/w':>12s} {'threads':>8s} {'load':>5s} {'cpu s':>6s}"
+    )
     for case in args.cases:
-        out = subprocess.run([sys.executable, "-P", __file__, "--child", case, "--seed", str(args.seed)],
-                             capture_output=True, text=True)
+        out = subprocess.run(
+            [sys.executable, "-P", __file__, "--child", case, "--seed", str(args.seed)], capture_output=True, text=True
+        )
         if out.returncode:
             sys.exit(f"{case} failed:\n{out.stderr}")
         r = json.loads(out.stdout.strip().splitlines()[-1])
-        print(f"{case:8s} {r['weights'] / 1e6:8.1f}M {r['seconds']:8.2f} {r['rate'] / 1e6:7.2f} "
-              f"{r['peak']:9.1f} {r['steady']:11.1f} {r['tensors']:12.1f} {str(r['threads']) + '/' + str(r['blocks']):>8s} {r['load']:5.2f} {r['cpu']:6.2f}",
-              flush=True)
-    print(f"targets: peak <= {TARGETS['peak']:.0f} B/weight, steady <= {TARGETS['steady']:.0f} B/weight, "
-          f">= {TARGETS['rate'] / 1e6:.0f} M weights/s (float weights not counted: inplace conversion)")
+        print(
+            f"{case:8s} {r['weights'] / 1e6:8.1f}M {r['seconds']:8.2f} {r['rate'] / 1e6:7.2f} "
+            f"{r['peak']:9.1f} {r['steady']:11.1f} {r['tensors']:12.1f} {str(r['threads']) + '/' + str(r['blocks']):>8s} {r['load']:5.2f} {r['cpu']:6.2f}",
+            flush=True,
+        )
+    print(
+        f"targets: peak <= {TARGETS['peak']:.0f} B/weight, steady <= {TARGETS['steady']:.0f} B/weight, "
+        f">= {TARGETS['rate'] / 1e6:.0f} M weights/s (float weights not counted: inplace conversion)"
+    )
 
 
 if __name__ == "__main__":

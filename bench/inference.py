@@ -28,6 +28,7 @@ are shared; more threads made both sides noisier, not faster). The load average 
 machine is printed beside the figures. Uses the shipped default table when there is one,
 else the synthetic table of the tests.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -51,6 +52,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def load_table(path: str | None = None):
     from rramsim.devices import DeviceTable, TableError, load_default_table
+
     if path:
         return DeviceTable.load(path), f"table {path}"
     try:
@@ -58,10 +60,11 @@ def load_table(path: str | None = None):
     except (TableError, FileNotFoundError, OSError):
         sys.path.insert(0, str(ROOT / "tests"))
         from tables import synthetic_table
+
         return synthetic_table(n_levels=16), "synthetic table (tests/tables.py, 16 levels)"
 
 
-CLOCK = time.process_time      # the clock of every figure (--clock): CPU time of this process, or wall time
+CLOCK = time.process_time  # the clock of every figure (--clock): CPU time of this process, or wall time
 
 
 def interleaved(fns: dict, repeats: int, budget: float = float("inf"), clock=None) -> dict:
@@ -93,8 +96,8 @@ def timed(f, repeats: int = 1) -> float:
     return best
 
 
-TARGETS = {"lenet5": 1.5, "resnet-small": 2.0, "vit": 2.0}      # analog / plain torch
-COMPILED_TARGET = 1.5                                       # compiled / eager analog
+TARGETS = {"lenet5": 1.5, "resnet-small": 2.0, "vit": 2.0}  # analog / plain torch
+COMPILED_TARGET = 1.5  # compiled / eager analog
 BATCH = 256
 
 
@@ -106,6 +109,7 @@ def machine_load() -> str:
 def available_networks() -> list[str]:
     """The networks of section 1 that rramsim.models.networks has (by default)."""
     from rramsim.models.networks import network_names
+
     names = network_names()
     return [n for n in ("lenet5", "resnet-small", "vit", "lstm") if n in names]
 
@@ -113,6 +117,7 @@ def available_networks() -> list[str]:
 def compiled_checks(analog, compiled, x) -> tuple[bool, bool]:
     """(fresh read noise on every call, no programming during the calls) of ``compiled``."""
     from rramsim.models import analog_layers
+
     engines = [layer.engine for _, layer in analog_layers(analog)]
     before = [e.compiled for e in engines]
     with torch.no_grad():
@@ -124,13 +129,18 @@ def bench_networks(names: list[str], table, reps: int, budget: float, compile_: 
     """Section 1: plain vs analog vs compiled analog for each network; returns the ratios."""
     from rramsim.models import CrossbarConfig, convert_to_analog
     from rramsim.models.networks import build_network
+
     cuda = device.startswith("cuda")
     clock = CLOCK
     what = "CPU time of this process" if clock is time.process_time else "wall-clock time"
-    out(f"Networks, batch {BATCH}, default config (128x128 tiles, differential pairs, programming spread, "
-        f"read noise per_forward, 8-bit DAC/ADC, no IR drop); {what}, median of up to {reps} interleaved repeats")
-    head = (f"  {'network':<12} {'plain ms':>9} {'analog ms':>10} {'compiled ms':>12} {'analog/plain':>13} "
-            f"{'target':>7} {'':<6} {'compiled/analog':>16} {'':<6} compile (first call, wall time)")
+    out(
+        f"Networks, batch {BATCH}, default config (128x128 tiles, differential pairs, programming spread, "
+        f"read noise per_forward, 8-bit DAC/ADC, no IR drop); {what}, median of up to {reps} interleaved repeats"
+    )
+    head = (
+        f"  {'network':<12} {'plain ms':>9} {'analog ms':>10} {'compiled ms':>12} {'analog/plain':>13} "
+        f"{'target':>7} {'':<6} {'compiled/analog':>16} {'':<6} compile (first call, wall time)"
+    )
     out(head)
     results = {}
     for name in names:
@@ -151,10 +161,12 @@ def bench_networks(names: list[str], table, reps: int, budget: float, compile_: 
             t_compile = time.perf_counter() - t0
             checks = compiled_checks(analog, compiled, x)
             fns["compiled"] = compiled
+
         def call(m):
             m(x)
             if cuda:
                 torch.cuda.synchronize()
+
         with torch.no_grad():
             t = interleaved({k: (lambda m=m: call(m)) for k, m in fns.items()}, reps, budget, clock)
         r = t["analog"] / t["plain"]
@@ -164,15 +176,28 @@ def bench_networks(names: list[str], table, reps: int, budget: float, compile_: 
         cmet = "" if not compile_ else ("met" if rc <= COMPILED_TARGET else "MISSED")
         note = ""
         if checks is not None:
-            note = (f"{t_compile:.0f} s; fresh noise {'yes' if checks[0] else 'NO'}, "
-                    f"programmed again {'no' if checks[1] else 'YES'}")
+            note = (
+                f"{t_compile:.0f} s; fresh noise {'yes' if checks[0] else 'NO'}, "
+                f"programmed again {'no' if checks[1] else 'YES'}"
+            )
         tgt = "" if target is None else f"<={target:g}x"
-        out(f"  {name:<12} {t['plain'] * 1e3:>9.1f} {t['analog'] * 1e3:>10.1f} "
-            f"{t.get('compiled', float('nan')) * 1e3:>12.1f} {r:>12.2f}x {tgt:>7} {met:<6} {rc:>15.2f}x {cmet:<6} {note}")
-        results[name] = {"plain": t["plain"], "analog": t["analog"], "compiled": t.get("compiled"), "ratio": r,
-                         "compiled_ratio": rc, "compile_s": t_compile, "checks": checks}
-    out(f"  targets: analog/plain <= 1.5x LeNet-5, <= 2x ResNet and ViT (the LSTM has none); compiled/analog "
-        f"<= {COMPILED_TARGET:g}x")
+        out(
+            f"  {name:<12} {t['plain'] * 1e3:>9.1f} {t['analog'] * 1e3:>10.1f} "
+            f"{t.get('compiled', float('nan')) * 1e3:>12.1f} {r:>12.2f}x {tgt:>7} {met:<6} {rc:>15.2f}x {cmet:<6} {note}"
+        )
+        results[name] = {
+            "plain": t["plain"],
+            "analog": t["analog"],
+            "compiled": t.get("compiled"),
+            "ratio": r,
+            "compiled_ratio": rc,
+            "compile_s": t_compile,
+            "checks": checks,
+        }
+    out(
+        f"  targets: analog/plain <= 1.5x LeNet-5, <= 2x ResNet and ViT (the LSTM has none); compiled/analog "
+        f"<= {COMPILED_TARGET:g}x"
+    )
     return results
 
 
@@ -181,13 +206,24 @@ def bench_breakdown(names: list[str], table, reps: int, budget: float, out) -> N
     periphery made ideal at a time (CPU time, ratios to plain torch)."""
     from rramsim.models import CrossbarConfig, convert_to_analog
     from rramsim.models.networks import build_network
-    variants = {"default": {}, "read noise off": {"read_noise": "off"}, "ideal DAC": {"dac_bits": None},
-                "ideal ADC": {"adc_bits": None},
-                "ideal DAC+ADC, no noise": {"dac_bits": None, "adc_bits": None, "read_noise": "off"}}
-    out(f"Breakdown, batch {BATCH}: CPU time of the analog forward with parts of the periphery ideal, "
-        "as multiples of plain torch")
-    out("  " + f"{'network':<12} {'plain ms':>9} " + " ".join(f"{v:>{max(len(v), 6)}}" for v in variants)
-        + "  plain, no fused attention")
+
+    variants = {
+        "default": {},
+        "read noise off": {"read_noise": "off"},
+        "ideal DAC": {"dac_bits": None},
+        "ideal ADC": {"adc_bits": None},
+        "ideal DAC+ADC, no noise": {"dac_bits": None, "adc_bits": None, "read_noise": "off"},
+    }
+    out(
+        f"Breakdown, batch {BATCH}: CPU time of the analog forward with parts of the periphery ideal, "
+        "as multiples of plain torch"
+    )
+    out(
+        "  "
+        + f"{'network':<12} {'plain ms':>9} "
+        + " ".join(f"{v:>{max(len(v), 6)}}" for v in variants)
+        + "  plain, no fused attention"
+    )
     for name in names:
         torch.manual_seed(0)
         plain = build_network(name).eval()
@@ -199,12 +235,14 @@ def bench_breakdown(names: list[str], table, reps: int, budget: float, out) -> N
                 fns[v] = convert_to_analog(plain, table, CrossbarConfig(**kw), seed=1).eval()
         slow = None
         if any(isinstance(m, nn.MultiheadAttention) for m in plain.modules()):
+
             def slow_path(m=plain):
                 torch.backends.mha.set_fastpath_enabled(False)
                 try:
                     m(x)
                 finally:
                     torch.backends.mha.set_fastpath_enabled(True)
+
             slow = slow_path
         calls = {k: (lambda m=m: m(x)) for k, m in fns.items()}
         if slow is not None:
@@ -213,27 +251,37 @@ def bench_breakdown(names: list[str], table, reps: int, budget: float, out) -> N
             t = interleaved(calls, reps, budget)
         base = t["plain"]
         cells = " ".join(f"{t[v] / base:>{max(len(v), 6)}.2f}x" for v in variants)
-        out(f"  {name:<12} {base * 1e3:>9.1f} {cells}  "
-            + (f"{t['slow'] / base:.2f}x" if "slow" in t else "-"))
+        out(f"  {name:<12} {base * 1e3:>9.1f} {cells}  " + (f"{t['slow'] / base:.2f}x" if "slow" in t else "-"))
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="fewer repeats")
     ap.add_argument("--table", help="a DeviceTable HDF5 file (default: the shipped one, else a synthetic one)")
-    ap.add_argument("--networks", default=None,
-                    help="comma-separated networks of section 1 (default: lenet5,resnet-small,vit,lstm; also ds-cnn)")
-    ap.add_argument("--sections", default="networks,noise,solvers",
-                    help="comma-separated sections to run: networks (1), noise (2), solvers (3 and 4); default "
-                    "those three; 'breakdown' (the periphery's share of the analog time per network) on request")
+    ap.add_argument(
+        "--networks",
+        default=None,
+        help="comma-separated networks of section 1 (default: lenet5,resnet-small,vit,lstm; also ds-cnn)",
+    )
+    ap.add_argument(
+        "--sections",
+        default="networks,noise,solvers",
+        help="comma-separated sections to run: networks (1), noise (2), solvers (3 and 4); default "
+        "those three; 'breakdown' (the periphery's share of the analog time per network) on request",
+    )
     ap.add_argument("--no-compile", dest="compile", action="store_false", help="leave torch.compile out")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     ap.add_argument("--device", default="cpu", help="torch device of section 1 (cpu, cuda)")
-    ap.add_argument("--clock", choices=["cpu", "wall"], default="cpu",
-                    help="time CPU time of this process (default; steadier on a shared machine) or wall-clock "
-                    "time (always wall on CUDA)")
-    ap.add_argument("--write", action="store_true",
-                    help="record the output in the 'Inference' section of bench/RESULTS.md")
+    ap.add_argument(
+        "--clock",
+        choices=["cpu", "wall"],
+        default="cpu",
+        help="time CPU time of this process (default; steadier on a shared machine) or wall-clock "
+        "time (always wall on CUDA)",
+    )
+    ap.add_argument(
+        "--write", action="store_true", help="record the output in the 'Inference' section of bench/RESULTS.md"
+    )
     args = ap.parse_args()
     reps = 7 if args.quick else 25
     budget = 20.0 if args.quick else 60.0
@@ -246,6 +294,7 @@ def main() -> None:
     names = available_networks()
     if args.networks:
         from rramsim.models.networks import canonical_name
+
         try:
             names = [canonical_name(n) for n in args.networks.split(",") if n.strip()]
         except ValueError as exc:
@@ -262,9 +311,11 @@ def main() -> None:
         print(s, flush=True)
         lines.append(s)
 
-    out(f"rramsim inference benchmark ({table_name}); torch {torch.__version__}, {args.threads} thread(s), "
+    out(
+        f"rramsim inference benchmark ({table_name}); torch {torch.__version__}, {args.threads} thread(s), "
         f"device {args.device}; times are "
-        + ("CPU time of this process" if CLOCK is time.process_time else "wall-clock time"))
+        + ("CPU time of this process" if CLOCK is time.process_time else "wall-clock time")
+    )
     out(f"machine at start: {machine_load()}")
     out("")
     if "networks" in sections:
@@ -274,6 +325,7 @@ def main() -> None:
         bench_breakdown(names, table, reps, budget, out)
         out("")
     from rramsim.models.networks import LeNet5
+
     torch.manual_seed(0)
     plain = LeNet5().eval()
     x = torch.rand(256, 1, 28, 28)
@@ -285,11 +337,14 @@ def main() -> None:
             label = f"analog, read noise {mode}" + (" (default)" if mode == "per_forward" else "")
             models[label] = convert_to_analog(plain, table, CrossbarConfig(read_noise=mode), seed=1).eval()
         models["analog, nonlinear I-V (per_forward)"] = convert_to_analog(
-            plain, table, CrossbarConfig(read_noise="per_forward", nonlinear_iv=True), seed=1).eval()
+            plain, table, CrossbarConfig(read_noise="per_forward", nonlinear_iv=True), seed=1
+        ).eval()
         with torch.no_grad():
             t = interleaved({k: (lambda m=m: m(x)) for k, m in models.items()}, reps, budget)
-        out("LeNet-5, batch 256, 128x128 tiles, differential pairs, 8-bit DAC/ADC, no IR drop "
-            f"(median of up to {reps}, interleaved)")
+        out(
+            "LeNet-5, batch 256, 128x128 tiles, differential pairs, 8-bit DAC/ADC, no IR drop "
+            f"(median of up to {reps}, interleaved)"
+        )
         base = t["plain torch"]
         for k, v in t.items():
             out(f"  {k:<40} {v * 1e3:8.2f} ms   {v / base:5.2f}x plain torch")
@@ -310,11 +365,13 @@ def main() -> None:
         b = np.zeros((A.shape[0], 128))
         b[drive, np.arange(128)] = 1 / r
         return spla.splu(A).solve(b)[sense] / r
+
     t_scipy = timed(scipy_direct, 1)
     t_spice = float("nan")
     try:
         from rramsim.circuits.crossbar import column_vectors, crossbar_deck
         from rramsim.cosim.ngspice import Session
+
         deck = crossbar_deck(g, v[:, 0], r)
         session = Session.get()
         t_spice = timed(lambda: session.simulate(deck, "op", column_vectors(128), name="crossbar"), 2)
@@ -322,76 +379,103 @@ def main() -> None:
         out(f"  (ngspice not available: {exc})")
     T = TileSolver(g, r).transfer()
     from rramsim.models import approx_transfer
+
     t_approx = timed(lambda: approx_transfer(torch.from_numpy(g), r), 3)
     exact_i = T @ v
-    err = {name: float(np.abs(m.T @ v - exact_i).max() / np.abs(exact_i).max())
-           for name, m in (("ideal", g), ("approx", approx_transfer(torch.from_numpy(g), r).numpy()))}
+    err = {
+        name: float(np.abs(m.T @ v - exact_i).max() / np.abs(exact_i).max())
+        for name, m in (("ideal", g), ("approx", approx_transfer(torch.from_numpy(g), r).numpy()))
+    }
     Tt = torch.from_numpy(T).float()
     vt = torch.from_numpy(v.T).float()
     t_mm = timed(lambda: vt @ Tt.T, 20)
     out(f"IR drop, exact, linear cells, one 128x128 tile, wire {r} ohm/segment:")
     out(f"  one-time transfer matrix (block elimination, torch f64) {t_block * 1e3:9.1f} ms")
-    out(f"  scipy sparse LU (splu) + 128 solves, same network      {t_scipy * 1e3:9.1f} ms "
-        f"({t_scipy / t_block:.1f}x the block solver)")
+    out(
+        f"  scipy sparse LU (splu) + 128 solves, same network      {t_scipy * 1e3:9.1f} ms "
+        f"({t_scipy / t_block:.1f}x the block solver)"
+    )
     out(f"  ngspice op (KLU), ONE input vector                      {t_spice * 1e3:9.1f} ms")
-    out(f"  256 input vectors after the one-time cost (matmul)      {t_mm * 1e3:9.3f} ms "
-        f"(ngspice would need ~{256 * t_spice:.0f} s)")
-    out(f"  ir_drop='approx' (no solve)                             {t_approx * 1e3:9.1f} ms, max error "
-        f"{100 * err['approx']:.1f}% of the largest column current (no IR drop: {100 * err['ideal']:.0f}%)")
+    out(
+        f"  256 input vectors after the one-time cost (matmul)      {t_mm * 1e3:9.3f} ms "
+        f"(ngspice would need ~{256 * t_spice:.0f} s)"
+    )
+    out(
+        f"  ir_drop='approx' (no solve)                             {t_approx * 1e3:9.1f} ms, max error "
+        f"{100 * err['approx']:.1f}% of the largest column current (no IR drop: {100 * err['ideal']:.0f}%)"
+    )
 
-    ir_models = {"ir_drop off": convert_to_analog(plain, table, CrossbarConfig(read_noise="per_forward"), seed=1),
-                 "ir_drop exact": None}
+    ir_models = {
+        "ir_drop off": convert_to_analog(plain, table, CrossbarConfig(read_noise="per_forward"), seed=1),
+        "ir_drop exact": None,
+    }
     t0 = CLOCK()
     ir_models["ir_drop exact"] = convert_to_analog(
-        plain, table, CrossbarConfig(read_noise="per_forward", ir_drop="exact", wire_resistance=r), seed=1)
+        plain, table, CrossbarConfig(read_noise="per_forward", ir_drop="exact", wire_resistance=r), seed=1
+    )
     t_prog = CLOCK() - t0
     n_tiles = sum(m.geometry()["tiles"] for m in ir_models["ir_drop exact"].modules() if hasattr(m, "geometry"))
     with torch.no_grad():
         t = interleaved({k: (lambda m=m.eval(): m(x)) for k, m in ir_models.items()}, reps)
     out(f"  LeNet-5 programming with exact IR drop ({n_tiles} tiles): {t_prog:.2f} s one-time")
-    out(f"  LeNet-5 forward, batch 256: exact {t['ir_drop exact'] * 1e3:.2f} ms vs off "
-        f"{t['ir_drop off'] * 1e3:.2f} ms = {t['ir_drop exact'] / t['ir_drop off']:.2f}x")
+    out(
+        f"  LeNet-5 forward, batch 256: exact {t['ir_drop exact'] * 1e3:.2f} ms vs off "
+        f"{t['ir_drop off'] * 1e3:.2f} ms = {t['ir_drop exact'] / t['ir_drop off']:.2f}x"
+    )
 
     # ---------------------------------------------------------------- 4. nonlinear I-V, exact
     from rramsim.models.programming import fit_iv
+
     coef_l = fit_iv(table, 0.2)
     coef = coef_l[rng.integers(0, table.n_levels, (128, 128))]
     solver = TileSolver(g, r)
     t0 = CLOCK()
-    _, iters = solver.currents_nonlinear(v, coef, method="fixed-point")   # the linearized default: bench/array_read.py
+    _, iters = solver.currents_nonlinear(v, coef, method="fixed-point")  # the linearized default: bench/array_read.py
     t_nl = CLOCK() - t0
     from rramsim.models.irdrop import programmed_model
-    solver.currents_nonlinear(v, coef)                       # the per-vector solve: build once, then time a call
+
+    solver.currents_nonlinear(v, coef)  # the per-vector solve: build once, then time a call
     t_pv = timed(lambda: solver.currents_nonlinear(v, coef), 3)
     t0 = CLOCK()
     model = programmed_model(g, r, coef, 0.2)
     t_build = CLOCK() - t0
     from array_read import model_call
+
     t_pp = timed(model_call(model, v), 5)
     out("")
     out("Nonlinear I-V (table's I-V, cubic fit per level):")
-    out(f"  exact IR drop, one 128x128 tile, 256 vectors: fixed point {t_nl:.2f} s ({iters} iterations on the one "
+    out(
+        f"  exact IR drop, one 128x128 tile, 256 vectors: fixed point {t_nl:.2f} s ({iters} iterations on the one "
         f"factorization); per-vector solve {t_pv * 1e3:.1f} ms; per-programming model {t_pp * 1e3:.2f} ms "
         f"(torch f32, the engine's work; built once in {t_build:.2f} s with its probe check, error {100 * model['error']:.3f}% of full "
-        f"scale); linear cells {t_mm * 1e3:.3f} ms")
+        f"scale); linear cells {t_mm * 1e3:.3f} ms"
+    )
     out("  without IR drop: 'analog, nonlinear I-V' above (one matmul per tile on [v, v^2, v^3], 3x the rows)")
     nl = {}
     prog = {}
-    for name, kw in (("off", {}), ("exact, per_vector", {"ir_drop": "exact"}),
-                     ("exact, per_programming", {"ir_drop": "exact", "ir_drop_solver": "per_programming"})):
+    for name, kw in (
+        ("off", {}),
+        ("exact, per_vector", {"ir_drop": "exact"}),
+        ("exact, per_programming", {"ir_drop": "exact", "ir_drop_solver": "per_programming"}),
+    ):
         t0 = CLOCK()
-        nl[name] = convert_to_analog(plain, table, CrossbarConfig(read_noise="per_forward", nonlinear_iv=True,
-                                                                  wire_resistance=r, **kw), seed=1).eval()
+        nl[name] = convert_to_analog(
+            plain, table, CrossbarConfig(read_noise="per_forward", nonlinear_iv=True, wire_resistance=r, **kw), seed=1
+        ).eval()
         prog[name] = CLOCK() - t0
     with torch.no_grad():
         t = interleaved({k: (lambda m=m: m(x)) for k, m in nl.items()}, 5, budget)
     bound = max(m.engine.ir_drop_error for m in nl["exact, per_programming"].modules() if hasattr(m, "engine"))
-    out(f"  LeNet-5, batch 256, nonlinear cells, read noise per_forward, {r:g} ohm/segment (median of up to 5, "
-        "interleaved):")
+    out(
+        f"  LeNet-5, batch 256, nonlinear cells, read noise per_forward, {r:g} ohm/segment (median of up to 5, "
+        "interleaved):"
+    )
     for k in nl:
-        out(f"    ir_drop {k:<24} forward {t[k] * 1e3:8.1f} ms = {t[k] / t['off']:5.2f}x off; programming "
-            f"{prog[k]:6.2f} s" + (f"; largest tile error {100 * bound:.3f}% of full scale"
-                                   if k.endswith("per_programming") else ""))
+        out(
+            f"    ir_drop {k:<24} forward {t[k] * 1e3:8.1f} ms = {t[k] / t['off']:5.2f}x off; programming "
+            f"{prog[k]:6.2f} s"
+            + (f"; largest tile error {100 * bound:.3f}% of full scale" if k.endswith("per_programming") else "")
+        )
 
     finish(args, lines, out)
 

@@ -13,11 +13,14 @@ def write_section(path: Path, title: str, lines: list[str], script: str) -> None
     """Put ``lines`` (a code block) under ``## title`` in ``path``, stamped with ``script``
     and the time of measurement."""
     text = path.read_text() if path.exists() else "# Benchmark results\n"
-    body = (f"{title}\n\nMeasured by `{script}` on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}."
-            "\n\n```\n" + "\n".join(lines) + "\n```\n")
+    body = (
+        f"{title}\n\nMeasured by `{script}` on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}."
+        "\n\n```\n" + "\n".join(lines) + "\n```\n"
+    )
     head, *sections = text.split("\n## ")
     sections = [body if s.split("\n", 1)[0].strip() == title else s for s in sections]
     if body not in sections:
         sections.append(body)
-    atomic_write(path, head.rstrip("\n") + "\n\n## "
-                 + "\n## ".join(s.rstrip("\n") + "\n" for s in sections).rstrip("\n") + "\n")
+    atomic_write(
+        path, head.rstrip("\n") + "\n\n## " + "\n## ".join(s.rstrip("\n") + "\n" for s in sections).rstrip("\n") + "\n"
+    )

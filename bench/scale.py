@@ -5,6 +5,7 @@ against the local pool with the same number of workers (the tables are identical
 
     python bench/scale.py [--devices 120]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -41,11 +42,15 @@ def main() -> None:
 
     timed("local, 1 worker", workers=1)
     timed("local, 2 workers", workers=2)
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
-            Client(cluster) as client:
+    with (
+        LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster,
+        Client(cluster) as client,
+    ):
         timed("dask LocalCluster, 2 workers", executor=client.get_executor())
-    print(f"2 workers / 1 worker: {rates['local, 2 workers'] / rates['local, 1 worker']:.2f}x; "
-          f"dask overhead vs local pool: {rates['local, 2 workers'] / rates['dask LocalCluster, 2 workers'] - 1:+.1%}")
+    print(
+        f"2 workers / 1 worker: {rates['local, 2 workers'] / rates['local, 1 worker']:.2f}x; "
+        f"dask overhead vs local pool: {rates['local, 2 workers'] / rates['dask LocalCluster, 2 workers'] - 1:+.1%}"
+    )
     same = all(np.array_equal(tables[k].g_final, tables["local, 1 worker"].g_final) for k in tables)
     print(f"identical tables across all three: {same}")
 

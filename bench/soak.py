@@ -6,6 +6,7 @@ the first 10%, and at the end.
 
     python bench/soak.py [--runs 10000]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -49,8 +50,10 @@ def main() -> None:
     dt = time.perf_counter() - t0
     end = rss_mib()
     print(f"{args.runs} simulations in one ngspice session in {dt:.1f} s ({args.runs / dt:.0f}/s)")
-    print(f"RSS start {start:.1f} MiB, after 10% {marks.get('after 10%', end):.1f} MiB, end {end:.1f} MiB "
-          f"(growth after warm-up: {end - marks.get('after 10%', start):+.1f} MiB)")
+    print(
+        f"RSS start {start:.1f} MiB, after 10% {marks.get('after 10%', end):.1f} MiB, end {end:.1f} MiB "
+        f"(growth after warm-up: {end - marks.get('after 10%', start):+.1f} MiB)"
+    )
 
 
 if __name__ == "__main__":

@@ -28,6 +28,7 @@ state does not move measurably (the built-in model's gap moves ~3e-8 nm in 10 ns
 0.2 V). The column currents of vector ``k`` are sampled at the end of its plateau
 (:func:`sample_times`). Every number in the deck is validated and formatted here.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -57,17 +58,28 @@ def check_state_setting(device: Device, state_param: str | None, state_node: str
     """Exactly one way to set a cell's state: an instance parameter of the subcircuit or an
     internal node (``.ic``); an error names what is wrong."""
     if (state_param is None) == (state_node is None):
-        raise ValueError("give exactly one of state_param (an instance parameter of the subcircuit) "
-                         "and state_node (an internal node holding the state)")
+        raise ValueError(
+            "give exactly one of state_param (an instance parameter of the subcircuit) "
+            "and state_node (an internal node holding the state)"
+        )
     if state_param is not None and state_param not in device.params:
-        raise ValueError(f"subcircuit {device.subckt} has no instance parameter {state_param!r} "
-                         f"(it accepts: {', '.join(device.params) or 'none'}); set its state with state_node")
+        raise ValueError(
+            f"subcircuit {device.subckt} has no instance parameter {state_param!r} "
+            f"(it accepts: {', '.join(device.params) or 'none'}); set its state with state_node"
+        )
     if state_node is not None:
         check_identifier(state_node, "state_node")
 
 
-def cell_lines(device: Device, states: np.ndarray, cell: str, state_param: str | None,
-               state_node: str | None, w_over_l: float | None, gate) -> list[str]:
+def cell_lines(
+    device: Device,
+    states: np.ndarray,
+    cell: str,
+    state_param: str | None,
+    state_node: str | None,
+    w_over_l: float | None,
+    gate,
+) -> list[str]:
     """The array's cells: cell (i, j) between row node ``r{i}_{j}`` and column node ``c{i}_{j}``
     (1T1R: through access transistor ``M`` whose gate is ``gate(j)``), each set to its state
     in ``states`` by the instance parameter ``state_param`` or by ``.ic`` on ``state_node``."""
@@ -85,7 +97,7 @@ def cell_lines(device: Device, states: np.ndarray, cell: str, state_param: str |
             if state_node:
                 ics.append(f"v(x{tag}.{state_node.lower()})={_f(states[i, j])}")
     for q in range(0, len(ics), 8):
-        lines.append(".ic " + " ".join(ics[q:q + 8]))
+        lines.append(".ic " + " ".join(ics[q : q + 8]))
     return lines
 
 
@@ -99,9 +111,18 @@ def read_analysis(k: int, step: float = STEP) -> str:
     return f"tran {_f(step / 8)} {_f(k * step)} 0 {_f(step / 4)} uic"
 
 
-def array_deck(device: Device, states, inputs, wire_resistance: float, cell: str = "1R",
-               state_param: str | None = None, state_node: str | None = None, step: float = STEP,
-               v_gate: float | None = None, w_over_l: float | None = None) -> str:
+def array_deck(
+    device: Device,
+    states,
+    inputs,
+    wire_resistance: float,
+    cell: str = "1R",
+    state_param: str | None = None,
+    state_node: str | None = None,
+    step: float = STEP,
+    v_gate: float | None = None,
+    w_over_l: float | None = None,
+) -> str:
     """Deck text of an R x C array of ``device`` cells in ``states`` [R, C] read with
     ``inputs`` [R, K] (V; K vectors). Exactly one of ``state_param``/``state_node`` says
     how a state is set (see the module doc). Run it with :func:`read_analysis` and read
@@ -139,15 +160,22 @@ def array_deck(device: Device, states, inputs, wire_resistance: float, cell: str
             pts += [(t0 + (EDGE if q else 0.0), v[i, q]), (t0 + step, v[i, q])]
         lines.append(f"Vrow{i} d{i} 0 pwl(" + " ".join(f"{_f(t)} {_f(x)}" for t, x in pts) + ")")
     lines += wire_lines(n, m, rw)
-    lines += cell_lines(device, s, cell, state_param, state_node, wl if cell == "1T1R" else None,
-                        lambda j: "wl")
+    lines += cell_lines(device, s, cell, state_param, state_node, wl if cell == "1T1R" else None, lambda j: "wl")
     lines.append(".save time " + " ".join(column_vectors(m)))
     lines.append(".end")
     return "\n".join(lines)
 
 
-def cell_deck(device: Device, states, read_voltage: float, cell: str = "1R", state_param: str | None = None,
-              state_node: str | None = None, v_gate: float | None = None, w_over_l: float | None = None) -> str:
+def cell_deck(
+    device: Device,
+    states,
+    read_voltage: float,
+    cell: str = "1R",
+    state_param: str | None = None,
+    state_node: str | None = None,
+    v_gate: float | None = None,
+    w_over_l: float | None = None,
+) -> str:
     """Isolated cells in ``states`` [N], each read at ``read_voltage`` (no wires; source
     of a 1T1R cell grounded): ``i(vs<k>)`` is cell k's read current. Run it with
     :func:`read_analysis` ``(1)``. Used to map states to read conductances."""
@@ -173,7 +201,7 @@ def cell_deck(device: Device, states, read_voltage: float, cell: str = "1R", sta
         if state_node:
             ics.append(f"v(xq{q}.{state_node.lower()})={_f(x)}")
     for q in range(0, len(ics), 8):
-        lines.append(".ic " + " ".join(ics[q:q + 8]))
+        lines.append(".ic " + " ".join(ics[q : q + 8]))
     lines.append(".save time " + " ".join(f"i(vs{q})" for q in range(s.size)))
     lines.append(".end")
     return "\n".join(lines)

@@ -50,6 +50,7 @@ States are set as in :func:`~rramsim.circuits.array_deck.array_deck` (an instanc
 ``read_node`` of every cell (the state; :func:`state_vector`) is saved, so a run's final
 states can start the next cell's deck.
 """
+
 from __future__ import annotations
 
 from rramsim.circuits.array_deck import _f, cell_lines, check_state_setting
@@ -133,9 +134,20 @@ def row_pulse(lo: float, hi: float, width: float, tm: PulseTiming, word_line: bo
     return pulse_params(lo, hi, width, tm, tm.edge)
 
 
-def write_deck(device: Device, states, wire_resistance: float, selected: tuple[int, int], timing: PulseTiming,
-               first, cell: str = "1R", half_select: float = 0.5, state_param: str | None = None,
-               state_node: str | None = None, read_node: str = "x", extra_options: str = "") -> str:
+def write_deck(
+    device: Device,
+    states,
+    wire_resistance: float,
+    selected: tuple[int, int],
+    timing: PulseTiming,
+    first,
+    cell: str = "1R",
+    half_select: float = 0.5,
+    state_param: str | None = None,
+    state_node: str | None = None,
+    read_node: str = "x",
+    extra_options: str = "",
+) -> str:
     """Deck text of an R x C array (states [R, C]) in which ``selected`` = (row, col) gets
     ``first`` (a :class:`~rramsim.devices.schemes.Pulse`) in the first period; see the
     module doc for the biasing, sources and saved vectors."""
@@ -156,16 +168,22 @@ def write_deck(device: Device, states, wire_resistance: float, selected: tuple[i
     width = float(number(first.width, "width"))
     tm = timing
     rw = _f(r)
-    lines = [f"* rramsim array write {n}x{m} ({cell}), cell ({si},{sj}) selected", OPTIONS, ".options klu",
-             extra_options]
+    lines = [
+        f"* rramsim array write {n}x{m} ({cell}), cell ({si},{sj}) selected",
+        OPTIONS,
+        ".options klu",
+        extra_options,
+    ]
     lines += [f"* osdi: {path}" for path in device.osdi]
     lines.append(device.definition.rstrip())
     vg = float(number(device.v_gate, "v_gate"))
     gate = vg if getattr(first, "gate", None) is None else float(number(first.gate, "gate"))
     lv = line_voltages(cell, half_select, amp, gate)
     lines.append(f"Vpa ds e {_pulse(0.0, lv['row'], width, tm)}")
-    lines.append(f"Vrd e 0 pulse(0 {_f(tm.read_voltage)} {_f(tm.read_delay)} {_f(tm.edge)} {_f(tm.edge)} "
-                 f"{_f(tm.read_time)} {_f(tm.period)})")
+    lines.append(
+        f"Vrd e 0 pulse(0 {_f(tm.read_voltage)} {_f(tm.read_delay)} {_f(tm.edge)} {_f(tm.edge)} "
+        f"{_f(tm.read_time)} {_f(tm.period)})"
+    )
     lines.append(f"Vpu du 0 {_pulse(0.0, lv['rows'], width, tm)}")
     lines.append(f"Vpc cu 0 {_pulse(0.0, lv['cols'], width, tm)}")
     lines.append(f"Vps cs 0 {_pulse(0.0, lv['col'], width, tm)}")
@@ -181,14 +199,14 @@ def write_deck(device: Device, states, wire_resistance: float, selected: tuple[i
         old = f"Vcol{j} s{j} 0 dc 0"
         wires[wires.index(old)] = f"Vcol{j} s{j} {'cs' if j == sj else 'cu'} dc 0"
     lines += wires
-    lines += cell_lines(device, s, cell, state_param, state_node, wl if cell == "1T1R" else None,
-                        lambda j: "wg" if j == sj else "0")
+    lines += cell_lines(
+        device, s, cell, state_param, state_node, wl if cell == "1T1R" else None, lambda j: "wg" if j == sj else "0"
+    )
     saves = ["time"] + probe_vectors((si, sj)) + [_save_name(i, j, read_node) for i in range(n) for j in range(m)]
     for q in range(0, len(saves), 16):
-        lines.append(".save " + " ".join(saves[q:q + 16]))
+        lines.append(".save " + " ".join(saves[q : q + 16]))
     lines.append(".end")
     return "\n".join(line for line in lines if line)
-
 
 
 # ---------------------------------------------------------------------------- row-parallel
@@ -222,15 +240,16 @@ def row_line_voltages(cell: str, half_select: float, amplitudes, gates=None, v_g
     if min(act) < 0 < max(act):
         raise ValueError("the pulses of one round of a row-parallel write must share their sign")
     A = max(act, key=abs)
-    inhibit = h_col * A                      # 1R: (1 - h) A; 1T1R: 0
+    inhibit = h_col * A  # 1R: (1 - h) A; 1T1R: 0
     cols = [inhibit if a is None else A - float(a) for a in amps]
     out = {"row": A, "rows": h_row * A, "cols": cols}
     if cell == "1T1R":
         off = max(0.0, -min([A, h_row * A] + cols))
         out = {"row": A + off, "rows": h_row * A + off, "cols": [c + off for c in cols]}
         g = list(gates) if gates is not None else [None] * len(amps)
-        out["gates"] = [0.0 if a is None else out["cols"][j] + (v_gate if g[j] is None else float(g[j]))
-                        for j, a in enumerate(amps)]
+        out["gates"] = [
+            0.0 if a is None else out["cols"][j] + (v_gate if g[j] is None else float(g[j])) for j, a in enumerate(amps)
+        ]
     return out
 
 
@@ -246,9 +265,20 @@ def row_probe_vectors(row: int, cols: int) -> list[str]:
     return out
 
 
-def row_write_deck(device: Device, states, wire_resistance: float, row: int, timing: PulseTiming, first,
-                   cell: str = "1R", half_select: float = 0.5, state_param: str | None = None,
-                   state_node: str | None = None, read_node: str = "x", extra_options: str = "") -> str:
+def row_write_deck(
+    device: Device,
+    states,
+    wire_resistance: float,
+    row: int,
+    timing: PulseTiming,
+    first,
+    cell: str = "1R",
+    half_select: float = 0.5,
+    state_param: str | None = None,
+    state_node: str | None = None,
+    read_node: str = "x",
+    extra_options: str = "",
+) -> str:
     """Deck text of an R x C array (states [R, C]) whose row ``row`` is written in parallel:
     ``first`` holds one :class:`~rramsim.devices.schemes.Pulse` (or None: inhibited) per
     column for the first period (:func:`row_line_voltages`).
@@ -284,14 +314,20 @@ def row_write_deck(device: Device, states, wire_resistance: float, row: int, tim
         raise ValueError("the pulses of one round of a row-parallel write must share their width")
     width = widths.pop()
     lv = row_line_voltages(cell, half_select, amps, [None if p is None else p.gate for p in first], vg)
-    lines = [f"* rramsim array write {n}x{m} ({cell}), row {si} in parallel", OPTIONS, ".options klu",
-             ".options rshunt=1e12" if cell == "1T1R" else "",
-             extra_options]
+    lines = [
+        f"* rramsim array write {n}x{m} ({cell}), row {si} in parallel",
+        OPTIONS,
+        ".options klu",
+        ".options rshunt=1e12" if cell == "1T1R" else "",
+        extra_options,
+    ]
     lines += [f"* osdi: {path}" for path in device.osdi]
     lines.append(device.definition.rstrip())
     lines.append(f"Vpa ds e {_src(row_pulse(0.0, lv['row'], width, tm))}")
-    lines.append(f"Vrd e 0 pulse(0 {_f(tm.read_voltage)} {_f(tm.read_delay)} {_f(tm.edge)} {_f(tm.edge)} "
-                 f"{_f(tm.read_time)} {_f(tm.period)})")
+    lines.append(
+        f"Vrd e 0 pulse(0 {_f(tm.read_voltage)} {_f(tm.read_delay)} {_f(tm.edge)} {_f(tm.edge)} "
+        f"{_f(tm.read_time)} {_f(tm.period)})"
+    )
     lines.append(f"Vpu du 0 {_src(row_pulse(0.0, lv['rows'], width, tm))}")
     for j in range(m):
         lines.append(f"Vpc{j} cd{j} 0 {_src(row_pulse(0.0, lv['cols'][j], width, tm))}")
@@ -308,10 +344,9 @@ def row_write_deck(device: Device, states, wire_resistance: float, row: int, tim
         old = f"Vcol{j} s{j} 0 dc 0"
         wires[wires.index(old)] = f"Vcol{j} s{j} cd{j} dc 0"
     lines += wires
-    lines += cell_lines(device, s, cell, state_param, state_node, wl if cell == "1T1R" else None,
-                        lambda j: f"wg{j}")
+    lines += cell_lines(device, s, cell, state_param, state_node, wl if cell == "1T1R" else None, lambda j: f"wg{j}")
     saves = ["time"] + row_probe_vectors(si, m) + [_save_name(i, j, read_node) for i in range(n) for j in range(m)]
     for q in range(0, len(saves), 16):
-        lines.append(".save " + " ".join(saves[q:q + 16]))
+        lines.append(".save " + " ".join(saves[q : q + 16]))
     lines.append(".end")
     return "\n".join(line for line in lines if line)

@@ -27,6 +27,7 @@ physics, but ngspice's time-step control let it overshoot the law by 20-30% (mea
 1 us: steps doubling from 70 ns after the start), while the closed form is exact at every
 time point. Defaults (relax = 0) leave the gap as without it.
 """
+
 from __future__ import annotations
 
 from rramsim.circuits.render import check_identifier, render
@@ -55,8 +56,10 @@ Bi te be I={{i0}}*exp(-min(max(V(x), {{g_min}}), {{g_max}})/{{g0}})*sinh(max(min
 # the relaxation variant: one more line of instance parameters, the relaxation node r, and the
 # gap read as V(x)+V(r) wherever the plain model reads V(x) (the r_ret resistor becomes a source)
 _RELAX_PARAMS_LINE = "+ relax=0 relax_t0=0 relax_tau=1e-6\n"
-_RELAX_SOURCE = ("* post-programming relaxation of the gap: relax*ln(1 + (time - relax_t0)/relax_tau) after relax_t0\n"
-                 "Br r 0 V={relax}*ln(1+max(time-{relax_t0}, 0)/{relax_tau})\n")
+_RELAX_SOURCE = (
+    "* post-programming relaxation of the gap: relax*ln(1 + (time - relax_t0)/relax_tau) after relax_t0\n"
+    "Br r 0 V={relax}*ln(1+max(time-{relax_t0}, 0)/{relax_tau})\n"
+)
 _RX = "Rx x gm {1/r_ret}\n"
 _RX_RELAX = "Brx x gm I=(V(x)+V(r)-V(gm))*{r_ret}\n"
 

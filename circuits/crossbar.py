@@ -14,6 +14,7 @@ Every number in the deck is a validated finite number formatted here; a NaN, inf
 non-positive conductance or wrong shape is a ``ValueError`` naming the parameter. No
 caller text reaches the deck.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -58,8 +59,9 @@ def wire_lines(n: int, m: int, rw: str) -> list[str]:
     return lines
 
 
-def crossbar_deck(conductances, inputs, wire_resistance: float, cell: str = "1R",
-                  v_gate: float = 1.2, w_over_l: float = 10.0) -> str:
+def crossbar_deck(
+    conductances, inputs, wire_resistance: float, cell: str = "1R", v_gate: float = 1.2, w_over_l: float = 10.0
+) -> str:
     """The deck text of an N x M crossbar with conductances [N, M] (S) and row voltages [N] (V).
 
     Run it with an ``op`` analysis and read ``i(vcol0)`` ... ``i(vcol<M-1>)``
@@ -80,8 +82,9 @@ def crossbar_deck(conductances, inputs, wire_resistance: float, cell: str = "1R"
     rw = _fmt(r)
     lines = [f"* rramsim crossbar {n}x{m} ({cell})", ".options klu"]
     if cell == "1T1R":
-        lines.append(f".model nacc nmos level=1 vto={_fmt(NMOS['vto'])} kp={_fmt(NMOS['kp'])} "
-                     f"lambda={_fmt(NMOS['lam'])}")
+        lines.append(
+            f".model nacc nmos level=1 vto={_fmt(NMOS['vto'])} kp={_fmt(NMOS['kp'])} lambda={_fmt(NMOS['lam'])}"
+        )
         lines.append(f"Vwl wl 0 dc {number(v_gate, 'v_gate')}")
         wl = number(w_over_l, "w_over_l")
     lines += [f"Vrow{i} d{i} 0 dc {_fmt(v[i])}" for i in range(n)]

@@ -52,6 +52,7 @@ of other dialects or with a ')' that closes nothing; random functions (``gauss``
 argument or inside a ``.func``; ``table()`` with non-numeric breakpoints; Spectre files
 (``simulator lang=spectre``).
 """
+
 from __future__ import annotations
 
 import re
@@ -75,8 +76,19 @@ CONSTANTS = {"boltz": 1.380649e-23, "echarge": 1.602176634e-19, "planck": 6.6260
 PSPICE_RESERVED = ("vt", "temp", "gmin")
 
 _RANDOM = ("agauss", "gauss", "aunif", "unif", "rand", "random", "white", "mc")
-_SUFFIX = {"t": 1e12, "g": 1e9, "meg": 1e6, "k": 1e3, "mil": 25.4e-6, "m": 1e-3,
-           "u": 1e-6, "n": 1e-9, "p": 1e-12, "f": 1e-15, "a": 1e-18}
+_SUFFIX = {
+    "t": 1e12,
+    "g": 1e9,
+    "meg": 1e6,
+    "k": 1e3,
+    "mil": 25.4e-6,
+    "m": 1e-3,
+    "u": 1e-6,
+    "n": 1e-9,
+    "p": 1e-12,
+    "f": 1e-15,
+    "a": 1e-18,
+}
 _NUM = re.compile(r"^([+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)(meg|mil|[tgkmunpfa])?[a-z]*$", re.IGNORECASE)
 
 
@@ -162,16 +174,25 @@ def split_assignments(text: str) -> list[tuple[str, str]]:
 
 # ---------------------------------------------------------------------------- detection
 _FEATURES = {
-    "hspice": [(r"^\s*[eg]\w*\s.*\b(vol|cur)\s*=", "HSPICE vol=/cur= sources"),
-               (r"^\.param\s+\w+\s*\([^)]*\)\s*=", "HSPICE .param functions"),
-               (r"\bfrom\s*[\[(]", "HSPICE parameter ranges"),
-               (r"^\.(option|options)\s+(post|ingold|runlvl)", "HSPICE options")],
-    "pspice": [(r"\bparams:.*=\s*[^\s,]+\s*,", "PSpice params: with commas"),
-               (r"(?<![\w.])stp\s*\(", "PSpice stp()"), (r"(?<![\w.])sdt\s*\(", "PSpice sdt()"),
-               (r"(?<![\w.])(pwrs?|limit)\s*\(", "PSpice pwr()/pwrs()/limit()")],
-    "ltspice": [(r"(?<![\w.])(table|idt|uplim|dnlim)\s*\(", "LTspice table()/idt()/uplim()"),
-                (r"(?<![\w.])if\s*\(", "if()"), (r"^\.params\b", ".params"),
-                (r"^\.backanno\b", "LTspice .backanno"), (r"\brser\s*=", "LTspice Rser=")],
+    "hspice": [
+        (r"^\s*[eg]\w*\s.*\b(vol|cur)\s*=", "HSPICE vol=/cur= sources"),
+        (r"^\.param\s+\w+\s*\([^)]*\)\s*=", "HSPICE .param functions"),
+        (r"\bfrom\s*[\[(]", "HSPICE parameter ranges"),
+        (r"^\.(option|options)\s+(post|ingold|runlvl)", "HSPICE options"),
+    ],
+    "pspice": [
+        (r"\bparams:.*=\s*[^\s,]+\s*,", "PSpice params: with commas"),
+        (r"(?<![\w.])stp\s*\(", "PSpice stp()"),
+        (r"(?<![\w.])sdt\s*\(", "PSpice sdt()"),
+        (r"(?<![\w.])(pwrs?|limit)\s*\(", "PSpice pwr()/pwrs()/limit()"),
+    ],
+    "ltspice": [
+        (r"(?<![\w.])(table|idt|uplim|dnlim)\s*\(", "LTspice table()/idt()/uplim()"),
+        (r"(?<![\w.])if\s*\(", "if()"),
+        (r"^\.params\b", ".params"),
+        (r"^\.backanno\b", "LTspice .backanno"),
+        (r"\brser\s*=", "LTspice Rser="),
+    ],
 }
 
 
@@ -201,7 +222,7 @@ def detect(lines: list[tuple[int, str]], text: str, path: Path) -> tuple[str, li
                     why[d].append(label)
     best = max(score, key=lambda d: (score[d], d == "ltspice", d == "pspice"))
     control = re.search(r"^\s*\.(control|csparam)\b", text, re.IGNORECASE | re.MULTILINE)
-    if control and score[best] < 3:        # a whole ngspice deck: only ngspice has a control language
+    if control and score[best] < 3:  # a whole ngspice deck: only ngspice has a control language
         return "ngspice", [f"a {control.group(1).lower()} card (ngspice's control language)"]
     if score[best] == 0:
         return "ngspice", ["no LTspice, PSpice or HSPICE construct found"]
@@ -215,8 +236,8 @@ class Translation:
 
     dialect: str
     lines: list[tuple[int, str]]
-    notes: list[str] = field(default_factory=list)        # what was translated, for the record
-    ranges: dict[str, tuple[float, float]] = field(default_factory=dict)   # declared ranges (lower-case)
+    notes: list[str] = field(default_factory=list)  # what was translated, for the record
+    ranges: dict[str, tuple[float, float]] = field(default_factory=dict)  # declared ranges (lower-case)
 
     @property
     def ngbehavior(self) -> str:
@@ -264,31 +285,52 @@ def translate(lines: list[tuple[int, str]], dialect: str, path: Path) -> Transla
             low = line.lower()
             tr.notes.append(f"line {number}: {missing} missing ')' closed at the end of the line, as LTspice does")
         elif line.count("(") != line.count(")"):
-            raise _refuse(path, number, f"a line with unbalanced parentheses ({line.count('(')} '(' and "
-                          f"{line.count(')')} ')')", "only an LTspice file gets missing ')' closed at the end of "
-                          "the line (as LTspice does; --dialect ltspice); ngspice does not, and rramsim does not "
-                          "guess where they belong: balance them in the file")
+            raise _refuse(
+                path,
+                number,
+                f"a line with unbalanced parentheses ({line.count('(')} '(' and {line.count(')')} ')')",
+                "only an LTspice file gets missing ')' closed at the end of "
+                "the line (as LTspice does; --dialect ltspice); ngspice does not, and rramsim does not "
+                "guess where they belong: balance them in the file",
+            )
         if re.match(r"^simulator\s+lang", low):
-            raise _refuse(path, number, "'simulator lang' (a Spectre file)",
-                          "rramsim reads SPICE subcircuits; export the model as an LTspice/PSpice/HSPICE subcircuit")
+            raise _refuse(
+                path,
+                number,
+                "'simulator lang' (a Spectre file)",
+                "rramsim reads SPICE subcircuits; export the model as an LTspice/PSpice/HSPICE subcircuit",
+            )
         for fn in _RANDOM:
             if find_calls(line, fn):
-                raise _refuse(path, number, f"the random function {fn}()",
-                              "a device file must be deterministic; give device-to-device spread with "
-                              "--vary NAME=SPREAD (seeded, recorded in the table)")
+                raise _refuse(
+                    path,
+                    number,
+                    f"the random function {fn}()",
+                    "a device file must be deterministic; give device-to-device spread with "
+                    "--vary NAME=SPREAD (seeded, recorded in the table)",
+                )
         limits = find_calls(line, "limit")
         if any(len(a) == 2 for _, _, a in limits):
-            raise _refuse(path, number, "ngspice's two-argument limit() (a random Monte Carlo value)",
-                          "use --vary NAME=SPREAD for spread, or limit(x, lo, hi) to clamp")
+            raise _refuse(
+                path,
+                number,
+                "ngspice's two-argument limit() (a random Monte Carlo value)",
+                "use --vary NAME=SPREAD for spread, or limit(x, lo, hi) to clamp",
+            )
         for fn in ("delay", "absdelay"):
             if find_calls(line, fn):
-                raise _refuse(path, number, f"{fn}()", "ngspice B sources have no delay function; "
-                              "model the delay with a transmission line or an RC stage")
+                raise _refuse(
+                    path,
+                    number,
+                    f"{fn}()",
+                    "ngspice B sources have no delay function; model the delay with a transmission line or an RC stage",
+                )
         for name, new in renames.items():
             line = re.sub(rf"(?<![\w.]){name}(?![\w(])", new, line, flags=re.IGNORECASE)
         # HSPICE range annotations: name=value from[lo, hi]
-        for m in list(re.finditer(r"(\w+)\s*=\s*(\S+)\s+from\s*[\[(]\s*([^,\])]+)\s*,\s*([^\])]+)\s*[\])]",
-                                  line, re.IGNORECASE)):
+        for m in list(
+            re.finditer(r"(\w+)\s*=\s*(\S+)\s+from\s*[\[(]\s*([^,\])]+)\s*,\s*([^\])]+)\s*[\])]", line, re.IGNORECASE)
+        ):
             lo, hi = spice_value(m.group(3)), spice_value(m.group(4))
             if lo is None or hi is None:
                 raise _refuse(path, number, f"the range of {m.group(1)} ({m.group(0)})", "give its bounds as numbers")
@@ -316,7 +358,9 @@ def translate(lines: list[tuple[int, str]], dialect: str, path: Path) -> Transla
             tr.notes.append(f"line {number}: HSPICE {m.group(5).lower()}= source as a B source")
         if not ps_mode:
             if find_calls(line, "limit"):
-                line = replace_calls(line, "limit", lambda a: f"min(max({a[0]}, min({a[1]}, {a[2]})), max({a[1]}, {a[2]}))")
+                line = replace_calls(
+                    line, "limit", lambda a: f"min(max({a[0]}, min({a[1]}, {a[2]})), max({a[1]}, {a[2]}))"
+                )
                 tr.notes.append(f"line {number}: limit(x, a, b) as min/max")
             if find_calls(line, "if"):
                 line = replace_calls(line, "if", lambda a: f"ternary_fcn({', '.join(a)})")
@@ -326,20 +370,30 @@ def translate(lines: list[tuple[int, str]], dialect: str, path: Path) -> Transla
                 tr.notes.append(f"line {number}: stp() as u()")
         for _, _, args in find_calls(line, "table"):
             if len(args) < 5 or len(args) % 2 == 0 or any(spice_value(a) is None for a in args[1:]):
-                raise _refuse(path, number, "table() with non-numeric breakpoints or an odd count",
-                              "give table(x, x1, y1, x2, y2, ...) with numbers, or write the curve as an expression")
+                raise _refuse(
+                    path,
+                    number,
+                    "table() with non-numeric breakpoints or an odd count",
+                    "give table(x, x1, y1, x2, y2, ...) with numbers, or write the curve as an expression",
+                )
         if find_calls(line, "table"):
+
             def _table(a):
                 xs = [spice_value(v) for v in a[1::2]]
                 return f"pwl(min(max({a[0]}, {min(xs)!r}), {max(xs)!r}), {', '.join(a[1:])})"
+
             line = replace_calls(line, "table", _table)
             tr.notes.append(f"line {number}: table() as a clamped pwl()")
         extra: list[tuple[int, str]] = []
         for fn in ("sdt", "idt"):
             for _, _, args in find_calls(line, fn):
                 if low.startswith(".func") or low.startswith(".param"):
-                    raise _refuse(path, number, f"{fn}() inside {low.split()[0]}",
-                                  "an integral needs its own state node; call it in the B/E/G source itself")
+                    raise _refuse(
+                        path,
+                        number,
+                        f"{fn}() inside {low.split()[0]}",
+                        "an integral needs its own state node; call it in the B/E/G source itself",
+                    )
                 if len(args) > 2:
                     raise _refuse(path, number, f"{fn}() with a reset argument", "reset integrals are not supported")
 
@@ -347,11 +401,17 @@ def translate(lines: list[tuple[int, str]], dialect: str, path: Path) -> Transla
                 nonlocal state_nodes
                 state_nodes += 1
                 node = f"sdt_state{state_nodes}"
-                extra.extend([(number, f"B{node} 0 {node} I={{{a[0]}}}"), (number, f"C{node} {node} 0 1"),
-                              (number, f"R{node} {node} 0 1e15"),
-                              (number, f".ic V({node})={{{a[1]}}}" if len(a) > 1 else f".ic V({node})=0")])
+                extra.extend(
+                    [
+                        (number, f"B{node} 0 {node} I={{{a[0]}}}"),
+                        (number, f"C{node} {node} 0 1"),
+                        (number, f"R{node} {node} 0 1e15"),
+                        (number, f".ic V({node})={{{a[1]}}}" if len(a) > 1 else f".ic V({node})=0"),
+                    ]
+                )
                 tr.notes.append(f"line {number}: {fn}() as the state node {node} (1 F, B source, .ic)")
                 return f"V({node})"
+
             line = replace_calls(line, fn, _integral)
         for const in CONSTANTS:
             if const not in defined and re.search(rf"(?<![\w.]){const}(?![\w(])", line, re.IGNORECASE):

@@ -6,6 +6,7 @@ it must be a known name and a finite real number — a Python int/float or a str
 NaN, inf, booleans and unknown names raise a ``ValueError`` naming the parameter, so no
 user text ever reaches a deck verbatim (ngspice's control language can run shell commands).
 """
+
 from __future__ import annotations
 
 import math
@@ -14,10 +15,20 @@ import string
 from collections.abc import Iterable, Mapping
 
 #: SPICE scale suffixes (case-insensitive, as ngspice reads them).
-SUFFIXES = {"t": 1e12, "g": 1e9, "meg": 1e6, "k": 1e3, "mil": 25.4e-6, "m": 1e-3,
-            "u": 1e-6, "n": 1e-9, "p": 1e-12, "f": 1e-15, "a": 1e-18}
-_NUMBER = re.compile(r"^\s*([+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)(meg|mil|[tgkmunpfa])?\s*$",
-                     re.IGNORECASE)
+SUFFIXES = {
+    "t": 1e12,
+    "g": 1e9,
+    "meg": 1e6,
+    "k": 1e3,
+    "mil": 25.4e-6,
+    "m": 1e-3,
+    "u": 1e-6,
+    "n": 1e-9,
+    "p": 1e-12,
+    "f": 1e-15,
+    "a": 1e-18,
+}
+_NUMBER = re.compile(r"^\s*([+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)(meg|mil|[tgkmunpfa])?\s*$", re.IGNORECASE)
 
 
 def parse_number(value: object, name: str) -> float:
@@ -29,8 +40,10 @@ def parse_number(value: object, name: str) -> float:
     elif isinstance(value, str):
         m = _NUMBER.match(value)
         if not m:
-            raise ValueError(f"parameter {name!r}: {value!r} is not a number (digits with an optional "
-                             f"SPICE suffix such as 50n, 1.2u, 3meg)")
+            raise ValueError(
+                f"parameter {name!r}: {value!r} is not a number (digits with an optional "
+                f"SPICE suffix such as 50n, 1.2u, 3meg)"
+            )
         out = float(m.group(1)) * SUFFIXES.get((m.group(2) or "").lower(), 1.0)
     else:
         try:
@@ -52,8 +65,10 @@ def number(value: object, name: str) -> str:
 def check_identifier(value: str, what: str) -> str:
     """A SPICE name (subcircuit, node): letters, digits and ``_``, starting with a letter."""
     if not isinstance(value, str) or not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]{0,63}", value):
-        raise ValueError(f"{what} must be a name of letters, digits and '_' starting with a letter "
-                         f"(at most 64 characters), got {value!r}")
+        raise ValueError(
+            f"{what} must be a name of letters, digits and '_' starting with a letter "
+            f"(at most 64 characters), got {value!r}"
+        )
     return value
 
 

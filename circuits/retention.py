@@ -12,6 +12,7 @@ With the post-programming relaxation (``rramsim.devices.params.Relaxation``) the
 reference read, so G(0) is the state write-verify read and every later read sees the
 relaxation since then (a read "at t" has relaxed for t - 12 us: 1.2e-5 of t at 1 s).
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
@@ -22,12 +23,12 @@ from rramsim.circuits.compact_model import INSTANCE_PARAMS, RELAX_PARAMS, rram_s
 from rramsim.circuits.render import number
 from rramsim.circuits.testbenches import OPTIONS, Device
 
-T_REFERENCE = 1e-5     # s, start of the reference read (G(0)), before any relaxation shows
-READ_RISE = 1e-6       # s, rise (and fall) of every read
-READ_PLATEAU = 2e-6    # s, flat top of every read; G is sampled at its middle
-RUN_TAIL = 5e-6        # s, the run ends this long after the last read starts (read + 1 us of quiet)
-FIRST_STEP_DIVISOR = 1e4    # first time step: the last read's start over this
-MAX_STEP_DIVISOR = 100       # largest time step: the last read's start over this
+T_REFERENCE = 1e-5  # s, start of the reference read (G(0)), before any relaxation shows
+READ_RISE = 1e-6  # s, rise (and fall) of every read
+READ_PLATEAU = 2e-6  # s, flat top of every read; G is sampled at its middle
+RUN_TAIL = 5e-6  # s, the run ends this long after the last read starts (read + 1 us of quiet)
+FIRST_STEP_DIVISOR = 1e4  # first time step: the last read's start over this
+MAX_STEP_DIVISOR = 100  # largest time step: the last read's start over this
 
 # offsets of a read's corners from its start (summed once, so every read has the same shape)
 _PLATEAU_START = READ_RISE
@@ -41,8 +42,13 @@ RELAX_START = T_REFERENCE + _READ_END
 def relaxing_device(model_params: Mapping[str, float]) -> Device:
     """The built-in model (1R) with the post-programming relaxation source: its cells take
     ``relax`` (nm), ``relax_t0`` and ``relax_tau`` (s) besides the usual instance parameters."""
-    return Device("rram", rram_subckt(dict(model_params), relaxation=True),
-                  tuple(model_params) + INSTANCE_PARAMS + RELAX_PARAMS, "1R", controls=True)
+    return Device(
+        "rram",
+        rram_subckt(dict(model_params), relaxation=True),
+        tuple(model_params) + INSTANCE_PARAMS + RELAX_PARAMS,
+        "1R",
+        controls=True,
+    )
 
 
 def retention_times(t_max: float) -> np.ndarray:
@@ -60,8 +66,13 @@ def sample_times(times: Sequence[float]) -> np.ndarray:
     return read_starts(times) + _SAMPLE
 
 
-def retention_deck(device: Device, cell_params: Sequence[Mapping[str, float]], times: Sequence[float],
-                   read_voltage: float, extra_options: str = "") -> str:
+def retention_deck(
+    device: Device,
+    cell_params: Sequence[Mapping[str, float]],
+    times: Sequence[float],
+    read_voltage: float,
+    extra_options: str = "",
+) -> str:
     """Cells of ``cell_params`` (each with its own state ``x0``) read at ``times``.
 
     Only the cells' two terminals are driven: the built-in model's control ports are
@@ -72,8 +83,13 @@ def retention_deck(device: Device, cell_params: Sequence[Mapping[str, float]], t
     pwl = [(0.0, 0.0)]
     for ts in read_starts(times):
         pwl += [(ts, 0.0), (ts + _PLATEAU_START, vr), (ts + _PLATEAU_END, vr), (ts + _READ_END, 0.0)]
-    lines = ["* rramsim retention", OPTIONS, extra_options, device.header(),
-             "Vd d 0 pwl(" + " ".join(f"{number(t, 'time')} {number(v, 'v')}" for t, v in pwl) + ")"]
+    lines = [
+        "* rramsim retention",
+        OPTIONS,
+        extra_options,
+        device.header(),
+        "Vd d 0 pwl(" + " ".join(f"{number(t, 'time')} {number(v, 'v')}" for t, v in pwl) + ")",
+    ]
     for k, p in enumerate(cell_params):
         lines += [f"Vs{k} d t{k} dc 0", device.instance(f"c{k}", f"t{k}", p, c2c_node="0", noise_node="0")]
     lines += [".save time " + " ".join(f"i(vs{k})" for k in range(len(cell_params))), ".end"]

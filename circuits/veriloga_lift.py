@@ -45,6 +45,7 @@ Other rewrites, each reported:
 Line numbers are kept (nothing inserted holds a line break), so the compiler's messages
 point at the user's lines. Pure text: this module imports nothing of rramsim.
 """
+
 from __future__ import annotations
 
 import re
@@ -61,7 +62,7 @@ class LiftError(ValueError):
 class Rewrite:
     """One rewrite: its rule, what it applied to, the (first) line, and what it did."""
 
-    rule: str        # "lift-state", "idt-initial-condition", "range", "random"
+    rule: str  # "lift-state", "idt-initial-condition", "range", "random"
     name: str
     line: int
     detail: str
@@ -85,9 +86,34 @@ class Lifted:
 _TOKENS = re.compile(r'"(?:\\.|[^"\\\n])*"|//[^\n]*|/\*.*?\*/', re.DOTALL)
 
 #: Names a clamp statement may use besides parameters and lifted variables.
-_PURE = {"if", "else", "begin", "end", "min", "max", "abs", "exp", "ln", "log", "sqrt", "pow", "limexp",
-         "floor", "ceil", "sin", "cos", "tan", "asin", "acos", "atan", "atan2", "sinh", "cosh", "tanh",
-         "hypot"}
+_PURE = {
+    "if",
+    "else",
+    "begin",
+    "end",
+    "min",
+    "max",
+    "abs",
+    "exp",
+    "ln",
+    "log",
+    "sqrt",
+    "pow",
+    "limexp",
+    "floor",
+    "ceil",
+    "sin",
+    "cos",
+    "tan",
+    "asin",
+    "acos",
+    "atan",
+    "atan2",
+    "sinh",
+    "cosh",
+    "tanh",
+    "hypot",
+}
 _IDENT = re.compile(r"(?<![\w`$.])([A-Za-z_]\w*)")
 
 
@@ -191,8 +217,9 @@ def _declared(body: str, kinds: str) -> dict[str, str]:
     for decl in re.finditer(rf"(?<![\w.])(?:{kinds})\b([^;]*);", body):
         text = re.sub(r"^\s*(?:real|integer|string)\b", "", decl.group(1))
         for item in split_top(text):
-            m = re.match(r"\s*([A-Za-z_]\w*)\s*(?:\[[^\]]*\])?\s*(?:=\s*(.*?))?\s*(?:\b(?:from|exclude)\b.*)?$",
-                         item, re.DOTALL)
+            m = re.match(
+                r"\s*([A-Za-z_]\w*)\s*(?:\[[^\]]*\])?\s*(?:=\s*(.*?))?\s*(?:\b(?:from|exclude)\b.*)?$", item, re.DOTALL
+            )
             if m:
                 out[m.group(1)] = (m.group(2) or "").strip()
     return out
@@ -214,8 +241,10 @@ def _flat(text: str) -> str:
 
 def _assigned(code: str, start: int, end: int) -> list[tuple[str, int]]:
     """(name, offset) of every assignment target between ``start`` and ``end``."""
-    return [(m.group(1), m.start(1)) for m in
-            re.compile(r"(?<![\w.<>!=$`])([A-Za-z_]\w*)\s*(?:\[[^\]]*\])?\s*=(?!=)").finditer(code, start, end)]
+    return [
+        (m.group(1), m.start(1))
+        for m in re.compile(r"(?<![\w.<>!=$`])([A-Za-z_]\w*)\s*(?:\[[^\]]*\])?\s*=(?!=)").finditer(code, start, end)
+    ]
 
 
 def _unique(name: str, taken: set[str]) -> str:
@@ -237,7 +266,7 @@ def lift(source: str) -> Lifted:
 
     Raises :class:`LiftError` for a construct the rewrites cannot make faithful."""
     rewrites: list[Rewrite] = []
-    for rewrite in (_ranges, _random, _lift_states, _idt_initial_conditions):   # each on the last one's text
+    for rewrite in (_ranges, _random, _lift_states, _idt_initial_conditions):  # each on the last one's text
         code = code_only(source)
         out, last = [], 0
         for start, end, text in sorted(rewrite(code, rewrites)):
@@ -267,8 +296,7 @@ def _lift_states(code: str, rewrites: list) -> list:
 def _lift_module(code: str, start: int, end: int, edits, rewrites, taken: set[str]) -> None:
     body = code[start:end]
     params = set(_declared(body, "parameter|localparam"))
-    variables = _declared(re.sub(r"\b(?:parameter|localparam)\b[^;]*;", lambda m: " " * len(m.group()), body),
-                          "real")
+    variables = _declared(re.sub(r"\b(?:parameter|localparam)\b[^;]*;", lambda m: " " * len(m.group()), body), "real")
     head = re.search(r"\banalog\b(?!\s+function)", body)
     if head is None:
         return
@@ -287,9 +315,9 @@ def _lift_module(code: str, start: int, end: int, edits, rewrites, taken: set[st
             continue
         paren = m.end() - 1
         close = closing(code, paren)
-        if code[close + 1:b].strip() != ";":
+        if code[close + 1 : b].strip() != ";":
             continue
-        args = split_top(code[paren + 1:close])
+        args = split_top(code[paren + 1 : close])
         if len(args) != 2 or not _constant(args[1], params):
             continue
         name = m.group(1)
@@ -314,11 +342,12 @@ def _lift_module(code: str, start: int, end: int, edits, rewrites, taken: set[st
     for name in sorted(lifted, key=lambda n: candidates[n][0]):
         k, expr, ic, first_read = candidates[name]
         node, scale = _unique(f"{name}_lifted", taken), _unique(f"{name}_lifted_scale", taken)
-        others = [i for i in runs[name] if i not in idt_statements]        # the clamps in its run
+        others = [i for i in runs[name] if i not in idt_statements]  # the clamps in its run
         copied += [i for i in others if i not in copied]
         clamps = [i for i in others if name in {n for n, _ in _assigned(code, *tops[i])}]
-        bounds = [rhs for i in clamps for lhs, rhs in _assignments(code, *tops[i]) if lhs == name
-                  and _constant(rhs, params)]
+        bounds = [
+            rhs for i in clamps for lhs, rhs in _assignments(code, *tops[i]) if lhs == name and _constant(rhs, params)
+        ]
         magnitudes = [f"abs({_flat(e)})" for e in [ic, *bounds]]
         s = magnitudes[0]
         for e in magnitudes[1:]:
@@ -326,19 +355,42 @@ def _lift_module(code: str, start: int, end: int, edits, rewrites, taken: set[st
         decl.append(f" electrical {node}; real {scale};")
         prelude.append(f" {scale} = {s}; if ({scale} == 0) {scale} = 1; {name} = V({node}) * {scale};")
         a, b = tops[k]
-        edits.append((a, b, _keep_lines(code[a:b], f"I({node}) <+ V({node}) - idt(({_flat(expr)}) / {scale}, 0)"
-                                        f" - ({_flat(ic)}) / {scale}; {name} = V({node}) * {scale};")))
-        where = (f", and the {len(clamps)} clamp statement{'s' * (len(clamps) != 1)} after it (line"
-                 f"{'s' * (len(clamps) != 1)} {', '.join(str(line_of(code, tops[i][0])) for i in clamps)}) "
-                 "also where the analog block begins") if clamps else ""
-        rewrites.append(Rewrite("lift-state", name, line_of(code, a), (
-            f"'{name} = idt(...)' with '{name}' read before it (line {line_of(code, first_read)}) keeps a state "
-            f"in a variable, which OpenVAF does not keep between evaluations: lifted to the internal node "
-            f"'{node}' ({name} = V({node}) * S, S = max |initial value, clamp bounds| = {_flat(s)}){where}, "
-            f"so reads before the integration see the clamped state")))
-    prelude += [" " + _flat(code[tops[i][0]:tops[i][1]]) for i in sorted(copied)]
+        edits.append(
+            (
+                a,
+                b,
+                _keep_lines(
+                    code[a:b],
+                    f"I({node}) <+ V({node}) - idt(({_flat(expr)}) / {scale}, 0)"
+                    f" - ({_flat(ic)}) / {scale}; {name} = V({node}) * {scale};",
+                ),
+            )
+        )
+        where = (
+            (
+                f", and the {len(clamps)} clamp statement{'s' * (len(clamps) != 1)} after it (line"
+                f"{'s' * (len(clamps) != 1)} {', '.join(str(line_of(code, tops[i][0])) for i in clamps)}) "
+                "also where the analog block begins"
+            )
+            if clamps
+            else ""
+        )
+        rewrites.append(
+            Rewrite(
+                "lift-state",
+                name,
+                line_of(code, a),
+                (
+                    f"'{name} = idt(...)' with '{name}' read before it (line {line_of(code, first_read)}) keeps a state "
+                    f"in a variable, which OpenVAF does not keep between evaluations: lifted to the internal node "
+                    f"'{node}' ({name} = V({node}) * S, S = max |initial value, clamp bounds| = {_flat(s)}){where}, "
+                    f"so reads before the integration see the clamped state"
+                ),
+            )
+        )
+    prelude += [" " + _flat(code[tops[i][0] : tops[i][1]]) for i in sorted(copied)]
     edits.append((inner_start, inner_start, "".join(prelude)))
-    header = re.compile(r"[^;]*;").match(code, start)      # the module header: 'NAME(ports);'
+    header = re.compile(r"[^;]*;").match(code, start)  # the module header: 'NAME(ports);'
     edits.append((header.end(), header.end(), "".join(decl)))
 
 
@@ -348,7 +400,7 @@ def _assignments(code: str, a: int, b: int) -> list[tuple[str, str]]:
     for name, off in _assigned(code, a, b):
         eq = code.index("=", off)
         semi = code.find(";", eq, b)
-        out.append((name, code[eq + 1:semi if semi >= 0 else b].strip()))
+        out.append((name, code[eq + 1 : semi if semi >= 0 else b].strip()))
     return out
 
 
@@ -389,16 +441,24 @@ def _ranges(code: str, rewrites: list) -> list:
     for decl in re.finditer(r"\bparameter\b[^;]*;", code):
         for m in re.finditer(r"\b(?:from|exclude)\s*([\[(])", decl.group()):
             open_ = decl.start() + m.end() - 1
-            inside = code[open_ + 1:closing(code, open_)]
+            inside = code[open_ + 1 : closing(code, open_)]
             parts = split_top(inside)
             if ":" not in inside and len(parts) == 2:
                 comma = open_ + 1 + len(parts[0])
                 edits.append((comma, comma + 1, ":"))
                 lines.append(line_of(code, comma))
     if lines:
-        rewrites.append(Rewrite("range", "from[a, b]", lines[0], (
-            f"HSPICE parameter range{'s' * (len(lines) > 1)} 'from[a, b]' ({_lines(lines)}) read as the standard "
-            "'from[a:b]'")))
+        rewrites.append(
+            Rewrite(
+                "range",
+                "from[a, b]",
+                lines[0],
+                (
+                    f"HSPICE parameter range{'s' * (len(lines) > 1)} 'from[a, b]' ({_lines(lines)}) read as the standard "
+                    "'from[a:b]'"
+                ),
+            )
+        )
     return edits
 
 
@@ -410,24 +470,37 @@ def _random(code: str, rewrites: list) -> list:
         end, value = m.end(), "0"
         if paren is not None:
             close = closing(code, paren.end() - 1)
-            args = split_top(code[paren.end():close])
+            args = split_top(code[paren.end() : close])
             end = close + 1
             if what != "random":
                 if len(args) != 3:
-                    raise LiftError(f"line {line}: ${what} takes (seed, a, b), here {len(args)} argument"
-                                    f"{'s' * (len(args) != 1)}: rramsim replaces it by a constant (OpenVAF has no "
-                                    "random numbers) and cannot here")
-                value = f"({_flat(args[1])})" if what == "rdist_normal" else \
-                    f"((({_flat(args[1])}) + ({_flat(args[2])})) / 2)"
+                    raise LiftError(
+                        f"line {line}: ${what} takes (seed, a, b), here {len(args)} argument"
+                        f"{'s' * (len(args) != 1)}: rramsim replaces it by a constant (OpenVAF has no "
+                        "random numbers) and cannot here"
+                    )
+                value = (
+                    f"({_flat(args[1])})"
+                    if what == "rdist_normal"
+                    else f"((({_flat(args[1])}) + ({_flat(args[2])})) / 2)"
+                )
         elif what != "random":
             raise LiftError(f"line {line}: ${what} without arguments")
-        edits.append((m.start(), end, _keep_lines(code[m.start():end], value)))
+        edits.append((m.start(), end, _keep_lines(code[m.start() : end], value)))
         found.setdefault(what, []).append(line)
     reads = {"rdist_normal": "its mean", "rdist_uniform": "the middle of its range", "random": "0"}
     for what, lines in found.items():
-        rewrites.append(Rewrite("random", f"${what}", lines[0], (
-            f"${what} ({_lines(lines)}) reads {reads[what]}: OpenVAF has no random numbers, so the module's own "
-            "random variation is off (--vary spreads module parameters from device to device)")))
+        rewrites.append(
+            Rewrite(
+                "random",
+                f"${what}",
+                lines[0],
+                (
+                    f"${what} ({_lines(lines)}) reads {reads[what]}: OpenVAF has no random numbers, so the module's own "
+                    "random variation is off (--vary spreads module parameters from device to device)"
+                ),
+            )
+        )
     return edits
 
 
@@ -438,27 +511,39 @@ def _idt_initial_conditions(code: str, rewrites: list) -> list:
         for m in re.compile(r"(?<![\w$`])idt\s*\(").finditer(code, start, end):
             paren = m.end() - 1
             close = closing(code, paren)
-            args = split_top(code[paren + 1:close])
+            args = split_top(code[paren + 1 : close])
             if len(args) < 2 or re.fullmatch(r"\s*0*\.?0*(?:[eE][+-]?\d+)?\s*", args[1]):
                 continue
             line = line_of(code, m.start())
             if len(args) > 2:
-                raise LiftError(f"line {line}: idt with {len(args)} arguments (an assert or a tolerance) and an "
-                                "initial condition: OpenVAF with ngspice drops an integral's initial condition "
-                                "after the operating point, and rramsim rewrites only idt(EXPR, IC); write "
-                                "idt(EXPR, 0) + IC")
+                raise LiftError(
+                    f"line {line}: idt with {len(args)} arguments (an assert or a tolerance) and an "
+                    "initial condition: OpenVAF with ngspice drops an integral's initial condition "
+                    "after the operating point, and rramsim rewrites only idt(EXPR, IC); write "
+                    "idt(EXPR, 0) + IC"
+                )
             if not _constant(args[1], params):
-                raise LiftError(f"line {line}: idt(..., {_flat(args[1])}) has an initial condition that is not "
-                                "constant (only parameters and numbers are): OpenVAF with ngspice drops an "
-                                "integral's initial condition after the operating point, and rramsim can rewrite "
-                                "only a constant one as idt(EXPR, 0) + IC")
+                raise LiftError(
+                    f"line {line}: idt(..., {_flat(args[1])}) has an initial condition that is not "
+                    "constant (only parameters and numbers are): OpenVAF with ngspice drops an "
+                    "integral's initial condition after the operating point, and rramsim can rewrite "
+                    "only a constant one as idt(EXPR, 0) + IC"
+                )
             comma = paren + 1 + len(args[0])
             edits.append((m.start(), m.start(), "("))
-            edits.append((comma + 1, close + 1, _keep_lines(code[comma + 1:close + 1], f" 0) + ({_flat(args[1])}))")))
+            edits.append((comma + 1, close + 1, _keep_lines(code[comma + 1 : close + 1], f" 0) + ({_flat(args[1])}))")))
             lines.append(line)
     if lines:
-        rewrites.append(Rewrite("idt-initial-condition", "idt", lines[0], (
-            f"idt(EXPR, IC) ({_lines(lines)}) written (idt(EXPR, 0) + (IC)): OpenVAF with ngspice starts an "
-            "integral from its initial condition at the operating point, but from 0 from the first time step on "
-            "(and throughout under uic)")))
+        rewrites.append(
+            Rewrite(
+                "idt-initial-condition",
+                "idt",
+                lines[0],
+                (
+                    f"idt(EXPR, IC) ({_lines(lines)}) written (idt(EXPR, 0) + (IC)): OpenVAF with ngspice starts an "
+                    "integral from its initial condition at the operating point, but from 0 from the first time step on "
+                    "(and throughout under uic)"
+                ),
+            )
+        )
     return edits

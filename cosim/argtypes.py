@@ -1,4 +1,5 @@
 """argparse types shared by the ``rramsim`` commands: clear messages, validated numbers."""
+
 from __future__ import annotations
 
 import argparse
@@ -8,8 +9,9 @@ import numpy as np
 
 def targets(text: str) -> np.ndarray:
     from rramsim.circuits.render import parse_number
+
     try:
-        if ":" in text:           # lo:hi:count, e.g. 10u:80u:8
+        if ":" in text:  # lo:hi:count, e.g. 10u:80u:8
             lo, hi, count = text.split(":")
             return np.linspace(parse_number(lo, "targets"), parse_number(hi, "targets"), int(count))
         return np.array([parse_number(t, "targets") for t in text.split(",")])
@@ -29,6 +31,7 @@ def positive_int(text: str) -> int:
 
 def number(text: str) -> float:
     from rramsim.circuits.render import parse_number
+
     try:
         return parse_number(text, "value")
     except ValueError as exc:

@@ -8,6 +8,7 @@ per transient was fastest here), and the batches go to any
 draws from (seed, batch), so the table depends only on the seed and batch size, never on
 which worker ran what or in what order.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -35,31 +36,29 @@ class CampaignResult:
     """Raw outcome of a campaign, devices in order."""
 
     targets: np.ndarray
-    g_final: np.ndarray        # [L, N]
+    g_final: np.ndarray  # [L, N]
     pulses: np.ndarray
     energy: np.ndarray
     time: np.ndarray
     converged: np.ndarray
-    amplitudes: list           # per device: signed amplitude of every pulse period
-    reads: list                # per device: verify-read G after every period
-    level_end: np.ndarray      # [L, N]
+    amplitudes: list  # per device: signed amplitude of every pulse period
+    reads: list  # per device: verify-read G after every period
+    level_end: np.ndarray  # [L, N]
     cell_params: list
     retries: int = 0
-    gates: list = field(default_factory=list)     # per device: word-line voltage of every pulse period
-    widths: list = field(default_factory=list)    # per device: pulse width of every period
+    gates: list = field(default_factory=list)  # per device: word-line voltage of every pulse period
+    widths: list = field(default_factory=list)  # per device: pulse width of every period
 
 
-def device_params(model: CompactModel | None, variability: Variability, n_devices: int,
-                  seed: int) -> list[dict | None]:
+def device_params(model: CompactModel | None, variability: Variability, n_devices: int, seed: int) -> list[dict | None]:
     """Instance parameters of each device. A user's subcircuit gets only its varied
     parameters (``--vary``), or None: run as written."""
     if model is None:
-        if variability.nominal is None:      # no spread declared for this device
+        if variability.nominal is None:  # no spread declared for this device
             return [None] * n_devices
         return variability.device_overrides(n_devices, seed)
     extra = {"c2c": variability.c2c, "x0": model.g_max}
-    return [dict(variability.sample(model, 1, np.random.default_rng([seed, i]))[0], **extra)
-            for i in range(n_devices)]
+    return [dict(variability.sample(model, 1, np.random.default_rng([seed, i]))[0], **extra) for i in range(n_devices)]
 
 
 def c2c_seed(seed: int, device: int) -> list[int]:
@@ -67,13 +66,22 @@ def c2c_seed(seed: int, device: int) -> list[int]:
     return [seed, device, 0xC2C]
 
 
-def make_batches(device: Device, cell_params: Sequence, targets: np.ndarray, scheme: WriteVerifyScheme,
-                 seed: int, batch_size: int) -> list[BatchSpec]:
+def make_batches(
+    device: Device, cell_params: Sequence, targets: np.ndarray, scheme: WriteVerifyScheme, seed: int, batch_size: int
+) -> list[BatchSpec]:
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    return [BatchSpec(b, device, list(cell_params[start:start + batch_size]), np.asarray(targets), scheme,
-                      [c2c_seed(seed, i) for i in range(start, start + len(cell_params[start:start + batch_size]))])
-            for b, start in enumerate(range(0, len(cell_params), batch_size))]
+    return [
+        BatchSpec(
+            b,
+            device,
+            list(cell_params[start : start + batch_size]),
+            np.asarray(targets),
+            scheme,
+            [c2c_seed(seed, i) for i in range(start, start + len(cell_params[start : start + batch_size]))],
+        )
+        for b, start in enumerate(range(0, len(cell_params), batch_size))
+    ]
 
 
 def default_executor(workers: int | None = None) -> ProcessPoolExecutor:
@@ -82,10 +90,19 @@ def default_executor(workers: int | None = None) -> ProcessPoolExecutor:
     return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"))
 
 
-def run_campaign(device: Device, cell_params: Sequence, targets: np.ndarray, scheme: WriteVerifyScheme,
-                 seed: int, batch_size: int = 40, executor: Executor | None = None, workers: int | None = None,
-                 progress: bool = True, checkpoint: str | os.PathLike | None = None,
-                 resume: bool = False) -> CampaignResult:
+def run_campaign(
+    device: Device,
+    cell_params: Sequence,
+    targets: np.ndarray,
+    scheme: WriteVerifyScheme,
+    seed: int,
+    batch_size: int = 40,
+    executor: Executor | None = None,
+    workers: int | None = None,
+    progress: bool = True,
+    checkpoint: str | os.PathLike | None = None,
+    resume: bool = False,
+) -> CampaignResult:
     """Program every device to every target; batches run on ``executor`` (default: processes).
 
     With ``checkpoint`` (a folder), every finished batch is written there durably as it
@@ -109,8 +126,13 @@ def run_campaign(device: Device, cell_params: Sequence, targets: np.ndarray, sch
             store.save(res)
 
     own = executor is None and (workers or 2) > 1 and len(todo) > 1
-    bar = tqdm(total=len(cell_params), unit="device", desc="write-verify", disable=not progress,
-               initial=sum(len(b.cell_params) for b in batches if b.index in results))
+    bar = tqdm(
+        total=len(cell_params),
+        unit="device",
+        desc="write-verify",
+        disable=not progress,
+        initial=sum(len(b.cell_params) for b in batches if b.index in results),
+    )
     try:
         if executor is None and not own:
             for spec in todo:
@@ -124,9 +146,12 @@ def run_campaign(device: Device, cell_params: Sequence, targets: np.ndarray, sch
                     try:
                         res = fut.result()
                     except BrokenExecutor as exc:
-                        raise SimulationError(f"write-verify batch {futures[fut].index}", "a worker process died "
-                                              f"while simulating ({exc}): ngspice crashed on this device; run with "
-                                              "--workers 1 to see ngspice's message") from None
+                        raise SimulationError(
+                            f"write-verify batch {futures[fut].index}",
+                            "a worker process died "
+                            f"while simulating ({exc}): ngspice crashed on this device; run with "
+                            "--workers 1 to see ngspice's message",
+                        ) from None
                     finished(res)
                     bar.update(len(futures[fut].cell_params))
             finally:
@@ -134,7 +159,7 @@ def run_campaign(device: Device, cell_params: Sequence, targets: np.ndarray, sch
                     pool.shutdown(cancel_futures=True)
     except BaseException:
         if store:
-            store.discard_if_empty()      # nothing finished: leave no checkpoint folder behind
+            store.discard_if_empty()  # nothing finished: leave no checkpoint folder behind
         raise
     finally:
         bar.close()
@@ -158,11 +183,15 @@ class BatchStore:
         stamp = self.folder / "campaign.sha256"
         if self.folder.exists() and any(self.folder.glob("batch-*.pkl")):
             if not resume:
-                raise ValueError(f"{self.folder} holds finished batches of an interrupted campaign: pass "
-                                 "--resume to continue it, or delete the folder to start again")
+                raise ValueError(
+                    f"{self.folder} holds finished batches of an interrupted campaign: pass "
+                    "--resume to continue it, or delete the folder to start again"
+                )
             if not stamp.is_file() or stamp.read_text().strip() != digest:
-                raise ValueError(f"{self.folder} belongs to a different campaign (other devices, seed, targets, "
-                                 "scheme or batch size); delete it or rerun with the original settings")
+                raise ValueError(
+                    f"{self.folder} belongs to a different campaign (other devices, seed, targets, "
+                    "scheme or batch size); delete it or rerun with the original settings"
+                )
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
             atomic_write(stamp, digest, fsync=True)
@@ -175,7 +204,7 @@ class BatchStore:
             try:
                 with open(path, "rb") as f:
                     res = pickle.load(f)
-            except Exception:          # a torn file cannot be: writes are atomic; skip anything odd
+            except Exception:  # a torn file cannot be: writes are atomic; skip anything odd
                 continue
             out[res.index] = res
         return out
@@ -184,8 +213,10 @@ class BatchStore:
         try:
             atomic_write(self.folder / f"batch-{res.index:06d}.pkl", pickle.dumps(res), fsync=True)
         except OSError as exc:
-            raise ValueError(f"cannot save finished batch {res.index} in {self.folder}: "
-                             f"{exc.strerror or exc} (the batches saved so far are kept)") from None
+            raise ValueError(
+                f"cannot save finished batch {res.index} in {self.folder}: "
+                f"{exc.strerror or exc} (the batches saved so far are kept)"
+            ) from None
 
     def discard_if_empty(self) -> None:
         """Remove the folder when it holds no finished batch (a campaign that failed early)."""
@@ -197,8 +228,17 @@ def merge(results: dict[int, BatchResult], targets: np.ndarray, cell_params: Seq
     order = [results[i] for i in sorted(results)]
     cat = lambda name: np.concatenate([getattr(r, name) for r in order], axis=1)  # noqa: E731
     return CampaignResult(
-        targets=np.asarray(targets, float), g_final=cat("g_final"), pulses=cat("pulses"), energy=cat("energy"),
-        time=cat("time"), converged=cat("converged"), level_end=cat("level_end"),
-        amplitudes=[a for r in order for a in r.amplitudes], reads=[g for r in order for g in r.reads],
-        cell_params=list(cell_params), retries=sum(r.retries for r in order),
-        gates=[x for r in order for x in getattr(r, "gates", [])], widths=[x for r in order for x in getattr(r, "widths", [])])
+        targets=np.asarray(targets, float),
+        g_final=cat("g_final"),
+        pulses=cat("pulses"),
+        energy=cat("energy"),
+        time=cat("time"),
+        converged=cat("converged"),
+        level_end=cat("level_end"),
+        amplitudes=[a for r in order for a in r.amplitudes],
+        reads=[g for r in order for g in r.reads],
+        cell_params=list(cell_params),
+        retries=sum(r.retries for r in order),
+        gates=[x for r in order for x in getattr(r, "gates", [])],
+        widths=[x for r in order for x in getattr(r, "widths", [])],
+    )

@@ -11,6 +11,7 @@ Steps (each a real ngspice run):
    with device-to-device relaxation rates, read at log-spaced times up to ``retention_time``;
 4. fitting (:mod:`rramsim.cosim.fitting`) into the table.
 """
+
 from __future__ import annotations
 
 import datetime
@@ -23,8 +24,14 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from rramsim import __version__
-from rramsim.circuits.retention import (RELAX_START, relaxing_device, retention_analysis, retention_deck,
-                                        retention_times, sample_times)
+from rramsim.circuits.retention import (
+    RELAX_START,
+    relaxing_device,
+    retention_analysis,
+    retention_deck,
+    retention_times,
+    sample_times,
+)
 from rramsim.circuits.testbenches import Device, builtin_device, iv_sweep_deck, pulse_train_deck
 from rramsim.cosim.campaign import CampaignResult, device_params, run_campaign
 from rramsim.cosim.fitting import fit_table
@@ -47,24 +54,27 @@ class Characterization:
     seed: int = 0
     batch_size: int = 40
     iv_points: int = 21
-    retention_time: float = 1e5      # s; 0 skips retention
+    retention_time: float = 1e5  # s; 0 skips retention
     retention_devices: int = 8
-    sweep_voltage: float = 1.3       # V, amplitude of the quasi-static SET/RESET sweep
-    sweep_time: float = 4e-6         # s, duration of that sweep
-    probe: dict = field(default_factory=dict)   # what the probe found (recorded in the table)
+    sweep_voltage: float = 1.3  # V, amplitude of the quasi-static SET/RESET sweep
+    sweep_time: float = 4e-6  # s, duration of that sweep
+    probe: dict = field(default_factory=dict)  # what the probe found (recorded in the table)
 
     def __post_init__(self) -> None:
         self.targets = np.asarray(self.targets, dtype=float)
         if self.n_devices < 1:
             raise ValueError(f"n_devices must be >= 1, got {self.n_devices}")
-        if self.targets.ndim != 1 or self.targets.size < 1 or np.any(self.targets <= 0) \
-                or np.any(np.diff(self.targets) <= 0):
+        if (
+            self.targets.ndim != 1
+            or self.targets.size < 1
+            or np.any(self.targets <= 0)
+            or np.any(np.diff(self.targets) <= 0)
+        ):
             raise ValueError("targets must be positive conductances in strictly increasing order")
         if self.iv_points < 3:
             raise ValueError(f"iv_points must be >= 3, got {self.iv_points}")
         if self.scheme.gate_control and self.device.cell != "1T1R":
-            raise ValueError(f"the {self.scheme.name} scheme steps the word line of a 1T1R cell: "
-                             "use --cell 1T1R")
+            raise ValueError(f"the {self.scheme.name} scheme steps the word line of a 1T1R cell: use --cell 1T1R")
         if not (self.sweep_voltage > 0 and self.sweep_time > 0):
             raise ValueError("sweep_voltage and sweep_time must be > 0")
 
@@ -73,9 +83,15 @@ class Characterization:
         return cls(device=builtin_device(model.params(), cell), model=model, **kw)
 
 
-def characterize(spec: Characterization, executor: Executor | None = None, workers: int | None = None,
-                 progress: bool = True, command: str | None = None, checkpoint=None,
-                 resume: bool = False) -> DeviceTable:
+def characterize(
+    spec: Characterization,
+    executor: Executor | None = None,
+    workers: int | None = None,
+    progress: bool = True,
+    command: str | None = None,
+    checkpoint=None,
+    resume: bool = False,
+) -> DeviceTable:
     """Run every bench of ``spec`` and fit the table.
 
     ``checkpoint``: a folder where finished write-verify batches are kept as they arrive
@@ -83,12 +99,23 @@ def characterize(spec: Characterization, executor: Executor | None = None, worke
     """
     started = _time.time()
     cells = device_params(spec.model, spec.variability, spec.n_devices, spec.seed)
-    campaign = run_campaign(spec.device, cells, spec.targets, spec.scheme, spec.seed, spec.batch_size,
-                            executor=executor, workers=workers, progress=progress, checkpoint=checkpoint,
-                            resume=resume)
+    campaign = run_campaign(
+        spec.device,
+        cells,
+        spec.targets,
+        spec.scheme,
+        spec.seed,
+        spec.batch_size,
+        executor=executor,
+        workers=workers,
+        progress=progress,
+        checkpoint=checkpoint,
+        resume=resume,
+    )
     from rramsim.cosim.device_checks import check_device_switches, check_levels_reached
-    check_device_switches(campaign, spec.device)     # no table of a device that never switched
-    check_levels_reached(campaign, spec.device)      # ... nor of one on which no target was reached
+
+    check_device_switches(campaign, spec.device)  # no table of a device that never switched
+    check_levels_reached(campaign, spec.device)  # ... nor of one on which no target was reached
     read_g, read_sigma, iv_v, iv_current = measure_levels(spec)
     retention = measure_retention(spec) if spec.model is not None and spec.retention_time > 0 else None
     sweep = iv_sweep(spec.device, spec.sweep_voltage, spec.sweep_time, params=nominal_params(spec))
@@ -102,14 +129,28 @@ def characterize(spec: Characterization, executor: Executor | None = None, worke
         "command": command or " ".join(shlex.quote(a) for a in sys.argv),
         "runtime_s": round(_time.time() - started, 2),
     }
-    if spec.device.notes:       # the user's source was rewritten before it was compiled: say how
+    if spec.device.notes:  # the user's source was rewritten before it was compiled: say how
         provenance["source_rewrites"] = "\n".join(spec.device.notes)
     model = spec.model.params() if spec.model is not None else {}
     model = {"name": spec.model.name if spec.model else spec.device.subckt, "cell": spec.device.cell, **model}
-    return fit_table(campaign, spec.scheme, read_g, read_sigma, iv_v, iv_current, retention,
-                     model=model, variability=spec.variability.to_dict(), model_netlist=spec.device.definition,
-                     programming_netlist=_programming_netlist(spec, cells), provenance=provenance,
-                     sweep_v=sweep["v"], sweep_current=sweep["i"], probe=dict(spec.probe), **traces(campaign))
+    return fit_table(
+        campaign,
+        spec.scheme,
+        read_g,
+        read_sigma,
+        iv_v,
+        iv_current,
+        retention,
+        model=model,
+        variability=spec.variability.to_dict(),
+        model_netlist=spec.device.definition,
+        programming_netlist=_programming_netlist(spec, cells),
+        provenance=provenance,
+        sweep_v=sweep["v"],
+        sweep_current=sweep["i"],
+        probe=dict(spec.probe),
+        **traces(campaign),
+    )
 
 
 def traces(c: CampaignResult, devices: int = 8) -> dict[str, np.ndarray]:
@@ -118,18 +159,20 @@ def traces(c: CampaignResult, devices: int = 8) -> dict[str, np.ndarray]:
     n = min(devices, len(c.reads))
     length = np.array([len(c.reads[d]) for d in range(n)], dtype=np.int32)
     rows = {"amplitude": c.amplitudes, "g": c.reads, "gate": c.gates, "width": c.widths}
-    rows = {k: v for k, v in rows.items() if len(v) == len(c.reads)}   # batches kept by an older rramsim lack some
+    rows = {k: v for k, v in rows.items() if len(v) == len(c.reads)}  # batches kept by an older rramsim lack some
     out = {name: np.zeros((n, length.max())) for name in rows}
     for d in range(n):
         for name, row in rows.items():
-            out[name][d, :length[d]] = row[d]
+            out[name][d, : length[d]] = row[d]
     return {**{f"trace_{k}": v for k, v in out.items()}, "trace_length": length}
 
 
 def _programming_netlist(spec: Characterization, cells: list) -> str:
     from rramsim.circuits.testbenches import write_verify_deck
-    return write_verify_deck(spec.device, cells[:1], timing(spec.scheme), first=[spec.scheme.erase_pulse()],
-                             gates=spec.scheme.gate_control)
+
+    return write_verify_deck(
+        spec.device, cells[:1], timing(spec.scheme), first=[spec.scheme.erase_pulse()], gates=spec.scheme.gate_control
+    )
 
 
 def nominal_params(spec: Characterization, **extra) -> dict | None:
@@ -142,8 +185,19 @@ def measure_levels(spec: Characterization):
     """Read conductance, read noise and I-V of every level, measured on the nominal device
     (no variability) in the very state its write-verify reached at that level."""
     iv_v = 1.5 * spec.scheme.read_voltage
-    res = run_batch(BatchSpec(-1, spec.device, [nominal_params(spec)], spec.targets, spec.scheme, [[spec.seed]],
-                              measure=True, iv_voltage=iv_v, iv_points=spec.iv_points))
+    res = run_batch(
+        BatchSpec(
+            -1,
+            spec.device,
+            [nominal_params(spec)],
+            spec.targets,
+            spec.scheme,
+            [[spec.seed]],
+            measure=True,
+            iv_voltage=iv_v,
+            iv_points=spec.iv_points,
+        )
+    )
     return res.g_final[:, 0], res.read_sigma[:, 0], res.iv_v, res.iv_current[:, 0, :]
 
 
@@ -160,6 +214,7 @@ def relaxation_draws(seed: int, levels: int, n: int) -> np.ndarray:
     make that the distribution's spread for any n (random ones would be off by about
     1/sqrt(2n), 25% for 8 cells), while each cell's draw stays random in its order."""
     from scipy.special import ndtri
+
     if n < 2:
         raise ValueError(f"the post-programming relaxation's spread needs at least 2 retention devices, got {n}")
     q = ndtri((np.arange(n) + 0.5) / n)
@@ -192,8 +247,11 @@ def measure_retention(spec: Characterization) -> tuple[np.ndarray, np.ndarray, n
     rng = np.random.default_rng([spec.seed, RETENTION_SEED_SALT])
     sigma = spec.variability.d2d.get("r_ret", 0.0)
     rates = model.r_ret * np.exp(sigma * rng.standard_normal(spec.retention_devices))
-    cells = [dict(model.params(), x0=float(np.clip(g, model.g_min, model.g_max)), r_ret=float(r), noise=0.0)
-             for g in gaps for r in rates]
+    cells = [
+        dict(model.params(), x0=float(np.clip(g, model.g_min, model.g_max)), r_ret=float(r), noise=0.0)
+        for g in gaps
+        for r in rates
+    ]
     if relax.on:
         z = relaxation_draws(spec.seed, len(gaps), spec.retention_devices)
         delta = relax.sigma_gap(np.clip(gaps, model.g_min, model.g_max))[:, None] * z
@@ -201,17 +259,28 @@ def measure_retention(spec: Characterization) -> tuple[np.ndarray, np.ndarray, n
             cell.update(relax=float(d), relax_t0=RELAX_START, relax_tau=relax.tau)
     session = Session.get()
     currents = [f"i(vs{k})" for k in range(len(cells))]
-    out = run_with_retries(lambda options: session.simulate(
-        retention_deck(device, cells, times, vr, options), retention_analysis(times), ["time"] + currents,
-        name="retention"), "retention")
+    out = run_with_retries(
+        lambda options: session.simulate(
+            retention_deck(device, cells, times, vr, options),
+            retention_analysis(times),
+            ["time"] + currents,
+            name="retention",
+        ),
+        "retention",
+    )
     g = np.array([np.interp(sample_times(times), out["time"], out[i]) / vr for i in currents])
     g = g.reshape(len(gaps), len(rates), len(times) + 1)
     ratio = g[:, :, 1:] / g[:, :, :1]
     return times, ratio.mean(axis=1), ratio.std(axis=1)
 
 
-def pulse_read(device: Device, amplitude: float, scheme: Scheme | None = None,
-               params: dict | None = None, width: float | None = None) -> dict[str, float]:
+def pulse_read(
+    device: Device,
+    amplitude: float,
+    scheme: Scheme | None = None,
+    params: dict | None = None,
+    width: float | None = None,
+) -> dict[str, float]:
     """One programming pulse of ``amplitude`` volts (negative: RESET polarity on the first
     port) and ``width`` (default: the scheme's SET width) between two reads.
 
@@ -224,12 +293,18 @@ def pulse_read(device: Device, amplitude: float, scheme: Scheme | None = None,
     deck_reads = {}
 
     def attempt(options: str):
-        deck, reads = pulse_train_deck(device, [params], [(0.0, width), (float(amplitude), width)],
-                                       scheme.read_voltage, options)
+        deck, reads = pulse_train_deck(
+            device, [params], [(0.0, width), (float(amplitude), width)], scheme.read_voltage, options
+        )
         deck_reads["t"] = reads
         step = width / 10
-        return session.simulate(deck, f"tran {step!r} {reads[-1] + 1e-9!r} 0 {step!r} uic",
-                                ["time", "v(d)", "i(vs0)"], name=name, params={"amplitude": amplitude})
+        return session.simulate(
+            deck,
+            f"tran {step!r} {reads[-1] + 1e-9!r} 0 {step!r} uic",
+            ["time", "v(d)", "i(vs0)"],
+            name=name,
+            params={"amplitude": amplitude},
+        )
 
     out = run_with_retries(attempt, name)
     t, v, i = out["time"], out["v(d)"], out["i(vs0)"]
@@ -239,13 +314,21 @@ def pulse_read(device: Device, amplitude: float, scheme: Scheme | None = None,
     return {"g_before": g[0], "g_after": g[1], "energy": float(np.trapezoid(v[during] * i[during], t[during]))}
 
 
-def iv_sweep(device: Device, v_max: float = 1.3, period: float = 4e-6, params: dict | None = None,
-             points: int = 2000) -> dict[str, np.ndarray]:
+def iv_sweep(
+    device: Device, v_max: float = 1.3, period: float = 4e-6, params: dict | None = None, points: int = 2000
+) -> dict[str, np.ndarray]:
     """Quasi-static I-V sweep (SET then RESET): time, voltage and device current."""
     session = Session.get()
-    out = run_with_retries(lambda options: session.simulate(
-        iv_sweep_deck(device, v_max, period, options, params), f"tran {period / points!r} {period!r} uic",
-        ["time", "v(d)", "i(vd)"], name="I-V sweep", params={"v_max": v_max, "period": period}), "I-V sweep")
+    out = run_with_retries(
+        lambda options: session.simulate(
+            iv_sweep_deck(device, v_max, period, options, params),
+            f"tran {period / points!r} {period!r} uic",
+            ["time", "v(d)", "i(vd)"],
+            name="I-V sweep",
+            params={"v_max": v_max, "period": period},
+        ),
+        "I-V sweep",
+    )
     return {"time": out["time"], "v": out["v(d)"], "i": -out["i(vd)"]}
 
 

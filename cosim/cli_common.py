@@ -4,6 +4,7 @@ Exit codes (all commands): 0 success, :data:`EXIT_FAILED` (1) the command failed
 ``rramsim COMMAND: error: ...`` line on stderr; :data:`EXIT_USAGE` (2) the command line
 itself was wrong (argparse's own exit); :data:`EXIT_INTERRUPTED` (130) Ctrl-C.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -11,8 +12,16 @@ import shlex
 import sys
 from pathlib import Path
 
-__all__ = ["EXIT_FAILED", "EXIT_INTERRUPTED", "EXIT_USAGE", "command_line", "dataset_names", "fail",
-           "load_table", "set_threads"]
+__all__ = [
+    "EXIT_FAILED",
+    "EXIT_INTERRUPTED",
+    "EXIT_USAGE",
+    "command_line",
+    "dataset_names",
+    "fail",
+    "load_table",
+    "set_threads",
+]
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
@@ -31,8 +40,11 @@ def command_line(args: argparse.Namespace | None = None) -> str:
         return "rramsim (called from Python)"
     values = {k: v for k, v in sorted(vars(args).items()) if k not in ("argv", "command") and not callable(v)}
     command = getattr(args, "command", None)
-    return (f"rramsim{' ' + command if command else ''} (called from Python: "
-            + ", ".join(f"{k}={v!r}" for k, v in values.items()) + ")")
+    return (
+        f"rramsim{' ' + command if command else ''} (called from Python: "
+        + ", ".join(f"{k}={v!r}" for k, v in values.items())
+        + ")"
+    )
 
 
 def load_table(path: str | None):

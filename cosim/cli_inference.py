@@ -13,6 +13,7 @@ work lives in :mod:`rramsim.models` (training, trials, checkpoints), the figure 
 :mod:`rramsim.cosim.plots`. ``python -m rramsim.cosim.cli_inference ...`` runs them
 stand-alone.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -21,11 +22,18 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from rramsim.cosim.cli_common import (EXIT_INTERRUPTED, command_line, dataset_names, fail, load_table,
-                                      set_threads)
+from rramsim.cosim.cli_common import EXIT_INTERRUPTED, command_line, dataset_names, fail, load_table, set_threads
 
-__all__ = ["add_commands", "main", "cmd_data_fetch", "cmd_train", "cmd_evaluate",
-           "cmd_plot_accuracy", "DEFAULT_CHECKPOINT", "hardware_effects"]
+__all__ = [
+    "add_commands",
+    "main",
+    "cmd_data_fetch",
+    "cmd_train",
+    "cmd_evaluate",
+    "cmd_plot_accuracy",
+    "DEFAULT_CHECKPOINT",
+    "hardware_effects",
+]
 
 
 #: the LeNet-5/MNIST checkpoint shipped with rramsim (package data of rramsim.models, which
@@ -85,10 +93,10 @@ def cmd_train(args: argparse.Namespace) -> int:
             raise ValueError(f"--epochs must be positive, got {args.epochs}")
         if args.fetch:
             data_fetch.ensure(args.dataset)
-        train_loader = data.get_loader(args.dataset, "train", batch_size=args.batch_size,
-                                       subset=args.subset, seed=args.seed)
-        test_loader = data.get_loader(args.dataset, "test", batch_size=1000,
-                                      subset=args.test_subset, seed=args.seed)
+        train_loader = data.get_loader(
+            args.dataset, "train", batch_size=args.batch_size, subset=args.subset, seed=args.seed
+        )
+        test_loader = data.get_loader(args.dataset, "test", batch_size=1000, subset=args.test_subset, seed=args.seed)
         torch.manual_seed(args.seed)
         if args.init:
             model, meta = load_checkpoint(args.init)
@@ -100,15 +108,15 @@ def cmd_train(args: argparse.Namespace) -> int:
         hist = _train(args, model, network, train_loader, test_loader, extra)
         acc = evaluate(model, test_loader)
         extra.update(train_seconds=round(hist.seconds, 1), epochs_done=args.epochs, finished=True)
-        out = save_checkpoint(args.output, model, network, dataset=args.dataset, accuracy=acc,
-                              command=command_line(args), extra=extra)
+        out = save_checkpoint(
+            args.output, model, network, dataset=args.dataset, accuracy=acc, command=command_line(args), extra=extra
+        )
     except (data.DatasetError, ValueError, FileNotFoundError, FloatingPointError) as exc:
         return fail(args, str(exc))
     except KeyboardInterrupt:
         print(f"\ninterrupted; finished epochs (if any) are in {args.output}", file=sys.stderr)
         return EXIT_INTERRUPTED
-    print(f"{network} on {args.dataset}: float test accuracy {100 * acc:.2f} % "
-          f"({hist.seconds:.0f} s); saved {out}")
+    print(f"{network} on {args.dataset}: float test accuracy {100 * acc:.2f} % ({hist.seconds:.0f} s); saved {out}")
     return 0
 
 
@@ -123,8 +131,15 @@ def _train(args, model, network: str, train_loader, test_loader, extra: dict):
         if analog:
             copy_trained_weights(trained, model)
         acc_e = hist.test_accuracy[-1] if hist.test_accuracy else None
-        save_checkpoint(args.output, model, network, dataset=args.dataset, accuracy=acc_e,
-                        command=command_line(args), extra=dict(extra, epochs_done=epoch, finished=False))
+        save_checkpoint(
+            args.output,
+            model,
+            network,
+            dataset=args.dataset,
+            accuracy=acc_e,
+            command=command_line(args),
+            extra=dict(extra, epochs_done=epoch, finished=False),
+        )
 
     common = dict(epochs=args.epochs, lr=args.lr, seed=args.seed, augment_shift=args.shift, progress=not args.quiet)
     if not args.hw_aware:
@@ -158,44 +173,68 @@ def hardware_effects(config, table) -> list[str]:
             stuck = "stuck cells: the table does not record convergence (none from it)"
         else:
             failed = 1 - float(table.converged.mean())
-            stuck = (f"stuck cells: {100 * failed:.3g}% of the table's writes did not converge" if failed
-                     else "stuck cells: none from the table (all its writes converged)")
+            stuck = (
+                f"stuck cells: {100 * failed:.3g}% of the table's writes did not converge"
+                if failed
+                else "stuck cells: none from the table (all its writes converged)"
+            )
         if c.stuck_on or c.stuck_off:
             stuck += f", plus stuck_on {c.stuck_on:g} / stuck_off {c.stuck_off:g} per cell"
         on.append(stuck)
         if getattr(table, "array", None) is not None:
             from rramsim.models.array_effects import describe
+
             on.append(describe(table.array))
         else:
-            off.append("programming inside an array (the table has no /array group: write disturb and "
-                       "position-dependent cost left out; rramsim characterize-array adds it)")
+            off.append(
+                "programming inside an array (the table has no /array group: write disturb and "
+                "position-dependent cost left out; rramsim characterize-array adds it)"
+            )
     if c.read_noise != "off" and not (table.read_sigma > 0).any():
         off.append("read noise (the table has none: its device had no read-noise source)")
     else:
         (off if c.read_noise == "off" else on).append(f"read noise ({c.read_noise})")
-    (on if c.nonlinear_iv else off).append("I-V nonlinearity (table's I-V)" if c.nonlinear_iv
-                                            else "I-V nonlinearity (cells linear, Ohm's law)")
+    (on if c.nonlinear_iv else off).append(
+        "I-V nonlinearity (table's I-V)" if c.nonlinear_iv else "I-V nonlinearity (cells linear, Ohm's law)"
+    )
     (off if c.ir_drop == "off" else on).append(
-        "IR drop" if c.ir_drop == "off" else f"IR drop ({c.ir_drop}, {c.wire_resistance:g} ohm per wire segment"
-        + (", per-programming model of the nonlinear cells: its error against the exact solve is measured at "
-           "programming, per layer in engine.ir_drop_error (~0.01-0.09% of full scale for 32-128-row tiles at "
-           "1 ohm); a layer over 0.1% uses the per-vector solve)" if c.ir_drop == "exact" and c.nonlinear_iv
-           and c.ir_drop_solver == "per_programming" else ")"))
+        "IR drop"
+        if c.ir_drop == "off"
+        else f"IR drop ({c.ir_drop}, {c.wire_resistance:g} ohm per wire segment"
+        + (
+            ", per-programming model of the nonlinear cells: its error against the exact solve is measured at "
+            "programming, per layer in engine.ir_drop_error (~0.01-0.09% of full scale for 32-128-row tiles at "
+            "1 ohm); a layer over 0.1% uses the per-vector solve)"
+            if c.ir_drop == "exact" and c.nonlinear_iv and c.ir_drop_solver == "per_programming"
+            else ")"
+        )
+    )
     if c.drift_time > 0:
-        on.append(f"drift ({c.drift_time:g} s after programming, "
-                  + ("the table's retention data)" if getattr(table, "has_retention", False)
-                     else f"power law nu {c.drift_nu:g} +- {c.drift_nu_std:g})"))
+        on.append(
+            f"drift ({c.drift_time:g} s after programming, "
+            + (
+                "the table's retention data)"
+                if getattr(table, "has_retention", False)
+                else f"power law nu {c.drift_nu:g} +- {c.drift_nu_std:g})"
+            )
+        )
     else:
         off.append("drift (evaluated right after programming)")
     (off if c.dac_bits is None else on).append(
-        "DAC quantization (ideal inputs)" if c.dac_bits is None
-        else f"DAC {c.dac_bits} bits" + (" bit-serial" if c.bit_serial else ""))
+        "DAC quantization (ideal inputs)"
+        if c.dac_bits is None
+        else f"DAC {c.dac_bits} bits" + (" bit-serial" if c.bit_serial else "")
+    )
     (off if c.adc_bits is None else on).append(
-        "ADC quantization (ideal outputs)" if c.adc_bits is None
-        else f"ADC {c.adc_bits} bits, full scale {c.adc_range:g} of a column's worst case")
-    return [f"hardware on:  {'; '.join(on) or 'nothing'}",
-            f"hardware off: {'; '.join(off) or 'nothing'}",
-            f"crossbars: {c.tile_rows}x{c.tile_cols} tiles, mapping {c.mapping}, {c.weight_scaling} weight scaling"]
+        "ADC quantization (ideal outputs)"
+        if c.adc_bits is None
+        else f"ADC {c.adc_bits} bits, full scale {c.adc_range:g} of a column's worst case"
+    )
+    return [
+        f"hardware on:  {'; '.join(on) or 'nothing'}",
+        f"hardware off: {'; '.join(off) or 'nothing'}",
+        f"crossbars: {c.tile_rows}x{c.tile_cols} tiles, mapping {c.mapping}, {c.weight_scaling} weight scaling",
+    ]
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -207,20 +246,25 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         set_threads(args.threads)
         if args.trials <= 0:
             raise ValueError(f"--trials must be positive, got {args.trials}")
-        config = _crossbar_config(args)        # validates --adc-bits and --drift for both simulators
+        config = _crossbar_config(args)  # validates --adc-bits and --drift for both simulators
         model, meta, dataset, loader, table = _test_setup(args)
         if args.simulator == "aihwkit":
             return _evaluate_in_aihwkit(args, config, model, meta, dataset, loader, table)
-        res = evaluate_trials(model, table, config, loader, trials=args.trials,
-                              drift=args.drift, seed=args.seed, progress=not args.quiet)
+        res = evaluate_trials(
+            model, table, config, loader, trials=args.trials, drift=args.drift, seed=args.seed, progress=not args.quiet
+        )
     except (CheckpointError, data.DatasetError, ValueError, FileNotFoundError) as exc:
         return fail(args, str(exc))
     n = len(loader.dataset)
-    print(f"model {meta['network']} ({args.model or DEFAULT_CHECKPOINT}), {dataset} test "
-          f"set ({n} images), {args.trials} programmings, drift {res.drift:g} s"
-          + (f", {args.adc_bits}-bit ADC" if args.adc_bits is not None else ""))
-    print(f"accuracy  {100 * res.mean:.2f} ± {100 * res.std:.2f} %   "
-          f"(float {100 * res.float_accuracy:.2f} %, drop {100 * res.drop:.2f} pp)")
+    print(
+        f"model {meta['network']} ({args.model or DEFAULT_CHECKPOINT}), {dataset} test "
+        f"set ({n} images), {args.trials} programmings, drift {res.drift:g} s"
+        + (f", {args.adc_bits}-bit ADC" if args.adc_bits is not None else "")
+    )
+    print(
+        f"accuracy  {100 * res.mean:.2f} ± {100 * res.std:.2f} %   "
+        f"(float {100 * res.float_accuracy:.2f} %, drop {100 * res.drop:.2f} pp)"
+    )
     print("\n".join(hardware_effects(res.config if res.config is not None else config, table)))
     print(f"\n{res.conversion}")
     print(f"\n{res.cost}")
@@ -236,20 +280,35 @@ def _evaluate_in_aihwkit(args, config, model, meta, dataset, loader, table) -> i
 
     adc_bits, dac_bits = config.adc_bits, config.dac_bits
     try:
-        acc = evaluate_in_aihwkit(model, table, loader, trials=args.trials, drift=config.drift_time,
-                                  seed=args.seed, adc_bits=adc_bits, dac_bits=dac_bits, progress=not args.quiet)
+        acc = evaluate_in_aihwkit(
+            model,
+            table,
+            loader,
+            trials=args.trials,
+            drift=config.drift_time,
+            seed=args.seed,
+            adc_bits=adc_bits,
+            dac_bits=dac_bits,
+            progress=not args.quiet,
+        )
     except (ImportError, ValueError) as exc:
         return fail(args, str(exc))
     float_acc = evaluate(model, loader)
     acc = np.asarray(acc)
     std = acc.std(ddof=1) if acc.size > 1 else 0.0
-    print(f"model {meta['network']} ({args.model or DEFAULT_CHECKPOINT}), {dataset} test set "
-          f"({len(loader.dataset)} images), {args.trials} programmings inside aihwkit, drift {config.drift_time:g} s")
-    print(f"accuracy  {100 * acc.mean():.2f} ± {100 * std:.2f} %   "
-          f"(float {100 * float_acc:.2f} %, drop {100 * (float_acc - acc.mean()):.2f} pp)")
-    print(f"aihwkit TorchInferenceRPUConfig: the table's programming, read noise and retention "
-          f"(rramsim.models.aihwkit_noise), {_bits(dac_bits)} inputs, {_bits(adc_bits)} outputs, column weight scaling per 128-row tile (rramsim: per output), "
-          "128x128 tiles; weight/output noise, IR drop, clipping and drift compensation off")
+    print(
+        f"model {meta['network']} ({args.model or DEFAULT_CHECKPOINT}), {dataset} test set "
+        f"({len(loader.dataset)} images), {args.trials} programmings inside aihwkit, drift {config.drift_time:g} s"
+    )
+    print(
+        f"accuracy  {100 * acc.mean():.2f} ± {100 * std:.2f} %   "
+        f"(float {100 * float_acc:.2f} %, drop {100 * (float_acc - acc.mean()):.2f} pp)"
+    )
+    print(
+        f"aihwkit TorchInferenceRPUConfig: the table's programming, read noise and retention "
+        f"(rramsim.models.aihwkit_noise), {_bits(dac_bits)} inputs, {_bits(adc_bits)} outputs, column weight scaling per 128-row tile (rramsim: per output), "
+        "128x128 tiles; weight/output noise, IR drop, clipping and drift compensation off"
+    )
     return 0
 
 
@@ -286,15 +345,24 @@ def cmd_plot_accuracy(args: argparse.Namespace) -> int:
         drift_res, adc_res = [], []
         for t in args.drifts:
             cfg = _crossbar_config(args, drift_time=float(t))
-            drift_res.append(evaluate_trials(model, table, cfg, loader, trials=args.trials,
-                                             seed=args.seed, progress=not args.quiet))
+            drift_res.append(
+                evaluate_trials(model, table, cfg, loader, trials=args.trials, seed=args.seed, progress=not args.quiet)
+            )
         for b in args.adc_bits_list:
             cfg = _crossbar_config(args, adc_bits=int(b), drift_time=0.0)
-            adc_res.append(evaluate_trials(model, table, cfg, loader, trials=args.trials,
-                                           seed=args.seed, progress=not args.quiet))
+            adc_res.append(
+                evaluate_trials(model, table, cfg, loader, trials=args.trials, seed=args.seed, progress=not args.quiet)
+            )
         float_acc = (drift_res or adc_res)[0].float_accuracy
-        out = plot_accuracy(args.drifts, drift_res, args.adc_bits_list, adc_res, float_acc,
-                            f"{meta['network']} / {dataset}, {args.trials} programmings per point", args.output)
+        out = plot_accuracy(
+            args.drifts,
+            drift_res,
+            args.adc_bits_list,
+            adc_res,
+            float_acc,
+            f"{meta['network']} / {dataset}, {args.trials} programmings per point",
+            args.output,
+        )
     except (CheckpointError, data.DatasetError, ValueError, FileNotFoundError) as exc:
         return fail(args, str(exc))
     for t_, r in zip(args.drifts, drift_res):
@@ -309,21 +377,30 @@ def cmd_plot_accuracy(args: argparse.Namespace) -> int:
 
 
 def _add_common_eval(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", metavar="CKPT", default=None,
-                   help="checkpoint from `rramsim train` (default: the shipped LeNet-5/MNIST)")
-    p.add_argument("--table", metavar="FILE", default=None,
-                   help="DeviceTable HDF5 file (default: the shipped default table)")
-    p.add_argument("--dataset", choices=dataset_names(), default=None,
-                   help="test set (default: the checkpoint's dataset)")
-    p.add_argument("--trials", type=int, default=10, metavar="K",
-                   help="independent programmings (default 10)")
+    p.add_argument(
+        "--model",
+        metavar="CKPT",
+        default=None,
+        help="checkpoint from `rramsim train` (default: the shipped LeNet-5/MNIST)",
+    )
+    p.add_argument(
+        "--table", metavar="FILE", default=None, help="DeviceTable HDF5 file (default: the shipped default table)"
+    )
+    p.add_argument(
+        "--dataset", choices=dataset_names(), default=None, help="test set (default: the checkpoint's dataset)"
+    )
+    p.add_argument("--trials", type=int, default=10, metavar="K", help="independent programmings (default 10)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--subset", type=int, default=None, metavar="N",
-                   help="evaluate on a seeded random N-image subset of the test set")
+    p.add_argument(
+        "--subset",
+        type=int,
+        default=None,
+        metavar="N",
+        help="evaluate on a seeded random N-image subset of the test set",
+    )
     p.add_argument("--batch-size", type=int, default=500)
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    p.add_argument("--no-fetch", dest="fetch", action="store_false",
-                   help="do not fetch a missing dataset")
+    p.add_argument("--no-fetch", dest="fetch", action="store_false", help="do not fetch a missing dataset")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
 
 
@@ -353,6 +430,7 @@ def _test_setup(args):
     dataset = args.dataset or meta.get("dataset") or "mnist"
     if args.fetch:
         from rramsim.cosim import data_fetch
+
         data_fetch.ensure(dataset)
     loader = data.get_loader(dataset, "test", batch_size=args.batch_size, subset=args.subset, seed=args.seed)
     return model, meta, dataset, loader, load_table(args.table)[0]
@@ -360,15 +438,13 @@ def _test_setup(args):
 
 def add_commands(subparsers) -> None:
     """Register ``data``, ``train``, ``evaluate`` and ``plot`` on an argparse subparsers."""
-    from rramsim.models import NETWORK_NAMES      # without torch: the parser stays fast
+    from rramsim.models import NETWORK_NAMES  # without torch: the parser stays fast
 
     # data fetch
     data_sub = _group(subparsers, "data", "datasets (MNIST, Fashion-MNIST)", "data_command")
-    p_fetch = data_sub.add_parser("fetch", help="fetch a dataset into $RRAMSIM_DATA "
-                                  "(default ~/.cache/rramsim)")
+    p_fetch = data_sub.add_parser("fetch", help="fetch a dataset into $RRAMSIM_DATA (default ~/.cache/rramsim)")
     p_fetch.add_argument("dataset", choices=dataset_names())
-    p_fetch.add_argument("--root", default=None, help="data root (default: $RRAMSIM_DATA or "
-                         "~/.cache/rramsim)")
+    p_fetch.add_argument("--root", default=None, help="data root (default: $RRAMSIM_DATA or ~/.cache/rramsim)")
     p_fetch.add_argument("--force", action="store_true", help="fetch it again even when it is there")
     p_fetch.set_defaults(func=cmd_data_fetch)
 
@@ -378,42 +454,46 @@ def add_commands(subparsers) -> None:
     p_train.add_argument("--dataset", default="mnist", choices=dataset_names())
     p_train.add_argument("--epochs", type=int, default=10)
     p_train.add_argument("--batch-size", type=int, default=128)
-    p_train.add_argument("--lr", type=float, default=3e-3, help="peak Adam learning rate "
-                         "(OneCycle schedule)")
-    p_train.add_argument("--shift", type=int, default=2,
-                         help="random translation augmentation in pixels (0: off)")
-    p_train.add_argument("--hw-aware", action="store_true",
-                         help="inject the device table's noise while training")
-    p_train.add_argument("--table", metavar="FILE", default=None,
-                         help="DeviceTable for --hw-aware (default: the shipped table)")
-    p_train.add_argument("--noise", type=float, default=None,
-                         help="with --hw-aware: relative weight noise instead of the crossbar "
-                         "layers (default: train through the converted layers)")
-    p_train.add_argument("--adc-bits", type=int, default=None,
-                         help="with --hw-aware: ADC bits of the crossbar config")
-    p_train.add_argument("--init", metavar="CKPT", default=None,
-                         help="start from this checkpoint (fine-tuning)")
-    p_train.add_argument("--subset", type=int, default=None, metavar="N",
-                         help="train on a seeded random N-image subset")
+    p_train.add_argument("--lr", type=float, default=3e-3, help="peak Adam learning rate (OneCycle schedule)")
+    p_train.add_argument("--shift", type=int, default=2, help="random translation augmentation in pixels (0: off)")
+    p_train.add_argument("--hw-aware", action="store_true", help="inject the device table's noise while training")
+    p_train.add_argument(
+        "--table", metavar="FILE", default=None, help="DeviceTable for --hw-aware (default: the shipped table)"
+    )
+    p_train.add_argument(
+        "--noise",
+        type=float,
+        default=None,
+        help="with --hw-aware: relative weight noise instead of the crossbar "
+        "layers (default: train through the converted layers)",
+    )
+    p_train.add_argument("--adc-bits", type=int, default=None, help="with --hw-aware: ADC bits of the crossbar config")
+    p_train.add_argument("--init", metavar="CKPT", default=None, help="start from this checkpoint (fine-tuning)")
+    p_train.add_argument(
+        "--subset", type=int, default=None, metavar="N", help="train on a seeded random N-image subset"
+    )
     p_train.add_argument("--test-subset", type=int, default=None, metavar="N")
     p_train.add_argument("--seed", type=int, default=0)
     p_train.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    p_train.add_argument("--no-fetch", dest="fetch", action="store_false",
-                         help="do not fetch a missing dataset")
+    p_train.add_argument("--no-fetch", dest="fetch", action="store_false", help="do not fetch a missing dataset")
     p_train.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     p_train.add_argument("-o", "--output", metavar="CKPT", required=True)
     p_train.set_defaults(func=cmd_train, drift=None)
 
     # evaluate
-    p_eval = subparsers.add_parser(
-        "evaluate", help="accuracy over K programmings on crossbars, float accuracy, costs")
+    p_eval = subparsers.add_parser("evaluate", help="accuracy over K programmings on crossbars, float accuracy, costs")
     _add_common_eval(p_eval)
-    p_eval.add_argument("--drift", type=float, default=None, metavar="T",
-                        help="drift time in seconds after programming")
+    p_eval.add_argument(
+        "--drift", type=float, default=None, metavar="T", help="drift time in seconds after programming"
+    )
     p_eval.add_argument("--adc-bits", type=int, default=None, help="ADC resolution")
-    p_eval.add_argument("--simulator", choices=("rramsim", "aihwkit"), default="rramsim",
-                        help="run the network on rramsim's crossbars (default) or inside IBM aihwkit with "
-                             "the table as its device model (needs aihwkit: make aihwkit)")
+    p_eval.add_argument(
+        "--simulator",
+        choices=("rramsim", "aihwkit"),
+        default="rramsim",
+        help="run the network on rramsim's crossbars (default) or inside IBM aihwkit with "
+        "the table as its device model (needs aihwkit: make aihwkit)",
+    )
     p_eval.set_defaults(func=cmd_evaluate)
 
     # plot accuracy
@@ -421,11 +501,19 @@ def add_commands(subparsers) -> None:
     p_acc = plot_sub.add_parser("accuracy", help="accuracy versus drift time and ADC bits (PNG)")
     _add_common_eval(p_acc)
     p_acc.set_defaults(trials=3)
-    p_acc.add_argument("--drifts", type=_floats, default=[0.0, 1e2, 1e4, 1e6, 1e8],
-                       help="comma-separated drift times in s (default 0,1e2,1e4,1e6,1e8)")
-    p_acc.add_argument("--adc-bits", dest="adc_bits_list", type=_ints,
-                       default=[3, 4, 5, 6, 7, 8],
-                       help="comma-separated ADC resolutions (default 3,4,5,6,7,8)")
+    p_acc.add_argument(
+        "--drifts",
+        type=_floats,
+        default=[0.0, 1e2, 1e4, 1e6, 1e8],
+        help="comma-separated drift times in s (default 0,1e2,1e4,1e6,1e8)",
+    )
+    p_acc.add_argument(
+        "--adc-bits",
+        dest="adc_bits_list",
+        type=_ints,
+        default=[3, 4, 5, 6, 7, 8],
+        help="comma-separated ADC resolutions (default 3,4,5,6,7,8)",
+    )
     p_acc.add_argument("-o", "--output", default="accuracy.png", help="PNG file")
     p_acc.set_defaults(func=cmd_plot_accuracy, adc_bits=None, drift=None)
 

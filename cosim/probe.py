@@ -29,6 +29,7 @@ device moves steeply, :meth:`ProbeResult.targets` evenly spaced levels inside th
 thresholds and the time scale. A device that no pulse of either polarity moves is refused:
 its state does not evolve (typically a model that keeps its state in a variable, not a node).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -45,12 +46,12 @@ from rramsim.circuits.testbenches import Device, pulse_train_deck
 from rramsim.cosim.ngspice import DeckLoadError, Session, SimulationError, run_with_retries
 from rramsim.devices.schemes import IGVVA, ISPP, MIN_WIDTH, PulseWidth, Scheme
 
-WIDTHS = (100e-9, 10e-6, 1e-3, 0.1)   # s, pulse widths tried in turn
-MOVED = 0.10                            # relative change of G that counts as switching
-ABRUPT = 0.5                            # share of a ramp's change made by one pulse that makes a device abrupt
-BAND = 0.1                              # log change of G per step a ramp aims at: about a +-5% verify band
-V_GATE = Device.__dataclass_fields__["v_gate"].default        # V, a 1T1R cell's read gate voltage
-W_OVER_L = Device.__dataclass_fields__["w_over_l"].default    # its access transistor's W/L
+WIDTHS = (100e-9, 10e-6, 1e-3, 0.1)  # s, pulse widths tried in turn
+MOVED = 0.10  # relative change of G that counts as switching
+ABRUPT = 0.5  # share of a ramp's change made by one pulse that makes a device abrupt
+BAND = 0.1  # log change of G per step a ramp aims at: about a +-5% verify band
+V_GATE = Device.__dataclass_fields__["v_gate"].default  # V, a 1T1R cell's read gate voltage
+W_OVER_L = Device.__dataclass_fields__["w_over_l"].default  # its access transistor's W/L
 
 
 class ProbeError(ValueError):
@@ -59,24 +60,24 @@ class ProbeError(ValueError):
 
 @dataclass(frozen=True)
 class ProbeResult:
-    polarity: int          # sign of a SET pulse on the first port
-    v_set: float           # V, SET threshold (magnitude) at ``width``
-    v_reset: float         # V, RESET threshold (magnitude) at ``reset_width``
-    v_set_full: float      # V, amplitude by which the SET ramp had done 90% of its change
+    polarity: int  # sign of a SET pulse on the first port
+    v_set: float  # V, SET threshold (magnitude) at ``width``
+    v_reset: float  # V, RESET threshold (magnitude) at ``reset_width``
+    v_set_full: float  # V, amplitude by which the SET ramp had done 90% of its change
     v_reset_full: float
-    width: float           # s, SET pulse width: the shortest width that switched both ways (or a shorter one
-                           # at which an abrupt SET moves gradually)
-    g_off: float           # S, lowest read conductance seen
-    g_on: float            # S, highest
+    width: float  # s, SET pulse width: the shortest width that switched both ways (or a shorter one
+    # at which an abrupt SET moves gradually)
+    g_off: float  # S, lowest read conductance seen
+    g_on: float  # S, highest
     read_voltage: float
-    max_voltage: float     # V, the top of the ramps that ran (lowered where the device failed numerically)
-    note: str = ""         # what the probe had to work around, for the record
-    abrupt_width: float = 0.0   # s, the longer width at which one SET pulse switched most of the window (0: none)
-    reset_width: float = 0.0    # s, RESET pulse width (0: ``width``)
-    g_lo: float = 0.0           # S, where the erase leaves the device (with ``g_hi``; 0: not probed)
-    g_hi: float = 0.0           # S, where the SET runs away at ``width`` (the targets stay below; 0: no runaway)
-    set_slope: float = 0.0      # 1/V, largest change of ln G per volt in an abrupt SET's gradual part (0: not abrupt)
-    reset_slope: float = 0.0    # 1/V, the same of an abrupt RESET, or of any RESET where the SET runs away
+    max_voltage: float  # V, the top of the ramps that ran (lowered where the device failed numerically)
+    note: str = ""  # what the probe had to work around, for the record
+    abrupt_width: float = 0.0  # s, the longer width at which one SET pulse switched most of the window (0: none)
+    reset_width: float = 0.0  # s, RESET pulse width (0: ``width``)
+    g_lo: float = 0.0  # S, where the erase leaves the device (with ``g_hi``; 0: not probed)
+    g_hi: float = 0.0  # S, where the SET runs away at ``width`` (the targets stay below; 0: no runaway)
+    set_slope: float = 0.0  # 1/V, largest change of ln G per volt in an abrupt SET's gradual part (0: not abrupt)
+    reset_slope: float = 0.0  # 1/V, the same of an abrupt RESET, or of any RESET where the SET runs away
 
     def scheme(self, cell: str = "1R", v_gate: float = V_GATE, w_over_l: float = W_OVER_L) -> Scheme:
         """The proposed write-verify scheme for a ``cell`` of this device (see :meth:`why`).
@@ -94,8 +95,15 @@ class ProbeResult:
         reset_start = max(round(max(0.9 * self.v_reset, self.v_reset - 10 * reset_step), 3), 1.5 * vr)
         reset_max = max(round(min(self.v_reset_full, self.max_voltage), 3), reset_start)
         n_reset = (reset_max - reset_start) / reset_step
-        common = dict(read_voltage=vr, polarity=self.polarity, reset_start=reset_start, reset_step=reset_step,
-                      reset_max=reset_max, erase=reset_max, reset_width=self.reset_width or self.width)
+        common = dict(
+            read_voltage=vr,
+            polarity=self.polarity,
+            reset_start=reset_start,
+            reset_step=reset_step,
+            reset_max=reset_max,
+            erase=reset_max,
+            reset_width=self.reset_width or self.width,
+        )
         if self.width <= 1e-6:
             v_start = max(round(max(0.9 * self.v_set, self.v_set - 10 * step), 3), 1.5 * vr)
             v_max = max(round(min(1.2 * self.v_set_full, self.max_voltage), 3), v_start)
@@ -105,8 +113,14 @@ class ProbeResult:
         # fine first widths and a gentle growth: the reachable conductances stay closer than the
         # verify tolerance for devices that move much at the probed width (doubling from width/100
         # left a few fixed states, e.g. a metastable-switch model, 3 of 8 levels)
-        return PulseWidth(v_set=v_set, width_start=max(self.width / 1000, 1e-10), width_factor=1.25,
-                          width_max=min(self.width * 10, 1.0), max_pulses=100, **common)
+        return PulseWidth(
+            v_set=v_set,
+            width_start=max(self.width / 1000, 1e-10),
+            width_factor=1.25,
+            width_max=min(self.width * 10, 1.0),
+            max_pulses=100,
+            **common,
+        )
 
     def _igvva_fits(self) -> bool:
         """IGVVA needs the SET on the bit line's positive side (where the access transistor,
@@ -126,6 +140,7 @@ class ProbeResult:
 
         def gate(current):
             return NMOS["vto"] + math.sqrt(2 * current / beta)
+
         v_bl = round(min(self.v_set_full + 0.5, self.max_voltage), 3)
         vg_start = max(math.floor((gate(self.g_off * self.v_set) - 0.1) / 0.05) * 0.05, NMOS["vto"] + 0.05)
         vg_max = max(math.ceil((gate(self.g_on * self.v_set_full) + 0.2) / 0.05) * 0.05, vg_start + 0.5)
@@ -135,44 +150,73 @@ class ProbeResult:
         reset_start = max(round(0.9 * self.v_reset, 3), 1.5 * vr)
         reset_max = max(round(min(1.2 * self.v_reset_full * divider, self.max_voltage), 3), reset_start)
         reset_step = round(max(0.02 * self.v_reset, (reset_max - reset_start) / 20), 3)
-        return IGVVA(read_voltage=vr, polarity=1, v_set=v_bl, vg_start=round(vg_start, 3), vg_step=vg_step,
-                     vg_max=round(vg_max, 3), vg_reset=round(vg_reset, 3), pulse_width=width, reset_width=width,
-                     reset_start=reset_start, reset_step=reset_step, reset_max=reset_max, erase=reset_max,
-                     max_step=width / 10, max_pulses=int(round((vg_max - vg_start) / vg_step)) + 30)
+        return IGVVA(
+            read_voltage=vr,
+            polarity=1,
+            v_set=v_bl,
+            vg_start=round(vg_start, 3),
+            vg_step=vg_step,
+            vg_max=round(vg_max, 3),
+            vg_reset=round(vg_reset, 3),
+            pulse_width=width,
+            reset_width=width,
+            reset_start=reset_start,
+            reset_step=reset_step,
+            reset_max=reset_max,
+            erase=reset_max,
+            max_step=width / 10,
+            max_pulses=int(round((vg_max - vg_start) / vg_step)) + 30,
+        )
 
     def why(self, cell: str = "1R") -> str:
         """Why :meth:`scheme` proposes what it does."""
         if self.abrupt_width and self.g_hi:
-            fast = (f"one {self.abrupt_width:g} s pulse switches it across most of the window; ISPP runs "
-                    f"{self.width:g} s pulses, whose gradual part is the widest")
+            fast = (
+                f"one {self.abrupt_width:g} s pulse switches it across most of the window; ISPP runs "
+                f"{self.width:g} s pulses, whose gradual part is the widest"
+            )
         elif self.abrupt_width:
-            fast = (f"one {self.abrupt_width:g} s pulse switches it across most of the window, so ISPP runs "
-                    f"{self.width:g} s pulses that move it gradually")
+            fast = (
+                f"one {self.abrupt_width:g} s pulse switches it across most of the window, so ISPP runs "
+                f"{self.width:g} s pulses that move it gradually"
+            )
         else:
             fast = f"it switches within 1 us ({self.width:g} s pulses)"
-        slow = (f"it switches on the {self.width:g} s scale, so a growing pulse width at a fixed amplitude "
-                "moves it gradually")
+        slow = (
+            f"it switches on the {self.width:g} s scale, so a growing pulse width at a fixed amplitude "
+            "moves it gradually"
+        )
         one_r = "ISPP: " + fast if self.width <= 1e-6 else "pulse-width: " + slow
         if self.g_hi:
-            one_r += (f"; its SET runs away above {self.g_hi * 1e6:.4g} uS, so the targets stay between the erased "
-                      f"state ({self.g_lo * 1e6:.4g} uS) and there, and the SET steps are "
-                      f"{_step(self.set_slope, self.v_set) * 1e3:g} mV (about {BAND:g} of ln G each)")
+            one_r += (
+                f"; its SET runs away above {self.g_hi * 1e6:.4g} uS, so the targets stay between the erased "
+                f"state ({self.g_lo * 1e6:.4g} uS) and there, and the SET steps are "
+                f"{_step(self.set_slope, self.v_set) * 1e3:g} mV (about {BAND:g} of ln G each)"
+            )
         if cell != "1T1R":
             return one_r + ("; on a 1T1R cell: IGVVA (--cell 1T1R)" if self._igvva_fits() else "")
         if self._igvva_fits():
-            return ("IGVVA: in a 1T1R cell the word-line voltage sets the SET compliance current, so each gate step "
-                    "raises G by a bounded amount instead of a runaway jump; the device SETs with + on its first port, "
-                    "the side where the access transistor limits the current"
-                    + (f"; pulses of {self.abrupt_width:g} s, where one pulse switches it fully" if self.abrupt_width
-                       else ""))
+            return (
+                "IGVVA: in a 1T1R cell the word-line voltage sets the SET compliance current, so each gate step "
+                "raises G by a bounded amount instead of a runaway jump; the device SETs with + on its first port, "
+                "the side where the access transistor limits the current"
+                + (
+                    f"; pulses of {self.abrupt_width:g} s, where one pulse switches it fully"
+                    if self.abrupt_width
+                    else ""
+                )
+            )
         if self.polarity < 0:
-            return ("not IGVVA: the device SETs with - on its first port, where the access transistor (its source "
-                    "at ground) limits no current; reverse its terminals (--ports with the second port first) for "
-                    "IGVVA. Proposed instead " + one_r)
+            return (
+                "not IGVVA: the device SETs with - on its first port, where the access transistor (its source "
+                "at ground) limits no current; reverse its terminals (--ports with the second port first) for "
+                "IGVVA. Proposed instead " + one_r
+            )
         return "not IGVVA: " + slow + "; a compliance current would only slow it. Proposed instead " + one_r
 
-    def targets(self, levels: int = 8, cell: str = "1R", v_gate: float = V_GATE,
-                w_over_l: float = W_OVER_L) -> np.ndarray:
+    def targets(
+        self, levels: int = 8, cell: str = "1R", v_gate: float = V_GATE, w_over_l: float = W_OVER_L
+    ) -> np.ndarray:
         """``levels`` conductances evenly spaced from 10% to 60% of the window (of a SET that
         runs away, of its gradual part: from the erased state to where it runs away); of
         a 1T1R cell, the window of the device in series with its transistor at the read
@@ -195,25 +239,32 @@ class ProbeResult:
         return float(max(80 * self.width, 4e-6))
 
     def attrs(self) -> dict:
-        return {k: (float(v) if isinstance(v, float) else v) for k, v in dataclasses.asdict(self).items()
-                if not (k == "note" and not v)}
+        return {
+            k: (float(v) if isinstance(v, float) else v)
+            for k, v in dataclasses.asdict(self).items()
+            if not (k == "note" and not v)
+        }
 
     def report(self, device_args: str = "", user: bool = True, cell: str = "1R") -> str:
         s, t = self.scheme(cell), self.targets(cell=cell)
         sign = "+" if self.polarity > 0 else "-"
         other = "-" if self.polarity > 0 else "+"
-        scale = (f"switching time scale: {self.width:.3g} s (a single {self.abrupt_width:g} s pulse switches it fully)"
-                 if self.abrupt_width else
-                 f"switching time scale: {self.width:.3g} s (shortest pulse width, of "
-                 f"{', '.join(f'{w:g}' for w in WIDTHS)} s, that switched both ways)")
+        scale = (
+            f"switching time scale: {self.width:.3g} s (a single {self.abrupt_width:g} s pulse switches it fully)"
+            if self.abrupt_width
+            else f"switching time scale: {self.width:.3g} s (shortest pulse width, of "
+            f"{', '.join(f'{w:g}' for w in WIDTHS)} s, that switched both ways)"
+        )
         lines = [
             f"polarity: SET with {sign} on the first port, RESET with {other}",
-            (f"SET threshold {self.v_set:.3g} V (full SET by {self.v_set_full:.3g} V), "
-             f"RESET threshold {self.v_reset:.3g} V (full RESET by {self.v_reset_full:.3g} V), at {self.width:.3g} s pulses"
-             if (self.reset_width or self.width) == self.width else
-             f"SET threshold {self.v_set:.3g} V (full SET by {self.v_set_full:.3g} V) at {self.width:.3g} s pulses, "
-             f"RESET threshold {self.v_reset:.3g} V (full RESET by {self.v_reset_full:.3g} V) at "
-             f"{self.reset_width:.3g} s pulses"),
+            (
+                f"SET threshold {self.v_set:.3g} V (full SET by {self.v_set_full:.3g} V), "
+                f"RESET threshold {self.v_reset:.3g} V (full RESET by {self.v_reset_full:.3g} V), at {self.width:.3g} s pulses"
+                if (self.reset_width or self.width) == self.width
+                else f"SET threshold {self.v_set:.3g} V (full SET by {self.v_set_full:.3g} V) at {self.width:.3g} s pulses, "
+                f"RESET threshold {self.v_reset:.3g} V (full RESET by {self.v_reset_full:.3g} V) at "
+                f"{self.reset_width:.3g} s pulses"
+            ),
             scale,
             f"window at {self.read_voltage:g} V: {self.g_off * 1e6:.4g} - {self.g_on * 1e6:.4g} uS"
             + (" (the device; targets are of the 1T1R cell, transistor included)" if cell == "1T1R" else ""),
@@ -225,10 +276,14 @@ class ProbeResult:
         if self.note:
             lines.insert(0, f"note: {self.note}")
         target = f"--targets {t[0] * 1e6:.4g}u:{t[-1] * 1e6:.4g}u:{t.size}"
-        lines.append(f"command: rramsim characterize {device_args} {scheme_flags(s)} {target} -o OUT.h5".replace("  ", " "))
+        lines.append(
+            f"command: rramsim characterize {device_args} {scheme_flags(s)} {target} -o OUT.h5".replace("  ", " ")
+        )
         if user:
-            lines.append(f"(the same as `rramsim characterize {device_args} -o OUT.h5`: without scheme flags "
-                         "characterize probes your device and runs this)")
+            lines.append(
+                f"(the same as `rramsim characterize {device_args} -o OUT.h5`: without scheme flags "
+                "characterize probes your device and runs this)"
+            )
         return "\n".join(lines)
 
 
@@ -268,8 +323,13 @@ def _train(device: Device, params: dict | None, pulses: list, read_voltage: floa
     def attempt(options: str):
         deck, t_reads = pulse_train_deck(device, [params], pulses, read_voltage, options)
         reads["t"] = t_reads
-        return session.simulate(deck, f"tran {step!r} {t_reads[-1] + 1e-9!r} 0 {step!r} uic",
-                                ["time", "v(d)", "i(vs0)"], name=name, params={"width": shortest})
+        return session.simulate(
+            deck,
+            f"tran {step!r} {t_reads[-1] + 1e-9!r} 0 {step!r} uic",
+            ["time", "v(d)", "i(vs0)"],
+            name=name,
+            params={"width": shortest},
+        )
 
     out = run_with_retries(attempt, name)
     t, v, i = out["time"], out["v(d)"], out["i(vs0)"]
@@ -326,7 +386,7 @@ class _Ramp:
         and no further: driving a state past its bound winds up the integral of a model
         that clamps its state only after integrating it, and the opposite ramp would then
         have to undo that excess before the conductance moved."""
-        return self.prefix + tuple((self.sign * float(a), self.width) for a in self.amps[:self.full_index + 1])
+        return self.prefix + tuple((self.sign * float(a), self.width) for a in self.amps[: self.full_index + 1])
 
     def gradual(self) -> tuple[float, float, float]:
         """The gradual part of an abrupt ramp (one pulse of it did more than ABRUPT of its
@@ -337,11 +397,19 @@ class _Ramp:
         dv = np.diff(np.concatenate([[2 * self.amps[0] - self.amps[1]], self.amps]))
         slopes = (d / dv)[:end]
         slope = float(slopes.max()) if slopes.size else 0.0
-        return float(np.exp(lg[:end + 1].min())), float(np.exp(lg[:end + 1].max())), slope
+        return float(np.exp(lg[: end + 1].min())), float(np.exp(lg[: end + 1].max())), slope
 
 
-def _ramp(device: Device, params: dict | None, sign: int, width: float, ladder: np.ndarray, read_voltage: float,
-          failed: list, prefix: tuple = ()) -> _Ramp | None:
+def _ramp(
+    device: Device,
+    params: dict | None,
+    sign: int,
+    width: float,
+    ladder: np.ndarray,
+    read_voltage: float,
+    failed: list,
+    prefix: tuple = (),
+) -> _Ramp | None:
     """A fresh device: ``prefix``, then a ramp of ``sign`` up to the ladder's top; where the
     device's simulation fails (a model that breaks down numerically at high fields, not a
     deck ngspice cannot read), again up to half and a quarter of it. None (with the
@@ -356,15 +424,17 @@ def _ramp(device: Device, params: dict | None, sign: int, width: float, ladder: 
         except DeckLoadError:
             raise
         except SimulationError as exc:
-            if "did not load" in exc.message:        # the deck, not the device's numerics: lower ramps cannot help
+            if "did not load" in exc.message:  # the deck, not the device's numerics: lower ramps cannot help
                 raise
             failed.append((width, float(amps[-1]), exc.message.split("\n")[0]))
             continue
         if not np.all(np.isfinite(g)) or np.any(g <= 0):
-            raise ProbeError(f"the device's read conductance at {read_voltage} V is not positive and finite "
-                             f"({np.min(g):.3g} S): it cannot be read")
+            raise ProbeError(
+                f"the device's read conductance at {read_voltage} V is not positive and finite "
+                f"({np.min(g):.3g} S): it cannot be read"
+            )
         k = len(prefix)
-        return _Ramp(sign, width, amps, tuple(prefix), float(g[k]), g[k + 1:])
+        return _Ramp(sign, width, amps, tuple(prefix), float(g[k]), g[k + 1 :])
     return None
 
 
@@ -374,10 +444,12 @@ def device_failure_hint(message: str) -> str:
     m = re.search(r'Timestep too small.*?trouble with node "xc\d+\.([^"]+)"', message, re.IGNORECASE | re.DOTALL)
     if not m:
         return ""
-    return (f"ngspice's time step collapsed at node '{m.group(1)}' inside the device itself, not in rramsim's "
-            "bench: the model breaks down numerically under these pulses (typically a state driven past its "
-            "bounds, or a rate that jumps at a bound). Give gentler pulses (--v-set/--v-max, --width-max, "
-            "--reset-max; `rramsim probe` shows what the probe proposed) or make the model's bounds smooth.")
+    return (
+        f"ngspice's time step collapsed at node '{m.group(1)}' inside the device itself, not in rramsim's "
+        "bench: the model breaks down numerically under these pulses (typically a state driven past its "
+        "bounds, or a rate that jumps at a bound). Give gentler pulses (--v-set/--v-max, --width-max, "
+        "--reset-max; `rramsim probe` shows what the probe proposed) or make the model's bounds smooth."
+    )
 
 
 def _first_move(g_before: float, g: np.ndarray) -> tuple[int, int]:
@@ -396,8 +468,9 @@ def _largest_step(g_before: float, g: np.ndarray) -> float:
     return float(np.max(np.abs(np.diff(lg))) / total) if total > 0 else 0.0
 
 
-def _both_ways(device: Device, params: dict | None, width: float, ladder: np.ndarray, read_voltage: float,
-               failed: list, seen: list) -> tuple[_Ramp, _Ramp] | None:
+def _both_ways(
+    device: Device, params: dict | None, width: float, ladder: np.ndarray, read_voltage: float, failed: list, seen: list
+) -> tuple[_Ramp, _Ramp] | None:
     """The SET and the RESET ramp at ``width``, or None unless one polarity raised G and the
     other lowered it. A fresh device gets a positive and a negative ramp (one of them moves
     it out of the state it starts in); a fresh device again gets the ramp that moved it the
@@ -409,8 +482,9 @@ def _both_ways(device: Device, params: dict | None, width: float, ladder: np.nda
         return None
     first = max(moved, key=lambda r: r.change)
     top = min(r.amps[-1] for r in fresh)
-    second = _ramp(device, params, -first.sign, width, ladder[ladder <= top + 1e-9], read_voltage, failed,
-                   first.through_full())
+    second = _ramp(
+        device, params, -first.sign, width, ladder[ladder <= top + 1e-9], read_voltage, failed, first.through_full()
+    )
     if second is None:
         return None
     seen.append((width, second))
@@ -419,8 +493,9 @@ def _both_ways(device: Device, params: dict | None, width: float, ladder: np.nda
     return (first, second) if first.direction > 0 else (second, first)
 
 
-def _gradual(device: Device, params: dict | None, ramp: _Ramp, read_voltage: float, failed: list,
-             seen: list) -> tuple[_Ramp, str]:
+def _gradual(
+    device: Device, params: dict | None, ramp: _Ramp, read_voltage: float, failed: list, seen: list
+) -> tuple[_Ramp, str]:
     """``ramp`` if no single pulse of it made more than ABRUPT of its change; else the same
     ramp (same prefix, up to twice its full amplitude) at a tenth, a hundredth, a
     thousandth of its width (down to MIN_WIDTH): the first that moves the device the same
@@ -447,22 +522,30 @@ def _gradual(device: Device, params: dict | None, ramp: _Ramp, read_voltage: flo
         if r.direction != ramp.direction:
             break
         if r.jump <= ABRUPT:
-            return r, (f"{what} abrupt at {ramp.width:g} s pulses (one pulse made {ramp.jump:.0%} of a ramp's "
-                       f"change); at {fine:g} s it moves gradually (at most {r.jump:.0%} per pulse)")
+            return r, (
+                f"{what} abrupt at {ramp.width:g} s pulses (one pulse made {ramp.jump:.0%} of a ramp's "
+                f"change); at {fine:g} s it moves gradually (at most {r.jump:.0%} per pulse)"
+            )
         if span(r) < 1.5 * best_span:
             break
         best, best_span = r, span(r)
-    head = (f"{what} abrupt at {ramp.width:g} s pulses (one pulse made {ramp.jump:.0%} of a ramp's change) and at "
-            "every shorter width tried")
+    head = (
+        f"{what} abrupt at {ramp.width:g} s pulses (one pulse made {ramp.jump:.0%} of a ramp's change) and at "
+        "every shorter width tried"
+    )
     if best is ramp:
         lo, hi, _ = ramp.gradual()
-        return ramp, head + (": ISPP reaches only the levels of its gradual part" if ramp.direction > 0 and hi > 1.2 * lo
-                             else ": levels between its states are hard to reach with ISPP")
+        return ramp, head + (
+            ": ISPP reaches only the levels of its gradual part"
+            if ramp.direction > 0 and hi > 1.2 * lo
+            else ": levels between its states are hard to reach with ISPP"
+        )
     return best, head + f"; at {best.width:g} s its gradual part is the widest"
 
 
-def probe(device: Device, params: dict | None = None, read_voltage: float = 0.2, max_voltage: float = 5.0,
-          widths=WIDTHS) -> ProbeResult:
+def probe(
+    device: Device, params: dict | None = None, read_voltage: float = 0.2, max_voltage: float = 5.0, widths=WIDTHS
+) -> ProbeResult:
     """Probe ``device`` (a 1T1R cell is probed without its transistor).
 
     Every ramp runs on a fresh device (see :func:`_both_ways`). A transition one pulse of
@@ -486,8 +569,10 @@ def probe(device: Device, params: dict | None = None, read_voltage: float = 0.2,
         top = float(min(up.amps[-1], down.amps[-1]))
         notes = []
         if top < ladder[-1]:
-            notes.append(f"the device's simulation failed with ramps up to {ladder[-1]:g} V at {width:g} s pulses "
-                         f"({failed[-1][2]}); probed up to {top:g} V, and the scheme stays below it")
+            notes.append(
+                f"the device's simulation failed with ramps up to {ladder[-1]:g} V at {width:g} s pulses "
+                f"({failed[-1][2]}); probed up to {top:g} V, and the scheme stays below it"
+            )
         coarse_up = up
         up, note_up = _gradual(device, params, up, read_voltage, failed, seen)
         down, note_down = _gradual(device, params, down, read_voltage, failed, seen)
@@ -503,20 +588,36 @@ def probe(device: Device, params: dict | None = None, read_voltage: float = 0.2,
         slope = slope if ispp and up.jump > ABRUPT else 0.0
         reset_slope = down.gradual()[2] if ispp and (down.jump > ABRUPT or runaway) else 0.0
         if runaway:
-            notes.append(f"the SET runs away above {hi * 1e6:.4g} uS (one {up.width:g} s pulse takes it from there "
-                         f"to {up.g.max() * 1e6:.4g} uS): the targets stay below")
-        return ProbeResult(note="; ".join(notes), polarity=up.sign, v_set=up.threshold, v_reset=down.threshold,
-                           v_set_full=up.full, v_reset_full=down.full, width=float(up.width),
-                           g_off=float(g_all.min()), g_on=float(g_all.max()), read_voltage=float(read_voltage),
-                           max_voltage=top, abrupt_width=float(coarse_up.width) if up is not coarse_up else 0.0,
-                           reset_width=float(down.width), g_lo=lo if runaway else 0.0, g_hi=hi if runaway else 0.0,
-                           set_slope=slope, reset_slope=reset_slope)
+            notes.append(
+                f"the SET runs away above {hi * 1e6:.4g} uS (one {up.width:g} s pulse takes it from there "
+                f"to {up.g.max() * 1e6:.4g} uS): the targets stay below"
+            )
+        return ProbeResult(
+            note="; ".join(notes),
+            polarity=up.sign,
+            v_set=up.threshold,
+            v_reset=down.threshold,
+            v_set_full=up.full,
+            v_reset_full=down.full,
+            width=float(up.width),
+            g_off=float(g_all.min()),
+            g_on=float(g_all.max()),
+            read_voltage=float(read_voltage),
+            max_voltage=top,
+            abrupt_width=float(coarse_up.width) if up is not coarse_up else 0.0,
+            reset_width=float(down.width),
+            g_lo=lo if runaway else 0.0,
+            g_hi=hi if runaway else 0.0,
+            set_slope=slope,
+            reset_slope=reset_slope,
+        )
     if not seen:
         raise ProbeError(
             f"the device's own simulation failed at every probe pulse width ({', '.join(f'{w:g}' for w in widths)} s), "
             f"even with ramps lowered to {failed[-1][1]:g} V; the last failure: {failed[-1][2]}. The model fails "
             "numerically in ngspice under these pulses: check it with a transient of your own, or give a smaller "
-            "--max-voltage.")
+            "--max-voltage."
+        )
     ranges: dict = {}
     for w, r in seen:
         lo, hi = ranges.get(w, (np.inf, 0.0))
@@ -527,13 +628,15 @@ def probe(device: Device, params: dict | None = None, read_voltage: float = 0.2,
         f"ways (read G ranges per width {spans}). A device whose conductance never moves usually keeps its state "
         "in a variable: simulators keep no variables between time steps, so make the state a node (a capacitor "
         "node in a subcircuit; 'electrical x; I(x) <+ ddt(V(x)) - rate;' in Verilog-A). A high-threshold device "
-        "needs a larger --max-voltage.")
+        "needs a larger --max-voltage."
+    )
 
 
 def plan(args, device: Device, model) -> tuple[Scheme, dict]:
     """The scheme and the Characterization settings of a ``characterize`` command: a user's
     device without scheme flags is probed first (its findings go into the table)."""
     from rramsim.cosim.writeverify import scheme_from_args
+
     user = model is None
     extra: dict = {}
     cell = (device.cell, device.v_gate, device.w_over_l)
@@ -541,19 +644,25 @@ def plan(args, device: Device, model) -> tuple[Scheme, dict]:
         found = probe(device, read_voltage=args.scheme_read_voltage or 0.2, max_voltage=args.max_voltage)
         proposed = found.scheme(*cell)
         scheme = scheme_from_args(args, proposed)
-        extra = {"sweep_voltage": found.sweep_voltage, "sweep_time": found.sweep_time,
-                 "probe": {**found.attrs(), "proposed": proposed.describe(), "why": found.why(device.cell)}}
+        extra = {
+            "sweep_voltage": found.sweep_voltage,
+            "sweep_time": found.sweep_time,
+            "probe": {**found.attrs(), "proposed": proposed.describe(), "why": found.why(device.cell)},
+        }
         targets = args.targets if args.targets is not None else found.targets(8, *cell)
         if not args.quiet:
-            shown = [ln for ln in found.report(device_args(args), cell=device.cell).splitlines()
-                     if not ln.startswith(("command:", "(the same"))]
+            shown = [
+                ln
+                for ln in found.report(device_args(args), cell=device.cell).splitlines()
+                if not ln.startswith(("command:", "(the same"))
+            ]
             print("probe: " + "\nprobe: ".join(shown))
     else:
         # without scheme flags a 1T1R cell of the built-in model runs IGVVA (its word line
         # sets the compliance), a 1R cell ISPP
         scheme = scheme_from_args(args) or (IGVVA() if device.cell == "1T1R" and not user else ISPP())
         targets = args.targets if args.targets is not None else np.linspace(10e-6, 80e-6, 8)
-        if user:      # the I-V sweep follows the scheme's pulses (the built-in model keeps its own)
+        if user:  # the I-V sweep follows the scheme's pulses (the built-in model keeps its own)
             v = max(abs(scheme.set_pulse(scheme.max_pulses).amplitude), scheme.reset_max, scheme.erase)
             extra = {"sweep_voltage": 1.1 * v, "sweep_time": max(4e-6, 80 * scheme.set_width)}
     return scheme, {"targets": targets, **extra}
@@ -576,17 +685,20 @@ def device_args(args) -> str:
 def cmd_probe(args) -> int:
     from rramsim.circuits.testbenches import builtin_device
     from rramsim.devices import preset
+
     params = None
     if args.veriloga or args.module:
         if not args.veriloga:
             raise ValueError("--module names a module of a --veriloga file: give the file too")
         from rramsim.cosim.osdi import only_module, va_device
+
         args.module = args.module or only_module(args.veriloga)
         device = va_device(args.veriloga, args.module)
     elif args.netlist or args.subckt:
         if not args.netlist:
             raise ValueError("--subckt names a subcircuit of a --netlist file: give the file too")
         from rramsim.circuits.user_netlist import load_user_netlist
+
         user = load_user_netlist(args.netlist, args.subckt, "1R", args.dialect, args.ports)
         device, args.subckt = user.device, user.name
         if user.ignored:
@@ -603,12 +715,17 @@ def cmd_probe(args) -> int:
 def add_commands(sub) -> None:
     from rramsim.cosim.argtypes import number
     from rramsim.devices import PRESETS
+
     p = sub.add_parser("probe", help="find a device's polarity, thresholds, window and time scale; propose a scheme")
     p.add_argument("--preset", default="hfox", choices=sorted(PRESETS), help="built-in model preset")
     p.add_argument("--netlist", help="your netlist file holding the device subcircuit")
     p.add_argument("--subckt", help="name of the subcircuit in --netlist (left out: the file's only one)")
-    p.add_argument("--cell", default="1R", choices=["1R", "1T1R"],
-                   help="the cell the proposed scheme is for (1T1R: IGVVA where the device allows it)")
+    p.add_argument(
+        "--cell",
+        default="1R",
+        choices=["1R", "1T1R"],
+        help="the cell the proposed scheme is for (1T1R: IGVVA where the device allows it)",
+    )
     p.add_argument("--dialect", default="auto", choices=["auto", "ngspice", "ltspice", "pspice", "hspice"])
     p.add_argument("--ports", type=lambda t: [x.strip() for x in t.split(",")], metavar="A,B")
     p.add_argument("--veriloga", metavar="FILE.va", help="your Verilog-A device")

@@ -24,6 +24,7 @@ converted to S at the interface); the code is rramsim's own.
     incremental gate-voltage algorithm, linear in G over 50-225 uS (as in CrossSim's
     ``RRAM_Milo``); programming only, no drift data.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -41,7 +42,7 @@ class Curve:
 
     label: str
     time: float
-    sigma_us: Callable[[np.ndarray], np.ndarray]     # G in uS -> sigma in uS
+    sigma_us: Callable[[np.ndarray], np.ndarray]  # G in uS -> sigma in uS
 
     def sigma(self, g: np.ndarray) -> np.ndarray:
         return np.maximum(self.sigma_us(np.asarray(g, dtype=np.float64) / US), 0.0) * US
@@ -104,21 +105,33 @@ def _cmo_curves() -> tuple[Curve, ...]:
     for t in (DAY,):
         r = _cmo_relax(t)
         curves.append(Curve("CMO 1 day, relaxation only (aihwkit reram_cmo)", t, lambda g, r=r: np.full_like(g, r)))
-        curves.append(Curve("CMO 1 day, 2% programming + relaxation (aihwkit reram)", t,
-                            lambda g, r=r: np.hypot(prog[0.02](g), r)))
+        curves.append(
+            Curve(
+                "CMO 1 day, 2% programming + relaxation (aihwkit reram)", t, lambda g, r=r: np.hypot(prog[0.02](g), r)
+            )
+        )
     return tuple(curves)
 
 
 REFERENCES = {
     "wan2022": Reference(
-        "wan2022", "NeuRRAM, Wan et al. Nature 2022 (ED Fig. 3)", (0.0, 40 * US),
-        (Curve("1 s, 4th-order fit (aihwkit)", 1.0, _poly(_WAN_AIHWKIT[1.0], 40.0)),
-         Curve("1 s, cubic fit (CrossSim)", 1.0, _poly(_WAN_CROSSSIM)),
-         Curve("1 day (aihwkit)", DAY, _poly(_WAN_AIHWKIT[DAY], 40.0)),
-         Curve("2 days (aihwkit)", 2 * DAY, _poly(_WAN_AIHWKIT[2 * DAY], 40.0)))),
+        "wan2022",
+        "NeuRRAM, Wan et al. Nature 2022 (ED Fig. 3)",
+        (0.0, 40 * US),
+        (
+            Curve("1 s, 4th-order fit (aihwkit)", 1.0, _poly(_WAN_AIHWKIT[1.0], 40.0)),
+            Curve("1 s, cubic fit (CrossSim)", 1.0, _poly(_WAN_CROSSSIM)),
+            Curve("1 day (aihwkit)", DAY, _poly(_WAN_AIHWKIT[DAY], 40.0)),
+            Curve("2 days (aihwkit)", 2 * DAY, _poly(_WAN_AIHWKIT[2 * DAY], 40.0)),
+        ),
+    ),
     "cmo": Reference("cmo", "IBM CMO/HfOx RRAM (aihwkit ReRamCMONoiseModel)", (9 * US, 88.2 * US), _cmo_curves()),
-    "milo": Reference("milo", "Milo et al. IRPS 2021, IGVVA-100 (Fig. 4)", (50 * US, 225 * US),
-                      (Curve("IGVVA-100 program (CrossSim)", 0.0, _poly(_MILO)),)),
+    "milo": Reference(
+        "milo",
+        "Milo et al. IRPS 2021, IGVVA-100 (Fig. 4)",
+        (50 * US, 225 * US),
+        (Curve("IGVVA-100 program (CrossSim)", 0.0, _poly(_MILO)),),
+    ),
 }
 
 

@@ -7,6 +7,7 @@ The methods are registered in :data:`METHODS`: a new one is one more entry (its 
 its ``reproduce_NAME`` function as ``"module:function"``, and any arguments of its own),
 nothing else of this module changes.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -44,22 +45,29 @@ class Method:
 def _basisn_arguments(q: argparse.ArgumentParser) -> None:
     q.add_argument("--bases", type=positive_int, default=9, help="global 3x3 basis kernels (1..9, default 9)")
     q.add_argument("--coef-bits", type=positive_int, default=4, help="coefficient bits (default 4)")
-    q.add_argument("--quant", choices=["int", "pow2", "none"], default="int",
-                   help="coefficient quantization (default int)")
+    q.add_argument(
+        "--quant", choices=["int", "pow2", "none"], default="int", help="coefficient quantization (default int)"
+    )
 
 
 METHODS: dict[str, Method] = {
     "lowbit": Method(
         help="1-bit weights / 2-bit activations LeNet-5 on a 7-rows-per-read macro (Weinstock 2023)",
-        run="rramsim.models.methods.lowbit:reproduce_lowbit", datasets=("mnist",)),
+        run="rramsim.models.methods.lowbit:reproduce_lowbit",
+        datasets=("mnist",),
+    ),
     "forms": Method(
         help="polarized fragments by ADMM, sign-per-fragment mapping (FORMS, Yuan 2021)",
-        run="rramsim.models.methods.forms:reproduce_forms", datasets=("mnist",)),
+        run="rramsim.models.methods.forms:reproduce_forms",
+        datasets=("mnist",),
+    ),
     "basisn": Method(
         help="global basis kernels written once vs reprogramming (BasisN, Eldebiky 2024)",
-        run="rramsim.models.methods.basisn:reproduce_basisn", datasets=("fashion-mnist",),
+        run="rramsim.models.methods.basisn:reproduce_basisn",
+        datasets=("fashion-mnist",),
         add_arguments=_basisn_arguments,
-        options=lambda args: {"n_bases": args.bases, "coef_bits": args.coef_bits, "quant": args.quant}),
+        options=lambda args: {"n_bases": args.bases, "coef_bits": args.coef_bits, "quant": args.quant},
+    ),
 }
 
 
@@ -73,6 +81,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     if method.datasets:
         from rramsim.cosim.data_fetch import ensure
         from rramsim.models.data import DatasetError
+
         try:
             for dataset in method.datasets:
                 ensure(dataset)
@@ -80,8 +89,16 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
             return fail(args, str(exc))
     log = (lambda s: None) if args.quiet else (lambda s: print(s, file=sys.stderr, flush=True))
     t0 = time.perf_counter()
-    rep = method.function()(table, table_name=name, small=args.small, seed=args.seed, epochs=args.epochs,
-                            command=command_line(args), log=log, **method.options(args))
+    rep = method.function()(
+        table,
+        table_name=name,
+        small=args.small,
+        seed=args.seed,
+        epochs=args.epochs,
+        command=command_line(args),
+        log=log,
+        **method.options(args),
+    )
     rep.write(out)
     print(f"rramsim reproduce {args.method}: wrote {out} ({time.perf_counter() - t0:.1f} s)")
     return 0

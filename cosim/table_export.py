@@ -13,6 +13,7 @@ version: as ``#`` comment lines on top of the CSV files of ``csv``, and in a JSO
 ``rramsim.models.aihwkit_noise.TableNoiseModel`` (see there), fingerprint inside. Files are
 written atomically.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -48,6 +49,7 @@ def export_csv(table: DeviceTable, source: str | Path, folder: str | Path) -> li
         raise ValueError(f"cannot write {folder}: folder {folder.parent} does not exist")
     folder.mkdir(exist_ok=True)
     from rramsim import __version__
+
     head = [f"exported by rramsim {__version__} from {Path(source).name} (sha256:{fingerprint(source)})"]
     L, N = table.g_final.shape
     level = np.repeat(np.arange(L), N)
@@ -56,17 +58,27 @@ def export_csv(table: DeviceTable, source: str | Path, folder: str | Path) -> li
         if name not in table.unmeasured:
             cols[name] = getattr(table, name).reshape(-1)
     out = []
-    files = {"programming.csv": (list(cols), list(cols.values())),
-             "read.csv": (["g", "sigma"], [table.read_g, table.read_sigma])}
+    files = {
+        "programming.csv": (list(cols), list(cols.values())),
+        "read.csv": (["g", "sigma"], [table.read_g, table.read_sigma]),
+    }
     if table.has_retention:
         T = table.retention_t.size
-        files["retention.csv"] = (["target", "t", "ratio", "sigma"],
-                                  [np.repeat(table.targets, T), np.tile(table.retention_t, L),
-                                   table.retention_ratio.reshape(-1), table.retention_sigma.reshape(-1)])
+        files["retention.csv"] = (
+            ["target", "t", "ratio", "sigma"],
+            [
+                np.repeat(table.targets, T),
+                np.tile(table.retention_t, L),
+                table.retention_ratio.reshape(-1),
+                table.retention_sigma.reshape(-1),
+            ],
+        )
     if table.iv_v.size:
         M = table.iv_v.size
-        files["iv.csv"] = (["target", "v", "i"], [np.repeat(table.targets, M), np.tile(table.iv_v, L),
-                                                  table.iv_current.reshape(-1)])
+        files["iv.csv"] = (
+            ["target", "v", "i"],
+            [np.repeat(table.targets, M), np.tile(table.iv_v, L), table.iv_current.reshape(-1)],
+        )
     for name, (header, columns) in files.items():
         path = folder / name
         columns = [c.astype(np.int64) if c.dtype.kind in "bi" else c for c in columns]
@@ -83,10 +95,16 @@ def export_neurosim(table: DeviceTable, source: str | Path, path: str | Path) ->
     s = table.level_stats()
     rows = [f"{k},{float(s['g_mean'][k])!r},{float(s['g_std'][k])!r}" for k in range(table.n_levels)]
     from rramsim import __version__
-    meta = {"made_by": f"rramsim {__version__}", "table": str(Path(source).name),
-            "table_sha256": fingerprint(source), "units": "S",
-            "state": "level index (targets in 'targets')", "targets": [float(t) for t in table.targets],
-            "std": "standard deviation of the conductance reached after programming (population, ddof=0)"}
+
+    meta = {
+        "made_by": f"rramsim {__version__}",
+        "table": str(Path(source).name),
+        "table_sha256": fingerprint(source),
+        "units": "S",
+        "state": "level index (targets in 'targets')",
+        "targets": [float(t) for t in table.targets],
+        "std": "standard deviation of the conductance reached after programming (population, ddof=0)",
+    }
     atomic_write(path, "state,mean,std\n" + "\n".join(str(r) for r in rows) + "\n")
     side = path.with_name(path.name + ".json")
     atomic_write(side, json.dumps(meta, indent=1) + "\n")
@@ -98,14 +116,18 @@ def export_aihwkit(table: DeviceTable, source: str | Path, path: str | Path) -> 
     with the table's fingerprint and the rramsim version inside."""
     from rramsim import __version__
     from rramsim.models.aihwkit_noise import export_arrays
+
     path = Path(path)
     if not path.parent.exists():
         raise ValueError(f"cannot write {path}: folder {path.parent} does not exist")
     if path.suffix != ".npz":
         raise ValueError(f"the aihwkit export is a NumPy archive: name it *.npz, not {path.name}")
     arrays = export_arrays(table)
-    arrays.update(made_by=np.array(f"rramsim {__version__}"), table=np.array(Path(source).name),
-                  table_sha256=np.array(fingerprint(source)))
+    arrays.update(
+        made_by=np.array(f"rramsim {__version__}"),
+        table=np.array(Path(source).name),
+        table_sha256=np.array(fingerprint(source)),
+    )
     atomic_write(path, lambda tmp: np.savez(tmp, **arrays))
     return [path]
 

@@ -37,6 +37,7 @@ the table's ``assumptions`` provenance. Levels with different cell counts are cu
 smallest count by keeping evenly spaced ranks of the sorted outcomes (real cells only; the
 provenance says so).
 """
+
 from __future__ import annotations
 
 import csv
@@ -68,7 +69,7 @@ class Columns:
 
     path: Path
     data: dict[str, np.ndarray]
-    rows: np.ndarray            # what to call each row in a message (CSV line numbers / npz entries)
+    rows: np.ndarray  # what to call each row in a message (CSV line numbers / npz entries)
     extra: dict[str, np.ndarray]  # .npz arrays that are not per-row (e.g. ``targets``)
 
     @property
@@ -88,11 +89,21 @@ class Columns:
         if missing and len(self.data) == 1 and any(c in next(iter(self.data)) for c in ";\t"):
             hint = "; the header looks separated by ';' or tabs: rramsim reads comma-separated files" + hint
         if missing:
-            raise MeasurementError(f"{self.path}: missing column(s) {', '.join(repr(m) for m in missing)}"
-                                   f" (columns found: {', '.join(self.data) or 'none'}){hint}")
+            raise MeasurementError(
+                f"{self.path}: missing column(s) {', '.join(repr(m) for m in missing)}"
+                f" (columns found: {', '.join(self.data) or 'none'}){hint}"
+            )
 
-    def numbers(self, name: str, *, positive: bool = False, nonnegative: bool = False, whole: bool = False,
-                binary: bool = False, unit_s: bool = False) -> np.ndarray:
+    def numbers(
+        self,
+        name: str,
+        *,
+        positive: bool = False,
+        nonnegative: bool = False,
+        whole: bool = False,
+        binary: bool = False,
+        unit_s: bool = False,
+    ) -> np.ndarray:
         """Column ``name`` as float64, every entry checked; the first bad one is an error."""
         raw = self.data[name]
         if raw.dtype.kind in "biuf":
@@ -105,8 +116,12 @@ class Columns:
                 try:
                     values[i] = float(s)
                 except ValueError:
-                    self._bad(name, i, f"{s!r} is not a number" if s.strip() else "is empty",
-                              int(sum(1 for t in text if not _is_float(t))) - 1)
+                    self._bad(
+                        name,
+                        i,
+                        f"{s!r} is not a number" if s.strip() else "is empty",
+                        int(sum(1 for t in text if not _is_float(t))) - 1,
+                    )
         checks = [(~np.isfinite(values), "is not a finite number (NaN or inf): fix or drop the row")]
         if positive:
             checks.append((values <= 0, "must be > 0"))
@@ -117,8 +132,7 @@ class Columns:
         if binary:
             checks.append((~np.isin(values, (0.0, 1.0)), "must be 0 or 1"))
         if unit_s:
-            checks.append((values >= G_UNIT_LIMIT, "is >= 1 S: conductances are in siemens "
-                                                   "(write 25e-6 for 25 uS)"))
+            checks.append((values >= G_UNIT_LIMIT, "is >= 1 S: conductances are in siemens (write 25e-6 for 25 uS)"))
         for bad, why in checks:
             if np.any(bad):
                 i = int(np.argmax(bad))
@@ -153,8 +167,11 @@ def read_columns(path: str | Path) -> Columns:
 def _read_csv(path: Path) -> Columns:
     try:
         with open(path, newline="", encoding="utf-8-sig") as fh:
-            lines = [(n, row) for n, row in enumerate(csv.reader(fh), start=1)
-                     if row and not (len(row) == 1 and not row[0].strip()) and not row[0].lstrip().startswith("#")]
+            lines = [
+                (n, row)
+                for n, row in enumerate(csv.reader(fh), start=1)
+                if row and not (len(row) == 1 and not row[0].strip()) and not row[0].lstrip().startswith("#")
+            ]
     except UnicodeDecodeError:
         raise MeasurementError(f"{path}: not a text CSV file (use .npz for NumPy arrays)") from None
     except csv.Error as exc:
@@ -167,8 +184,10 @@ def _read_csv(path: Path) -> Columns:
         if not name:
             raise MeasurementError(f"{path}: line {header_line}: header column {k + 1} has no name")
         if names.index(name) != k:
-            raise MeasurementError(f"{path}: line {header_line}: column {name!r} appears twice in the header "
-                                   f"(columns {names.index(name) + 1} and {k + 1}); rename or drop one")
+            raise MeasurementError(
+                f"{path}: line {header_line}: column {name!r} appears twice in the header "
+                f"(columns {names.index(name) + 1} and {k + 1}); rename or drop one"
+            )
     body = lines[1:]
     if not body:
         raise MeasurementError(f"{path}: header only, no data rows")
@@ -194,8 +213,9 @@ def _read_npz(path: Path) -> Columns:
             raise MeasurementError(f"{path}: array {k!r} has shape {a.shape}; every column must be 1-D")
         lengths[k] = a.size
     if len(set(lengths.values())) != 1:
-        raise MeasurementError(f"{path}: columns differ in length: "
-                               + ", ".join(f"{k}={n}" for k, n in lengths.items()))
+        raise MeasurementError(
+            f"{path}: columns differ in length: " + ", ".join(f"{k}={n}" for k, n in lengths.items())
+        )
     n = next(iter(lengths.values()))
     if n == 0:
         raise MeasurementError(f"{path}: the columns are empty")
@@ -203,6 +223,7 @@ def _read_npz(path: Path) -> Columns:
 
 
 # ---------------------------------------------------------------------------- levels
+
 
 def _level_index(cols: Columns, targets: np.ndarray | None, what: str) -> tuple[np.ndarray, np.ndarray]:
     """(level index per row, targets) from a ``target`` or ``level`` column."""
@@ -217,20 +238,26 @@ def _level_index(cols: Columns, targets: np.ndarray | None, what: str) -> tuple[
         off = ~np.isclose(targets[idx_c], t, rtol=1e-9, atol=0)
         if np.any(off):
             i = int(np.argmax(off))
-            raise MeasurementError(f"{cols.path}: {cols.where(i)}, column 'target': {t[i]:g} S is not one of the "
-                                   f"programming targets ({', '.join(f'{x:g}' for x in targets)})")
+            raise MeasurementError(
+                f"{cols.path}: {cols.where(i)}, column 'target': {t[i]:g} S is not one of the "
+                f"programming targets ({', '.join(f'{x:g}' for x in targets)})"
+            )
         return idx_c, targets
     if "level" not in cols.data:
         cols.require("target", hint=f"; {what} needs a 'target' (S) or 'level' column")
     if targets is None:
-        raise MeasurementError(f"{cols.path}: a 'level' column indexes into the targets: pass --targets "
-                               "(e.g. 10u:80u:8) or give a 'target' column instead")
+        raise MeasurementError(
+            f"{cols.path}: a 'level' column indexes into the targets: pass --targets "
+            "(e.g. 10u:80u:8) or give a 'target' column instead"
+        )
     lv = cols.numbers("level", nonnegative=True, whole=True)
     out = lv >= targets.size
     if np.any(out):
         i = int(np.argmax(out))
-        raise MeasurementError(f"{cols.path}: {cols.where(i)}, column 'level': {int(lv[i])} is beyond the "
-                               f"{targets.size} targets (levels are 0..{targets.size - 1})")
+        raise MeasurementError(
+            f"{cols.path}: {cols.where(i)}, column 'level': {int(lv[i])} is beyond the "
+            f"{targets.size} targets (levels are 0..{targets.size - 1})"
+        )
     return lv.astype(np.int64), targets
 
 
@@ -244,27 +271,40 @@ def check_targets(targets, source: str) -> np.ndarray:
     bad = np.flatnonzero(np.diff(t) <= 0)
     if bad.size:
         k = int(bad[0])
-        raise MeasurementError(f"{source}: targets must be strictly increasing; target {k + 2} ({t[k + 1]:g} S) "
-                               f"follows {t[k]:g} S")
+        raise MeasurementError(
+            f"{source}: targets must be strictly increasing; target {k + 2} ({t[k + 1]:g} S) follows {t[k]:g} S"
+        )
     return t
 
 
 # ---------------------------------------------------------------------------- the import
 
-OPTIONAL = {"pulses": dict(nonnegative=True, whole=True), "energy": dict(nonnegative=True),
-            "time": dict(nonnegative=True), "converged": dict(binary=True)}
+OPTIONAL = {
+    "pulses": dict(nonnegative=True, whole=True),
+    "energy": dict(nonnegative=True),
+    "time": dict(nonnegative=True),
+    "converged": dict(binary=True),
+}
 
 
-def import_table(programming: str | Path, targets=None, read: str | Path | None = None,
-                 read_sigma_rel: float | None = None, retention: str | Path | None = None,
-                 iv: str | Path | None = None, read_voltage: float | None = None,
-                 tolerance: float | None = None, command: str | None = None) -> DeviceTable:
+def import_table(
+    programming: str | Path,
+    targets=None,
+    read: str | Path | None = None,
+    read_sigma_rel: float | None = None,
+    retention: str | Path | None = None,
+    iv: str | Path | None = None,
+    read_voltage: float | None = None,
+    tolerance: float | None = None,
+    command: str | None = None,
+) -> DeviceTable:
     """Build a DeviceTable from measurement files (see the module doc for the schema)."""
     cols = read_columns(programming)
     cols.require("g", hint="; the programming file needs 'g' (S, reached) and 'target' (S) or 'level'")
     if targets is not None and "target" in cols.data:
-        raise MeasurementError(f"{cols.path}: --targets is for a 'level' column; this file has 'target' "
-                               "(drop --targets or use 'level')")
+        raise MeasurementError(
+            f"{cols.path}: --targets is for a 'level' column; this file has 'target' (drop --targets or use 'level')"
+        )
     if targets is None and "targets" in cols.extra:
         targets = check_targets(cols.extra["targets"], f"{cols.path}: array 'targets'")
     elif targets is not None:
@@ -285,8 +325,10 @@ def import_table(programming: str | Path, targets=None, read: str | Path | None 
     few = np.flatnonzero(counts < 2)
     if few.size:
         k = int(few[0])
-        raise MeasurementError(f"{cols.path}: level {k} (target {targets[k]:g} S) has {counts[k]} cell(s); "
-                               "every level needs at least 2 measured cells")
+        raise MeasurementError(
+            f"{cols.path}: level {k} (target {targets[k]:g} S) has {counts[k]} cell(s); "
+            "every level needs at least 2 measured cells"
+        )
     n = int(counts.min())
     arrays = {name: np.empty((targets.size, n)) for name in outcome}
     for k in range(targets.size):
@@ -299,7 +341,8 @@ def import_table(programming: str | Path, targets=None, read: str | Path | None 
             arrays[name][k] = values[rows]
     shape = arrays["g_final"].shape
     table_kw = dict(
-        targets=targets, g_final=arrays["g_final"],
+        targets=targets,
+        g_final=arrays["g_final"],
         pulses=arrays["pulses"].astype(np.int64) if "pulses" in arrays else np.zeros(shape, np.int32),
         energy=arrays.get("energy", np.full(shape, np.nan)),
         time=arrays.get("time", np.full(shape, np.nan)),
@@ -308,8 +351,9 @@ def import_table(programming: str | Path, targets=None, read: str | Path | None 
     assumptions = []
     sources = {"programming": _fingerprint(cols.path)}
     if read is not None and read_sigma_rel is not None:
-        raise MeasurementError("give either --read FILE (measured read noise) or --read-sigma-rel (an assumption), "
-                               "not both")
+        raise MeasurementError(
+            "give either --read FILE (measured read noise) or --read-sigma-rel (an assumption), not both"
+        )
     if read is not None:
         read_g, read_sigma, note = read_noise(read_columns(read))
         sources["read"] = _fingerprint(Path(read))
@@ -321,8 +365,10 @@ def import_table(programming: str | Path, targets=None, read: str | Path | None 
         read_sigma = read_sigma_rel * targets
         assumptions.append(f"read noise not measured: sigma = {read_sigma_rel:g} x G (--read-sigma-rel)")
     else:
-        raise MeasurementError("no read-noise data: pass --read FILE (columns g,sigma or g,read) or state an "
-                               "assumption with --read-sigma-rel 0.01 (sigma = 1% of G; 0 for none)")
+        raise MeasurementError(
+            "no read-noise data: pass --read FILE (columns g,sigma or g,read) or state an "
+            "assumption with --read-sigma-rel 0.01 (sigma = 1% of G; 0 for none)"
+        )
     ret = {}
     if retention is not None:
         ret = retention_group(read_columns(retention), targets)
@@ -339,9 +385,14 @@ def import_table(programming: str | Path, targets=None, read: str | Path | None 
     if tolerance is not None and not (np.isfinite(tolerance) and 0 < tolerance < 1):
         raise MeasurementError(f"--tolerance must be a relative tolerance in (0, 1), got {tolerance}")
     nan = float("nan")
-    scheme = {"scheme": "measured", "read_voltage": nan if read_voltage is None else float(read_voltage),
-              "tolerance": nan if tolerance is None else float(tolerance), "max_pulses": nan}
+    scheme = {
+        "scheme": "measured",
+        "read_voltage": nan if read_voltage is None else float(read_voltage),
+        "tolerance": nan if tolerance is None else float(tolerance),
+        "max_pulses": nan,
+    }
     from rramsim import __version__
+
     provenance = {
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "rramsim_version": __version__,
@@ -355,8 +406,17 @@ def import_table(programming: str | Path, targets=None, read: str | Path | None 
         provenance["assumptions"] = json.dumps(assumptions)
     if notes:
         provenance["import_notes"] = json.dumps(notes)
-    return DeviceTable(**table_kw, scheme=scheme, read_g=read_g, read_sigma=read_sigma, iv_v=iv_v,
-                       iv_current=iv_current, **ret, model={"name": "measured"}, provenance=provenance)
+    return DeviceTable(
+        **table_kw,
+        scheme=scheme,
+        read_g=read_g,
+        read_sigma=read_sigma,
+        iv_v=iv_v,
+        iv_current=iv_current,
+        **ret,
+        model={"name": "measured"},
+        provenance=provenance,
+    )
 
 
 def _fingerprint(path: Path) -> str:
@@ -367,8 +427,9 @@ def read_noise(cols: Columns) -> tuple[np.ndarray, np.ndarray, str]:
     """(g, sigma, note) of a read-noise file: ``g,sigma`` points or ``g,read`` repeated reads."""
     cols.require("g", hint="; the read-noise file needs 'g' and 'sigma', or 'g' and 'read'")
     if "sigma" in cols.data and "read" in cols.data:
-        raise MeasurementError(f"{cols.path}: has both 'sigma' and 'read'; give points (g,sigma) or repeated "
-                               "reads (g,read), not both")
+        raise MeasurementError(
+            f"{cols.path}: has both 'sigma' and 'read'; give points (g,sigma) or repeated reads (g,read), not both"
+        )
     g = cols.numbers("g", positive=True, unit_s=True)
     if "sigma" in cols.data:
         sigma = cols.numbers("sigma", nonnegative=True, unit_s=True)
@@ -376,8 +437,10 @@ def read_noise(cols: Columns) -> tuple[np.ndarray, np.ndarray, str]:
         dup = np.flatnonzero(np.diff(g[order]) == 0)
         if dup.size:
             i = int(order[dup[0] + 1])
-            raise MeasurementError(f"{cols.path}: {cols.where(i)}, column 'g': {g[i]:g} S appears twice; one "
-                                   "sigma per conductance (or use repeated reads: columns g,read)")
+            raise MeasurementError(
+                f"{cols.path}: {cols.where(i)}, column 'g': {g[i]:g} S appears twice; one "
+                "sigma per conductance (or use repeated reads: columns g,read)"
+            )
         return g[order], sigma[order], ""
     if "read" not in cols.data:
         cols.require("sigma", hint="; or a 'read' column of repeated reads")
@@ -386,13 +449,15 @@ def read_noise(cols: Columns) -> tuple[np.ndarray, np.ndarray, str]:
     if np.any(counts < 2):
         k = int(np.argmax(counts < 2))
         i = int(np.flatnonzero(inverse == k)[0])
-        raise MeasurementError(f"{cols.path}: {cols.where(i)}: the cell at g = {cells[k]:g} S has 1 read; "
-                               "repeated reads need at least 2 per cell")
+        raise MeasurementError(
+            f"{cols.path}: {cols.where(i)}: the cell at g = {cells[k]:g} S has 1 read; "
+            "repeated reads need at least 2 per cell"
+        )
     var = np.array([np.var(reads[inverse == k], ddof=1) for k in range(cells.size)])
     mean = np.array([np.mean(reads[inverse == k]) for k in range(cells.size)])
     if cells.size <= READ_BINS:
         return cells, np.sqrt(var), ""
-    bins = np.array_split(np.arange(cells.size), READ_BINS)    # cells are sorted by g
+    bins = np.array_split(np.arange(cells.size), READ_BINS)  # cells are sorted by g
     bg = np.array([mean[b].mean() for b in bins])
     bs = np.array([np.sqrt(var[b].mean()) for b in bins])
     order = np.argsort(bg)
@@ -401,8 +466,7 @@ def read_noise(cols: Columns) -> tuple[np.ndarray, np.ndarray, str]:
 
 def retention_group(cols: Columns, targets: np.ndarray) -> dict[str, np.ndarray]:
     """/retention arrays (t [T], ratio [L, T], sigma [L, T]) from a retention file."""
-    cols.require("t", "ratio", hint="; the retention file needs 't' (s), 'ratio' (G(t)/G(0)) and "
-                                    "'target' or 'level'")
+    cols.require("t", "ratio", hint="; the retention file needs 't' (s), 'ratio' (G(t)/G(0)) and 'target' or 'level'")
     level, _ = _level_index(cols, targets, "the retention file")
     t = cols.numbers("t", positive=True)
     ratio = cols.numbers("ratio", nonnegative=True)
@@ -414,17 +478,23 @@ def retention_group(cols: Columns, targets: np.ndarray) -> dict[str, np.ndarray]
         for j, tj in enumerate(times):
             rows = np.flatnonzero((level == k) & (t == tj))
             if rows.size == 0:
-                raise MeasurementError(f"{cols.path}: no retention data for level {k} (target {targets[k]:g} S) at "
-                                       f"t = {tj:g} s; every level needs every time")
+                raise MeasurementError(
+                    f"{cols.path}: no retention data for level {k} (target {targets[k]:g} S) at "
+                    f"t = {tj:g} s; every level needs every time"
+                )
             if sigma is not None:
                 if rows.size > 1:
-                    raise MeasurementError(f"{cols.path}: {cols.where(int(rows[1]))}: a second row for level {k} at "
-                                           f"t = {tj:g} s; with a 'sigma' column give one row per level and time")
+                    raise MeasurementError(
+                        f"{cols.path}: {cols.where(int(rows[1]))}: a second row for level {k} at "
+                        f"t = {tj:g} s; with a 'sigma' column give one row per level and time"
+                    )
                 ratio_out[k, j], sigma_out[k, j] = ratio[rows[0]], sigma[rows[0]]
             else:
                 if rows.size < 2:
-                    raise MeasurementError(f"{cols.path}: {cols.where(int(rows[0]))}: level {k} at t = {tj:g} s has 1 "
-                                           "cell; per-cell retention needs at least 2 (or give a 'sigma' column)")
+                    raise MeasurementError(
+                        f"{cols.path}: {cols.where(int(rows[0]))}: level {k} at t = {tj:g} s has 1 "
+                        "cell; per-cell retention needs at least 2 (or give a 'sigma' column)"
+                    )
                 ratio_out[k, j], sigma_out[k, j] = ratio[rows].mean(), ratio[rows].std()
     return {"retention_t": times, "retention_ratio": ratio_out, "retention_sigma": sigma_out}
 
@@ -441,9 +511,11 @@ def iv_group(cols: Columns, targets: np.ndarray) -> tuple[np.ndarray, np.ndarray
         rows = np.flatnonzero(level == k)
         vk = v[rows]
         if rows.size != grid.size or not np.array_equal(np.sort(vk), grid):
-            raise MeasurementError(f"{cols.path}: level {k} (target {targets[k]:g} S) is measured at other "
-                                   f"voltages than level 0 ({rows.size} points vs {grid.size}, each voltage once); "
-                                   "every level needs the same voltages")
+            raise MeasurementError(
+                f"{cols.path}: level {k} (target {targets[k]:g} S) is measured at other "
+                f"voltages than level 0 ({rows.size} points vs {grid.size}, each voltage once); "
+                "every level needs the same voltages"
+            )
         cur[k] = i[rows][np.argsort(vk)]
     if grid.size < 3:
         raise MeasurementError(f"{cols.path}: {grid.size} voltages per level; an I-V needs at least 3")

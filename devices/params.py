@@ -16,6 +16,7 @@ Optionally (:class:`Relaxation`, off by default) the gap relaxes after programmi
 random amount per cell and per programming, ``delta ln(1 + t/tau)`` with
 ``delta ~ N(0, sigma_g(g))``: a spread that, unlike the ones above, can fall with G.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -30,18 +31,18 @@ class CompactModel:
     """Parameters of the behavioural filament-gap RRAM model (SI units, gap in nm)."""
 
     name: str = "hfox"
-    i0: float = 1.0e-4          # A, current prefactor
-    g0: float = 0.25            # nm, tunnelling decay length of the gap
-    v0: float = 0.25            # V, I-V nonlinearity voltage
-    g_min: float = 0.1          # nm, smallest gap (LRS bound)
-    g_max: float = 1.7          # nm, largest gap (HRS bound)
-    nu_set: float = 0.35        # nm/s, SET gap velocity prefactor
-    vs_set: float = 0.07        # V, SET field-enhancement voltage
-    nu_reset: float = 0.35      # nm/s, RESET gap velocity prefactor
-    vs_reset: float = 0.07      # V, RESET field-enhancement voltage
-    window: float = 0.05        # nm, width of the window functions
-    r_ret: float = 3.0e-7       # 1/s, relaxation rate of the gap towards g_max (retention)
-    noise: float = 0.03         # relative read-noise amplitude at g = 1 nm (sigma ~ G^-1/2)
+    i0: float = 1.0e-4  # A, current prefactor
+    g0: float = 0.25  # nm, tunnelling decay length of the gap
+    v0: float = 0.25  # V, I-V nonlinearity voltage
+    g_min: float = 0.1  # nm, smallest gap (LRS bound)
+    g_max: float = 1.7  # nm, largest gap (HRS bound)
+    nu_set: float = 0.35  # nm/s, SET gap velocity prefactor
+    vs_set: float = 0.07  # V, SET field-enhancement voltage
+    nu_reset: float = 0.35  # nm/s, RESET gap velocity prefactor
+    vs_reset: float = 0.07  # V, RESET field-enhancement voltage
+    window: float = 0.05  # nm, width of the window functions
+    r_ret: float = 3.0e-7  # 1/s, relaxation rate of the gap towards g_max (retention)
+    noise: float = 0.03  # relative read-noise amplitude at g = 1 nm (sigma ~ G^-1/2)
 
     # Parameters that device-to-device variability may act on.
     VARIABLE = ("i0", "g0", "v0", "nu_set", "vs_set", "nu_reset", "vs_reset", "r_ret", "noise")
@@ -92,18 +93,25 @@ class Relaxation:
     switches it off and leaves every netlist exactly as without it.
     """
 
-    amplitude: float = 0.0      # nm, sigma of delta at gap_ref (0: off)
-    decay: float = 0.25         # nm, gap over which sigma_g grows e-fold
-    tau: float = 1e-6           # s, onset time of the ln(1 + t/tau) law
-    gap_ref: float = 1.0        # nm, gap where sigma_g = amplitude
+    amplitude: float = 0.0  # nm, sigma of delta at gap_ref (0: off)
+    decay: float = 0.25  # nm, gap over which sigma_g grows e-fold
+    tau: float = 1e-6  # s, onset time of the ln(1 + t/tau) law
+    gap_ref: float = 1.0  # nm, gap where sigma_g = amplitude
 
     def __post_init__(self) -> None:
         for name in ("amplitude", "decay", "tau", "gap_ref"):
             v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) \
-                    or v < 0 or (v == 0 and name != "amplitude"):
-                raise ValueError(f"Relaxation.{name} must be a finite number > 0"
-                                 f"{' (or amplitude 0: off)' if name == 'amplitude' else ''}, got {v!r}")
+            if (
+                isinstance(v, bool)
+                or not isinstance(v, (int, float))
+                or not math.isfinite(v)
+                or v < 0
+                or (v == 0 and name != "amplitude")
+            ):
+                raise ValueError(
+                    f"Relaxation.{name} must be a finite number > 0"
+                    f"{' (or amplitude 0: off)' if name == 'amplitude' else ''}, got {v!r}"
+                )
 
     @property
     def on(self) -> bool:
@@ -150,37 +158,51 @@ class Variability:
         if not isinstance(self.relaxation, Relaxation):
             raise ValueError(f"Variability.relaxation must be a Relaxation, got {self.relaxation!r}")
         if self.nominal is not None and self.relaxation.on:
-            raise ValueError("Variability.relaxation acts on the built-in model's gap; a user's device has no "
-                             "relaxation port")
+            raise ValueError(
+                "Variability.relaxation acts on the built-in model's gap; a user's device has no relaxation port"
+            )
         known = CompactModel.VARIABLE if self.nominal is None else tuple(self.nominal)
         for key, sigma in self.d2d.items():
             if key not in known:
-                raise ValueError(f"Variability.d2d: unknown parameter {key!r}; choose from "
-                                 f"{', '.join(known) or '(none)'}")
-            if isinstance(sigma, bool) or not isinstance(sigma, (int, float)) or not math.isfinite(sigma) \
-                    or sigma < 0:
+                raise ValueError(
+                    f"Variability.d2d: unknown parameter {key!r}; choose from {', '.join(known) or '(none)'}"
+                )
+            if isinstance(sigma, bool) or not isinstance(sigma, (int, float)) or not math.isfinite(sigma) or sigma < 0:
                 raise ValueError(f"Variability.d2d[{key!r}] must be a finite sigma >= 0, got {sigma!r}")
-        if isinstance(self.c2c, bool) or not isinstance(self.c2c, (int, float)) or not math.isfinite(self.c2c) \
-                or self.c2c < 0:
+        if (
+            isinstance(self.c2c, bool)
+            or not isinstance(self.c2c, (int, float))
+            or not math.isfinite(self.c2c)
+            or self.c2c < 0
+        ):
             raise ValueError(f"Variability.c2c must be a finite sigma >= 0, got {self.c2c!r}")
         if self.nominal is not None:
             if self.c2c:
-                raise ValueError("Variability.c2c acts on the built-in model's gap velocity only; a user's "
-                                 "device has no cycle-to-cycle port (use c2c_params)")
+                raise ValueError(
+                    "Variability.c2c acts on the built-in model's gap velocity only; a user's "
+                    "device has no cycle-to-cycle port (use c2c_params)"
+                )
             for key, sigma in self.c2c_params.items():
-                if isinstance(sigma, bool) or not isinstance(sigma, (int, float)) or not math.isfinite(sigma) \
-                        or sigma <= 0:
+                if (
+                    isinstance(sigma, bool)
+                    or not isinstance(sigma, (int, float))
+                    or not math.isfinite(sigma)
+                    or sigma <= 0
+                ):
                     raise ValueError(f"Variability.c2c_params[{key!r}] must be a finite sigma > 0, got {sigma!r}")
         elif self.c2c_params:
-            raise ValueError("Variability.c2c_params is for a user's device; the built-in model's "
-                             "cycle-to-cycle spread is Variability.c2c")
+            raise ValueError(
+                "Variability.c2c_params is for a user's device; the built-in model's "
+                "cycle-to-cycle spread is Variability.c2c"
+            )
             for key, value in self.nominal.items():
                 if not isinstance(value, (int, float)) or not math.isfinite(value) or value == 0:
                     raise ValueError(f"Variability.nominal[{key!r}] must be a finite non-zero number, got {value!r}")
             for key, (lo, hi) in self.bounds.items():
                 if key in self.nominal and not lo <= self.nominal[key] <= hi:
-                    raise ValueError(f"nominal {key}={self.nominal[key]:g} lies outside its declared range "
-                                     f"[{lo:g}, {hi:g}]")
+                    raise ValueError(
+                        f"nominal {key}={self.nominal[key]:g} lies outside its declared range [{lo:g}, {hi:g}]"
+                    )
 
     @property
     def declared(self) -> bool:
@@ -189,10 +211,13 @@ class Variability:
 
     def scaled(self, factor: float) -> "Variability":
         """The same spread shape, every sigma multiplied by ``factor``."""
-        return dataclasses.replace(self, d2d={k: v * factor for k, v in self.d2d.items()}, c2c=self.c2c * factor,
-                                   c2c_params={k: v * factor for k, v in self.c2c_params.items()},
-                                   relaxation=dataclasses.replace(self.relaxation,
-                                                                  amplitude=self.relaxation.amplitude * factor))
+        return dataclasses.replace(
+            self,
+            d2d={k: v * factor for k, v in self.d2d.items()},
+            c2c=self.c2c * factor,
+            c2c_params={k: v * factor for k, v in self.c2c_params.items()},
+            relaxation=dataclasses.replace(self.relaxation, amplitude=self.relaxation.amplitude * factor),
+        )
 
     def sample(self, model: CompactModel, n: int, rng: np.random.Generator) -> list[dict[str, float]]:
         """Per-device parameter dicts for ``n`` devices drawn from ``rng`` (built-in model)."""
@@ -234,7 +259,7 @@ class Variability:
             out["nominal"] = {k: v for k, v in self.nominal.items() if k in self.d2d}
             out["bounds"] = {k: list(v) for k, v in self.bounds.items() if k in self.d2d}
             out["c2c_params"] = dict(self.c2c_params)
-        if self.relaxation.on:            # written only when on: tables without it are unchanged
+        if self.relaxation.on:  # written only when on: tables without it are unchanged
             out["relaxation"] = self.relaxation.to_dict()
         return out
 
@@ -244,13 +269,18 @@ class Variability:
         relax = d.get("relaxation") or {}
         unknown = set(relax) - {f.name for f in dataclasses.fields(Relaxation)}
         if unknown:
-            raise ValueError(f"variability relaxation: unknown field(s) {', '.join(sorted(unknown))}; "
-                             f"known: {', '.join(f.name for f in dataclasses.fields(Relaxation))}")
-        return cls(dict(d.get("d2d", {})), float(d.get("c2c", 0.0)),
-                   None if nominal is None else {k: float(v) for k, v in nominal.items()},
-                   {k: (float(v[0]), float(v[1])) for k, v in d.get("bounds", {}).items()},
-                   {k: float(v) for k, v in d.get("c2c_params", {}).items()},
-                   Relaxation(**{k: float(v) for k, v in relax.items()}))
+            raise ValueError(
+                f"variability relaxation: unknown field(s) {', '.join(sorted(unknown))}; "
+                f"known: {', '.join(f.name for f in dataclasses.fields(Relaxation))}"
+            )
+        return cls(
+            dict(d.get("d2d", {})),
+            float(d.get("c2c", 0.0)),
+            None if nominal is None else {k: float(v) for k, v in nominal.items()},
+            {k: (float(v[0]), float(v[1])) for k, v in d.get("bounds", {}).items()},
+            {k: float(v) for k, v in d.get("c2c_params", {}).items()},
+            Relaxation(**{k: float(v) for k, v in relax.items()}),
+        )
 
 
 def describe_variability(spec: dict) -> str:
@@ -260,32 +290,42 @@ def describe_variability(spec: dict) -> str:
     c2c_params = {k: float(v) for k, v in (spec or {}).get("c2c_params", {}).items()}
     relax = (spec or {}).get("relaxation")
     if not d2d and not c2c and not c2c_params and not relax:
-        return ("variability: none declared (every device is the nominal one; "
-                "--vary NAME=SPREAD gives a device-to-device spread)")
+        return (
+            "variability: none declared (every device is the nominal one; "
+            "--vary NAME=SPREAD gives a device-to-device spread)"
+        )
     nominal = (spec or {}).get("nominal") or {}
-    parts = [f"{k} sigma(ln) {v:g}" + (f" around {float(nominal[k]):.4g}" if k in nominal else "")
-             for k, v in sorted(d2d.items())]
+    parts = [
+        f"{k} sigma(ln) {v:g}" + (f" around {float(nominal[k]):.4g}" if k in nominal else "")
+        for k, v in sorted(d2d.items())
+    ]
     line = "variability: device-to-device log-normal: " + (", ".join(parts) if parts else "none")
     if c2c_params:
         line += "; cycle-to-cycle log-normal factor per pulse period: " + ", ".join(
-            f"{k} sigma(ln) {v:g}" for k, v in sorted(c2c_params.items()))
+            f"{k} sigma(ln) {v:g}" for k, v in sorted(c2c_params.items())
+        )
     if c2c:
         line += f"; cycle-to-cycle log-normal sigma(ln) {c2c:g} on the gap velocity, per pulse"
     if relax:
-        line += (f"; post-programming gap relaxation delta ln(1 + t/{float(relax['tau']):g} s), delta normal with "
-                 f"sigma {float(relax['amplitude']):g} nm x exp((g - {float(relax.get('gap_ref', 1.0)):g} nm)/"
-                 f"{float(relax['decay']):g} nm), per cell and programming")
+        line += (
+            f"; post-programming gap relaxation delta ln(1 + t/{float(relax['tau']):g} s), delta normal with "
+            f"sigma {float(relax['amplitude']):g} nm x exp((g - {float(relax.get('gap_ref', 1.0)):g} nm)/"
+            f"{float(relax['decay']):g} nm), per cell and programming"
+        )
     return line
 
 
 #: Named presets: (model, variability).
 PRESETS: dict[str, tuple[CompactModel, Variability]] = {
-    "hfox": (CompactModel(), Variability({"nu_set": 0.3, "nu_reset": 0.3, "i0": 0.05, "g0": 0.02, "r_ret": 0.3},
-                                      c2c=0.15)),
+    "hfox": (
+        CompactModel(),
+        Variability({"nu_set": 0.3, "nu_reset": 0.3, "i0": 0.05, "g0": 0.02, "r_ret": 0.3}, c2c=0.15),
+    ),
     "hfox-ideal": (CompactModel(name="hfox-ideal"), Variability()),
-    "taox": (CompactModel(name="taox", i0=6e-5, g0=0.28, nu_set=30.0, nu_reset=90.0, vs_reset=0.12,
-                          noise=0.006),
-             Variability({"nu_set": 0.2, "nu_reset": 0.2, "i0": 0.04}, c2c=0.1)),
+    "taox": (
+        CompactModel(name="taox", i0=6e-5, g0=0.28, nu_set=30.0, nu_reset=90.0, vs_reset=0.12, noise=0.006),
+        Variability({"nu_set": 0.2, "nu_reset": 0.2, "i0": 0.04}, c2c=0.1),
+    ),
 }
 
 

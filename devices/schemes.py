@@ -29,6 +29,7 @@ scales with them.
 ``attrs()`` is the flat dict a device table records (``scheme`` = the name, then the
 parameters); :func:`scheme_from_attrs` reads it back, also from version-1 tables.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -36,8 +37,8 @@ import math
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-MIN_WIDTH = 1e-10      # s, shortest pulse
-MAX_WIDTH = 1.0        # s, longest pulse
+MIN_WIDTH = 1e-10  # s, shortest pulse
+MAX_WIDTH = 1.0  # s, longest pulse
 
 
 @dataclass(frozen=True)
@@ -67,18 +68,18 @@ class Scheme:
     """What every scheme has: verify, RESET ramp, erase, polarity (SI units; magnitudes)."""
 
     name: ClassVar[str] = ""
-    gate_control: ClassVar[bool] = False          # needs a 1T1R cell with its own word line
-    read_voltage: float = 0.2      # V, verify read (same sign as SET)
-    tolerance: float = 0.05        # relative: converged when |G - target| <= tolerance * target
-    max_pulses: int = 40           # per level, the erase pulse included
-    polarity: int = 1              # sign of a SET pulse on the device's first port
-    reset_start: float = 1.0       # V, first RESET pulse of a ramp (magnitude)
-    reset_step: float = 0.04       # V, RESET increment per pulse
-    reset_max: float = 1.6         # V, largest RESET pulse
-    erase: float = 1.6             # V, the RESET pulse that starts every level
-    reset_width: float = 0.0       # s, RESET and erase pulse width (0: the SET width)
-    verify_reads: int = 1          # verify reads averaged per pulse
-    max_step: float = 0.0          # s, simulator step cap (0: a tenth of the longest pulse)
+    gate_control: ClassVar[bool] = False  # needs a 1T1R cell with its own word line
+    read_voltage: float = 0.2  # V, verify read (same sign as SET)
+    tolerance: float = 0.05  # relative: converged when |G - target| <= tolerance * target
+    max_pulses: int = 40  # per level, the erase pulse included
+    polarity: int = 1  # sign of a SET pulse on the device's first port
+    reset_start: float = 1.0  # V, first RESET pulse of a ramp (magnitude)
+    reset_step: float = 0.04  # V, RESET increment per pulse
+    reset_max: float = 1.6  # V, largest RESET pulse
+    erase: float = 1.6  # V, the RESET pulse that starts every level
+    reset_width: float = 0.0  # s, RESET and erase pulse width (0: the SET width)
+    verify_reads: int = 1  # verify reads averaged per pulse
+    max_step: float = 0.0  # s, simulator step cap (0: a tenth of the longest pulse)
 
     #: Parameters in volts that must lie above the read voltage (SET amplitudes).
     _set_volts: ClassVar[tuple[str, ...]] = ()
@@ -98,8 +99,11 @@ class Scheme:
             object.__setattr__(self, name, value)
         if self.reset_width == 0:
             object.__setattr__(self, "reset_width", self.set_width)
-        positive = [f.name for f in dataclasses.fields(self)
-                    if f.name not in ("polarity", "max_step", "reset_step") and getattr(self, f.name) <= 0]
+        positive = [
+            f.name
+            for f in dataclasses.fields(self)
+            if f.name not in ("polarity", "max_step", "reset_step") and getattr(self, f.name) <= 0
+        ]
         if positive:
             raise ValueError(f"{self.name} scheme: {positive[0]} must be > 0, got {getattr(self, positive[0])}")
         if self.reset_step < 0 or self.max_step < 0:
@@ -110,8 +114,9 @@ class Scheme:
         if self.max_pulses < 2:
             raise ValueError(f"max_pulses must be an integer >= 2, got {self.max_pulses!r}")
         if self.polarity not in (1, -1):
-            raise ValueError(f"polarity must be +1 (SET with a positive pulse on the first port) or -1, "
-                             f"got {self.polarity}")
+            raise ValueError(
+                f"polarity must be +1 (SET with a positive pulse on the first port) or -1, got {self.polarity}"
+            )
         if not 1 <= self.verify_reads <= 100:
             raise ValueError(f"verify_reads must be 1 to 100, got {self.verify_reads}")
         if self.reset_start > self.reset_max:
@@ -122,8 +127,10 @@ class Scheme:
                 raise ValueError(f"{name} must be between 100 ps and 1 s, got {w:g} s")
         for name in ("reset_start", "erase", *self._set_volts):
             if self.read_voltage >= getattr(self, name):
-                raise ValueError(f"read_voltage ({self.read_voltage} V) must stay below {name} "
-                                 f"({getattr(self, name)} V): the verify read must not program the cell")
+                raise ValueError(
+                    f"read_voltage ({self.read_voltage} V) must stay below {name} "
+                    f"({getattr(self, name)} V): the verify read must not program the cell"
+                )
         self._check()
 
     def _check(self) -> None:
@@ -171,7 +178,7 @@ class Scheme:
         ``streak`` counts the pulses of the current direction. A pulse of amplitude 0
         means none is needed (the cell is within the window)."""
         want = 1 if g < lo else (-1 if g > hi else 0)
-        if want == 0:          # right after the erase pulse a cell can already be in range
+        if want == 0:  # right after the erase pulse a cell can already be in range
             return Pulse(0.0, self.set_width), direction, streak
         if want != direction:
             direction, streak = want, 0
@@ -186,8 +193,11 @@ class Scheme:
     def describe(self) -> str:
         """One line: the name and the parameters that differ from the scheme's defaults."""
         default = type(self)()
-        changed = [f"{f.name}={getattr(self, f.name):g}" for f in dataclasses.fields(self)
-                   if getattr(self, f.name) != getattr(default, f.name)]
+        changed = [
+            f"{f.name}={getattr(self, f.name):g}"
+            for f in dataclasses.fields(self)
+            if getattr(self, f.name) != getattr(default, f.name)
+        ]
         return self.name + (" " + " ".join(changed) if changed else "")
 
 
@@ -232,7 +242,7 @@ class IGVVA(Scheme):
     gate_control: ClassVar[bool] = True
     max_pulses: int = 60
     reset_width: float = 200e-9
-    max_step: float = 5e-9         # s, a tenth of the SET pulse (not of the longer RESET)
+    max_step: float = 5e-9  # s, a tenth of the SET pulse (not of the longer RESET)
     v_set: float = 1.6
     vg_start: float = 0.6
     vg_step: float = 0.05
@@ -256,8 +266,9 @@ class IGVVA(Scheme):
         return self.vg_reset
 
     def set_pulse(self, streak: int) -> Pulse:
-        return Pulse(self.polarity * self.v_set, self.pulse_width,
-                     min(self.vg_start + streak * self.vg_step, self.vg_max))
+        return Pulse(
+            self.polarity * self.v_set, self.pulse_width, min(self.vg_start + streak * self.vg_step, self.vg_max)
+        )
 
 
 @dataclass(frozen=True)
@@ -289,7 +300,7 @@ class PulseWidth(Scheme):
         return max(self.reset_width, self.width_max)
 
     def set_pulse(self, streak: int) -> Pulse:
-        return Pulse(self.polarity * self.v_set, min(self.width_start * self.width_factor ** streak, self.width_max))
+        return Pulse(self.polarity * self.v_set, min(self.width_start * self.width_factor**streak, self.width_max))
 
 
 #: The schemes by name.
@@ -308,8 +319,9 @@ def make_scheme(name: str, **params) -> Scheme:
     known = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(params) - known)
     if unknown:
-        raise ValueError(f"scheme {name} has no parameter(s) {', '.join(unknown)}; its parameters are "
-                         f"{', '.join(sorted(known))}")
+        raise ValueError(
+            f"scheme {name} has no parameter(s) {', '.join(unknown)}; its parameters are {', '.join(sorted(known))}"
+        )
     return cls(**params)
 
 
@@ -317,7 +329,7 @@ def scheme_from_attrs(attrs: dict[str, Any]) -> Scheme:
     """The scheme a table recorded (``attrs()``), also from a version-1 ISPP record."""
     attrs = dict(attrs)
     name = attrs.pop("scheme", None)
-    if name == "ispp" and "v_reset_start" in attrs:          # version 1
+    if name == "ispp" and "v_reset_start" in attrs:  # version 1
         attrs = {_V1_NAMES.get(k, k): v for k, v in attrs.items()}
         attrs.setdefault("reset_step", attrs.get("v_step", ISPP.reset_step))
     if name not in SCHEMES:
@@ -326,5 +338,15 @@ def scheme_from_attrs(attrs: dict[str, Any]) -> Scheme:
     return make_scheme(name, **{k: v for k, v in attrs.items() if k in known})
 
 
-__all__ = ["Pulse", "Scheme", "ISPP", "IGVVA", "PulseWidth", "SCHEMES", "make_scheme", "scheme_from_attrs",
-           "MIN_WIDTH", "MAX_WIDTH"]
+__all__ = [
+    "Pulse",
+    "Scheme",
+    "ISPP",
+    "IGVVA",
+    "PulseWidth",
+    "SCHEMES",
+    "make_scheme",
+    "scheme_from_attrs",
+    "MIN_WIDTH",
+    "MAX_WIDTH",
+]

@@ -7,6 +7,7 @@ refuses anything malformed with a :class:`TableError` that says what is wrong. T
 optional ``/array`` group (:class:`ArrayGroup`) records programming inside an array
 (position-dependent cost, write disturb); tables without it load as before.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -42,8 +43,7 @@ OPTIONAL_GROUPS = {"sweep": ("v", "current"), "trace": ("amplitude", "g", "lengt
 SCHEME_ATTRS = ("scheme", "read_voltage", "tolerance", "max_pulses")
 #: Optional /trace datasets beyond the required trio (gate-controlled and pulse-width schemes).
 TRACE_EXTRA = ("gate", "width")
-_V1_SCHEME_ATTRS = ("scheme", "v_start", "v_step", "v_max", "pulse_width", "read_voltage",
-                "tolerance", "max_pulses")
+_V1_SCHEME_ATTRS = ("scheme", "v_start", "v_step", "v_max", "pulse_width", "read_voltage", "tolerance", "max_pulses")
 #: Programming outcomes a measured table may lack (named in the provenance attribute
 #: ``unmeasured``); their arrays then hold NaN (energy, time), 0 (pulses) or True (converged).
 UNMEASURABLE = ("pulses", "energy", "time", "converged")
@@ -54,11 +54,23 @@ class TableError(ValueError):
 
 
 #: Per-position maps of the optional /array group, each [rows, cols].
-ARRAY_MAPS = {"level": np.int32, "pulses_factor": np.float64, "energy_factor": np.float64,
-              "time_factor": np.float64, "disturb": np.float64}
+ARRAY_MAPS = {
+    "level": np.int32,
+    "pulses_factor": np.float64,
+    "energy_factor": np.float64,
+    "time_factor": np.float64,
+    "disturb": np.float64,
+}
 #: Per-level disturb statistics of /array, each [L].
-ARRAY_STATS = ("disturb_half_mean", "disturb_half_std", "disturb_other_mean", "disturb_other_std",
-               "disturb_array_mean", "disturb_array_std", "disturb_cells")
+ARRAY_STATS = (
+    "disturb_half_mean",
+    "disturb_half_std",
+    "disturb_other_mean",
+    "disturb_other_std",
+    "disturb_array_mean",
+    "disturb_array_std",
+    "disturb_cells",
+)
 #: Required attributes of /array.
 ARRAY_ATTRS = ("rows", "cols", "cell", "bias", "half_select", "wire_resistance", "scheme", "write_order")
 
@@ -116,8 +128,7 @@ class ArrayGroup:
         for name in ARRAY_MAPS:
             a = self.maps.get(name)
             if a is None or a.shape != (rows, cols):
-                raise TableError(f"/array/{name} must be [{rows}, {cols}], got "
-                                 f"{None if a is None else a.shape}")
+                raise TableError(f"/array/{name} must be [{rows}, {cols}], got {None if a is None else a.shape}")
             if not np.all(np.isfinite(a)):
                 raise TableError(f"/array/{name} contains NaN or inf")
         if np.any(self.maps["level"] < 0) or np.any(self.maps["level"] >= n_levels):
@@ -141,12 +152,14 @@ class ArrayGroup:
     def describe(self) -> str:
         a, m, s = self.attrs, self.maps, self.stats
         near, far = (a["rows"] - 1, 0), (0, a["cols"] - 1)
-        return (f"  array: {a['rows']}x{a['cols']} {a['cell']} {a['bias']} (half-select {float(a['half_select']):.3g}), "
-                f"{float(a['wire_resistance']):g} ohm/segment, {a['scheme']}, {a['write_order']}; pulses x"
-                f"{m['pulses_factor'].mean():.3f} (near corner {m['pulses_factor'][near]:.3f}, far "
-                f"{m['pulses_factor'][far]:.3f}), energy x{m['energy_factor'].mean():.3f}; disturb per written "
-                f"array {100 * np.mean(m['disturb']):+.3f}% (sigma {100 * np.std(m['disturb']):.3f}%), per "
-                f"half-select event {100 * np.average(s['disturb_half_mean'], weights=s['disturb_cells'] + 1e-12):+.4f}%")
+        return (
+            f"  array: {a['rows']}x{a['cols']} {a['cell']} {a['bias']} (half-select {float(a['half_select']):.3g}), "
+            f"{float(a['wire_resistance']):g} ohm/segment, {a['scheme']}, {a['write_order']}; pulses x"
+            f"{m['pulses_factor'].mean():.3f} (near corner {m['pulses_factor'][near]:.3f}, far "
+            f"{m['pulses_factor'][far]:.3f}), energy x{m['energy_factor'].mean():.3f}; disturb per written "
+            f"array {100 * np.mean(m['disturb']):+.3f}% (sigma {100 * np.std(m['disturb']):.3f}%), per "
+            f"half-select event {100 * np.average(s['disturb_half_mean'], weights=s['disturb_cells'] + 1e-12):+.4f}%"
+        )
 
 
 @dataclass
@@ -174,35 +187,52 @@ class DeviceTable:
     retention_t: np.ndarray | None = None
     retention_ratio: np.ndarray | None = None
     retention_sigma: np.ndarray | None = None
-    sweep_v: np.ndarray | None = None          # optional /sweep: quasi-static SET/RESET I-V
+    sweep_v: np.ndarray | None = None  # optional /sweep: quasi-static SET/RESET I-V
     sweep_current: np.ndarray | None = None
     trace_amplitude: np.ndarray | None = None  # optional /trace: write-verify trajectories
-    trace_g: np.ndarray | None = None          # [D, P] zero-padded after trace_length
-    trace_length: np.ndarray | None = None     # [D]
-    trace_gate: np.ndarray | None = None       # [D, P] word-line voltage of every pulse (optional)
-    trace_width: np.ndarray | None = None      # [D, P] width of every pulse (optional)
-    model: dict[str, Any] = field(default_factory=dict)       # compact-model parameters
+    trace_g: np.ndarray | None = None  # [D, P] zero-padded after trace_length
+    trace_length: np.ndarray | None = None  # [D]
+    trace_gate: np.ndarray | None = None  # [D, P] word-line voltage of every pulse (optional)
+    trace_width: np.ndarray | None = None  # [D, P] width of every pulse (optional)
+    model: dict[str, Any] = field(default_factory=dict)  # compact-model parameters
     variability: dict[str, Any] = field(default_factory=dict)
     model_netlist: str = ""
     programming_netlist: str = ""
     provenance: dict[str, Any] = field(default_factory=dict)  # created, versions, seed, command
-    probe: dict[str, Any] = field(default_factory=dict)       # what the probe found (optional /probe)
-    array: ArrayGroup | None = None          # optional /array: programming inside an array
+    probe: dict[str, Any] = field(default_factory=dict)  # what the probe found (optional /probe)
+    array: ArrayGroup | None = None  # optional /array: programming inside an array
     #: Format version of the file it was read from (saving always writes FORMAT_VERSION).
     format_version: ClassVar[int] = FORMAT_VERSION
 
     def __post_init__(self) -> None:
-        for name in ("targets", "g_final", "energy", "time", "read_g", "read_sigma", "iv_v",
-                     "iv_current", "retention_t", "retention_ratio", "retention_sigma",
-                     "sweep_v", "sweep_current", "trace_amplitude", "trace_g", "trace_gate", "trace_width"):
+        for name in (
+            "targets",
+            "g_final",
+            "energy",
+            "time",
+            "read_g",
+            "read_sigma",
+            "iv_v",
+            "iv_current",
+            "retention_t",
+            "retention_ratio",
+            "retention_sigma",
+            "sweep_v",
+            "sweep_current",
+            "trace_amplitude",
+            "trace_g",
+            "trace_gate",
+            "trace_width",
+        ):
             value = getattr(self, name)
             if value is not None:
                 setattr(self, name, np.asarray(value, dtype=np.float64))
         if self.trace_length is not None:
             self.trace_length = np.asarray(self.trace_length, dtype=np.int32)
         pulses = np.asarray(self.pulses)
-        if pulses.dtype.kind not in "iub" and not (pulses.dtype.kind == "f" and np.all(np.isfinite(pulses))
-                                                   and np.all(pulses == np.round(pulses))):
+        if pulses.dtype.kind not in "iub" and not (
+            pulses.dtype.kind == "f" and np.all(np.isfinite(pulses)) and np.all(pulses == np.round(pulses))
+        ):
             raise TableError(f"/programming/pulses must hold whole pulse counts, got dtype {pulses.dtype}")
         self.pulses = pulses.astype(np.int32)
         self.converged = np.asarray(self.converged, dtype=bool)
@@ -290,11 +320,13 @@ class DeviceTable:
         if missing:
             raise TableError(f"/programming attrs lack the scheme entries {missing}")
         tol = float(self.scheme["tolerance"])
-        if not (np.isnan(tol) or 0 < tol < 1):     # NaN: not known (a measured table)
+        if not (np.isnan(tol) or 0 < tol < 1):  # NaN: not known (a measured table)
             raise TableError(f"/programming tolerance must be in (0, 1) or NaN (unknown), got {tol}")
         if self.read_g.ndim != 1 or self.read_g.shape != self.read_sigma.shape or self.read_g.size < 1:
-            raise TableError(f"/read/g and /read/sigma must be 1-D of equal length, got "
-                             f"{self.read_g.shape} and {self.read_sigma.shape}")
+            raise TableError(
+                f"/read/g and /read/sigma must be 1-D of equal length, got "
+                f"{self.read_g.shape} and {self.read_sigma.shape}"
+            )
         for name in ("read_g", "read_sigma", "iv_v", "iv_current"):
             if not np.all(np.isfinite(getattr(self, name))):
                 raise TableError(f"/{name.replace('_', '/', 1)} contains NaN or inf")
@@ -303,16 +335,16 @@ class DeviceTable:
         if self.read_g.size > 1 and np.any(np.diff(self.read_g) <= 0):
             raise TableError("/read/g must be strictly increasing")
         if self.iv_v.ndim != 1 or self.iv_current.shape != (n_levels, self.iv_v.size):
-            raise TableError(f"/iv/current must be [L={n_levels}, M={self.iv_v.size}], "
-                             f"got {self.iv_current.shape}")
+            raise TableError(f"/iv/current must be [L={n_levels}, M={self.iv_v.size}], got {self.iv_current.shape}")
         ret = (self.retention_t, self.retention_ratio, self.retention_sigma)
         if any(r is not None for r in ret):
             if any(r is None for r in ret):
                 raise TableError("/retention needs all of t, ratio and sigma")
             rt, rr, rs = ret
             if rt.ndim != 1 or rr.shape != (n_levels, rt.size) or rs.shape != rr.shape:
-                raise TableError(f"/retention arrays must be [T], [L, T], [L, T]; got "
-                                 f"{rt.shape}, {rr.shape}, {rs.shape}")
+                raise TableError(
+                    f"/retention arrays must be [T], [L, T], [L, T]; got {rt.shape}, {rr.shape}, {rs.shape}"
+                )
             if not all(np.all(np.isfinite(r)) for r in ret):
                 raise TableError("/retention contains NaN or inf")
         for group, names in OPTIONAL_GROUPS.items():
@@ -403,13 +435,15 @@ class DeviceTable:
                         pr.attrs[key] = value
             umask = os.umask(0)
             os.umask(umask)
-            os.chmod(tmp, 0o666 & ~umask)          # mkstemp makes 0600; give the usual mode
+            os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the usual mode
             os.replace(tmp, path)
         except OSError as exc:
             Path(tmp).unlink(missing_ok=True)
             reason = exc.strerror or str(exc)
-            raise TableError(f"cannot write {path}: {reason} (disk full or read-only?); "
-                             + ("the earlier file is untouched" if path.exists() else "no file was written")) from None
+            raise TableError(
+                f"cannot write {path}: {reason} (disk full or read-only?); "
+                + ("the earlier file is untouched" if path.exists() else "no file was written")
+            ) from None
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
@@ -444,8 +478,9 @@ class DeviceTable:
         except TableError:
             raise
         except (OSError, KeyError, ValueError, TypeError, AttributeError, RuntimeError) as exc:
-            raise TableError(f"{path}: damaged device table ({type(exc).__name__}: {exc}); "
-                             "regenerate it with `rramsim characterize`") from None
+            raise TableError(
+                f"{path}: damaged device table ({type(exc).__name__}: {exc}); regenerate it with `rramsim characterize`"
+            ) from None
 
     @classmethod
     def _from_h5(cls, f, path: Path) -> "DeviceTable":
@@ -454,8 +489,10 @@ class DeviceTable:
             raise TableError(f"{path} is not an rramsim device table (format attribute {fmt!r})")
         version = f.attrs.get("format_version")
         if version is None or int(version) not in READ_VERSIONS:
-            raise TableError(f"{path} has format_version {_scalar(version)!r}; this rramsim reads versions "
-                             f"{', '.join(map(str, READ_VERSIONS))} (upgrade rramsim or regenerate the table)")
+            raise TableError(
+                f"{path} has format_version {_scalar(version)!r}; this rramsim reads versions "
+                f"{', '.join(map(str, READ_VERSIONS))} (upgrade rramsim or regenerate the table)"
+            )
         for group in ("model", "programming", "read", "iv"):
             if group not in f:
                 raise TableError(f"{path} lacks the required group /{group}")
@@ -475,9 +512,11 @@ class DeviceTable:
         array = None
         if "array" in f:
             ag = f["array"]
-            array = ArrayGroup({k: _scalar(v) for k, v in ag.attrs.items()},
-                               {n: _read(f, f"array/{n}", path) for n in ARRAY_MAPS},
-                               {n: _read(f, f"array/{n}", path) for n in ARRAY_STATS})
+            array = ArrayGroup(
+                {k: _scalar(v) for k, v in ag.attrs.items()},
+                {n: _read(f, f"array/{n}", path) for n in ARRAY_MAPS},
+                {n: _read(f, f"array/{n}", path) for n in ARRAY_STATS},
+            )
         provenance = {k: _scalar(v) for k, v in f.attrs.items() if k not in ("format", "format_version")}
         table = cls(
             targets=_read(f, "programming/targets", path),
@@ -506,15 +545,17 @@ class DeviceTable:
             f"rramsim device table: {self.n_levels} levels x {self.n_devices} devices",
             f"  model: {self.model.get('name', '?')}   scheme: {self.scheme.get('scheme')}  "
             f"tolerance {100 * float(self.scheme['tolerance']):.1f}%  max pulses {self.scheme['max_pulses']}",
-            "  scheme parameters: " + " ".join(f"{k}={_short(v)}" for k, v in self.scheme.items()
-                                               if k not in ("scheme", "tolerance", "max_pulses")),
+            "  scheme parameters: "
+            + " ".join(
+                f"{k}={_short(v)}" for k, v in self.scheme.items() if k not in ("scheme", "tolerance", "max_pulses")
+            ),
         ]
         if self.probe:
             lines.append("  probed: " + " ".join(f"{k}={_short(v)}" for k, v in self.probe.items()))
         for k in ("command", "created", "seed", "ngspice_version", "rramsim_version"):
             if k in self.provenance:
                 lines.append(f"  {k}: {self.provenance[k]}")
-        if self.provenance.get("source_rewrites"):     # a Verilog-A source rewritten before it was compiled
+        if self.provenance.get("source_rewrites"):  # a Verilog-A source rewritten before it was compiled
             lines.append("  source rewritten before compiling:")
             lines += [f"    {note}" for note in str(self.provenance["source_rewrites"]).splitlines()]
         lines.append("  level  target[uS]  G mean[uS]  G std[uS]  pulses  energy[pJ]  time[ns]  converged")
@@ -522,22 +563,32 @@ class DeviceTable:
             lines.append(
                 f"  {i:5d}  {s['target'][i] * 1e6:10.2f}  {s['g_mean'][i] * 1e6:10.2f}  {s['g_std'][i] * 1e6:9.3f}"
                 f"  {s['pulses_mean'][i]:6.2f}  {s['energy_mean'][i] * 1e12:10.2f}  {s['time_mean'][i] * 1e9:8.1f}"
-                f"  {100 * s['converged'][i]:8.1f}%")
+                f"  {100 * s['converged'][i]:8.1f}%"
+            )
         if np.all(self.read_sigma == 0):
-            lines.append("  read noise: none (sigma 0 at every level: the device simulated has no read-noise "
-                         "source, so inference with this table reads noiselessly)")
+            lines.append(
+                "  read noise: none (sigma 0 at every level: the device simulated has no read-noise "
+                "source, so inference with this table reads noiselessly)"
+            )
         else:
-            lines.append(f"  read noise: sigma/G {100 * np.median(self.read_sigma / self.read_g):.2f}% (median over "
-                         f"{self.read_g.size} points, {self.read_g[0] * 1e6:.1f}-{self.read_g[-1] * 1e6:.1f} uS)")
-        lines.append(f"  I-V: {self.iv_v.size} points, {self.iv_v[0]:.2f} V to {self.iv_v[-1]:.2f} V"
-                     if self.iv_v.size else "  I-V: not measured")
+            lines.append(
+                f"  read noise: sigma/G {100 * np.median(self.read_sigma / self.read_g):.2f}% (median over "
+                f"{self.read_g.size} points, {self.read_g[0] * 1e6:.1f}-{self.read_g[-1] * 1e6:.1f} uS)"
+            )
+        lines.append(
+            f"  I-V: {self.iv_v.size} points, {self.iv_v[0]:.2f} V to {self.iv_v[-1]:.2f} V"
+            if self.iv_v.size
+            else "  I-V: not measured"
+        )
         if self.unmeasured:
             lines.append(f"  not measured: {', '.join(sorted(self.unmeasured))}")
         if self.array is not None:
             lines.append(self.array.describe())
         if self.has_retention:
-            lines.append(f"  retention: G(t)/G(0) at t = {self.retention_t[-1]:.3g} s: "
-                         + ", ".join(f"{r:.3f}" for r in self.retention_ratio[:, -1]))
+            lines.append(
+                f"  retention: G(t)/G(0) at t = {self.retention_t[-1]:.3g} s: "
+                + ", ".join(f"{r:.3f}" for r in self.retention_ratio[:, -1])
+            )
         return "\n".join(lines)
 
 
@@ -547,8 +598,9 @@ def _scheme_from_v1(scheme: dict, path: Path) -> dict:
     if missing:
         raise TableError(f"{path}: /programming attrs lack the scheme entries {missing}")
     if scheme.get("scheme") != "ispp":
-        return scheme              # e.g. a measured table: kept as recorded
+        return scheme  # e.g. a measured table: kept as recorded
     from rramsim.devices.schemes import scheme_from_attrs
+
     try:
         return scheme_from_attrs(scheme).attrs()
     except ValueError as exc:
@@ -560,9 +612,10 @@ def _probe(path: Path, timeout: float = 60.0) -> str | None:
     if not hasattr(os, "fork"):
         return None
     pid = os.fork()
-    if pid == 0:                                    # child: read, report only by exit status
+    if pid == 0:  # child: read, report only by exit status
         import faulthandler
-        faulthandler.disable()                      # a crash here is expected news, not a report
+
+        faulthandler.disable()  # a crash here is expected news, not a report
         code = 0
         try:
             DeviceTable._read(path)

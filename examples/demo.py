@@ -8,6 +8,7 @@
 3. evaluate the shipped LeNet-5 on crossbars programmed from that table: accuracy over
    independent programmings beside the float accuracy, and the cost report.
 """
+
 from __future__ import annotations
 
 import sys
@@ -31,11 +32,31 @@ def step(title: str, *args: str) -> None:
 if __name__ == "__main__":
     OUT.mkdir(exist_ok=True)
     table = str(OUT / "device.h5")
-    step("1. characterize the default device in ngspice", "characterize", "--cell", "1T1R", "--scheme", "igvva",
-         "--devices", "100", "--seed", "0", "-o", table)
+    step(
+        "1. characterize the default device in ngspice",
+        "characterize",
+        "--cell",
+        "1T1R",
+        "--scheme",
+        "igvva",
+        "--devices",
+        "100",
+        "--seed",
+        "0",
+        "-o",
+        table,
+    )
     for kind in ("iv", "levels", "writeverify"):
         step(f"   plot {kind}", "plot", kind, table, "-o", str(OUT / f"{kind}.png"))
     step("2. MNIST", "data", "fetch", "mnist")
-    step("3. LeNet-5 on RRAM crossbars under the fitted noise", "evaluate", "--table", table,
-         "--trials", "5", "--subset", "2000")
+    step(
+        "3. LeNet-5 on RRAM crossbars under the fitted noise",
+        "evaluate",
+        "--table",
+        table,
+        "--trials",
+        "5",
+        "--subset",
+        "2000",
+    )
     print(f"\ndemo done: table, plots in {OUT}/")

@@ -11,6 +11,7 @@ the command line's help and parser stay fast. Converting a model, or importing
 attention, transformer layers, LSTM, GRU) and allowlists rramsim's module classes for
 whole-model ``torch.load``.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -24,20 +25,43 @@ DATASET_NAMES = ("fashion-mnist", "mnist")
 # public name -> the module of rramsim.models that defines it
 _EXPORTS = {
     "CrossbarConfig": "config",
-    **dict.fromkeys(["ConversionReport", "analog_layers", "conversion_report", "convert_to_analog",
-                     "program_analog", "programming_summary", "register_converter", "register_safe_globals",
-                     "set_drift_time", "to_digital"], "convert"),
-    **dict.fromkeys(["CostModel", "CostReport", "LayerCost", "PeripheryCost", "cost_report", "format_cost_report"],
-                    "cost"),
+    **dict.fromkeys(
+        [
+            "ConversionReport",
+            "analog_layers",
+            "conversion_report",
+            "convert_to_analog",
+            "program_analog",
+            "programming_summary",
+            "register_converter",
+            "register_safe_globals",
+            "set_drift_time",
+            "to_digital",
+        ],
+        "convert",
+    ),
+    **dict.fromkeys(
+        ["CostModel", "CostReport", "LayerCost", "PeripheryCost", "cost_report", "format_cost_report"], "cost"
+    ),
     **dict.fromkeys(["TileSolver", "approx_transfer", "nodal_matrix"], "irdrop"),
-    **dict.fromkeys(["AnalogConv1d", "AnalogConv2d", "AnalogLayerMixin", "AnalogLinear", "table_fingerprint"],
-                    "layers"),
-    **dict.fromkeys(["BitSlicedMapping", "DifferentialMapping", "OffsetMapping", "WeightMapping", "make_mapping",
-                     "mapping_class"], "mapping"),
+    **dict.fromkeys(
+        ["AnalogConv1d", "AnalogConv2d", "AnalogLayerMixin", "AnalogLinear", "table_fingerprint"], "layers"
+    ),
+    **dict.fromkeys(
+        ["BitSlicedMapping", "DifferentialMapping", "OffsetMapping", "WeightMapping", "make_mapping", "mapping_class"],
+        "mapping",
+    ),
     "DevicePhysics": "programming",
     "TileEngine": "tile",
-    **dict.fromkeys(["AnalogMultiheadAttention", "AnalogTransformerEncoderLayer", "AnalogTransformerDecoderLayer",
-                     "AnalogTransformerEncoder"], "attention"),
+    **dict.fromkeys(
+        [
+            "AnalogMultiheadAttention",
+            "AnalogTransformerEncoderLayer",
+            "AnalogTransformerDecoderLayer",
+            "AnalogTransformerEncoder",
+        ],
+        "attention",
+    ),
     **dict.fromkeys(["AnalogLSTM", "AnalogGRU"], "recurrent"),
 }
 
@@ -49,7 +73,7 @@ def __getattr__(name: str):
     if name in _EXPORTS:
         module = importlib.import_module(f"{__name__}.{_EXPORTS[name]}")
         if _EXPORTS[name] != "config":
-            importlib.import_module(f"{__name__}.convert")       # registers the converters
+            importlib.import_module(f"{__name__}.convert")  # registers the converters
         value = getattr(module, name)
         globals()[name] = value
         return value

@@ -29,6 +29,7 @@ Drift and read
     table's read-noise sigma(G) is added. At t = 0 (``drift_analog_weights(0)``) the cells
     are only read. A table without retention data refuses t > 0.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -44,12 +45,16 @@ KEYS = ("targets_us", "rel_error", "read_g_us", "read_sigma_us")
 
 def export_arrays(table: DeviceTable) -> dict[str, np.ndarray]:
     """The arrays the noise model needs (conductances in uS), from a table."""
-    arrays = {"targets_us": table.targets / US,
-              "rel_error": np.sort(table.g_final / table.targets[:, None] - 1.0, axis=1),
-              "read_g_us": table.read_g / US, "read_sigma_us": table.read_sigma / US}
+    arrays = {
+        "targets_us": table.targets / US,
+        "rel_error": np.sort(table.g_final / table.targets[:, None] - 1.0, axis=1),
+        "read_g_us": table.read_g / US,
+        "read_sigma_us": table.read_sigma / US,
+    }
     if table.has_retention:
-        arrays.update(retention_t=table.retention_t, retention_ratio=table.retention_ratio,
-                      retention_sigma=table.retention_sigma)
+        arrays.update(
+            retention_t=table.retention_t, retention_ratio=table.retention_ratio, retention_sigma=table.retention_sigma
+        )
     return arrays
 
 
@@ -59,8 +64,10 @@ def load_arrays(path: str | Path) -> dict[str, np.ndarray]:
         arrays = {k: np.asarray(z[k]) for k in z.files}
     missing = [k for k in KEYS if k not in arrays]
     if missing:
-        raise ValueError(f"{path}: not an rramsim aihwkit export (lacks {missing}); "
-                         "write one with `rramsim table export TABLE.h5 --format aihwkit -o OUT.npz`")
+        raise ValueError(
+            f"{path}: not an rramsim aihwkit export (lacks {missing}); "
+            "write one with `rramsim table export TABLE.h5 --format aihwkit -o OUT.npz`"
+        )
     return arrays
 
 
@@ -85,7 +92,9 @@ def drift_rules(t: float, times: np.ndarray, ratio: np.ndarray, sigma: np.ndarra
     if times.size == 1:
         return ratio[:, 0], sigma[:, 0]
     if lt >= logt[-1]:
-        slope = (np.log(np.maximum(ratio[:, -1], 1e-12)) - np.log(np.maximum(ratio[:, -2], 1e-12))) / (logt[-1] - logt[-2])
+        slope = (np.log(np.maximum(ratio[:, -1], 1e-12)) - np.log(np.maximum(ratio[:, -2], 1e-12))) / (
+            logt[-1] - logt[-2]
+        )
         return ratio[:, -1] * np.exp(slope * (lt - logt[-1])), sigma[:, -1]
     return (np.array([np.interp(lt, logt, r) for r in ratio]), np.array([np.interp(lt, logt, s) for s in sigma]))
 
@@ -153,8 +162,10 @@ class TableNoise:
         if t <= 0:
             return self.read(g_prog)
         if not self.has_retention:
-            raise ValueError("this rramsim table has no retention data (/retention): drift at t > 0 is not "
-                             "modeled; characterize with --retention-time or import with --retention")
+            raise ValueError(
+                "this rramsim table has no retention data (/retention): drift at t > 0 is not "
+                "modeled; characterize with --retention-time or import with --retention"
+            )
         a = self.arrays
         r, s = drift_rules(float(t), a["retention_t"], a["retention_ratio"], a["retention_sigma"])
         dev = g_prog.device
@@ -178,8 +189,10 @@ def _model_class():
         from aihwkit.inference.converter.conductance import SinglePairConductanceConverter
         from aihwkit.inference.noise.base import BaseNoiseModel
     except ImportError as exc:
-        raise ImportError(f"rramsim.models.aihwkit_noise needs IBM aihwkit ({exc}); install it with pip "
-                          "(aihwkit 1.2.0 builds from source for Python 3.11)") from None
+        raise ImportError(
+            f"rramsim.models.aihwkit_noise needs IBM aihwkit ({exc}); install it with pip "
+            "(aihwkit 1.2.0 builds from source for Python 3.11)"
+        ) from None
 
     class TableNoiseModel(BaseNoiseModel):
         """aihwkit noise model drawing from an rramsim device table (see the module doc)."""
@@ -207,8 +220,9 @@ def _model_class():
             return self.noise.written(g_target).to(g_target.dtype)
 
         @torch.no_grad()
-        def apply_drift_noise_to_conductance(self, g_prog: torch.Tensor, drift_noise_param: torch.Tensor,
-                                             t_inference: float) -> torch.Tensor:
+        def apply_drift_noise_to_conductance(
+            self, g_prog: torch.Tensor, drift_noise_param: torch.Tensor, t_inference: float
+        ) -> torch.Tensor:
             return self.noise.drift(g_prog, drift_noise_param, t_inference)
 
     TableNoiseModel.__module__ = __name__
@@ -248,8 +262,10 @@ def rpu_config(table: DeviceTable, *, dac_bits: int | None = 8, adc_bits: int | 
     try:
         from aihwkit.simulator.configs import TorchInferenceRPUConfig, WeightClipType, WeightNoiseType
     except ImportError as exc:
-        raise ImportError(f"running a network inside aihwkit needs IBM aihwkit ({exc}); `make aihwkit` "
-                          "builds it into the project's venv") from None
+        raise ImportError(
+            f"running a network inside aihwkit needs IBM aihwkit ({exc}); `make aihwkit` "
+            "builds it into the project's venv"
+        ) from None
     rpu = TorchInferenceRPUConfig(noise_model=_model_class().from_table(table))
     rpu.drift_compensation = None
     rpu.clip.type = WeightClipType.NONE
@@ -270,9 +286,18 @@ def rpu_config(table: DeviceTable, *, dac_bits: int | None = 8, adc_bits: int | 
     return rpu
 
 
-def evaluate_in_aihwkit(model: torch.nn.Module, table: DeviceTable, loader, *, trials: int = 3,
-                        drift: float = 0.0, seed: int = 0, dac_bits: int | None = 8,
-                        adc_bits: int | None = 8, progress: bool = False) -> list[float]:
+def evaluate_in_aihwkit(
+    model: torch.nn.Module,
+    table: DeviceTable,
+    loader,
+    *,
+    trials: int = 3,
+    drift: float = 0.0,
+    seed: int = 0,
+    dac_bits: int | None = 8,
+    adc_bits: int | None = 8,
+    progress: bool = False,
+) -> list[float]:
     """Top-1 accuracy of a float ``model`` inside aihwkit with ``table`` as its device, one
     value per programming (``trials`` of them, ``torch.manual_seed(seed + k)`` each).
 

@@ -27,6 +27,7 @@ Write disturb
     positions are written too), whatever ``program_parallelism`` the config's latency
     assumes (the measured order decides the disturb). Stuck-at cells stay stuck.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -38,8 +39,9 @@ from rramsim.devices.table import ArrayGroup
 STREAM_DISTURB = 3
 
 
-def later_writes(i: torch.Tensor, j: torch.Tensor, rows: int, cols: int,
-                 order: str = "row-major") -> tuple[torch.Tensor, torch.Tensor]:
+def later_writes(
+    i: torch.Tensor, j: torch.Tensor, rows: int, cols: int, order: str = "row-major"
+) -> tuple[torch.Tensor, torch.Tensor]:
     """The events after a cell's own write, for cells at ``(i, j)`` of a ``rows x cols``
     tile: written ``row-major``, cell by cell, later writes on the same row or column
     (half-select events) and elsewhere; written ``row-parallel``, later rows (half-select
@@ -69,6 +71,7 @@ def disturb_cells(engine, res: dict, lv: torch.Tensor, seed: int, o0: int, s: in
     ``s``, plane ``p`` with levels ``lv`` [n_o, rows]; ``pos``: the block's first cell in the
     seed's streams (see the module doc)."""
     from rramsim.models.tile import _uniforms
+
     group = engine.table.array
     c = engine.config
     g = res["g"]
@@ -76,12 +79,13 @@ def disturb_cells(engine, res: dict, lv: torch.Tensor, seed: int, o0: int, s: in
     lv = lv.to(dev).long()
     ti, tj = (t.to(dev) for t in tile_positions(engine, o0, o0 + lv.shape[0], s, p))
     st = group.stats
-    t64 = lambda name: torch.as_tensor(st[name], dtype=torch.float64, device=dev)[lv]   # noqa: E731
-    nh, no = (t.to(torch.float64) for t in later_writes(ti, tj, c.tile_rows, c.tile_cols,
-                                                         str(group.attrs["write_order"])))
+    t64 = lambda name: torch.as_tensor(st[name], dtype=torch.float64, device=dev)[lv]  # noqa: E731
+    nh, no = (
+        t.to(torch.float64) for t in later_writes(ti, tj, c.tile_rows, c.tile_cols, str(group.attrs["write_order"]))
+    )
     mean = nh * t64("disturb_half_mean") + no * t64("disturb_other_mean")
     std = (nh * t64("disturb_half_std") ** 2 + no * t64("disturb_other_std") ** 2).sqrt()
-    u = _uniforms(seed, STREAM_DISTURB, pos, lv.numel()).to(torch.float64).add_(2.0 ** -25)
+    u = _uniforms(seed, STREAM_DISTURB, pos, lv.numel()).to(torch.float64).add_(2.0**-25)
     factor = torch.exp(mean + std * torch.special.ndtri(u).reshape(lv.shape).to(dev))
     stuck = res.get("stuck")
     out = g * factor.to(g.dtype)
@@ -115,9 +119,14 @@ def describe(group: ArrayGroup) -> str:
     st = group.stats
     w = st["disturb_cells"] + 1e-12
     f = tile_factors(group)
-    half, other = (("per later row", "for the rest of its own row") if a["write_order"] == "row-parallel"
-                   else ("per half-select event", "per other write"))
-    return (f"programming inside a {a['rows']}x{a['cols']} {a['cell']} {a['bias']} array, {a['write_order']} "
-            f"(table /array): write disturb {100 * np.average(st['disturb_half_mean'], weights=w):+.4f}% {half}, "
-            f"{100 * np.average(st['disturb_other_mean'], weights=w):+.5f}% {other}; cost x{f['pulses']:.3g} "
-            f"pulses, x{f['energy']:.3g} energy (of a {a['rows']}x{a['cols']} array, not scaled to the tile size)")
+    half, other = (
+        ("per later row", "for the rest of its own row")
+        if a["write_order"] == "row-parallel"
+        else ("per half-select event", "per other write")
+    )
+    return (
+        f"programming inside a {a['rows']}x{a['cols']} {a['cell']} {a['bias']} array, {a['write_order']} "
+        f"(table /array): write disturb {100 * np.average(st['disturb_half_mean'], weights=w):+.4f}% {half}, "
+        f"{100 * np.average(st['disturb_other_mean'], weights=w):+.5f}% {other}; cost x{f['pulses']:.3g} "
+        f"pulses, x{f['energy']:.3g} energy (of a {a['rows']}x{a['cols']} array, not scaled to the tile size)"
+    )

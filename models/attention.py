@@ -27,6 +27,7 @@ the torch module (same weights, device and dtype) and turn back with ``to_digita
 ``program(seed)`` programs every crossbar layer inside with its own seed derived from
 ``seed``.
 """
+
 from __future__ import annotations
 
 import copy
@@ -41,9 +42,17 @@ from rramsim.devices import DeviceTable
 from rramsim.models.config import CrossbarConfig
 from rramsim.models.layers import AnalogLinear
 
-__all__ = ["AnalogBlock", "AnalogMultiheadAttention", "AnalogTransformerEncoderLayer",
-           "AnalogTransformerDecoderLayer", "AnalogTransformerEncoder", "CONVERTERS", "analog_linear",
-           "causal_mask", "derived_seeds"]
+__all__ = [
+    "AnalogBlock",
+    "AnalogMultiheadAttention",
+    "AnalogTransformerEncoderLayer",
+    "AnalogTransformerDecoderLayer",
+    "AnalogTransformerEncoder",
+    "CONVERTERS",
+    "analog_linear",
+    "causal_mask",
+    "derived_seeds",
+]
 
 
 def derived_seeds(seed: int, n: int) -> list[int]:
@@ -53,12 +62,17 @@ def derived_seeds(seed: int, n: int) -> list[int]:
     return [int(c.generate_state(1, dtype=np.uint32)[0]) for c in np.random.SeedSequence(int(seed)).spawn(n)]
 
 
-def analog_linear(weight: torch.Tensor, bias: torch.Tensor | None, table: DeviceTable,
-                  config: CrossbarConfig | None, seed: int, program: bool) -> AnalogLinear:
+def analog_linear(
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    table: DeviceTable,
+    config: CrossbarConfig | None,
+    seed: int,
+    program: bool,
+) -> AnalogLinear:
     """An AnalogLinear holding ``weight`` [out, in] (and ``bias``), same device and dtype;
     its parameters require gradients as ``weight`` and ``bias`` do (pass them undetached)."""
-    lin = nn.Linear(weight.shape[1], weight.shape[0], bias=bias is not None, device=weight.device,
-                    dtype=weight.dtype)
+    lin = nn.Linear(weight.shape[1], weight.shape[0], bias=bias is not None, device=weight.device, dtype=weight.dtype)
     with torch.no_grad():
         lin.weight.copy_(weight)
         if bias is not None:
@@ -71,8 +85,13 @@ def analog_linear(weight: torch.Tensor, bias: torch.Tensor | None, table: Device
 
 
 def _float_linear(layer: AnalogLinear) -> nn.Linear:
-    lin = nn.Linear(layer.in_features, layer.out_features, bias=layer.bias is not None,
-                    device=layer.weight.device, dtype=layer.weight.dtype)
+    lin = nn.Linear(
+        layer.in_features,
+        layer.out_features,
+        bias=layer.bias is not None,
+        device=layer.weight.device,
+        dtype=layer.weight.dtype,
+    )
     with torch.no_grad():
         lin.weight.copy_(layer.weight)
         if layer.bias is not None:
@@ -155,8 +174,14 @@ class AnalogMultiheadAttention(AnalogBlock):
     ``softmax_elements``, ``attention_values_macs`` (A V).
     """
 
-    def __init__(self, mha: nn.MultiheadAttention, table: DeviceTable, config: CrossbarConfig | None = None,
-                 seed: int = 0, program: bool = True) -> None:
+    def __init__(
+        self,
+        mha: nn.MultiheadAttention,
+        table: DeviceTable,
+        config: CrossbarConfig | None = None,
+        seed: int = 0,
+        program: bool = True,
+    ) -> None:
         super().__init__()
         if not isinstance(mha, nn.MultiheadAttention):
             raise TypeError(f"AnalogMultiheadAttention needs an nn.MultiheadAttention, got {type(mha).__name__}")
@@ -186,18 +211,32 @@ class AnalogMultiheadAttention(AnalogBlock):
         self.train(mha.training)
 
     @classmethod
-    def from_module(cls, module: nn.MultiheadAttention, table: DeviceTable, config: CrossbarConfig | None = None,
-                    seed: int = 0, program: bool = True) -> "AnalogMultiheadAttention":
+    def from_module(
+        cls,
+        module: nn.MultiheadAttention,
+        table: DeviceTable,
+        config: CrossbarConfig | None = None,
+        seed: int = 0,
+        program: bool = True,
+    ) -> "AnalogMultiheadAttention":
         return cls(module, table, config, seed=seed, program=program)
 
     def to_digital(self) -> nn.MultiheadAttention:
         """The plain ``nn.MultiheadAttention`` with the float weights."""
         w = self.q_proj.weight
-        mha = nn.MultiheadAttention(self.embed_dim, self.num_heads, dropout=self.dropout,
-                                    bias=self.q_proj.bias is not None, add_bias_kv=self.bias_k is not None,
-                                    add_zero_attn=self.add_zero_attn,
-                                    kdim=None if self._packed else self.kdim, vdim=None if self._packed else self.vdim,
-                                    batch_first=self.batch_first, device=w.device, dtype=w.dtype)
+        mha = nn.MultiheadAttention(
+            self.embed_dim,
+            self.num_heads,
+            dropout=self.dropout,
+            bias=self.q_proj.bias is not None,
+            add_bias_kv=self.bias_k is not None,
+            add_zero_attn=self.add_zero_attn,
+            kdim=None if self._packed else self.kdim,
+            vdim=None if self._packed else self.vdim,
+            batch_first=self.batch_first,
+            device=w.device,
+            dtype=w.dtype,
+        )
         with torch.no_grad():
             projs = (self.q_proj, self.k_proj, self.v_proj)
             if self._packed:
@@ -215,20 +254,29 @@ class AnalogMultiheadAttention(AnalogBlock):
                 mha.bias_v.copy_(self.bias_v.reshape(mha.bias_v.shape))
         return mha.train(self.training)
 
-    def forward(self, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
-                key_padding_mask: torch.Tensor | None = None, need_weights: bool = True,
-                attn_mask: torch.Tensor | None = None, average_attn_weights: bool = True,
-                is_causal: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def forward(
+        self,
+        query: torch.Tensor,
+        key: torch.Tensor,
+        value: torch.Tensor,
+        key_padding_mask: torch.Tensor | None = None,
+        need_weights: bool = True,
+        attn_mask: torch.Tensor | None = None,
+        average_attn_weights: bool = True,
+        is_causal: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         batched = query.dim() == 3
         if query.dim() not in (2, 3) or key.dim() != query.dim() or value.dim() != query.dim():
-            raise ValueError("AnalogMultiheadAttention expects query, key and value of 3 dimensions "
-                             "(batched) or 2 (unbatched), got shapes "
-                             f"{tuple(query.shape)}, {tuple(key.shape)}, {tuple(value.shape)}")
-        if not batched:                                     # [L, E] -> [1, L, E]
+            raise ValueError(
+                "AnalogMultiheadAttention expects query, key and value of 3 dimensions "
+                "(batched) or 2 (unbatched), got shapes "
+                f"{tuple(query.shape)}, {tuple(key.shape)}, {tuple(value.shape)}"
+            )
+        if not batched:  # [L, E] -> [1, L, E]
             query, key, value = query.unsqueeze(0), key.unsqueeze(0), value.unsqueeze(0)
             if key_padding_mask is not None:
                 key_padding_mask = key_padding_mask.unsqueeze(0)
-        elif not self.batch_first:                          # [L, B, E] -> [B, L, E]
+        elif not self.batch_first:  # [L, B, E] -> [B, L, E]
             query, key, value = query.transpose(0, 1), key.transpose(0, 1), value.transpose(0, 1)
         B, L, _ = query.shape
         S = key.shape[1]
@@ -236,25 +284,28 @@ class AnalogMultiheadAttention(AnalogBlock):
             if t.shape[-1] != dim:
                 raise ValueError(f"AnalogMultiheadAttention: {name} has {t.shape[-1]} features, expected {dim}")
         if key.shape[:2] != value.shape[:2] or key.shape[0] != B:
-            raise ValueError(f"AnalogMultiheadAttention: key {tuple(key.shape)} and value {tuple(value.shape)} "
-                             f"must share batch and sequence sizes (query batch {B})")
+            raise ValueError(
+                f"AnalogMultiheadAttention: key {tuple(key.shape)} and value {tuple(value.shape)} "
+                f"must share batch and sequence sizes (query batch {B})"
+            )
         H, d = self.num_heads, self.head_dim
-        q = self.q_proj(query).view(B, L, H, d).transpose(1, 2)            # [B, H, L, d]
+        q = self.q_proj(query).view(B, L, H, d).transpose(1, 2)  # [B, H, L, d]
         k = self.k_proj(key)
         v = self.v_proj(value)
         dtype = q.dtype
-        mask = self._attn_mask(attn_mask, is_causal, B, L, S, dtype, q.device)   # [B|1, H|1, L, S] or None
+        mask = self._attn_mask(attn_mask, is_causal, B, L, S, dtype, q.device)  # [B|1, H|1, L, S] or None
         kpm = _float_mask(key_padding_mask, "key_padding_mask", dtype)
         if kpm is not None:
             if kpm.shape != (B, S):
-                raise ValueError(f"key_padding_mask must have shape (batch, source length) = {(B, S)}, "
-                                 f"got {tuple(kpm.shape)}")
+                raise ValueError(
+                    f"key_padding_mask must have shape (batch, source length) = {(B, S)}, got {tuple(kpm.shape)}"
+                )
             kpm = kpm[:, None, None, :]
         if self.bias_k is not None:
             k = torch.cat([k, self.bias_k.reshape(1, 1, -1).expand(B, 1, -1)], dim=1)
             v = torch.cat([v, self.bias_v.reshape(1, 1, -1).expand(B, 1, -1)], dim=1)
             mask, kpm = _pad_last(mask), _pad_last(kpm)
-        k = k.view(B, -1, H, d).transpose(1, 2)                            # [B, H, S', d]
+        k = k.view(B, -1, H, d).transpose(1, 2)  # [B, H, S', d]
         v = v.view(B, -1, H, d).transpose(1, 2)
         if self.add_zero_attn:
             zeros = k.new_zeros(B, H, 1, d)
@@ -266,7 +317,7 @@ class AnalogMultiheadAttention(AnalogBlock):
         # returned; the same arithmetic written out when they are)
         p_drop = self.dropout if self.training else 0.0
         if need_weights:
-            scores = torch.matmul(q * (1.0 / math.sqrt(d)), k.transpose(-2, -1))   # [B, H, L, S']
+            scores = torch.matmul(q * (1.0 / math.sqrt(d)), k.transpose(-2, -1))  # [B, H, L, S']
             if mask is not None:
                 scores = scores + mask
             weights = torch.softmax(scores, dim=-1)
@@ -278,8 +329,11 @@ class AnalogMultiheadAttention(AnalogBlock):
         out = out.transpose(1, 2).reshape(B, L, self.embed_dim)
         out = self.out_proj(out)
         S2 = k.shape[2]
-        self._digital = {"attention_scores_macs": H * L * S2 * d, "softmax_elements": H * L * S2,
-                         "attention_values_macs": H * L * S2 * d}
+        self._digital = {
+            "attention_scores_macs": H * L * S2 * d,
+            "softmax_elements": H * L * S2,
+            "attention_values_macs": H * L * S2 * d,
+        }
         if not batched:
             out = out.squeeze(0)
         elif not self.batch_first:
@@ -300,19 +354,24 @@ class AnalogMultiheadAttention(AnalogBlock):
         mask = _float_mask(attn_mask, "attn_mask", dtype)
         if mask.dim() == 2:
             if mask.shape != (L, S):
-                raise ValueError(f"a 2-D attn_mask must have shape (target, source) = {(L, S)}, "
-                                 f"got {tuple(mask.shape)}")
+                raise ValueError(
+                    f"a 2-D attn_mask must have shape (target, source) = {(L, S)}, got {tuple(mask.shape)}"
+                )
             return mask[None, None]
         if mask.dim() == 3:
             if mask.shape != (B * self.num_heads, L, S):
-                raise ValueError(f"a 3-D attn_mask must have shape (batch*heads, target, source) = "
-                                 f"{(B * self.num_heads, L, S)}, got {tuple(mask.shape)}")
+                raise ValueError(
+                    f"a 3-D attn_mask must have shape (batch*heads, target, source) = "
+                    f"{(B * self.num_heads, L, S)}, got {tuple(mask.shape)}"
+                )
             return mask.view(B, self.num_heads, L, S)
         raise ValueError(f"attn_mask must have 2 or 3 dimensions, got {mask.dim()}")
 
     def extra_repr(self) -> str:
-        return (f"embed_dim={self.embed_dim}, num_heads={self.num_heads}, kdim={self.kdim}, vdim={self.vdim}, "
-                f"batch_first={self.batch_first}, dropout={self.dropout}")
+        return (
+            f"embed_dim={self.embed_dim}, num_heads={self.num_heads}, kdim={self.kdim}, vdim={self.vdim}, "
+            f"batch_first={self.batch_first}, dropout={self.dropout}"
+        )
 
 
 def _pad_last(mask: torch.Tensor | None) -> torch.Tensor | None:
@@ -343,15 +402,22 @@ class _AnalogTransformerLayer(AnalogBlock):
             setattr(self, name, AnalogMultiheadAttention(getattr(layer, name), table, config, si, program))
         self.linear1 = AnalogLinear.from_linear(layer.linear1, table, config, seed=s[-2], program=program)
         self.linear2 = AnalogLinear.from_linear(layer.linear2, table, config, seed=s[-1], program=program)
-        if not self.batch_first:                 # [T, B, D]: the feed-forward layers' samples are dim 1
+        if not self.batch_first:  # [T, B, D]: the feed-forward layers' samples are dim 1
             self.linear1.batch_dim = self.linear2.batch_dim = 1
         for name in self._DIGITAL_CHILDREN:
             setattr(self, name, copy.deepcopy(getattr(layer, name)))
         act = layer.activation
         self._act_function = not isinstance(act, nn.Module)
         # torch's F.relu/F.gelu as modules: a whole pickled model then loads with weights_only=True
-        self.activation = (copy.deepcopy(act) if isinstance(act, nn.Module) else
-                           nn.ReLU() if act is F.relu else nn.GELU() if act is F.gelu else act)
+        self.activation = (
+            copy.deepcopy(act)
+            if isinstance(act, nn.Module)
+            else nn.ReLU()
+            if act is F.relu
+            else nn.GELU()
+            if act is F.gelu
+            else act
+        )
         self._act_code = getattr(layer, "activation_relu_or_gelu", 0)
         self.norm_first = bool(layer.norm_first)
 
@@ -377,7 +443,7 @@ class _AnalogTransformerLayer(AnalogBlock):
         batch = 1 if x.dim() == 2 else x.shape[0 if self.batch_first else 1]
         tokens = x.numel() // (batch * x.shape[-1])
         self._digital = {"residual_add_elements": n_residuals * tokens * x.shape[-1]}
-        if not isinstance(self.activation, nn.Module):        # a module activation counts itself
+        if not isinstance(self.activation, nn.Module):  # a module activation counts itself
             self._digital["activation_elements"] = tokens * self.linear1.out_features
 
     @property
@@ -397,8 +463,14 @@ class AnalogTransformerEncoderLayer(_AnalogTransformerLayer):
 
     _DIGITAL_CHILDREN = ("norm1", "norm2", "dropout", "dropout1", "dropout2")
 
-    def __init__(self, layer: nn.TransformerEncoderLayer, table: DeviceTable, config: CrossbarConfig | None = None,
-                 seed: int = 0, program: bool = True) -> None:
+    def __init__(
+        self,
+        layer: nn.TransformerEncoderLayer,
+        table: DeviceTable,
+        config: CrossbarConfig | None = None,
+        seed: int = 0,
+        program: bool = True,
+    ) -> None:
         super().__init__()
         _check_layer(layer, nn.TransformerEncoderLayer)
         self._take(layer, table, config, seed, program, ("self_attn",))
@@ -406,16 +478,28 @@ class AnalogTransformerEncoderLayer(_AnalogTransformerLayer):
 
     def to_digital(self) -> nn.TransformerEncoderLayer:
         a = self.self_attn
-        layer = nn.TransformerEncoderLayer(a.embed_dim, a.num_heads, self.linear1.out_features,
-                                           batch_first=a.batch_first, device=a.q_proj.weight.device,
-                                           dtype=a.q_proj.weight.dtype)
+        layer = nn.TransformerEncoderLayer(
+            a.embed_dim,
+            a.num_heads,
+            self.linear1.out_features,
+            batch_first=a.batch_first,
+            device=a.q_proj.weight.device,
+            dtype=a.q_proj.weight.dtype,
+        )
         return self._to_digital(layer, ("self_attn",))
 
-    def forward(self, src: torch.Tensor, src_mask: torch.Tensor | None = None,
-                src_key_padding_mask: torch.Tensor | None = None, is_causal: bool = False) -> torch.Tensor:
+    def forward(
+        self,
+        src: torch.Tensor,
+        src_mask: torch.Tensor | None = None,
+        src_key_padding_mask: torch.Tensor | None = None,
+        is_causal: bool = False,
+    ) -> torch.Tensor:
         if src.is_nested:
-            raise ValueError("AnalogTransformerEncoderLayer does not take nested tensors; pass a padded batch "
-                             "and src_key_padding_mask")
+            raise ValueError(
+                "AnalogTransformerEncoderLayer does not take nested tensors; pass a padded batch "
+                "and src_key_padding_mask"
+            )
         x = src
         if self.norm_first:
             x = x + self._sa_block(self.norm1(x), src_mask, src_key_padding_mask, is_causal)
@@ -427,8 +511,9 @@ class AnalogTransformerEncoderLayer(_AnalogTransformerLayer):
         return x
 
     def _sa_block(self, x, attn_mask, key_padding_mask, is_causal):
-        x = self.self_attn(x, x, x, attn_mask=attn_mask, key_padding_mask=key_padding_mask,
-                           need_weights=False, is_causal=is_causal)[0]
+        x = self.self_attn(
+            x, x, x, attn_mask=attn_mask, key_padding_mask=key_padding_mask, need_weights=False, is_causal=is_causal
+        )[0]
         return self.dropout1(x)
 
 
@@ -438,8 +523,14 @@ class AnalogTransformerDecoderLayer(_AnalogTransformerLayer):
 
     _DIGITAL_CHILDREN = ("norm1", "norm2", "norm3", "dropout", "dropout1", "dropout2", "dropout3")
 
-    def __init__(self, layer: nn.TransformerDecoderLayer, table: DeviceTable, config: CrossbarConfig | None = None,
-                 seed: int = 0, program: bool = True) -> None:
+    def __init__(
+        self,
+        layer: nn.TransformerDecoderLayer,
+        table: DeviceTable,
+        config: CrossbarConfig | None = None,
+        seed: int = 0,
+        program: bool = True,
+    ) -> None:
         super().__init__()
         _check_layer(layer, nn.TransformerDecoderLayer)
         self._take(layer, table, config, seed, program, ("self_attn", "multihead_attn"))
@@ -447,15 +538,27 @@ class AnalogTransformerDecoderLayer(_AnalogTransformerLayer):
 
     def to_digital(self) -> nn.TransformerDecoderLayer:
         a = self.self_attn
-        layer = nn.TransformerDecoderLayer(a.embed_dim, a.num_heads, self.linear1.out_features,
-                                           batch_first=a.batch_first, device=a.q_proj.weight.device,
-                                           dtype=a.q_proj.weight.dtype)
+        layer = nn.TransformerDecoderLayer(
+            a.embed_dim,
+            a.num_heads,
+            self.linear1.out_features,
+            batch_first=a.batch_first,
+            device=a.q_proj.weight.device,
+            dtype=a.q_proj.weight.dtype,
+        )
         return self._to_digital(layer, ("self_attn", "multihead_attn"))
 
-    def forward(self, tgt: torch.Tensor, memory: torch.Tensor, tgt_mask: torch.Tensor | None = None,
-                memory_mask: torch.Tensor | None = None, tgt_key_padding_mask: torch.Tensor | None = None,
-                memory_key_padding_mask: torch.Tensor | None = None, tgt_is_causal: bool = False,
-                memory_is_causal: bool = False) -> torch.Tensor:
+    def forward(
+        self,
+        tgt: torch.Tensor,
+        memory: torch.Tensor,
+        tgt_mask: torch.Tensor | None = None,
+        memory_mask: torch.Tensor | None = None,
+        tgt_key_padding_mask: torch.Tensor | None = None,
+        memory_key_padding_mask: torch.Tensor | None = None,
+        tgt_is_causal: bool = False,
+        memory_is_causal: bool = False,
+    ) -> torch.Tensor:
         x = tgt
         if self.norm_first:
             x = x + self._sa_block(self.norm1(x), tgt_mask, tgt_key_padding_mask, tgt_is_causal)
@@ -469,13 +572,15 @@ class AnalogTransformerDecoderLayer(_AnalogTransformerLayer):
         return x
 
     def _sa_block(self, x, attn_mask, key_padding_mask, is_causal):
-        x = self.self_attn(x, x, x, attn_mask=attn_mask, key_padding_mask=key_padding_mask,
-                           need_weights=False, is_causal=is_causal)[0]
+        x = self.self_attn(
+            x, x, x, attn_mask=attn_mask, key_padding_mask=key_padding_mask, need_weights=False, is_causal=is_causal
+        )[0]
         return self.dropout1(x)
 
     def _mha_block(self, x, mem, attn_mask, key_padding_mask, is_causal):
-        x = self.multihead_attn(x, mem, mem, attn_mask=attn_mask, key_padding_mask=key_padding_mask,
-                                need_weights=False, is_causal=is_causal)[0]
+        x = self.multihead_attn(
+            x, mem, mem, attn_mask=attn_mask, key_padding_mask=key_padding_mask, need_weights=False, is_causal=is_causal
+        )[0]
         return self.dropout2(x)
 
 
@@ -486,13 +591,20 @@ class AnalogTransformerEncoder(AnalogBlock):
     nested-tensor conversion of padded batches, which would bypass the crossbar layers.
     """
 
-    def __init__(self, encoder: nn.TransformerEncoder, table: DeviceTable, config: CrossbarConfig | None = None,
-                 seed: int = 0, program: bool = True) -> None:
+    def __init__(
+        self,
+        encoder: nn.TransformerEncoder,
+        table: DeviceTable,
+        config: CrossbarConfig | None = None,
+        seed: int = 0,
+        program: bool = True,
+    ) -> None:
         super().__init__()
         _check_layer(encoder, nn.TransformerEncoder)
         s = derived_seeds(seed, len(encoder.layers))
-        self.layers = nn.ModuleList([AnalogTransformerEncoderLayer(layer, table, config, si, program)
-                                     for layer, si in zip(encoder.layers, s)])
+        self.layers = nn.ModuleList(
+            [AnalogTransformerEncoderLayer(layer, table, config, si, program) for layer, si in zip(encoder.layers, s)]
+        )
         self.num_layers = len(self.layers)
         self.norm = copy.deepcopy(encoder.norm)
         self.train(encoder.training)
@@ -503,17 +615,27 @@ class AnalogTransformerEncoder(AnalogBlock):
 
     def to_digital(self) -> nn.TransformerEncoder:
         layers = [layer.to_digital() for layer in self.layers]
-        enc = nn.TransformerEncoder(layers[0], self.num_layers, norm=copy.deepcopy(self.norm),
-                                    enable_nested_tensor=False)
+        enc = nn.TransformerEncoder(
+            layers[0], self.num_layers, norm=copy.deepcopy(self.norm), enable_nested_tensor=False
+        )
         enc.layers = nn.ModuleList(layers)
         return enc.train(self.training)
 
-    def forward(self, src: torch.Tensor, mask: torch.Tensor | None = None,
-                src_key_padding_mask: torch.Tensor | None = None, is_causal: bool | None = None) -> torch.Tensor:
+    def forward(
+        self,
+        src: torch.Tensor,
+        mask: torch.Tensor | None = None,
+        src_key_padding_mask: torch.Tensor | None = None,
+        is_causal: bool | None = None,
+    ) -> torch.Tensor:
         out = src
         for layer in self.layers:
-            out = layer(out, src_mask=mask, src_key_padding_mask=src_key_padding_mask,
-                        is_causal=bool(is_causal) if mask is None else False)
+            out = layer(
+                out,
+                src_mask=mask,
+                src_key_padding_mask=src_key_padding_mask,
+                is_causal=bool(is_causal) if mask is None else False,
+            )
         return out if self.norm is None else self.norm(out)
 
 

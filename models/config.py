@@ -7,6 +7,7 @@ a ``ValueError`` that names the field and says what is allowed.
 Defaults follow the ISAAC baseline (docs/DESIGN.md, "Reference numbers") where it gives one (128 x 128 tiles,
 100 ns cycles, ADC 1.67 pJ per 8-bit conversion, 1-bit DAC 0.42 pJ).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -126,7 +127,8 @@ class CrossbarConfig:
         if self.n_crossbars is not None:
             _positive_int(self, "n_crossbars")
         from rramsim.models.mapping import mapping_class
-        mapping = mapping_class(self.mapping)       # a mapping class, or the name of one: kept as its name
+
+        mapping = mapping_class(self.mapping)  # a mapping class, or the name of one: kept as its name
         if self.mapping != mapping.name:
             self.mapping = mapping.name
         _choice(self, "ir_drop", IR_DROP_MODES)
@@ -148,15 +150,18 @@ class CrossbarConfig:
         if self.stuck_on + self.stuck_off > 1:
             raise ValueError("CrossbarConfig.stuck_on + stuck_off must not exceed 1")
         if self.ir_drop != "off" and self.wire_resistance <= 0:
-            raise ValueError(f"CrossbarConfig.wire_resistance must be > 0 when ir_drop={self.ir_drop!r} "
-                             "(or set ir_drop='off')")
+            raise ValueError(
+                f"CrossbarConfig.wire_resistance must be > 0 when ir_drop={self.ir_drop!r} (or set ir_drop='off')"
+            )
         if self.bit_serial and self.dac_bits is None:
             raise ValueError("CrossbarConfig.bit_serial needs dac_bits (the number of streamed input bits)")
-        mapping.check_config(self)                 # the mapping class's own limits (bit slicing: 24 bits)
+        mapping.check_config(self)  # the mapping class's own limits (bit slicing: 24 bits)
         per_weight = self.columns_per_weight
         if self.tile_cols % per_weight:
-            raise ValueError(f"CrossbarConfig.tile_cols={self.tile_cols} must be a multiple of the "
-                             f"{per_weight} cells each weight takes with mapping={self.mapping!r}")
+            raise ValueError(
+                f"CrossbarConfig.tile_cols={self.tile_cols} must be a multiple of the "
+                f"{per_weight} cells each weight takes with mapping={self.mapping!r}"
+            )
 
     @property
     def columns_per_weight(self) -> int:
@@ -168,6 +173,7 @@ class CrossbarConfig:
         if self.mapping == "bit_sliced":
             return 2 * self.cells_per_weight
         from rramsim.models.mapping import mapping_class
+
         return mapping_class(self.mapping).columns_per_weight(self)
 
     # ------------------------------------------------------------------ helpers
@@ -200,13 +206,16 @@ class ReadOnlyCrossbarConfig(CrossbarConfig):
 
     def __setattr__(self, name: str, value: Any) -> None:
         if self.__dict__.get("_read_only"):
-            raise dataclasses.FrozenInstanceError(f"this CrossbarConfig is read-only (a shared default): cannot set "
-                                                  f"{name}; make a copy with .replace({name}=...)")
+            raise dataclasses.FrozenInstanceError(
+                f"this CrossbarConfig is read-only (a shared default): cannot set "
+                f"{name}; make a copy with .replace({name}=...)"
+            )
         object.__setattr__(self, name, value)
 
     def __delattr__(self, name: str) -> None:
-        raise dataclasses.FrozenInstanceError(f"this CrossbarConfig is read-only (a shared default): cannot delete "
-                                              f"{name}")
+        raise dataclasses.FrozenInstanceError(
+            f"this CrossbarConfig is read-only (a shared default): cannot delete {name}"
+        )
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, CrossbarConfig):

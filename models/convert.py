@@ -24,6 +24,7 @@ programmed (each layer with its own seed derived from ``seed``) and keeps the fl
 weights, so it can be programmed again with :func:`program_analog` or
 ``model.program(seed=...)``; :func:`to_digital` gives the plain torch model back.
 """
+
 from __future__ import annotations
 
 import copy
@@ -38,8 +39,14 @@ from torch import nn
 
 from rramsim.devices import DeviceTable
 from rramsim.models.config import CrossbarConfig
-from rramsim.models.layers import (AnalogConv1d, AnalogConv2d, AnalogLayerMixin, AnalogLinear, _check_seed,
-                                   checked_inputs)
+from rramsim.models.layers import (
+    AnalogConv1d,
+    AnalogConv2d,
+    AnalogLayerMixin,
+    AnalogLinear,
+    _check_seed,
+    checked_inputs,
+)
 from rramsim.models.programming import combined_latency
 
 #: factory(module, table, config, name) -> the analog module (not yet programmed)
@@ -50,7 +57,7 @@ _CONVERTERS: list[tuple[type, Converter]] = []
 # modules whose forward bypasses their children: converted whole (with a converter) or not at all
 _OPAQUE = {
     nn.MultiheadAttention: "its forward reads in_proj_weight and out_proj.weight directly (a converted out_proj "
-                           "would never run)",
+    "would never run)",
     nn.TransformerEncoderLayer: "torch's fused fast path bypasses its Linear children in eval/no_grad",
     nn.TransformerDecoderLayer: "its attention reads projection weights directly",
 }
@@ -95,8 +102,16 @@ def _is_analog(module: nn.Module) -> bool:
 
 
 # torch layers that multiply their inputs by a weight matrix (or, Embedding, look rows of one up)
-_MATRIX_LAYERS = (nn.Linear, nn.Bilinear, nn.modules.conv._ConvNd, nn.RNNBase, nn.RNNCellBase,
-                  nn.MultiheadAttention, nn.Embedding, nn.EmbeddingBag)
+_MATRIX_LAYERS = (
+    nn.Linear,
+    nn.Bilinear,
+    nn.modules.conv._ConvNd,
+    nn.RNNBase,
+    nn.RNNCellBase,
+    nn.MultiheadAttention,
+    nn.Embedding,
+    nn.EmbeddingBag,
+)
 
 
 def _is_matrix(module: nn.Module, p: torch.Tensor) -> bool:
@@ -146,10 +161,10 @@ def layer_seeds(seed: int, n: int) -> list[int]:
 # --------------------------------------------------------------------------- planning
 @dataclass
 class _Plan:
-    convert: dict          # id(module) -> [module, first name, [(parent, attr), ...], factory]
-    retarget: list         # (name, analog layer) already analog
-    digital: dict          # name -> (module, reason) weight-bearing modules left digital
-    excluded: dict         # name -> (module, pattern)
+    convert: dict  # id(module) -> [module, first name, [(parent, attr), ...], factory]
+    retarget: list  # (name, analog layer) already analog
+    digital: dict  # name -> (module, reason) weight-bearing modules left digital
+    excluded: dict  # name -> (module, pattern)
 
 
 def _plan(model: nn.Module, exclude: tuple[str, ...]) -> _Plan:
@@ -204,8 +219,10 @@ def _plan(model: nn.Module, exclude: tuple[str, ...]) -> _Plan:
         visit(model, "")
     unused = [p for p in exclude if p not in used_patterns]
     if unused:
-        raise ValueError(f"exclude pattern(s) {unused} match no module of the model; module names look like "
-                         f"{[n for n, _ in model.named_modules() if n][:6]}")
+        raise ValueError(
+            f"exclude pattern(s) {unused} match no module of the model; module names look like "
+            f"{[n for n, _ in model.named_modules() if n][:6]}"
+        )
     return plan
 
 
@@ -214,9 +231,15 @@ def _label(name: str, module: nn.Module) -> str:
 
 
 # --------------------------------------------------------------------------- conversion
-def convert_to_analog(model: nn.Module, table: DeviceTable, config: CrossbarConfig | None = None,
-                      seed: int = 0, inplace: bool = False, exclude: Iterable[str] = (),
-                      strict: bool = False) -> nn.Module:
+def convert_to_analog(
+    model: nn.Module,
+    table: DeviceTable,
+    config: CrossbarConfig | None = None,
+    seed: int = 0,
+    inplace: bool = False,
+    exclude: Iterable[str] = (),
+    strict: bool = False,
+) -> nn.Module:
     """A copy of ``model`` (or ``model`` itself with ``inplace=True``) whose weight layers
     run on crossbars, programmed with ``seed``.
 
@@ -237,10 +260,12 @@ def convert_to_analog(model: nn.Module, table: DeviceTable, config: CrossbarConf
     if not all(isinstance(p, str) for p in exclude):
         raise TypeError(f"exclude must be module names or fnmatch patterns (strings), got {exclude!r}")
     if inplace and any(p.is_inference() for p in model.parameters()):
-        raise ValueError("convert_to_analog(inplace=True): the model's parameters are inference tensors (the model "
-                         "was built or loaded inside torch.inference_mode()), which the analog layers cannot take "
-                         "over; convert with inplace=False (a copy with ordinary tensors), or build the model "
-                         "outside inference_mode")
+        raise ValueError(
+            "convert_to_analog(inplace=True): the model's parameters are inference tensors (the model "
+            "was built or loaded inside torch.inference_mode()), which the analog layers cannot take "
+            "over; convert with inplace=False (a copy with ordinary tensors), or build the model "
+            "outside inference_mode"
+        )
     # the analog layers track their weights' versions and may later run with gradients: their
     # tensors (and the copy of the model) must be ordinary ones, also when called inside
     # torch.inference_mode()
@@ -248,19 +273,31 @@ def convert_to_analog(model: nn.Module, table: DeviceTable, config: CrossbarConf
         return _convert(model, table, config, seed, inplace, exclude, strict)
 
 
-def _convert(model: nn.Module, table: DeviceTable, config: CrossbarConfig, seed: int, inplace: bool,
-             exclude: tuple[str, ...], strict: bool) -> nn.Module:
+def _convert(
+    model: nn.Module,
+    table: DeviceTable,
+    config: CrossbarConfig,
+    seed: int,
+    inplace: bool,
+    exclude: tuple[str, ...],
+    strict: bool,
+) -> nn.Module:
     if not inplace:
         model = copy.deepcopy(model)
     plan = _plan(model, exclude)
     left = [f"{_label(n, m)}: {why}" for n, (m, why) in plan.digital.items()]
     if strict and left:
-        raise ValueError("convert_to_analog(strict=True): these weight-bearing modules would stay digital:\n  "
-                         + "\n  ".join(left) + "\n(exclude them explicitly, or register a converter)")
+        raise ValueError(
+            "convert_to_analog(strict=True): these weight-bearing modules would stay digital:\n  "
+            + "\n  ".join(left)
+            + "\n(exclude them explicitly, or register a converter)"
+        )
     if not plan.convert and not plan.retarget:
         what = "\n  ".join(left + [f"{_label(n, m)}: excluded by {p!r}" for n, (m, p) in plan.excluded.items()])
-        raise ValueError(f"convert_to_analog: nothing in this {type(model).__name__} can run on crossbars"
-                         + (f"; it holds:\n  {what}" if what else " (it has no weight layers)"))
+        raise ValueError(
+            f"convert_to_analog: nothing in this {type(model).__name__} can run on crossbars"
+            + (f"; it holds:\n  {what}" if what else " (it has no weight layers)")
+        )
 
     # build every analog module first (nothing in the model changes yet)
     built = []
@@ -271,8 +308,10 @@ def _convert(model: nn.Module, table: DeviceTable, config: CrossbarConfig, seed:
             kind = TypeError if isinstance(err, TypeError) else ValueError
             raise kind(f"cannot convert {_label(name, module)}: {err}") from err
         if not isinstance(new, nn.Module):
-            raise TypeError(f"the converter for {type(module).__name__} returned {type(new).__name__}, "
-                            f"not an nn.Module (converting {_label(name, module)})")
+            raise TypeError(
+                f"the converter for {type(module).__name__} returned {type(new).__name__}, "
+                f"not an nn.Module (converting {_label(name, module)})"
+            )
         _share_parameters(module, new)
         built.append((name, module, new, refs))
 
@@ -305,13 +344,18 @@ def _convert(model: nn.Module, table: DeviceTable, config: CrossbarConfig, seed:
                 layer.program()
         raise
     if left:
-        warnings.warn(f"convert_to_analog: {len(left)} weight-bearing module(s) stay digital:\n  " + "\n  ".join(left)
-                      + "\n(conversion_report(model) lists them; strict=True makes this an error)", stacklevel=3)
+        warnings.warn(
+            f"convert_to_analog: {len(left)} weight-bearing module(s) stay digital:\n  "
+            + "\n  ".join(left)
+            + "\n(conversion_report(model) lists them; strict=True makes this an error)",
+            stacklevel=3,
+        )
     root._rramsim_left_digital = {n: why for n, (m, why) in plan.digital.items()} | {
-        n: f"excluded by {p!r}" for n, (m, p) in plan.excluded.items()}
+        n: f"excluded by {p!r}" for n, (m, p) in plan.excluded.items()
+    }
     if not hasattr(root, "program"):
         root.program = _ProgramMethod(root)
-    register_safe_globals(*{type(m) for m in root.modules()})     # whole-model torch.load in this process
+    register_safe_globals(*{type(m) for m in root.modules()})  # whole-model torch.load in this process
     return root
 
 
@@ -441,7 +485,7 @@ class ConversionRow:
     analog: bool
     params: int
     note: str
-    matrix: bool = True              # False: elementwise parameters (a position embedding), not a weight matrix
+    matrix: bool = True  # False: elementwise parameters (a position embedding), not a weight matrix
 
 
 @dataclass
@@ -452,7 +496,7 @@ class ConversionReport:
     count, the other elementwise parameters (norms' affine, 1-D scales) of digital modules."""
 
     rows: list[ConversionRow]
-    elementwise_params: int = 0      # 1-D parameters of digital modules (norms' affine, scales; not in rows)
+    elementwise_params: int = 0  # 1-D parameters of digital modules (norms' affine, scales; not in rows)
 
     @property
     def analog(self) -> list[ConversionRow]:
@@ -478,9 +522,12 @@ class ConversionReport:
         return sum(r.params for r in self.digital)
 
     def to_dict(self) -> dict:
-        return {"rows": [r.__dict__ for r in self.rows], "analog_params": self.analog_params,
-                "digital_params": self.digital_params,
-                "elementwise_params": self.elementwise_params + sum(r.params for r in self.elementwise)}
+        return {
+            "rows": [r.__dict__ for r in self.rows],
+            "analog_params": self.analog_params,
+            "digital_params": self.digital_params,
+            "elementwise_params": self.elementwise_params + sum(r.params for r in self.elementwise),
+        }
 
     def __str__(self) -> str:
         w = max([len(r.name) for r in self.rows] + [6])
@@ -492,12 +539,16 @@ class ConversionReport:
             lines.append(f"{r.name:<{w}}  {r.kind:<{k}}  {runs:<7}  {r.params:>9d}  {r.note}")
         total = self.analog_params + self.digital_params
         share = self.analog_params / total if total else 0.0
-        lines.append(f"weights on crossbars: {self.analog_params} of {total} ({share:.1%}); "
-                     f"{len(self.digital)} weight-bearing module(s) digital")
+        lines.append(
+            f"weights on crossbars: {self.analog_params} of {total} ({share:.1%}); "
+            f"{len(self.digital)} weight-bearing module(s) digital"
+        )
         elementwise = self.elementwise_params + sum(r.params for r in self.elementwise)
         if elementwise:
-            lines.append(f"digital elementwise parameters (norms' affine, position embeddings, scales; not weight "
-                         f"matrices): {elementwise}")
+            lines.append(
+                f"digital elementwise parameters (norms' affine, position embeddings, scales; not weight "
+                f"matrices): {elementwise}"
+            )
         return "\n".join(lines)
 
 
@@ -509,7 +560,7 @@ def conversion_report(model: nn.Module) -> ConversionReport:
     reasons = getattr(model, "_rramsim_left_digital", {}) or {}
     rows: list[ConversionRow] = []
     seen: dict[int, str] = {}
-    other = [0]                  # 1-D elementwise parameters of digital modules
+    other = [0]  # 1-D elementwise parameters of digital modules
 
     def count(m: nn.Module, recurse: bool) -> int:
         return sum(p.numel() for p in m.parameters(recurse=recurse))
@@ -532,21 +583,34 @@ def conversion_report(model: nn.Module) -> ConversionReport:
                 rows.append(ConversionRow(label, type(module).__name__, False, count(module, True), reasons[name]))
             return
         if any(isinstance(module, t) for t in _OPAQUE):
-            rows.append(ConversionRow(label, type(module).__name__, False, count(module, True),
-                                      reasons.get(name, _digital_reason(module))))
+            rows.append(
+                ConversionRow(
+                    label, type(module).__name__, False, count(module, True), reasons.get(name, _digital_reason(module))
+                )
+            )
             return
         if _weight_bearing(module):
-            why = reasons.get(name) or (_digital_reason(module) if _converter_for(module) is None
-                                        else "not converted (convert_to_analog was not run on it)")
+            why = reasons.get(name) or (
+                _digital_reason(module)
+                if _converter_for(module) is None
+                else "not converted (convert_to_analog was not run on it)"
+            )
             rows.append(ConversionRow(label, type(module).__name__, False, count(module, False), why))
         else:
             params = _elementwise_params(module)
             shaped = [(n, p) for n, p in params if p.dim() >= 2]
             if shaped:
                 what = ", ".join(f"{n} {list(p.shape)}" for n, p in shaped)
-                rows.append(ConversionRow(label, type(module).__name__, False, sum(p.numel() for _, p in params),
-                                          f"elementwise, not a weight matrix: {what} (broadcast over the batch)",
-                                          matrix=False))
+                rows.append(
+                    ConversionRow(
+                        label,
+                        type(module).__name__,
+                        False,
+                        sum(p.numel() for _, p in params),
+                        f"elementwise, not a weight matrix: {what} (broadcast over the batch)",
+                        matrix=False,
+                    )
+                )
             else:
                 other[0] += sum(p.numel() for _, p in params)
         for attr, child in module._modules.items():
@@ -563,4 +627,4 @@ from rramsim.models.recurrent import CONVERTERS as _RECURRENT_CONVERTERS  # noqa
 
 for _type, _factory in {**_ATTENTION_CONVERTERS, **_RECURRENT_CONVERTERS}.items():
     register_converter(_type, _factory)
-register_safe_globals()          # whole-model torch.load(weights_only=True) of every class imported so far
+register_safe_globals()  # whole-model torch.load(weights_only=True) of every class imported so far

@@ -48,6 +48,7 @@ softmax, gate arithmetic); arithmetic written inline in a ``forward`` (residual
 additions, ``x.mean``) is counted by intercepting torch functions. Functions outside
 the known list are named with their number of calls.
 """
+
 from __future__ import annotations
 
 import copy
@@ -74,7 +75,7 @@ class LayerCost:
     kind: str
     tiles: int
     cells: int
-    vectors: float                   # MVMs per sample (an integer unless samples differ in length)
+    vectors: float  # MVMs per sample (an integer unless samples differ in length)
     cycles: int
     adc_conversions: float
     dac_conversions: float
@@ -82,7 +83,7 @@ class LayerCost:
     adc_energy: float
     dac_energy: float
     latency: float
-    macs: float = 0.0                # weight multiply-accumulates per sample done on the crossbars
+    macs: float = 0.0  # weight multiply-accumulates per sample done on the crossbars
     groups: int = 1
 
     @property
@@ -128,7 +129,7 @@ class CostModel:
         if not isinstance(config, CrossbarConfig):
             raise TypeError(f"CostModel takes a CrossbarConfig, got {type(config).__name__}")
         config.validate()
-        self.config = copy.copy(config)          # its own: changing the caller's config later moves no price
+        self.config = copy.copy(config)  # its own: changing the caller's config later moves no price
 
     @property
     def cycles_per_mvm(self) -> int:
@@ -152,18 +153,30 @@ class CostModel:
         """Array read energy (J) of ``cycles`` cycles on cells whose conductances sum to
         ``g_sum`` (S), at mean squared input ``mean_v2`` (a share of full scale): V^2 G t."""
         c = self.config
-        return c.read_voltage ** 2 * mean_v2 * g_sum * c.cycle_time * cycles
+        return c.read_voltage**2 * mean_v2 * g_sum * c.cycle_time * cycles
 
-    def price(self, *, cycles: float = 0.0, adc_conversions: float = 0.0, dac_conversions: float = 0.0,
-              read_energy: float = 0.0) -> PeripheryCost:
+    def price(
+        self,
+        *,
+        cycles: float = 0.0,
+        adc_conversions: float = 0.0,
+        dac_conversions: float = 0.0,
+        read_energy: float = 0.0,
+    ) -> PeripheryCost:
         """Energy and latency of counted events (cycles one after another)."""
-        return PeripheryCost(cycles=cycles, adc_conversions=adc_conversions, dac_conversions=dac_conversions,
-                             read_energy=read_energy, adc_energy=adc_conversions * self.adc_conversion_energy,
-                             dac_energy=dac_conversions * self.dac_conversion_energy,
-                             latency=cycles * self.config.cycle_time)
+        return PeripheryCost(
+            cycles=cycles,
+            adc_conversions=adc_conversions,
+            dac_conversions=dac_conversions,
+            read_energy=read_energy,
+            adc_energy=adc_conversions * self.adc_conversion_energy,
+            dac_energy=dac_conversions * self.dac_conversion_energy,
+            latency=cycles * self.config.cycle_time,
+        )
 
-    def layer_cost(self, name: str, kind: str, geometry: dict, vectors: float, g_sum: float = 0.0,
-                   mean_v2: float = 1.0) -> LayerCost:
+    def layer_cost(
+        self, name: str, kind: str, geometry: dict, vectors: float, g_sum: float = 0.0, mean_v2: float = 1.0
+    ) -> LayerCost:
         """An analog layer's cost per sample: ``vectors`` MVMs on its tiles (``geometry`` of
         :meth:`~rramsim.models.tile.TileEngine.geometry`), cells summing to ``g_sum``. Per
         cycle, one ADC conversion per slice signal of every tile column and one DAC
@@ -174,24 +187,33 @@ class CostModel:
         passes = 1 if c.n_crossbars is None else math.ceil(geo["tiles"] / c.n_crossbars)
         adc_conv = vectors * cycles * geo["outputs"] * geo["slices"] * geo["row_tiles"]
         dac_conv = vectors * cycles * geo["rows"] * geo["col_tiles"]
-        return LayerCost(name=name, kind=kind, tiles=geo["tiles"], cells=geo["cells"], vectors=vectors, cycles=cycles,
-                         adc_conversions=adc_conv, dac_conversions=dac_conv,
-                         read_energy=self.read_energy(g_sum, mean_v2, cycles) * vectors,
-                         adc_energy=adc_conv * self.adc_conversion_energy,
-                         dac_energy=dac_conv * self.dac_conversion_energy,
-                         latency=vectors * cycles * c.cycle_time * passes,
-                         macs=vectors * geo["rows_per_group"] * geo["outputs"], groups=geo["groups"])
+        return LayerCost(
+            name=name,
+            kind=kind,
+            tiles=geo["tiles"],
+            cells=geo["cells"],
+            vectors=vectors,
+            cycles=cycles,
+            adc_conversions=adc_conv,
+            dac_conversions=dac_conv,
+            read_energy=self.read_energy(g_sum, mean_v2, cycles) * vectors,
+            adc_energy=adc_conv * self.adc_conversion_energy,
+            dac_energy=dac_conv * self.dac_conversion_energy,
+            latency=vectors * cycles * c.cycle_time * passes,
+            macs=vectors * geo["rows_per_group"] * geo["outputs"],
+            groups=geo["groups"],
+        )
 
 
 @dataclass
 class DigitalWork:
     """Work per sample done outside the crossbars by one module (or inline in its forward)."""
 
-    name: str                        # module path ('<model>' for the model itself)
-    kind: str                        # module type
-    op: str                          # 'forward' (the module itself), a function name, or a digital_work() key
-    unit: str                        # 'macs', 'elements', 'ops' or 'calls'
-    count: float                     # per sample ('calls': calls in the measurement forward)
+    name: str  # module path ('<model>' for the model itself)
+    kind: str  # module type
+    op: str  # 'forward' (the module itself), a function name, or a digital_work() key
+    unit: str  # 'macs', 'elements', 'ops' or 'calls'
+    count: float  # per sample ('calls': calls in the measurement forward)
 
 
 @dataclass
@@ -203,15 +225,15 @@ class CostReport:
     crossbars_needed: int
     crossbars_available: int | None
     batch_size: int
-    program_energy: float            # J, one full programming of the model
-    program_latency: float           # s, one full programming (parallelism model of the config)
+    program_energy: float  # J, one full programming of the model
+    program_latency: float  # s, one full programming (parallelism model of the config)
     program_pulses: float
-    reprogram_rounds: int = 1        # programming rounds per batch (1: fits, programmed once)
-    reprogram_energy: float = 0.0    # J per batch
-    reprogram_latency: float = 0.0   # s per batch
+    reprogram_rounds: int = 1  # programming rounds per batch (1: fits, programmed once)
+    reprogram_energy: float = 0.0  # J per batch
+    reprogram_latency: float = 0.0  # s per batch
     notes: list[str] = field(default_factory=list)
     digital: list[DigitalWork] = field(default_factory=list)
-    samples: int | None = None       # samples of the measurement forward (None: not measured)
+    samples: int | None = None  # samples of the measurement forward (None: not measured)
     never_ran: list[str] = field(default_factory=list)
 
     @property
@@ -241,15 +263,28 @@ class CostReport:
         return sum(d.count for d in self.digital if d.unit == "elements")
 
     def to_dict(self) -> dict:
-        return {"layers": [l.__dict__ | {"energy": l.energy} for l in self.layers],
-                "crossbars_needed": self.crossbars_needed, "crossbars_available": self.crossbars_available,
-                "fits": self.fits, "batch_size": self.batch_size, "program_energy": self.program_energy,
-                "program_latency": self.program_latency, "program_pulses": self.program_pulses,
-                "reprogram_rounds": self.reprogram_rounds, "reprogram_energy": self.reprogram_energy,
-                "reprogram_latency": self.reprogram_latency, "energy": self.energy, "latency": self.latency,
-                "samples": self.samples, "analog_macs": self.analog_macs, "digital_macs": self.digital_macs,
-                "digital_elements": self.digital_elements, "digital": [d.__dict__ for d in self.digital],
-                "never_ran": list(self.never_ran), "notes": list(self.notes)}
+        return {
+            "layers": [l.__dict__ | {"energy": l.energy} for l in self.layers],
+            "crossbars_needed": self.crossbars_needed,
+            "crossbars_available": self.crossbars_available,
+            "fits": self.fits,
+            "batch_size": self.batch_size,
+            "program_energy": self.program_energy,
+            "program_latency": self.program_latency,
+            "program_pulses": self.program_pulses,
+            "reprogram_rounds": self.reprogram_rounds,
+            "reprogram_energy": self.reprogram_energy,
+            "reprogram_latency": self.reprogram_latency,
+            "energy": self.energy,
+            "latency": self.latency,
+            "samples": self.samples,
+            "analog_macs": self.analog_macs,
+            "digital_macs": self.digital_macs,
+            "digital_elements": self.digital_elements,
+            "digital": [d.__dict__ for d in self.digital],
+            "never_ran": list(self.never_ran),
+            "notes": list(self.notes),
+        }
 
     def __str__(self) -> str:
         return format_cost_report(self)
@@ -258,36 +293,225 @@ class CostReport:
 # ---------------------------------------------------------------------- measurement
 # torch functions that only move or describe data: no arithmetic to count
 _NO_WORK = {
-    "get", "getitem", "setitem", "len", "iter", "bool", "format", "repr", "contains", "eq", "ne", "hash",
-    "size", "dim", "numel", "nelement", "ndim", "shape", "is_floating_point", "is_complex", "is_contiguous",
-    "is_nested", "stride", "storage_offset", "data_ptr", "element_size", "get_device", "device", "dtype",
-    "tolist", "item", "reshape", "view", "view_as", "permute", "transpose", "t", "flatten", "unflatten",
-    "squeeze", "unsqueeze", "contiguous", "expand", "expand_as", "unfold", "chunk", "split", "unbind", "cat",
-    "concat", "stack", "narrow", "select", "index_select", "gather", "to", "type", "float", "double", "half",
-    "detach", "clone", "cpu", "cuda", "new_zeros", "new_ones", "new_empty", "new_full", "zeros_like",
-    "ones_like", "empty_like", "full_like", "requires_grad", "repeat", "tile", "movedim", "flip", "roll",
-    "pad", "dropout", "alpha_dropout", "feature_alpha_dropout", "dropout1d", "dropout2d", "dropout3d",
-    "identity", "masked_fill", "triu", "tril", "arange", "zeros", "ones", "full", "empty",
+    "get",
+    "getitem",
+    "setitem",
+    "len",
+    "iter",
+    "bool",
+    "format",
+    "repr",
+    "contains",
+    "eq",
+    "ne",
+    "hash",
+    "size",
+    "dim",
+    "numel",
+    "nelement",
+    "ndim",
+    "shape",
+    "is_floating_point",
+    "is_complex",
+    "is_contiguous",
+    "is_nested",
+    "stride",
+    "storage_offset",
+    "data_ptr",
+    "element_size",
+    "get_device",
+    "device",
+    "dtype",
+    "tolist",
+    "item",
+    "reshape",
+    "view",
+    "view_as",
+    "permute",
+    "transpose",
+    "t",
+    "flatten",
+    "unflatten",
+    "squeeze",
+    "unsqueeze",
+    "contiguous",
+    "expand",
+    "expand_as",
+    "unfold",
+    "chunk",
+    "split",
+    "unbind",
+    "cat",
+    "concat",
+    "stack",
+    "narrow",
+    "select",
+    "index_select",
+    "gather",
+    "to",
+    "type",
+    "float",
+    "double",
+    "half",
+    "detach",
+    "clone",
+    "cpu",
+    "cuda",
+    "new_zeros",
+    "new_ones",
+    "new_empty",
+    "new_full",
+    "zeros_like",
+    "ones_like",
+    "empty_like",
+    "full_like",
+    "requires_grad",
+    "repeat",
+    "tile",
+    "movedim",
+    "flip",
+    "roll",
+    "pad",
+    "dropout",
+    "alpha_dropout",
+    "feature_alpha_dropout",
+    "dropout1d",
+    "dropout2d",
+    "dropout3d",
+    "identity",
+    "masked_fill",
+    "triu",
+    "tril",
+    "arange",
+    "zeros",
+    "ones",
+    "full",
+    "empty",
 }
 # the in-place and reflected spellings of the same arithmetic
-_ALIASES = {"radd": "add", "iadd": "add", "rsub": "sub", "isub": "sub", "rmul": "mul", "imul": "mul",
-            "truediv": "div", "rtruediv": "div", "itruediv": "div", "true_divide": "div", "divide": "div",
-            "multiply": "mul", "subtract": "sub", "neg": "neg", "rpow": "pow", "ipow": "pow",
-            "rmatmul": "matmul"}
-_REDUCTIONS = {"mean", "sum", "amax", "amin", "max", "min", "var", "std", "norm", "logsumexp", "prod",
-               "max_pool1d", "max_pool2d", "max_pool3d", "avg_pool1d", "avg_pool2d", "avg_pool3d",
-               "adaptive_avg_pool1d", "adaptive_avg_pool2d", "adaptive_max_pool1d", "adaptive_max_pool2d",
-               "max_pool1d_with_indices", "max_pool2d_with_indices"}
-_ELEMENTWISE = {"add", "sub", "mul", "div", "neg", "pow", "exp", "log", "sqrt", "rsqrt", "abs", "clamp", "clip",
-                "maximum", "minimum", "where", "relu", "relu6", "leaky_relu", "elu", "selu", "celu", "gelu",
-                "silu", "mish", "hardswish", "hardsigmoid", "hardtanh", "sigmoid", "tanh", "softplus", "softmax",
-                "log_softmax", "layer_norm", "batch_norm", "group_norm", "instance_norm", "rms_norm",
-                "normalize", "sign", "round", "floor", "ceil", "cumsum", "interpolate", "square", "reciprocal",
-                "addcmul", "lerp", "erf", "sin", "cos"}
-_MATMULS = {"matmul", "mm", "bmm", "baddbmm", "addmm", "linear", "bilinear", "conv1d", "conv2d", "conv3d",
-            "einsum", "scaled_dot_product_attention"}
-_NO_WORK_MODULES = (nn.Identity, nn.Flatten, nn.Unflatten, nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d,
-                    nn.AlphaDropout, nn.FeatureAlphaDropout)
+_ALIASES = {
+    "radd": "add",
+    "iadd": "add",
+    "rsub": "sub",
+    "isub": "sub",
+    "rmul": "mul",
+    "imul": "mul",
+    "truediv": "div",
+    "rtruediv": "div",
+    "itruediv": "div",
+    "true_divide": "div",
+    "divide": "div",
+    "multiply": "mul",
+    "subtract": "sub",
+    "neg": "neg",
+    "rpow": "pow",
+    "ipow": "pow",
+    "rmatmul": "matmul",
+}
+_REDUCTIONS = {
+    "mean",
+    "sum",
+    "amax",
+    "amin",
+    "max",
+    "min",
+    "var",
+    "std",
+    "norm",
+    "logsumexp",
+    "prod",
+    "max_pool1d",
+    "max_pool2d",
+    "max_pool3d",
+    "avg_pool1d",
+    "avg_pool2d",
+    "avg_pool3d",
+    "adaptive_avg_pool1d",
+    "adaptive_avg_pool2d",
+    "adaptive_max_pool1d",
+    "adaptive_max_pool2d",
+    "max_pool1d_with_indices",
+    "max_pool2d_with_indices",
+}
+_ELEMENTWISE = {
+    "add",
+    "sub",
+    "mul",
+    "div",
+    "neg",
+    "pow",
+    "exp",
+    "log",
+    "sqrt",
+    "rsqrt",
+    "abs",
+    "clamp",
+    "clip",
+    "maximum",
+    "minimum",
+    "where",
+    "relu",
+    "relu6",
+    "leaky_relu",
+    "elu",
+    "selu",
+    "celu",
+    "gelu",
+    "silu",
+    "mish",
+    "hardswish",
+    "hardsigmoid",
+    "hardtanh",
+    "sigmoid",
+    "tanh",
+    "softplus",
+    "softmax",
+    "log_softmax",
+    "layer_norm",
+    "batch_norm",
+    "group_norm",
+    "instance_norm",
+    "rms_norm",
+    "normalize",
+    "sign",
+    "round",
+    "floor",
+    "ceil",
+    "cumsum",
+    "interpolate",
+    "square",
+    "reciprocal",
+    "addcmul",
+    "lerp",
+    "erf",
+    "sin",
+    "cos",
+}
+_MATMULS = {
+    "matmul",
+    "mm",
+    "bmm",
+    "baddbmm",
+    "addmm",
+    "linear",
+    "bilinear",
+    "conv1d",
+    "conv2d",
+    "conv3d",
+    "einsum",
+    "scaled_dot_product_attention",
+}
+_NO_WORK_MODULES = (
+    nn.Identity,
+    nn.Flatten,
+    nn.Unflatten,
+    nn.Dropout,
+    nn.Dropout1d,
+    nn.Dropout2d,
+    nn.Dropout3d,
+    nn.AlphaDropout,
+    nn.FeatureAlphaDropout,
+)
 
 
 def _numel(t) -> int:
@@ -315,7 +539,7 @@ def _first_tensor(t):
 
 def _fname(func) -> str:
     name = getattr(func, "__name__", str(func)).strip("_")
-    name = name[:-1] if name.endswith("_") else name             # in-place: add_ -> add
+    name = name[:-1] if name.endswith("_") else name  # in-place: add_ -> add
     return _ALIASES.get(name, name)
 
 
@@ -359,7 +583,7 @@ def _module_work(module: nn.Module, args, out) -> list[tuple[str, str, float]]:
         x = args[0] if args else None
         weights = sum(p.numel() for n, p in module.named_parameters() if n.startswith("weight"))
         if isinstance(x, PackedSequence):
-            steps_x_batch = x.data.shape[0]                         # sum of the sequence lengths
+            steps_x_batch = x.data.shape[0]  # sum of the sequence lengths
         elif isinstance(x, torch.Tensor):
             steps_x_batch = x.shape[0] * x.shape[1] if x.dim() == 3 else x.shape[0]
         else:
@@ -371,15 +595,22 @@ def _module_work(module: nn.Module, args, out) -> list[tuple[str, str, float]]:
         if not (isinstance(q, torch.Tensor) and isinstance(k, torch.Tensor)):
             return [("forward", "calls", 1)]
         E = module.embed_dim
-        n_q, n_k = q.numel() // q.shape[-1], k.numel() // k.shape[-1]   # query / key vectors, all samples
+        n_q, n_k = q.numel() // q.shape[-1], k.numel() // k.shape[-1]  # query / key vectors, all samples
         L = q.shape[1 if module.batch_first else 0] if q.dim() == 3 else q.shape[0]
-        S = n_k // max(n_q // L, 1)                                     # source length
+        S = n_k // max(n_q // L, 1)  # source length
         proj = n_q * E * E + n_k * (module.kdim + module.vdim) * E + n_q * E * E
         return [("projection_macs", "macs", proj), ("attention_macs", "macs", 2 * n_q * S * E)]
     if isinstance(module, nn.Embedding):
         return [("lookups", "elements", n_out)]
-    if isinstance(module, (nn.modules.pooling._MaxPoolNd, nn.modules.pooling._AvgPoolNd,
-                           nn.modules.pooling._AdaptiveAvgPoolNd, nn.modules.pooling._AdaptiveMaxPoolNd)):
+    if isinstance(
+        module,
+        (
+            nn.modules.pooling._MaxPoolNd,
+            nn.modules.pooling._AvgPoolNd,
+            nn.modules.pooling._AdaptiveAvgPoolNd,
+            nn.modules.pooling._AdaptiveMaxPoolNd,
+        ),
+    ):
         return [("forward", "elements", _numel(_first_tensor(args)))]
     return [("forward", "elements", n_out)]
 
@@ -396,11 +627,11 @@ class _Measurement(TorchFunctionMode):
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
         self.vectors: dict[int, int] = defaultdict(int)
-        self.work: dict[tuple, float] = defaultdict(float)          # (name, kind, op, unit) -> total
+        self.work: dict[tuple, float] = defaultdict(float)  # (name, kind, op, unit) -> total
         self.per_sample_work: dict[tuple, float] = defaultdict(float)
-        self.stack: list[tuple[str, nn.Module, str]] = []           # (name, module, role)
+        self.stack: list[tuple[str, nn.Module, str]] = []  # (name, module, role)
         self.handles: list = []
-        self.seq_batches: set[int] = set()      # batch sizes the sequence-first ([T, B, ...]) layers saw
+        self.seq_batches: set[int] = set()  # batch sizes the sequence-first ([T, B, ...]) layers saw
         self._hook(model)
 
     def _hook(self, model: nn.Module) -> None:
@@ -412,7 +643,7 @@ class _Measurement(TorchFunctionMode):
                 role = "analog"
                 skip.append(name)
             elif callable(getattr(m, "digital_work", None)):
-                role = "block"                                      # its own work; children hooked below
+                role = "block"  # its own work; children hooked below
             elif _is_unit(m) or not any(True for _ in m.children()):
                 role = "leaf"
                 if _is_unit(m):
@@ -425,6 +656,7 @@ class _Measurement(TorchFunctionMode):
     def _pre(self, name, module, role):
         def hook(mod, args):
             self.stack.append((name, module, role))
+
         return hook
 
     def _post(self, name, module, role):
@@ -444,9 +676,15 @@ class _Measurement(TorchFunctionMode):
                     self.work[(label, kind, op, unit)] += count
             elif role == "block":
                 for op, count in module.digital_work().items():
-                    unit = ("macs" if op.endswith("macs") else
-                            "elements" if op.endswith(("elements", "products")) else "ops")
+                    unit = (
+                        "macs"
+                        if op.endswith("macs")
+                        else "elements"
+                        if op.endswith(("elements", "products"))
+                        else "ops"
+                    )
                     self.per_sample_work[(label, kind, op, unit)] += float(count)
+
         return hook
 
     def _seq_batch(self, module: nn.Module, args) -> None:
@@ -487,8 +725,10 @@ def _check_system(layers: list) -> None:
             by_value[getattr(layer.config, attr)].append(name or "<model>")
         if len(by_value) > 1:
             parts = "; ".join(f"{v!r}: {', '.join(names)}" for v, names in by_value.items())
-            raise ValueError(f"cost_report: the analog layers disagree on CrossbarConfig.{attr} ({parts}); the cost "
-                             f"model is one system of crossbars: convert the model with one {attr}")
+            raise ValueError(
+                f"cost_report: the analog layers disagree on CrossbarConfig.{attr} ({parts}); the cost "
+                f"model is one system of crossbars: convert the model with one {attr}"
+            )
 
 
 def _check_samples(samples) -> None:
@@ -508,11 +748,15 @@ def _samples_of(example_input, seq_batches: set[int], notes: list[str]) -> int:
         return n
     if len(seq_batches) == 1 and first.dim() >= 2 and int(first.shape[1]) in seq_batches:
         n = int(first.shape[1])
-        notes.append(f"samples: {n}, dimension 1 of example_input {list(first.shape)}: the model reads it sequence "
-                     "first ([T, B, ...]) as its sequence-first layers do; pass samples=N to say otherwise")
+        notes.append(
+            f"samples: {n}, dimension 1 of example_input {list(first.shape)}: the model reads it sequence "
+            "first ([T, B, ...]) as its sequence-first layers do; pass samples=N to say otherwise"
+        )
         return n
-    raise ValueError(f"cost_report: cannot tell the number of samples of example_input {list(first.shape)}: its "
-                     f"sequence-first layers read batches of {sorted(seq_batches)}; pass samples=N")
+    raise ValueError(
+        f"cost_report: cannot tell the number of samples of example_input {list(first.shape)}: its "
+        f"sequence-first layers read batches of {sorted(seq_batches)}; pass samples=N"
+    )
 
 
 def _per_sample(total: float, samples: int) -> float:
@@ -534,7 +778,7 @@ def cost_report(model: nn.Module, example_input=None, batch_size: int = 1, sampl
     steps. ``batch_size``: the batch the reprogramming of a model that does not fit is
     amortized over.
     """
-    if hasattr(model, "_orig_mod") and isinstance(model._orig_mod, nn.Module):      # torch.compile wrapper
+    if hasattr(model, "_orig_mod") and isinstance(model._orig_mod, nn.Module):  # torch.compile wrapper
         model = model._orig_mod
     layers = analog_layers(model)
     if not layers:
@@ -550,7 +794,7 @@ def cost_report(model: nn.Module, example_input=None, batch_size: int = 1, sampl
         args = tuple(example_input) if isinstance(example_input, (tuple, list)) else (example_input,)
         meas = _Measurement(model)
         modes = [(m, m.training) for m in model.modules()]
-        model.eval()                    # inference: batch norms keep their statistics, no dropout
+        model.eval()  # inference: batch norms keep their statistics, no dropout
         for _, layer in layers:
             layer.record_usage = True
         try:
@@ -584,18 +828,24 @@ def cost_report(model: nn.Module, example_input=None, batch_size: int = 1, sampl
         elif "vectors_per_sample" in usage:
             vectors = usage["vectors_per_sample"]
             if isinstance(layer, nn.Linear):
-                notes.append(f"{label}: vectors per sample from its last call ({vectors}), not measured; pass "
-                             "example_input to count every call (sequences, time steps)")
+                notes.append(
+                    f"{label}: vectors per sample from its last call ({vectors}), not measured; pass "
+                    "example_input to count every call (sequences, time steps)"
+                )
         elif isinstance(layer, nn.Linear):
             vectors = 1
             notes.append(f"{label}: has not run; one vector per sample assumed (pass example_input to measure)")
         else:
-            raise ValueError(f"layer {label!r} is a convolution that has not run yet: pass example_input "
-                             "to cost_report (one batch of inputs)")
+            raise ValueError(
+                f"layer {label!r} is a convolution that has not run yet: pass example_input "
+                "to cost_report (one batch of inputs)"
+            )
         mean_v2 = usage.get("mean_v2", 1.0)
         if usage.get("adc_clipped", 0.0) > 0.01:
-            notes.append(f"{label}: the ADC clipped {usage['adc_clipped']:.1%} of its conversions in the example "
-                         "input; raise adc_range (full scale as a share of the column's worst case)")
+            notes.append(
+                f"{label}: the ADC clipped {usage['adc_clipped']:.1%} of its conversions in the example "
+                "input; raise adc_range (full scale as a share of the column's worst case)"
+            )
         if "mean_v2" not in usage and vectors:
             notes.append(f"{label}: input statistics not measured, read energy assumes full-scale inputs")
         g_sum = layer.conductance_sum() if layer.is_programmed and vectors else 0.0
@@ -607,34 +857,54 @@ def cost_report(model: nn.Module, example_input=None, batch_size: int = 1, sampl
         tile_energy.extend(list(st.get("tile_energy", [])))
         tile_latency.extend(list(st.get("tile_latency", [])))
     if never_ran:
-        msg = (f"analog layer(s) that never ran in the measurement forward: {', '.join(never_ran)} (their tiles "
-               "are counted, their compute is not; is the layer unused, or skipped by a fast path?)")
+        msg = (
+            f"analog layer(s) that never ran in the measurement forward: {', '.join(never_ran)} (their tiles "
+            "are counted, their compute is not; is the layer unused, or skipped by a fast path?)"
+        )
         notes.append(msg)
         warnings.warn(f"cost_report: {msg}", RuntimeWarning, stacklevel=2)
     digital = []
     if meas is not None:
-        digital = [DigitalWork(n, k, op, unit, total if unit == "calls" else _per_sample(total, n_samples))
-                   for (n, k, op, unit), total in meas.work.items() if total]
-        digital += [DigitalWork(n, k, op, unit, total) for (n, k, op, unit), total in meas.per_sample_work.items()
-                    if total]
+        digital = [
+            DigitalWork(n, k, op, unit, total if unit == "calls" else _per_sample(total, n_samples))
+            for (n, k, op, unit), total in meas.work.items()
+            if total
+        ]
+        digital += [
+            DigitalWork(n, k, op, unit, total) for (n, k, op, unit), total in meas.per_sample_work.items() if total
+        ]
     prog_latency = programming_summary(model)["latency"]
     if any(math.isnan(x) for x in (prog_energy, prog_pulses, prog_latency)):
-        notes.append("programming cost unknown (nan): the device table does not record pulses, energy or time "
-                     "(a measured table imported without those columns)")
-    report = CostReport(layers=rows, crossbars_needed=needed, crossbars_available=cfg.n_crossbars,
-                        batch_size=batch_size, program_energy=prog_energy, program_latency=prog_latency,
-                        program_pulses=prog_pulses, notes=notes, digital=digital, samples=n_samples,
-                        never_ran=never_ran)
+        notes.append(
+            "programming cost unknown (nan): the device table does not record pulses, energy or time "
+            "(a measured table imported without those columns)"
+        )
+    report = CostReport(
+        layers=rows,
+        crossbars_needed=needed,
+        crossbars_available=cfg.n_crossbars,
+        batch_size=batch_size,
+        program_energy=prog_energy,
+        program_latency=prog_latency,
+        program_pulses=prog_pulses,
+        notes=notes,
+        digital=digital,
+        samples=n_samples,
+        never_ran=never_ran,
+    )
     if not report.fits:
         avail = cfg.n_crossbars
         rounds = math.ceil(needed / avail)
-        lat = sum(combined_latency(tile_latency[k:k + avail], cfg.parallel_tile_writes)
-                  for k in range(0, len(tile_latency), avail))
+        lat = sum(
+            combined_latency(tile_latency[k : k + avail], cfg.parallel_tile_writes)
+            for k in range(0, len(tile_latency), avail)
+        )
         report.reprogram_rounds = rounds
         report.reprogram_energy = float(sum(tile_energy))
         report.reprogram_latency = float(lat)
-        report.notes.append(f"needs {needed} crossbars, {avail} available: {rounds} programming rounds per batch "
-                            f"of {batch_size}")
+        report.notes.append(
+            f"needs {needed} crossbars, {avail} available: {rounds} programming rounds per batch of {batch_size}"
+        )
     return report
 
 
@@ -646,34 +916,50 @@ def format_cost_report(report: CostReport) -> str:
     """A readable table of the report."""
     nw = min(max([22] + [len(l.name) for l in report.layers]), 48)
     kw = max([13] + [len(l.kind) for l in report.layers])
-    head = (f"{'layer':<{nw}} {'kind':<{kw}} {'tiles':>5} {'vectors':>7} {'cycles':>6} {'ADC conv':>10} "
-            f"{'DAC conv':>10} {'read nJ':>9} {'ADC nJ':>9} {'DAC nJ':>9} {'latency us':>10}")
+    head = (
+        f"{'layer':<{nw}} {'kind':<{kw}} {'tiles':>5} {'vectors':>7} {'cycles':>6} {'ADC conv':>10} "
+        f"{'DAC conv':>10} {'read nJ':>9} {'ADC nJ':>9} {'DAC nJ':>9} {'latency us':>10}"
+    )
     lines = ["Inference cost per sample", head, "-" * len(head)]
     for l in report.layers:
-        lines.append(f"{l.name[-nw:]:<{nw}} {l.kind:<{kw}} {l.tiles:>5d} {_g(l.vectors):>7} {l.cycles:>6d} "
-                     f"{l.adc_conversions:>10.3g} {l.dac_conversions:>10.3g} {l.read_energy * 1e9:>9.4f} "
-                     f"{l.adc_energy * 1e9:>9.4f} {l.dac_energy * 1e9:>9.4f} {l.latency * 1e6:>10.3f}")
+        lines.append(
+            f"{l.name[-nw:]:<{nw}} {l.kind:<{kw}} {l.tiles:>5d} {_g(l.vectors):>7} {l.cycles:>6d} "
+            f"{l.adc_conversions:>10.3g} {l.dac_conversions:>10.3g} {l.read_energy * 1e9:>9.4f} "
+            f"{l.adc_energy * 1e9:>9.4f} {l.dac_energy * 1e9:>9.4f} {l.latency * 1e6:>10.3f}"
+        )
     lines.append("-" * len(head))
     tot = report.layers
-    lines.append(f"{'total':<{nw}} {'':<{kw}} {report.crossbars_needed:>5d} {'':>7} {'':>6} "
-                 f"{sum(l.adc_conversions for l in tot):>10.3g} {sum(l.dac_conversions for l in tot):>10.3g} "
-                 f"{sum(l.read_energy for l in tot) * 1e9:>9.4f} {sum(l.adc_energy for l in tot) * 1e9:>9.4f} "
-                 f"{sum(l.dac_energy for l in tot) * 1e9:>9.4f} {sum(l.latency for l in tot) * 1e6:>10.3f}")
+    lines.append(
+        f"{'total':<{nw}} {'':<{kw}} {report.crossbars_needed:>5d} {'':>7} {'':>6} "
+        f"{sum(l.adc_conversions for l in tot):>10.3g} {sum(l.dac_conversions for l in tot):>10.3g} "
+        f"{sum(l.read_energy for l in tot) * 1e9:>9.4f} {sum(l.adc_energy for l in tot) * 1e9:>9.4f} "
+        f"{sum(l.dac_energy for l in tot) * 1e9:>9.4f} {sum(l.latency for l in tot) * 1e6:>10.3f}"
+    )
     avail = "unlimited" if report.crossbars_available is None else str(report.crossbars_available)
-    lines.append(f"crossbars: {report.crossbars_needed} needed, {avail} available"
-                 + ("" if report.fits else f" -> {report.reprogram_rounds} reprogramming rounds per batch"))
-    lines.append(f"programming (once): {report.program_pulses:.4g} pulses, {report.program_energy * 1e6:.4g} uJ, "
-                 f"{report.program_latency * 1e3:.4g} ms")
+    lines.append(
+        f"crossbars: {report.crossbars_needed} needed, {avail} available"
+        + ("" if report.fits else f" -> {report.reprogram_rounds} reprogramming rounds per batch")
+    )
+    lines.append(
+        f"programming (once): {report.program_pulses:.4g} pulses, {report.program_energy * 1e6:.4g} uJ, "
+        f"{report.program_latency * 1e3:.4g} ms"
+    )
     if not report.fits:
-        lines.append(f"reprogramming per batch of {report.batch_size}: {report.reprogram_energy * 1e6:.4g} uJ, "
-                     f"{report.reprogram_latency * 1e3:.4g} ms")
-    lines.append(f"total per sample: {report.energy * 1e9:.4g} nJ, {report.latency * 1e6:.4g} us "
-                 "(crossbars and their converters; the digital work below is not costed)")
+        lines.append(
+            f"reprogramming per batch of {report.batch_size}: {report.reprogram_energy * 1e6:.4g} uJ, "
+            f"{report.reprogram_latency * 1e3:.4g} ms"
+        )
+    lines.append(
+        f"total per sample: {report.energy * 1e9:.4g} nJ, {report.latency * 1e6:.4g} us "
+        "(crossbars and their converters; the digital work below is not costed)"
+    )
     if report.samples is not None:
         lines.append("")
-        lines.append(f"Digital work per sample (measured on {report.samples} samples): "
-                     f"{report.digital_macs:.4g} MACs, {report.digital_elements:.4g} elementwise ops, "
-                     f"beside {report.analog_macs:.4g} MACs on crossbars")
+        lines.append(
+            f"Digital work per sample (measured on {report.samples} samples): "
+            f"{report.digital_macs:.4g} MACs, {report.digital_elements:.4g} elementwise ops, "
+            f"beside {report.analog_macs:.4g} MACs on crossbars"
+        )
         if report.digital:
             w = max(12, *(min(len(d.name), 40) for d in report.digital))
             k = max(6, *(min(len(d.kind), 32) for d in report.digital))

@@ -10,6 +10,7 @@ This module only reads. Getting the files is the job of ``rramsim data fetch NAM
 :class:`DatasetMissingError` naming that command. Loaders return torch tensors and
 ``DataLoader`` objects.
 """
+
 from __future__ import annotations
 
 import gzip
@@ -101,8 +102,18 @@ DATASETS: dict[str, DatasetSpec] = {
         image_shape=(1, 28, 28),
         mean=0.2860,
         std=0.3530,
-        classes=("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
-                 "Sneaker", "Bag", "Ankle boot"),
+        classes=(
+            "T-shirt/top",
+            "Trouser",
+            "Pullover",
+            "Dress",
+            "Coat",
+            "Sandal",
+            "Shirt",
+            "Sneaker",
+            "Bag",
+            "Ankle boot",
+        ),
     ),
 }
 
@@ -121,9 +132,7 @@ def data_root() -> Path:
 def dataset_spec(name: str) -> DatasetSpec:
     """The :class:`DatasetSpec` of dataset ``name`` (any case); a ValueError naming the known ones."""
     if not isinstance(name, str) or name.lower() not in DATASETS:
-        raise ValueError(
-            f"unknown dataset {name!r}; choose one of: {', '.join(sorted(DATASETS))}"
-        )
+        raise ValueError(f"unknown dataset {name!r}; choose one of: {', '.join(sorted(DATASETS))}")
     return DATASETS[name.lower()]
 
 
@@ -180,8 +189,7 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
         raise IDXFormatError(f"{path}: cannot decompress ({exc}); delete it and fetch again") from exc
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0:
         raise IDXFormatError(
-            f"{path}: not an IDX file (bad magic {raw[:4].hex() or 'empty'}); "
-            "delete it and fetch the dataset again"
+            f"{path}: not an IDX file (bad magic {raw[:4].hex() or 'empty'}); delete it and fetch the dataset again"
         )
     code, ndim = raw[2], raw[3]
     if code not in _IDX_DTYPES:
@@ -267,13 +275,9 @@ def load_split(
     images = read_idx(folder / img_name)
     labels = read_idx(folder / lbl_name)
     if images.ndim != 3 or images.shape[1:] != spec.image_shape[1:]:
-        raise IDXFormatError(
-            f"{folder / img_name}: expected images of shape [N, 28, 28], got {images.shape}"
-        )
+        raise IDXFormatError(f"{folder / img_name}: expected images of shape [N, 28, 28], got {images.shape}")
     if labels.ndim != 1 or labels.shape[0] != images.shape[0]:
-        raise IDXFormatError(
-            f"{folder / lbl_name}: {labels.shape} labels for {images.shape[0]} images"
-        )
+        raise IDXFormatError(f"{folder / lbl_name}: {labels.shape} labels for {images.shape[0]} images")
     if labels.size and (labels.min() < 0 or labels.max() >= spec.num_classes):
         raise IDXFormatError(f"{folder / lbl_name}: labels outside 0..{spec.num_classes - 1}")
     return torch.from_numpy(images), torch.from_numpy(labels.astype(np.int64))
@@ -329,5 +333,4 @@ def get_loader(
     if shuffle is None:
         shuffle = split == "train"
     g = torch.Generator().manual_seed(int(seed)) if shuffle else None
-    return DataLoader(ds, batch_size=int(batch_size), shuffle=bool(shuffle), generator=g,
-                      drop_last=drop_last)
+    return DataLoader(ds, batch_size=int(batch_size), shuffle=bool(shuffle), generator=g, drop_last=drop_last)

@@ -9,6 +9,7 @@ methods extend) prices conversions with :func:`adc_conversion_energy`. A digital
 multiply-accumulate beside the crossbars costs ``DIGITAL_MAC_ENERGY`` where a method
 prices one (docs/DESIGN.md, "Reference numbers").
 """
+
 from __future__ import annotations
 
 import math

@@ -54,6 +54,7 @@ O(R C (R + C)) torch work, differentiable, and measured against the exact solver
 random 5-150 uS tiles: 0.04% error at 32x32 and 0.5% at 64x64 (1 ohm/segment), 3% at
 128x128 where the ideal model is off by 84%.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -97,10 +98,10 @@ def nodal_matrix(g: np.ndarray, r: float) -> tuple[sp.csc_matrix, np.ndarray, np
         cols.extend([a, b, b, a])
         vals.extend([gv, gv, -gv, -gv])
 
-    branch(rn[:, :-1], rn[:, 1:], np.full((R, C - 1), gw))   # row wire segments
-    branch(cn[:-1, :], cn[1:, :], np.full((R - 1, C), gw))   # column wire segments
-    branch(rn, cn, g)                                          # cells
-    for a in (rn[:, 0], cn[-1, :]):                           # driver / virtual ground segments
+    branch(rn[:, :-1], rn[:, 1:], np.full((R, C - 1), gw))  # row wire segments
+    branch(cn[:-1, :], cn[1:, :], np.full((R - 1, C), gw))  # column wire segments
+    branch(rn, cn, g)  # cells
+    for a in (rn[:, 0], cn[-1, :]):  # driver / virtual ground segments
         rows.append(a)
         cols.append(a)
         vals.append(np.full(a.shape, gw))
@@ -136,7 +137,7 @@ class TileSolver:
         R, C = g.shape
         self.shape = (R, C)
         gw = self.gw = 1.0 / self.r
-        gc = self._gc = torch.from_numpy(np.ascontiguousarray(g.T))      # [C, R]: column j's cells
+        gc = self._gc = torch.from_numpy(np.ascontiguousarray(g.T))  # [C, R]: column j's cells
         # Column chains K_j (tridiagonal): node 0 open at the top, node R-1 to the virtual ground.
         idx = torch.arange(R)
         K = torch.zeros((C, R, R), dtype=torch.float64)
@@ -145,7 +146,7 @@ class TileSolver:
             K[:, 0, 0] -= gw
             K[:, idx[:-1], idx[1:]] = -gw
             K[:, idx[1:], idx[:-1]] = -gw
-        self.Kinv = torch.linalg.inv(K)                                   # [C, R, R]
+        self.Kinv = torch.linalg.inv(K)  # [C, R, R]
         # Row-wire diagonal: driver segment at j = 0, neighbours on both sides inside.
         wr = torch.full((C,), 2 * gw, dtype=torch.float64)
         wr[-1] = gw
@@ -167,7 +168,7 @@ class TileSolver:
         C = self.shape[1]
         gw = self.gw
         gc = self._gc[:, :, None]
-        kf = self.Kinv @ f_c if bool(f_c.any()) else None       # (no column injection: a row drive)
+        kf = self.Kinv @ f_c if bool(f_c.any()) else None  # (no column injection: a row drive)
         h = f_r if kf is None else f_r + gc * kf
         y = torch.empty_like(h)
         y[0] = h[0]
@@ -199,8 +200,9 @@ class TileSolver:
         """Column currents [C, n] for row voltages ``v`` [R, n] (linear cells)."""
         return self.transfer() @ v
 
-    def currents_nonlinear(self, v: np.ndarray, coef: np.ndarray, tol: float = 1e-9,
-                           max_iter: int = 100, method: str = "linearized") -> tuple[np.ndarray, int]:
+    def currents_nonlinear(
+        self, v: np.ndarray, coef: np.ndarray, tol: float = 1e-9, max_iter: int = 100, method: str = "linearized"
+    ) -> tuple[np.ndarray, int]:
         """Column currents [C, n] with cells ``i = g (a1 d + a2 d^2 + a3 d^3)``.
 
         ``coef`` [R, C, 3] are the per-cell ``a_k``. ``method="linearized"`` (default) uses
@@ -245,8 +247,14 @@ class TileSolver:
         cache = self.__dict__.setdefault("_lins", [])
         for lin in cache:
             lp, ln = lin["range"]
-            if (lin["digest"] == digest and lp >= vp and ln >= vn and (vn > 0) == (ln > 0)
-                    and max(vp, vn) >= 0.7 * max(lp, ln) and not np.any(driven & ~lin["active"])):
+            if (
+                lin["digest"] == digest
+                and lp >= vp
+                and ln >= vn
+                and (vn > 0) == (ln > 0)
+                and max(vp, vn) >= 0.7 * max(lp, ln)
+                and not np.any(driven & ~lin["active"])
+            ):
                 return lin
         # a tile with a quarter or more of its rows undriven (padding) carries the excess of the
         # driven rows only; the set only grows, so batches with dead inputs do not rebuild it
@@ -266,28 +274,38 @@ class TileSolver:
         R, C = self.shape
         a1, a2, a3 = coef[..., 0], coef[..., 1], coef[..., 2]
         # least-squares chord of p(d) = a1 d + a2 d^2 + a3 d^3 over d uniform in [-v_neg, v_pos]
-        m2 = (v_pos ** 3 + v_neg ** 3) / 3
-        c = a1 + (a2 * (v_pos ** 4 - v_neg ** 4) / 4 + a3 * (v_pos ** 5 + v_neg ** 5) / 5) / m2
+        m2 = (v_pos**3 + v_neg**3) / 3
+        c = a1 + (a2 * (v_pos**4 - v_neg**4) / 4 + a3 * (v_pos**5 + v_neg**5) / 5) / m2
         # rows never driven (padding of a tile) see only the column wire's mV: their cells are
         # linear there (slope a1), so the excess is carried for the driven rows' cells only
         c = np.where(active[:, None], c, a1)
         if np.any(c <= 0):
-            raise ValueError("a cell's I-V has no positive chord conductance over the inputs' range "
-                             "(the fitted I-V is not a resistor there); use ir_drop='off' or 'approx'")
+            raise ValueError(
+                "a cell's I-V has no positive chord conductance over the inputs' range "
+                "(the fitted I-V is not a resistor there); use ir_drop='off' or 'approx'"
+            )
         chord = TileSolver(self.g * c, self.r)
-        xr, xc = chord.solve(*chord._drive(np.eye(R)))                      # [C(j), R(i), R(m)]
-        T = (chord.gw * xc[:, -1, :])                                        # [C, R]
+        xr, xc = chord.solve(*chord._drive(np.eye(R)))  # [C(j), R(i), R(m)]
+        T = chord.gw * xc[:, -1, :]  # [C, R]
         act = torch.from_numpy(np.flatnonzero(active))
         na = int(act.numel())
         D = (xr - xc).permute(1, 0, 2)[act][:, :, act].reshape(na * C, na)  # driven cell (i, j) per v_m
         f_r = torch.zeros((C, R, C), dtype=torch.float64)
         f_c = torch.zeros_like(f_r)
-        f_c[torch.arange(C), R - 1, torch.arange(C)] = 1.0                  # unit current into each sense node
-        ur, uc = chord.solve(f_r, f_c)                                       # reciprocity: U = gw (x_c - x_r)
+        f_c[torch.arange(C), R - 1, torch.arange(C)] = 1.0  # unit current into each sense node
+        ur, uc = chord.solve(f_r, f_c)  # reciprocity: U = gw (x_c - x_r)
         U = (chord.gw * (uc - ur)).permute(2, 1, 0)[:, act].reshape(C, na * C)  # [C(k), driven (i, j)]
         gq = [torch.from_numpy((self.g * q)[active].reshape(na * C, 1)) for q in (a1 - c, a2, a3)]
-        lin = {"T": T, "D": D.float(), "U": U.float(), "gq": torch.cat(gq, dim=1).float(),
-               "chord": c, "active": active.copy(), "rows": act, "fallback": False}
+        lin = {
+            "T": T,
+            "D": D.float(),
+            "U": U.float(),
+            "gq": torch.cat(gq, dim=1).float(),
+            "chord": c,
+            "active": active.copy(),
+            "rows": act,
+            "fallback": False,
+        }
         probe = np.random.default_rng(0).uniform(-v_neg, v_pos, (R, PROBE_VECTORS)) * active[:, None]
         ref, _ = self._fixed_point(probe, coef, 1e-10, 200)
         fast = _apply_linearization(lin, torch.from_numpy(probe)).numpy()
@@ -295,8 +313,7 @@ class TileSolver:
         lin["fallback"] = lin["error"] > LINEARIZATION_TOL
         return lin
 
-    def programmed_model(self, coef: np.ndarray, v_full: float, rank: int | None = None,
-                         probes: int = 24) -> dict:
+    def programmed_model(self, coef: np.ndarray, v_full: float, rank: int | None = None, probes: int = 24) -> dict:
         """Per-programming model of the tile with nonlinear cells (``ir_drop_solver="per_programming"``):
         the column currents are ``I = W1 v + W2 v^2 + W3 v^3`` plus a cross term of ``rank``
         input forms per column (:func:`cross_term`), all fixed at programming.
@@ -337,9 +354,15 @@ class TileSolver:
         R = self.shape[0]
         rng = np.random.default_rng(seed)
         k = max(vectors // 3, 1)
-        probes = np.concatenate([rng.uniform(0, v_full, (R, k)), rng.uniform(-v_full, v_full, (R, k)),
-                                 rng.uniform(0, v_full, (R, k)) * (rng.random((R, k)) < 0.2),
-                                 np.full((R, 1), v_full)], axis=1)
+        probes = np.concatenate(
+            [
+                rng.uniform(0, v_full, (R, k)),
+                rng.uniform(-v_full, v_full, (R, k)),
+                rng.uniform(0, v_full, (R, k)) * (rng.random((R, k)) < 0.2),
+                np.full((R, 1), v_full),
+            ],
+            axis=1,
+        )
         ref, _ = self._fixed_point(probes, np.asarray(coef, dtype=np.float64), 1e-10, 300)
         fast = apply_model(model, probes)
         return float(np.abs(fast - ref).max() / max(np.abs(ref[:, -1]).max(), 1e-300))
@@ -348,8 +371,8 @@ class TileSolver:
         f_r, f_c = self._drive(v)
         xr, xc = self.solve(f_r, f_c)
         g = self._gc[:, :, None]
-        coef = torch.as_tensor(coef).permute(1, 0, 2)                       # [C, R, 3]
-        a1, a2, a3 = (coef[:, :, k:k + 1] for k in range(3))
+        coef = torch.as_tensor(coef).permute(1, 0, 2)  # [C, R, 3]
+        a1, a2, a3 = (coef[:, :, k : k + 1] for k in range(3))
         scale = max(float(np.abs(v).max(initial=0.0)), 1e-30)
         for it in range(1, max_iter + 1):
             d = xr - xc
@@ -359,12 +382,15 @@ class TileSolver:
             xr, xc = xr_new, xc_new
             if change < tol * scale:
                 return (self.gw * xc[:, -1, :]).numpy(), it
-        raise RuntimeError(f"IR-drop solver with nonlinear cells did not converge in {max_iter} iterations "
-                           "(the I-V is too nonlinear for the wire resistance); lower wire_resistance "
-                           "or use nonlinear_iv=False")
+        raise RuntimeError(
+            f"IR-drop solver with nonlinear cells did not converge in {max_iter} iterations "
+            "(the I-V is too nonlinear for the wire resistance); lower wire_resistance "
+            "or use nonlinear_iv=False"
+        )
 
-    def currents_cells(self, v: np.ndarray, cell_current, tol: float = 1e-9,
-                       max_iter: int = 200) -> tuple[np.ndarray, int]:
+    def currents_cells(
+        self, v: np.ndarray, cell_current, tol: float = 1e-9, max_iter: int = 200
+    ) -> tuple[np.ndarray, int]:
         """Column currents [C, n] for cells whose current depends on both of their nodes.
 
         ``cell_current(x_r, x_c)`` maps row-node and column-node voltages [C, R, n] (float64
@@ -394,8 +420,9 @@ def _range_key(x: float) -> float:
     return float(2.0 ** (math.ceil(8 * math.log2(x)) / 8))
 
 
-def programmed_model(g: np.ndarray, r: float, coef: np.ndarray, v_full: float, rank: int | None = None,
-                     probes: int = 24) -> dict:
+def programmed_model(
+    g: np.ndarray, r: float, coef: np.ndarray, v_full: float, rank: int | None = None, probes: int = 24
+) -> dict:
     """:meth:`TileSolver.programmed_model` of a tile with conductances ``g`` and wire resistance
     ``r`` (factorizes only the chord network)."""
     g = _check(g, r)
@@ -409,59 +436,69 @@ def programmed_model(g: np.ndarray, r: float, coef: np.ndarray, v_full: float, r
     if not (isinstance(rank, int) and 0 <= rank <= R):
         raise ValueError(f"rank must be an integer in [0, rows={R}], got {rank!r}")
     a1, a2, a3 = coef[..., 0], coef[..., 1], coef[..., 2]
-    c = a1 + a3 * v_full ** 2 * 3 / 5                  # least-squares chord over [-v_full, v_full]
+    c = a1 + a3 * v_full**2 * 3 / 5  # least-squares chord over [-v_full, v_full]
     if np.any(c <= 0):
-        raise ValueError("a cell's I-V has no positive chord conductance over the inputs' range "
-                         "(the fitted I-V is not a resistor there); use ir_drop='off' or 'approx'")
-    slope = 0.5 * a3 * v_full ** 2                     # slope of the cross part folded into W1 (half its mean)
+        raise ValueError(
+            "a cell's I-V has no positive chord conductance over the inputs' range "
+            "(the fitted I-V is not a resistor there); use ir_drop='off' or 'approx'"
+        )
+    slope = 0.5 * a3 * v_full**2  # slope of the cross part folded into W1 (half its mean)
     chord = TileSolver(g * c, r)
-    xr, xc = chord.solve(*chord._drive(np.eye(R)))                      # [C(j), R(i), R(m)]
-    T = (chord.gw * xc[:, -1, :]).numpy()                               # [C, R]
-    D = (xr - xc).permute(1, 0, 2).numpy()                              # [R(i), C(j), R(m)]
+    xr, xc = chord.solve(*chord._drive(np.eye(R)))  # [C(j), R(i), R(m)]
+    T = (chord.gw * xc[:, -1, :]).numpy()  # [C, R]
+    D = (xr - xc).permute(1, 0, 2).numpy()  # [R(i), C(j), R(m)]
     f_r = torch.zeros((C, R, C), dtype=torch.float64)
     f_c = torch.zeros_like(f_r)
-    f_c[torch.arange(C), R - 1, torch.arange(C)] = 1.0                  # unit current into each sense node
-    ur, uc = chord.solve(f_r, f_c)                                       # reciprocity: U = gw (x_c - x_r)
-    U = (chord.gw * (uc - ur)).permute(2, 1, 0).numpy()                 # [C(k), R(i), C(j)]
+    f_c[torch.arange(C), R - 1, torch.arange(C)] = 1.0  # unit current into each sense node
+    ur, uc = chord.solve(f_r, f_c)  # reciprocity: U = gw (x_c - x_r)
+    U = (chord.gw * (uc - ur)).permute(2, 1, 0).numpy()  # [C(k), R(i), C(j)]
     ii, jj = np.arange(R), np.arange(C)
-    own = D[ii, :, ii].copy()                                            # [R, C]: D_iji
+    own = D[ii, :, ii].copy()  # [R, C]: D_iji
     # the linear part: g (a1 - c) D + g s (D without its own share), one [R, C, R] temporary
     lin = (g * (a1 - c + slope))[..., None] * D
     lin[ii, :, ii] -= g * slope * own
     W = np.empty((3, C, R))
     W[0] = T + U.reshape(C, R * C) @ lin.reshape(R * C, R)
     del lin
-    W[1] = np.einsum("kij,ij->ki", U, g * a2 * own ** 2)
-    W[2] = np.einsum("kij,ij->ki", U, g * a3 * own ** 3)
+    W[1] = np.einsum("kij,ij->ki", U, g * a2 * own**2)
+    W[2] = np.einsum("kij,ij->ki", U, g * a3 * own**3)
     # each column's cross matrix [R(i), R(m)] (D without the own share): its rank leading input
     # forms B and factors A
-    cross = torch.from_numpy(D).permute(1, 0, 2).contiguous()           # [C, R, R]
+    cross = torch.from_numpy(D).permute(1, 0, 2).contiguous()  # [C, R, R]
     cross[:, ii, ii] = 0.0
     A, B = _leading_factors(cross, rank)
-    A, B = A.permute(2, 0, 1).numpy(), B.permute(1, 0, 2).numpy()      # [q, C, R(i)]: y = A z; [q, C, R(m)]
+    A, B = A.permute(2, 0, 1).numpy(), B.permute(1, 0, 2).numpy()  # [q, C, R(i)]: y = A z; [q, C, R(m)]
     # weight of cell (i, k)'s remainder on column k: its own share U_kik, plus what the other cells of
     # row i leak into column k (U_kij, j != k: their remainders lower row i's voltage), taken as if their
     # remainders per unit g a3 were cell (i, k)'s
     ga = g * a3
     w = U[jj, :, jj] * g.T + (np.einsum("kij,ij->ki", U, ga) - U[jj, :, jj] * ga.T) / np.where(a3 > 0, a3, 1.0).T
-    a2t, a3t, ot = a2.T, a3.T, own.T                                     # [C, R]
+    a2t, a3t, ot = a2.T, a3.T, own.T  # [C, R]
     P1, P2, c1 = [], [], []
-    for q in range(rank):                                                # y terms
+    for q in range(rank):  # y terms
         c1.append((w * -slope.T * A[q]).sum(1))
         P1.append(w * 2 * a2t * ot * A[q])
-        P2.append(w * 3 * a3t * ot ** 2 * A[q])
+        P2.append(w * 3 * a3t * ot**2 * A[q])
     Q, c2, c3 = [], [], []
-    for qs in _multisets(rank, 2):                                       # y^2 terms
+    for qs in _multisets(rank, 2):  # y^2 terms
         m, aa = _multiplicity(qs), A[qs[0]] * A[qs[1]]
         c2.append(m * (w * a2t * aa).sum(1))
         Q.append(m * w * 3 * a3t * ot * aa)
-    for qs in _multisets(rank, 3):                                       # y^3 terms
+    for qs in _multisets(rank, 3):  # y^3 terms
         c3.append(_multiplicity(qs) * (w * a3t * A[qs[0]] * A[qs[1]] * A[qs[2]]).sum(1))
+
     def stack(x: list, *shape: int) -> np.ndarray:
         return np.stack(x) if x else np.zeros((0, *shape))
-    model = {"W": W, "B": B, "Mv": stack(P1 + Q, C, R), "Mv2": stack(P2, C, R),
-             "const": stack(c1 + c2 + c3, C), "rank": rank}
-    if probes:      # the same cells on the chord network (g c, I-V p / c): the same solution, faster
+
+    model = {
+        "W": W,
+        "B": B,
+        "Mv": stack(P1 + Q, C, R),
+        "Mv2": stack(P2, C, R),
+        "const": stack(c1 + c2 + c3, C),
+        "rank": rank,
+    }
+    if probes:  # the same cells on the chord network (g c, I-V p / c): the same solution, faster
         model["error"] = chord.model_error(model, coef / c[..., None], v_full, probes)
     return model
 
@@ -476,8 +513,8 @@ def _leading_factors(M: torch.Tensor, k: int, iters: int = 4) -> tuple[torch.Ten
     X = torch.randn((M.shape[0], M.shape[-1], q), generator=gen, dtype=M.dtype)
     Mt = M.transpose(1, 2)
     for _ in range(iters):
-        X = torch.linalg.qr(Mt @ torch.linalg.qr(M @ X).Q).Q              # [b, n, q]
-    u, sv, vt = torch.linalg.svd(M @ X, full_matrices=False)               # M X = u s vt, M ~ u s (X vt^T)^T
+        X = torch.linalg.qr(Mt @ torch.linalg.qr(M @ X).Q).Q  # [b, n, q]
+    u, sv, vt = torch.linalg.svd(M @ X, full_matrices=False)  # M X = u s vt, M ~ u s (X vt^T)^T
     A = u[:, :, :k] * sv[:, None, :k]
     B = (X @ vt.transpose(1, 2)[:, :, :k]).transpose(1, 2)
     return A, B
@@ -500,10 +537,18 @@ def cross_term(z, zv, x2, const, rank: int):
     forms), ``x2`` [rank, ...]: ``Mv2`` applied to the squared inputs, ``const`` [nc, ...]:
     ``sum_q z_q (c_q + zv_q + x2_q) + sum_pairs z_q z_r (c + zv) + sum_triples z_q z_r z_s c``
     (``const`` broadcast against ``zv[0]``). Returns the currents of ``zv[0]``'s shape."""
-    if rank == 1:       # Horner: z (c1 + zv0 + x2 + z (c2 + zv1 + z c3))
-        if isinstance(z, torch.Tensor):         # in place, one temporary
-            return (z[0] * const[2]).add_(const[1]).add_(zv[1]).mul_(z[0]).add_(const[0]).add_(zv[0]).add_(
-                x2[0]).mul_(z[0])
+    if rank == 1:  # Horner: z (c1 + zv0 + x2 + z (c2 + zv1 + z c3))
+        if isinstance(z, torch.Tensor):  # in place, one temporary
+            return (
+                (z[0] * const[2])
+                .add_(const[1])
+                .add_(zv[1])
+                .mul_(z[0])
+                .add_(const[0])
+                .add_(zv[0])
+                .add_(x2[0])
+                .mul_(z[0])
+            )
         return z[0] * (const[0] + zv[0] + x2[0] + z[0] * (const[1] + zv[1] + z[0] * const[2]))
     out = None
     for q in range(rank):
@@ -521,7 +566,7 @@ def apply_model(model: dict, v: np.ndarray) -> np.ndarray:
     """Column currents [C, n] of :meth:`TileSolver.programmed_model` for row voltages ``v`` [R, n]."""
     v = np.asarray(v, dtype=np.float64)
     W = model["W"]
-    out = W[0] @ v + W[1] @ v ** 2 + W[2] @ v ** 3
+    out = W[0] @ v + W[1] @ v**2 + W[2] @ v**3
     if model["rank"]:
         z = np.einsum("tcr,rn->tnc", model["B"], v)
         zv = np.einsum("tcr,rn->tnc", model["Mv"], v)
@@ -533,10 +578,10 @@ def apply_model(model: dict, v: np.ndarray) -> np.ndarray:
 def _apply_linearization(lin: dict, v: torch.Tensor) -> torch.Tensor:
     """``I = T_c v + U e(D v)`` (float64 linear part, float32 excess part)."""
     v = v.to(torch.float64)
-    d = lin["D"] @ v[lin["rows"]].float()                                   # [R'C, n] driven cells' voltages
+    d = lin["D"] @ v[lin["rows"]].float()  # [R'C, n] driven cells' voltages
     gq = lin["gq"]
-    e = torch.addcmul(gq[:, 1:2], d, gq[:, 2:3])                            # g (a2 + a3 d)
-    e = torch.addcmul(gq[:, 0:1], e, d).mul_(d)                             # g ((a1 - c) d + a2 d^2 + a3 d^3)
+    e = torch.addcmul(gq[:, 1:2], d, gq[:, 2:3])  # g (a2 + a3 d)
+    e = torch.addcmul(gq[:, 0:1], e, d).mul_(d)  # g ((a1 - c) d + a2 d^2 + a3 d^3)
     return lin["T"] @ v + (lin["U"] @ e).double()
 
 
@@ -567,8 +612,9 @@ class AccessTransistor:
         return core * m, dcore_ds * m + core * self.lam, dcore_gs * m
 
 
-def series_cell_current(d: torch.Tensor, vs: torch.Tensor, g: torch.Tensor, coef: torch.Tensor,
-                        fet: AccessTransistor, iters: int = 60) -> torch.Tensor:
+def series_cell_current(
+    d: torch.Tensor, vs: torch.Tensor, g: torch.Tensor, coef: torch.Tensor, fet: AccessTransistor, iters: int = 60
+) -> torch.Tensor:
     """Current of an RRAM (``i = g (a1 u + a2 u^2 + a3 u^3)`` across it) in series with
     ``fet`` whose source terminal is on the column node at ``vs``; ``d`` is the voltage
     across the whole cell (row node minus column node). Solves for the RRAM voltage by
@@ -577,9 +623,9 @@ def series_cell_current(d: torch.Tensor, vs: torch.Tensor, g: torch.Tensor, coef
     rev = d < 0
     sign = torch.where(rev, -1.0, 1.0).to(d)
     dd = d.abs()
-    vgs0 = fet.v_gate - torch.where(rev, vs + d, vs)       # gate minus the lower cell terminal
+    vgs0 = fet.v_gate - torch.where(rev, vs + d, vs)  # gate minus the lower cell terminal
     a1, a2, a3 = coef[..., 0], coef[..., 1], coef[..., 2]
-    if a2.abs().max() > 0:   # the RRAM's I-V is not odd: reverse currents follow its own polarity
+    if a2.abs().max() > 0:  # the RRAM's I-V is not odd: reverse currents follow its own polarity
         a2 = torch.where(rev, -a2, a2)
     revf = rev.to(d)
     u = dd * 0.8
@@ -606,16 +652,17 @@ def approx_transfer(g: torch.Tensor, r: float) -> torch.Tensor:
     R, C = g.shape[-2], g.shape[-1]
     dev, dt = g.device, g.dtype
     jj = torch.arange(C, device=dev)
-    w_row = (torch.minimum(jj[:, None], jj[None, :]) + 1).to(dt)          # [C(m), C(j)]
+    w_row = (torch.minimum(jj[:, None], jj[None, :]) + 1).to(dt)  # [C(m), C(j)]
     ii = torch.arange(R, device=dev)
-    w_col = (R - torch.maximum(ii[:, None], ii[None, :])).to(dt)          # [R(m), R(i)]
-    a = r * (g @ w_row)                                                    # [.., R, C]
-    b = r * (w_col @ g)                                                    # b[m, j] = r sum_i (R - max(i, m)) g_ij
+    w_col = (R - torch.maximum(ii[:, None], ii[None, :])).to(dt)  # [R(m), R(i)]
+    a = r * (g @ w_row)  # [.., R, C]
+    b = r * (w_col @ g)  # b[m, j] = r sum_i (R - max(i, m)) g_ij
     return g / (1 + a + b)
 
 
-def series_iv(g: np.ndarray, coef: np.ndarray, fet: AccessTransistor, v_fit: float,
-              read_voltage: float, points: int = 41) -> tuple[np.ndarray, np.ndarray]:
+def series_iv(
+    g: np.ndarray, coef: np.ndarray, fet: AccessTransistor, v_fit: float, read_voltage: float, points: int = 41
+) -> tuple[np.ndarray, np.ndarray]:
     """A two-terminal cubic I-V for RRAM + access transistor cells, source at 0 V.
 
     The series current of each cell (:func:`series_cell_current` with ``vs = 0``) is
@@ -628,10 +675,11 @@ def series_iv(g: np.ndarray, coef: np.ndarray, fet: AccessTransistor, v_fit: flo
     gt = torch.as_tensor(np.asarray(g, dtype=np.float64))[..., None]
     ct = torch.as_tensor(np.asarray(coef, dtype=np.float64))[..., None, :]
     shape = gt.shape[:-1] + (points,)
-    cur = series_cell_current(vg.expand(shape), torch.zeros(shape, dtype=torch.float64), gt.expand(shape),
-                              ct.expand(shape + (3,)), fet).numpy()
-    basis = np.stack([vg.numpy() ** k for k in (1, 2, 3)], axis=1)                 # [P, 3]
-    b, *_ = np.linalg.lstsq(basis, cur.reshape(-1, points).T, rcond=None)          # [3, N]
+    cur = series_cell_current(
+        vg.expand(shape), torch.zeros(shape, dtype=torch.float64), gt.expand(shape), ct.expand(shape + (3,)), fet
+    ).numpy()
+    basis = np.stack([vg.numpy() ** k for k in (1, 2, 3)], axis=1)  # [P, 3]
+    b, *_ = np.linalg.lstsq(basis, cur.reshape(-1, points).T, rcond=None)  # [3, N]
     b = b.T.reshape(cur.shape[:-1] + (3,))
     i_read = sum(b[..., k] * read_voltage ** (k + 1) for k in range(3))
     g_s = i_read / read_voltage

@@ -29,6 +29,7 @@ refused. The analog computation runs outside ``torch.compile`` graphs
 (``torch.compiler.disable``), so a compiled model draws fresh read noise on every call
 and programs only when its weights change.
 """
+
 from __future__ import annotations
 
 import copy
@@ -112,9 +113,16 @@ class AnalogLayerMixin:
         """Run on another table and/or config: a new engine, programmed before the next forward."""
         config = checked_inputs(table, config)
         w = self.weight
-        self.engine = TileEngine(table, config, w.shape[0], int(w[0].numel()), groups=self._groups,
-                                 mapping=self._make_mapping(table, config), name=type(self).__name__,
-                                 device=w.device)
+        self.engine = TileEngine(
+            table,
+            config,
+            w.shape[0],
+            int(w[0].numel()),
+            groups=self._groups,
+            mapping=self._make_mapping(table, config),
+            name=type(self).__name__,
+            device=w.device,
+        )
         self.engine.seed = self._seed
         self.engine.after_compile = self._after_compile
         self._table_fp = None
@@ -127,7 +135,7 @@ class AnalogLayerMixin:
             if module.bias is not None:
                 self.bias.copy_(module.bias)
         self.weight.requires_grad_(module.weight.requires_grad)
-        self.train(module.training)        # a converted eval-mode model stays in eval mode
+        self.train(module.training)  # a converted eval-mode model stays in eval mode
         if program:
             self.program()
         return self
@@ -243,7 +251,7 @@ class AnalogLayerMixin:
     def _forward_analog(self, x: torch.Tensor) -> torch.Tensor:
         """Analog value forward, float gradient backward (see the module doc)."""
         if x.shape[0] == 0:
-            return self._float_forward(x)                   # an empty batch: nothing to convert
+            return self._float_forward(x)  # an empty batch: nothing to convert
         if not torch.is_floating_point(x):
             raise ValueError(f"{type(self).__name__} expects floating-point inputs, got {x.dtype}")
         y_analog = self._analog_value(x, self.training and torch.is_grad_enabled())
@@ -257,7 +265,7 @@ class AnalogLayerMixin:
         """The analog output (no gradient). Kept out of compiled graphs: the weight-version
         check and the noise generators need eager execution."""
         with torch.no_grad():
-            if training:            # a fresh programming of the current weights (noise injection)
+            if training:  # a fresh programming of the current weights (noise injection)
                 if self.engine.physics.levels.device != self.weight.device:
                     self.engine.physics.to(self.weight.device)
                 y = self._run(x.detach(), self.engine.training_compile(self.weight))
@@ -275,8 +283,12 @@ class AnalogLayerMixin:
 
     # ------------------------------------------------------------------ state dict
     def get_extra_state(self) -> dict:
-        return {"version": EXTRA_STATE_VERSION, "config": self.config.to_dict(), "seed": self.seed,
-                "table_fingerprint": self.table_fingerprint}
+        return {
+            "version": EXTRA_STATE_VERSION,
+            "config": self.config.to_dict(),
+            "seed": self.seed,
+            "table_fingerprint": self.table_fingerprint,
+        }
 
     def set_extra_state(self, state: dict) -> None:
         name = type(self).__name__
@@ -284,15 +296,20 @@ class AnalogLayerMixin:
             raise ValueError(f"{name}: unknown extra state {state!r} in the state dict")
         fp = state.get("table_fingerprint")
         if fp is None:
-            warnings.warn(f"{name}: the state dict has no device-table fingerprint (saved by an older "
-                          "rramsim); cannot check that it was made with this table", stacklevel=3)
+            warnings.warn(
+                f"{name}: the state dict has no device-table fingerprint (saved by an older "
+                "rramsim); cannot check that it was made with this table",
+                stacklevel=3,
+            )
         elif fp != self.table_fingerprint:
-            raise ValueError(f"{name}: the state dict was saved from a layer on device table {fp}, this layer "
-                             f"runs on table {self.table_fingerprint}; convert the model with the table the "
-                             "state dict was made with (rramsim.models.table_fingerprint tells tables apart)")
+            raise ValueError(
+                f"{name}: the state dict was saved from a layer on device table {fp}, this layer "
+                f"runs on table {self.table_fingerprint}; convert the model with the table the "
+                "state dict was made with (rramsim.models.table_fingerprint tells tables apart)"
+            )
         config = CrossbarConfig.from_dict(state["config"])
         self._seed = _check_seed(state["seed"])
-        self.set_hardware(self.table, config)   # programmed again (same seed) before the next forward
+        self.set_hardware(self.table, config)  # programmed again (same seed) before the next forward
 
     # ------------------------------------------------------------------ pickling
     def __deepcopy__(self, memo):
@@ -321,8 +338,10 @@ class AnalogLayerMixin:
 
     def extra_repr(self) -> str:
         c = self.config
-        return (super().extra_repr() + f", mapping={c.mapping}, tile={c.tile_rows}x{c.tile_cols}, "
-                f"dac_bits={c.dac_bits}, adc_bits={c.adc_bits}, ir_drop={c.ir_drop}, seed={self.seed}")
+        return (
+            super().extra_repr() + f", mapping={c.mapping}, tile={c.tile_rows}x{c.tile_cols}, "
+            f"dac_bits={c.dac_bits}, adc_bits={c.adc_bits}, ir_drop={c.ir_drop}, seed={self.seed}"
+        )
 
 
 class AnalogLinear(AnalogLayerMixin, nn.Linear):
@@ -336,30 +355,53 @@ class AnalogLinear(AnalogLayerMixin, nn.Linear):
 
     batch_dim = 0
 
-    def __init__(self, in_features: int, out_features: int, table: DeviceTable,
-                 config: CrossbarConfig | None = None, bias: bool = True, seed: int = 0,
-                 device=None, dtype=None) -> None:
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        table: DeviceTable,
+        config: CrossbarConfig | None = None,
+        bias: bool = True,
+        seed: int = 0,
+        device=None,
+        dtype=None,
+    ) -> None:
         _check_size("in_features", in_features)
         _check_size("out_features", out_features)
         nn.Linear.__init__(self, in_features, out_features, bias=bias, device=device, dtype=dtype)
         self._init_analog(table, config, seed)
 
     @classmethod
-    def from_linear(cls, module: nn.Linear, table: DeviceTable, config: CrossbarConfig | None = None,
-                    seed: int = 0, program: bool = True) -> "AnalogLinear":
+    def from_linear(
+        cls,
+        module: nn.Linear,
+        table: DeviceTable,
+        config: CrossbarConfig | None = None,
+        seed: int = 0,
+        program: bool = True,
+    ) -> "AnalogLinear":
         """An analog copy of ``module`` (same weights, device and dtype), programmed."""
-        layer = cls(module.in_features, module.out_features, table, config, bias=module.bias is not None,
-                    seed=seed, device=module.weight.device, dtype=module.weight.dtype)
+        layer = cls(
+            module.in_features,
+            module.out_features,
+            table,
+            config,
+            bias=module.bias is not None,
+            seed=seed,
+            device=module.weight.device,
+            dtype=module.weight.dtype,
+        )
         return layer._copy_from(module, program)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() < 1 or x.shape[-1] != self.in_features:
-            raise ValueError(f"AnalogLinear expects inputs [..., in_features={self.in_features}], "
-                             f"got shape {tuple(x.shape)}")
+            raise ValueError(
+                f"AnalogLinear expects inputs [..., in_features={self.in_features}], got shape {tuple(x.shape)}"
+            )
         lead = x.shape[:-1]
         x2 = x.reshape(-1, self.in_features) if x.dim() != 2 else x
         n, b = math.prod(lead), self.batch_dim
-        self._vectors = n // lead[b] if len(lead) > b and lead[b] else n      # per sample
+        self._vectors = n // lead[b] if len(lead) > b and lead[b] else n  # per sample
         y = self._forward_analog(x2)
         return y.reshape(*lead, self.out_features)
 
@@ -372,8 +414,13 @@ class AnalogLinear(AnalogLayerMixin, nn.Linear):
 
     def to_digital(self) -> nn.Linear:
         """The plain ``nn.Linear`` with this layer's float weight and bias (the same Parameters)."""
-        lin = nn.Linear(self.in_features, self.out_features, bias=self.bias is not None,
-                        device=self.weight.device, dtype=self.weight.dtype)
+        lin = nn.Linear(
+            self.in_features,
+            self.out_features,
+            bias=self.bias is not None,
+            device=self.weight.device,
+            dtype=self.weight.dtype,
+        )
         lin.weight = self.weight
         if self.bias is not None:
             lin.bias = self.bias
@@ -397,8 +444,11 @@ class _AnalogConvNd(AnalogLayerMixin):
         explicit = isinstance(self.padding, str) or self.padding_mode != "zeros"
         pads = [int(p) for p in self._reversed_padding_repeated_twice]
         # (F.pad arguments, mode) applied before the analog convolution, or None
-        self._pre_pad = ((pads, "constant" if self.padding_mode == "zeros" else self.padding_mode)
-                         if explicit and any(pads) else None)
+        self._pre_pad = (
+            (pads, "constant" if self.padding_mode == "zeros" else self.padding_mode)
+            if explicit and any(pads)
+            else None
+        )
         pad = (0,) * self._nd if explicit else tuple(self.padding)
         self._conv_args = self._as2d(self.stride, 1), self._as2d(pad, 0), self._as2d(self.dilation, 1)
         self._kernel_cache: list = []
@@ -410,10 +460,22 @@ class _AnalogConvNd(AnalogLayerMixin):
 
     @classmethod
     def _from(cls, module, table, config, seed, program):
-        layer = cls(module.in_channels, module.out_channels, module.kernel_size, table, config,
-                    stride=module.stride, padding=module.padding, dilation=module.dilation,
-                    bias=module.bias is not None, seed=seed, device=module.weight.device,
-                    dtype=module.weight.dtype, groups=module.groups, padding_mode=module.padding_mode)
+        layer = cls(
+            module.in_channels,
+            module.out_channels,
+            module.kernel_size,
+            table,
+            config,
+            stride=module.stride,
+            padding=module.padding,
+            dilation=module.dilation,
+            bias=module.bias is not None,
+            seed=seed,
+            device=module.weight.device,
+            dtype=module.weight.dtype,
+            groups=module.groups,
+            padding_mode=module.padding_mode,
+        )
         return layer._copy_from(module, program)
 
     def _kernel2d(self) -> torch.Tensor:
@@ -424,8 +486,10 @@ class _AnalogConvNd(AnalogLayerMixin):
         unbatched = x.dim() == nd + 1
         if x.dim() not in (nd + 1, nd + 2) or x.shape[-nd - 1] != self.in_channels:
             dims = "L" if nd == 1 else "H, W"
-            raise ValueError(f"{type(self).__name__} expects inputs [B, in_channels={self.in_channels}, {dims}] "
-                             f"(or without B), got shape {tuple(x.shape)}")
+            raise ValueError(
+                f"{type(self).__name__} expects inputs [B, in_channels={self.in_channels}, {dims}] "
+                f"(or without B), got shape {tuple(x.shape)}"
+            )
         if unbatched:
             x = x.unsqueeze(0)
         if self._pre_pad is not None:
@@ -444,8 +508,9 @@ class _AnalogConvNd(AnalogLayerMixin):
     def _run(self, x: torch.Tensor, compiled: CompiledTiles | None) -> torch.Tensor:
         h, w = self._out_hw(x)
         bias = None if self.bias is None else self.bias.detach()
-        return self.engine.run(x, currents=self._currents, rows_of=self._patches, vectors=int(h * w),
-                               compiled=compiled, bias=bias)
+        return self.engine.run(
+            x, currents=self._currents, rows_of=self._patches, vectors=int(h * w), compiled=compiled, bias=bias
+        )
 
     def _out_hw(self, x: torch.Tensor) -> tuple[int, int]:
         stride, pad, dil = self._conv_args
@@ -461,9 +526,11 @@ class _AnalogConvNd(AnalogLayerMixin):
             if len(key) == len(mats) and all(a is b for a, b in zip(key, mats)):
                 return kernels
         per_mat = [self._tile_kernels(m) for m in mats]
-        kernels = [(c0, c1, torch.cat([pm[t][2] for pm in per_mat], dim=1) if len(per_mat) > 1 else k)
-                   for t, (c0, c1, k) in enumerate(per_mat[0])]
-        self._kernel_cache = [(list(mats), kernels), *self._kernel_cache[:2]]   # (the IR-drop model adds two)
+        kernels = [
+            (c0, c1, torch.cat([pm[t][2] for pm in per_mat], dim=1) if len(per_mat) > 1 else k)
+            for t, (c0, c1, k) in enumerate(per_mat[0])
+        ]
+        self._kernel_cache = [(list(mats), kernels), *self._kernel_cache[:2]]  # (the IR-drop model adds two)
         return kernels
 
     def _tile_kernels(self, mat: torch.Tensor) -> list[tuple[int, int, torch.Tensor]]:
@@ -473,7 +540,7 @@ class _AnalogConvNd(AnalogLayerMixin):
         n_trG, R, cols_g = mat.shape
         n_tr = n_trG // G
         kshape = self._kernel2d().shape[2:]
-        k_in = int(math.prod(kshape))                                       # rows per input channel
+        k_in = int(math.prod(kshape))  # rows per input channel
         rows = self.engine.rows
         m = mat.reshape(n_tr, G, R, cols_g)
         out = []
@@ -481,7 +548,7 @@ class _AnalogConvNd(AnalogLayerMixin):
             r0, r1 = t * R, min((t + 1) * R, rows)
             c0, c1 = r0 // k_in, (r1 - 1) // k_in + 1
             full = torch.zeros(G, (c1 - c0) * k_in, cols_g, dtype=mat.dtype, device=mat.device)
-            full[:, r0 - c0 * k_in:r1 - c0 * k_in] = m[t, :, :r1 - r0]
+            full[:, r0 - c0 * k_in : r1 - c0 * k_in] = m[t, :, : r1 - r0]
             kernel = full.transpose(1, 2).reshape(G * cols_g, c1 - c0, *kshape).contiguous()
             out.append((c0, c1, kernel))
         return out
@@ -511,20 +578,31 @@ class _AnalogConvNd(AnalogLayerMixin):
         currents [B*L, n_tr, cols] back to [B, n_tr, cols, H, W]."""
         stride, pad, dil = self._conv_args
         B = volts.shape[0]
-        patches = F.unfold(volts, self._kernel2d().shape[2:], dil, pad, stride)       # [B, rows, L]
+        patches = F.unfold(volts, self._kernel2d().shape[2:], dil, pad, stride)  # [B, rows, L]
         L = patches.shape[-1]
         H, W = self._out_hw(volts)
 
         def back(cur: torch.Tensor) -> torch.Tensor:
             return cur.reshape(B, H, W, cur.shape[1], -1).permute(0, 3, 4, 1, 2)
+
         return patches.transpose(1, 2).reshape(B * L, -1), back
 
     def to_digital(self) -> nn.Module:
         """The plain torch convolution with this layer's float weight and bias (the same Parameters)."""
         base = nn.Conv1d if self._nd == 1 else nn.Conv2d
-        conv = base(self.in_channels, self.out_channels, self.kernel_size, stride=self.stride, padding=self.padding,
-                    dilation=self.dilation, groups=self.groups, bias=self.bias is not None,
-                    padding_mode=self.padding_mode, device=self.weight.device, dtype=self.weight.dtype)
+        conv = base(
+            self.in_channels,
+            self.out_channels,
+            self.kernel_size,
+            stride=self.stride,
+            padding=self.padding,
+            dilation=self.dilation,
+            groups=self.groups,
+            bias=self.bias is not None,
+            padding_mode=self.padding_mode,
+            device=self.weight.device,
+            dtype=self.weight.dtype,
+        )
         conv.weight = self.weight
         if self.bias is not None:
             conv.bias = self.bias
@@ -536,19 +614,50 @@ class AnalogConv2d(_AnalogConvNd, nn.Conv2d):
     """``nn.Conv2d`` computed on RRAM crossbars (any stride, dilation, groups, padding and
     padding mode): each output pixel is one MVM of the unrolled patch per group."""
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size, table: DeviceTable,
-                 config: CrossbarConfig | None = None, stride=1, padding=0, dilation=1, bias: bool = True,
-                 seed: int = 0, device=None, dtype=None, groups: int = 1, padding_mode: str = "zeros") -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size,
+        table: DeviceTable,
+        config: CrossbarConfig | None = None,
+        stride=1,
+        padding=0,
+        dilation=1,
+        bias: bool = True,
+        seed: int = 0,
+        device=None,
+        dtype=None,
+        groups: int = 1,
+        padding_mode: str = "zeros",
+    ) -> None:
         _check_size("in_channels", in_channels)
         _check_size("out_channels", out_channels)
-        nn.Conv2d.__init__(self, in_channels, out_channels, kernel_size, stride=stride, padding=padding,
-                           dilation=dilation, groups=groups, bias=bias, padding_mode=padding_mode,
-                           device=device, dtype=dtype)
+        nn.Conv2d.__init__(
+            self,
+            in_channels,
+            out_channels,
+            kernel_size,
+            stride=stride,
+            padding=padding,
+            dilation=dilation,
+            groups=groups,
+            bias=bias,
+            padding_mode=padding_mode,
+            device=device,
+            dtype=dtype,
+        )
         self._init_conv(table, config, seed)
 
     @classmethod
-    def from_conv(cls, module: nn.Conv2d, table: DeviceTable, config: CrossbarConfig | None = None,
-                  seed: int = 0, program: bool = True) -> "AnalogConv2d":
+    def from_conv(
+        cls,
+        module: nn.Conv2d,
+        table: DeviceTable,
+        config: CrossbarConfig | None = None,
+        seed: int = 0,
+        program: bool = True,
+    ) -> "AnalogConv2d":
         """An analog copy of ``module`` (same weights, hyper-parameters, device and dtype), programmed."""
         return cls._from(module, table, config, seed, program)
 
@@ -559,19 +668,50 @@ class AnalogConv1d(_AnalogConvNd, nn.Conv1d):
 
     _nd = 1
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size, table: DeviceTable,
-                 config: CrossbarConfig | None = None, stride=1, padding=0, dilation=1, bias: bool = True,
-                 seed: int = 0, device=None, dtype=None, groups: int = 1, padding_mode: str = "zeros") -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size,
+        table: DeviceTable,
+        config: CrossbarConfig | None = None,
+        stride=1,
+        padding=0,
+        dilation=1,
+        bias: bool = True,
+        seed: int = 0,
+        device=None,
+        dtype=None,
+        groups: int = 1,
+        padding_mode: str = "zeros",
+    ) -> None:
         _check_size("in_channels", in_channels)
         _check_size("out_channels", out_channels)
-        nn.Conv1d.__init__(self, in_channels, out_channels, kernel_size, stride=stride, padding=padding,
-                           dilation=dilation, groups=groups, bias=bias, padding_mode=padding_mode,
-                           device=device, dtype=dtype)
+        nn.Conv1d.__init__(
+            self,
+            in_channels,
+            out_channels,
+            kernel_size,
+            stride=stride,
+            padding=padding,
+            dilation=dilation,
+            groups=groups,
+            bias=bias,
+            padding_mode=padding_mode,
+            device=device,
+            dtype=dtype,
+        )
         self._init_conv(table, config, seed)
 
     @classmethod
-    def from_conv(cls, module: nn.Conv1d, table: DeviceTable, config: CrossbarConfig | None = None,
-                  seed: int = 0, program: bool = True) -> "AnalogConv1d":
+    def from_conv(
+        cls,
+        module: nn.Conv1d,
+        table: DeviceTable,
+        config: CrossbarConfig | None = None,
+        seed: int = 0,
+        program: bool = True,
+    ) -> "AnalogConv1d":
         """An analog copy of ``module`` (same weights, hyper-parameters, device and dtype), programmed."""
         return cls._from(module, table, config, seed, program)
 

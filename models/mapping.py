@@ -13,6 +13,7 @@ fragments, other bit slicings) is a new subclass of :class:`WeightMapping` with 
 of its own: defining it registers the name, and ``CrossbarConfig(mapping=TheClass)`` (or
 the name) selects it (:func:`mapping_class`, :func:`make_mapping`).
 """
+
 from __future__ import annotations
 
 import sys
@@ -68,19 +69,25 @@ class WeightMapping:
         if "name" not in cls.__dict__:
             return
         if not isinstance(cls.name, str) or not cls.name:
-            raise TypeError(f"weight mapping {cls.__qualname__}: name must be a non-empty str (the name a saved "
-                            f"config records), got {cls.name!r}")
+            raise TypeError(
+                f"weight mapping {cls.__qualname__}: name must be a non-empty str (the name a saved "
+                f"config records), got {cls.name!r}"
+            )
         held = _REGISTRY.get(cls.name)
         if held is not None and held is not cls:
             same_place = (held.__module__, held.__qualname__) == (cls.__module__, cls.__qualname__)
             if not same_place:
-                raise TypeError(f"weight mapping name {cls.name!r} is taken by {held.__module__}.{held.__qualname__}; "
-                                f"give {cls.__qualname__} a name of its own")
-            if _same_module_state(_DEFINED_IN.get(cls.name), _module_state(cls.__module__)):   # not a reload
-                raise TypeError(f"weight mapping name {cls.name!r} is taken by another class "
-                                f"{held.__module__}.{held.__qualname__} defined earlier in the same module (a "
-                                "factory function or type() called twice?): a config naming it would build the "
-                                "later class; give each class a name of its own")
+                raise TypeError(
+                    f"weight mapping name {cls.name!r} is taken by {held.__module__}.{held.__qualname__}; "
+                    f"give {cls.__qualname__} a name of its own"
+                )
+            if _same_module_state(_DEFINED_IN.get(cls.name), _module_state(cls.__module__)):  # not a reload
+                raise TypeError(
+                    f"weight mapping name {cls.name!r} is taken by another class "
+                    f"{held.__module__}.{held.__qualname__} defined earlier in the same module (a "
+                    "factory function or type() called twice?): a config naming it would build the "
+                    "later class; give each class a name of its own"
+                )
         _REGISTRY[cls.name] = cls
         _DEFINED_IN[cls.name] = _module_state(cls.__module__)
 
@@ -109,8 +116,10 @@ class WeightMapping:
         self.g_min = float(self.levels[0])
         self.g_max = float(self.levels[-1])
         if self.levels.size < 2:
-            raise ValueError("the device table has a single programming level; a weight mapping needs "
-                             "at least two (characterize more levels)")
+            raise ValueError(
+                "the device table has a single programming level; a weight mapping needs "
+                "at least two (characterize more levels)"
+            )
         self.slice_weights = np.ones(self.n_slices)
         self._cuts = nearest_cuts(self.levels)
 
@@ -122,7 +131,7 @@ class WeightMapping:
         """Level indices ``[S, P, out, in]`` (int64) of normalized weights ``w`` in [-1, 1]."""
         raise NotImplementedError
 
-    ROW_BLOCK = 1 << 18          # weights encoded together (bounds the temporaries)
+    ROW_BLOCK = 1 << 18  # weights encoded together (bounds the temporaries)
 
     def encode_rows(self, w: torch.Tensor, scale: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
         """Level indices of ``w / scale[:, None]`` (``w`` [out, in] as stored, ``scale`` [out]
@@ -150,7 +159,7 @@ class WeightMapping:
             return torch.searchsorted(thresholds.contiguous(), v.contiguous())
         idx = (v > thresholds[:, :1]).to(torch.uint8)
         for i in range(1, thresholds.shape[1]):
-            idx += v > thresholds[:, i:i + 1]
+            idx += v > thresholds[:, i : i + 1]
         return idx
 
     def _row_thresholds(self, target, scale: torch.Tensor, signed: bool) -> torch.Tensor | None:
@@ -162,7 +171,7 @@ class WeightMapping:
         bisection over the float32 values (ordered as integers). None without exact cuts."""
         if self._cuts is None:
             return None
-        top = 0x7F800000                      # +inf; -inf is -top in the ordering below
+        top = 0x7F800000  # +inf; -inf is -top in the ordering below
         shape = (scale.numel(), len(self._cuts))
         lo = torch.full(shape, -top if signed else 0, dtype=torch.int64)
         hi = torch.full(shape, top, dtype=torch.int64)
@@ -282,7 +291,7 @@ class BitSlicedMapping(WeightMapping):
 
     name = "bit_sliced"
     signs = (1.0, -1.0)
-    LADDER_TOLERANCE = 1e-3      # largest deviation of a digit's level from the ladder, in steps
+    LADDER_TOLERANCE = 1e-3  # largest deviation of a digit's level from the ladder, in steps
 
     @classmethod
     def for_config(cls, config: CrossbarConfig, levels: np.ndarray) -> "BitSlicedMapping":
@@ -291,9 +300,11 @@ class BitSlicedMapping(WeightMapping):
     @classmethod
     def check_config(cls, config: CrossbarConfig) -> None:
         if config.cells_per_weight * config.bits_per_cell > 24:
-            raise ValueError(f"CrossbarConfig.cells_per_weight * bits_per_cell must be at most 24 bits with "
-                             f"mapping={config.mapping!r} (bit sliced), got {config.cells_per_weight} x "
-                             f"{config.bits_per_cell}")
+            raise ValueError(
+                f"CrossbarConfig.cells_per_weight * bits_per_cell must be at most 24 bits with "
+                f"mapping={config.mapping!r} (bit sliced), got {config.cells_per_weight} x "
+                f"{config.bits_per_cell}"
+            )
 
     @classmethod
     def columns_per_weight(cls, config: CrossbarConfig) -> int:
@@ -305,26 +316,32 @@ class BitSlicedMapping(WeightMapping):
         self.base = 2 ** int(bits_per_cell)
         ladder = even_ladder(self.levels, self.base, self.LADDER_TOLERANCE)
         if ladder is None:
-            works = [b for b in range(1, int(bits_per_cell))
-                     if even_ladder(self.levels, 2 ** b, self.LADDER_TOLERANCE) is not None]
+            works = [
+                b
+                for b in range(1, int(bits_per_cell))
+                if even_ladder(self.levels, 2**b, self.LADDER_TOLERANCE) is not None
+            ]
             uS = ", ".join(f"{g * 1e6:.4g}" for g in self.levels)
             hint = f"use bits_per_cell={works[-1]}" if works else "use mapping='differential'"
-            raise ValueError(f"mapping='bit_sliced' with bits_per_cell={bits_per_cell} needs {self.base} evenly "
-                             f"spaced conductance levels (one per digit), but the device table's {self.levels.size} "
-                             f"levels ({uS} uS) hold no such ladder; {hint}, or characterize the table on an even "
-                             "grid of targets")
+            raise ValueError(
+                f"mapping='bit_sliced' with bits_per_cell={bits_per_cell} needs {self.base} evenly "
+                f"spaced conductance levels (one per digit), but the device table's {self.levels.size} "
+                f"levels ({uS} uS) hold no such ladder; {hint}, or characterize the table on an even "
+                "grid of targets"
+            )
         self.digit_levels = ladder
         g_step = (self.levels[ladder[-1]] - self.levels[ladder[0]]) / (self.base - 1)
         self.g_step = float(g_step)
-        full = self.base ** self.n_slices - 1
-        self.slice_weights = np.array([self.base ** (self.n_slices - 1 - s) / full / g_step
-                                       for s in range(self.n_slices)])
+        full = self.base**self.n_slices - 1
+        self.slice_weights = np.array(
+            [self.base ** (self.n_slices - 1 - s) / full / g_step for s in range(self.n_slices)]
+        )
 
     def encode(self, w: torch.Tensor) -> torch.Tensor:
-        full = self.base ** self.n_slices - 1
+        full = self.base**self.n_slices - 1
         q = torch.round(w.to(torch.float64).abs() * full).long()
         lut = torch.as_tensor(self.digit_levels, dtype=torch.long, device=w.device)
-        zero = int(lut[0])                        # digit 0 (the other cell of the pair)
+        zero = int(lut[0])  # digit 0 (the other cell of the pair)
         pos, neg = w > 0, w < 0
         slices = []
         for s in range(self.n_slices):
@@ -338,7 +355,7 @@ def _float32_of(k: torch.Tensor) -> torch.Tensor:
     """Float32 values of integers ``k`` (int64) in the order-preserving encoding of float32
     bit patterns (non-negative floats: their bits; negative: minus their magnitude's bits)."""
     bits = torch.where(k >= 0, k, (-k) | 0x80000000)
-    bits = torch.where(bits >= 2 ** 31, bits - 2 ** 32, bits)
+    bits = torch.where(bits >= 2**31, bits - 2**32, bits)
     return bits.to(torch.int32).view(torch.float32)
 
 
@@ -351,7 +368,7 @@ def nearest_cuts(levels: np.ndarray) -> list[float] | None:
     if levels.size < 2 or not np.all(np.diff(levels) > 0):
         return None
 
-    def order(x: float) -> int:          # float64 -> int, monotone (adjacent floats differ by 1)
+    def order(x: float) -> int:  # float64 -> int, monotone (adjacent floats differ by 1)
         i = int(np.float64(x).view(np.int64))
         return i if i >= 0 else -(i & 0x7FFFFFFFFFFFFFFF)
 
@@ -361,7 +378,7 @@ def nearest_cuts(levels: np.ndarray) -> list[float] | None:
 
     cuts = []
     for a, b in zip(levels[:-1], levels[1:]):
-        lo, hi = order(a), order(b)      # lower at a, not at b: bisect to the last float that is
+        lo, hi = order(a), order(b)  # lower at a, not at b: bisect to the last float that is
         while hi - lo > 1:
             mid = (lo + hi) // 2
             g = value(mid)
@@ -398,20 +415,28 @@ def mapping_class(mapping: str | type) -> type:
     name, or the class itself)."""
     if isinstance(mapping, type):
         if not issubclass(mapping, WeightMapping):
-            raise ValueError(f"CrossbarConfig.mapping must be a WeightMapping subclass or the name of one, got the "
-                             f"class {mapping.__qualname__}")
+            raise ValueError(
+                f"CrossbarConfig.mapping must be a WeightMapping subclass or the name of one, got the "
+                f"class {mapping.__qualname__}"
+            )
         if _REGISTRY.get(mapping.__dict__.get("name")) is not mapping:
-            raise ValueError(f"CrossbarConfig.mapping: the WeightMapping subclass {mapping.__qualname__} has no name of "
-                             "its own; set a class attribute name = '...' (the name a saved config records)")
+            raise ValueError(
+                f"CrossbarConfig.mapping: the WeightMapping subclass {mapping.__qualname__} has no name of "
+                "its own; set a class attribute name = '...' (the name a saved config records)"
+            )
         return mapping
     if isinstance(mapping, WeightMapping):
-        raise ValueError(f"CrossbarConfig.mapping takes the mapping class ({type(mapping).__qualname__}) or its name, "
-                         "not an instance: the layers build it on their table's levels")
+        raise ValueError(
+            f"CrossbarConfig.mapping takes the mapping class ({type(mapping).__qualname__}) or its name, "
+            "not an instance: the layers build it on their table's levels"
+        )
     cls = _REGISTRY.get(mapping) if isinstance(mapping, str) else None
     if cls is None:
-        raise ValueError(f"CrossbarConfig.mapping must be one of {', '.join(map(repr, sorted(_REGISTRY)))} (the "
-                         f"WeightMapping subclasses defined so far; a method's own mapping is known once its module "
-                         f"is imported) or such a class, got {mapping!r}")
+        raise ValueError(
+            f"CrossbarConfig.mapping must be one of {', '.join(map(repr, sorted(_REGISTRY)))} (the "
+            f"WeightMapping subclasses defined so far; a method's own mapping is known once its module "
+            f"is imported) or such a class, got {mapping!r}"
+        )
     return cls
 
 
@@ -424,14 +449,18 @@ def make_mapping(config: CrossbarConfig, levels: np.ndarray, handles: tuple[type
     cls = mapping_class(config.mapping)
     if cls.layer_applies_signs and not issubclass(cls, tuple(handles)):
         where = f"; build its layers with {cls.layers_from}" if cls.layers_from else ""
-        raise ValueError(f"mapping={config.mapping!r} ({cls.__qualname__}) stores only part of each weight in the "
-                         "cells and leaves the sign to layers of its own: a plain analog layer would compute with "
-                         f"|w| (the signs dropped){where}")
+        raise ValueError(
+            f"mapping={config.mapping!r} ({cls.__qualname__}) stores only part of each weight in the "
+            "cells and leaves the sign to layers of its own: a plain analog layer would compute with "
+            f"|w| (the signs dropped){where}"
+        )
     mapping = cls.for_config(config, levels)
     columns = int(mapping.n_slices) * mapping.planes
     if columns != config.columns_per_weight:
-        raise ValueError(f"{cls.__qualname__} built {mapping.n_slices} slice(s) of {mapping.planes} cell(s) = "
-                         f"{columns} columns per weight, but {cls.__qualname__}.columns_per_weight(config) says "
-                         f"{config.columns_per_weight} (the tiles are laid out from it): a mapping that sets n_slices "
-                         "or signs in __init__ must override the classmethod columns_per_weight to match")
+        raise ValueError(
+            f"{cls.__qualname__} built {mapping.n_slices} slice(s) of {mapping.planes} cell(s) = "
+            f"{columns} columns per weight, but {cls.__qualname__}.columns_per_weight(config) says "
+            f"{config.columns_per_weight} (the tiles are laid out from it): a mapping that sets n_slices "
+            "or signs in __init__ must override the classmethod columns_per_weight to match"
+        )
     return mapping

@@ -12,6 +12,7 @@ convolutions followed by 1x1 pointwise ones, MobileNet style).
 
 Use :func:`build_network` with a name from :data:`NETWORKS`.
 """
+
 from __future__ import annotations
 
 from typing import Callable
@@ -19,8 +20,17 @@ from typing import Callable
 import torch
 from torch import nn
 
-__all__ = ["NETWORKS", "LeNet5", "ResNetSmall", "BasicBlock", "VisionTransformer", "RowLSTM",
-           "DepthwiseSeparableCNN", "build_network", "network_names"]
+__all__ = [
+    "NETWORKS",
+    "LeNet5",
+    "ResNetSmall",
+    "BasicBlock",
+    "VisionTransformer",
+    "RowLSTM",
+    "DepthwiseSeparableCNN",
+    "build_network",
+    "network_names",
+]
 
 
 class LeNet5(nn.Module):
@@ -84,8 +94,7 @@ class ResNetSmall(nn.Module):
     parameters.
     """
 
-    def __init__(self, num_classes: int = 10, in_channels: int = 1, width: int = 16,
-                 blocks: int = 1):
+    def __init__(self, num_classes: int = 10, in_channels: int = 1, width: int = 16, blocks: int = 1):
         super().__init__()
         if int(width) <= 0 or int(blocks) <= 0:
             raise ValueError(f"ResNetSmall needs width > 0 and blocks > 0, got {width}, {blocks}")
@@ -121,19 +130,26 @@ class VisionTransformer(nn.Module):
     Default (dim 64, 4 heads, MLP 128, depth 2): ~71k parameters.
     """
 
-    def __init__(self, num_classes: int = 10, in_channels: int = 1, image_size: int = 28,
-                 patch: int = 7, dim: int = 64, depth: int = 2, heads: int = 4, mlp_dim: int = 128,
-                 dropout: float = 0.1):
+    def __init__(
+        self,
+        num_classes: int = 10,
+        in_channels: int = 1,
+        image_size: int = 28,
+        patch: int = 7,
+        dim: int = 64,
+        depth: int = 2,
+        heads: int = 4,
+        mlp_dim: int = 128,
+        dropout: float = 0.1,
+    ):
         super().__init__()
         if image_size % patch:
-            raise ValueError(f"VisionTransformer: image_size {image_size} is not a multiple of "
-                             f"patch {patch}")
+            raise ValueError(f"VisionTransformer: image_size {image_size} is not a multiple of patch {patch}")
         self.patch = int(patch)
         tokens = (image_size // patch) ** 2
         self.embed = nn.Linear(in_channels * patch * patch, dim)
         self.pos = nn.Parameter(torch.randn(1, tokens, dim) * 0.02)
-        layer = nn.TransformerEncoderLayer(dim, heads, mlp_dim, dropout, batch_first=True,
-                                           norm_first=True)
+        layer = nn.TransformerEncoderLayer(dim, heads, mlp_dim, dropout, batch_first=True, norm_first=True)
         self.encoder = nn.TransformerEncoder(layer, depth, enable_nested_tensor=False)
         self.norm = nn.LayerNorm(dim)
         self.head = nn.Linear(dim, num_classes)
@@ -142,7 +158,7 @@ class VisionTransformer(nn.Module):
         """[B, C, H, W] -> [B, tokens, C*patch*patch] (row-major order of patches)."""
         p = self.patch
         b, c = x.shape[:2]
-        x = x.unfold(2, p, p).unfold(3, p, p)                  # [B, C, H/p, W/p, p, p]
+        x = x.unfold(2, p, p).unfold(3, p, p)  # [B, C, H/p, W/p, p, p]
         return x.permute(0, 2, 3, 1, 4, 5).reshape(b, -1, c * p * p)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -154,15 +170,16 @@ class RowLSTM(nn.Module):
     """An ``nn.LSTM`` reading a 28x28 image one row (28 pixels) per time step; a linear
     head on the last hidden state. Default (hidden 128, one layer): ~82k parameters."""
 
-    def __init__(self, num_classes: int = 10, in_channels: int = 1, image_size: int = 28,
-                 hidden: int = 128, layers: int = 1):
+    def __init__(
+        self, num_classes: int = 10, in_channels: int = 1, image_size: int = 28, hidden: int = 128, layers: int = 1
+    ):
         super().__init__()
         self.lstm = nn.LSTM(in_channels * image_size, hidden, num_layers=layers, batch_first=True)
         self.fc = nn.Linear(hidden, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, c, h, w = x.shape
-        rows = x.permute(0, 2, 1, 3).reshape(b, h, c * w)       # [B, T=H, C*W]
+        rows = x.permute(0, 2, 1, 3).reshape(b, h, c * w)  # [B, T=H, C*W]
         _, (h_n, _) = self.lstm(rows)
         return self.fc(h_n[-1])
 
@@ -193,10 +210,10 @@ class DepthwiseSeparableCNN(nn.Module):
         w = int(width)
         if w <= 0:
             raise ValueError(f"DepthwiseSeparableCNN needs width > 0, got {width}")
-        self.stem = nn.Sequential(nn.Conv2d(in_channels, w, 3, padding=1, bias=False),
-                                  nn.BatchNorm2d(w), nn.ReLU(inplace=True))
-        self.blocks = nn.Sequential(_ds_block(w, 2 * w, 2), _ds_block(2 * w, 4 * w, 2),
-                                    _ds_block(4 * w, 4 * w, 1))
+        self.stem = nn.Sequential(
+            nn.Conv2d(in_channels, w, 3, padding=1, bias=False), nn.BatchNorm2d(w), nn.ReLU(inplace=True)
+        )
+        self.blocks = nn.Sequential(_ds_block(w, 2 * w, 2), _ds_block(2 * w, 4 * w, 2), _ds_block(4 * w, 4 * w, 1))
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(4 * w, num_classes)
 
@@ -214,10 +231,18 @@ NETWORKS: dict[str, Callable[..., nn.Module]] = {
     "ds-cnn": DepthwiseSeparableCNN,
 }
 
-_ALIASES = {"lenet": "lenet5", "lenet-5": "lenet5", "resnet": "resnet-small",
-            "resnet_small": "resnet-small", "resnetsmall": "resnet-small",
-            "vision-transformer": "vit", "row-lstm": "lstm", "ds_cnn": "ds-cnn", "dscnn": "ds-cnn",
-            "mobilenet": "ds-cnn"}
+_ALIASES = {
+    "lenet": "lenet5",
+    "lenet-5": "lenet5",
+    "resnet": "resnet-small",
+    "resnet_small": "resnet-small",
+    "resnetsmall": "resnet-small",
+    "vision-transformer": "vit",
+    "row-lstm": "lstm",
+    "ds_cnn": "ds-cnn",
+    "dscnn": "ds-cnn",
+    "mobilenet": "ds-cnn",
+}
 
 
 def network_names() -> list[str]:
@@ -232,9 +257,7 @@ def canonical_name(name: str) -> str:
     key = name.strip().lower()
     key = _ALIASES.get(key, key)
     if key not in NETWORKS:
-        raise ValueError(
-            f"unknown network {name!r}; choose one of: {', '.join(network_names())}"
-        )
+        raise ValueError(f"unknown network {name!r}; choose one of: {', '.join(network_names())}")
     return key
 
 
@@ -244,8 +267,5 @@ def build_network(name: str, num_classes: int = 10, in_channels: int = 1, **kwar
     Seed with ``torch.manual_seed`` before calling for a reproducible initialization.
     """
     if int(num_classes) <= 0 or int(in_channels) <= 0:
-        raise ValueError(
-            f"num_classes and in_channels must be positive, got {num_classes}, {in_channels}"
-        )
-    return NETWORKS[canonical_name(name)](num_classes=int(num_classes),
-                                          in_channels=int(in_channels), **kwargs)
+        raise ValueError(f"num_classes and in_channels must be positive, got {num_classes}, {in_channels}")
+    return NETWORKS[canonical_name(name)](num_classes=int(num_classes), in_channels=int(in_channels), **kwargs)

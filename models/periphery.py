@@ -8,6 +8,7 @@ converter per tile column, ``2^(bits-1) - 1`` codes per sign over ``+-full_scale
 tile engine folds ``levels / full_scale`` into the compiled matrices, so in the forward
 pass the ADC is a clip to ``+-levels`` and a round of currents already in codes.
 """
+
 from __future__ import annotations
 
 import torch
@@ -32,11 +33,12 @@ def dac_codes(x: torch.Tensor, bits: int) -> tuple[torch.Tensor, torch.Tensor, t
     sample) and ``levels`` the per-sample number of positive codes: ``2^bits - 1`` for a
     sample with no negative entry, ``2^(bits-1) - 1`` (at least 1) for one with a sign."""
     flat = x.detach().reshape(x.shape[0], -1)
-    lo, hi = flat.amin(dim=1), flat.amax(dim=1)          # (faster than aminmax here)
+    lo, hi = flat.amin(dim=1), flat.amax(dim=1)  # (faster than aminmax here)
     scale = torch.maximum(hi, -lo)
     scale = torch.where(scale > 0, scale, torch.ones_like(scale))
-    levels = torch.where(lo < 0, torch.full_like(lo, float(max(2 ** (bits - 1) - 1, 1))),
-                         torch.full_like(lo, float(2 ** bits - 1)))
+    levels = torch.where(
+        lo < 0, torch.full_like(lo, float(max(2 ** (bits - 1) - 1, 1))), torch.full_like(lo, float(2**bits - 1))
+    )
     view = (-1, *([1] * (x.dim() - 1)))
     levels, scale = levels.view(view), scale.view(view)
     return torch.mul(x.detach(), levels / scale).round_(), levels, scale

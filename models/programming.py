@@ -24,6 +24,7 @@ I-V
     Each level's I-V is fitted with I = c1 v + c2 v^2 + c3 v^3 and normalized so a cell of
     conductance g carries g * V_r at the table's read voltage V_r.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -59,8 +60,10 @@ def fit_iv(table: DeviceTable, read_voltage: float) -> np.ndarray:
         cur = np.concatenate([-cur[:, keep][:, ::-1], cur], axis=1)
     reach = min(abs(v.min()), v.max())
     if reach < 0.999 * read_voltage:
-        raise ValueError(f"CrossbarConfig.read_voltage={read_voltage} V is beyond the table's I-V data "
-                         f"(+-{reach:.3g} V); lower read_voltage or set nonlinear_iv=False")
+        raise ValueError(
+            f"CrossbarConfig.read_voltage={read_voltage} V is beyond the table's I-V data "
+            f"(+-{reach:.3g} V); lower read_voltage or set nonlinear_iv=False"
+        )
     sel = np.abs(v) <= 1.05 * read_voltage
     if sel.sum() < IV_DEGREE + 1:
         sel = np.ones_like(v, dtype=bool)
@@ -68,7 +71,7 @@ def fit_iv(table: DeviceTable, read_voltage: float) -> np.ndarray:
     coef, *_ = np.linalg.lstsq(basis, cur[:, sel].T, rcond=None)  # [3, L]
     coef = coef.T
     vr = float(table.scheme["read_voltage"])
-    i_read = sum(coef[:, k - 1] * vr ** k for k in range(1, IV_DEGREE + 1))
+    i_read = sum(coef[:, k - 1] * vr**k for k in range(1, IV_DEGREE + 1))
     if np.any(i_read <= 0):
         raise TableError("/iv/current: a level's fitted current at the read voltage is not positive")
     return coef / (i_read / vr)[:, None]
@@ -88,13 +91,13 @@ class DevicePhysics(nn.Module):
         self._buf("levels", torch.as_tensor(table.targets, dtype=f64))
         self._buf("g_sorted", torch.as_tensor(take(table.g_final), dtype=f64))
         self._buf("conv_sorted", torch.as_tensor(take(table.converged)))
-        conv = self.conv_sorted          # a sample and its upper neighbour both converged
+        conv = self.conv_sorted  # a sample and its upper neighbour both converged
         self._buf("both_sorted", conv & torch.cat([conv[:, 1:], conv[:, -1:]], dim=1))
         self._buf("pulses_sorted", torch.as_tensor(take(table.pulses).astype(np.float64)))
         self._buf("energy_sorted", torch.as_tensor(take(table.energy), dtype=f64))
         self._buf("time_sorted", torch.as_tensor(take(table.time), dtype=f64))
-        for name in sorted(table.unmeasured & {"pulses", "energy", "time"}):   # measured without them:
-            getattr(self, f"{name}_sorted").fill_(float("nan"))                # costs come out unknown (NaN)
+        for name in sorted(table.unmeasured & {"pulses", "energy", "time"}):  # measured without them:
+            getattr(self, f"{name}_sorted").fill_(float("nan"))  # costs come out unknown (NaN)
         self._buf("read_g", torch.as_tensor(table.read_g, dtype=f64))
         self._buf("read_sigma", torch.as_tensor(table.read_sigma, dtype=f64))
         if table.has_retention:
@@ -169,9 +172,18 @@ class DevicePhysics(nn.Module):
             self._outcome_cache = (key, tables)
         return self._outcome_cache[1]
 
-    def sample(self, level: torch.Tensor, u: torch.Tensor, fault: torch.Tensor | None,
-               stuck_on: float, stuck_off: float, costs: bool = True, sigma: bool = False,
-               keys: bool = False, stuck: bool = True) -> dict[str, torch.Tensor]:
+    def sample(
+        self,
+        level: torch.Tensor,
+        u: torch.Tensor,
+        fault: torch.Tensor | None,
+        stuck_on: float,
+        stuck_off: float,
+        costs: bool = True,
+        sigma: bool = False,
+        keys: bool = False,
+        stuck: bool = True,
+    ) -> dict[str, torch.Tensor]:
         """Program cells to ``level`` (integer) with uniforms ``u`` (outcome) and ``fault``
         (None: no stuck-at faults drawn).
 
@@ -225,8 +237,9 @@ class DevicePhysics(nn.Module):
         return interp(g.to(dt), self.read_g.to(dt), self.read_sigma.to(dt))
 
     # ------------------------------------------------------------------ drift
-    def drift_factor(self, t: float, level: torch.Tensor, z: torch.Tensor, nu: float, nu_std: float,
-                     t0: float) -> torch.Tensor:
+    def drift_factor(
+        self, t: float, level: torch.Tensor, z: torch.Tensor, nu: float, nu_std: float, t0: float
+    ) -> torch.Tensor:
         """G(t)/G(0) per cell (>= 0) for cells programmed to ``level`` with normals ``z``.
 
         ``t`` is seconds after programming; G(0) is the write-verify read (the table's reached
@@ -246,12 +259,13 @@ class DevicePhysics(nn.Module):
         ratio, sig = self.ret_ratio, self.ret_sigma
         lt = float(np.log(t))
         if lt <= float(logt[0]):
-            w = t / float(np.exp(float(logt[0])))      # linear in t from G(0) to the first point
+            w = t / float(np.exp(float(logt[0])))  # linear in t from G(0) to the first point
             r_l = 1 + w * (ratio[:, 0] - 1)
             s_l = w * sig[:, 0]
         elif lt >= float(logt[-1]) and logt.numel() > 1:
             slope = (torch.log(ratio[:, -1].clamp_min(1e-12)) - torch.log(ratio[:, -2].clamp_min(1e-12))) / (
-                logt[-1] - logt[-2])
+                logt[-1] - logt[-2]
+            )
             r_l = ratio[:, -1] * torch.exp(slope * (lt - logt[-1]))
             s_l = sig[:, -1]
         elif logt.numel() == 1:
@@ -276,23 +290,31 @@ class CostTally:
     gather; with ``program_parallelism="row"`` each row of a tile keeps its slowest cell.
     Tiles are indexed ``[group, column tile, row tile]``."""
 
-    def __init__(self, physics: DevicePhysics, dtype: torch.dtype, groups: int, col_tiles: int, rows: int,
-                 tile_rows: int, parallelism: str) -> None:
+    def __init__(
+        self,
+        physics: DevicePhysics,
+        dtype: torch.dtype,
+        groups: int,
+        col_tiles: int,
+        rows: int,
+        tile_rows: int,
+        parallelism: str,
+    ) -> None:
         tab = physics.outcome_tables(dtype)
         f64 = dict(dtype=torch.float64, device=tab["g0"].device)
         self.n_keys = tab["g0"].numel()
         self.energy, self.time = tab["energy"], tab["time"]
-        self.per_key = torch.stack([tab["pulses"], tab["stuck"].to(torch.float64)])      # [2, keys]
+        self.per_key = torch.stack([tab["pulses"], tab["stuck"].to(torch.float64)])  # [2, keys]
         self.rows, self.tile_rows = rows, tile_rows
         self.row_tiles = -(-rows // tile_rows)
         self.by_row = parallelism != "cell"
-        self.totals = torch.zeros(2, **f64)                                           # pulses, stuck
+        self.totals = torch.zeros(2, **f64)  # pulses, stuck
         self.tile_energy = torch.zeros((groups, col_tiles, self.row_tiles), **f64)
         if self.by_row:
-            self.row_time = torch.zeros((groups, col_tiles, rows), **f64)             # slowest cell per row
+            self.row_time = torch.zeros((groups, col_tiles, rows), **f64)  # slowest cell per row
         else:
             self.tile_time = torch.zeros((groups, col_tiles, self.row_tiles), **f64)
-        self.stuck_cells = None         # counted from per-cell flags instead (stuck-at faults, ideal cells)
+        self.stuck_cells = None  # counted from per-cell flags instead (stuck-at faults, ideal cells)
 
     def _per_tile(self, per_row: torch.Tensor) -> torch.Tensor:
         pad = self.row_tiles * self.tile_rows - self.rows
@@ -330,17 +352,22 @@ class CostTally:
         """Totals (``pulses``, ``energy``, ``stuck``, ``latency``) and per tile
         (``tile_energy``, ``tile_latency``, tiles in ``[group, row tile, column tile]`` order)."""
         flat = lambda a: a.permute(0, 2, 1).reshape(-1)  # noqa: E731
-        if self.by_row:    # the rows' slowest cells one after another
+        if self.by_row:  # the rows' slowest cells one after another
             pad = self.row_tiles * self.tile_rows - self.rows
             g, tc = self.row_time.shape[:2]
             per_tile = flat(torch.nn.functional.pad(self.row_time, (0, pad)).reshape(g, tc, self.row_tiles, -1).sum(-1))
-        else:              # every cell one after another
+        else:  # every cell one after another
             per_tile = flat(self.tile_time)
         energy = flat(self.tile_energy)
         stuck = self.stuck_cells if self.stuck_cells is not None else int(round(float(self.totals[1])))
-        return {"pulses": float(self.totals[0]), "energy": float(energy.sum()), "stuck": stuck,
-                "latency": combined_latency(per_tile, parallel_tile_writes),
-                "tile_energy": energy.cpu().numpy(), "tile_latency": per_tile.cpu().numpy()}
+        return {
+            "pulses": float(self.totals[0]),
+            "energy": float(energy.sum()),
+            "stuck": stuck,
+            "latency": combined_latency(per_tile, parallel_tile_writes),
+            "tile_energy": energy.cpu().numpy(),
+            "tile_latency": per_tile.cpu().numpy(),
+        }
 
 
 def tile_latencies(time: torch.Tensor, parallelism: str) -> torch.Tensor:

@@ -16,6 +16,7 @@ unbatched inputs and ``PackedSequence`` inputs (each sequence stops at its own l
 reverse direction starts at its own last element). ``proj_size`` (LSTM with projections)
 is refused.
 """
+
 from __future__ import annotations
 
 import torch
@@ -37,15 +38,23 @@ class _AnalogRNN(AnalogBlock):
     TORCH: type = nn.RNNBase
     GATES = 1
 
-    def __init__(self, rnn: nn.RNNBase, table: DeviceTable, config: CrossbarConfig | None = None,
-                 seed: int = 0, program: bool = True) -> None:
+    def __init__(
+        self,
+        rnn: nn.RNNBase,
+        table: DeviceTable,
+        config: CrossbarConfig | None = None,
+        seed: int = 0,
+        program: bool = True,
+    ) -> None:
         super().__init__()
         kind = self.TORCH.__name__
         if not isinstance(rnn, self.TORCH):
             raise TypeError(f"{type(self).__name__} needs an nn.{kind}, got {type(rnn).__name__}")
         if getattr(rnn, "proj_size", 0):
-            raise ValueError(f"{type(self).__name__}: nn.{kind} with proj_size={rnn.proj_size} is not supported "
-                             "(the projected LSTM); use proj_size=0 or leave this layer digital")
+            raise ValueError(
+                f"{type(self).__name__}: nn.{kind} with proj_size={rnn.proj_size} is not supported "
+                "(the projected LSTM); use proj_size=0 or leave this layer digital"
+            )
         self.input_size, self.hidden_size = rnn.input_size, rnn.hidden_size
         self.num_layers, self.bias = rnn.num_layers, bool(rnn.bias)
         self.batch_first, self.dropout = bool(rnn.batch_first), float(rnn.dropout)
@@ -56,12 +65,18 @@ class _AnalogRNN(AnalogBlock):
                 w = getattr(rnn, f"weight_{part}{suffix}")
                 b = getattr(rnn, f"bias_{part}{suffix}") if self.bias else None
                 self.add_module(f"{part}{suffix}", analog_linear(w, b, table, config, next(seeds), program))
-            getattr(self, f"ih{suffix}").batch_dim = 1        # reads the whole sequence [T, B, *] at once
+            getattr(self, f"ih{suffix}").batch_dim = 1  # reads the whole sequence [T, B, *] at once
         self.train(rnn.training)
 
     @classmethod
-    def from_module(cls, module: nn.RNNBase, table: DeviceTable, config: CrossbarConfig | None = None,
-                    seed: int = 0, program: bool = True):
+    def from_module(
+        cls,
+        module: nn.RNNBase,
+        table: DeviceTable,
+        config: CrossbarConfig | None = None,
+        seed: int = 0,
+        program: bool = True,
+    ):
         return cls(module, table, config, seed=seed, program=program)
 
     @property
@@ -74,9 +89,17 @@ class _AnalogRNN(AnalogBlock):
     def to_digital(self) -> nn.RNNBase:
         """The plain torch module with the float weights."""
         w = self.ih_l0.weight
-        rnn = self.TORCH(self.input_size, self.hidden_size, num_layers=self.num_layers, bias=self.bias,
-                         batch_first=self.batch_first, dropout=self.dropout, bidirectional=self.bidirectional,
-                         device=w.device, dtype=w.dtype)
+        rnn = self.TORCH(
+            self.input_size,
+            self.hidden_size,
+            num_layers=self.num_layers,
+            bias=self.bias,
+            batch_first=self.batch_first,
+            dropout=self.dropout,
+            bidirectional=self.bidirectional,
+            device=w.device,
+            dtype=w.dtype,
+        )
         with torch.no_grad():
             for suffix in self._suffixes():
                 for part in ("ih", "hh"):
@@ -96,23 +119,25 @@ class _AnalogRNN(AnalogBlock):
         packed = isinstance(input, PackedSequence)
         lengths = None
         if packed:
-            x, lengths = pad_packed_sequence(input)                  # [T, B, *] in the caller's order
+            x, lengths = pad_packed_sequence(input)  # [T, B, *] in the caller's order
             batched = True
         else:
             x = input
             if x.dim() not in (2, 3):
-                raise ValueError(f"{type(self).__name__} expects a 3-D batch or a 2-D unbatched sequence, "
-                                 f"got shape {tuple(x.shape)}")
+                raise ValueError(
+                    f"{type(self).__name__} expects a 3-D batch or a 2-D unbatched sequence, got shape {tuple(x.shape)}"
+                )
             batched = x.dim() == 3
             x = x.unsqueeze(1) if not batched else (x.transpose(0, 1) if self.batch_first else x)
         if x.shape[-1] != self.input_size:
-            raise ValueError(f"{type(self).__name__}: input has {x.shape[-1]} features, expected "
-                             f"input_size={self.input_size}")
+            raise ValueError(
+                f"{type(self).__name__}: input has {x.shape[-1]} features, expected input_size={self.input_size}"
+            )
         T, B = x.shape[0], x.shape[1]
         states = self._initial_states(hx, B, batched, x)
         mask = None
         if lengths is not None:
-            mask = (torch.arange(T)[:, None] < lengths[None, :]).to(x.device)[..., None]   # [T, B, 1]
+            mask = (torch.arange(T)[:, None] < lengths[None, :]).to(x.device)[..., None]  # [T, B, 1]
         layer_in = x
         finals: list[list[torch.Tensor]] = [[] for _ in states]
         D = self.directions
@@ -121,10 +146,10 @@ class _AnalogRNN(AnalogBlock):
             for d in range(D):
                 suffix = f"_l{k}" + ("_reverse" if d else "")
                 ih, hh = getattr(self, "ih" + suffix), getattr(self, "hh" + suffix)
-                gx = ih(layer_in)                                     # [T, B, G*H]: one pass for all steps
+                gx = ih(layer_in)  # [T, B, G*H]: one pass for all steps
                 state = [s[k * D + d] for s in states]
                 out = [None] * T
-                for t in (reversed(range(T)) if d else range(T)):
+                for t in reversed(range(T)) if d else range(T):
                     new = self._cell(gx[t], hh(state[0]), state)
                     if mask is None:
                         state = new
@@ -139,13 +164,15 @@ class _AnalogRNN(AnalogBlock):
             if self.training and self.dropout > 0 and k < self.num_layers - 1:
                 layer_in = F.dropout(layer_in, p=self.dropout)
         steps = float(lengths.float().mean()) if lengths is not None else T
-        for suffix in self._suffixes():          # the state's crossbar read once per step: T vectors a sample
+        for suffix in self._suffixes():  # the state's crossbar read once per step: T vectors a sample
             hh = getattr(self, "hh" + suffix)
-            if isinstance(hh, AnalogLinear) and not hh.record_usage:    # (recording: the engine adds them up)
+            if isinstance(hh, AnalogLinear) and not hh.record_usage:  # (recording: the engine adds them up)
                 hh.usage["vectors_per_sample"] = T
-        self._digital = {name: int(round(steps * self.num_layers * D * n * self.hidden_size))
-                         for name, n in self.DIGITAL_PER_STEP.items()}
-        final = [torch.stack(f) for f in finals]                      # [L*D, B, H]
+        self._digital = {
+            name: int(round(steps * self.num_layers * D * n * self.hidden_size))
+            for name, n in self.DIGITAL_PER_STEP.items()
+        }
+        final = [torch.stack(f) for f in finals]  # [L*D, B, H]
         if packed:
             order = input.sorted_indices
             sorted_out = layer_in if order is None else layer_in.index_select(1, order)
@@ -168,14 +195,18 @@ class _AnalogRNN(AnalogBlock):
                 continue
             expect = (n, B, self.hidden_size) if batched else (n, self.hidden_size)
             if tuple(h.shape) != expect:
-                raise ValueError(f"{type(self).__name__}: initial {name} must have shape {expect} "
-                                 f"(num_layers*directions, batch, hidden_size), got {tuple(h.shape)}")
+                raise ValueError(
+                    f"{type(self).__name__}: initial {name} must have shape {expect} "
+                    f"(num_layers*directions, batch, hidden_size), got {tuple(h.shape)}"
+                )
             states.append(h if batched else h.unsqueeze(1))
         return states
 
     def extra_repr(self) -> str:
-        return (f"{self.input_size}, {self.hidden_size}, num_layers={self.num_layers}, bias={self.bias}, "
-                f"batch_first={self.batch_first}, dropout={self.dropout}, bidirectional={self.bidirectional}")
+        return (
+            f"{self.input_size}, {self.hidden_size}, num_layers={self.num_layers}, bias={self.bias}, "
+            f"batch_first={self.batch_first}, dropout={self.dropout}, bidirectional={self.bidirectional}"
+        )
 
 
 class AnalogLSTM(_AnalogRNN):

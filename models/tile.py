@@ -35,6 +35,7 @@ MVM
     convolution's batch goes through in cache-sized blocks, all with the forward's one
     read-noise draw.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -57,8 +58,8 @@ from rramsim.models.mapping import WeightMapping, make_mapping
 from rramsim.models.periphery import adc_levels, dac_codes, input_scale
 from rramsim.models.programming import CostTally, DevicePhysics
 
-CHUNK_CELLS = 1 << 18        # cells sampled and compiled together (memory of one block)
-BLOCK_ELEMENTS = 1 << 20     # input elements of a convolution's forward taken together (cache-sized blocks)
+CHUNK_CELLS = 1 << 18  # cells sampled and compiled together (memory of one block)
+BLOCK_ELEMENTS = 1 << 20  # input elements of a convolution's forward taken together (cache-sized blocks)
 STREAM_OUTCOME, STREAM_FAULT, STREAM_DRIFT = 0, 1, 2
 
 
@@ -86,7 +87,7 @@ def _block_threads() -> int:
     if n > 1:
         try:
             busy = os.getloadavg()[0]
-        except OSError:                      # no load average on this platform
+        except OSError:  # no load average on this platform
             busy = 0.0
         if busy > (os.cpu_count() or 1) - 1:
             n = 1
@@ -94,7 +95,7 @@ def _block_threads() -> int:
 
 
 def _level_dtype(n_levels: int) -> torch.dtype:
-    return torch.uint8 if n_levels <= 256 else torch.int16 if n_levels <= 2 ** 15 else torch.int32
+    return torch.uint8 if n_levels <= 256 else torch.int16 if n_levels <= 2**15 else torch.int32
 
 
 def _uniforms(seed: int, stream: int, start: int, n: int) -> torch.Tensor:
@@ -102,9 +103,10 @@ def _uniforms(seed: int, stream: int, start: int, n: int) -> torch.Tensor:
     counter-addressable stream ``stream`` of ``seed`` (PCG64 with jump-ahead: a block of
     cells draws exactly what it would draw as part of the whole layer)."""
     bg = np.random.PCG64(np.random.SeedSequence([int(seed), int(stream)]))
-    bg.advance(start // 2)               # two float32 draws per 64-bit output
+    bg.advance(start // 2)  # two float32 draws per 64-bit output
     out = np.random.Generator(bg).random(n + start % 2, dtype=np.float32)
-    return torch.from_numpy(out[start % 2:])
+    return torch.from_numpy(out[start % 2 :])
+
 
 def _in_order(fn: Callable, items, workers: int):
     """``fn(*item)`` for every item, yielded in the order of ``items``; with ``workers`` > 1
@@ -130,12 +132,12 @@ def _place(dst: torch.Tensor, sig: torch.Tensor) -> None:
     transpose, then contiguous runs."""
     n_o, S, rows = sig.shape
     n_tr, R = dst.shape[:2]
-    block = sig.reshape(n_o * S, rows).t().contiguous()           # [rows, n_o*S]
+    block = sig.reshape(n_o * S, rows).t().contiguous()  # [rows, n_o*S]
     full = min(n_tr, rows // R)
     if full:
-        dst[:full].copy_(block[:full * R].view(full, R, n_o * S))
+        dst[:full].copy_(block[: full * R].view(full, R, n_o * S))
     if rows > full * R:
-        dst[full, :rows - full * R].copy_(block[full * R:])
+        dst[full, : rows - full * R].copy_(block[full * R :])
 
 
 def weight_key(w: torch.Tensor) -> tuple:
@@ -155,26 +157,34 @@ CurrentsFn = Callable[[torch.Tensor, list], list]
 class CompiledTiles:
     """What a forward pass multiplies (see the module doc)."""
 
-    mats: list                      # [n_tr*G, R, cols_g] each (1, or 3 with the polynomial I-V)
-    noise_mat: torch.Tensor         # variance of each slice signal per unit v^2, same shape
-    full_scale: torch.Tensor        # [n_tr, out*S] ADC full scale (A)
-    col_scale: torch.Tensor         # [out*S] digital rescale to weight units
-    solvers: dict = field(default_factory=dict)      # tile -> TileSolver (exact IR drop + nonlinear I-V)
+    mats: list  # [n_tr*G, R, cols_g] each (1, or 3 with the polynomial I-V)
+    noise_mat: torch.Tensor  # variance of each slice signal per unit v^2, same shape
+    full_scale: torch.Tensor  # [n_tr, out*S] ADC full scale (A)
+    col_scale: torch.Tensor  # [out*S] digital rescale to weight units
+    solvers: dict = field(default_factory=dict)  # tile -> TileSolver (exact IR drop + nonlinear I-V)
     iv_tiles: list | None = None
     # per-programming IR-drop model's cross term (see TileEngine._cross_layout), None without it
     cross: dict | None = None
     # set by TileEngine.prepare (the forward's units, derived once; mats and the noise are then in ADC codes)
-    adc_gain: torch.Tensor | None = None     # [n_tr, out*S] ADC codes per ampere (None: ideal ADC, amperes)
-    out_scale: torch.Tensor | None = None    # [n_tr, out*S] weight units per code (col_scale / adc_gain)
-    noise_std: torch.Tensor | None = None    # per_forward: read-noise std of each slice signal, replaces noise_mat
+    adc_gain: torch.Tensor | None = None  # [n_tr, out*S] ADC codes per ampere (None: ideal ADC, amperes)
+    out_scale: torch.Tensor | None = None  # [n_tr, out*S] weight units per code (col_scale / adc_gain)
+    noise_std: torch.Tensor | None = None  # per_forward: read-noise std of each slice signal, replaces noise_mat
 
 
 class TileEngine:
     """A weight matrix ``[out, rows]`` on crossbar tiles (``groups`` independent blocks)."""
 
-    def __init__(self, table: DeviceTable, config: CrossbarConfig, out_features: int, rows: int,
-                 groups: int = 1, mapping: WeightMapping | None = None, name: str = "analog layer",
-                 device=None) -> None:
+    def __init__(
+        self,
+        table: DeviceTable,
+        config: CrossbarConfig,
+        out_features: int,
+        rows: int,
+        groups: int = 1,
+        mapping: WeightMapping | None = None,
+        name: str = "analog layer",
+        device=None,
+    ) -> None:
         if out_features % groups:
             raise ValueError(f"{name}: {out_features} outputs cannot be split into {groups} groups")
         self.table, self.config = table, config
@@ -189,7 +199,7 @@ class TileEngine:
         #: largest error of the per-programming IR-drop model (``ir_drop_solver="per_programming"``)
         #: against the exact solve on its probe vectors, relative to the largest column current
         self.ir_drop_error: float | None = None
-        self.ir_drop_tile_errors: dict = {}     # tile -> its error
+        self.ir_drop_tile_errors: dict = {}  # tile -> its error
         #: whether that error exceeded ``irdrop.MODEL_TOL`` and the layer uses the per-vector solve
         self.ir_drop_fallback = False
         self.usage: dict = {}
@@ -200,7 +210,7 @@ class TileEngine:
         self._noise_gen: torch.Generator | None = None
         self._noise_dev = ""
         self._train_gen: torch.Generator | None = None
-        self._train_code: tuple | None = None     # (weight_key, levels, scales) of the last training forward
+        self._train_code: tuple | None = None  # (weight_key, levels, scales) of the last training forward
 
     # ------------------------------------------------------------------ geometry
     @property
@@ -219,9 +229,19 @@ class TileEngine:
         cols = self.out_per_group * s * p
         n_tr = math.ceil(self.rows / c.tile_rows)
         n_tc = math.ceil(cols / c.tile_cols)
-        return {"rows": self.rows * G, "outputs": self.outputs, "groups": G, "rows_per_group": self.rows,
-                "slices": s, "planes": p, "physical_columns": cols * G, "row_tiles": n_tr, "col_tiles": n_tc,
-                "tiles": G * n_tr * n_tc, "cells": self.rows * cols * G}
+        return {
+            "rows": self.rows * G,
+            "outputs": self.outputs,
+            "groups": G,
+            "rows_per_group": self.rows,
+            "slices": s,
+            "planes": p,
+            "physical_columns": cols * G,
+            "row_tiles": n_tr,
+            "col_tiles": n_tc,
+            "tiles": G * n_tr * n_tc,
+            "cells": self.rows * cols * G,
+        }
 
     def _physical(self, x: torch.Tensor) -> torch.Tensor:
         """Per-cell values [S, P, out, rows] -> [G, rows, out_g*S*P] (a weight's cells adjacent)."""
@@ -243,7 +263,7 @@ class TileEngine:
         R, C = self.config.tile_rows, self.config.tile_cols
         x = t.reshape(self.groups, g["row_tiles"], g["col_tiles"], R, C).permute(0, 1, 3, 2, 4)
         x = x.reshape(self.groups, g["row_tiles"] * R, g["col_tiles"] * C)
-        return x[:, :, :g["physical_columns"] // self.groups]
+        return x[:, :, : g["physical_columns"] // self.groups]
 
     # ------------------------------------------------------------------ programming
     def encode(self, w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -251,22 +271,26 @@ class TileEngine:
         per-output weight scales (float64) of weights ``w``; encoded a block of outputs at
         a time (see :meth:`WeightMapping.encode_rows`; no float64 copy of the whole matrix)."""
         w = w.reshape(w.shape[0], -1)
-        with _serial():     # max |w| per output in one pass (no |w| copy); NaN and inf carry through
+        with _serial():  # max |w| per output in one pass (no |w| copy); NaN and inf carry through
             scale = torch.linalg.vector_norm(w, float("inf"), dim=1)
         if not bool(torch.isfinite(scale).all()):
-            raise ValueError(f"{self.name} weight contains NaN or inf; cannot program it "
-                             "(check the checkpoint or the training run)")
+            raise ValueError(
+                f"{self.name} weight contains NaN or inf; cannot program it (check the checkpoint or the training run)"
+            )
         scale = scale.to(device="cpu", dtype=torch.float64)
         if self.config.weight_scaling == "layer":
             scale = scale.max().expand(w.shape[0]).clone()
         scale = torch.where(scale > 0, scale, torch.ones_like(scale))
         m = self.mapping
         level = torch.empty((m.n_slices, m.planes, w.shape[0], w.shape[1]), dtype=_level_dtype(self.table.n_levels))
-        workers = _block_threads() if w.numel() >= 4 * CHUNK_CELLS else 1   # large: rows split over threads
+        workers = _block_threads() if w.numel() >= 4 * CHUNK_CELLS else 1  # large: rows split over threads
         bounds = [round(w.shape[0] * k / workers) for k in range(workers + 1)]
         with _serial():
-            for _ in _in_order(lambda a, b: m.encode_rows(w[a:b], scale[a:b], level[:, :, a:b]),
-                               list(zip(bounds[:-1], bounds[1:])), workers):
+            for _ in _in_order(
+                lambda a, b: m.encode_rows(w[a:b], scale[a:b], level[:, :, a:b]),
+                list(zip(bounds[:-1], bounds[1:])),
+                workers,
+            ):
                 pass
         return level, scale
 
@@ -279,8 +303,20 @@ class TileEngine:
             for o0 in range(g * og, (g + 1) * og, step):
                 yield g, o0, min(o0 + step, (g + 1) * og)
 
-    def _cells_of(self, lv: torch.Tensor, seed: int, o0: int, s: int, p: int, dtype: torch.dtype,
-                  costs: bool, drift: bool, ideal: bool, sigma: bool = False, keys: bool = False) -> dict:
+    def _cells_of(
+        self,
+        lv: torch.Tensor,
+        seed: int,
+        o0: int,
+        s: int,
+        p: int,
+        dtype: torch.dtype,
+        costs: bool,
+        drift: bool,
+        ideal: bool,
+        sigma: bool = False,
+        keys: bool = False,
+    ) -> dict:
         """Programmed outcome of the cells of slice ``s``, plane ``p`` and outputs ``o0 ..
         o0 + len(lv)`` (``lv`` [n_o, rows], all rows): conductance (after drift when
         ``drift``), stuck flags, (``costs``) pulses, energy and time, (``sigma``) read noise; with ``keys``
@@ -295,22 +331,31 @@ class TileEngine:
         fault = None
         if c.stuck_on + c.stuck_off > 0 and not ideal:
             fault = _uniforms(seed, STREAM_FAULT, pos, n).reshape(lv.shape).to(dev)
-        lv = lv.to(dev)                      # the level bytes; sample() builds its own int32 keys
+        lv = lv.to(dev)  # the level bytes; sample() builds its own int32 keys
         drifts = drift and c.drift_time > 0
-        res = self.physics.sample(lv, u.to(dtype), fault, c.stuck_on, c.stuck_off, costs=costs,
-                                  sigma=sigma and not (ideal or drifts), keys=keys,
-                                  stuck=not keys or fault is not None or self.table.array is not None)
+        res = self.physics.sample(
+            lv,
+            u.to(dtype),
+            fault,
+            c.stuck_on,
+            c.stuck_off,
+            costs=costs,
+            sigma=sigma and not (ideal or drifts),
+            keys=keys,
+            stuck=not keys or fault is not None or self.table.array is not None,
+        )
         if ideal or drifts:
             lv = lv.long()
         if ideal:
             res["g"] = self.physics.levels.to(dtype)[lv]
             res["stuck"] = torch.zeros(lv.shape, dtype=torch.bool, device=dev)
         if drifts:
-            z = torch.special.ndtri(_uniforms(seed, STREAM_DRIFT, pos, n).add_(2.0 ** -25)).reshape(lv.shape)
+            z = torch.special.ndtri(_uniforms(seed, STREAM_DRIFT, pos, n).add_(2.0**-25)).reshape(lv.shape)
             f = self.physics.drift_factor(c.drift_time, lv, z.to(dev), c.drift_nu, c.drift_nu_std, c.drift_t0)
             res["g"] = res["g"] * f.to(dtype)
-        if self.table.array is not None and not ideal:       # programming inside an array (table /array)
+        if self.table.array is not None and not ideal:  # programming inside an array (table /array)
             from rramsim.models.array_effects import disturb_cells
+
             disturb_cells(self, res, lv, seed, o0, s, p, pos)
         if sigma and "sigma" not in res:
             res["sigma"] = self.physics.sigma(res["g"])
@@ -324,10 +369,12 @@ class TileEngine:
         dev = self.physics.levels.device
         self._level, self.w_scale = level.to(dev), w_scale.to(dev)
         self.compiled = None
-        self.compiled, self.program_stats = self._sweep(self._level, self.w_scale, self.seed, weight.dtype,
-                                                        costs=True, build=self._fast_compile(True), drift=True)
+        self.compiled, self.program_stats = self._sweep(
+            self._level, self.w_scale, self.seed, weight.dtype, costs=True, build=self._fast_compile(True), drift=True
+        )
         if self.table.array is not None and not self.config.ideal_programming:
             from rramsim.models.array_effects import scale_costs
+
             scale_costs(self.program_stats, self.table.array, self.config)
         if self.compiled is None:
             self.compiled = self.compile(dtype=weight.dtype)
@@ -342,8 +389,18 @@ class TileEngine:
         ir = c.ir_drop if (exact_ok or c.ir_drop != "exact") else "approx"
         return ir == "off" and not c.nonlinear_iv
 
-    def _sweep(self, level: torch.Tensor, w_scale: torch.Tensor, seed: int, dtype: torch.dtype, costs: bool,
-               build: bool, drift: bool, out_g: torch.Tensor | None = None, ideal: bool | None = None):
+    def _sweep(
+        self,
+        level: torch.Tensor,
+        w_scale: torch.Tensor,
+        seed: int,
+        dtype: torch.dtype,
+        costs: bool,
+        build: bool,
+        drift: bool,
+        out_g: torch.Tensor | None = None,
+        ideal: bool | None = None,
+    ):
         """One pass over the cells, a block of outputs at a time: the programming cost
         reduced to per-tile sums and latencies on the fly (``costs``), the compiled tiles
         built block by block (``build``), or every cell's conductance written into
@@ -370,7 +427,7 @@ class TileEngine:
             fs = torch.zeros((n_tr, self.outputs * S), dtype=torch.float64, device=dev)
         if costs:
             tally = CostTally(self.physics, work, G, n_tc, rows, c.tile_rows, c.program_parallelism)
-        self.physics.outcome_tables(work)            # built once, before any thread reads it
+        self.physics.outcome_tables(work)  # built once, before any thread reads it
         signs = [float(x) for x in m.signs]
 
         def block(g: int, o0: int, o1: int) -> list:
@@ -379,7 +436,7 @@ class TileEngine:
             n_o = o1 - o0
             parts = []
             if build:
-                sig = torch.zeros((n_o, S, rows), dtype=work, device=dev)     # slice signals, outputs major
+                sig = torch.zeros((n_o, S, rows), dtype=work, device=dev)  # slice signals, outputs major
                 var = torch.zeros_like(sig)
                 ideal_sig = torch.zeros((S, n_o, rows), dtype=torch.float64, device=dev)
             for s in range(S):
@@ -408,11 +465,11 @@ class TileEngine:
                     sig.sub_(m.offset)
                     ideal_sig.sub_(m.offset)
                 ol0, ol1 = o0 - g * og, o1 - g * og
-                _place(mat[:, g, :, ol0 * S:ol1 * S], sig)
-                _place(noise[:, g, :, ol0 * S:ol1 * S], var)
+                _place(mat[:, g, :, ol0 * S : ol1 * S], sig)
+                _place(noise[:, g, :, ol0 * S : ol1 * S], var)
                 ideal_sig.abs_()
                 col = (F.pad(ideal_sig, (0, pad)) if pad else ideal_sig).reshape(S, n_o, n_tr, R).sum(-1)
-                fs[:, o0 * S:o1 * S] = col.permute(2, 1, 0).reshape(n_tr, n_o * S)
+                fs[:, o0 * S : o1 * S] = col.permute(2, 1, 0).reshape(n_tr, n_o * S)
             return parts
 
         chunks = list(self._chunks())
@@ -424,8 +481,9 @@ class TileEngine:
             full_scale = (c.adc_range * c.read_voltage * fs).clamp_min(1e-30).to(dtype)
             sw = torch.as_tensor(m.slice_weights, dtype=torch.float64, device=dev)
             col_scale = ((w_scale.to(dev)[:, None] * sw[None, :]).reshape(-1) / c.read_voltage).to(dtype)
-            comp = CompiledTiles([mat.reshape(n_tr * G, R, og * S)], noise.reshape(n_tr * G, R, og * S),
-                                 full_scale, col_scale)
+            comp = CompiledTiles(
+                [mat.reshape(n_tr * G, R, og * S)], noise.reshape(n_tr * G, R, og * S), full_scale, col_scale
+            )
         if costs:
             stats = {"cells": geo["cells"], "tiles": geo["tiles"], **tally.stats(c.parallel_tile_writes)}
         return comp, (stats or {})
@@ -452,9 +510,17 @@ class TileEngine:
             add(getattr(self, name, None))
         comp = self.compiled
         if comp is not None:
-            for t in [*comp.mats, comp.noise_mat, comp.noise_std, comp.full_scale, comp.col_scale, comp.adc_gain,
-                      comp.out_scale, *(comp.iv_tiles or []),
-                      *(() if comp.cross is None else (comp.cross["mv"], comp.cross["mv2"], comp.cross["const"]))]:
+            for t in [
+                *comp.mats,
+                comp.noise_mat,
+                comp.noise_std,
+                comp.full_scale,
+                comp.col_scale,
+                comp.adc_gain,
+                comp.out_scale,
+                *(comp.iv_tiles or []),
+                *(() if comp.cross is None else (comp.cross["mv"], comp.cross["mv2"], comp.cross["const"])),
+            ]:
                 add(t)
         return total
 
@@ -465,16 +531,29 @@ class TileEngine:
         self.compiled = None
         self.compiled = self.compile(dtype=dtype)
 
-    def conductances(self, level: torch.Tensor | None = None, seed: int | None = None,
-                     drift: bool = True, dtype: torch.dtype = torch.float64) -> torch.Tensor:
+    def conductances(
+        self,
+        level: torch.Tensor | None = None,
+        seed: int | None = None,
+        drift: bool = True,
+        dtype: torch.dtype = torch.float64,
+    ) -> torch.Tensor:
         """Per-cell conductances [S, P, out, rows] now (after drift), re-derived from the
         levels and the seed (the engine keeps no per-cell conductances)."""
         if self._level is None and level is None:
             raise RuntimeError(f"{self.name} is not programmed yet")
         level = self._level if level is None else level
         out = torch.empty(level.shape, dtype=dtype, device=self.physics.levels.device)
-        self._sweep(level, self.w_scale, self.seed if seed is None else seed, dtype, costs=False, build=False,
-                    drift=drift, out_g=out)
+        self._sweep(
+            level,
+            self.w_scale,
+            self.seed if seed is None else seed,
+            dtype,
+            costs=False,
+            build=False,
+            drift=drift,
+            out_g=out,
+        )
         return out
 
     def conductance_sum(self, drift: bool = True) -> float:
@@ -488,8 +567,17 @@ class TileEngine:
             for _, o0, o1 in self._chunks():
                 for s in range(m.n_slices):
                     for p in range(m.planes):
-                        res = self._cells_of(self._level[s, p, o0:o1], self.seed, o0, s, p, torch.float64, False,
-                                             drift, self.config.ideal_programming)
+                        res = self._cells_of(
+                            self._level[s, p, o0:o1],
+                            self.seed,
+                            o0,
+                            s,
+                            p,
+                            torch.float64,
+                            False,
+                            drift,
+                            self.config.ideal_programming,
+                        )
                         total += float(res["g"].sum())
         return total
 
@@ -502,9 +590,15 @@ class TileEngine:
             self.compiled = self.compile(dtype=dtype)
 
     # ------------------------------------------------------------------ compile
-    def compile(self, g: torch.Tensor | None = None, level: torch.Tensor | None = None,
-                w_scale: torch.Tensor | None = None, exact_ok: bool = True,
-                dtype: torch.dtype = torch.float32, seed: int | None = None) -> CompiledTiles:
+    def compile(
+        self,
+        g: torch.Tensor | None = None,
+        level: torch.Tensor | None = None,
+        w_scale: torch.Tensor | None = None,
+        exact_ok: bool = True,
+        dtype: torch.dtype = torch.float32,
+        seed: int | None = None,
+    ) -> CompiledTiles:
         """Programmed cells -> the matrices of the forward pass. Without IR drop and with
         Ohmic cells the tiles are built a block of outputs at a time from the levels and
         the seed; otherwise (or given conductances ``g``) from every cell at once."""
@@ -523,7 +617,7 @@ class TileEngine:
         geo = self.geometry()
         G, rows = self.groups, self.rows
         n_tr = geo["row_tiles"]
-        R = c.tile_rows if n_tr > 1 else rows   # one row tile: only its used rows (the others see no input)
+        R = c.tile_rows if n_tr > 1 else rows  # one row tile: only its used rows (the others see no input)
         m = self.mapping
         S, P, out_g = m.n_slices, m.planes, self.out_per_group
         signs = torch.as_tensor(m.signs, dtype=torch.float64, device=g.device)
@@ -539,7 +633,7 @@ class TileEngine:
         elif ir == "approx":
             g_eff = self._untile(approx_transfer(self._tiles(g), c.wire_resistance))[:, :rows]
         elif poly:
-            g_eff = g       # (not used: the model's matrices below)
+            g_eff = g  # (not used: the model's matrices below)
         else:
             g_eff = self._untile(self._exact_transfer(self._tiles(g), solvers))[:, :rows]
 
@@ -550,13 +644,15 @@ class TileEngine:
 
         if poly:
             w, cross = cross
-            mats = [combine(self._untile(w[k].to(g_eff))[:, :rows], m.offset if k == 0 else 0.0).to(dtype)
-                    for k in range(3)]
+            mats = [
+                combine(self._untile(w[k].to(g_eff))[:, :rows], m.offset if k == 0 else 0.0).to(dtype) for k in range(3)
+            ]
             cross = self._cross_layout(cross, rows, n_tr, R, dtype, g.device)
         elif c.nonlinear_iv:
-            iv = self.physics.iv(level)                                   # [S, P, out, rows, 3]
-            mats = [combine(g_eff * self._physical(iv[..., k]), m.offset if k == 0 else 0.0).to(dtype)
-                    for k in range(3)]
+            iv = self.physics.iv(level)  # [S, P, out, rows, 3]
+            mats = [
+                combine(g_eff * self._physical(iv[..., k]), m.offset if k == 0 else 0.0).to(dtype) for k in range(3)
+            ]
         else:
             mats = [combine(g_eff, m.offset).to(dtype)]
         # independent cells: the variances of a slice's cells add, whatever their signs
@@ -569,7 +665,7 @@ class TileEngine:
         col_scale = ((w_scale.to(g.device)[:, None] * sw[None, :]).reshape(-1) / c.read_voltage).to(dtype)
         iv_tiles = None
         if ir == "exact" and c.nonlinear_iv and not poly:
-            iv = self.physics.iv(level)        # unused (padding) cells: ohmic, g = 0 anyway
+            iv = self.physics.iv(level)  # unused (padding) cells: ohmic, g = 0 anyway
             iv_tiles = [self._tiles(iv[..., k] - float(k == 0)) + float(k == 0) for k in range(3)]
         else:
             solvers = {}
@@ -603,8 +699,10 @@ class TileEngine:
         per-vector solve)."""
         c = self.config
         iv = self.physics.iv(level)
-        coef = np.stack([(self._tiles(iv[..., k] - float(k == 0)) + float(k == 0)).detach().cpu().numpy()
-                         for k in range(3)], axis=-1)                       # [tiles, R, C, 3]
+        coef = np.stack(
+            [(self._tiles(iv[..., k] - float(k == 0)) + float(k == 0)).detach().cpu().numpy() for k in range(3)],
+            axis=-1,
+        )  # [tiles, R, C, 3]
         arr = self._tiles(g).detach().cpu().to(torch.float64).numpy()
         geo = self.geometry()
         cols_g = geo["physical_columns"] // self.groups
@@ -614,7 +712,7 @@ class TileEngine:
         errors = {}
         for t in range(arr.shape[0]):
             used = min(c.tile_cols, cols_g - (t % geo["col_tiles"]) * c.tile_cols)
-            with _serial():      # many small solves: threads only stall on shared cores
+            with _serial():  # many small solves: threads only stall on shared cores
                 model = programmed_model(arr[t, :, :used], c.wire_resistance, coef[t, :, :used], c.read_voltage)
             errors[t] = model["error"]
             w[:, t, :, :used] = torch.from_numpy(model["W"]).transpose(1, 2)
@@ -622,16 +720,19 @@ class TileEngine:
                 x = parts.setdefault(key, torch.zeros((model[key].shape[0],) + shape, dtype=torch.float64))
                 x[:, t, :, :used] = torch.from_numpy(model[key]).transpose(1, 2)
             x = parts.setdefault("const", torch.zeros((model["const"].shape[0],) + shape, dtype=torch.float64))
-            x[:, t, 0, :used] = torch.from_numpy(model["const"])          # row 0 of the tile (summed later)
+            x[:, t, 0, :used] = torch.from_numpy(model["const"])  # row 0 of the tile (summed later)
             parts["rank"] = model["rank"]
         self.ir_drop_tile_errors = errors
         self.ir_drop_error = max(errors.values(), default=0.0)
         self.ir_drop_fallback = self.ir_drop_error > MODEL_TOL
         if self.ir_drop_fallback:
-            warnings.warn(f"{self.name}: the per-programming IR-drop model is {100 * self.ir_drop_error:.3f}% off "
-                          f"the exact solve on its probe vectors (tolerance {100 * MODEL_TOL:.2f}% of the tile's "
-                          "full-scale column current); this layer uses the per-vector solve instead (slower)",
-                          RuntimeWarning, stacklevel=4)
+            warnings.warn(
+                f"{self.name}: the per-programming IR-drop model is {100 * self.ir_drop_error:.3f}% off "
+                f"the exact solve on its probe vectors (tolerance {100 * MODEL_TOL:.2f}% of the tile's "
+                "full-scale column current); this layer uses the per-vector solve instead (slower)",
+                RuntimeWarning,
+                stacklevel=4,
+            )
             return None
         return w, parts
 
@@ -641,21 +742,30 @@ class TileEngine:
         column's input forms, then its matrices on ``v``), ``mv2`` [n_tr*G, R, rank*cp] and
         ``const`` [n_tr, nc, G, cp], the cells' signs (G+ - G-) folded into all but the forms."""
         G, K = self.groups, parts["rank"]
-        sign = torch.as_tensor(self.mapping.signs, dtype=torch.float64).repeat(self.out_per_group * self.mapping.n_slices)
+        sign = torch.as_tensor(self.mapping.signs, dtype=torch.float64).repeat(
+            self.out_per_group * self.mapping.n_slices
+        )
 
-        def layout(x: torch.Tensor, signs: torch.Tensor) -> torch.Tensor:   # [terms, tiles, Rt, Ct] -> [n_tr*G, R, terms*cp]
-            phys = torch.stack([self._untile(t)[:, :rows] for t in x])              # [terms, G, rows, cp]
+        def layout(
+            x: torch.Tensor, signs: torch.Tensor
+        ) -> torch.Tensor:  # [terms, tiles, Rt, Ct] -> [n_tr*G, R, terms*cp]
+            phys = torch.stack([self._untile(t)[:, :rows] for t in x])  # [terms, G, rows, cp]
             phys *= signs.reshape(-1, 1, 1, signs.shape[-1])
             phys = F.pad(phys, (0, 0, 0, n_tr * R - rows))
             nt, cp = phys.shape[0], phys.shape[-1]
-            return phys.reshape(nt, G, n_tr, R, cp).permute(2, 1, 3, 0, 4).reshape(n_tr * G, R, nt * cp).to(device, dtype)
+            return (
+                phys.reshape(nt, G, n_tr, R, cp).permute(2, 1, 3, 0, 4).reshape(n_tr * G, R, nt * cp).to(device, dtype)
+            )
 
-        const = torch.stack([self._untile(t) for t in parts["const"]])             # [nc, G, n_tr*Rt, cp]
+        const = torch.stack([self._untile(t) for t in parts["const"]])  # [nc, G, n_tr*Rt, cp]
         const = const.reshape(const.shape[0], G, n_tr, -1, const.shape[-1]).sum(3) * sign
-        sign_of = torch.cat([torch.ones(K, sign.shape[0], dtype=torch.float64),
-                             sign.expand(parts["Mv"].shape[0], -1)])
-        return {"mv": layout(torch.cat([parts["B"], parts["Mv"]]), sign_of), "mv2": layout(parts["Mv2"], sign),
-                "const": const.permute(2, 0, 1, 3).contiguous().to(device, dtype), "rank": K}
+        sign_of = torch.cat([torch.ones(K, sign.shape[0], dtype=torch.float64), sign.expand(parts["Mv"].shape[0], -1)])
+        return {
+            "mv": layout(torch.cat([parts["B"], parts["Mv"]]), sign_of),
+            "mv2": layout(parts["Mv2"], sign),
+            "const": const.permute(2, 0, 1, 3).contiguous().to(device, dtype),
+            "rank": K,
+        }
 
     def _add_cross(self, tiles: list, volts: torch.Tensor, currents: CurrentsFn, cross: dict) -> list:
         """Tile currents plus the cross term of the per-programming IR-drop model: two more
@@ -667,9 +777,9 @@ class TileEngine:
         out = []
         for t, (cur, a, b) in enumerate(zip(tiles, zv, x2)):
             n, extra = a.shape[0], tuple(a.shape[2:])
-            k = cross["const"][t]                                                  # [nc, G, cp]
+            k = cross["const"][t]  # [nc, G, cp]
             cp = k.shape[-1]
-            a = a.reshape(n, G, -1, cp, *extra).movedim(2, 0)                      # [K+nv, n, G, cp, ...]
+            a = a.reshape(n, G, -1, cp, *extra).movedim(2, 0)  # [K+nv, n, G, cp, ...]
             b = b.reshape(n, G, K, cp, *extra).movedim(2, 0)
             r = cross_term(a[:K], a[K:], b, k.reshape(k.shape[0], 1, G, cp, *[1] * len(extra)), K)
             out.append(cur.add_(r.reshape(n, G, -1, P, *extra).sum(3).reshape(cur.shape)))
@@ -690,18 +800,18 @@ class TileEngine:
         n_tr = comp.full_scale.shape[0]
         gain = tile_gain = None
         if c.adc_bits is not None:
-            gain = adc_levels(c.adc_bits) / comp.full_scale                     # [n_tr, out*S]
-            tile_gain = gain.reshape(comp.mats[0].shape[0], 1, -1)               # [n_tr*G, 1, cols_g]
+            gain = adc_levels(c.adc_bits) / comp.full_scale  # [n_tr, out*S]
+            tile_gain = gain.reshape(comp.mats[0].shape[0], 1, -1)  # [n_tr*G, 1, cols_g]
             for m in comp.mats:
                 m.mul_(tile_gain)
         if c.read_noise == "per_forward" and not comp.solvers:
             std = comp.noise_mat.sqrt_()
             comp.noise_std = std if tile_gain is None else std.mul_(tile_gain)
             comp.noise_mat = None
-        if comp.cross is not None and gain is not None:      # the cross term in codes too (per physical column)
+        if comp.cross is not None and gain is not None:  # the cross term in codes too (per physical column)
             x = comp.cross
             G, K = self.groups, x["rank"]
-            gp = gain.reshape(n_tr, G, 1, 1, -1).repeat_interleave(self.mapping.planes, dim=4)   # [n_tr, G, 1, 1, cp]
+            gp = gain.reshape(n_tr, G, 1, 1, -1).repeat_interleave(self.mapping.planes, dim=4)  # [n_tr, G, 1, 1, cp]
             x["mv"].view(n_tr, G, x["mv"].shape[1], -1, gp.shape[-1])[:, :, :, K:].mul_(gp)
             x["mv2"].view(n_tr, G, x["mv2"].shape[1], K, gp.shape[-1]).mul_(gp)
             x["const"].mul_(gp.reshape(n_tr, 1, G, -1))
@@ -723,7 +833,7 @@ class TileEngine:
         if pad:
             v = F.pad(v, (0, pad))
         v = v.reshape(N, G, n_tr, R).permute(2, 1, 0, 3).reshape(n_trG, N, R)
-        if len(mats) > 1:                       # polynomial I-V: [v, v^2, v^3] @ [M1; M2; M3]
+        if len(mats) > 1:  # polynomial I-V: [v, v^2, v^3] @ [M1; M2; M3]
             sq = v * v
             cur = torch.bmm(torch.cat([v, sq, sq * v], dim=2), torch.cat(mats, dim=1))
         else:
@@ -732,9 +842,15 @@ class TileEngine:
             return list(cur.unbind(0))
         return list(cur.reshape(n_tr, G, N, cols_g).transpose(1, 2).reshape(n_tr, N, G * cols_g).unbind(0))
 
-    def run(self, x: torch.Tensor, currents: CurrentsFn | None = None,
-            rows_of: Callable | None = None, vectors: int = 1,
-            compiled: CompiledTiles | None = None, bias: torch.Tensor | None = None) -> torch.Tensor:
+    def run(
+        self,
+        x: torch.Tensor,
+        currents: CurrentsFn | None = None,
+        rows_of: Callable | None = None,
+        vectors: int = 1,
+        compiled: CompiledTiles | None = None,
+        bias: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """The analog output [N, out, ...] for input ``x`` (no gradient; call under no_grad).
 
         ``currents(volts, mats)`` gives the tile currents of scaled inputs, one tensor [N,
@@ -758,19 +874,23 @@ class TileEngine:
         def digitize(volts: torch.Tensor, sample_scale: torch.Tensor, active: list) -> torch.Tensor:
             if comp.solvers:
                 rows, back = (volts, lambda t: t) if rows_of is None else rows_of(volts)
-                cur = back(self._exact_nonlinear(rows, comp))                   # [B, n_tr, out*S, ...] amperes
+                cur = back(self._exact_nonlinear(rows, comp))  # [B, n_tr, out*S, ...] amperes
                 if comp.adc_gain is not None:
                     cur = cur.mul_(comp.adc_gain.reshape(1, *comp.adc_gain.shape, *[1] * (cur.dim() - 3)))
                 tiles = cur.unbind(1)
             else:
-                tiles = currents(volts, active)                                 # n_tr x [B, out*S, ...] codes
+                tiles = currents(volts, active)  # n_tr x [B, out*S, ...] codes
                 if comp.cross is not None:
                     tiles = self._add_cross(tiles, volts, currents, comp.cross)
             B, extra = tiles[0].shape[0], [1] * (tiles[0].dim() - 2)
-            if per_read:     # one draw per cell and vector: its Gaussian sum per column, drawn at once
+            if per_read:  # one draw per cell and vector: its Gaussian sum per column, drawn at once
                 stds = currents(volts * volts, [comp.noise_mat])
-                z = torch.randn((B, len(tiles), *tiles[0].shape[1:]), generator=self._generator(volts.device),
-                                device=volts.device, dtype=tiles[0].dtype)
+                z = torch.randn(
+                    (B, len(tiles), *tiles[0].shape[1:]),
+                    generator=self._generator(volts.device),
+                    device=volts.device,
+                    dtype=tiles[0].dtype,
+                )
             y = None
             for t, cur in enumerate(tiles):
                 if per_read:
@@ -778,24 +898,24 @@ class TileEngine:
                     if comp.adc_gain is not None:
                         std = std.mul_(comp.adc_gain[t].reshape(-1, *extra))
                     cur = cur.addcmul_(std, z[:, t])
-                if n_adc is not None:                                           # the ADC, in codes
+                if n_adc is not None:  # the ADC, in codes
                     if self.record_usage:
                         clip[0] += int((cur.abs() > n_adc).sum())
                         clip[1] += cur.numel()
                     cur = cur.clamp_(-n_adc, n_adc).round_()
                 k = comp.out_scale[t].reshape(-1, *extra)
-                if not extra:                                                   # shift-and-add over row tiles
+                if not extra:  # shift-and-add over row tiles
                     y = cur.mul_(k) if y is None else y.addcmul_(cur, k)
                     continue
-                k = sample_scale.reshape(B, 1, *extra) * k      # [B, out*S, 1, ...]: column and sample scales
+                k = sample_scale.reshape(B, 1, *extra) * k  # [B, out*S, 1, ...]: column and sample scales
                 y = cur.mul_(k) if y is None else y.addcmul_(cur, k)
-            if extra:                   # (addcmul with a broadcast bias is slower here than a separate add)
+            if extra:  # (addcmul with a broadcast bias is slower here than a separate add)
                 return y if not fuse_bias else y.add_(bias.reshape(-1, *extra))
             if fuse_bias:
                 return torch.addcmul(bias, y, sample_scale.reshape(B, 1), out=y)
             return y.mul_(sample_scale.reshape(B, 1))
 
-        active = self._select(comp)                    # one read-noise draw per forward, for every block
+        active = self._select(comp)  # one read-noise draw per forward, for every block
         on = [0.0]
 
         def block(xb: torch.Tensor) -> torch.Tensor:
@@ -810,15 +930,21 @@ class TileEngine:
                 mag, sign = codes.abs(), torch.sign(codes)
                 y = None
                 for k in range(c.dac_bits):
-                    plane = sign * torch.remainder(torch.floor(mag / 2 ** k), 2)
-                    part = digitize(plane * V, xm * (2 ** k) / n, active)
+                    plane = sign * torch.remainder(torch.floor(mag / 2**k), 2)
+                    part = digitize(plane * V, xm * (2**k) / n, active)
                     y = part if y is None else y.add_(part)
                     if self.record_usage:
                         on[0] += float(plane.abs().mean()) / c.dac_bits
             else:
                 codes, n, xm = dac_codes(xb, c.dac_bits)
-                if (len(active) == 1 and not comp.solvers and not per_read and xb.device.type == "cpu"
-                        and codes.numel() >= active[0].numel() and bool((n == n.reshape(-1)[0]).all())):
+                if (
+                    len(active) == 1
+                    and not comp.solvers
+                    and not per_read
+                    and xb.device.type == "cpu"
+                    and codes.numel() >= active[0].numel()
+                    and bool((n == n.reshape(-1)[0]).all())
+                ):
                     # one level count for the block: V/n on the matrices rather than on the inputs
                     y = digitize(codes, xm, [active[0] * (V / float(n.reshape(-1)[0]))])
                     vq = codes / n if self.record_usage else None
@@ -826,7 +952,7 @@ class TileEngine:
                     y = digitize(codes.mul_(V / n), xm, active)
                     vq = codes / V if self.record_usage else None
             if self.record_usage:
-                self._record(vectors, on[0] if vq is None else float((vq ** 2).mean()), clip)
+                self._record(vectors, on[0] if vq is None else float((vq**2).mean()), clip)
             if S > 1:
                 y = y.reshape(y.shape[0], -1, S, *y.shape[2:]).sum(2)
             if bias is not None and not fuse_bias:
@@ -878,9 +1004,10 @@ class TileEngine:
         if self.config.read_noise != "per_forward" or comp.solvers:
             return comp.mats
         std = comp.noise_std
-        n, R, cols = std.shape       # drawn for whole tiles: the same stream for any trim
-        z = torch.randn((n, self.config.tile_rows, cols), generator=self._generator(std.device),
-                        device=std.device, dtype=std.dtype)[:, :R]
+        n, R, cols = std.shape  # drawn for whole tiles: the same stream for any trim
+        z = torch.randn(
+            (n, self.config.tile_rows, cols), generator=self._generator(std.device), device=std.device, dtype=std.dtype
+        )[:, :R]
         return [torch.addcmul(comp.mats[0], std, z), *comp.mats[1:]]
 
     def training_compile(self, weight: torch.Tensor) -> CompiledTiles:
@@ -891,10 +1018,10 @@ class TileEngine:
         as they are."""
         if self._train_gen is None:
             self._train_gen = torch.Generator().manual_seed(self.seed + 2)
-        seed = int(torch.randint(0, 2 ** 62, (1,), generator=self._train_gen))
+        seed = int(torch.randint(0, 2**62, (1,), generator=self._train_gen))
         dev = self.physics.levels.device
         key = (weight_key(weight), str(dev))
-        if self._train_code is None or self._train_code[0] != key:    # the levels of these weights, once
+        if self._train_code is None or self._train_code[0] != key:  # the levels of these weights, once
             level, w_scale = self.encode(weight.detach())
             self._train_code = (key, level.to(dev), w_scale.to(dev))
         _, level, w_scale = self._train_code
@@ -920,17 +1047,17 @@ class TileEngine:
         v = volts.detach().to(torch.float64).cpu().reshape(n, G, self.rows)
         v = F.pad(v, (0, n_tr * R - self.rows))
         phys = torch.zeros(n_tr, n, G, n_tc * C, dtype=torch.float64)
-        coef = torch.stack([t.detach().cpu() for t in comp.iv_tiles], dim=-1).numpy()   # [tiles, R, C, 3]
+        coef = torch.stack([t.detach().cpu() for t in comp.iv_tiles], dim=-1).numpy()  # [tiles, R, C, 3]
         for t, solver in comp.solvers.items():
             g, rest = divmod(t, n_tr * n_tc)
             tr, tc = divmod(rest, n_tc)
             used = solver.shape[1]
             with _serial():
-                cur, _ = solver.currents_nonlinear(v[:, g, tr * R:(tr + 1) * R].T.numpy(), coef[t, :, :used])
-            phys[tr, :, g, tc * C:tc * C + used] = torch.from_numpy(cur.T)
-        phys = phys[..., :out_g * S * P].reshape(n_tr, n, G, out_g, S, P)
+                cur, _ = solver.currents_nonlinear(v[:, g, tr * R : (tr + 1) * R].T.numpy(), coef[t, :, :used])
+            phys[tr, :, g, tc * C : tc * C + used] = torch.from_numpy(cur.T)
+        phys = phys[..., : out_g * S * P].reshape(n_tr, n, G, out_g, S, P)
         sig = (phys * torch.as_tensor(m.signs, dtype=torch.float64)).sum(-1)
         if m.offset:
-            vsum = v.reshape(n, G, n_tr, R).sum(-1).permute(2, 0, 1)       # [n_tr, n, G]
+            vsum = v.reshape(n, G, n_tr, R).sum(-1).permute(2, 0, 1)  # [n_tr, n, G]
             sig = sig - m.offset * vsum[..., None, None]
         return sig.reshape(n_tr, n, G * out_g * S).transpose(0, 1).to(device=volts.device, dtype=volts.dtype)

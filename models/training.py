@@ -23,6 +23,7 @@
 
 Everything takes an explicit seed: same seed, same data order, same noise, same result.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -120,8 +121,7 @@ def noise_from_table(table: Any) -> float:
     return math.sqrt(prog**2 + read**2) / window
 
 
-def random_shift(x: torch.Tensor, max_shift: int, generator: torch.Generator | None = None
-                 ) -> torch.Tensor:
+def random_shift(x: torch.Tensor, max_shift: int, generator: torch.Generator | None = None) -> torch.Tensor:
     """Translate each image of ``x`` [B, C, H, W] by up to ``max_shift`` pixels (seeded).
 
     The border is filled with the batch minimum (the background of normalized digits).
@@ -132,8 +132,8 @@ def random_shift(x: torch.Tensor, max_shift: int, generator: torch.Generator | N
     s = int(max_shift)
     xp = F.pad(x, (s, s, s, s), value=float(x.min()))
     shifts = torch.randint(0, 2 * s + 1, (2, b), generator=generator).to(x.device)
-    rows = shifts[0][:, None] + torch.arange(h, device=x.device)   # [B, H]
-    cols = shifts[1][:, None] + torch.arange(w, device=x.device)   # [B, W]
+    rows = shifts[0][:, None] + torch.arange(h, device=x.device)  # [B, H]
+    cols = shifts[1][:, None] + torch.arange(w, device=x.device)  # [B, W]
     bi = torch.arange(b, device=x.device)[:, None, None, None]
     ci = torch.arange(c, device=x.device)[None, :, None, None]
     return xp[bi, ci, rows[:, None, :, None], cols[:, None, None, :]]
@@ -148,8 +148,16 @@ class TensorBatches:
     without it the batches come in order (evaluation).
     """
 
-    def __init__(self, x: torch.Tensor, y: torch.Tensor, batch_size: int = 128, *, shuffle: bool = True,
-                 seed: int = 0, generator: torch.Generator | None = None) -> None:
+    def __init__(
+        self,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        batch_size: int = 128,
+        *,
+        shuffle: bool = True,
+        seed: int = 0,
+        generator: torch.Generator | None = None,
+    ) -> None:
         if x.shape[0] != y.shape[0]:
             raise ValueError(f"TensorBatches: {x.shape[0]} inputs but {y.shape[0]} labels")
         if isinstance(batch_size, bool) or int(batch_size) != batch_size or batch_size < 1:
@@ -164,11 +172,11 @@ class TensorBatches:
         n = self.x.shape[0]
         if not self.shuffle:
             for k in range(0, n, self.batch_size):
-                yield self.x[k:k + self.batch_size], self.y[k:k + self.batch_size]
+                yield self.x[k : k + self.batch_size], self.y[k : k + self.batch_size]
             return
         perm = torch.randperm(n, generator=self.generator)
         for k in range(0, n, self.batch_size):
-            idx = perm[k:k + self.batch_size]
+            idx = perm[k : k + self.batch_size]
             yield self.x[idx], self.y[idx]
 
 
@@ -177,7 +185,7 @@ class TrainResult:
     """History of one :func:`train` run."""
 
     epochs: int
-    loss: list = field(default_factory=list)          # mean training loss per epoch
+    loss: list = field(default_factory=list)  # mean training loss per epoch
     train_accuracy: list = field(default_factory=list)
     test_accuracy: list = field(default_factory=list)  # per epoch when a test loader is given
     seconds: float = 0.0
@@ -255,8 +263,7 @@ def train(
     for epoch in range(int(epochs)):
         model.train()
         loss_sum, correct, seen = 0.0, 0, 0
-        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{epochs}", disable=not progress,
-                   leave=False, file=sys.stderr)
+        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{epochs}", disable=not progress, leave=False, file=sys.stderr)
         for x, y in bar:
             if step >= total:
                 break
@@ -269,8 +276,7 @@ def train(
                     for w in noisy:
                         saved.append(w.detach().clone())
                         scale = w.abs().max() * weight_noise
-                        w.add_(torch.randn(w.shape, generator=noise_gen, device=device,
-                                           dtype=w.dtype) * scale)
+                        w.add_(torch.randn(w.shape, generator=noise_gen, device=device, dtype=w.dtype) * scale)
             out = model(x)
             loss = F.cross_entropy(out, y)
             total_loss = loss if loss_term is None else loss + loss_term(model)
@@ -281,9 +287,7 @@ def train(
                     for w, w0 in zip(noisy, saved):
                         w.copy_(w0)
             if not torch.isfinite(total_loss):
-                raise FloatingPointError(
-                    f"training loss became {total_loss.item()} at step {step}; lower lr ({lr})"
-                )
+                raise FloatingPointError(f"training loss became {total_loss.item()} at step {step}; lower lr ({lr})")
             opt.step()
             if sched is not None:
                 sched.step()
@@ -304,9 +308,11 @@ def train(
             acc = evaluate(model, test_loader, progress=False)
             result.test_accuracy.append(acc)
             if progress:
-                tqdm.write(f"epoch {epoch + 1}/{epochs}: loss {result.loss[-1]:.4f}  "
-                           f"train {result.train_accuracy[-1]:.4f}  test {acc:.4f}",
-                           file=sys.stderr)
+                tqdm.write(
+                    f"epoch {epoch + 1}/{epochs}: loss {result.loss[-1]:.4f}  "
+                    f"train {result.train_accuracy[-1]:.4f}  test {acc:.4f}",
+                    file=sys.stderr,
+                )
         result.seconds = time.perf_counter() - t0
         if on_epoch_end is not None:
             on_epoch_end(epoch + 1, model, result)
@@ -325,8 +331,7 @@ def copy_trained_weights(analog: nn.Module, float_model: nn.Module) -> None:
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, loader: Iterable, *, progress: bool = False,
-             desc: str = "evaluate") -> float:
+def evaluate(model: nn.Module, loader: Iterable, *, progress: bool = False, desc: str = "evaluate") -> float:
     """Top-1 accuracy (a fraction in [0, 1]) of ``model`` on ``loader``.
 
     The model is put in eval mode (analog layers still draw read noise every forward).
@@ -358,9 +363,9 @@ class TrialsResult:
     float_accuracy: float
     drift: float
     seed: int
-    cost: Any = None          # the CostReport of the programmed model (per layer and total)
+    cost: Any = None  # the CostReport of the programmed model (per layer and total)
     config: Any = None
-    conversion: Any = None    # the ConversionReport: what ran on crossbars, what stayed digital
+    conversion: Any = None  # the ConversionReport: what ran on crossbars, what stayed digital
 
     @property
     def mean(self) -> float:
@@ -376,14 +381,17 @@ class TrialsResult:
         return self.float_accuracy - self.mean
 
     def summary(self) -> str:
-        return (f"accuracy {100 * self.mean:.2f} ± {100 * self.std:.2f} % over "
-                f"{len(self.accuracies)} programmings (drift {self.drift:g} s)   "
-                f"float {100 * self.float_accuracy:.2f} %   drop {100 * self.drop:.2f} pp")
+        return (
+            f"accuracy {100 * self.mean:.2f} ± {100 * self.std:.2f} % over "
+            f"{len(self.accuracies)} programmings (drift {self.drift:g} s)   "
+            f"float {100 * self.float_accuracy:.2f} %   drop {100 * self.drop:.2f} pp"
+        )
 
 
 def _config_with(config: Any, **changes: Any) -> Any:
     """A copy of ``config`` (default: ``CrossbarConfig()``) with ``changes`` applied."""
     from .config import CrossbarConfig
+
     config = CrossbarConfig() if config is None else config
     names = {f.name for f in dataclasses.fields(config)}
     unknown = [k for k in changes if k not in names]
@@ -453,9 +461,15 @@ def evaluate_trials(
             cost = _cost_report(analog, loader)
         bar.set_postfix(acc=f"{acc:.4f}")
     bar.close()
-    return TrialsResult(accuracies=accs, float_accuracy=float_acc,
-                        drift=float(getattr(config, "drift_time", drift or 0.0)),
-                        seed=int(seed), cost=cost, config=config, conversion=conversion_report(analog))
+    return TrialsResult(
+        accuracies=accs,
+        float_accuracy=float_acc,
+        drift=float(getattr(config, "drift_time", drift or 0.0)),
+        seed=int(seed),
+        cost=cost,
+        config=config,
+        conversion=conversion_report(analog),
+    )
 
 
 # --------------------------------------------------------------------------- checkpoints
@@ -505,8 +519,7 @@ def save_checkpoint(
     return path
 
 
-def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu"
-                    ) -> tuple[nn.Module, dict]:
+def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> tuple[nn.Module, dict]:
     """Rebuild the network from a checkpoint; return ``(model, metadata)``."""
     path = Path(path)
     if not path.is_file():
@@ -522,8 +535,9 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
             f"{path}: checkpoint format version {ckpt.get('format_version')!r} is not "
             f"supported (this rramsim reads version {CHECKPOINT_VERSION})"
         )
-    model = build_network(ckpt["network"], num_classes=ckpt.get("num_classes", 10),
-                          in_channels=ckpt.get("in_channels", 1))
+    model = build_network(
+        ckpt["network"], num_classes=ckpt.get("num_classes", 10), in_channels=ckpt.get("in_channels", 1)
+    )
     try:
         model.load_state_dict(ckpt["state_dict"])
     except RuntimeError as exc:

@@ -4,6 +4,7 @@ Subpackages: ``rramsim.circuits`` (netlists), ``rramsim.devices`` (compact-model
 parameters and the DeviceTable), ``rramsim.cosim`` (ngspice runs, campaigns, fitting,
 CLI) and ``rramsim.models`` (torch inference on device tables).
 """
+
 from importlib.metadata import PackageNotFoundError, version
 
 try:

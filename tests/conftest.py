@@ -1,4 +1,5 @@
 """Shared fixtures: one small real characterization reused by the table/CLI/plot tests."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -12,6 +13,7 @@ from rramsim.devices import preset
 def one_thread():
     """torch on one thread for the test (2 shared cores: one thread is many times faster)."""
     import torch
+
     n = torch.get_num_threads()
     torch.set_num_threads(1)
     yield
@@ -21,9 +23,16 @@ def one_thread():
 @pytest.fixture(scope="session")
 def small_spec() -> Characterization:
     model, variability = preset("hfox")
-    return Characterization.builtin(model, variability=variability, n_devices=6, seed=3,
-                                    targets=np.array([10e-6, 30e-6, 60e-6]), batch_size=3,
-                                    retention_time=1e3, retention_devices=2)
+    return Characterization.builtin(
+        model,
+        variability=variability,
+        n_devices=6,
+        seed=3,
+        targets=np.array([10e-6, 30e-6, 60e-6]),
+        batch_size=3,
+        retention_time=1e3,
+        retention_devices=2,
+    )
 
 
 @pytest.fixture(scope="session")
@@ -44,6 +53,7 @@ def pytest_configure(config):
     try:
         from rramsim.cosim.osdi import OsdiError, builtin_va_device
         from rramsim.devices import CompactModel
+
         builtin_va_device(CompactModel().params())
     except (ImportError, OsdiError):
         pass

@@ -5,6 +5,7 @@ write-verify to 2% tolerance with ~5-20 pulses of 50 ns, a few non-converged dev
 the extreme levels, ~1% read noise, a mildly sinh-like I-V and an optional power-law
 retention group.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -12,9 +13,17 @@ import numpy as np
 from rramsim.devices import DeviceTable
 
 
-def synthetic_table(n_levels: int = 8, n_devices: int = 64, seed: int = 0, retention: bool = True,
-                    nonconverged: float = 0.03, iv_alpha: float = 2.0, read_rel: float = 0.01,
-                    g_min: float = 5e-6, g_max: float = 150e-6) -> DeviceTable:
+def synthetic_table(
+    n_levels: int = 8,
+    n_devices: int = 64,
+    seed: int = 0,
+    retention: bool = True,
+    nonconverged: float = 0.03,
+    iv_alpha: float = 2.0,
+    read_rel: float = 0.01,
+    g_min: float = 5e-6,
+    g_max: float = 150e-6,
+) -> DeviceTable:
     """A table of ``n_levels`` x ``n_devices`` synthetic write-verify outcomes."""
     rng = np.random.default_rng(seed)
     targets = np.linspace(g_min, g_max, n_levels)
@@ -42,12 +51,35 @@ def synthetic_table(n_levels: int = 8, n_devices: int = 64, seed: int = 0, reten
     kw = {}
     if retention:
         t = np.logspace(0, 5, 6)
-        nu = 0.003 + 0.01 * (1 - targets / g_max)          # low states drift more
-        kw = dict(retention_t=t, retention_ratio=(t[None, :] / 1.0) ** (-nu[:, None]),
-                  retention_sigma=0.002 * np.log10(1 + t)[None, :] * np.ones((L, 1)))
-    scheme = dict(scheme="ispva", v_start=0.8, v_step=0.05, v_max=2.0, pulse_width=pulse_width,
-                  read_voltage=v_read, tolerance=tol, max_pulses=40)
-    return DeviceTable(targets=targets, g_final=g_final, pulses=pulses, energy=energy, time=time,
-                       converged=converged, scheme=scheme, read_g=read_g, read_sigma=read_sigma,
-                       iv_v=iv_v, iv_current=iv_current, model={"name": "synthetic"},
-                       provenance={"command": "tests/tables.py synthetic_table", "seed": seed}, **kw)
+        nu = 0.003 + 0.01 * (1 - targets / g_max)  # low states drift more
+        kw = dict(
+            retention_t=t,
+            retention_ratio=(t[None, :] / 1.0) ** (-nu[:, None]),
+            retention_sigma=0.002 * np.log10(1 + t)[None, :] * np.ones((L, 1)),
+        )
+    scheme = dict(
+        scheme="ispva",
+        v_start=0.8,
+        v_step=0.05,
+        v_max=2.0,
+        pulse_width=pulse_width,
+        read_voltage=v_read,
+        tolerance=tol,
+        max_pulses=40,
+    )
+    return DeviceTable(
+        targets=targets,
+        g_final=g_final,
+        pulses=pulses,
+        energy=energy,
+        time=time,
+        converged=converged,
+        scheme=scheme,
+        read_g=read_g,
+        read_sigma=read_sigma,
+        iv_v=iv_v,
+        iv_current=iv_current,
+        model={"name": "synthetic"},
+        provenance={"command": "tests/tables.py synthetic_table", "seed": seed},
+        **kw,
+    )

@@ -1,4 +1,5 @@
 """The aihwkit export: the noise core follows the table; inside real aihwkit where installed."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -52,8 +53,11 @@ def test_programming_follows_each_level(exported):
     near = noise.program(torch.full((4000,), 47.0, dtype=torch.float64)).numpy() * 1e-6
     assert ks_2samp(near, t.g_final[k]).statistic < 0.05
     # kept continuous, its spread is between the two levels'
-    mid = TableNoise(load_arrays(exported), quantize=False).program(
-        torch.full((20000,), 45.0, dtype=torch.float64)).numpy()
+    mid = (
+        TableNoise(load_arrays(exported), quantize=False)
+        .program(torch.full((20000,), 45.0, dtype=torch.float64))
+        .numpy()
+    )
     s = t.g_final.std(axis=1) / t.targets * 45.0
     assert s[3] * 0.9 < mid.std() < s[4] * 1.1
 
@@ -97,7 +101,7 @@ def test_inside_aihwkit(exported):
     rpu.clip.type = WeightClipType.NONE
     rpu.drift_compensation = None
     layer = AnalogLinear(2000, 1, bias=False, rpu_config=rpu)
-    w = torch.ones(1, 2000)                      # every weight at the full scale: g+ on the top level
+    w = torch.ones(1, 2000)  # every weight at the full scale: g+ on the top level
     layer.set_weights(w)
     layer.eval()
     layer.program_analog_weights()
@@ -114,8 +118,24 @@ def test_inside_aihwkit(exported):
 def measured_table(tmp_path_factory):
     """A table imported from the example chip measurements (4 levels, 6 cells a level)."""
     path = tmp_path_factory.mktemp("chip") / "chip.h5"
-    assert main(["table", "import", str(MEASURED / "programming.csv"), "--read", str(MEASURED / "read.csv"),
-                 "--retention", str(MEASURED / "retention.csv"), "--tolerance", "0.05", "-o", str(path)]) == 0
+    assert (
+        main(
+            [
+                "table",
+                "import",
+                str(MEASURED / "programming.csv"),
+                "--read",
+                str(MEASURED / "read.csv"),
+                "--retention",
+                str(MEASURED / "retention.csv"),
+                "--tolerance",
+                "0.05",
+                "-o",
+                str(path),
+            ]
+        )
+        == 0
+    )
     return str(path)
 
 
@@ -125,12 +145,26 @@ def test_a_network_inside_aihwkit_matches_rramsims_accuracy(measured_table, caps
     and on a measured-style table of 4 levels, where writing only the table's levels costs
     both simulators the same ~2 pp."""
     pytest.importorskip("aihwkit", reason="aihwkit is an optional extra (builds from source)")
+
     def accuracy(text):
         return float(next(ln for ln in text.splitlines() if ln.startswith("accuracy")).split()[1])
 
     for table in (DEFAULT, measured_table):
-        args = ["evaluate", "--table", table, "--trials", "2", "--subset", "1000", "--seed", "0", "-q",
-                "--threads", "1", "--no-fetch"]
+        args = [
+            "evaluate",
+            "--table",
+            table,
+            "--trials",
+            "2",
+            "--subset",
+            "1000",
+            "--seed",
+            "0",
+            "-q",
+            "--threads",
+            "1",
+            "--no-fetch",
+        ]
         assert main([*args, "--simulator", "aihwkit"]) == 0
         inside = capsys.readouterr().out
         assert main(args) == 0
@@ -154,7 +188,7 @@ def test_reads_at_zero_without_retention_and_drifts_by_the_written_level():
     assert float(read.mean()) == pytest.approx(40.0, rel=2e-3)
     assert float(read.std()) == pytest.approx(sigma, rel=0.05)
     noise = TableNoise(arrays)
-    asked = torch.full((20000,), 34.5, dtype=torch.float64)       # written to the 30 uS level
+    asked = torch.full((20000,), 34.5, dtype=torch.float64)  # written to the 30 uS level
     level = noise.written(asked)
     assert float(level[0]) == pytest.approx(30.0)
     r, _ = drift_rules(1e6, arrays["retention_t"], arrays["retention_ratio"], arrays["retention_sigma"])
@@ -166,6 +200,7 @@ def test_reads_at_zero_without_retention_and_drifts_by_the_written_level():
 def test_rpu_config_refuses_bad_resolutions():
     pytest.importorskip("aihwkit", reason="aihwkit is an optional extra (builds from source)")
     from rramsim.models.aihwkit_noise import rpu_config
+
     for bits in (0, 1, 30, 8.0):
         with pytest.raises(ValueError, match="adc_bits must be an integer from 2 to 24"):
             rpu_config(DeviceTable.load(DEFAULT), adc_bits=bits)
@@ -186,7 +221,7 @@ def test_rpu_config_scales_columns_per_tile_rramsim_per_output():
     lin = torch.nn.Linear(256, 2, bias=False)
     with torch.no_grad():
         lin.weight.uniform_(-1, 1)
-        lin.weight[:, 128:] *= 0.1          # the second block of 128 inputs: weights 10x smaller
+        lin.weight[:, 128:] *= 0.1  # the second block of 128 inputs: weights 10x smaller
     full = lin.weight.detach().abs().amax(1).double()
     analog = aihwkit_analog(torch.nn.Sequential(lin), rpu_config(table, tile=128))
     scales = [t.get_mapping_scales().detach().reshape(-1).double() for t in analog[0].analog_tiles()]

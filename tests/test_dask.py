@@ -1,4 +1,5 @@
 """The campaign takes any concurrent.futures Executor: a Dask LocalCluster gives the same table."""
+
 import numpy as np
 import pytest
 
@@ -17,10 +18,13 @@ def test_dask_localcluster_matches_the_local_run():
     targets = np.array([15e-6, 50e-6])
     device = builtin_device(model.params())
     local = run_campaign(device, cells, targets, scheme, 11, batch_size=2, workers=1, progress=False)
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                  dashboard_address=None) as cluster, distributed.Client(cluster) as client:
-        remote = run_campaign(device, cells, targets, scheme, 11, batch_size=2,
-                              executor=client.get_executor(), progress=False)
+    with (
+        distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster,
+        distributed.Client(cluster) as client,
+    ):
+        remote = run_campaign(
+            device, cells, targets, scheme, 11, batch_size=2, executor=client.get_executor(), progress=False
+        )
         workers_used = len(client.scheduler_info()["workers"])
     assert workers_used == 2
     for name in ("g_final", "pulses", "energy", "time", "converged"):

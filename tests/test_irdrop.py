@@ -1,4 +1,5 @@
 """IR-drop solvers against scipy's sparse LU and against ngspice on the crossbar deck."""
+
 import numpy as np
 import pytest
 import scipy.sparse.linalg as spla
@@ -15,6 +16,7 @@ def _random(n, m, seed):
 
 def _ngspice(g, v, r, cell="1R"):
     from rramsim.cosim.ngspice import Session
+
     out = Session.get().simulate(crossbar_deck(g, v, r, cell=cell), "op", column_vectors(g.shape[1]), name="crossbar")
     return np.array([out[k][0] for k in column_vectors(g.shape[1])])
 
@@ -36,9 +38,9 @@ def test_exact_solver_matches_ngspice(size, r):
     spice = _ngspice(g, v, r)
     ours = TileSolver(g, r).currents(v[:, None])[:, 0]
     big = np.abs(spice) > 0.01 * np.abs(spice).max()
-    assert np.all(np.abs(ours - spice)[big] / np.abs(spice)[big] < 5e-3)       # each column within 0.5%
+    assert np.all(np.abs(ours - spice)[big] / np.abs(spice)[big] < 5e-3)  # each column within 0.5%
     assert np.abs(ours - spice).max() / np.abs(spice).max() < 5e-3
-    ideal = v @ g                                          # the wires matter at this size
+    ideal = v @ g  # the wires matter at this size
     assert np.abs(ideal - spice).max() / np.abs(spice).max() > 5e-3
 
 
@@ -63,7 +65,7 @@ def test_nonlinear_iteration():
     cur, it = solver.currents_nonlinear(v[:, None], lin)
     assert np.allclose(cur[:, 0], solver.currents(v[:, None])[:, 0], rtol=1e-9)
     nl = lin.copy()
-    nl[..., 2] = 5.0                                        # superlinear cells carry more current
+    nl[..., 2] = 5.0  # superlinear cells carry more current
     cur_nl, it = solver.currents_nonlinear(np.abs(v)[:, None], nl, method="fixed-point")
     assert it > 1
     assert np.all(cur_nl[:, 0] > solver.currents(np.abs(v)[:, None])[:, 0])
@@ -90,10 +92,19 @@ def test_deck_rejects_bad_numbers():
 def test_deck_text_is_stable():
     deck = crossbar_deck([[1e-5, 2e-5]], [0.1], 2.0)
     assert deck.splitlines() == [
-        "* rramsim crossbar 1x2 (1R)", ".options klu",
-        "Vrow0 d0 0 dc 0.1", "Rd0 d0 r0_0 2.0", "Rr0_1 r0_0 r0_1 2.0",
-        "Rs0 c0_0 s0 2.0", "Vcol0 s0 0 dc 0", "Rs1 c0_1 s1 2.0", "Vcol1 s1 0 dc 0",
-        f"Rx0_0 r0_0 c0_0 {1 / 1e-5!r}", f"Rx0_1 r0_1 c0_1 {1 / 2e-5!r}", ".end"]
+        "* rramsim crossbar 1x2 (1R)",
+        ".options klu",
+        "Vrow0 d0 0 dc 0.1",
+        "Rd0 d0 r0_0 2.0",
+        "Rr0_1 r0_0 r0_1 2.0",
+        "Rs0 c0_0 s0 2.0",
+        "Vcol0 s0 0 dc 0",
+        "Rs1 c0_1 s1 2.0",
+        "Vcol1 s1 0 dc 0",
+        f"Rx0_0 r0_0 c0_0 {1 / 1e-5!r}",
+        f"Rx0_1 r0_1 c0_1 {1 / 2e-5!r}",
+        ".end",
+    ]
 
 
 def test_1t1r_deck_runs_and_limits_current():
@@ -110,7 +121,7 @@ def test_approximation_accuracy_at_32x32():
     exact = TileSolver(g, 1.0).currents(v[:, None])[:, 0]
     approx = v @ approx_transfer(torch.tensor(g), 1.0).numpy()
     assert np.abs(approx - exact).max() / np.abs(exact).max() < 0.005
-    assert np.abs(v @ g - exact).max() / np.abs(exact).max() > 0.03      # while the ideal model is off
+    assert np.abs(v @ g - exact).max() / np.abs(exact).max() > 0.03  # while the ideal model is off
 
 
 @pytest.mark.slow
@@ -124,15 +135,22 @@ def test_exact_solver_matches_ngspice_128():
 def _cubic_cells(n, seed):
     rng = np.random.default_rng(seed)
     g = rng.uniform(5e-6, 150e-6, (n, n))
-    coef = np.stack([rng.uniform(0.9, 0.95, (n, n)), rng.uniform(-0.02, 0.0, (n, n)),
-                     rng.uniform(1.4, 2.4, (n, n))], axis=-1)          # the default table's I-V spread
+    coef = np.stack(
+        [rng.uniform(0.9, 0.95, (n, n)), rng.uniform(-0.02, 0.0, (n, n)), rng.uniform(1.4, 2.4, (n, n))], axis=-1
+    )  # the default table's I-V spread
     return g, coef
 
 
 def _probes(R, seed):
     rng = np.random.default_rng(seed)
-    return np.concatenate([rng.uniform(0, 0.2, (R, 12)), rng.uniform(-0.2, 0.2, (R, 12)),
-                           rng.uniform(0, 0.2, (R, 12)) * (rng.random((R, 12)) < 0.2)], axis=1)
+    return np.concatenate(
+        [
+            rng.uniform(0, 0.2, (R, 12)),
+            rng.uniform(-0.2, 0.2, (R, 12)),
+            rng.uniform(0, 0.2, (R, 12)) * (rng.random((R, 12)) < 0.2),
+        ],
+        axis=1,
+    )
 
 
 def test_per_programming_model_reports_an_honest_error():
@@ -140,19 +158,19 @@ def test_per_programming_model_reports_an_honest_error():
     solver = TileSolver(g, 1.0)
     model = programmed_model(g, 1.0, coef, 0.2)
     bound = model["error"]
-    assert 1e-6 < bound < 1e-3                                    # measured at build time, small, not zero
-    assert bound == pytest.approx(solver.model_error(model, coef, 0.2), rel=1e-3)   # the same on the full network
-    v = _probes(32, seed=7)                                       # fresh inputs, not the probes
+    assert 1e-6 < bound < 1e-3  # measured at build time, small, not zero
+    assert bound == pytest.approx(solver.model_error(model, coef, 0.2), rel=1e-3)  # the same on the full network
+    v = _probes(32, seed=7)  # fresh inputs, not the probes
     ref, it = solver.currents_nonlinear(v, coef, tol=1e-11, method="fixed-point")
     assert it > 1
     full, _ = solver.currents_nonlinear(np.full((32, 1), 0.2), coef, tol=1e-11, method="fixed-point")
     err = np.abs(apply_model(model, v) - ref).max() / np.abs(full).max()
-    assert err <= 1.5 * bound                                     # the reported figure holds on other inputs
-    plain = programmed_model(g, 1.0, coef, 0.2, rank=0)           # without the cross term
+    assert err <= 1.5 * bound  # the reported figure holds on other inputs
+    plain = programmed_model(g, 1.0, coef, 0.2, rank=0)  # without the cross term
     err0 = np.abs(apply_model(plain, v) - ref).max() / np.abs(full).max()
-    assert err < 0.2 * err0 and plain["error"] > 5 * bound        # the cross term matters and its error is seen
+    assert err < 0.2 * err0 and plain["error"] > 5 * bound  # the cross term matters and its error is seen
     ohmic = np.abs(solver.currents(v) - ref).max() / np.abs(full).max()
-    assert err < 0.01 * ohmic                                     # the cubic matters and is captured
+    assert err < 0.01 * ohmic  # the cubic matters and is captured
 
 
 def test_per_programming_model_is_exact_for_linear_cells():
@@ -176,12 +194,23 @@ def _engine_nets(kws, **extra):
     from rramsim.devices import DeviceTable
     from rramsim.models import convert_to_analog
     from pathlib import Path
+
     table = DeviceTable.load(Path(__file__).resolve().parents[1] / "devices" / "data" / "default.h5")
     torch.manual_seed(0)
     lin = torch.nn.Linear(40, 6)
     from rramsim.models import CrossbarConfig
-    base = dict(tile_rows=32, tile_cols=32, nonlinear_iv=True, read_noise="off", dac_bits=None, adc_bits=None,
-                ideal_programming=True, wire_resistance=2.0, **extra)
+
+    base = dict(
+        tile_rows=32,
+        tile_cols=32,
+        nonlinear_iv=True,
+        read_noise="off",
+        dac_bits=None,
+        adc_bits=None,
+        ideal_programming=True,
+        wire_resistance=2.0,
+        **extra,
+    )
     return {k: convert_to_analog(lin, table, CrossbarConfig(**base, **kw), seed=1).eval() for k, kw in kws}
 
 
@@ -197,20 +226,22 @@ def test_engine_per_programming_solver_follows_the_exact_one():
     bound = engine.ir_drop_error
     assert bound is not None and 0 < bound < 1e-3 and not engine.ir_drop_fallback
     assert set(engine.ir_drop_tile_errors) == {0, 1} and max(engine.ir_drop_tile_errors.values()) == bound
-    assert not engine.compiled.solvers and engine.compiled.cross is not None      # no per-vector solve
+    assert not engine.compiled.solvers and engine.compiled.cross is not None  # no per-vector solve
     assert nets["per_vector"].engine.ir_drop_error is None
     scale = y["per_vector"].abs().max()
     err = float((y["per_programming"] - y["per_vector"]).abs().max() / scale)
-    assert err < 0.02 * float((y["off"] - y["per_vector"]).abs().max() / scale)   # the IR drop is modelled
+    assert err < 0.02 * float((y["off"] - y["per_vector"]).abs().max() / scale)  # the IR drop is modelled
     assert err < 1e-3
     from rramsim.models import CrossbarConfig
+
     with pytest.raises(ValueError, match="ir_drop_solver"):
         CrossbarConfig(ir_drop_solver="newton")
 
 
 def test_engine_falls_back_to_the_per_vector_solve_over_the_tolerance(monkeypatch):
     import rramsim.models.tile as tile
-    monkeypatch.setattr(tile, "MODEL_TOL", 1e-7)               # every tile's measured error is above it
+
+    monkeypatch.setattr(tile, "MODEL_TOL", 1e-7)  # every tile's measured error is above it
     with pytest.warns(RuntimeWarning, match="per-programming IR-drop model is .* off"):
         nets = _engine_nets((("per_vector", {"ir_drop": "exact"}), ("per_programming", PER_PROGRAMMING)))
     engine = nets["per_programming"].engine

@@ -1,4 +1,5 @@
 """BasisN: shared bases, quantized coefficients, crossbar basis stage, costs vs reprogramming."""
+
 from __future__ import annotations
 
 import pytest
@@ -8,9 +9,17 @@ from rramsim.devices import load_default_table
 from rramsim.models.config import CrossbarConfig
 from rramsim.models.data import ensure_dataset, get_dataset
 from rramsim.models.training import TensorBatches, evaluate, train
-from rramsim.models.methods.basisn import (AnalogBases, BasisNet, ConvNet, SharedBases,
-                                           baseline_cost, basisn_cost, level_grid, quantize_coefficients,
-                                           quantize_to_grid)
+from rramsim.models.methods.basisn import (
+    AnalogBases,
+    BasisNet,
+    ConvNet,
+    SharedBases,
+    baseline_cost,
+    basisn_cost,
+    level_grid,
+    quantize_coefficients,
+    quantize_to_grid,
+)
 
 
 def test_basis_stage_plus_coefficients_equals_the_combined_kernel():
@@ -37,18 +46,20 @@ def test_quantization_aware_weights_are_what_the_crossbar_holds():
     flat, wf = q.detach().reshape(6, -1), w.detach().reshape(6, -1)
     scale = wf.abs().amax(1, keepdim=True)
     on_grid = (flat.abs() / scale).unsqueeze(-1) - grid.to(flat)
-    assert on_grid.abs().amin(-1).max() < 1e-6                         # every value is a level
-    nz = flat != 0                                                     # small weights round to 0
+    assert on_grid.abs().amin(-1).max() < 1e-6  # every value is a level
+    nz = flat != 0  # small weights round to 0
     assert torch.equal(torch.sign(flat[nz]), torch.sign(wf[nz])) and torch.allclose(flat.abs().amax(1), scale[:, 0])
     q.sum().backward()
-    assert torch.equal(w.grad, torch.ones_like(w))                     # straight-through
+    assert torch.equal(w.grad, torch.ones_like(w))  # straight-through
     # the analog layer programs exactly these values (no noise): same weights as the quantized net
     from rramsim.models.layers import AnalogLinear
+
     lin = torch.nn.Linear(9, 5, bias=False)
-    analog = AnalogLinear.from_linear(lin, table, CrossbarConfig(adc_bits=None, dac_bits=None,
-                                                                 read_noise="off"), seed=0)
+    analog = AnalogLinear.from_linear(
+        lin, table, CrossbarConfig(adc_bits=None, dac_bits=None, read_noise="off"), seed=0
+    )
     levels = analog.mapping.encode(lin.weight.detach().double() / lin.weight.detach().abs().amax(1, keepdim=True))
-    held = (levels[0, 0] - levels[0, 1]).double()                  # level-index difference of the pair
+    held = (levels[0, 0] - levels[0, 1]).double()  # level-index difference of the pair
     expect = quantize_to_grid(lin.weight.detach(), grid) / lin.weight.detach().abs().amax(1, keepdim=True)
     g = torch.as_tensor(table.targets)
     assert torch.allclose(expect.double(), torch.sign(held) * (g[held.abs().long()] - g[0]) / (g[-1] - g[0]), atol=1e-6)
@@ -87,7 +98,7 @@ def test_basisn_trains_on_fashion_mnist_and_runs_its_bases_on_crossbars(one_thre
     train(net, TensorBatches(x, y, 128), epochs=2, lr=3e-2, progress=False)
     test = TensorBatches(xt, yt, 500, shuffle=False)
     acc = evaluate(net, test)
-    assert acc > 0.3                                   # 10% is chance; a short run on 1500 images
+    assert acc > 0.3  # 10% is chance; a short run on 1500 images
     ideal = CrossbarConfig(dac_bits=None, adc_bits=None, read_noise="off")
     analog = AnalogBases(net.bases, load_default_table(), ideal)
     conv = net.convs[1]
@@ -95,7 +106,7 @@ def test_basisn_trains_on_fashion_mnist_and_runs_its_bases_on_crossbars(one_thre
     with torch.no_grad():
         ref = conv.basis_stage(h)
         rel = float((analog(h, conv) - ref).norm() / ref.norm())
-    assert rel < 0.1                                   # the table's 8 levels per cell, nothing else
+    assert rel < 0.1  # the table's 8 levels per cell, nothing else
     net.basis_fn = analog
     analog.patches = 0
     acc_x = evaluate(net, test)
@@ -115,7 +126,7 @@ def test_costs_reprogramming_baseline_versus_bases_written_once():
     short = baseline_cost(conv, table, 3, hw, x)
     assert short["rounds"] == 3 and short["cycles"] > fits["cycles"] and short["energy"] > fits["energy"]
     cellwise = baseline_cost(conv, table, 3, hw.replace(program_parallelism="cell"), x)
-    assert cellwise["reprogram_latency"] > 5 * short["reprogram_latency"]       # cells one by one, not rows
+    assert cellwise["reprogram_latency"] > 5 * short["reprogram_latency"]  # cells one by one, not rows
     assert cellwise["reprogram_energy"] == pytest.approx(short["reprogram_energy"])
     few, many = basisn_cost(bnet, table, 2, hw, x), basisn_cost(bnet, table, 6, hw, x)
     assert few["copies_per_crossbar"] == 10

@@ -1,4 +1,5 @@
 """FORMS: fragment projection, ADMM polarization, sign-per-fragment mapping, costs."""
+
 from __future__ import annotations
 
 
@@ -10,19 +11,28 @@ from rramsim.devices import load_default_table
 from rramsim.models.config import CrossbarConfig
 from rramsim.models.cost import CostModel
 from rramsim.models.data import ensure_dataset, get_dataset
-from rramsim.models.methods.forms import (COST_CROSSBAR, FragmentCost, PolarizedLinear, PolarizedMapping, admm_polarize,
-                                          finetune_masked, forms_cost, is_polarized, project_fragments,
-                                          to_polarized_analog)
+from rramsim.models.methods.forms import (
+    COST_CROSSBAR,
+    FragmentCost,
+    PolarizedLinear,
+    PolarizedMapping,
+    admm_polarize,
+    finetune_masked,
+    forms_cost,
+    is_polarized,
+    project_fragments,
+    to_polarized_analog,
+)
 from rramsim.models.networks import LeNet5
 
 
 @pytest.mark.parametrize("k", [4, 8, 16])
 def test_projection_is_the_nearest_single_sign_point(k):
     g = torch.Generator().manual_seed(k)
-    w = torch.randn(3, 2 * k + 3, generator=g)                          # a ragged last fragment
+    w = torch.randn(3, 2 * k + 3, generator=g)  # a ragged last fragment
     p = project_fragments(w, k)
     assert is_polarized(p, k) and not is_polarized(w, k)
-    assert torch.equal(project_fragments(p, k), p)                     # idempotent
+    assert torch.equal(project_fragments(p, k), p)  # idempotent
     # brute force on the first fragment of the first column: every sign pattern's best point
     v = w[0, :k]
     best = min(float(((v - torch.where(v * s > 0, v, torch.zeros_like(v))) ** 2).sum()) for s in (1, -1))
@@ -40,7 +50,7 @@ def test_polarized_layer_matches_float_and_refuses_mixed_signs():
     x = torch.randn(16, 40)
     with torch.no_grad():
         rel = (model(x) - lin(x)).norm() / lin(x).norm()
-    assert rel < 0.1                                                  # only the table's level spacing
+    assert rel < 0.1  # only the table's level spacing
     assert isinstance(model[0], PolarizedLinear) and model[0].config.tile_rows == 8
     with pytest.raises(ValueError, match="not polarized"):
         to_polarized_analog(nn.Sequential(nn.Linear(40, 12)), table, 8, ideal)
@@ -83,11 +93,12 @@ def test_fragment_cost_is_the_cost_model_counting_per_fragment():
         model[0].weight.copy_(project_fragments(model[0].weight, 8))
     x = torch.rand(5, 256)
     base, pol = forms_cost(model, x, None), forms_cost(model, x, 8)
-    assert (base["crossbars"], pol["crossbars"]) == (2 * 3, 2 * 2)         # 260 vs 130 columns of 128
-    assert base["adc_conversions"] == 8 * 2 * 130                          # every bit, two 128-row columns
+    assert (base["crossbars"], pol["crossbars"]) == (2 * 3, 2 * 2)  # 260 vs 130 columns of 128
+    assert base["adc_conversions"] == 8 * 2 * 130  # every bit, two 128-row columns
     assert base["dac_conversions"] == 8 * 256 * 3
-    cost = CostModel(COST_CROSSBAR).price(adc_conversions=base["adc_conversions"],
-                                          dac_conversions=base["dac_conversions"])
+    cost = CostModel(COST_CROSSBAR).price(
+        adc_conversions=base["adc_conversions"], dac_conversions=base["dac_conversions"]
+    )
     assert (base["adc_energy"], base["dac_energy"], base["energy"]) == (cost.adc_energy, cost.dac_energy, cost.energy)
     fragments = FragmentCost(COST_CROSSBAR.replace(adc_bits=4, mapping=PolarizedMapping), 8)
     assert isinstance(fragments, CostModel) and fragments.network(model, x) == pol
@@ -115,7 +126,7 @@ def test_polarized_layers_name_their_mapping_in_the_config(tmp_path):
     torch.save(model, tmp_path / "m.pt")
     again = torch.load(tmp_path / "m.pt", weights_only=False)
     with torch.no_grad():
-        assert torch.equal(again(x), y)                       # same config, same seed, same cells
+        assert torch.equal(again(x), y)  # same config, same seed, same cells
     with pytest.raises(ValueError, match="needs mapping=PolarizedMapping, got mapping='differential'"):
         PolarizedLinear.from_linear(lin, table, CrossbarConfig(tile_rows=8))
 
@@ -135,6 +146,7 @@ def test_plain_analog_layers_refuse_the_polarized_mapping():
     from rramsim.models.convert import convert_to_analog
     from rramsim.models.layers import AnalogConv2d, AnalogLinear
     from rramsim.models.tile import TileEngine
+
     table = load_default_table()
     lin = _polarized_lin()
     cfg = CrossbarConfig(mapping=PolarizedMapping, read_noise="off")
@@ -169,7 +181,7 @@ def test_polarized_layers_saved_with_the_offset_name_still_load():
     assert again[0].config.mapping == "polarized" and isinstance(again[0].mapping, PolarizedMapping)
     with torch.no_grad():
         assert torch.equal(again(x), y)
-    pickled = model[0].__getstate__()                                   # what torch.save(model) pickles
+    pickled = model[0].__getstate__()  # what torch.save(model) pickles
     pickled["_rramsim_hardware"]["config"]["mapping"] = "offset"
     layer = PolarizedLinear.__new__(PolarizedLinear)
     with pytest.warns(UserWarning, match="read as mapping='polarized'"):
@@ -183,6 +195,7 @@ def test_fragment_cost_refuses_mappings_it_cannot_count_and_keeps_its_prices():
     polarized cells only; the shared crossbars are read-only and a cost model keeps its
     own copy of the config."""
     import dataclasses
+
     for other in (dict(mapping="bit_sliced", cells_per_weight=2, bits_per_cell=1), dict(mapping="offset")):
         with pytest.raises(ValueError, match=f"got mapping='{other['mapping']}'"):
             FragmentCost(COST_CROSSBAR.replace(**other), 8)
@@ -192,5 +205,5 @@ def test_fragment_cost_refuses_mappings_it_cannot_count_and_keeps_its_prices():
     mine = COST_CROSSBAR.replace(adc_bits=4, mapping=PolarizedMapping)
     fragments = FragmentCost(mine, 8)
     before = fragments.price(adc_conversions=10).adc_energy
-    mine.adc_energy *= 2                                                 # the caller's copy, changed later
+    mine.adc_energy *= 2  # the caller's copy, changed later
     assert fragments.price(adc_conversions=10).adc_energy == before

@@ -1,4 +1,5 @@
 """Low-bit co-design (Weinstock 2023): integer-exact crossbar inference, rename, reorder."""
+
 from __future__ import annotations
 
 import pytest
@@ -6,14 +7,23 @@ import torch
 
 from rramsim.devices import load_default_table
 from rramsim.models.data import ensure_dataset, load_split
-from rramsim.models.methods.lowbit import (BinaryLeNet5, IntLayer, Macro, MacroConfig, integerize, quantize_input,
-                                           rename_rows, reorder_rows, train_lowbit)
+from rramsim.models.methods.lowbit import (
+    BinaryLeNet5,
+    IntLayer,
+    Macro,
+    MacroConfig,
+    integerize,
+    quantize_input,
+    rename_rows,
+    reorder_rows,
+    train_lowbit,
+)
 
 
 @pytest.fixture(scope="module")
 def trained():
     n = torch.get_num_threads()
-    torch.set_num_threads(1)      # 2 shared cores: one thread is many times faster here
+    torch.set_num_threads(1)  # 2 shared cores: one thread is many times faster here
     yield _train()
     torch.set_num_threads(n)
 
@@ -41,7 +51,7 @@ def test_integer_network_matches_trained_model_and_learns(trained):
         p_float = model(x).argmax(1)
     p_int = net.predict(x)
     assert float((p_int == p_float).double().mean()) >= 0.99
-    assert float((p_int == y).double().mean()) > 0.6           # it learned something in one short epoch
+    assert float((p_int == y).double().mean()) > 0.6  # it learned something in one short epoch
     for layer in net.layers:
         assert set(layer.w.unique().tolist()) <= {-1, 1}
 
@@ -69,7 +79,7 @@ def test_all_zero_input_costs_no_reads(table):
 def test_rename_stores_duplicate_and_complement_rows_once(table):
     g = torch.Generator().manual_seed(1)
     base = torch.where(torch.rand(5, 10, generator=g) > 0.5, 1, -1)
-    rows = torch.cat([base, base[:2], -base[2:4]])                   # 9 logical rows, 5 distinct up to sign
+    rows = torch.cat([base, base[:2], -base[2:4]])  # 9 logical rows, 5 distinct up to sign
     layer = IntLayer(w=rows.t().contiguous().to(torch.int8), kind="fc")
     x = torch.randint(0, 4, (30, 9))
     ref = IntLayer(w=layer.w.clone(), kind="fc")
@@ -101,13 +111,14 @@ def test_noise_changes_counts_only_when_scaled_up(trained, table):
     quiet_mac, loud_mac = (Macro(table, MacroConfig(noise_scale=s), seed=3) for s in (0.0, 20.0))
     quiet, loud = net.predict(x, quiet_mac), net.predict(x, loud_mac)
     assert torch.equal(quiet, exact)
-    assert quiet_mac.counts > 0 and quiet_mac.count_errors == 0       # every ADC count exact
+    assert quiet_mac.counts > 0 and quiet_mac.count_errors == 0  # every ADC count exact
     assert float((loud == exact).double().mean()) < 0.98
     assert 0.01 < loud_mac.count_errors / loud_mac.counts < 0.9
 
 
-@pytest.mark.parametrize("kwargs", [dict(adc_bits=2), dict(max_rows=0), dict(max_rows=200, rows=128),
-                                    dict(noise_scale=-1.0), dict(rows=1.5)])
+@pytest.mark.parametrize(
+    "kwargs", [dict(adc_bits=2), dict(max_rows=0), dict(max_rows=200, rows=128), dict(noise_scale=-1.0), dict(rows=1.5)]
+)
 def test_bad_macro_config_is_a_clear_error(kwargs):
     with pytest.raises(ValueError, match="MacroConfig"):
         MacroConfig(**kwargs)
@@ -116,11 +127,12 @@ def test_bad_macro_config_is_a_clear_error(kwargs):
 def test_tie_rows_bounds_the_renamed_rows():
     from torch import nn
     from rramsim.models.methods.lowbit import tie_rows
+
     torch.manual_seed(0)
     fc = nn.Linear(84, 10, bias=False)
     retie = tie_rows(fc, 46)
     with torch.no_grad():
-        fc.weight.add_(torch.randn_like(fc.weight))                    # an optimizer step
+        fc.weight.add_(torch.randn_like(fc.weight))  # an optimizer step
     retie()
     layer = IntLayer(w=torch.where(fc.weight >= 0, 1, -1).to(torch.int8), kind="fc")
     assert rename_rows(layer)["physical_rows"] <= 46
@@ -143,6 +155,7 @@ def test_macro_cost_is_the_cost_model_on_the_macros_crossbar(table):
     """The macro counts reads and conversions as it runs; rramsim's CostModel prices them on
     MacroConfig.crossbar() (10 ns reads, a 3-bit ADC, no DAC)."""
     from rramsim.models.cost import CostModel
+
     g = torch.Generator().manual_seed(2)
     layer = IntLayer(w=torch.where(torch.rand(6, 40, generator=g) > 0.5, 1, -1).to(torch.int8), kind="fc")
     mac = Macro(table, MacroConfig(cycle_time=5e-9), noisy=False)

@@ -18,15 +18,15 @@ def table():
 
 def _expected_full_scale(engine, config):
     m = engine.mapping
-    level = engine.level                                     # [S, P, out, rows]
+    level = engine.level  # [S, P, out, rows]
     target = engine.physics.levels.to(torch.float64)[level]
     signs = torch.as_tensor(m.signs, dtype=torch.float64).view(1, -1, 1, 1)
-    sig = (target * signs).sum(1) - m.offset                 # [S, out, rows]
+    sig = (target * signs).sum(1) - m.offset  # [S, out, rows]
     rows = sig.shape[-1]
     n_tr = engine.compiled.full_scale.shape[0]
     R = config.tile_rows if n_tr > 1 else rows
     sig = torch.nn.functional.pad(sig.abs(), (0, n_tr * R - rows))
-    col = sig.reshape(sig.shape[0], sig.shape[1], n_tr, R).sum(-1)     # [S, out, n_tr]
+    col = sig.reshape(sig.shape[0], sig.shape[1], n_tr, R).sum(-1)  # [S, out, n_tr]
     return config.adc_range * config.read_voltage * col.permute(2, 1, 0).reshape(n_tr, -1)
 
 

@@ -1,4 +1,5 @@
 """CrossbarConfig defaults and validation."""
+
 import numpy as np
 import pytest
 import torch
@@ -23,13 +24,31 @@ def test_round_trip_dict():
         CrossbarConfig.from_dict({**c.to_dict(), "bogus": 1})
 
 
-@pytest.mark.parametrize("field,value", [
-    ("tile_rows", 0), ("tile_cols", -4), ("tile_rows", 2.5), ("adc_bits", 0), ("dac_bits", -1),
-    ("bits_per_cell", 0), ("cells_per_weight", 0), ("n_crossbars", 0), ("mapping", "polar"),
-    ("ir_drop", "yes"), ("read_voltage", 0.0), ("read_voltage", float("nan")), ("wire_resistance", -1.0),
-    ("stuck_on", 1.5), ("drift_time", -1.0), ("adc_range", 0.0), ("weight_scaling", "row"),
-    ("read_noise", True), ("program_parallelism", "all"), ("cycle_time", float("inf")),
-])
+@pytest.mark.parametrize(
+    "field,value",
+    [
+        ("tile_rows", 0),
+        ("tile_cols", -4),
+        ("tile_rows", 2.5),
+        ("adc_bits", 0),
+        ("dac_bits", -1),
+        ("bits_per_cell", 0),
+        ("cells_per_weight", 0),
+        ("n_crossbars", 0),
+        ("mapping", "polar"),
+        ("ir_drop", "yes"),
+        ("read_voltage", 0.0),
+        ("read_voltage", float("nan")),
+        ("wire_resistance", -1.0),
+        ("stuck_on", 1.5),
+        ("drift_time", -1.0),
+        ("adc_range", 0.0),
+        ("weight_scaling", "row"),
+        ("read_noise", True),
+        ("program_parallelism", "all"),
+        ("cycle_time", float("inf")),
+    ],
+)
 def test_bad_values_name_the_field(field, value):
     with pytest.raises(ValueError, match=field):
         CrossbarConfig(**{field: value})
@@ -37,7 +56,7 @@ def test_bad_values_name_the_field(field, value):
 
 def test_cross_field_checks():
     with pytest.raises(ValueError, match="tile_cols"):
-        CrossbarConfig(tile_cols=127)                       # a differential pair needs 2 columns
+        CrossbarConfig(tile_cols=127)  # a differential pair needs 2 columns
     with pytest.raises(ValueError, match="wire_resistance"):
         CrossbarConfig(ir_drop="exact", wire_resistance=0.0)
     with pytest.raises(ValueError, match="stuck_on"):
@@ -105,13 +124,17 @@ def test_a_read_only_config_refuses_changes_and_copies_plainly():
     import dataclasses
 
     from rramsim.models.config import ReadOnlyCrossbarConfig
+
     shared = ReadOnlyCrossbarConfig(adc_bits=6, mapping=OffsetMapping)
-    assert shared == CrossbarConfig(adc_bits=6, mapping="offset") and CrossbarConfig(adc_bits=6, mapping="offset") == shared
+    assert (
+        shared == CrossbarConfig(adc_bits=6, mapping="offset")
+        and CrossbarConfig(adc_bits=6, mapping="offset") == shared
+    )
     with pytest.raises(dataclasses.FrozenInstanceError, match=r"read-only .* cannot set adc_bits; make a copy"):
         shared.adc_bits = 4
     with pytest.raises(dataclasses.FrozenInstanceError):
         del shared.adc_bits
-    shared.validate()                                       # validating changes nothing
+    shared.validate()  # validating changes nothing
     copy = shared.replace(adc_bits=4)
     assert type(copy) is CrossbarConfig and copy.adc_bits == 4 and shared.adc_bits == 6
-    copy.adc_bits = 5                                       # a plain copy is changeable
+    copy.adc_bits = 5  # a plain copy is changeable

@@ -1,4 +1,5 @@
 """convert_to_analog / conversion_report / to_digital / register_converter with real torch."""
+
 import warnings
 
 import numpy as np
@@ -6,8 +7,17 @@ import pytest
 import torch
 from torch import nn
 
-from rramsim.models import (AnalogConv1d, AnalogConv2d, AnalogLinear, CrossbarConfig, analog_layers,
-                            conversion_report, convert_to_analog, register_converter, to_digital)
+from rramsim.models import (
+    AnalogConv1d,
+    AnalogConv2d,
+    AnalogLinear,
+    CrossbarConfig,
+    analog_layers,
+    conversion_report,
+    convert_to_analog,
+    register_converter,
+    to_digital,
+)
 from rramsim.models import convert as convert_mod
 from tables import synthetic_table
 
@@ -34,7 +44,7 @@ class Mixed(nn.Module):
         self.head = nn.Sequential(nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 3))
 
     def forward(self, tokens):
-        h = self.embed(tokens)                                     # [B, T, 8]
+        h = self.embed(tokens)  # [B, T, 8]
         h = self.conv1(h.transpose(1, 2)).transpose(1, 2)
         h = h + self.dw(h.reshape(h.shape[0], 4, -1, 2)).reshape(h.shape)
         return self.head(h)
@@ -86,7 +96,7 @@ def test_conversion_is_atomic_and_errors_name_the_module(table):
     before = [id(m) for m in model.modules()]
     state = {k: v.clone() for k, v in model.state_dict().items()}
     with torch.no_grad():
-        model[1][1].weight[0, 0] = float("nan")                 # fails when programming, after the swap
+        model[1][1].weight[0, 0] = float("nan")  # fails when programming, after the swap
     with pytest.raises(ValueError, match=r"'1\.1' \(AnalogLinear\).*NaN"):
         convert_to_analog(model, table, CFG, inplace=True)
     assert [id(m) for m in model.modules()] == before
@@ -110,9 +120,9 @@ def test_shared_modules_and_tied_weights_stay_shared(table):
             super().__init__()
             self.embed = nn.Embedding(6, 4)
             self.out = nn.Linear(4, 6, bias=False)
-            self.out.weight = self.embed.weight                    # weight tying
+            self.out.weight = self.embed.weight  # weight tying
             self.block = nn.Linear(4, 4)
-            self.again = self.block                                 # one module under two names
+            self.again = self.block  # one module under two names
 
         def forward(self, t):
             return self.out(self.again(self.block(self.embed(t))))
@@ -129,20 +139,30 @@ def test_shared_modules_and_tied_weights_stay_shared(table):
 
 def test_to_digital_gives_plain_torch_with_the_float_weights(table):
     torch.manual_seed(3)
-    model = nn.Sequential(nn.Conv2d(3, 6, 3, groups=3, padding="same", padding_mode="circular"), nn.ReLU(),
-                          nn.Conv2d(6, 4, 3, stride=2), nn.Flatten(), nn.Linear(4 * 3 * 3, 5))
+    model = nn.Sequential(
+        nn.Conv2d(3, 6, 3, groups=3, padding="same", padding_mode="circular"),
+        nn.ReLU(),
+        nn.Conv2d(6, 4, 3, stride=2),
+        nn.Flatten(),
+        nn.Linear(4 * 3 * 3, 5),
+    )
     a = convert_to_analog(model, table, CFG, seed=2)
     d = to_digital(a)
     assert [type(m) for m in d.modules()] == [type(m) for m in model.modules()]
     assert d[0].padding_mode == "circular" and d[0].groups == 3 and d[0].padding == "same"
     assert not hasattr(d, "program")
-    fresh = nn.Sequential(nn.Conv2d(3, 6, 3, groups=3, padding="same", padding_mode="circular"), nn.ReLU(),
-                          nn.Conv2d(6, 4, 3, stride=2), nn.Flatten(), nn.Linear(4 * 3 * 3, 5))
-    fresh.load_state_dict(d.state_dict())                        # strict: no analog extra state left
+    fresh = nn.Sequential(
+        nn.Conv2d(3, 6, 3, groups=3, padding="same", padding_mode="circular"),
+        nn.ReLU(),
+        nn.Conv2d(6, 4, 3, stride=2),
+        nn.Flatten(),
+        nn.Linear(4 * 3 * 3, 5),
+    )
+    fresh.load_state_dict(d.state_dict())  # strict: no analog extra state left
     x = torch.randn(2, 3, 8, 8)
     with torch.no_grad():
         assert torch.equal(fresh(x), model(x))
-    assert isinstance(a[0], AnalogConv2d)                        # the analog model is untouched
+    assert isinstance(a[0], AnalogConv2d)  # the analog model is untouched
 
 
 def test_register_converter_for_a_new_type(table):
@@ -212,6 +232,7 @@ def test_conversion_keeps_each_modules_mode():
     a fresh programming on every forward with gradients on)."""
     from rramsim.devices import load_default_table
     from rramsim.models import convert_to_analog
+
     model = torch.nn.Sequential(torch.nn.Linear(6, 5), torch.nn.ReLU(), torch.nn.Linear(5, 3)).eval()
     analog = convert_to_analog(model, load_default_table())
     assert not any(m.training for m in analog.modules())
@@ -227,7 +248,7 @@ def test_strict_accepts_elementwise_parameters_and_refuses_weight_matrices(table
     torch.manual_seed(0)
     vit = VisionTransformer(dim=16, depth=1, heads=2, mlp_dim=32).eval()
     with warnings.catch_warnings():
-        warnings.simplefilter("error")                  # nothing is said to stay digital
+        warnings.simplefilter("error")  # nothing is said to stay digital
         a = convert_to_analog(vit, table, CFG, strict=True)
     rep = conversion_report(a)
     assert rep.digital == [] and rep.digital_params == 0
@@ -268,7 +289,7 @@ def test_conversion_inside_inference_mode(table):
     torch.manual_seed(5)
     model = nn.Sequential(nn.Conv2d(1, 3, 3), nn.ReLU(), nn.Flatten(), nn.Linear(3 * 4 * 4, 4))
     x = torch.rand(2, 1, 6, 6)
-    quiet = CFG.replace(read_noise="off")                          # outputs comparable call by call
+    quiet = CFG.replace(read_noise="off")  # outputs comparable call by call
     reference = convert_to_analog(model, table, quiet, seed=3)
     with torch.inference_mode():
         a = convert_to_analog(model, table, quiet, seed=3)
@@ -276,13 +297,13 @@ def test_conversion_inside_inference_mode(table):
     assert not any(p.is_inference() for p in a.parameters())
     with torch.no_grad():
         assert torch.equal(a(x), reference(x)) and y_inside.shape == (2, 4)
-        a[3].weight.mul_(-1)                                       # reprograms on the next forward
+        a[3].weight.mul_(-1)  # reprograms on the next forward
         assert not torch.allclose(a(x), reference(x))
     a.train()
     a(x).square().sum().backward()
     assert a[0].weight.grad is not None and a[3].weight.grad.abs().sum() > 0
     with torch.inference_mode():
-        frozen = nn.Sequential(nn.Linear(4, 3))                    # parameters are inference tensors
+        frozen = nn.Sequential(nn.Linear(4, 3))  # parameters are inference tensors
         with pytest.raises(ValueError, match="inference tensors.*inplace=False"):
             convert_to_analog(frozen, table, CFG, inplace=True)
         copy_ = convert_to_analog(frozen, table, CFG)

@@ -1,4 +1,5 @@
 """Inference cost report."""
+
 import math
 
 import pytest
@@ -37,7 +38,7 @@ def test_counts_of_a_small_network(table):
     assert fc.dac_energy == pytest.approx(fc.dac_conversions * 0.42e-12)
     assert conv.latency == pytest.approx(36 * 4 * 100e-9)
     g_sum = float(a[3].conductances().sum())
-    assert 0 < fc.read_energy < 0.2 ** 2 * g_sum * 100e-9 * 4      # below the all-rows-on bound
+    assert 0 < fc.read_energy < 0.2**2 * g_sum * 100e-9 * 4  # below the all-rows-on bound
     assert rep.fits and rep.reprogram_rounds == 1
     assert rep.program_energy > 0 and rep.program_pulses > 0 and rep.program_latency > 0
     assert rep.energy == pytest.approx(sum(l.energy for l in rep.layers))
@@ -51,15 +52,21 @@ def test_reprogramming_when_the_network_does_not_fit(table):
     assert rep.reprogram_rounds == math.ceil(7 / 3)
     assert rep.reprogram_energy == pytest.approx(rep.program_energy)
     tiles = [t for _, l in analog_layers(a) for t in l.program_stats["tile_latency"]]
-    rounds = [max(tiles[k:k + 3]) for k in range(0, 7, 3)]       # tiles of a round written together
+    rounds = [max(tiles[k : k + 3]) for k in range(0, 7, 3)]  # tiles of a round written together
     assert rep.reprogram_latency == pytest.approx(sum(rounds))
     assert rep.program_latency == pytest.approx(max(tiles))
     assert rep.program_latency < rep.reprogram_latency
-    serial = cost_report(convert_to_analog(_net(), table, cfg.replace(parallel_tile_writes=False), seed=0).eval(),
-                         torch.rand(2, 1, 8, 8), batch_size=4)
+    serial = cost_report(
+        convert_to_analog(_net(), table, cfg.replace(parallel_tile_writes=False), seed=0).eval(),
+        torch.rand(2, 1, 8, 8),
+        batch_size=4,
+    )
     assert serial.reprogram_latency == pytest.approx(serial.program_latency) == pytest.approx(sum(tiles))
-    fit = cost_report(convert_to_analog(_net(), table, cfg.replace(n_crossbars=None), seed=0).eval(),
-                      torch.rand(2, 1, 8, 8), batch_size=4)
+    fit = cost_report(
+        convert_to_analog(_net(), table, cfg.replace(n_crossbars=None), seed=0).eval(),
+        torch.rand(2, 1, 8, 8),
+        batch_size=4,
+    )
     assert rep.energy == pytest.approx(fit.energy + rep.reprogram_energy / 4, rel=0.05)
     # the FC layer's 6 tiles on 3 crossbars: its vectors pass twice; the 1-tile conv once
     assert rep.layers[0].latency == pytest.approx(fit.layers[0].latency)
@@ -85,8 +92,8 @@ def test_report_without_example_uses_the_last_forward(table):
 def test_adc_clipping_is_reported(table):
     lin = nn.Linear(9, 4, bias=False)
     with torch.no_grad():
-        lin.weight.fill_(0.5)                  # a short column of same-sign weights
-    x = torch.tensor([[1.0] * 4 + [0.5] * 5]).repeat(16, 1)     # 72% of the column's worst case
+        lin.weight.fill_(0.5)  # a short column of same-sign weights
+    x = torch.tensor([[1.0] * 4 + [0.5] * 5]).repeat(16, 1)  # 72% of the column's worst case
     for adc_range, clipped in ((0.5, True), (1.0, False)):
         cfg = CrossbarConfig(adc_bits=8, adc_range=adc_range, read_noise="off")
         a = convert_to_analog(nn.Sequential(lin), table, cfg, seed=0).eval()
@@ -132,11 +139,11 @@ def test_sequence_first_inputs_count_every_vector_per_sample(table):
     torch.manual_seed(0)
     layer = nn.TransformerEncoderLayer(D, 2, 16, dropout=0.0, batch_first=False)
     seq_first = convert_to_analog(nn.Sequential(layer), table, CrossbarConfig(), seed=0).eval()
-    layer.self_attn.batch_first = True                    # the same weights, batch first
+    layer.self_attn.batch_first = True  # the same weights, batch first
     batch_first = convert_to_analog(nn.Sequential(layer), table, CrossbarConfig(), seed=0).eval()
     with torch.no_grad():
         seq_first(x)
-    assert [l.vectors for l in cost_report(seq_first).layers] == [T] * 6          # the last forward
+    assert [l.vectors for l in cost_report(seq_first).layers] == [T] * 6  # the last forward
     rep = cost_report(seq_first, x)
     assert rep.samples == B and any("dimension 1" in n for n in rep.notes)
     assert [l.vectors for l in rep.layers] == [T] * 6
@@ -147,7 +154,7 @@ def test_sequence_first_inputs_count_every_vector_per_sample(table):
     lstm = convert_to_analog(nn.Sequential(nn.LSTM(D, 5)), table, CrossbarConfig(), seed=0).eval()
     with torch.no_grad():
         lstm(x)
-    assert [l.vectors for l in cost_report(lstm).layers] == [T, T]                # input and state matrix
+    assert [l.vectors for l in cost_report(lstm).layers] == [T, T]  # input and state matrix
     rep = cost_report(lstm, x)
     assert rep.samples == B and [l.vectors for l in rep.layers] == [T, T]
 
@@ -178,8 +185,9 @@ def _digital_net():
             self.head = nn.Linear(2, 3)
 
         def forward(self, x):
-            y = self.act(self.bn(self.conv(x))) + x        # a residual addition written inline
+            y = self.act(self.bn(self.conv(x))) + x  # a residual addition written inline
             return self.head(torch.flatten(self.pool(y), 1))
+
     torch.manual_seed(0)
     return Block().eval()
 
@@ -193,8 +201,8 @@ def test_digital_work_is_listed(table):
     assert work[("act", "forward")] == (n, "elements")
     assert work[("<model>", "add")] == (n, "elements")
     assert work[("pool", "forward")] == (n, "elements")
-    assert work[("head", "forward")] == (2 * 3, "macs")            # the excluded layer, left digital
-    assert ("<model>", "flatten") not in work                      # a view: no arithmetic
+    assert work[("head", "forward")] == (2 * 3, "macs")  # the excluded layer, left digital
+    assert ("<model>", "flatten") not in work  # a view: no arithmetic
     assert rep.digital_macs == 6 and rep.analog_macs == 36 * 18 * 2
     text = str(rep)
     assert "Digital work per sample" in text and "BatchNorm2d" in text and "head" in text
@@ -210,7 +218,7 @@ def test_attention_products_are_digital_work(table):
     ops = {d.op: d.count for d in rep.digital}
     assert ops["attention_scores_macs"] == ops["attention_values_macs"] == T * T * 8
     assert any(d.kind == "LayerNorm" for d in rep.digital)
-    assert all(l.vectors == T for l in rep.layers)                 # every projection ran, once per token
+    assert all(l.vectors == T for l in rep.layers)  # every projection ran, once per token
     assert not rep.never_ran
 
 
@@ -223,6 +231,7 @@ def test_layers_that_never_ran_are_reported(table):
 
         def forward(self, x):
             return self.body(x)
+
     a = convert_to_analog(TwoHeads(), table, CrossbarConfig(), seed=0).eval()
     with pytest.warns(RuntimeWarning, match="unused"):
         rep = cost_report(a, torch.rand(2, 4))
@@ -242,8 +251,8 @@ def test_grouped_convolutions_cost_one_block_of_tiles_per_group(table):
         conv = nn.Conv2d(4, 8, 3, groups=groups)
         reps[groups] = cost_report(convert_to_analog(nn.Sequential(conv), table, cfg, seed=0).eval(), x).layers[0]
     for groups, l in reps.items():
-        rows = 4 // groups * 9                      # rows of one group's MVM
-        assert l.tiles == groups                    # 8/groups outputs x 2 cells fit one 64x16 tile per group
+        rows = 4 // groups * 9  # rows of one group's MVM
+        assert l.tiles == groups  # 8/groups outputs x 2 cells fit one 64x16 tile per group
         assert l.groups == groups and l.vectors == 36
         assert l.dac_conversions == 36 * rows * groups
         assert l.adc_conversions == 36 * 8
@@ -263,12 +272,20 @@ def test_crossbar_budget_must_be_one_system(table):
 
 def test_evaluate_names_the_hardware_effects_on_and_off(table):
     from rramsim.cosim.cli_inference import hardware_effects
+
     on, off, _ = hardware_effects(CrossbarConfig(), table)
     assert "programming spread" in on and "stuck cells" in on and "read noise (per_forward)" in on
     assert "DAC 8 bits" in on and "ADC 8 bits" in on
     assert "IR drop" in off and "I-V nonlinearity" in off and "drift" in off
-    cfg = CrossbarConfig(ideal_programming=True, read_noise="off", ir_drop="exact", nonlinear_iv=True,
-                         drift_time=10.0, dac_bits=None, adc_bits=None)
+    cfg = CrossbarConfig(
+        ideal_programming=True,
+        read_noise="off",
+        ir_drop="exact",
+        nonlinear_iv=True,
+        drift_time=10.0,
+        dac_bits=None,
+        adc_bits=None,
+    )
     on, off, _ = hardware_effects(cfg, table)
     assert "programming spread" in off and "stuck cells" in off and "read noise (off)" in off
     assert "DAC quantization" in off and "ADC quantization" in off
@@ -283,11 +300,12 @@ def test_a_shared_layer_counts_every_call_and_compiled_models_are_measured_eager
 
         def forward(self, x):
             return self.fc(torch.relu(self.fc(x)))
+
     a = convert_to_analog(Twice(), table, CrossbarConfig(), seed=0).eval()
     rep = cost_report(a, torch.rand(3, 4))
     assert len(rep.layers) == 1 and rep.layers[0].vectors == 2 and rep.crossbars_needed == 1
     assert [(d.name, d.op) for d in rep.digital] == [("<model>", "relu")]
-    compiled = torch.compile(a)                     # not called: measured on the eager model inside
+    compiled = torch.compile(a)  # not called: measured on the eager model inside
     assert cost_report(compiled, torch.rand(3, 4)).layers[0].vectors == 2
 
 
@@ -304,6 +322,7 @@ def test_one_cost_model_prices_every_design(table):
     """CostModel: the prices of a config's events (ADC per resolution, DAC per bit, cycles),
     the accounting cost_report runs per layer, and the streamed sum(G) of its read energy."""
     from rramsim.models.cost import CostModel
+
     m = CostModel(CrossbarConfig(adc_bits=6, dac_bits=4, cycle_time=20e-9, adc_energy=2e-12, dac_energy=1e-12))
     assert m.cycles_per_mvm == 1
     cost = m.price(cycles=10, adc_conversions=3, dac_conversions=5, read_energy=1e-15)
@@ -312,7 +331,7 @@ def test_one_cost_model_prices_every_design(table):
     assert cost.energy == pytest.approx(1e-15 + 1.5e-12 + 20e-12)
     serial = CostModel(CrossbarConfig(bit_serial=True, dac_bits=4, adc_bits=None))
     assert serial.cycles_per_mvm == 4 and serial.dac_conversion_energy == pytest.approx(0.42e-12)
-    assert serial.price(adc_conversions=100).adc_energy == 0.0              # an ideal ADC costs nothing
+    assert serial.price(adc_conversions=100).adc_energy == 0.0  # an ideal ADC costs nothing
     with pytest.raises(TypeError, match="CrossbarConfig"):
         CostModel({"adc_bits": 8})
     # cost_report's rows are the model's accounting of each layer
@@ -321,7 +340,7 @@ def test_one_cost_model_prices_every_design(table):
     rep = cost_report(a, torch.rand(3, 1, 8, 8))
     fc = a[3]
     g_sum = fc.conductance_sum()
-    assert g_sum == pytest.approx(float(fc.conductances().sum()), rel=1e-12)     # streamed, same sum
+    assert g_sum == pytest.approx(float(fc.conductances().sum()), rel=1e-12)  # streamed, same sum
     row = CostModel(cfg).layer_cost("3", "AnalogLinear", fc.geometry(), 1, g_sum, fc.usage["mean_v2"])
     assert row == rep.layers[1]
 
@@ -329,6 +348,7 @@ def test_one_cost_model_prices_every_design(table):
 def test_a_cost_model_keeps_its_own_config():
     """Changing the config a cost model was given, later, moves none of its prices."""
     from rramsim.models.cost import CostModel
+
     cfg = CrossbarConfig(adc_bits=8, cycle_time=50e-9)
     m = CostModel(cfg)
     before = m.price(cycles=4, adc_conversions=10, dac_conversions=3)

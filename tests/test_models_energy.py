@@ -1,4 +1,5 @@
 """Periphery energy per conversion: one source for the ADC and DAC figures."""
+
 from __future__ import annotations
 
 import pytest

@@ -1,4 +1,5 @@
 """AnalogLinear / AnalogConv2d / convert_to_analog with real torch."""
+
 import io
 
 import numpy as np
@@ -7,8 +8,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rramsim.models import (AnalogConv2d, AnalogLinear, CrossbarConfig, analog_layers, convert_to_analog,
-                            program_analog, set_drift_time, to_digital)
+from rramsim.models import (
+    AnalogConv2d,
+    AnalogLinear,
+    CrossbarConfig,
+    analog_layers,
+    convert_to_analog,
+    program_analog,
+    set_drift_time,
+    to_digital,
+)
 from rramsim.models.tile import TileEngine, weight_key
 from tables import synthetic_table
 
@@ -31,8 +40,16 @@ def tight_table():
 
 def _net():
     torch.manual_seed(0)
-    return nn.Sequential(nn.Conv2d(2, 5, 3, padding=1), nn.ReLU(), nn.Conv2d(5, 4, 3, stride=2), nn.ReLU(),
-                         nn.Flatten(), nn.Linear(4 * 3 * 3, 7), nn.ReLU(), nn.Linear(7, 3))
+    return nn.Sequential(
+        nn.Conv2d(2, 5, 3, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(5, 4, 3, stride=2),
+        nn.ReLU(),
+        nn.Flatten(),
+        nn.Linear(4 * 3 * 3, 7),
+        nn.ReLU(),
+        nn.Linear(7, 3),
+    )
 
 
 def _rel(a, b):
@@ -44,12 +61,12 @@ def test_convert_swaps_every_layer_and_is_programmed(table):
     a = convert_to_analog(net, table, CrossbarConfig(tile_rows=16, tile_cols=8), seed=1)
     kinds = [type(m).__name__ for _, m in analog_layers(a)]
     assert kinds == ["AnalogConv2d", "AnalogConv2d", "AnalogLinear", "AnalogLinear"]
-    assert not analog_layers(net)                          # the float model is left alone
+    assert not analog_layers(net)  # the float model is left alone
     assert all(m._programmed_key is not None for _, m in analog_layers(a))
     x = torch.randn(4, 2, 8, 8)
     with torch.no_grad():
         assert _rel(a(x), net(x)) < 0.3
-    assert torch.equal(a[0].weight, net[0].weight)          # float weights are kept
+    assert torch.equal(a[0].weight, net[0].weight)  # float weights are kept
 
 
 def test_ideal_hardware_equals_quantized_float(tight_table):
@@ -60,15 +77,14 @@ def test_ideal_hardware_equals_quantized_float(tight_table):
     x = torch.randn(8, 300)
     with torch.no_grad():
         err = _rel(a(x), lin(x))
-    assert err < 0.02                                       # 63-step levels, exact cells
+    assert err < 0.02  # 63-step levels, exact cells
 
 
 @pytest.mark.parametrize("mapping", ["differential", "offset", "bit_sliced"])
 def test_mappings_agree_with_float(tight_table, mapping):
     torch.manual_seed(2)
     lin = nn.Linear(40, 6)
-    cfg = CrossbarConfig(mapping=mapping, cells_per_weight=2, bits_per_cell=3, tile_rows=16, tile_cols=12,
-                         **IDEAL)
+    cfg = CrossbarConfig(mapping=mapping, cells_per_weight=2, bits_per_cell=3, tile_rows=16, tile_cols=12, **IDEAL)
     a = AnalogLinear.from_linear(lin, tight_table, cfg)
     x = torch.rand(5, 40)
     with torch.no_grad():
@@ -78,7 +94,7 @@ def test_mappings_agree_with_float(tight_table, mapping):
 def test_conv_equals_unfolded_linear(table):
     torch.manual_seed(3)
     conv = nn.Conv2d(3, 4, 3, padding=1, stride=2)
-    cfg = CrossbarConfig(tile_rows=10, tile_cols=8, **IDEAL)      # tiles split the 27 rows mid-channel
+    cfg = CrossbarConfig(tile_rows=10, tile_cols=8, **IDEAL)  # tiles split the 27 rows mid-channel
     ac = AnalogConv2d.from_conv(conv, table, cfg, seed=4)
     lin = nn.Linear(27, 4)
     with torch.no_grad():
@@ -88,7 +104,7 @@ def test_conv_equals_unfolded_linear(table):
     x = torch.rand(2, 3, 7, 7)
     with torch.no_grad():
         y = ac(x)
-        cols = F.unfold(x, 3, padding=1, stride=2).transpose(1, 2)          # [B, L, 27]
+        cols = F.unfold(x, 3, padding=1, stride=2).transpose(1, 2)  # [B, L, 27]
         ref = al(cols.reshape(-1, 27)).reshape(2, -1, 4)
     assert torch.allclose(y.reshape(2, 4, -1).transpose(1, 2), ref, rtol=1e-4, atol=1e-5)
 
@@ -102,7 +118,7 @@ def test_read_noise_every_forward_and_seeded(table):
             y1, y2 = a(x), a(x)
             assert not torch.equal(y1, y2)
             a.program(seed=7)
-            assert torch.equal(a(x), y1)                       # same seed, same programming and noise
+            assert torch.equal(a(x), y1)  # same seed, same programming and noise
     off = AnalogLinear.from_linear(lin, table, CrossbarConfig(read_noise="off"), seed=7)
     with torch.no_grad():
         assert torch.equal(off(x), off(x))
@@ -116,7 +132,7 @@ def test_read_noise_magnitude_matches_table(table):
     x = torch.ones(4000, 64)
     with torch.no_grad():
         std = a(x).std(dim=0)
-    g = a.conductances()                                     # [1, 2, 8, 64]
+    g = a.conductances()  # [1, 2, 8, 64]
     sig2 = torch.as_tensor(table.read_sigma_at(g.numpy())) ** 2
     expect = sig2.sum(dim=(0, 1)).sum(-1).sqrt() / (table.targets[-1] - table.targets[0]) * a.engine.w_scale
     assert torch.allclose(std.double(), expect, rtol=0.1)
@@ -133,8 +149,8 @@ def test_adc_clips_and_quantizes(table):
     coarse = AnalogLinear.from_linear(lin, table, CrossbarConfig(adc_bits=2, adc_range=1.0, **base), seed=0)
     with torch.no_grad():
         y_full, y_clip, y_coarse = full(x), clip(x), coarse(x)
-    assert torch.all(y_clip < 0.6 * y_full)                  # clipped at a quarter of the worst case
-    assert len(torch.unique(y_coarse)) == 1                  # 2-bit ADC: one level
+    assert torch.all(y_clip < 0.6 * y_full)  # clipped at a quarter of the worst case
+    assert len(torch.unique(y_coarse)) == 1  # 2-bit ADC: one level
     assert not torch.allclose(y_coarse, y_full)
 
 
@@ -174,7 +190,7 @@ def test_ir_drop_modes(table):
         cfg = CrossbarConfig(ir_drop=mode, wire_resistance=2.0, tile_rows=32, tile_cols=16, **IDEAL)
         with torch.no_grad():
             out[mode] = AnalogLinear.from_linear(lin, table, cfg, seed=5)(x)
-    assert torch.all(out["exact"] < out["off"])              # wires lose current
+    assert torch.all(out["exact"] < out["off"])  # wires lose current
     assert _rel(out["approx"], out["exact"]) < 0.5 * _rel(out["off"], out["exact"])
 
 
@@ -200,7 +216,7 @@ def test_gradients_flow_and_training_injects_noise(table):
     for _, m in analog_layers(net):
         assert m.weight.grad is not None and m.weight.grad.abs().sum() > 0
     opt = torch.optim.SGD(net.parameters(), lr=0.1)
-    opt.step()                                               # weights change -> reprogram before eval
+    opt.step()  # weights change -> reprogram before eval
     net.eval()
     with torch.no_grad():
         net(x)
@@ -216,6 +232,7 @@ def _count_calls(monkeypatch, *names) -> dict:
         def counted(self, *args, _real=real, _n=n, **kw):
             calls[_n] += 1
             return _real(self, *args, **kw)
+
         monkeypatch.setattr(TileEngine, n, counted)
     return calls
 
@@ -225,7 +242,7 @@ def test_training_programs_again_only_after_the_weights_change(table, monkeypatc
     with the same weights, one per layer after each step, new Parameters or ``.data`` assigned,
     and the crossbars then hold what a fresh conversion of the new weights holds."""
     cfg = CrossbarConfig(tile_rows=16, tile_cols=8, read_noise="off")
-    net = convert_to_analog(_net(), table, cfg, seed=3).eval()      # eval: e.g. fine-tuning, frozen norms
+    net = convert_to_analog(_net(), table, cfg, seed=3).eval()  # eval: e.g. fine-tuning, frozen norms
     layers = [m for _, m in analog_layers(net)]
     calls = _count_calls(monkeypatch, "program", "encode")
     opt = torch.optim.SGD(net.parameters(), lr=0.05)
@@ -240,19 +257,19 @@ def test_training_programs_again_only_after_the_weights_change(table, monkeypatc
     assert torch.equal(net(x), y3) and calls["program"] == len(layers)
     fresh = convert_to_analog(to_digital(net), table, cfg, seed=3).eval()
     with torch.no_grad():
-        assert torch.equal(fresh(x), net(x))                        # the stepped weights are on the crossbars
+        assert torch.equal(fresh(x), net(x))  # the stepped weights are on the crossbars
         assert not torch.allclose(y3, y1)
         calls["program"] = 0
-        layers[0].weight.data = layers[0].weight.data * 0.5          # .data assigned: programmed again
+        layers[0].weight.data = layers[0].weight.data * 0.5  # .data assigned: programmed again
         net(x)
         assert calls["program"] == 1
-    layers[1].weight = nn.Parameter(layers[1].weight.detach().clone())   # a new Parameter, same values
+    layers[1].weight = nn.Parameter(layers[1].weight.detach().clone())  # a new Parameter, same values
     net(x)
     assert calls["program"] == 2
 
-    opt = torch.optim.SGD(net.parameters(), lr=0.05)                # (holding the new Parameter)
-    net.train()                                                     # noise injection: a fresh draw per forward,
-    calls.update(program=0, encode=0)                               # the weights encoded once per change
+    opt = torch.optim.SGD(net.parameters(), lr=0.05)  # (holding the new Parameter)
+    net.train()  # noise injection: a fresh draw per forward,
+    calls.update(program=0, encode=0)  # the weights encoded once per change
     compiled = [m.engine.compiled for m in layers]
     ya, yb = net(x), net(x)
     assert not torch.equal(ya, yb) and calls["encode"] == len(layers) and calls["program"] == 0
@@ -260,7 +277,7 @@ def test_training_programs_again_only_after_the_weights_change(table, monkeypatc
     opt.step()
     net(x)
     assert calls["encode"] == 2 * len(layers) and calls["program"] == 0
-    assert all(m.engine.compiled is c for m, c in zip(layers, compiled))     # programmed cells untouched
+    assert all(m.engine.compiled is c for m, c in zip(layers, compiled))  # programmed cells untouched
     net.eval()
     with torch.no_grad():
         net(x)
@@ -271,7 +288,8 @@ def test_convolution_in_blocks_equals_one_pass(table, monkeypatch):
     """A convolution's batch taken in blocks (cache-sized) gives the one-pass output: the same
     read-noise draw for every block of a forward, the DAC scale per sample."""
     import rramsim.models.tile as tile
-    cfg = CrossbarConfig(tile_rows=16, tile_cols=8)                 # per-forward read noise, 8-bit DAC/ADC
+
+    cfg = CrossbarConfig(tile_rows=16, tile_cols=8)  # per-forward read noise, 8-bit DAC/ADC
     torch.manual_seed(0)
     conv = nn.Conv2d(6, 5, 3, padding=1)
     a = AnalogConv2d.from_conv(conv, table, cfg, seed=5).eval()
@@ -279,13 +297,14 @@ def test_convolution_in_blocks_equals_one_pass(table, monkeypatch):
     x = torch.rand(7, 6, 8, 8)
     with torch.no_grad():
         one = [a(x), a(x)]
-        monkeypatch.setattr(tile, "BLOCK_ELEMENTS", 2 * 6 * 8 * 8)     # blocks of 2 samples
+        monkeypatch.setattr(tile, "BLOCK_ELEMENTS", 2 * 6 * 8 * 8)  # blocks of 2 samples
         blocks = [b(x), b(x)]
 
     def differing(u, v):
         return float(((u - v).abs() > 1e-5 * float(u.abs().max())).float().mean())
+
     assert differing(one[0], blocks[0]) < 0.01 and differing(one[1], blocks[1]) < 0.01
-    assert differing(one[0], one[1]) > 0.5                           # (another noise draw differs everywhere)
+    assert differing(one[0], one[1]) > 0.5  # (another noise draw differs everywhere)
 
 
 def test_state_dict_keeps_config_and_programming(table):
@@ -359,6 +378,7 @@ def test_real_characterized_table_end_to_end(small_table):
     """The session's small real characterization (ngspice) drives a converted network."""
     real = small_table
     from rramsim.models import cost_report
+
     a = convert_to_analog(_net(), real, CrossbarConfig(tile_rows=16, tile_cols=8), seed=0).eval()
     x = torch.randn(2, 2, 8, 8)
     with torch.no_grad():
@@ -383,11 +403,16 @@ def test_polynomial_iv_agrees_with_the_exact_nonlinear_solver(table):
     x = torch.rand(2, 2, 5, 5)
     v = torch.rand(7, 18)
     with torch.no_grad():
-        y = {name: (AnalogConv2d.from_conv(conv, table, cfg, seed=2)(x), AnalogLinear.from_linear(lin, table, cfg, seed=2)(v))
-             for name, cfg in (("fast", fast), ("exact", exact), ("ohm", ohm))}
+        y = {
+            name: (
+                AnalogConv2d.from_conv(conv, table, cfg, seed=2)(x),
+                AnalogLinear.from_linear(lin, table, cfg, seed=2)(v),
+            )
+            for name, cfg in (("fast", fast), ("exact", exact), ("ohm", ohm))
+        }
     for k in (0, 1):
         assert _rel(y["fast"][k], y["exact"][k]) < 1e-4
-        assert _rel(y["fast"][k], y["ohm"][k]) > 1e-3                # the I-V does change the result
+        assert _rel(y["fast"][k], y["ohm"][k]) > 1e-3  # the I-V does change the result
 
 
 # ---------------------------------------------------------------------- every layer type, grouped convs
@@ -412,19 +437,35 @@ def _module(kind: str) -> tuple[nn.Module, torch.Tensor]:
         "conv1d_depthwise": (nn.Conv1d(4, 8, 3, groups=4, padding=1, padding_mode="circular"), torch.randn(2, 4, 9)),
         "conv2d": (nn.Conv2d(3, 5, 3, padding=1, stride=2), torch.rand(2, 3, 9, 9)),
         "conv2d_groups": (nn.Conv2d(6, 4, 3, groups=2, padding=1), torch.randn(2, 6, 7, 7)),
-        "conv2d_depthwise": (nn.Conv2d(5, 5, 3, groups=5, padding=1, padding_mode="replicate"),
-                             torch.randn(2, 5, 6, 6)),
-        "conv2d_same_even": (nn.Conv2d(3, 4, (2, 4), padding="same", padding_mode="reflect", dilation=(1, 2)),
-                             torch.randn(2, 3, 8, 9)),
+        "conv2d_depthwise": (
+            nn.Conv2d(5, 5, 3, groups=5, padding=1, padding_mode="replicate"),
+            torch.randn(2, 5, 6, 6),
+        ),
+        "conv2d_same_even": (
+            nn.Conv2d(3, 4, (2, 4), padding="same", padding_mode="reflect", dilation=(1, 2)),
+            torch.randn(2, 3, 8, 9),
+        ),
         "conv2d_same_zeros_multiplier": (nn.Conv2d(4, 8, 4, padding="same", groups=4), torch.randn(2, 4, 7, 6)),
-        "conv2d_valid_dilated": (nn.Conv2d(4, 6, 3, padding="valid", dilation=2, stride=(1, 2), groups=2),
-                                 torch.randn(2, 4, 10, 11)),
+        "conv2d_valid_dilated": (
+            nn.Conv2d(4, 6, 3, padding="valid", dilation=2, stride=(1, 2), groups=2),
+            torch.randn(2, 4, 10, 11),
+        ),
     }
     return layers[kind]
 
 
-KINDS = ["linear_3d", "conv1d", "conv1d_same_reflect", "conv1d_depthwise", "conv2d", "conv2d_groups",
-         "conv2d_depthwise", "conv2d_same_even", "conv2d_same_zeros_multiplier", "conv2d_valid_dilated"]
+KINDS = [
+    "linear_3d",
+    "conv1d",
+    "conv1d_same_reflect",
+    "conv1d_depthwise",
+    "conv2d",
+    "conv2d_groups",
+    "conv2d_depthwise",
+    "conv2d_same_even",
+    "conv2d_same_zeros_multiplier",
+    "conv2d_valid_dilated",
+]
 SMALL_TILES = dict(tile_rows=8, tile_cols=16)
 
 
@@ -443,7 +484,7 @@ def test_every_layer_kind_is_analog_and_matches_float_with_ideal_cells(default_t
     assert y.shape == ref.shape
     assert _rel(y, ref) < 1e-2
     assert a.geometry()["groups"] == getattr(module, "groups", 1)
-    assert a.geometry()["tiles"] >= getattr(module, "groups", 1)     # every group on tiles of its own
+    assert a.geometry()["tiles"] >= getattr(module, "groups", 1)  # every group on tiles of its own
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -483,19 +524,19 @@ def test_grouped_conv_unfolded_matches_per_group_linears(table):
     """A grouped convolution is its groups' patches through each group's own tiles."""
     torch.manual_seed(4)
     conv = nn.Conv2d(4, 6, 3, groups=2, padding=1)
-    cfg = CrossbarConfig(tile_rows=8, tile_cols=8, ideal_programming=True, **IDEAL)   # same cells both ways
+    cfg = CrossbarConfig(tile_rows=8, tile_cols=8, ideal_programming=True, **IDEAL)  # same cells both ways
     ac = AnalogConv2d.from_conv(conv, table, cfg, seed=3)
     x = torch.rand(2, 4, 5, 5)
     with torch.no_grad():
         y = ac(x)
         for g in range(2):
             lin = nn.Linear(18, 3)
-            lin.weight.copy_(conv.weight[3 * g:3 * g + 3].reshape(3, -1))
-            lin.bias.copy_(conv.bias[3 * g:3 * g + 3])
+            lin.weight.copy_(conv.weight[3 * g : 3 * g + 3].reshape(3, -1))
+            lin.bias.copy_(conv.bias[3 * g : 3 * g + 3])
             al = AnalogLinear.from_linear(lin, table, cfg, seed=3)
-            cols = F.unfold(x[:, 2 * g:2 * g + 2], 3, padding=1).transpose(1, 2)
+            cols = F.unfold(x[:, 2 * g : 2 * g + 2], 3, padding=1).transpose(1, 2)
             ref = al(cols.reshape(-1, 18)).reshape(2, -1, 3)
-            got = y[:, 3 * g:3 * g + 3].reshape(2, 3, -1).transpose(1, 2)
+            got = y[:, 3 * g : 3 * g + 3].reshape(2, 3, -1).transpose(1, 2)
             assert _rel(got, ref) < 1e-4
 
 
@@ -506,8 +547,9 @@ def test_exact_solver_agrees_with_polynomial_path_for_grouped_conv(table):
     x = torch.rand(2, 4, 5, 5)
     with torch.no_grad():
         fast = AnalogConv2d.from_conv(conv, table, CrossbarConfig(**kw), seed=2)(x)
-        exact = AnalogConv2d.from_conv(conv, table, CrossbarConfig(ir_drop="exact", wire_resistance=1e-7, **kw),
-                                       seed=2)(x)
+        exact = AnalogConv2d.from_conv(
+            conv, table, CrossbarConfig(ir_drop="exact", wire_resistance=1e-7, **kw), seed=2
+        )(x)
     assert _rel(fast, exact) < 1e-4
 
 
@@ -552,24 +594,29 @@ def test_table_fingerprint_is_the_content(table, tmp_path):
 
 
 def test_whole_model_pickle_loads_with_weights_only(table):
-    model = nn.Sequential(nn.Conv2d(2, 4, 3, groups=2, padding="same", padding_mode="reflect"), nn.ReLU(),
-                          nn.Flatten(), nn.Linear(4 * 25, 3))
+    model = nn.Sequential(
+        nn.Conv2d(2, 4, 3, groups=2, padding="same", padding_mode="reflect"),
+        nn.ReLU(),
+        nn.Flatten(),
+        nn.Linear(4 * 25, 3),
+    )
     a = convert_to_analog(model, table, CrossbarConfig(tile_rows=16, tile_cols=8), seed=4).eval()
     x = torch.randn(2, 2, 5, 5)
     with torch.no_grad():
         y = a(x)
     buf = io.BytesIO()
     torch.save(a, buf)
-    b = torch.load(io.BytesIO(buf.getvalue()))                # torch's default: weights_only=True
+    b = torch.load(io.BytesIO(buf.getvalue()))  # torch's default: weights_only=True
     assert type(b[0]) is AnalogConv2d and table_fingerprint(b[0].table) == table_fingerprint(table)
     with torch.no_grad():
-        assert torch.equal(b(x), y)                            # programmed again with the same seed
+        assert torch.equal(b(x), y)  # programmed again with the same seed
     assert b.program(seed=1)["cells"] == a.program(seed=1)["cells"]
 
 
 # ---------------------------------------------------------------------- torch.compile
 def test_compiled_model_draws_fresh_noise_and_programs_only_when_weights_change(table, monkeypatch):
     from rramsim.models.tile import TileEngine
+
     cfg = CrossbarConfig(tile_rows=16, tile_cols=8)
     a = convert_to_analog(_net(), table, cfg, seed=0).eval()
     twin = convert_to_analog(_net(), table, cfg, seed=0).eval()
@@ -583,11 +630,11 @@ def test_compiled_model_draws_fresh_noise_and_programs_only_when_weights_change(
     x = torch.randn(3, 2, 8, 8)
     with torch.no_grad():
         y1, y2, y3 = compiled(x), compiled(x), compiled(x)
-        assert not torch.equal(y1, y2) and not torch.equal(y2, y3)            # fresh read noise every call
-        for y in (y1, y2, y3):                                              # the eager model's noise stream
+        assert not torch.equal(y1, y2) and not torch.equal(y2, y3)  # fresh read noise every call
+        for y in (y1, y2, y3):  # the eager model's noise stream
             assert torch.allclose(y, twin(x), rtol=1e-5, atol=1e-6)
         assert programs == []
-        a[0].weight.mul_(0.5)                                               # new weights: programmed once
+        a[0].weight.mul_(0.5)  # new weights: programmed once
         compiled(x)
         compiled(x)
     assert len(programs) == 1
@@ -596,6 +643,7 @@ def test_compiled_model_draws_fresh_noise_and_programs_only_when_weights_change(
 # ---------------------------------------------------------------------- costs of the wrappers
 def test_depthwise_conv_costs_a_block_of_tiles_per_group(table):
     from rramsim.models import cost_report
+
     conv = nn.Conv2d(5, 5, 3, groups=5, padding=1)
     a = _analog(conv, table, CrossbarConfig(mapping="bit_sliced", tile_rows=8, tile_cols=16))
     g = a.geometry()
@@ -609,6 +657,7 @@ def test_depthwise_conv_costs_a_block_of_tiles_per_group(table):
 
 def test_linear_on_sequences_counts_every_token(table):
     from rramsim.models import cost_report
+
     a = _analog(nn.Linear(6, 4), table, CrossbarConfig(tile_rows=16, tile_cols=8))
     short = cost_report(nn.Sequential(a), torch.randn(2, 5, 6)).layers[0]
     long = cost_report(nn.Sequential(a), torch.randn(2, 50, 6)).layers[0]
@@ -616,8 +665,9 @@ def test_linear_on_sequences_counts_every_token(table):
     assert long.energy == pytest.approx(10 * short.energy, rel=0.2)
 
 
-@pytest.mark.parametrize("periphery", [dict(dac_bits=None, adc_bits=None),
-                                       dict(dac_bits=2, bit_serial=True, adc_bits=16, adc_range=1.0)])
+@pytest.mark.parametrize(
+    "periphery", [dict(dac_bits=None, adc_bits=None), dict(dac_bits=2, bit_serial=True, adc_bits=16, adc_range=1.0)]
+)
 def test_per_programming_ir_drop_model_follows_the_per_vector_solve_in_a_grouped_conv(table, periphery):
     # the model's cross term through the convolution path: groups, two row tiles, differential pairs,
     # the ADC gain and bit-serial planes folded in the same way as the per-vector solve sees them
@@ -626,9 +676,14 @@ def test_per_programming_ir_drop_model_follows_the_per_vector_solve_in_a_grouped
     kw = dict(nonlinear_iv=True, tile_rows=12, tile_cols=12, read_noise="off", wire_resistance=3.0, **periphery)
     x = torch.rand(2, 4, 6, 6)
     with torch.no_grad():
-        y = {k: AnalogConv2d.from_conv(conv, table, CrossbarConfig(**kw, **extra), seed=2)
-             for k, extra in (("off", {}), ("per_vector", {"ir_drop": "exact"}),
-                              ("per_programming", {"ir_drop": "exact", "ir_drop_solver": "per_programming"}))}
+        y = {
+            k: AnalogConv2d.from_conv(conv, table, CrossbarConfig(**kw, **extra), seed=2)
+            for k, extra in (
+                ("off", {}),
+                ("per_vector", {"ir_drop": "exact"}),
+                ("per_programming", {"ir_drop": "exact", "ir_drop_solver": "per_programming"}),
+            )
+        }
         out = {k: m(x) for k, m in y.items()}
     engine = y["per_programming"].engine
     assert engine.compiled.cross is not None and not engine.ir_drop_fallback

@@ -1,10 +1,17 @@
 """Weight <-> conductance mappings."""
+
 import numpy as np
 import pytest
 import torch
 
-from rramsim.models import (BitSlicedMapping, CrossbarConfig, DifferentialMapping, OffsetMapping, WeightMapping,
-                            make_mapping)
+from rramsim.models import (
+    BitSlicedMapping,
+    CrossbarConfig,
+    DifferentialMapping,
+    OffsetMapping,
+    WeightMapping,
+    make_mapping,
+)
 
 LEVELS = np.linspace(5e-6, 150e-6, 16)
 
@@ -15,11 +22,14 @@ def _ideal(mapping, w):
     return idx, mapping.decode(g)
 
 
-@pytest.mark.parametrize("mapping,step", [
-    (DifferentialMapping(LEVELS), 1 / 15),
-    (OffsetMapping(LEVELS), 2 / 15),
-    (BitSlicedMapping(LEVELS, cells_per_weight=3, bits_per_cell=2), 1 / 63),
-])
+@pytest.mark.parametrize(
+    "mapping,step",
+    [
+        (DifferentialMapping(LEVELS), 1 / 15),
+        (OffsetMapping(LEVELS), 2 / 15),
+        (BitSlicedMapping(LEVELS, cells_per_weight=3, bits_per_cell=2), 1 / 63),
+    ],
+)
 def test_decode_of_encode_is_within_half_a_step(mapping, step):
     w = torch.linspace(-1, 1, 301, dtype=torch.float64).reshape(7, 43)
     idx, back = _ideal(mapping, w)
@@ -58,6 +68,7 @@ def test_bit_slicing_uses_an_exactly_even_ladder_of_the_default_table():
     """The default table's 8 levels (10-80 uS): 2 bits per cell take 10, 30, 50, 70 uS
     (digits exactly 0, 1, 2, 3), not the levels nearest a 10-80 uS grid (0, 0.86, 2.14, 3)."""
     from rramsim.devices import load_default_table
+
     levels = load_default_table().targets
     m = BitSlicedMapping(levels, cells_per_weight=4, bits_per_cell=2)
     g = levels[m.digit_levels]
@@ -65,14 +76,15 @@ def test_bit_slicing_uses_an_exactly_even_ladder_of_the_default_table():
     assert np.allclose(digits, [0, 1, 2, 3], atol=1e-9)
     w = torch.linspace(-1, 1, 511, dtype=torch.float64).reshape(7, 73)
     back = m.decode(torch.as_tensor(levels)[m.encode(w)])
-    assert torch.max(torch.abs(back - w)) <= 0.5 / 255 + 1e-12          # 8-bit weights, exact digits
+    assert torch.max(torch.abs(back - w)) <= 0.5 / 255 + 1e-12  # 8-bit weights, exact digits
     assert np.array_equal(BitSlicedMapping(levels, 2, 3).digit_levels, np.arange(8))
 
 
 def test_even_ladder_prefers_the_widest_span_and_rejects_uneven_levels():
     from rramsim.models.mapping import even_ladder
+
     levels = np.array([1.0, 2.0, 3.0, 4.5, 5.0, 7.0]) * 1e-5
-    assert list(even_ladder(levels, 4, 1e-3)) == [0, 2, 4, 5]           # 1, 3, 5, 7
+    assert list(even_ladder(levels, 4, 1e-3)) == [0, 2, 4, 5]  # 1, 3, 5, 7
     assert even_ladder(np.geomspace(1e-6, 1e-4, 8), 4, 1e-3) is None
     assert list(even_ladder(np.geomspace(1e-6, 1e-4, 8), 2, 1e-3)) == [0, 7]
 
@@ -92,21 +104,35 @@ def test_nearest_level_cuts_decide_like_the_distances(levels):
     m = DifferentialMapping(levels)
     cuts = torch.as_tensor(m._cuts, dtype=torch.float64)
     mids = torch.as_tensor((levels[1:] + levels[:-1]) / 2)
-    g = torch.cat([cuts, torch.nextafter(cuts, torch.tensor(np.inf)), torch.nextafter(cuts, torch.tensor(-np.inf)),
-                   mids, torch.as_tensor(levels), torch.linspace(0, 2 * levels[-1], 5001, dtype=torch.float64)])
+    g = torch.cat(
+        [
+            cuts,
+            torch.nextafter(cuts, torch.tensor(np.inf)),
+            torch.nextafter(cuts, torch.tensor(-np.inf)),
+            mids,
+            torch.as_tensor(levels),
+            torch.linspace(0, 2 * levels[-1], 5001, dtype=torch.float64),
+        ]
+    )
     assert torch.equal(m._nearest(g), _distance_nearest(levels, g))
 
 
-@pytest.mark.parametrize("mapping", [DifferentialMapping(LEVELS), OffsetMapping(LEVELS),
-                                     DifferentialMapping(np.linspace(1e-5, 8e-5, 8)),
-                                     OffsetMapping(np.geomspace(1e-6, 1e-4, 40)),
-                                     BitSlicedMapping(LEVELS, cells_per_weight=3, bits_per_cell=2)])
+@pytest.mark.parametrize(
+    "mapping",
+    [
+        DifferentialMapping(LEVELS),
+        OffsetMapping(LEVELS),
+        DifferentialMapping(np.linspace(1e-5, 8e-5, 8)),
+        OffsetMapping(np.geomspace(1e-6, 1e-4, 40)),
+        BitSlicedMapping(LEVELS, cells_per_weight=3, bits_per_cell=2),
+    ],
+)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_row_encoding_equals_the_float64_encoding(mapping, dtype, monkeypatch):
     """encode_rows (per-row float32 thresholds, no float64 copy) gives exactly the levels
     of encode() on the float64 quotient w / scale -- also for weights on every threshold
     and one float32 step either side of it, per-row and layer-wide scales."""
-    monkeypatch.setattr(WeightMapping, "THRESHOLD_MIN_WEIGHTS", 0)     # thresholds for a small matrix too
+    monkeypatch.setattr(WeightMapping, "THRESHOLD_MIN_WEIGHTS", 0)  # thresholds for a small matrix too
     gen = torch.Generator().manual_seed(0)
     w = torch.randn(12, 300, generator=gen)
     scale = w.abs().amax(1).double()
@@ -115,8 +141,8 @@ def test_row_encoding_equals_the_float64_encoding(mapping, dtype, monkeypatch):
         thr = mapping._row_thresholds(mapping._target, scale, signed=isinstance(mapping, OffsetMapping))
         k = thr.shape[1]
         up, down = torch.nextafter(thr, torch.tensor(np.inf)), torch.nextafter(thr, torch.tensor(-np.inf))
-        w[:, :3 * k] = torch.cat([thr, up, down], 1)
-        w[:, 3 * k:6 * k] = -torch.cat([thr, up, down], 1)
+        w[:, : 3 * k] = torch.cat([thr, up, down], 1)
+        w[:, 3 * k : 6 * k] = -torch.cat([thr, up, down], 1)
     w = w.to(dtype)
     assert not hasattr(mapping, "_target") or mapping._by_thresholds(w)
     for s in (scale, scale.max().expand(12).clone()):
@@ -151,8 +177,12 @@ class _SlicedAndSaysSo(_SlicedInInit):
 def test_a_mapping_must_build_the_columns_its_class_announces():
     from rramsim.models.layers import AnalogLinear
     from tables import synthetic_table
-    with pytest.raises(ValueError, match="2 slice\\(s\\) of 2 cell\\(s\\) = 4 columns per weight, but .* says 2.*"
-                                         "must override the classmethod columns_per_weight"):
+
+    with pytest.raises(
+        ValueError,
+        match="2 slice\\(s\\) of 2 cell\\(s\\) = 4 columns per weight, but .* says 2.*"
+        "must override the classmethod columns_per_weight",
+    ):
         make_mapping(CrossbarConfig(mapping=_SlicedInInit), LEVELS)
     with pytest.raises(ValueError, match="must override the classmethod columns_per_weight"):
         AnalogLinear(8, 3, synthetic_table(seed=1), CrossbarConfig(mapping=_SlicedInInit))
@@ -167,6 +197,7 @@ def test_a_mapping_name_belongs_to_one_class():
     def factory():
         class Made(OffsetMapping):
             name = "test_factory_made"
+
         return Made
 
     first = factory()
@@ -189,9 +220,11 @@ def test_a_module_reloaded_or_imported_again_replaces_its_own_class(tmp_path, mo
     import sys
 
     from rramsim.models.mapping import mapping_class
+
     (tmp_path / "rramsim_test_user_mapping.py").write_text(
         "from rramsim.models.mapping import OffsetMapping\n\n\n"
-        "class UserOffset(OffsetMapping):\n    name = 'test_user_offset'\n")
+        "class UserOffset(OffsetMapping):\n    name = 'test_user_offset'\n"
+    )
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.delitem(sys.modules, "rramsim_test_user_mapping", raising=False)
     mod = importlib.import_module("rramsim_test_user_mapping")

@@ -1,4 +1,5 @@
 """DAC codes, ADC levels, and the engine's ADC against a reference computed in amperes."""
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -17,7 +18,7 @@ def table():
 def test_dac_levels_and_codes():
     x = torch.tensor([[0.0, 0.5, 1.0], [-1.0, 0.25, 0.5]])
     codes, levels, scale = dac_codes(x, 4)
-    assert levels.flatten().tolist() == [15.0, 7.0]            # unsigned / signed sample
+    assert levels.flatten().tolist() == [15.0, 7.0]  # unsigned / signed sample
     assert scale.flatten().tolist() == [1.0, 1.0]
     assert codes[0].tolist() == [0.0, 8.0, 15.0] and codes[1].tolist() == [-7.0, 2.0, 4.0]
     assert input_scale(torch.zeros(1, 3)).item() == 1.0
@@ -34,8 +35,7 @@ def _reference(engine, rows: torch.Tensor, bias: torch.Tensor, xm: torch.Tensor)
     xm = xm.double()[:, None]
     volts = rows.double() / xm * c.read_voltage
     n_tr, R, cols = comp.mats[0].shape
-    cur = torch.einsum("ntr,trc->ntc", F.pad(volts, (0, n_tr * R - volts.shape[1])).reshape(-1, n_tr, R),
-                       comp.mats[0])
+    cur = torch.einsum("ntr,trc->ntc", F.pad(volts, (0, n_tr * R - volts.shape[1])).reshape(-1, n_tr, R), comp.mats[0])
     n = adc_levels(c.adc_bits)
     fs = comp.full_scale.double()
     q = torch.round(torch.clamp(cur / fs * n, -n, n))
@@ -48,8 +48,17 @@ def _reference(engine, rows: torch.Tensor, bias: torch.Tensor, xm: torch.Tensor)
 def test_engine_adc_matches_the_reference_in_amperes(table, mapping):
     """Linear (3 row tiles) and convolution (2 row tiles), with bias: the forward pass with the
     ADC's gain folded into the tile matrices gives the reference's codes."""
-    cfg = CrossbarConfig(read_noise="off", dac_bits=None, adc_bits=5, adc_range=0.04, tile_rows=128,
-                         tile_cols=16, mapping=mapping, bits_per_cell=2, cells_per_weight=2)
+    cfg = CrossbarConfig(
+        read_noise="off",
+        dac_bits=None,
+        adc_bits=5,
+        adc_range=0.04,
+        tile_rows=128,
+        tile_cols=16,
+        mapping=mapping,
+        bits_per_cell=2,
+        cells_per_weight=2,
+    )
     torch.manual_seed(0)
     lin = AnalogLinear.from_linear(nn.Linear(300, 6), table, cfg, seed=4).eval()
     assert lin.geometry()["row_tiles"] == 3
@@ -57,7 +66,7 @@ def test_engine_adc_matches_the_reference_in_amperes(table, mapping):
     with torch.no_grad():
         y = lin(x)
     ref, clipped = _reference(lin.engine, x, lin.bias.detach(), x.abs().amax(dim=1))
-    assert 0.01 < clipped < 0.9                                   # the clip is exercised
+    assert 0.01 < clipped < 0.9  # the clip is exercised
     assert torch.allclose(y.double(), ref, rtol=1e-5, atol=1e-6 * float(ref.abs().max()))
 
     conv = AnalogConv2d.from_conv(nn.Conv2d(20, 5, 3, padding=1), table, cfg, seed=5).eval()
@@ -65,8 +74,8 @@ def test_engine_adc_matches_the_reference_in_amperes(table, mapping):
     xc = torch.randn(2, 20, 6, 6)
     with torch.no_grad():
         yc = conv(xc)
-    patches = F.unfold(xc, 3, padding=1).transpose(1, 2).reshape(-1, 180)       # [B*H*W, rows]
-    xm = xc.abs().amax(dim=(1, 2, 3)).repeat_interleave(36)                     # the DAC scale is per sample
+    patches = F.unfold(xc, 3, padding=1).transpose(1, 2).reshape(-1, 180)  # [B*H*W, rows]
+    xm = xc.abs().amax(dim=(1, 2, 3)).repeat_interleave(36)  # the DAC scale is per sample
     ref, clipped = _reference(conv.engine, patches, conv.bias.detach(), xm)
     assert 0.01 < clipped < 0.9
     ref = ref.reshape(2, 6, 6, 5).permute(0, 3, 1, 2)

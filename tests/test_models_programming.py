@@ -1,4 +1,5 @@
 """Programming outcomes, costs, read noise and drift from the table."""
+
 import numpy as np
 import pytest
 import torch
@@ -22,7 +23,7 @@ def _sample(phys, level, seed, on=0.0, off=0.0):
 
 def test_sampled_conductances_follow_the_table(table):
     phys = DevicePhysics(table, 0.2)
-    for lvl in (1, 4):               # fully converged levels: inverse CDF of the samples
+    for lvl in (1, 4):  # fully converged levels: inverse CDF of the samples
         res = _sample(phys, torch.full((20000,), lvl), seed=1)
         g = res["g"].numpy()
         ref = table.g_final[lvl]
@@ -70,7 +71,7 @@ def test_drift_with_retention_group(table):
     assert np.allclose(f, table.retention_ratio[:, 2])
     assert np.allclose(phys.drift_factor(0.0, level, z, 0.0, 0.0, 1.0).numpy(), 1.0)
     later = phys.drift_factor(table.retention_t[-1] * 100, level, z, 0.0, 0.0, 1.0).numpy()
-    assert np.all(later < table.retention_ratio[:, -1])     # power-law extrapolation keeps falling
+    assert np.all(later < table.retention_ratio[:, -1])  # power-law extrapolation keeps falling
 
 
 def test_drift_default_power_law():
@@ -79,25 +80,25 @@ def test_drift_default_power_law():
     level = torch.zeros(4, dtype=torch.long)
     z = torch.zeros(4, dtype=torch.float64)
     f = phys.drift_factor(1e4, level, z, 0.01, 0.0, 1.0)
-    assert torch.allclose(f, torch.full((4,), 1e4 ** -0.01, dtype=torch.float64))
+    assert torch.allclose(f, torch.full((4,), 1e4**-0.01, dtype=torch.float64))
     assert torch.allclose(phys.drift_factor(0.5, level, z, 0.01, 0.0, 1.0), torch.ones(4, dtype=torch.float64))
 
 
 def test_iv_fit_normalized_at_read_voltage(table):
     coef = fit_iv(table, 0.2)
     vr = table.scheme["read_voltage"]
-    assert np.allclose(coef[:, 0] * vr + coef[:, 1] * vr ** 2 + coef[:, 2] * vr ** 3, vr)
-    assert np.all(coef[:, 2] > 0)                          # sinh-like: superlinear
+    assert np.allclose(coef[:, 0] * vr + coef[:, 1] * vr**2 + coef[:, 2] * vr**3, vr)
+    assert np.all(coef[:, 2] > 0)  # sinh-like: superlinear
     with pytest.raises(ValueError, match="read_voltage"):
-        fit_iv(table, 1.0)                                  # beyond the I-V data
+        fit_iv(table, 1.0)  # beyond the I-V data
 
 
 def test_programming_latency_models():
     t = torch.zeros(2, 3, 4, dtype=torch.float64)
     t[0, :, 0] = 1.0
     t[1, 0, :] = 2.0
-    assert tile_latencies(t, "cell").tolist() == pytest.approx([3.0, 8.0])       # every cell in turn
-    assert tile_latencies(t, "row").tolist() == pytest.approx([3.0, 2.0])        # a row takes its slowest cell
+    assert tile_latencies(t, "cell").tolist() == pytest.approx([3.0, 8.0])  # every cell in turn
+    assert tile_latencies(t, "row").tolist() == pytest.approx([3.0, 2.0])  # a row takes its slowest cell
     assert combined_latency(tile_latencies(t, "row"), parallel=True) == pytest.approx(3.0)
     assert combined_latency(tile_latencies(t, "row"), parallel=False) == pytest.approx(5.0)
     assert combined_latency([], parallel=True) == 0.0
@@ -108,15 +109,16 @@ def test_layer_latency_follows_the_parallelism(table, parallelism):
     cfg = CrossbarConfig(tile_rows=4, tile_cols=4, program_parallelism=parallelism)
 
     def programmed(c):
-        torch.manual_seed(0)                                      # same weights every time
+        torch.manual_seed(0)  # same weights every time
         return AnalogLinear(10, 6, table, c, seed=0).program(seed=3)
+
     par, ser = programmed(cfg), programmed(cfg.replace(parallel_tile_writes=False))
     assert par["latency"] == pytest.approx(max(par["tile_latency"]))
     assert ser["latency"] == pytest.approx(sum(ser["tile_latency"])) and ser["latency"] > par["latency"]
     if parallelism == "cell":
         row = programmed(cfg.replace(program_parallelism="row"))
-        assert par["latency"] > 1.5 * row["latency"]              # 4 columns: written one by one
-        assert par["energy"] == row["energy"]                     # same cells, same pulses
+        assert par["latency"] > 1.5 * row["latency"]  # 4 columns: written one by one
+        assert par["energy"] == row["energy"]  # same cells, same pulses
 
 
 def test_layer_programming_cost_sums_the_cells(table):
@@ -137,7 +139,7 @@ def test_table_without_usable_iv_data_is_refused_when_needed():
     t.iv_current = t.targets[:, None] * t.iv_v[None, :]
     with pytest.raises(ValueError, match="/iv"):
         AnalogLinear(4, 2, t, CrossbarConfig(nonlinear_iv=True))
-    AnalogLinear(4, 2, t, CrossbarConfig(nonlinear_iv=False)).program()   # linear cells do not need it
+    AnalogLinear(4, 2, t, CrossbarConfig(nonlinear_iv=False)).program()  # linear cells do not need it
 
 
 def _engine_cells(engine, key):
@@ -151,18 +153,25 @@ def _engine_cells(engine, key):
     return out
 
 
-@pytest.mark.parametrize("cfg", [CrossbarConfig(tile_rows=16, tile_cols=8),
-                                 CrossbarConfig(tile_rows=8, tile_cols=6, program_parallelism="cell",
-                                                stuck_on=0.05, stuck_off=0.05, drift_time=100.0),
-                                 CrossbarConfig(tile_rows=16, tile_cols=16, mapping="offset")])
+@pytest.mark.parametrize(
+    "cfg",
+    [
+        CrossbarConfig(tile_rows=16, tile_cols=8),
+        CrossbarConfig(
+            tile_rows=8, tile_cols=6, program_parallelism="cell", stuck_on=0.05, stuck_off=0.05, drift_time=100.0
+        ),
+        CrossbarConfig(tile_rows=16, tile_cols=16, mapping="offset"),
+    ],
+)
 def test_programming_blocks_are_rederived_alone(table, cfg, monkeypatch):
     """Block size changes nothing: every cell draws from its own stream position; the
     per-tile costs reduced on the fly equal those of the whole per-cell layout."""
     from rramsim.models import tile
+
     torch.manual_seed(1)
     lin = torch.nn.Linear(37, 22)
     ref = AnalogLinear.from_linear(lin, table, cfg, seed=5)
-    monkeypatch.setattr(tile, "CHUNK_CELLS", 50)          # a few outputs per block
+    monkeypatch.setattr(tile, "CHUNK_CELLS", 50)  # a few outputs per block
     small = AnalogLinear.from_linear(lin, table, cfg, seed=5)
     a, b = ref.engine.compiled, small.engine.compiled
     assert torch.equal(a.mats[0], b.mats[0]) and torch.equal(a.noise_mat, b.noise_mat)
@@ -187,7 +196,7 @@ def test_programmed_layer_keeps_no_per_cell_floats(table):
     layer.program(seed=1)
     per_weight = layer.engine.storage_bytes() / layer.weight.numel()
     assert per_weight <= 11.0, per_weight
-    g = layer.conductances()                                      # re-derived on demand, same cells
+    g = layer.conductances()  # re-derived on demand, same cells
     assert torch.equal(g, layer.conductances()) and g.shape == (1, 2, 96, 512)
 
 
@@ -234,7 +243,8 @@ def test_programming_on_threads_changes_nothing(table, monkeypatch):
     """Rows encoded and blocks programmed on several threads (costs merged in block order)
     give bit for bit the levels, tiles and costs of one thread."""
     from rramsim.models import WeightMapping, tile
-    monkeypatch.setattr(tile, "CHUNK_CELLS", 300)               # many blocks, rows split for encoding
+
+    monkeypatch.setattr(tile, "CHUNK_CELLS", 300)  # many blocks, rows split for encoding
     monkeypatch.setattr(WeightMapping, "THRESHOLD_MIN_WEIGHTS", 0)
     torch.manual_seed(2)
     lin = torch.nn.Linear(37, 50)
@@ -243,7 +253,7 @@ def test_programming_on_threads_changes_nothing(table, monkeypatch):
     try:
         for n in (1, 3):
             torch.set_num_threads(n)
-            monkeypatch.setattr(tile, "_block_threads", lambda n=n: n)    # whatever the machine's load
+            monkeypatch.setattr(tile, "_block_threads", lambda n=n: n)  # whatever the machine's load
             for par in ("row", "cell"):
                 cfg = CrossbarConfig(tile_rows=16, tile_cols=8, program_parallelism=par, stuck_on=0.02)
                 made[n, par] = AnalogLinear.from_linear(lin, table, cfg, seed=5)
@@ -263,13 +273,14 @@ def test_programming_on_threads_changes_nothing(table, monkeypatch):
 
 def test_block_threads_follow_torch_unless_the_cores_are_busy(monkeypatch):
     from rramsim.models import tile
+
     threads = torch.get_num_threads()
     try:
         torch.set_num_threads(2)
         monkeypatch.setattr(tile.os, "cpu_count", lambda: 8)
         monkeypatch.setattr(tile.os, "getloadavg", lambda: (1.0, 1.0, 1.0))
         assert tile._block_threads() == 2
-        monkeypatch.setattr(tile.os, "getloadavg", lambda: (7.5, 7.0, 7.0))     # fewer than one core idle
+        monkeypatch.setattr(tile.os, "getloadavg", lambda: (7.5, 7.0, 7.0))  # fewer than one core idle
         assert tile._block_threads() == 1
     finally:
         torch.set_num_threads(threads)

@@ -1,4 +1,5 @@
 """Networks: LeNet-5 and the small ResNet for 28x28 inputs, and the registry."""
+
 from __future__ import annotations
 
 import pytest
@@ -7,8 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from rramsim.models import data
-from rramsim.models.networks import (NETWORKS, LeNet5, ResNetSmall, build_network,
-                                     canonical_name, network_names)
+from rramsim.models.networks import NETWORKS, LeNet5, ResNetSmall, build_network, canonical_name, network_names
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -19,7 +19,9 @@ def test_lenet5_architecture():
     convs = [m for m in net.modules() if isinstance(m, nn.Conv2d)]
     fcs = [m for m in net.modules() if isinstance(m, nn.Linear)]
     assert [(c.in_channels, c.out_channels, c.kernel_size, c.padding) for c in convs] == [
-        (1, 6, (5, 5), (2, 2)), (6, 16, (5, 5), (0, 0))]
+        (1, 6, (5, 5), (2, 2)),
+        (6, 16, (5, 5), (0, 0)),
+    ]
     assert [(f.in_features, f.out_features) for f in fcs] == [(400, 120), (120, 84), (84, 10)]
     assert sum(p.numel() for p in net.parameters()) == 61706
     assert sum(isinstance(m, nn.MaxPool2d) for m in net.modules()) == 2
@@ -49,7 +51,9 @@ def test_registry_and_bad_names():
     assert canonical_name("LeNet-5") == "lenet5" and canonical_name("resnet") == "resnet-small"
     assert isinstance(build_network("lenet"), LeNet5)
     assert isinstance(build_network("resnet-small", num_classes=3), ResNetSmall)
-    with pytest.raises(ValueError, match="unknown network .vgg16.; choose one of: ds-cnn, lenet5, lstm, resnet-small, vit"):
+    with pytest.raises(
+        ValueError, match="unknown network .vgg16.; choose one of: ds-cnn, lenet5, lstm, resnet-small, vit"
+    ):
         build_network("vgg16")
     with pytest.raises(ValueError, match="num_classes"):
         build_network("lenet5", num_classes=0)

@@ -1,4 +1,5 @@
 """The default model in Verilog-A (OSDI) against the behavioural netlist: same physics."""
+
 import subprocess
 import sys
 from pathlib import Path
@@ -18,6 +19,7 @@ needs_openvaf = pytest.mark.skipif(not osdi.available(), reason="no OpenVAF comp
 @pytest.fixture(scope="module")
 def devices():
     from rramsim.cosim.ngspice import Session
+
     try:
         va = osdi.builtin_va_device(CompactModel().params())
     except osdi.OsdiError as exc:
@@ -43,37 +45,47 @@ def test_write_verify_agrees_within_1_percent(devices):
     assert a.converged.all() and b.converged.all()
     np.testing.assert_array_equal(a.pulses, b.pulses)
     np.testing.assert_allclose(b.g_final, a.g_final, rtol=0.01)
-    np.testing.assert_allclose(b.energy, a.energy, rtol=0.02)   # ∫v·i dt on different time grids
+    np.testing.assert_allclose(b.energy, a.energy, rtol=0.02)  # ∫v·i dt on different time grids
 
 
 HEAD = '`include "disciplines.vams"\nmodule m(a, b); inout a, b; electrical a, b;\n'
 
 
-@pytest.mark.parametrize("body", [
-    "real x, t_prev, dt; analog begin dt = $abstime - t_prev;\n x = x + V(a, b) * dt;\n"
-    " t_prev = $abstime; I(a, b) <+ 1e-3 * x; end",                                          # by hand
-    "real w, rate; analog begin @(initial_step) w = 0.5;\n rate = 1e6 * V(a, b);\n"
-    " w = w + rate * 1e-9; I(a, b) <+ 1e-4 * w * V(a, b); end",                              # initial_step seed
-])
+@pytest.mark.parametrize(
+    "body",
+    [
+        "real x, t_prev, dt; analog begin dt = $abstime - t_prev;\n x = x + V(a, b) * dt;\n"
+        " t_prev = $abstime; I(a, b) <+ 1e-3 * x; end",  # by hand
+        "real w, rate; analog begin @(initial_step) w = 0.5;\n rate = 1e6 * V(a, b);\n"
+        " w = w + rate * 1e-9; I(a, b) <+ 1e-4 * w * V(a, b); end",  # initial_step seed
+    ],
+)
 def test_state_kept_in_a_variable_is_refused(tmp_path, body):
     bad = tmp_path / "bad.va"
     bad.write_text(HEAD + body + "\nendmodule\n")
-    with pytest.raises(osdi.OsdiError, match=r"read before the module assigns .* make the state a node|"
-                                             r"read before the module assigns .*Make the state a node"):
+    with pytest.raises(
+        osdi.OsdiError,
+        match=r"read before the module assigns .* make the state a node|"
+        r"read before the module assigns .*Make the state a node",
+    ):
         osdi.compile_va(bad)
 
 
-@pytest.mark.parametrize("body", [
-    "real x; analog begin x = idt(V(a, b) / 1e-6, 0); I(a, b) <+ 1e-3 * x; end",   # no feedback: measured exact
-    "real x; analog begin x = idt((V(a, b) - x) / 1e-6, 0); I(a, b) <+ 1e-3 * x; end",   # feedback: lifted
-    "real k; analog begin @(initial_step) k = 2; I(a, b) <+ 1e-3 * k * V(a, b); end",
-    "real g; analog begin if (V(a, b) > 0) g = 1e-3; else g = 2e-3;\n g = min(g, 1.5e-3);\n"
-    " I(a, b) <+ g * V(a, b); end",
-    "real y; analog function real sq; input u; real u, t; begin t = u * u; sq = t; end endfunction\n"
-    "analog begin y = sq(V(a, b)); I(a, b) <+ 1e-3 * y; end",
-])
+@pytest.mark.parametrize(
+    "body",
+    [
+        "real x; analog begin x = idt(V(a, b) / 1e-6, 0); I(a, b) <+ 1e-3 * x; end",  # no feedback: measured exact
+        "real x; analog begin x = idt((V(a, b) - x) / 1e-6, 0); I(a, b) <+ 1e-3 * x; end",  # feedback: lifted
+        "real k; analog begin @(initial_step) k = 2; I(a, b) <+ 1e-3 * k * V(a, b); end",
+        "real g; analog begin if (V(a, b) > 0) g = 1e-3; else g = 2e-3;\n g = min(g, 1.5e-3);\n"
+        " I(a, b) <+ g * V(a, b); end",
+        "real y; analog function real sq; input u; real u, t; begin t = u * u; sq = t; end endfunction\n"
+        "analog begin y = sq(V(a, b)); I(a, b) <+ 1e-3 * y; end",
+    ],
+)
 def test_variables_assigned_before_use_are_accepted(body):
     from rramsim.circuits.veriloga_lift import lift
+
     osdi.check_state_is_a_node(lift(HEAD + body + "\nendmodule\n").source, "ok.va")
 
 
@@ -93,9 +105,9 @@ def test_cache_is_keyed_by_content_and_module_names_are_unique(tmp_path, monkeyp
         (tmp_path / d).mkdir()
         (tmp_path / d / "model.va").write_text(_mem(ron))
     a, b, c = (osdi.compile_va(tmp_path / d / "model.va") for d in "abc")
-    assert a.osdi != b.osdi and a.osdi.is_file() and b.osdi.is_file()      # same file name, both kept
+    assert a.osdi != b.osdi and a.osdi.is_file() and b.osdi.is_file()  # same file name, both kept
     assert a.modules["mymem"] != b.modules["mymem"] and a.modules["mymem"].startswith("mymem_")
-    assert c == a                                                        # same text elsewhere: same build
+    assert c == a  # same text elsewhere: same build
     assert f"module {b.modules['mymem']}(" in b.source.read_text() and "ron = 14000" in b.source.read_text()
     assert "Finished building" in a.log.read_text()
     assert sorted(osdi.cached_libraries()) == sorted([str(a.osdi), str(b.osdi)])
@@ -105,8 +117,10 @@ def test_cache_is_keyed_by_content_and_module_names_are_unique(tmp_path, monkeyp
 def test_openvaf_error_is_the_first_error_and_the_log_is_kept(tmp_path, monkeypatch):
     monkeypatch.setenv("RRAMSIM_CACHE", str(tmp_path / "cache"))
     bad = tmp_path / "broken.va"
-    bad.write_text(HEAD + "parameter real r = 1e3;\nanalog begin\n I(a, b) <+ V(a, b) / r + first_missing;\n"
-                   " I(a, b) <+ second_missing(V(a, b));\nend\nendmodule\n")
+    bad.write_text(
+        HEAD + "parameter real r = 1e3;\nanalog begin\n I(a, b) <+ V(a, b) / r + first_missing;\n"
+        " I(a, b) <+ second_missing(V(a, b));\nend\nendmodule\n"
+    )
     with pytest.raises(osdi.OsdiError) as err:
         osdi.compile_va(bad)
     message = str(err.value)
@@ -147,7 +161,7 @@ def test_same_module_name_in_two_files_gives_two_tables(devices, tmp_path):
     first, second = (np.array(line.split()[1:], float) for line in proc.stdout.splitlines() if line.startswith("G"))
     assert not np.allclose(first, second, rtol=1e-3)
     cards = [line.split()[1:] for line in proc.stdout.splitlines() if line.startswith("backend")]
-    assert [c[0] for c in cards] == ["osdi", "osdi"] and cards[0][-1] != cards[1][-1]   # own compiled module each
+    assert [c[0] for c in cards] == ["osdi", "osdi"] and cards[0][-1] != cards[1][-1]  # own compiled module each
     # the I-V sweep of the 14 kOhm file carries less current at full SET than the 10 kOhm one
     assert np.abs(second[2:]).max() < np.abs(first[2:]).max()
 
@@ -171,7 +185,8 @@ for name, b in builds.items():
 """
 IDT_VAR = HEAD + "real x; analog begin x = idt(V(a, b) / 1e-6, 0); I(a, b) <+ 1e-3 * x; end\nendmodule\n"
 IDT_NODE = HEAD.replace("electrical a, b;", "electrical a, b, s;") + (
-    "analog begin I(s) <+ ddt(V(s)) - V(a, b) / 1e-6; I(s) <+ 1e-12 * V(s); I(a, b) <+ 1e-3 * V(s); end\nendmodule\n")
+    "analog begin I(s) <+ ddt(V(s)) - V(a, b) / 1e-6; I(s) <+ 1e-12 * V(s); I(a, b) <+ 1e-3 * V(s); end\nendmodule\n"
+)
 IDT_FEEDBACK = HEAD + "real x; analog begin x = idt((V(a, b) - x) / 1e-6, 0); I(a, b) <+ 1e-3 * x; end\nendmodule\n"
 
 
@@ -183,12 +198,12 @@ def test_idt_into_a_variable_integrates_like_a_node_without_feedback(devices, tm
     proc = _python(IDT, *map(str, paths))
     assert proc.returncode == 0, proc.stderr
     x = {line.split()[0]: np.array(line.split()[1:], float) for line in proc.stdout.splitlines()}
-    exact = np.array([2.0 - 0.0005, 1.0 - 0.0005 + 0.00025])      # integral of the drive / 1 us
+    exact = np.array([2.0 - 0.0005, 1.0 - 0.0005 + 0.00025])  # integral of the drive / 1 us
     np.testing.assert_allclose(x["node"], exact, rtol=2e-3)
-    np.testing.assert_allclose(x["var"], x["node"], rtol=1e-4)      # x = idt(f(V)): accepted, and exact
+    np.testing.assert_allclose(x["var"], x["node"], rtol=1e-4)  # x = idt(f(V)): accepted, and exact
     relax = np.array([1 - np.exp(-2.0), -0.5 + (1 - np.exp(-2.0) + 0.5) * np.exp(-2.0)])
-    assert np.abs(x["feedback"] - relax).max() > 0.5               # x = idt(f(x)) as written: x reads 0
-    np.testing.assert_allclose(x["lifted"], relax, atol=2e-3)      # lifted onto a node: the relaxation
+    assert np.abs(x["feedback"] - relax).max() > 0.5  # x = idt(f(x)) as written: x reads 0
+    np.testing.assert_allclose(x["lifted"], relax, atol=2e-3)  # lifted onto a node: the relaxation
 
 
 USER_VA = """`include "disciplines.vams"
@@ -213,19 +228,47 @@ def test_characterize_a_users_verilog_a_device(devices, tmp_path):
     import subprocess
     import sys
     from rramsim.devices import DeviceTable
+
     va = tmp_path / "mymem.va"
     va.write_text(USER_VA)
     out = tmp_path / "va.h5"
-    proc = subprocess.run([sys.executable, "-m", "rramsim.cosim.cli", "characterize", "--veriloga", str(va),
-                           "--module", "mymem", "--devices", "2", "--targets", "10u,40u", "--retention-time", "0",
-                           "--workers", "1", "-q", "-o", str(out)], capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "rramsim.cosim.cli",
+            "characterize",
+            "--veriloga",
+            str(va),
+            "--module",
+            "mymem",
+            "--devices",
+            "2",
+            "--targets",
+            "10u,40u",
+            "--retention-time",
+            "0",
+            "--workers",
+            "1",
+            "-q",
+            "-o",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr
     table = DeviceTable.load(out)
     assert table.converged.all() and table.model["name"] == "mymem_dev"
     assert np.all(np.abs(table.g_final - table.targets[:, None]) <= 0.05 * table.targets[:, None])
+
+
 # A threshold switch whose state lives in a variable set only while a pulse is on: no read
 # comes before an assignment in the text, so the pattern check passes; the campaign shows it.
-LATCH = HEAD.replace("module m(", "module latch(") + """parameter real gon = 1e-4, goff = 1e-5;
+LATCH = (
+    HEAD.replace("module m(", "module latch(")
+    + """parameter real gon = 1e-4, goff = 1e-5;
 real on;
 analog begin
     if (V(a, b) > 1.0) on = 1;
@@ -234,6 +277,7 @@ analog begin
 end
 endmodule
 """
+)
 NEVER_SWITCHES = """
 import sys, numpy as np
 from rramsim.cosim.characterize import Characterization, characterize
@@ -252,7 +296,7 @@ except DeviceError as exc:
 def test_state_the_pattern_misses_is_caught_by_its_symptom(devices, tmp_path):
     va = tmp_path / "latch.va"
     va.write_text(LATCH)
-    osdi.check_state_is_a_node(LATCH, va)          # passes the pattern
+    osdi.check_state_is_a_node(LATCH, va)  # passes the pattern
     proc = _python(NEVER_SWITCHES, str(va))
     assert proc.returncode == 0, proc.stderr
     assert "refused: the device never changed conductance" in proc.stdout, proc.stdout
@@ -261,6 +305,7 @@ def test_state_the_pattern_misses_is_caught_by_its_symptom(devices, tmp_path):
 
 def test_builtin_backend_auto_is_compiled_when_openvaf_is_here(devices):
     from rramsim.circuits.testbenches import builtin_device
+
     params = CompactModel().params()
     auto = osdi.builtin_device_for("auto", params)
     assert auto.osdi and auto.osdi == devices[1].osdi and "rram_va_" in auto.definition
@@ -305,11 +350,15 @@ def test_relaxation_variant_is_rram_va_plus_the_relaxation_and_agrees_with_the_n
     from importlib.resources import files
 
     from rramsim.circuits.retention import RELAX_START
+
     folder = Path(str(files("rramsim.circuits") / "veriloga"))
     plain, relax = ((folder / f).read_text() for f in ("rram.va", "rram_relax.va"))
     body = [line for line in relax.splitlines()[6:] if "parameter real relax" not in line]
-    body = "\n".join(body).replace("module rram_relax_va(", "module rram_va(").replace(
-        " + relax * ln(1 + max($abstime - relax_t0, 0) / relax_tau);", ";")
+    body = (
+        "\n".join(body)
+        .replace("module rram_relax_va(", "module rram_va(")
+        .replace(" + relax * ln(1 + max($abstime - relax_t0, 0) / relax_tau);", ";")
+    )
     assert body.splitlines() == plain.splitlines()[2:]
 
     proc = _python(RELAX_VA, str(folder / "rram_relax.va"))

@@ -7,14 +7,43 @@ from rramsim.circuits.render import instance_params, parse_number, render
 from rramsim.devices import CompactModel
 
 
-@pytest.mark.parametrize("text,value", [("50n", 50e-9), ("1.2u", 1.2e-6), ("3meg", 3e6), ("-0.5", -0.5),
-                                        ("2.5e-3", 2.5e-3), (" 7K ", 7e3), (4, 4.0), (1.5, 1.5)])
+@pytest.mark.parametrize(
+    "text,value",
+    [
+        ("50n", 50e-9),
+        ("1.2u", 1.2e-6),
+        ("3meg", 3e6),
+        ("-0.5", -0.5),
+        ("2.5e-3", 2.5e-3),
+        (" 7K ", 7e3),
+        (4, 4.0),
+        (1.5, 1.5),
+    ],
+)
 def test_numbers_and_suffixes(text, value):
     assert math.isclose(parse_number(text, "x"), value, rel_tol=1e-12)
 
 
-@pytest.mark.parametrize("bad", ["1\n.control", "1 ; shell rm -rf /", "abc", "", "1.2.3", "1e5x", "nan", "inf",
-                                 float("nan"), float("inf"), True, None, [1.0], "{x}", "1)\n.endc"])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "1\n.control",
+        "1 ; shell rm -rf /",
+        "abc",
+        "",
+        "1.2.3",
+        "1e5x",
+        "nan",
+        "inf",
+        float("nan"),
+        float("inf"),
+        True,
+        None,
+        [1.0],
+        "{x}",
+        "1)\n.endc",
+    ],
+)
 def test_rejects_non_numbers(bad):
     with pytest.raises(ValueError, match="'pw'"):
         parse_number(bad, "pw")

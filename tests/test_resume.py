@@ -1,4 +1,5 @@
 """Crash-safe campaigns: kill -9 mid-run, resume, and get the uninterrupted table."""
+
 import os
 import signal
 import subprocess
@@ -11,16 +12,34 @@ import pytest
 from rramsim.cosim.cli import main
 from rramsim.devices import DeviceTable, TableError
 
-ARGS = ["characterize", "--devices", "8", "--batch-size", "1", "--workers", "1", "--targets", "10u,40u",
-        "--retention-time", "0", "--seed", "4", "-q"]
+ARGS = [
+    "characterize",
+    "--devices",
+    "8",
+    "--batch-size",
+    "1",
+    "--workers",
+    "1",
+    "--targets",
+    "10u,40u",
+    "--retention-time",
+    "0",
+    "--seed",
+    "4",
+    "-q",
+]
 ARRAYS = ("g_final", "pulses", "energy", "time", "converged", "read_g", "read_sigma", "iv_current")
 
 
 def test_sigkill_then_resume_gives_the_uninterrupted_table(tmp_path):
     out = tmp_path / "killed.h5"
     parts = tmp_path / "killed.h5.parts"
-    proc = subprocess.Popen([sys.executable, "-m", "rramsim.cosim.cli", *ARGS, "-o", str(out)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "rramsim.cosim.cli", *ARGS, "-o", str(out)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
     deadline = time.time() + 120
     while len(list(parts.glob("batch-*.pkl"))) < 3:
         assert proc.poll() is None, proc.stderr.read().decode()
@@ -35,7 +54,7 @@ def test_sigkill_then_resume_gives_the_uninterrupted_table(tmp_path):
     # without --resume the leftover work is not silently thrown away
     assert main([*ARGS, "-o", str(out)]) == 1
     assert main([*ARGS, "--resume", "-o", str(out)]) == 0
-    assert not parts.exists()                      # cleaned up once the table is written
+    assert not parts.exists()  # cleaned up once the table is written
     resumed = DeviceTable.load(out)
 
     fresh_out = tmp_path / "fresh.h5"
@@ -61,8 +80,10 @@ def tiny_disk(tmp_path):
     """A 256 KiB tmpfs (needs root, as on the project's machines and CI)."""
     mnt = tmp_path / "disk"
     mnt.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mnt)],
-                      capture_output=True).returncode != 0:
+    if (
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mnt)], capture_output=True).returncode
+        != 0
+    ):
         pytest.skip("cannot mount a small tmpfs here (needs root)")
     yield mnt
     subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
@@ -71,7 +92,7 @@ def tiny_disk(tmp_path):
 def test_a_full_disk_is_a_clear_error_and_keeps_the_earlier_file(small_table, tiny_disk):
     path = small_table.save(tiny_disk / "keep.h5")
     before = path.read_bytes()
-    fd = os.open(tiny_disk / "filler", os.O_WRONLY | os.O_CREAT)   # fill the disk up
+    fd = os.open(tiny_disk / "filler", os.O_WRONLY | os.O_CREAT)  # fill the disk up
     try:
         while True:
             os.write(fd, b"\0" * 4096)

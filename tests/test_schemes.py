@@ -1,4 +1,5 @@
 """Programming schemes as objects: ISPP, IGVVA (1T1R), pulse-width; v1 tables; honest read G."""
+
 import dataclasses
 
 import h5py
@@ -23,23 +24,24 @@ def _cells(n, seed=1):
     return model, [nominal] + [dict(p, c2c=var.c2c, x0=model.g_max) for p in var.sample(model, n - 1, rng)]
 
 
-@pytest.mark.parametrize("scheme,cell", [(ISPP(verify_reads=2), "1R"), (IGVVA(), "1T1R"),
-                                         (PulseWidth(max_pulses=60), "1R")])
+@pytest.mark.parametrize(
+    "scheme,cell", [(ISPP(verify_reads=2), "1R"), (IGVVA(), "1T1R"), (PulseWidth(max_pulses=60), "1R")]
+)
 def test_each_scheme_converges_on_the_builtin_device(scheme, cell):
     model, cells = _cells(3)
     res = run_batch(BatchSpec(0, builtin_device(model.params(), cell), cells, TARGETS, scheme, [[0], [1], [2]]))
     assert res.converged.all(), (scheme.name, res.g_final)
     assert np.all(np.abs(res.g_final - TARGETS[:, None]) <= scheme.tolerance * TARGETS[:, None])
     assert np.all(res.energy > 0)
-    per_pulse = timing(scheme).cell_time(scheme.set_width)        # the cell's own pulses and reads
+    per_pulse = timing(scheme).cell_time(scheme.set_width)  # the cell's own pulses and reads
     assert timing(scheme).read_time == pytest.approx(scheme.verify_reads * T_READ)
     assert res.time.min() >= 2 * per_pulse * 0.99
     first = res.amplitudes[0][0]
-    assert first == -scheme.erase                       # every level starts with the erase pulse
-    if scheme.gate_control:                             # the word line climbs while the bit line is fixed
+    assert first == -scheme.erase  # every level starts with the erase pulse
+    if scheme.gate_control:  # the word line climbs while the bit line is fixed
         sets = [g for a, g in zip(res.amplitudes[0], res.gates[0]) if a > 0]
         assert set(a for a in res.amplitudes[0] if a > 0) == {scheme.v_set} and max(sets) > scheme.vg_start
-    if isinstance(scheme, PulseWidth):                  # widths grow geometrically at a fixed amplitude
+    if isinstance(scheme, PulseWidth):  # widths grow geometrically at a fixed amplitude
         widths = sorted(set(w for a, w in zip(res.amplitudes[0], res.widths[0]) if a > 0))
         assert len(widths) >= 3 and widths[1] / widths[0] == pytest.approx(scheme.width_factor)
 
@@ -54,11 +56,11 @@ def test_igvva_trajectory_climbs_without_overshooting():
     runs = np.split(sets, np.flatnonzero(np.diff(sets) > 1) + 1)
     for run in runs:
         g = reads[run]
-        assert np.all(np.diff(g) >= -0.01 * g[:-1]), g           # monotone within 1%
-        assert np.all(np.diff(g) < 0.25 * TARGETS[0])            # small steps: no jump across the window
+        assert np.all(np.diff(g) >= -0.01 * g[:-1]), g  # monotone within 1%
+        assert np.all(np.diff(g) < 0.25 * TARGETS[0])  # small steps: no jump across the window
     assert reads.max() < 1.2 * TARGETS[-1]
     ispp = run_batch(BatchSpec(0, builtin_device(model.params(), "1R"), cells[:1], TARGETS, ISPP(), [[0]]))
-    assert max(ispp.reads[0]) > 3 * TARGETS[-1]                   # the runaway IGVVA avoids
+    assert max(ispp.reads[0]) > 3 * TARGETS[-1]  # the runaway IGVVA avoids
 
 
 def test_scheme_records_round_trip_and_validation():
@@ -68,7 +70,7 @@ def test_scheme_records_round_trip_and_validation():
     s = make_scheme("pulse-width", width_start=1e-6, width_max=1e-3, reset_width=1e-3, polarity=-1)
     assert s.longest_pulse == 1e-3 and s.step_cap == pytest.approx(1e-4)
     assert s.set_pulse(2).amplitude == -s.v_set and s.set_pulse(2).width == pytest.approx(4e-6)
-    assert s.erase_pulse().amplitude == s.erase                   # RESET is opposite to a negative SET
+    assert s.erase_pulse().amplitude == s.erase  # RESET is opposite to a negative SET
     with pytest.raises(ValueError, match="between 100 ps and 1 s"):
         ISPP(pulse_width=2.0)
     with pytest.raises(ValueError, match="vg_start"):
@@ -86,17 +88,28 @@ def test_scheme_records_round_trip_and_validation():
 def test_version_1_tables_still_load(small_table_file, tmp_path):
     v1 = tmp_path / "v1.h5"
     v1.write_bytes(small_table_file.read_bytes())
-    with h5py.File(v1, "a") as f:                # the layout version 1 wrote: ISPP under its own names
+    with h5py.File(v1, "a") as f:  # the layout version 1 wrote: ISPP under its own names
         f.attrs["format_version"] = 1
         p = f["programming"].attrs
-        old = {"scheme": "ispp", "v_start": 1.0, "v_step": 0.04, "v_max": 1.6, "v_reset_start": 1.0,
-               "v_reset_max": 1.6, "v_erase": 1.6, "pulse_width": 50e-9, "read_voltage": 0.2, "tolerance": 0.05,
-               "max_pulses": 40, "max_step": 5e-9}
+        old = {
+            "scheme": "ispp",
+            "v_start": 1.0,
+            "v_step": 0.04,
+            "v_max": 1.6,
+            "v_reset_start": 1.0,
+            "v_reset_max": 1.6,
+            "v_erase": 1.6,
+            "pulse_width": 50e-9,
+            "read_voltage": 0.2,
+            "tolerance": 0.05,
+            "max_pulses": 40,
+            "max_step": 5e-9,
+        }
         for k in list(p):
             del p[k]
         for k, v in old.items():
             p[k] = v
-    shipped_v1 = Path(__file__).parent / "data" / "default_v1.h5"    # the table version 1 shipped
+    shipped_v1 = Path(__file__).parent / "data" / "default_v1.h5"  # the table version 1 shipped
     for path in (v1, shipped_v1):
         table = DeviceTable.load(path)
         scheme = scheme_from_attrs(table.scheme)
@@ -136,8 +149,31 @@ def test_negative_set_device_with_polarity_minus_one(tmp_path):
 
 def test_cli_scheme_flags(tmp_path, capsys):
     out = tmp_path / "g.h5"
-    assert main(["characterize", "--scheme", "igvva", "--cell", "1T1R", "--devices", "2", "--targets", "15u,40u",
-                 "--retention-time", "0", "--workers", "1", "--vg-step", "0.05", "-q", "-o", str(out)]) == 0
+    assert (
+        main(
+            [
+                "characterize",
+                "--scheme",
+                "igvva",
+                "--cell",
+                "1T1R",
+                "--devices",
+                "2",
+                "--targets",
+                "15u,40u",
+                "--retention-time",
+                "0",
+                "--workers",
+                "1",
+                "--vg-step",
+                "0.05",
+                "-q",
+                "-o",
+                str(out),
+            ]
+        )
+        == 0
+    )
     table = DeviceTable.load(out)
     assert table.scheme["scheme"] == "igvva" and table.scheme["vg_step"] == 0.05 and table.converged.all()
     assert "vg_start" in capsys.readouterr().out

@@ -1,4 +1,5 @@
 """DeviceTable HDF5: exact round trip, and a TableError for every kind of bad file."""
+
 import os
 
 import h5py
@@ -16,7 +17,7 @@ def test_round_trip_is_exact(small_table, tmp_path):
     assert back.model["name"] == "hfox" and "nu_set" in back.model
     assert back.variability["c2c"] > 0
     assert ".subckt rram" in back.model_netlist and "write-verify" in back.programming_netlist
-    with h5py.File(path) as f:   # plain HDF5, checksummed arrays, required layout
+    with h5py.File(path) as f:  # plain HDF5, checksummed arrays, required layout
         assert f.attrs["format"] == "rramsim.device_table" and f.attrs["format_version"] == 2
         assert f["programming/g_final"].fletcher32
         assert f["programming/pulses"].dtype == np.int32 and f["programming/converged"].dtype == bool
@@ -102,7 +103,7 @@ def test_save_is_atomic_and_keeps_the_old_file_on_failure(small_table, tmp_path)
     before = path.read_bytes()
     broken = DeviceTable.__new__(DeviceTable)
     broken.__dict__.update(small_table.__dict__)
-    broken.provenance = {"bad": object()}     # h5py cannot store this: save fails midway
+    broken.provenance = {"bad": object()}  # h5py cannot store this: save fails midway
     with pytest.raises(TypeError):
         broken.save(path)
     assert path.read_bytes() == before
@@ -113,6 +114,7 @@ def test_save_is_atomic_and_keeps_the_old_file_on_failure(small_table, tmp_path)
 
 def test_constructor_validates_shapes(small_table):
     import dataclasses
+
     with pytest.raises(TableError, match="strictly increasing"):
         dataclasses.replace(small_table, targets=small_table.targets[::-1])
     with pytest.raises(TableError, match="pulses has shape"):
@@ -122,10 +124,12 @@ def test_constructor_validates_shapes(small_table):
 def test_a_crash_or_hang_inside_the_hdf5_reader_is_a_table_error(small_table_file, monkeypatch):
     # some damage makes the HDF5 C library segfault; the reader runs in a forked child first
     import rramsim.devices.table as table_module
+
     monkeypatch.setattr(DeviceTable, "_read", classmethod(lambda cls, path: os.kill(os.getpid(), 11)))
     with pytest.raises(TableError, match="crashed reading it.*SIGSEGV"):
         DeviceTable.load(small_table_file)
     import time
+
     monkeypatch.setattr(DeviceTable, "_read", classmethod(lambda cls, path: time.sleep(30)))
     assert "did not finish" in table_module._probe(small_table_file, timeout=0.5)
 
@@ -136,6 +140,7 @@ def test_a_table_without_read_noise_says_so(tmp_path):
     from rramsim.cosim.cli_inference import hardware_effects
     from rramsim.devices import load_default_table
     from rramsim.models import CrossbarConfig
+
     t = load_default_table()
     t.read_sigma = np.zeros_like(t.read_sigma)
     assert "read noise: none" in t.summary()

@@ -1,4 +1,5 @@
 """`rramsim table compare|export` and the built-in published references, on real tables."""
+
 from __future__ import annotations
 
 import json
@@ -28,9 +29,28 @@ def round_trip(tmp_path_factory):
     assert main(["table", "export", DEFAULT, "--format", "csv", "-o", str(folder / "csv")]) == 0
     out = folder / "again.h5"
     c = folder / "csv"
-    assert main(["table", "import", str(c / "programming.csv"), "--read", str(c / "read.csv"),
-                 "--retention", str(c / "retention.csv"), "--iv", str(c / "iv.csv"), "--read-voltage", "0.2",
-                 "--tolerance", "0.05", "-o", str(out)]) == 0
+    assert (
+        main(
+            [
+                "table",
+                "import",
+                str(c / "programming.csv"),
+                "--read",
+                str(c / "read.csv"),
+                "--retention",
+                str(c / "retention.csv"),
+                "--iv",
+                str(c / "iv.csv"),
+                "--read-voltage",
+                "0.2",
+                "--tolerance",
+                "0.05",
+                "-o",
+                str(out),
+            ]
+        )
+        == 0
+    )
     return folder, out
 
 
@@ -38,11 +58,21 @@ def test_round_trip_is_the_same_table(round_trip, capsys):
     folder, again = round_trip
     a, b = DeviceTable.load(DEFAULT), DeviceTable.load(again)
     for name in ("g_final", "pulses", "energy", "time", "converged"):
-        np.testing.assert_array_equal(np.sort(getattr(a, name), axis=1) if name == "g_final" else
-                                      np.sort(getattr(a, name), axis=1),
-                                      np.sort(getattr(b, name), axis=1), err_msg=name)
-    for name in ("targets", "read_g", "read_sigma", "iv_v", "iv_current", "retention_t", "retention_ratio",
-                 "retention_sigma"):
+        np.testing.assert_array_equal(
+            np.sort(getattr(a, name), axis=1) if name == "g_final" else np.sort(getattr(a, name), axis=1),
+            np.sort(getattr(b, name), axis=1),
+            err_msg=name,
+        )
+    for name in (
+        "targets",
+        "read_g",
+        "read_sigma",
+        "iv_v",
+        "iv_current",
+        "retention_t",
+        "retention_ratio",
+        "retention_sigma",
+    ):
         np.testing.assert_array_equal(getattr(a, name), getattr(b, name), err_msg=name)
     assert b.unmeasured == frozenset()
     head = (folder / "csv" / "programming.csv").read_text().splitlines()[0]
@@ -58,8 +88,9 @@ def test_compare_sees_a_wider_spread(tmp_path, capsys):
     """A table whose cells land twice as far from their level mean: KS and sigma say so."""
     a = DeviceTable.load(DEFAULT)
     mean = a.g_final.mean(axis=1, keepdims=True)
-    rows = [f"{float(t)!r},{float(g)!r}" for k, t in enumerate(a.targets)
-            for g in mean[k] + 2 * (a.g_final[k] - mean[k])]
+    rows = [
+        f"{float(t)!r},{float(g)!r}" for k, t in enumerate(a.targets) for g in mean[k] + 2 * (a.g_final[k] - mean[k])
+    ]
     csv = tmp_path / "wide.csv"
     csv.write_text("target,g\n" + "\n".join(rows) + "\n")
     wide = tmp_path / "wide.h5"
@@ -77,6 +108,7 @@ def test_compare_sees_a_wider_spread(tmp_path, capsys):
 def test_levels_matched_by_target(tmp_path, capsys):
     """Only levels with the same target are set side by side (KS); the others stand alone."""
     from rramsim.cosim.table_import import import_table
+
     a = DeviceTable.load(DEFAULT)
     csv = tmp_path / "two.csv"
     levels = ((10e-6, a.g_final[0]), (25e-6, a.g_final[1] * 1.25))
@@ -87,7 +119,7 @@ def test_levels_matched_by_target(tmp_path, capsys):
     assert reports[1].ks[0] == 0 and np.isnan(reports[1].ks[1])
     code, text, _ = run(["table", "compare", DEFAULT, str(tmp_path / "two.h5")], capsys)
     block = text.split("target 25.00 uS")[1].split("target 30.00 uS")[0]
-    mean_us = f"{1e6 * a.g_final[1].mean() * 1.25:.3f}"           # the 25 uS level's cells, as written
+    mean_us = f"{1e6 * a.g_final[1].mean() * 1.25:.3f}"  # the 25 uS level's cells, as written
     assert code == 0 and f"[1]   {mean_us}" in block and "KS --" in block and "[0]" not in block
 
 
@@ -148,12 +180,12 @@ def test_one_day_drift_against_every_reference(tmp_path, capsys):
     day = sigma_at(reports[0].table, 86400.0)[1]
     g0 = reports[0].stats["g_mean"]
     wan = reports[0].drift["wan2022"]
-    mid = reference("wan2022").band(g0, 86400.0)[0]          # one fit at 1 day: the band is a line
+    mid = reference("wan2022").band(g0, 86400.0)[0]  # one fit at 1 day: the band is a line
     inside = g0 <= 40e-6
     assert wan["levels"] == inside.sum() == 4 and set(reports[0].drift) == {"cmo", "wan2022"}
     np.testing.assert_allclose(wan["rms"], np.sqrt(np.mean((day[inside] / mid[inside] - 1) ** 2)))
     np.testing.assert_allclose(wan["ratio"], np.exp(np.mean(np.log(day[inside] / mid[inside]))))
-    assert wan["ratio"] < 1                                  # the default table drifts less than NeuRRAM
+    assert wan["ratio"] < 1  # the default table drifts less than NeuRRAM
     assert f"[0] cmo: {100 * reports[0].drift['cmo']['rms']:.0f}% over 8 levels" in text
     assert f"wan2022: {100 * wan['rms']:.0f}% over 4 levels, x{wan['ratio']:.2f}" in text
     assert "[1] cmo: not compared (no /retention group); wan2022: not compared (no /retention group)" in text
@@ -172,6 +204,7 @@ def test_export_neurosim(tmp_path, capsys):
     np.testing.assert_array_equal(rows[:, 2], s["g_std"])
     meta = json.loads((tmp_path / "mem_states.csv.json").read_text())
     assert meta["table_sha256"] == fingerprint(DEFAULT) and meta["made_by"].startswith("rramsim ")
-    code, _, err = run(["table", "export", DEFAULT, "--format", "neurosim", "-o", str(tmp_path / "no" / "x.csv")],
-                       capsys)
+    code, _, err = run(
+        ["table", "export", DEFAULT, "--format", "neurosim", "-o", str(tmp_path / "no" / "x.csv")], capsys
+    )
     assert code == 1 and "does not exist" in err

@@ -1,4 +1,5 @@
 """`rramsim table import`: measured CSV/.npz -> DeviceTable, through the real CLI and real HDF5."""
+
 from __future__ import annotations
 
 import json
@@ -20,14 +21,18 @@ def example_files() -> dict[str, str]:
     """The README's example measurement files, as a lab would write them: one row per cell
     with die/row/col bookkeeping (ignored by the import), SI units, 4 levels x 6 cells."""
     rng = np.random.default_rng(14)
-    lines = ["# wafer W07, 1T1R test array, write-verify to 5%; conductances read at 0.2 V",
-             "die,row,col,target,g,pulses,energy,time,converged"]
+    lines = [
+        "# wafer W07, 1T1R test array, write-verify to 5%; conductances read at 0.2 V",
+        "die,row,col,target,g,pulses,energy,time,converged",
+    ]
     for k, t in enumerate(TARGETS):
         for c in range(6):
             g = t * (1 + rng.normal(0, 0.02 + 0.005 * k))
             pulses = int(rng.integers(6, 25))
-            lines.append(f"3,{k},{c},{t:.0e},{g:.4e},{pulses},{pulses * 7.5e-12 * (1 + k):.3e},"
-                         f"{pulses * 100e-9:.2e},{int(abs(g / t - 1) <= 0.05)}")
+            lines.append(
+                f"3,{k},{c},{t:.0e},{g:.4e},{pulses},{pulses * 7.5e-12 * (1 + k):.3e},"
+                f"{pulses * 100e-9:.2e},{int(abs(g / t - 1) <= 0.05)}"
+            )
     read = ["g,sigma"] + [f"{g:.1e},{0.012 * g + 0.05e-6:.3e}" for g in (5e-6, 15e-6, 25e-6, 35e-6, 45e-6)]
     ret = ["target,t,ratio"]
     for t in TARGETS:
@@ -35,8 +40,11 @@ def example_files() -> dict[str, str]:
             for c in range(3):
                 r = (time ** -(0.004 + 0.01 * 10e-6 / t)) * (1 + rng.normal(0, 0.003 * np.log10(10 * time)))
                 ret.append(f"{t:.0e},{time:g},{r:.5f}")
-    return {"programming.csv": "\n".join(lines) + "\n", "read.csv": "\n".join(read) + "\n",
-            "retention.csv": "\n".join(ret) + "\n"}
+    return {
+        "programming.csv": "\n".join(lines) + "\n",
+        "read.csv": "\n".join(read) + "\n",
+        "retention.csv": "\n".join(ret) + "\n",
+    }
 
 
 def test_example_files_are_current():
@@ -59,16 +67,29 @@ def run(argv, capsys):
 
 def test_import_example(tmp_path, capsys):
     out = tmp_path / "chip.h5"
-    code, text, err = run(["table", "import", str(EXAMPLES / "programming.csv"), "--read", str(EXAMPLES / "read.csv"),
-                           "--retention", str(EXAMPLES / "retention.csv"), "--tolerance", "0.05",
-                           "-o", str(out)], capsys)
+    code, text, err = run(
+        [
+            "table",
+            "import",
+            str(EXAMPLES / "programming.csv"),
+            "--read",
+            str(EXAMPLES / "read.csv"),
+            "--retention",
+            str(EXAMPLES / "retention.csv"),
+            "--tolerance",
+            "0.05",
+            "-o",
+            str(out),
+        ],
+        capsys,
+    )
     assert code == 0, err
     t = DeviceTable.load(out)
     assert t.n_levels == 4 and t.n_devices == 6
     np.testing.assert_allclose(t.targets, TARGETS)
     assert t.unmeasured == frozenset()
     assert t.scheme["scheme"] == "measured" and t.scheme["tolerance"] == 0.05
-    assert np.isnan(t.scheme["read_voltage"]) and t.iv_v.size == 0       # no I-V measured: none made up
+    assert np.isnan(t.scheme["read_voltage"]) and t.iv_v.size == 0  # no I-V measured: none made up
     src = json.loads(t.provenance["source_files"])
     assert set(src) == {"programming", "read", "retention"} and "sha256:" in src["programming"]
     assert "assumptions" not in t.provenance
@@ -77,8 +98,11 @@ def test_import_example(tmp_path, capsys):
     g2 = sorted(float(r[4]) for r in rows if float(r[3]) == 30e-6)
     np.testing.assert_array_equal(t.g_final[2], g2)
     assert t.retention_t.tolist() == [1.0, 3600.0, 86400.0]
-    ratios = [float(l.split(",")[2]) for l in (EXAMPLES / "retention.csv").read_text().splitlines()[1:]
-              if l.startswith("4e-05,86400,")]
+    ratios = [
+        float(l.split(",")[2])
+        for l in (EXAMPLES / "retention.csv").read_text().splitlines()[1:]
+        if l.startswith("4e-05,86400,")
+    ]
     assert t.retention_ratio[3, 2] == pytest.approx(np.mean(ratios))
     assert t.retention_sigma[3, 2] == pytest.approx(np.std(ratios))
     assert "not measured:" not in text and "I-V: not measured" in text
@@ -93,8 +117,10 @@ def test_missing_optional_columns_are_unmeasured_and_costs_unknown(tmp_path, cap
 
     csv = tmp_path / "cells.csv"
     rng = np.random.default_rng(0)
-    csv.write_text("target,g,extra_note\n" + "".join(f"{t:g},{t * (1 + 0.03 * rng.normal()):.5e},x\n"
-                                                   for t in TARGETS for _ in range(5)))
+    csv.write_text(
+        "target,g,extra_note\n"
+        + "".join(f"{t:g},{t * (1 + 0.03 * rng.normal()):.5e},x\n" for t in TARGETS for _ in range(5))
+    )
     out = tmp_path / "m.h5"
     code, _, err = run(["table", "import", str(csv), "--read-sigma-rel", "0.01", "-o", str(out)], capsys)
     assert code == 0, err
@@ -103,7 +129,9 @@ def test_missing_optional_columns_are_unmeasured_and_costs_unknown(tmp_path, cap
     assert json.loads(t.provenance["assumptions"]) == ["read noise not measured: sigma = 0.01 x G (--read-sigma-rel)"]
     np.testing.assert_allclose(t.read_sigma, 0.01 * TARGETS)
     s = t.level_stats()
-    assert np.all(np.isnan(s["pulses_mean"])) and np.all(np.isnan(s["energy_mean"])) and np.all(np.isnan(s["converged"]))
+    assert (
+        np.all(np.isnan(s["pulses_mean"])) and np.all(np.isnan(s["energy_mean"])) and np.all(np.isnan(s["converged"]))
+    )
     assert "not measured: converged, energy, pulses, time" in t.summary()
     phys = DevicePhysics(t, 0.2)
     res = phys.sample(torch.zeros(3, dtype=torch.long), torch.rand(3), torch.ones(3), 0.0, 0.0)
@@ -115,16 +143,17 @@ def test_missing_optional_columns_are_unmeasured_and_costs_unknown(tmp_path, cap
     with pytest.raises(Exception, match="/iv/v has 0 points"):
         DevicePhysics(t, 0.2, nonlinear_iv=True)
     from rramsim.cosim.plots import plot_iv, plot_levels
+
     with pytest.raises(ValueError, match="no I-V data"):
         plot_iv(t, tmp_path / "iv.png")
-    assert plot_levels(t, tmp_path / "levels.png").stat().st_size > 5000     # tolerance unknown: no shading
+    assert plot_levels(t, tmp_path / "levels.png").stat().st_size > 5000  # tolerance unknown: no shading
 
 
 def test_blank_optional_column_is_unmeasured(tmp_path):
     csv = tmp_path / "cells.csv"
     csv.write_text("target,g,energy,pulses\n10e-6,10.1e-6,,4\n10e-6,9.9e-6,,5\n")
     t = import_table(csv, read_sigma_rel=0.01)
-    assert t.unmeasured == {"energy", "time", "converged"} and t.pulses.tolist() == [[5, 4]]   # sorted by g
+    assert t.unmeasured == {"energy", "time", "converged"} and t.pulses.tolist() == [[5, 4]]  # sorted by g
     assert "column 'energy' is blank in every row: not measured" in t.provenance["import_notes"]
     csv.write_text("target,g,energy\n10e-6,10.1e-6,1e-12\n10e-6,9.9e-6,\n")
     with pytest.raises(MeasurementError, match="line 3, column 'energy': is empty"):
@@ -150,8 +179,9 @@ def test_level_column_with_targets_and_npz(tmp_path, capsys):
     csv = tmp_path / "cells.csv"
     csv.write_text("level,g\n" + "".join(f"{l},{float(x)!r}\n" for l, x in zip(level, g)))
     out = tmp_path / "a.h5"
-    code, _, err = run(["table", "import", str(csv), "--targets", "10u:40u:4", "--read-sigma-rel", "0", "-o", str(out)],
-                       capsys)
+    code, _, err = run(
+        ["table", "import", str(csv), "--targets", "10u:40u:4", "--read-sigma-rel", "0", "-o", str(out)], capsys
+    )
     assert code == 0, err
     a = DeviceTable.load(out)
     npz = tmp_path / "cells.npz"
@@ -172,7 +202,7 @@ def test_unequal_cell_counts_keep_evenly_spaced_ranks(tmp_path):
     csv.write_text("target,g\n" + "".join(f"{t!r},{g!r}\n" for t, g in rows))
     t = import_table(csv, read_sigma_rel=0.01)
     assert t.n_devices == 3
-    np.testing.assert_allclose(t.g_final[0], [10e-6, 10.04e-6, 10.08e-6])    # min, median, max: real cells
+    np.testing.assert_allclose(t.g_final[0], [10e-6, 10.04e-6, 10.08e-6])  # min, median, max: real cells
     assert json.loads(t.provenance["import_notes"]) == ["level 0: 9 cells kept as 3 evenly spaced ranks"]
 
 
@@ -189,7 +219,9 @@ def test_repeated_reads_and_pooling(tmp_path):
     np.testing.assert_allclose(t.read_sigma, [np.std(data[c], ddof=1) for c in cells])
     many = tmp_path / "many.csv"
     gs = np.linspace(5e-6, 50e-6, 40)
-    many.write_text("g,read\n" + "".join(f"{float(c)!r},{float(c * (1 + 0.01 * z))!r}\n" for c in gs for z in rng.normal(size=4)))
+    many.write_text(
+        "g,read\n" + "".join(f"{float(c)!r},{float(c * (1 + 0.01 * z))!r}\n" for c in gs for z in rng.normal(size=4))
+    )
     t = import_table(prog, read=many)
     assert t.read_g.size == 16 and np.all(np.diff(t.read_g) > 0)
     assert "pooled into 16" in t.provenance["import_notes"]
@@ -200,15 +232,21 @@ def test_iv_needs_read_voltage_and_imports(tmp_path, capsys):
     prog.write_text("target,g\n10e-6,10e-6\n10e-6,10.1e-6\n20e-6,20e-6\n20e-6,20.2e-6\n")
     iv = tmp_path / "iv.csv"
     v = np.linspace(-0.3, 0.3, 7)
-    iv.write_text("level,v,i\n" + "".join(f"{k},{float(x)!r},{float(t * x * (1 + x * x))!r}\n"
-                                          for k, t in enumerate((10e-6, 20e-6)) for x in v[::-1]))
+    iv.write_text(
+        "level,v,i\n"
+        + "".join(
+            f"{k},{float(x)!r},{float(t * x * (1 + x * x))!r}\n" for k, t in enumerate((10e-6, 20e-6)) for x in v[::-1]
+        )
+    )
     with pytest.raises(MeasurementError, match="--read-voltage"):
         import_table(prog, read_sigma_rel=0.01, iv=iv)
     t = import_table(prog, read_sigma_rel=0.01, iv=iv, read_voltage=0.2)
     np.testing.assert_allclose(t.iv_v, v)
     np.testing.assert_allclose(t.iv_current[1], 20e-6 * v * (1 + v * v))
     bad = tmp_path / "iv_bad.csv"
-    bad.write_text("level,v,i\n" + "".join(f"{k},{float(x)!r},1e-6\n" for k in (0, 1) for x in (v if k == 0 else v[:-1])))
+    bad.write_text(
+        "level,v,i\n" + "".join(f"{k},{float(x)!r},1e-6\n" for k in (0, 1) for x in (v if k == 0 else v[:-1]))
+    )
     with pytest.raises(MeasurementError, match="level 1 .* other voltages"):
         import_table(prog, read_sigma_rel=0.01, iv=bad, read_voltage=0.2)
 
@@ -220,8 +258,9 @@ def test_retention_needs_every_time_for_every_level(tmp_path):
     ret.write_text("target,t,ratio,sigma\n10e-6,1,0.99,0.01\n10e-6,100,0.97,0.02\n20e-6,1,0.99,0.01\n")
     with pytest.raises(MeasurementError, match=r"no retention data for level 1 .* t = 100 s"):
         import_table(prog, read_sigma_rel=0.01, retention=ret)
-    ret.write_text("target,t,ratio,sigma\n10e-6,1,0.99,0.01\n10e-6,100,0.97,0.02\n20e-6,1,0.99,0.01\n"
-                   "20e-6,100,0.98,0.015\n")
+    ret.write_text(
+        "target,t,ratio,sigma\n10e-6,1,0.99,0.01\n10e-6,100,0.97,0.02\n20e-6,1,0.99,0.01\n20e-6,100,0.98,0.015\n"
+    )
     t = import_table(prog, read_sigma_rel=0.01, retention=ret)
     np.testing.assert_allclose(t.retention_ratio, [[0.99, 0.97], [0.99, 0.98]])
 
@@ -229,26 +268,35 @@ def test_retention_needs_every_time_for_every_level(tmp_path):
 GOOD = "target,g,pulses,converged\n10e-6,10.1e-6,5,1\n10e-6,9.9e-6,6,1\n20e-6,20.1e-6,7,1\n20e-6,19.8e-6,9,0\n"
 
 
-@pytest.mark.parametrize("text, extra, message", [
-    ("target,pulses\n10e-6,3\n10e-6,4\n", [], "missing column(s) 'g'"),
-    ("g,pulses\n10e-6,3\n10e-6,4\n", [], "missing column(s) 'target'"),
-    (GOOD.replace("9.9e-6", "abc"), [], "line 3, column 'g': 'abc' is not a number"),
-    (GOOD.replace("9.9e-6", ""), [], "line 3, column 'g': is empty"),
-    (GOOD.replace("20.1e-6", "nan"), [], "line 4, column 'g': nan is not a finite number"),
-    (GOOD.replace("19.8e-6", "-19.8e-6"), [], "line 5, column 'g': -19.8e-6 must be > 0"),
-    (GOOD.replace("19.8e-6", "0"), [], "line 5, column 'g': 0 must be > 0"),
-    (GOOD.replace("20.1e-6", "20.1"), [], "line 4, column 'g': 20.1 is >= 1 S: conductances are in siemens"),
-    (GOOD.replace("20e-6,19.8e-6", "30e-6,19.8e-6"), [], "level 1 (target 2e-05 S) has 1 cell(s)"),
-    (GOOD.replace("target,g,pulses", "target,g,g"), [], "column 'g' appears twice in the header (columns 2 and 3)"),
-    (GOOD.replace(",7,1", ",7.5,1"), [], "line 4, column 'pulses': 7.5 must be a whole number"),
-    (GOOD.replace(",9,0", ",9,2"), [], "line 5, column 'converged': 2 must be 0 or 1"),
-    (GOOD.replace(",6,1", ",6"), [], "line 3 has 3 fields, the header has 4"),
-    ("", [], "empty file"),
-    ("level,g\n0,10e-6\n0,11e-6\n1,20e-6\n1,21e-6\n", ["--targets", "20u,10u"],
-     "targets must be strictly increasing; target 2 (1e-05 S) follows 2e-05 S"),
-    ("level,g\n0,10e-6\n0,11e-6\n2,20e-6\n2,21e-6\n", ["--targets", "10u,20u"],
-     "line 4, column 'level': 2 is beyond the 2 targets"),
-])
+@pytest.mark.parametrize(
+    "text, extra, message",
+    [
+        ("target,pulses\n10e-6,3\n10e-6,4\n", [], "missing column(s) 'g'"),
+        ("g,pulses\n10e-6,3\n10e-6,4\n", [], "missing column(s) 'target'"),
+        (GOOD.replace("9.9e-6", "abc"), [], "line 3, column 'g': 'abc' is not a number"),
+        (GOOD.replace("9.9e-6", ""), [], "line 3, column 'g': is empty"),
+        (GOOD.replace("20.1e-6", "nan"), [], "line 4, column 'g': nan is not a finite number"),
+        (GOOD.replace("19.8e-6", "-19.8e-6"), [], "line 5, column 'g': -19.8e-6 must be > 0"),
+        (GOOD.replace("19.8e-6", "0"), [], "line 5, column 'g': 0 must be > 0"),
+        (GOOD.replace("20.1e-6", "20.1"), [], "line 4, column 'g': 20.1 is >= 1 S: conductances are in siemens"),
+        (GOOD.replace("20e-6,19.8e-6", "30e-6,19.8e-6"), [], "level 1 (target 2e-05 S) has 1 cell(s)"),
+        (GOOD.replace("target,g,pulses", "target,g,g"), [], "column 'g' appears twice in the header (columns 2 and 3)"),
+        (GOOD.replace(",7,1", ",7.5,1"), [], "line 4, column 'pulses': 7.5 must be a whole number"),
+        (GOOD.replace(",9,0", ",9,2"), [], "line 5, column 'converged': 2 must be 0 or 1"),
+        (GOOD.replace(",6,1", ",6"), [], "line 3 has 3 fields, the header has 4"),
+        ("", [], "empty file"),
+        (
+            "level,g\n0,10e-6\n0,11e-6\n1,20e-6\n1,21e-6\n",
+            ["--targets", "20u,10u"],
+            "targets must be strictly increasing; target 2 (1e-05 S) follows 2e-05 S",
+        ),
+        (
+            "level,g\n0,10e-6\n0,11e-6\n2,20e-6\n2,21e-6\n",
+            ["--targets", "10u,20u"],
+            "line 4, column 'level': 2 is beyond the 2 targets",
+        ),
+    ],
+)
 def test_bad_programming_files(tmp_path, capsys, text, extra, message):
     csv = tmp_path / "bad.csv"
     csv.write_text(text)

@@ -1,4 +1,5 @@
 """Training, evaluation, checkpoints, Monte Carlo trials and the inference CLI."""
+
 from __future__ import annotations
 
 import shlex
@@ -12,9 +13,17 @@ from torch import nn
 from rramsim.devices import DeviceTable
 from rramsim.models import data
 from rramsim.models.networks import build_network
-from rramsim.models.training import (CheckpointError, TensorBatches, evaluate, evaluate_trials,
-                                     load_checkpoint, noise_from_table, random_shift,
-                                     save_checkpoint, train)
+from rramsim.models.training import (
+    CheckpointError,
+    TensorBatches,
+    evaluate,
+    evaluate_trials,
+    load_checkpoint,
+    noise_from_table,
+    random_shift,
+    save_checkpoint,
+    train,
+)
 
 SHIPPED = Path(__file__).resolve().parent.parent / "models" / "checkpoints" / "lenet5_mnist.pt"
 
@@ -36,19 +45,34 @@ def small_table(rel_sigma: float = 0.02, seed: int = 0) -> DeviceTable:
     g_final = targets[:, None] * (1 + rel_sigma * rng.standard_normal((16, n)))
     v = np.linspace(-0.3, 0.3, 7)
     return DeviceTable(
-        targets=targets, g_final=np.abs(g_final),
-        pulses=rng.integers(3, 20, (16, n)), energy=np.full((16, n), 2e-12),
-        time=np.full((16, n), 1e-6), converged=np.ones((16, n), bool),
-        scheme=dict(scheme="ispva", v_start=0.5, v_step=0.05, v_max=2.0, pulse_width=1e-7,
-                    read_voltage=0.2, tolerance=0.05, max_pulses=50),
-        read_g=targets, read_sigma=0.01 * targets,
-        iv_v=v, iv_current=targets[:, None] * v[None, :],
+        targets=targets,
+        g_final=np.abs(g_final),
+        pulses=rng.integers(3, 20, (16, n)),
+        energy=np.full((16, n), 2e-12),
+        time=np.full((16, n), 1e-6),
+        converged=np.ones((16, n), bool),
+        scheme=dict(
+            scheme="ispva",
+            v_start=0.5,
+            v_step=0.05,
+            v_max=2.0,
+            pulse_width=1e-7,
+            read_voltage=0.2,
+            tolerance=0.05,
+            max_pulses=50,
+        ),
+        read_g=targets,
+        read_sigma=0.01 * targets,
+        iv_v=v,
+        iv_current=targets[:, None] * v[None, :],
     )
 
 
 def _loaders(n_train=2048, n_test=1000, seed=0):
-    return (data.get_loader("mnist", "train", batch_size=64, subset=n_train, seed=seed),
-            data.get_loader("mnist", "test", batch_size=500, subset=n_test, seed=0))
+    return (
+        data.get_loader("mnist", "train", batch_size=64, subset=n_train, seed=seed),
+        data.get_loader("mnist", "test", batch_size=500, subset=n_test, seed=0),
+    )
 
 
 # --------------------------------------------------------------------------- train/evaluate
@@ -60,9 +84,15 @@ def test_one_short_epoch_learns_and_is_reproducible(mnist):
     def run(seed):
         torch.manual_seed(seed)
         model = build_network("lenet5")
-        hist = train(model, data.get_loader("mnist", "train", batch_size=64, subset=4096,
-                                            seed=seed),
-                     epochs=1, seed=seed, augment_shift=1, test_loader=te, progress=False)
+        hist = train(
+            model,
+            data.get_loader("mnist", "train", batch_size=64, subset=4096, seed=seed),
+            epochs=1,
+            seed=seed,
+            augment_shift=1,
+            test_loader=te,
+            progress=False,
+        )
         return model, hist
 
     m1, h1 = run(0)
@@ -85,8 +115,7 @@ def test_hardware_aware_noise_injection_keeps_clean_weights(mnist):
     # lr tiny: the weights after training must stay next to the start. If noise leaked into
     # the stored weights they would be off by ~weight_noise * max|w| instead.
     train(clean, tr, epochs=1, lr=1e-9, seed=0, scheduler="none", progress=False)
-    train(noisy, tr, epochs=1, lr=1e-9, seed=0, scheduler="none", weight_noise=0.2,
-          progress=False)
+    train(noisy, tr, epochs=1, lr=1e-9, seed=0, scheduler="none", weight_noise=0.2, progress=False)
     for a, b in zip(clean.parameters(), noisy.parameters()):
         assert torch.allclose(a, b, atol=1e-6)
     # with a real learning rate, noise changes the trajectory but the model still learns
@@ -177,14 +206,21 @@ def test_train_hooks_add_a_loss_term_and_run_after_every_step():
     model = nn.Linear(5, 2)
     res = train(model, TensorBatches(x, y, 32), epochs=2, lr=0.5, progress=False, after_step=clamp)
     assert len(calls) == 6 and len(res.loss) == 2
-    assert max(calls) > 0.0625                      # the step moved the weights past the bound ...
+    assert max(calls) > 0.0625  # the step moved the weights past the bound ...
     assert float(model.weight.abs().max()) <= 0.0625  # ... and the hook brought them back
     torch.manual_seed(0)
     free, pulled = nn.Linear(5, 2), nn.Linear(5, 2)
     pulled.load_state_dict(free.state_dict())
     train(free, TensorBatches(x, y, 32), epochs=10, lr=0.02, scheduler="none", progress=False)
-    train(pulled, TensorBatches(x, y, 32), epochs=10, lr=0.02, scheduler="none", progress=False,
-          loss_term=lambda m: 100.0 * (m.weight ** 2).sum())
+    train(
+        pulled,
+        TensorBatches(x, y, 32),
+        epochs=10,
+        lr=0.02,
+        scheduler="none",
+        progress=False,
+        loss_term=lambda m: 100.0 * (m.weight**2).sum(),
+    )
     assert float(pulled.weight.norm()) < 0.2 * float(free.weight.norm())
 
 
@@ -204,8 +240,7 @@ def test_noise_from_table_tracks_the_table_spread():
     lo, hi = noise_from_table(small_table(0.01)), noise_from_table(small_table(0.05))
     assert 0 < lo < hi
     # 5% programming spread on levels averaging ~50 uS over a ~99 uS window, plus read noise
-    assert hi == pytest.approx(np.sqrt((0.05 * 50.5e-6) ** 2 + (0.01 * 50.5e-6) ** 2) / 99e-6,
-                               rel=0.15)
+    assert hi == pytest.approx(np.sqrt((0.05 * 50.5e-6) ** 2 + (0.01 * 50.5e-6) ** 2) / 99e-6, rel=0.15)
 
 
 # --------------------------------------------------------------------------- checkpoints
@@ -214,8 +249,9 @@ def test_noise_from_table_tracks_the_table_spread():
 def test_checkpoint_round_trip_and_bad_files(tmp_path):
     torch.manual_seed(0)
     m = build_network("resnet-small")
-    p = save_checkpoint(tmp_path / "sub" / "r.pt", m, "resnet", dataset="fashion-mnist",
-                        accuracy=0.9, command="rramsim train ...")
+    p = save_checkpoint(
+        tmp_path / "sub" / "r.pt", m, "resnet", dataset="fashion-mnist", accuracy=0.9, command="rramsim train ..."
+    )
     m2, meta = load_checkpoint(p)
     assert meta["network"] == "resnet-small" and meta["accuracy"] == 0.9
     assert meta["dataset"] == "fashion-mnist" and meta["command"] == "rramsim train ..."
@@ -263,8 +299,10 @@ def cli(line: str) -> int:
 
 def test_cli_train_writes_a_checkpoint(mnist, tmp_path, capsys):
     out = tmp_path / "m.pt"
-    rc = cli(f"train --network lenet5 --dataset mnist --epochs 1 --subset 4096 --batch-size 64 "
-             f"--test-subset 500 --seed 3 -q -o {out}")
+    rc = cli(
+        f"train --network lenet5 --dataset mnist --epochs 1 --subset 4096 --batch-size 64 "
+        f"--test-subset 500 --seed 3 -q -o {out}"
+    )
     assert rc == 0
     model, meta = load_checkpoint(out)
     assert meta["extra"]["seed"] == 3 and 0.5 < meta["accuracy"] <= 1
@@ -299,6 +337,7 @@ def test_cli_data_fetch_mnist(tmp_path, capsys):
 
 def _analog_api():
     from rramsim.models import CrossbarConfig
+
     return CrossbarConfig
 
 
@@ -327,14 +366,15 @@ def test_cli_evaluate_and_plot(mnist, tmp_path, capsys):
     _analog_api()
     table = tmp_path / "t.h5"
     small_table(0.02).save(table)
-    rc = cli(f"evaluate --model {SHIPPED} --table {table} --trials 2 --drift 100 "
-             f"--adc-bits 6 --subset 300 -q")
+    rc = cli(f"evaluate --model {SHIPPED} --table {table} --trials 2 --drift 100 --adc-bits 6 --subset 300 -q")
     assert rc == 0
     out = capsys.readouterr().out
     assert "accuracy" in out and "±" in out and "float 99." in out
     png = tmp_path / "acc.png"
-    rc = cli(f"plot accuracy --model {SHIPPED} --table {table} --trials 1 --subset 200 "
-             f"--drifts 0,1e4 --adc-bits 4,8 -q -o {png}")
+    rc = cli(
+        f"plot accuracy --model {SHIPPED} --table {table} --trials 1 --subset 200 "
+        f"--drifts 0,1e4 --adc-bits 4,8 -q -o {png}"
+    )
     assert rc == 0
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -369,15 +409,19 @@ def test_cli_hardware_aware_training(mnist, tmp_path):
     table = tmp_path / "t.h5"
     small_table(0.05).save(table)
     out = tmp_path / "hw.pt"
-    assert cli(f"train --hw-aware --noise 0.05 --epochs 1 --subset 2048 --batch-size 64 "
-               f"--test-subset 500 -q -o {out}") == 0
+    assert (
+        cli(f"train --hw-aware --noise 0.05 --epochs 1 --subset 2048 --batch-size 64 --test-subset 500 -q -o {out}")
+        == 0
+    )
     _, meta = load_checkpoint(out)
     assert meta["extra"]["hw_aware"] == "weight noise 0.05" and meta["accuracy"] > 0.5
-    assert cli(f"train --hw-aware --table {table} --epochs 1 --subset 1024 --batch-size 64 "
-               f"--test-subset 500 -q -o {out}") == 0
+    assert (
+        cli(f"train --hw-aware --table {table} --epochs 1 --subset 1024 --batch-size 64 --test-subset 500 -q -o {out}")
+        == 0
+    )
     model, meta = load_checkpoint(out)
     assert meta["extra"]["hw_aware"] == "analog layers"  # trained through convert_to_analog
-    assert meta["accuracy"] > 0.2                         # 16 steps on 1024 images: well above chance (0.1)
+    assert meta["accuracy"] > 0.2  # 16 steps on 1024 images: well above chance (0.1)
 
 
 @pytest.mark.slow
@@ -390,8 +434,7 @@ def test_hardware_aware_fine_tuning_recovers_accuracy(mnist, tmp_path):
     table = tmp_path / "t40.h5"
     small_table(0.4).save(table)
     out = tmp_path / "hw.pt"
-    assert cli(f"train --hw-aware --table {table} --adc-bits 5 --init {SHIPPED} --epochs 1 "
-               f"--lr 5e-4 -q -o {out}") == 0
+    assert cli(f"train --hw-aware --table {table} --adc-bits 5 --init {SHIPPED} --epochs 1 --lr 5e-4 -q -o {out}") == 0
     loader = data.get_loader("mnist", "test", batch_size=500, subset=2000)
     cfg = CrossbarConfig(adc_bits=5)
     tab = DeviceTable.load(table)

@@ -1,4 +1,5 @@
 """Array read validation: the array deck in real ngspice against crossbar_deck and the torch tile."""
+
 import dataclasses
 import json
 from pathlib import Path
@@ -7,8 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from rramsim.circuits.array_deck import (array_deck, cell_deck, linear_device, read_analysis,
-                                         sample_times)
+from rramsim.circuits.array_deck import array_deck, cell_deck, linear_device, read_analysis, sample_times
 from rramsim.circuits.crossbar import column_vectors, crossbar_deck
 from rramsim.circuits.testbenches import Device
 from rramsim.cosim import validate_array as va
@@ -17,8 +17,8 @@ from rramsim.devices import DeviceTable
 from rramsim.models import irdrop
 from rramsim.models.irdrop import AccessTransistor, TileSolver, series_cell_current, series_iv
 
-DEFAULT = str(Path(__file__).resolve().parents[1] / "devices" / "data" / "default.h5")   # 1T1R cells
-BUILTIN_1R = str(Path(__file__).resolve().parent / "data" / "default_v1.h5")   # the built-in device on 1R
+DEFAULT = str(Path(__file__).resolve().parents[1] / "devices" / "data" / "default.h5")  # 1T1R cells
+BUILTIN_1R = str(Path(__file__).resolve().parent / "data" / "default_v1.h5")  # the built-in device on 1R
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +50,7 @@ def test_builtin_8x8_agrees_with_torch_tile(table):
     res = va.run_check(va.ArrayCheck(table, 8, 8, vectors=4, seed=1))
     err = res.errors()
     assert err["table-iv+exact"]["max_rel_error"] < 1e-3
-    assert err["linear+off"]["max_rel_error"] > 0.02          # the simplification is visible
+    assert err["linear+off"]["max_rel_error"] > 0.02  # the simplification is visible
     assert err["table-iv+off"]["max_rel_error"] > err["table-iv+exact"]["max_rel_error"]
     # every cell was set to its conductance: the states are the analytic gaps
     assert np.allclose(res.states, va.builtin_gap(table, res.g))
@@ -61,7 +61,7 @@ def test_builtin_1t1r_with_access_transistor(table):
     err = res.errors()
     assert err["table-iv+exact"]["max_rel_error"] < 1e-3
     assert err["table-iv+exact, series I-V at source 0 V"]["max_rel_error"] < 1e-3
-    assert err["table-iv+exact, no transistor"]["max_rel_error"] > 0.05   # what leaving it out costs
+    assert err["table-iv+exact, no transistor"]["max_rel_error"] > 0.05  # what leaving it out costs
 
 
 def test_state_inversion_in_ngspice_matches_the_analytic_gap(table):
@@ -89,8 +89,12 @@ def test_user_subcircuit_state_node():
     g = np.array([[5e-6, 20e-6], [60e-6, 100e-6]])
     states = va.invert_states(grid, curve, g.ravel()).reshape(2, 2)
     v = np.full((2, 1), 0.1)
-    out = Session.get().simulate(array_deck(dev, states, v, 1e-3, state_node="s"), read_analysis(1),
-                                 ["time"] + column_vectors(2), name="user array")
+    out = Session.get().simulate(
+        array_deck(dev, states, v, 1e-3, state_node="s"),
+        read_analysis(1),
+        ["time"] + column_vectors(2),
+        name="user array",
+    )
     cur = [np.interp(sample_times(1), out["time"], out[n])[0] for n in column_vectors(2)]
     assert np.allclose(cur, 0.1 * g.sum(axis=0), rtol=1e-3)
 
@@ -98,8 +102,12 @@ def test_user_subcircuit_state_node():
 def test_user_subcircuit_table_end_to_end(table):
     """A table whose device is a user subcircuit (linear I-V, state on node s): states by the
     ngspice inversion, and the torch tile agrees with ngspice to the solver's precision."""
-    user = dataclasses.replace(table, model={"name": "memcell", "cell": "1R"}, model_netlist=USER_CELL,
-                               iv_current=table.targets[:, None] * table.iv_v[None, :])
+    user = dataclasses.replace(
+        table,
+        model={"name": "memcell", "cell": "1R"},
+        model_netlist=USER_CELL,
+        iv_current=table.targets[:, None] * table.iv_v[None, :],
+    )
     res = va.run_check(va.ArrayCheck(user, 5, 4, vectors=2, state_node="s", state_range=(1.0, 5.0)))
     err = res.errors()
     assert err["table-iv+exact"]["max_rel_error"] < 1e-5 and err["linear+exact"]["max_rel_error"] < 1e-5
@@ -121,8 +129,11 @@ def test_refusals(table):
     user = dataclasses.replace(table, model={"name": "memcell", "cell": "1R"}, model_netlist=USER_CELL)
     with pytest.raises(ValueError, match="--state-node"):
         va.run_check(va.ArrayCheck(user, 2, 2, vectors=1))
-    va_table = dataclasses.replace(table, model={"name": "mine", "cell": "1R"},
-                                   model_netlist=".subckt mine_dev te be\n.model mine_m mine\nN1 te be mine_m\n.ends mine_dev")
+    va_table = dataclasses.replace(
+        table,
+        model={"name": "mine", "cell": "1R"},
+        model_netlist=".subckt mine_dev te be\n.model mine_m mine\nN1 te be mine_m\n.ends mine_dev",
+    )
     with pytest.raises(ValueError, match="Verilog-A"):
         va.table_device(va_table, "1R")
     with pytest.raises(ValueError, match="outside"):
@@ -133,10 +144,30 @@ def test_refusals(table):
 
 def test_cli_json_has_the_named_settings(tmp_path):
     from rramsim.cosim.cli import main
+
     out = tmp_path / "a.json"
     rep = tmp_path / "a.md"
-    assert main(["validate", "array", "--table", BUILTIN_1R, "--rows", "4", "--cols", "3", "--vectors", "2",
-                 "--json", str(out), "-o", str(rep)]) == 0
+    assert (
+        main(
+            [
+                "validate",
+                "array",
+                "--table",
+                BUILTIN_1R,
+                "--rows",
+                "4",
+                "--cols",
+                "3",
+                "--vectors",
+                "2",
+                "--json",
+                str(out),
+                "-o",
+                str(rep),
+            ]
+        )
+        == 0
+    )
     data = json.loads(out.read_text())
     assert (data["rows"], data["cols"], data["cell"]) == (4, 3, "1R")
     for name in va.NAMED_SETTINGS:
@@ -153,21 +184,42 @@ def test_builtin_verilog_a_table(table, tmp_path):
     import subprocess
     import sys
     from rramsim.cosim import osdi
+
     if not osdi.available():
         pytest.skip("no OpenVAF compiler")
     netlist = ".subckt rram te be c n\n.model rram_m rram_va\nN1 te be c n rram_m\n.ends rram"
     path = tmp_path / "va.h5"
     dataclasses.replace(table, model_netlist=netlist).save(path)
     out = tmp_path / "va.json"
-    proc = subprocess.run([sys.executable, "-m", "rramsim.cosim.cli", "validate", "array", "--table", str(path),
-                           "--rows", "4", "--cols", "4", "--vectors", "2", "--json", str(out)],
-                          capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "rramsim.cosim.cli",
+            "validate",
+            "array",
+            "--table",
+            str(path),
+            "--rows",
+            "4",
+            "--cols",
+            "4",
+            "--vectors",
+            "2",
+            "--json",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr
     assert json.loads(out.read_text())["settings"]["table-iv+exact"]["max_rel_error"] < 1e-3
 
 
 def _tile(n, seed, table):
     from rramsim.models.programming import fit_iv
+
     rng = np.random.default_rng(seed)
     lev = rng.integers(0, table.n_levels, (n, n))
     return table.targets[lev], fit_iv(table, 0.2)[lev], rng
@@ -183,13 +235,17 @@ def test_linearized_solver_matches_fixed_point(table):
     assert np.abs(new - old).max() / np.abs(old).max() < 1e-4
     lin = solver.linearization(coef, v)
     assert lin["error"] < 1e-4 and not lin["fallback"]
-    assert solver.linearization(coef, 0.9 * v) is lin                  # a slightly narrower batch reuses it
-    assert solver.linearization(coef, 0.3 * v) is not lin              # a much narrower one gets its own
+    assert solver.linearization(coef, 0.9 * v) is lin  # a slightly narrower batch reuses it
+    assert solver.linearization(coef, 0.3 * v) is not lin  # a much narrower one gets its own
     assert solver.linearization(coef, v) is lin
     # signed inputs (a new input range: a new linearization), and all-zero inputs
     vs = rng.uniform(-0.2, 0.2, (24, 4))
-    assert np.allclose(solver.currents_nonlinear(vs, coef)[0], solver.currents_nonlinear(vs, coef, method="fixed-point")[0],
-                       rtol=0, atol=2e-4 * np.abs(old).max())
+    assert np.allclose(
+        solver.currents_nonlinear(vs, coef)[0],
+        solver.currents_nonlinear(vs, coef, method="fixed-point")[0],
+        rtol=0,
+        atol=2e-4 * np.abs(old).max(),
+    )
     assert np.all(solver.currents_nonlinear(np.zeros((24, 2)), coef)[0] == 0)
 
 
@@ -199,7 +255,7 @@ def test_linearized_solver_with_undriven_rows(table):
     g, coef, rng = _tile(16, 7, table)
     solver = TileSolver(g, 1.0)
     v = rng.uniform(0, 0.2, (16, 8))
-    v[10:] = 0.0                                                       # 6 of 16 rows undriven
+    v[10:] = 0.0  # 6 of 16 rows undriven
     new, _ = solver.currents_nonlinear(v, coef)
     old, _ = solver.currents_nonlinear(v, coef, method="fixed-point")
     assert np.abs(new - old).max() / np.abs(old).max() < 1e-4
@@ -225,9 +281,9 @@ def test_series_cell_current_limits():
     d = torch.tensor([0.2, 0.1, -0.1], dtype=torch.float64)
     zero = torch.zeros(3, dtype=torch.float64)
     wide = series_cell_current(d, zero, g, coef, AccessTransistor(w_over_l=1e6))
-    assert torch.allclose(wide, g * d, rtol=1e-5)                  # an ideal switch: the RRAM alone
+    assert torch.allclose(wide, g * d, rtol=1e-5)  # an ideal switch: the RRAM alone
     narrow = series_cell_current(d, zero, g, coef, AccessTransistor())
-    r_on = 1 / (2e-4 * 3.0 * 0.75)                                 # triode resistance at vds -> 0
+    r_on = 1 / (2e-4 * 3.0 * 0.75)  # triode resistance at vds -> 0
     assert torch.allclose(narrow[:2], d[:2] / (1 / g[:2] + r_on), rtol=0.02)
     assert narrow[2] < 0
     g_s, b = series_iv(np.array([50e-6]), np.array([[1.0, 0.0, 0.0]]), AccessTransistor(), 0.21, 0.2)

@@ -1,4 +1,5 @@
 """Write-verify campaigns in ngspice: convergence, spread, seeds, failures."""
+
 import numpy as np
 import pytest
 
@@ -17,8 +18,9 @@ def _campaign(scale=1.0, seed=0, n=6, batch_size=3, targets=TARGETS):
     var = var.scaled(scale)
     scheme = WriteVerifyScheme()
     cells = device_params(model, var, n, seed)
-    return run_campaign(builtin_device(model.params()), cells, targets, scheme, seed, batch_size,
-                        workers=1, progress=False)
+    return run_campaign(
+        builtin_device(model.params()), cells, targets, scheme, seed, batch_size, workers=1, progress=False
+    )
 
 
 def test_nominal_device_reaches_every_target_within_tolerance():
@@ -35,7 +37,9 @@ def test_nominal_device_reaches_every_target_within_tolerance():
 
 def test_monte_carlo_spread_is_nonzero_and_grows_with_variability():
     none = _campaign(scale=0.0)
-    assert np.all(np.ptp(none.g_final, axis=1) <= 1e-12 * none.g_final.max()) and np.all(np.ptp(none.pulses, axis=1) == 0)
+    assert np.all(np.ptp(none.g_final, axis=1) <= 1e-12 * none.g_final.max()) and np.all(
+        np.ptp(none.pulses, axis=1) == 0
+    )
     small = _campaign(scale=0.3)
     large = _campaign(scale=2.0)
     spread_small = small.pulses.std() + small.g_final.std(axis=1).mean()
@@ -46,10 +50,20 @@ def test_monte_carlo_spread_is_nonzero_and_grows_with_variability():
 
 def test_same_seed_same_table_other_seed_different(small_spec, small_table):
     again = characterize(small_spec, workers=2, progress=False, command="pytest small_table")
-    for name in ("g_final", "pulses", "energy", "time", "converged", "read_g", "read_sigma", "iv_current",
-                 "retention_ratio"):
+    for name in (
+        "g_final",
+        "pulses",
+        "energy",
+        "time",
+        "converged",
+        "read_g",
+        "read_sigma",
+        "iv_current",
+        "retention_ratio",
+    ):
         np.testing.assert_array_equal(getattr(again, name), getattr(small_table, name), err_msg=name)
     import dataclasses
+
     other = characterize(dataclasses.replace(small_spec, seed=small_spec.seed + 1), workers=1, progress=False)
     assert not np.array_equal(other.g_final, small_table.g_final)
 

@@ -21,6 +21,7 @@ Input zero-skipping: inputs are streamed bit-serially (8 bits); a fragment row-g
 only as many cycles as the highest set bit among its k inputs (:func:`forms_cost` counts
 them on real activations).
 """
+
 from __future__ import annotations
 
 import copy
@@ -41,9 +42,22 @@ from rramsim.models.layers import AnalogConv2d, AnalogLinear
 from rramsim.models.mapping import WeightMapping
 from rramsim.models.training import TensorBatches, evaluate, train
 
-__all__ = ["FRAGMENT_SIZES", "project_fragments", "fragment_signs", "is_polarized", "admm_polarize",
-           "finetune_masked", "PolarizedMapping", "PolarizedLinear", "PolarizedConv2d", "to_polarized_analog",
-           "COST_CROSSBAR", "FragmentCost", "forms_cost", "reproduce_forms"]
+__all__ = [
+    "FRAGMENT_SIZES",
+    "project_fragments",
+    "fragment_signs",
+    "is_polarized",
+    "admm_polarize",
+    "finetune_masked",
+    "PolarizedMapping",
+    "PolarizedLinear",
+    "PolarizedConv2d",
+    "to_polarized_analog",
+    "COST_CROSSBAR",
+    "FragmentCost",
+    "forms_cost",
+    "reproduce_forms",
+]
 
 FRAGMENT_SIZES = (4, 8, 16)
 #: the paper's fragment ADC: 4 bits of magnitude (the fragment's sign is known digitally; rramsim's
@@ -97,9 +111,21 @@ def _layers(model: nn.Module) -> list[nn.Module]:
     return [m for m in model.modules() if isinstance(m, (nn.Linear, nn.Conv2d))]
 
 
-def admm_polarize(model: nn.Module, x: torch.Tensor, y: torch.Tensor, k: int, *, epochs: int = 3,
-                  iters_per_epoch: int = 3, rho0: float = 5e-3, rho_growth: float = 2.0, lr: float = 1e-3,
-                  batch_size: int = 128, seed: int = 0, log=None) -> dict:
+def admm_polarize(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    k: int,
+    *,
+    epochs: int = 3,
+    iters_per_epoch: int = 3,
+    rho0: float = 5e-3,
+    rho_growth: float = 2.0,
+    lr: float = 1e-3,
+    batch_size: int = 128,
+    seed: int = 0,
+    log=None,
+) -> dict:
     """ADMM training of ``model`` (in place) toward single-sign fragments of size ``k``.
     Returns the final rho and the relative distance ||W - Z|| / ||W||.
 
@@ -122,7 +148,7 @@ def admm_polarize(model: nn.Module, x: torch.Tensor, y: torch.Tensor, k: int, *,
 
     def z_u_step(_model) -> None:
         state["step"] += 1
-        if state["step"] % update_every == 0:                     # Z-step, U-step, raise rho
+        if state["step"] % update_every == 0:  # Z-step, U-step, raise rho
             for i, m in enumerate(layers):
                 Z[i] = project_fragments(m.weight + U[i], k)
                 U[i] += m.weight - Z[i]
@@ -131,18 +157,41 @@ def admm_polarize(model: nn.Module, x: torch.Tensor, y: torch.Tensor, k: int, *,
     def report(epoch, _model, result) -> None:
         state["distance"] = math.sqrt(
             sum(float(((m.weight.detach() - z) ** 2).sum()) for m, z in zip(layers, Z))
-            / max(sum(float((m.weight.detach() ** 2).sum()) for m in layers), 1e-30))
+            / max(sum(float((m.weight.detach() ** 2).sum()) for m in layers), 1e-30)
+        )
         if log:
-            log(f"forms k={k} ADMM epoch {epoch}/{epochs}: loss {result.loss[-1]:.4f}, rho {state['rho']:.3g}, "
-                f"||W-Z||/||W|| {state['distance']:.4f}")
+            log(
+                f"forms k={k} ADMM epoch {epoch}/{epochs}: loss {result.loss[-1]:.4f}, rho {state['rho']:.3g}, "
+                f"||W-Z||/||W|| {state['distance']:.4f}"
+            )
 
-    train(model, batches, epochs=epochs, lr=lr, scheduler="none", seed=seed, progress=False,
-          loss_term=penalty, after_step=z_u_step, on_epoch_end=report)
+    train(
+        model,
+        batches,
+        epochs=epochs,
+        lr=lr,
+        scheduler="none",
+        seed=seed,
+        progress=False,
+        loss_term=penalty,
+        after_step=z_u_step,
+        on_epoch_end=report,
+    )
     return {"rho": state["rho"], "distance": state["distance"]}
 
 
-def finetune_masked(model: nn.Module, x: torch.Tensor, y: torch.Tensor, k: int, *, epochs: int = 2,
-                    lr: float = 1e-3, batch_size: int = 128, seed: int = 0, log=None) -> None:
+def finetune_masked(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    k: int,
+    *,
+    epochs: int = 2,
+    lr: float = 1e-3,
+    batch_size: int = 128,
+    seed: int = 0,
+    log=None,
+) -> None:
     """Hard-project every layer, freeze the fragment signs, fine-tune inside the mask
     (:func:`rramsim.models.training.train`, the mask applied after every step)."""
     layers = _layers(model)
@@ -158,8 +207,16 @@ def finetune_masked(model: nn.Module, x: torch.Tensor, y: torch.Tensor, k: int, 
     def report(epoch, _model, result) -> None:
         log(f"forms k={k} masked fine-tune epoch {epoch}/{epochs}: loss {result.loss[-1]:.4f}")
 
-    train(model, TensorBatches(x, y, batch_size, seed=seed + 1), epochs=epochs, lr=lr, seed=seed + 1,
-          progress=False, after_step=keep_signs, on_epoch_end=report if log else None)
+    train(
+        model,
+        TensorBatches(x, y, batch_size, seed=seed + 1),
+        epochs=epochs,
+        lr=lr,
+        seed=seed + 1,
+        progress=False,
+        after_step=keep_signs,
+        on_epoch_end=report if log else None,
+    )
 
 
 # --------------------------------------------------------------------------- mapping and layers
@@ -175,7 +232,7 @@ class PolarizedMapping(WeightMapping):
 
     name = "polarized"
     signs = (1.0,)
-    layer_applies_signs = True           # a plain analog layer would compute with |w|
+    layer_applies_signs = True  # a plain analog layer would compute with |w|
     layers_from = "rramsim.models.methods.forms.to_polarized_analog (PolarizedLinear / PolarizedConv2d)"
 
     def __init__(self, levels: np.ndarray) -> None:
@@ -198,27 +255,35 @@ class _PolarizedMixin:
         ``mapping='offset'`` is how rramsim stored polarized layers before the polarized
         mapping had a name of its own (state dicts, pickles): read as ``'polarized'``."""
         if isinstance(config, CrossbarConfig) and config.mapping == "offset":
-            warnings.warn(f"{type(self).__name__}: the config says mapping='offset', as older rramsim versions "
-                          "saved polarized layers; read as mapping='polarized' (save the model again to store it "
-                          "so)", UserWarning, stacklevel=3)
+            warnings.warn(
+                f"{type(self).__name__}: the config says mapping='offset', as older rramsim versions "
+                "saved polarized layers; read as mapping='polarized' (save the model again to store it "
+                "so)",
+                UserWarning,
+                stacklevel=3,
+            )
             config = config.replace(mapping=PolarizedMapping)
         super().set_hardware(table, config)
 
     def _make_mapping(self, table, config) -> WeightMapping:
         if config.mapping != PolarizedMapping.name:
-            raise ValueError(f"{type(self).__name__} applies fragment signs to |w| cells: its config needs "
-                             f"mapping=PolarizedMapping, got mapping={config.mapping!r} (to_polarized_analog sets it)")
+            raise ValueError(
+                f"{type(self).__name__} applies fragment signs to |w| cells: its config needs "
+                f"mapping=PolarizedMapping, got mapping={config.mapping!r} (to_polarized_analog sets it)"
+            )
         return super()._make_mapping(table, config)
 
     def _after_compile(self, compiled) -> None:
         k = self.config.tile_rows
         w = self.weight.detach()
         if not is_polarized(w, k):
-            raise ValueError(f"{type(self).__name__}: the weights are not polarized in fragments of {k} rows; "
-                             "train with admm_polarize + finetune_masked first (or use a differential mapping)")
+            raise ValueError(
+                f"{type(self).__name__}: the weights are not polarized in fragments of {k} rows; "
+                "train with admm_polarize + finetune_masked first (or use a differential mapping)"
+            )
         mats = compiled.mats
-        s = fragment_signs(w, k).t().to(device=mats[0].device, dtype=mats[0].dtype)   # [n_frag, out]
-        compiled.mats = [m * s.unsqueeze(1) for m in mats]                           # [tiles, 1, out]
+        s = fragment_signs(w, k).t().to(device=mats[0].device, dtype=mats[0].dtype)  # [n_frag, out]
+        compiled.mats = [m * s.unsqueeze(1) for m in mats]  # [tiles, 1, out]
 
 
 class PolarizedLinear(_PolarizedMixin, AnalogLinear):
@@ -229,14 +294,16 @@ class PolarizedConv2d(_PolarizedMixin, AnalogConv2d):
     """``AnalogConv2d`` with the sign-per-fragment mapping (fragment size = tile_rows)."""
 
 
-def to_polarized_analog(model: nn.Module, table: DeviceTable, k: int, config: CrossbarConfig | None = None,
-                        seed: int = 0) -> nn.Module:
+def to_polarized_analog(
+    model: nn.Module, table: DeviceTable, k: int, config: CrossbarConfig | None = None, seed: int = 0
+) -> nn.Module:
     """A copy of the polarized float ``model`` whose layers run on crossbars with the
     sign-per-fragment mapping; ``config.tile_rows`` is set to ``k`` (one ADC per fragment)."""
     _check_k(k)
     config = (config or CrossbarConfig()).replace(tile_rows=k, mapping=PolarizedMapping)
     model = copy.deepcopy(model)
     from rramsim.models.convert import layer_seeds
+
     targets = [(n, m) for n, m in model.named_modules() if isinstance(m, (nn.Linear, nn.Conv2d))]
     for (name, m), s in zip(targets, layer_seeds(seed, len(targets))):
         parent = model
@@ -257,8 +324,7 @@ def to_polarized_analog(model: nn.Module, table: DeviceTable, k: int, config: Cr
 def _layer_inputs(model: nn.Module, x: torch.Tensor) -> list[tuple[nn.Module, torch.Tensor]]:
     """Each weight layer with its input vectors [V, rows] for a batch ``x``."""
     got = []
-    hooks = [m.register_forward_hook(lambda mod, inp, out: got.append((mod, inp[0].detach())))
-             for m in _layers(model)]
+    hooks = [m.register_forward_hook(lambda mod, inp, out: got.append((mod, inp[0].detach()))) for m in _layers(model)]
     try:
         with torch.no_grad():
             model.eval()
@@ -306,14 +372,18 @@ class FragmentCost(CostModel):
         if not config.bit_serial:
             raise ValueError("FragmentCost counts bit-serial input cycles: the config needs bit_serial=True")
         if config.mapping not in self.MAPPINGS:
-            raise ValueError(f"FragmentCost counts one ADC conversion per output and row group, which holds for "
-                             f"mapping {' or '.join(map(repr, self.MAPPINGS))}; got mapping={config.mapping!r} "
-                             "(its slices or reference column convert more signals: cost it with "
-                             "rramsim.models.cost.cost_report)")
+            raise ValueError(
+                f"FragmentCost counts one ADC conversion per output and row group, which holds for "
+                f"mapping {' or '.join(map(repr, self.MAPPINGS))}; got mapping={config.mapping!r} "
+                "(its slices or reference column convert more signals: cost it with "
+                "rramsim.models.cost.cost_report)"
+            )
         super().__init__(config)
         if k is not None and (_check_k(k) > config.tile_rows or config.tile_rows % k):
-            raise ValueError(f"fragment size k={k} must divide the crossbar's tile_rows={config.tile_rows} "
-                             "(a fragment never straddles two crossbars)")
+            raise ValueError(
+                f"fragment size k={k} must divide the crossbar's tile_rows={config.tile_rows} "
+                "(a fragment never straddles two crossbars)"
+            )
         self.k = k
         self.zero_skip = zero_skip
 
@@ -327,31 +397,44 @@ class FragmentCost(CostModel):
         rows = v.shape[1]
         cols = out * c.columns_per_weight
         col_xbars = math.ceil(cols / c.tile_cols)
-        passes = 2 if bool((v < 0).any()) else 1                 # a signed input: one pass per sign
+        passes = 2 if bool((v < 0).any()) else 1  # a signed input: one pass per sign
         scale = v.abs().amax(dim=1, keepdim=True).clamp_min(1e-30)
-        codes = torch.round(v.abs() / scale * (2 ** c.dac_bits - 1)).to(torch.int64)
+        codes = torch.round(v.abs() / scale * (2**c.dac_bits - 1)).to(torch.int64)
         g = k or c.tile_rows
         pad = (-rows) % g
-        cg = F.pad(codes, (0, pad)).reshape(codes.shape[0], -1, g)          # [V, groups, g]
-        need = (cg.amax(-1).clamp_min(0) + 1).float().log2().ceil() if self.zero_skip and k else \
-            torch.full(cg.shape[:2], float(c.dac_bits))                    # bits per row-group
-        per_x = c.tile_rows // g                                          # row groups per crossbar
+        cg = F.pad(codes, (0, pad)).reshape(codes.shape[0], -1, g)  # [V, groups, g]
+        need = (
+            (cg.amax(-1).clamp_min(0) + 1).float().log2().ceil()
+            if self.zero_skip and k
+            else torch.full(cg.shape[:2], float(c.dac_bits))
+        )  # bits per row-group
+        per_x = c.tile_rows // g  # row groups per crossbar
         gpad = (-need.shape[1]) % per_x
-        lat = F.pad(need, (0, gpad)).reshape(need.shape[0], -1, per_x).amax(-1).amax(-1)   # tiles in parallel
-        return {"crossbars": math.ceil(rows / c.tile_rows) * col_xbars, "cells": rows * cols,
-                "cycles": float(lat.mean()) * vper * passes,
-                "fragment_cycles": float(need.sum(1).mean()) * vper * passes,
-                "adc_conversions": float(need.sum(1).mean()) * out * vper * passes,
-                "dac_conversions": float(need.mean(0).sum() * g) * vper * passes * col_xbars,
-                "group_cycles": float(need.sum()) / v.shape[0] * vper,
-                "full_cycles": need.shape[1] * c.dac_bits * vper}
+        lat = F.pad(need, (0, gpad)).reshape(need.shape[0], -1, per_x).amax(-1).amax(-1)  # tiles in parallel
+        return {
+            "crossbars": math.ceil(rows / c.tile_rows) * col_xbars,
+            "cells": rows * cols,
+            "cycles": float(lat.mean()) * vper * passes,
+            "fragment_cycles": float(need.sum(1).mean()) * vper * passes,
+            "adc_conversions": float(need.sum(1).mean()) * out * vper * passes,
+            "dac_conversions": float(need.mean(0).sum() * g) * vper * passes * col_xbars,
+            "group_cycles": float(need.sum()) / v.shape[0] * vper,
+            "full_cycles": need.shape[1] * c.dac_bits * vper,
+        }
 
     def network(self, model: nn.Module, x: torch.Tensor) -> dict:
         """Events and energy per inference of ``model``'s linear and conv layers, measured on
         the activations of batch ``x`` (layers one after another)."""
         n = x.shape[0]
-        total = {"crossbars": 0, "cells": 0, "cycles": 0.0, "fragment_cycles": 0.0, "adc_conversions": 0.0,
-                 "dac_conversions": 0.0, "skipped_fraction": 0.0}
+        total = {
+            "crossbars": 0,
+            "cells": 0,
+            "cycles": 0.0,
+            "fragment_cycles": 0.0,
+            "adc_conversions": 0.0,
+            "dac_conversions": 0.0,
+            "skipped_fraction": 0.0,
+        }
         group_cycles = full_cycles = 0.0
         for m, v in _layer_inputs(model, x):
             ev = self.layer_events(m.weight.shape[0], v, v.shape[0] / n)
@@ -367,8 +450,15 @@ class FragmentCost(CostModel):
         return total
 
 
-def forms_cost(model: nn.Module, x: torch.Tensor, k: int | None, config: CrossbarConfig | None = None, *,
-               fragment_adc_bits: int = FRAGMENT_ADC_BITS, zero_skip: bool = True) -> dict:
+def forms_cost(
+    model: nn.Module,
+    x: torch.Tensor,
+    k: int | None,
+    config: CrossbarConfig | None = None,
+    *,
+    fragment_adc_bits: int = FRAGMENT_ADC_BITS,
+    zero_skip: bool = True,
+) -> dict:
     """Crossbars, bit-serial cycles and periphery energy per inference of ``model``,
     measured on the activations of batch ``x`` (:class:`FragmentCost`).
 
@@ -394,12 +484,23 @@ def forms_cost(model: nn.Module, x: torch.Tensor, k: int | None, config: Crossba
 # --------------------------------------------------------------------------- reproduction
 
 
-PAPER = ("Yuan et al., \"FORMS: Fine-grained Polarized ReRAM-based In-situ Computation for Mixed-signal "
-         "DNN Accelerator\", ISCA 2021")
+PAPER = (
+    'Yuan et al., "FORMS: Fine-grained Polarized ReRAM-based In-situ Computation for Mixed-signal '
+    'DNN Accelerator", ISCA 2021'
+)
 
 
-def reproduce_forms(table: DeviceTable, *, table_name: str = "", small: bool = False, seed: int = 0,
-                    epochs: int | None = None, ks: tuple[int, ...] = FRAGMENT_SIZES, command: str = "", log=None):
+def reproduce_forms(
+    table: DeviceTable,
+    *,
+    table_name: str = "",
+    small: bool = False,
+    seed: int = 0,
+    epochs: int | None = None,
+    ks: tuple[int, ...] = FRAGMENT_SIZES,
+    command: str = "",
+    log=None,
+):
     """Unconstrained LeNet-5 twin, then ADMM-polarized copies for each k; accuracy (digital
     and on crossbars), crossbars, cycles and energy versus the differential mapping."""
     from rramsim.models.methods.report import Report, fmt_pct, md_table
@@ -407,8 +508,14 @@ def reproduce_forms(table: DeviceTable, *, table_name: str = "", small: bool = F
     log = log or (lambda s: None)
     for k in ks:
         _check_k(k)
-    rep = Report(title="FORMS: polarized fragments, sign-per-fragment mapping, input zero-skipping",
-                 paper=PAPER, command=command, seed=seed, table=table_name, small=small)
+    rep = Report(
+        title="FORMS: polarized fragments, sign-per-fragment mapping, input zero-skipping",
+        paper=PAPER,
+        command=command,
+        seed=seed,
+        table=table_name,
+        small=small,
+    )
     n_train, n_test, n_xbar = (3000, 500, 200) if small else (60000, 10000, 2000)
     epochs = epochs or (1 if small else 4)
     admm_epochs, ft_epochs = (1, 1) if small else (3, 2)
@@ -424,15 +531,49 @@ def reproduce_forms(table: DeviceTable, *, table_name: str = "", small: bool = F
         rows.append(_fragment_row(k, r, results["acc_twin"], results["cost_base"]))
     acc_twin, acc_twin_x, cost_base = results["acc_twin"], results["acc_twin_xbar"], results["cost_base"]
     _summary_rows(rep, results, n_train, n_test)
-    rep.section("Per fragment size", md_table(
-        ["k", "accuracy (digital)", "vs twin", f"accuracy on crossbars ({n_xbar} images)", "crossbars",
-         "crossbars saved", "cells saved", "cycles/inference", "cycle speed-up", "input bits skipped",
-         "periphery energy nJ", "energy ratio"], rows))
-    rep.section("Differential baseline (same twin network)", md_table(
-        ["accuracy (digital)", f"accuracy on crossbars ({n_xbar} images)", "crossbars", "cells", "cycles/inference",
-         "periphery energy nJ"],
-        [[fmt_pct(acc_twin), fmt_pct(acc_twin_x), cost_base["crossbars"], cost_base["cells"],
-          f"{cost_base['cycles']:.0f}", f"{cost_base['energy'] * 1e9:.3f}"]]))
+    rep.section(
+        "Per fragment size",
+        md_table(
+            [
+                "k",
+                "accuracy (digital)",
+                "vs twin",
+                f"accuracy on crossbars ({n_xbar} images)",
+                "crossbars",
+                "crossbars saved",
+                "cells saved",
+                "cycles/inference",
+                "cycle speed-up",
+                "input bits skipped",
+                "periphery energy nJ",
+                "energy ratio",
+            ],
+            rows,
+        ),
+    )
+    rep.section(
+        "Differential baseline (same twin network)",
+        md_table(
+            [
+                "accuracy (digital)",
+                f"accuracy on crossbars ({n_xbar} images)",
+                "crossbars",
+                "cells",
+                "cycles/inference",
+                "periphery energy nJ",
+            ],
+            [
+                [
+                    fmt_pct(acc_twin),
+                    fmt_pct(acc_twin_x),
+                    cost_base["crossbars"],
+                    cost_base["cells"],
+                    f"{cost_base['cycles']:.0f}",
+                    f"{cost_base['energy'] * 1e9:.3f}",
+                ]
+            ],
+        ),
+    )
     rep.notes += NOTES
     rep.results = results
     return rep.finish()
@@ -441,22 +582,32 @@ def reproduce_forms(table: DeviceTable, *, table_name: str = "", small: bool = F
 def _mnist(n_train: int, n_test: int, seed: int):
     """Training and test tensors (x, y, x_test, y_test), subsets of ``n_train`` / ``n_test``."""
     from rramsim.models.data import ensure_dataset, get_dataset
+
     ensure_dataset("mnist")
     x, y = get_dataset("mnist", "train", subset=n_train if n_train < 60000 else None, seed=seed).tensors
     xt, yt = get_dataset("mnist", "test", subset=n_test if n_test < 10000 else None, seed=seed).tensors
     return x, y, xt, yt
 
 
-def _unconstrained_twin(x, y, xt, test, on_xbar, table: DeviceTable, hw: CrossbarConfig, epochs: int, seed: int,
-                        log) -> tuple[nn.Module, dict]:
+def _unconstrained_twin(
+    x, y, xt, test, on_xbar, table: DeviceTable, hw: CrossbarConfig, epochs: int, seed: int, log
+) -> tuple[nn.Module, dict]:
     """The LeNet-5 without the fragment constraint, its accuracy (digital and on differential
     crossbars) and its cost: the baseline every polarized copy is compared with."""
     from rramsim.models.convert import convert_to_analog
     from rramsim.models.networks import LeNet5
+
     torch.manual_seed(seed)
     twin = LeNet5()
-    fit = train(twin, TensorBatches(x, y, 128, seed=seed), epochs=epochs, lr=3e-3, seed=seed, progress=False,
-                on_epoch_end=lambda e, m, r: log(f"forms twin epoch {e}/{epochs}: loss {r.loss[-1]:.4f}"))
+    fit = train(
+        twin,
+        TensorBatches(x, y, 128, seed=seed),
+        epochs=epochs,
+        lr=3e-3,
+        seed=seed,
+        progress=False,
+        on_epoch_end=lambda e, m, r: log(f"forms twin epoch {e}/{epochs}: loss {r.loss[-1]:.4f}"),
+    )
     acc_twin = evaluate(twin, test)
     log(f"forms: unconstrained twin {acc_twin:.4f} ({fit.seconds:.1f} s)")
     base_an = convert_to_analog(twin, table, hw.replace(mapping="differential"), seed=seed)
@@ -466,8 +617,21 @@ def _unconstrained_twin(x, y, xt, test, on_xbar, table: DeviceTable, hw: Crossba
     return twin, {"acc_twin": acc_twin, "acc_twin_xbar": acc_twin_x, "cost_base": cost_base, "k": {}}
 
 
-def _polarized(twin: nn.Module, x, y, xt, test, on_xbar, table: DeviceTable, hw: CrossbarConfig, k: int,
-               admm_epochs: int, ft_epochs: int, seed: int, log) -> dict:
+def _polarized(
+    twin: nn.Module,
+    x,
+    y,
+    xt,
+    test,
+    on_xbar,
+    table: DeviceTable,
+    hw: CrossbarConfig,
+    k: int,
+    admm_epochs: int,
+    ft_epochs: int,
+    seed: int,
+    log,
+) -> dict:
     """A copy of the twin polarized in fragments of ``k`` rows (ADMM, then masked
     fine-tuning): its accuracy (digital and on crossbars) and cost, with and without
     input zero-skipping."""
@@ -482,45 +646,76 @@ def _polarized(twin: nn.Module, x, y, xt, test, on_xbar, table: DeviceTable, hw:
     c = forms_cost(model, xt[:200], k)
     c_noskip = forms_cost(model, xt[:200], k, zero_skip=False)
     log(f"forms k={k}: digital {acc:.4f}, crossbars {acc_x:.4f}, cost {c}")
-    return {"acc": acc, "acc_xbar": acc_x, "cost": c, "cost_noskip": c_noskip, "admm": st,
-            "seconds": time.perf_counter() - t1}
+    return {
+        "acc": acc,
+        "acc_xbar": acc_x,
+        "cost": c,
+        "cost_noskip": c_noskip,
+        "admm": st,
+        "seconds": time.perf_counter() - t1,
+    }
 
 
 def _fragment_row(k: int, r: dict, acc_twin: float, cost_base: dict) -> list:
     """The per-fragment-size table's row of fragment size ``k`` (result ``r``)."""
     from rramsim.models.methods.report import fmt_pct
+
     acc, c = r["acc"], r["cost"]
-    return [k, fmt_pct(acc), f"{100 * (acc - acc_twin):+.2f} pp", fmt_pct(r["acc_xbar"]), c["crossbars"],
-            f"{cost_base['crossbars'] / c['crossbars']:.2f}x", f"{cost_base['cells'] / c['cells']:.2f}x",
-            f"{c['cycles']:.0f}", f"{cost_base['cycles'] / c['cycles']:.2f}x",
-            f"{100 * c['skipped_fraction']:.1f}%", f"{c['energy'] * 1e9:.3f}",
-            f"{cost_base['energy'] / c['energy']:.2f}x"]
+    return [
+        k,
+        fmt_pct(acc),
+        f"{100 * (acc - acc_twin):+.2f} pp",
+        fmt_pct(r["acc_xbar"]),
+        c["crossbars"],
+        f"{cost_base['crossbars'] / c['crossbars']:.2f}x",
+        f"{cost_base['cells'] / c['cells']:.2f}x",
+        f"{c['cycles']:.0f}",
+        f"{cost_base['cycles'] / c['cycles']:.2f}x",
+        f"{100 * c['skipped_fraction']:.1f}%",
+        f"{c['energy'] * 1e9:.3f}",
+        f"{cost_base['energy'] / c['energy']:.2f}x",
+    ]
 
 
 def _summary_rows(rep, results: dict, n_train: int, n_test: int) -> None:
     """The report's paper-versus-rramsim rows; adds ``fps_iso_area`` to ``results``."""
     from rramsim.models.methods.report import fmt_pct
+
     acc_twin, cost_base, per_k = results["acc_twin"], results["cost_base"], results["k"]
     best = max(per_k.values(), key=lambda r: r["acc"])
     worst_gap = max(acc_twin - r["acc"] for r in per_k.values())
     rep.row("dataset / network", "MNIST / LeNet-5", f"MNIST ({n_train} train / {n_test} test) / LeNet-5", "")
-    rep.row("accuracy, polarized LeNet-5", "99.17% (with pruning + quantization)",
-            ", ".join(f"k={k}: {fmt_pct(r['acc'])}" for k, r in per_k.items()),
-            f"unconstrained twin {fmt_pct(acc_twin)}; largest gap {100 * worst_gap:.2f} pp (target <= 0.3 pp)")
-    rep.row("crossbars, polarized vs differential", "2x fewer (no differential pair)",
-            f"{cost_base['crossbars']} -> {best['cost']['crossbars']} (128x128), cells "
-            f"{cost_base['cells']} -> {best['cost']['cells']} ({cost_base['cells'] / best['cost']['cells']:.1f}x)",
-            "crossbar count rounds up per layer")
-    iso = {k: cost_base["cycles"] * cost_base["crossbars"] / (r["cost"]["cycles"] * r["cost"]["crossbars"])
-           for k, r in per_k.items()}
+    rep.row(
+        "accuracy, polarized LeNet-5",
+        "99.17% (with pruning + quantization)",
+        ", ".join(f"k={k}: {fmt_pct(r['acc'])}" for k, r in per_k.items()),
+        f"unconstrained twin {fmt_pct(acc_twin)}; largest gap {100 * worst_gap:.2f} pp (target <= 0.3 pp)",
+    )
+    rep.row(
+        "crossbars, polarized vs differential",
+        "2x fewer (no differential pair)",
+        f"{cost_base['crossbars']} -> {best['cost']['crossbars']} (128x128), cells "
+        f"{cost_base['cells']} -> {best['cost']['cells']} ({cost_base['cells'] / best['cost']['cells']:.1f}x)",
+        "crossbar count rounds up per layer",
+    )
+    iso = {
+        k: cost_base["cycles"] * cost_base["crossbars"] / (r["cost"]["cycles"] * r["cost"]["crossbars"])
+        for k, r in per_k.items()
+    }
     results["fps_iso_area"] = iso
-    rep.row("FPS over an ISAAC-like baseline", "1.12–2.4x",
-            ", ".join(f"k={k}: {v:.2f}x" for k, v in iso.items()),
-            "at equal crossbar area: (cycles x crossbars) of the differential baseline over FORMS'; "
-            "layers replicated into the freed crossbars")
-    rep.row("input bit-cycles skipped (zero-skipping)", "reported as a speed-up source",
-            ", ".join(f"k={k}: {100 * r['cost']['skipped_fraction']:.1f}%" for k, r in per_k.items()),
-            "fragment row-groups skip the zero high bits of their k inputs")
+    rep.row(
+        "FPS over an ISAAC-like baseline",
+        "1.12–2.4x",
+        ", ".join(f"k={k}: {v:.2f}x" for k, v in iso.items()),
+        "at equal crossbar area: (cycles x crossbars) of the differential baseline over FORMS'; "
+        "layers replicated into the freed crossbars",
+    )
+    rep.row(
+        "input bit-cycles skipped (zero-skipping)",
+        "reported as a speed-up source",
+        ", ".join(f"k={k}: {100 * r['cost']['skipped_fraction']:.1f}%" for k, r in per_k.items()),
+        "fragment row-groups skip the zero high bits of their k inputs",
+    )
 
 
 NOTES = [
@@ -531,6 +726,6 @@ NOTES = [
     "the paper's 99.17% includes pruning and quantization we do not apply.",
     f"Periphery energy = ADC conversions x {ADC_ENERGY_8BIT * 1e12:g} pJ x 2^(bits-8) + 1-bit DAC conversions x "
     f"{DAC_ENERGY_1BIT * 1e12:g} pJ "
-    "(ISAAC figures; docs/DESIGN.md, \"Reference numbers\"); array read energy is left out (same cells either way).",
+    '(ISAAC figures; docs/DESIGN.md, "Reference numbers"); array read energy is left out (same cells either way).',
     "Only MNIST is used (no CIFAR/ImageNet offline).",
 ]

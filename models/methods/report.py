@@ -1,4 +1,5 @@
 """Markdown reports of the reproductions: the paper's numbers beside ours, with provenance."""
+
 from __future__ import annotations
 
 import platform
@@ -43,16 +44,25 @@ class Report:
 
     def markdown(self) -> str:
         runtime = self.runtime if self.runtime is not None else time.perf_counter() - self.started
-        out = [f"# {self.title}", "", f"Paper: {self.paper}", "",
-               "| | |", "|---|---|",
-               f"| command | `{self.command or '(Python API)'}` |",
-               f"| seed | {self.seed} |",
-               f"| device table | {self.table} |",
-               f"| size | {'small (CI)' if self.small else 'full'} |",
-               f"| runtime | {runtime:.1f} s on {torch.get_num_threads()} torch thread(s), "
-               f"{platform.machine()} ({platform.python_version()}, torch {torch.__version__}) |",
-               "", "## Paper versus rramsim", "",
-               "| quantity | paper | rramsim (ours) | note |", "|---|---|---|---|"]
+        out = [
+            f"# {self.title}",
+            "",
+            f"Paper: {self.paper}",
+            "",
+            "| | |",
+            "|---|---|",
+            f"| command | `{self.command or '(Python API)'}` |",
+            f"| seed | {self.seed} |",
+            f"| device table | {self.table} |",
+            f"| size | {'small (CI)' if self.small else 'full'} |",
+            f"| runtime | {runtime:.1f} s on {torch.get_num_threads()} torch thread(s), "
+            f"{platform.machine()} ({platform.python_version()}, torch {torch.__version__}) |",
+            "",
+            "## Paper versus rramsim",
+            "",
+            "| quantity | paper | rramsim (ours) | note |",
+            "|---|---|---|---|",
+        ]
         out += [f"| {q} | {p} | {o} | {n} |" for q, p, o, n in self.rows]
         for heading, text in self.sections:
             out += ["", f"## {heading}", "", text.rstrip()]
@@ -62,6 +72,7 @@ class Report:
 
     def write(self, path) -> None:
         from pathlib import Path
+
         p = Path(path)
         if p.parent and not p.parent.exists():
             raise ValueError(f"report folder {p.parent} does not exist; create it or choose another -o path")

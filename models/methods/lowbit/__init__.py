@@ -27,6 +27,7 @@ permutation of the rows (inputs follow) chosen greedily so that consecutive grou
 evens out the noise variance per read (the error probability of a read grows faster than
 its variance).
 """
+
 from .batchnorm_folding import integerize
 from .integer_network import IntegerLeNet5, IntLayer
 from .macro import Macro, MacroConfig
@@ -34,6 +35,19 @@ from .reproduction import PAPER, reproduce_lowbit
 from .row_rename_reorder import REORDER_STRATEGIES, rename_rows, reorder_rows, tie_rows
 from .straight_through import BinaryLeNet5, quantize_input, train_lowbit
 
-__all__ = ["MacroConfig", "BinaryLeNet5", "IntegerLeNet5", "IntLayer", "train_lowbit", "integerize",
-           "Macro", "rename_rows", "reorder_rows", "REORDER_STRATEGIES", "tie_rows", "quantize_input",
-           "reproduce_lowbit", "PAPER"]
+__all__ = [
+    "MacroConfig",
+    "BinaryLeNet5",
+    "IntegerLeNet5",
+    "IntLayer",
+    "train_lowbit",
+    "integerize",
+    "Macro",
+    "rename_rows",
+    "reorder_rows",
+    "REORDER_STRATEGIES",
+    "tie_rows",
+    "quantize_input",
+    "reproduce_lowbit",
+    "PAPER",
+]

@@ -6,6 +6,7 @@ norm's eval-mode affine ``a y + b`` (``floor`` and ``<=`` where ``a < 0``; a cha
 ``a = 0`` is constant). The last layer keeps its affine as a digital per-class scale
 and shift.
 """
+
 from __future__ import annotations
 
 import torch
@@ -24,7 +25,7 @@ def _thresholds(bn: nn.BatchNorm1d | nn.BatchNorm2d, levels: int) -> tuple[torch
     b = bn.bias.double() - bn.running_mean.double() * a
     ks = torch.arange(1, levels + 1, dtype=torch.float64) - 0.5
     safe = torch.where(a.abs() > 1e-12, a, torch.full_like(a, 1e-12))
-    thr = (ks[None, :] - b[:, None]) / safe[:, None]              # y >= thr (a>0) or y <= thr (a<0)
+    thr = (ks[None, :] - b[:, None]) / safe[:, None]  # y >= thr (a>0) or y <= thr (a<0)
     flip = a < 0
     t = torch.where(flip[:, None], torch.floor(thr), torch.ceil(thr))
     # a == 0: constant activation; encode with +-inf thresholds
@@ -44,8 +45,15 @@ def integerize(model: BinaryLeNet5) -> "IntegerLeNet5":
     layers = []
     for i, conv in enumerate(model.convs):
         t, flip = _thresholds(model.bns[i], L)
-        layers.append(IntLayer(w=torch.where(conv.weight.detach() >= 0, 1, -1).to(torch.int8), kind="conv",
-                               padding=conv.padding[0], t=t, flip=flip))
+        layers.append(
+            IntLayer(
+                w=torch.where(conv.weight.detach() >= 0, 1, -1).to(torch.int8),
+                kind="conv",
+                padding=conv.padding[0],
+                t=t,
+                flip=flip,
+            )
+        )
     for j, fc in enumerate(model.fcs):
         w = torch.where(fc.weight.detach() >= 0, 1, -1).to(torch.int8)
         bn = model.bns[2 + j]
@@ -55,5 +63,7 @@ def integerize(model: BinaryLeNet5) -> "IntegerLeNet5":
         else:
             std = torch.sqrt(bn.running_var.double() + bn.eps)
             a = bn.weight.detach().double() / std
-            layers.append(IntLayer(w=w, kind="fc", scale=a, shift=bn.bias.detach().double() - bn.running_mean.double() * a))
+            layers.append(
+                IntLayer(w=w, kind="fc", scale=a, shift=bn.bias.detach().double() - bn.running_mean.double() * a)
+            )
     return IntegerLeNet5(layers)

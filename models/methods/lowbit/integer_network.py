@@ -8,6 +8,7 @@ Every layer computes integer partial sums ``y = sum_i x_i w_i`` (``x`` in 0..3, 
 a per-class affine digitally. A layer also carries the row rename map and the row order
 the array stores it in (:mod:`.row_rename_reorder`).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -25,7 +26,7 @@ class IntLayer:
     flipped) or, for the last layer, a per-output affine ``scale``/``shift``."""
 
     w: torch.Tensor
-    kind: str                                   # "conv" or "fc"
+    kind: str  # "conv" or "fc"
     padding: int = 0
     t: torch.Tensor | None = None
     flip: torch.Tensor | None = None
@@ -34,7 +35,7 @@ class IntLayer:
     # row rename: logical input j -> physical row rmap[j] with sign rsign[j] (None: identity)
     rmap: torch.Tensor | None = None
     rsign: torch.Tensor | None = None
-    perm: torch.Tensor | None = None            # row reorder: physical order of the rows
+    perm: torch.Tensor | None = None  # row reorder: physical order of the rows
 
     def matrix(self) -> torch.Tensor:
         """[rows, out] +-1 matrix as stored on the array (renamed and reordered)."""
@@ -98,4 +99,4 @@ class IntegerLeNet5:
         return x
 
     def predict(self, x: torch.Tensor, mvm=None, batch: int = 1000) -> torch.Tensor:
-        return torch.cat([self.forward(x[k:k + batch], mvm).argmax(1) for k in range(0, x.shape[0], batch)])
+        return torch.cat([self.forward(x[k : k + batch], mvm).argmax(1) for k in range(0, x.shape[0], batch)])

@@ -1,5 +1,6 @@
 """The low-bit co-design reproduced: train, fold, run on the macro with and without row
 rename and reorder, and write the report beside the paper's numbers."""
+
 from __future__ import annotations
 
 import copy
@@ -31,20 +32,36 @@ def _paired(before: list[float], after: list[float], unit: str) -> str:
     return f"paired change {100 * d.mean():+.4f} ± {100 * se:.4f} {unit} ({verdict})"
 
 
-PAPER = ("Weinstock, Tan, Li, Yu, \"Low-bit quantization and co-design for a 40 nm RRAM "
-         "compute-in-memory macro\", ORSS 2023")
+PAPER = (
+    'Weinstock, Tan, Li, Yu, "Low-bit quantization and co-design for a 40 nm RRAM compute-in-memory macro", ORSS 2023'
+)
 
 
-def reproduce_lowbit(table: DeviceTable, *, table_name: str = "", small: bool = False, seed: int = 0,
-                     epochs: int | None = None, noise_scales: tuple[float, ...] = (1.0, 4.0),
-                     trials: int | None = None, command: str = "", log=None):
+def reproduce_lowbit(
+    table: DeviceTable,
+    *,
+    table_name: str = "",
+    small: bool = False,
+    seed: int = 0,
+    epochs: int | None = None,
+    noise_scales: tuple[float, ...] = (1.0, 4.0),
+    trials: int | None = None,
+    command: str = "",
+    log=None,
+):
     """Train, integerize and run LeNet-5 on the macro; returns a :class:`Report`."""
     from rramsim.models.data import ensure_dataset, load_split
     from rramsim.models.methods.report import Report, fmt_pct, md_table
 
     log = log or (lambda s: None)
-    rep = Report(title="Low-bit co-design (1-bit weights, 2-bit activations) on a 7-rows-per-read macro",
-                 paper=PAPER, command=command, seed=seed, table=table_name, small=small)
+    rep = Report(
+        title="Low-bit co-design (1-bit weights, 2-bit activations) on a 7-rows-per-read macro",
+        paper=PAPER,
+        command=command,
+        seed=seed,
+        table=table_name,
+        small=small,
+    )
     n_train, n_test = (4000, 300) if small else (60000, 10000)
     epochs = epochs or (1 if small else 6)
     trials = trials or (1 if small else 8)
@@ -99,8 +116,7 @@ def reproduce_lowbit(table: DeviceTable, *, table_name: str = "", small: bool = 
     tied = copy.deepcopy(model)
     retie = tie_rows(tied.fcs[2], keep)
     ft_n = min(n_train, 20000)
-    train_lowbit(tied, x[:ft_n], y[:ft_n], epochs=1, lr=2e-3, seed=seed + 1, log=log,
-                 after_step=lambda m: retie())
+    train_lowbit(tied, x[:ft_n], y[:ft_n], epochs=1, lr=2e-3, seed=seed + 1, log=log, after_step=lambda m: retie())
     tied.eval()
     tnet = integerize(tied)
     p_tied = tnet.predict(xte)
@@ -125,43 +141,84 @@ def reproduce_lowbit(table: DeviceTable, *, table_name: str = "", small: bool = 
             runs = [noisy_run(scale, t) for t in range(trials if scale == noise_scales[-1] else min(trials, 2))]
             accs, errs = [r[0] for r in runs], [r[1] for r in runs]
             impact[(scale, order)] = {"loss": acc_int_noise - float(np.mean(accs)), "accs": accs, "errs": errs}
-            log(f"lowbit: noise x{scale:g} order={order}: accuracy {np.mean(accs):.4f}, "
-                f"count errors {np.mean(errs):.3e}")
+            log(
+                f"lowbit: noise x{scale:g} order={order}: accuracy {np.mean(accs):.4f}, "
+                f"count errors {np.mean(errs):.3e}"
+            )
     for layer in net.layers:
         layer.perm = None
 
     rep.row("dataset", "MNIST", f"MNIST ({n_train} train / {n_test} test images)")
     rep.row("weights / activations", "1 bit / 2 bit", "1 bit (+-1) / 2 bit (0..3), 2-bit input image", "")
     rep.row("accuracy, integer network", "96.66%", fmt_pct(acc_int), f"{epochs} epochs, target >= 98.5% (full)")
-    rep.row("accuracy, ideal macro (7 rows/read, 3-bit ADC)", "—", fmt_pct(acc_ideal),
-            f"agreement with integer network {fmt_pct(agree, 3)}")
-    rep.row("final-FC area after row rename", "−45.24%", f"−{100 * area_red:.2f}%",
-            f"{ren['logical_rows']} -> {ren['physical_rows']} rows (identical or complement rows of the trained "
-            f"layer); outputs identical: {ren_exact}")
-    rep.row("final-FC area, rename-aware fine-tuning", "−45.24%", f"−{100 * area_tied:.2f}%",
-            f"rows tied into {keep} groups, 1 epoch; accuracy {fmt_pct(acc_tied)} "
-            f"({100 * (acc_tied - acc_int):+.2f} pp); crossbar outputs identical: {tied_exact}")
+    rep.row(
+        "accuracy, ideal macro (7 rows/read, 3-bit ADC)",
+        "—",
+        fmt_pct(acc_ideal),
+        f"agreement with integer network {fmt_pct(agree, 3)}",
+    )
+    rep.row(
+        "final-FC area after row rename",
+        "−45.24%",
+        f"−{100 * area_red:.2f}%",
+        f"{ren['logical_rows']} -> {ren['physical_rows']} rows (identical or complement rows of the trained "
+        f"layer); outputs identical: {ren_exact}",
+    )
+    rep.row(
+        "final-FC area, rename-aware fine-tuning",
+        "−45.24%",
+        f"−{100 * area_tied:.2f}%",
+        f"rows tied into {keep} groups, 1 epoch; accuracy {fmt_pct(acc_tied)} "
+        f"({100 * (acc_tied - acc_int):+.2f} pp); crossbar outputs identical: {tied_exact}",
+    )
     s1 = noise_scales[-1]
     orig = impact[(s1, "original")]
     for strat in REORDER_STRATEGIES:
         new_ = impact[(s1, strat)]
         rel = (orig["loss"] - new_["loss"]) / orig["loss"] if orig["loss"] > 0 else 0.0
-        rep.row(f"noise impact change by row reorder '{strat}' (table noise x{s1:g})", "−5.6%",
-                f"{-100 * rel:+.1f}%", f"accuracy loss {100 * orig['loss']:.2f} pp -> {100 * new_['loss']:.2f} pp, "
-                f"{trials} programmings, {n_noise} test images; {_paired(orig['accs'], new_['accs'], 'pp')}")
+        rep.row(
+            f"noise impact change by row reorder '{strat}' (table noise x{s1:g})",
+            "−5.6%",
+            f"{-100 * rel:+.1f}%",
+            f"accuracy loss {100 * orig['loss']:.2f} pp -> {100 * new_['loss']:.2f} pp, "
+            f"{trials} programmings, {n_noise} test images; {_paired(orig['accs'], new_['accs'], 'pp')}",
+        )
         e0, e1 = float(np.mean(orig["errs"])), float(np.mean(new_["errs"]))
-        rep.row(f"ADC count errors, row reorder '{strat}' (table noise x{s1:g})", "—",
-                f"{100 * (e1 - e0) / e0:+.1f}%" if e0 > 0 else "no errors",
-                f"{100 * e0:.4f}% -> {100 * e1:.4f}% of reads; {_paired(orig['errs'], new_['errs'], '%')}")
-    rep.row("read cycles per inference, sparsity-aware", "—",
-            f"{cost['reads_per_sample']:.0f} (vs {cost['dense_reads_per_sample']:.0f} driving every row)",
-            f"{cost['dense_reads_per_sample'] / max(cost['reads_per_sample'], 1):.2f}x fewer")
+        rep.row(
+            f"ADC count errors, row reorder '{strat}' (table noise x{s1:g})",
+            "—",
+            f"{100 * (e1 - e0) / e0:+.1f}%" if e0 > 0 else "no errors",
+            f"{100 * e0:.4f}% -> {100 * e1:.4f}% of reads; {_paired(orig['errs'], new_['errs'], '%')}",
+        )
+    rep.row(
+        "read cycles per inference, sparsity-aware",
+        "—",
+        f"{cost['reads_per_sample']:.0f} (vs {cost['dense_reads_per_sample']:.0f} driving every row)",
+        f"{cost['dense_reads_per_sample'] / max(cost['reads_per_sample'], 1):.2f}x fewer",
+    )
     rep.row("ADC energy per inference (3-bit)", "—", f"{cost['adc_energy_per_sample'] * 1e9:.3f} nJ", "")
-    rep.section("Noise impact (integer-network accuracy minus noisy-macro accuracy)", md_table(
-        ["table noise scale", "row order", "accuracy per programming", "impact (pp)",
-         "ADC count errors per programming"],
-        [[f"x{s:g}", r, ", ".join(fmt_pct(a) for a in v["accs"]), f"{100 * v['loss']:.2f}",
-          ", ".join(f"{100 * e:.4f}%" for e in v["errs"])] for (s, r), v in impact.items()]))
+    rep.section(
+        "Noise impact (integer-network accuracy minus noisy-macro accuracy)",
+        md_table(
+            [
+                "table noise scale",
+                "row order",
+                "accuracy per programming",
+                "impact (pp)",
+                "ADC count errors per programming",
+            ],
+            [
+                [
+                    f"x{s:g}",
+                    r,
+                    ", ".join(fmt_pct(a) for a in v["accs"]),
+                    f"{100 * v['loss']:.2f}",
+                    ", ".join(f"{100 * e:.4f}%" for e in v["errs"]),
+                ]
+                for (s, r), v in impact.items()
+            ],
+        ),
+    )
     rep.notes += [
         "Cells: +1 -> the table's highest level, -1 -> its lowest; programming outcome sampled from the "
         "table's write-verify statistics, read noise from its /read group, drawn independently for every read.",
@@ -173,14 +230,22 @@ def reproduce_lowbit(table: DeviceTable, *, table_name: str = "", small: bool = 
         "(the ADC clamps at 0 and 7, which removes half of the count errors of pure groups).",
         f"Training time {t_train:.1f} s. Only MNIST is used (no CIFAR offline).",
     ]
-    rep.notes.append("Row orders are compared on the same chip: every programming draws the same cell outcomes at "
-                     "the same physical positions and the same read-noise stream for each order, so differences "
-                     "are paired; a change counts as significant when it exceeds twice its standard error.")
-    rep.results = {"acc_float": acc_float, "acc_int": acc_int, "acc_ideal": acc_ideal, "agreement": agree,
-                   "area_reduction": area_red, "rename": ren, "rename_exact": ren_exact,
-                   "rename_aware": {"rows": ren_t, "accuracy": acc_tied, "area_reduction": area_tied,
-                                    "exact": tied_exact},
-                   "impact": {f"x{s:g}/{r}": v["loss"] for (s, r), v in impact.items()},
-                   "count_errors": {f"x{s:g}/{r}": float(np.mean(v["errs"])) for (s, r), v in impact.items()},
-                   "cost": cost}
+    rep.notes.append(
+        "Row orders are compared on the same chip: every programming draws the same cell outcomes at "
+        "the same physical positions and the same read-noise stream for each order, so differences "
+        "are paired; a change counts as significant when it exceeds twice its standard error."
+    )
+    rep.results = {
+        "acc_float": acc_float,
+        "acc_int": acc_int,
+        "acc_ideal": acc_ideal,
+        "agreement": agree,
+        "area_reduction": area_red,
+        "rename": ren,
+        "rename_exact": ren_exact,
+        "rename_aware": {"rows": ren_t, "accuracy": acc_tied, "area_reduction": area_tied, "exact": tied_exact},
+        "impact": {f"x{s:g}/{r}": v["loss"] for (s, r), v in impact.items()},
+        "count_errors": {f"x{s:g}/{r}": float(np.mean(v["errs"])) for (s, r), v in impact.items()},
+        "cost": cost,
+    }
     return rep.finish()

@@ -8,6 +8,7 @@ that groups them for the macro's reads of ``max_rows`` rows; ``"balance"`` evens
 low-resistance cells per column in every group, which evens out the noise variance per
 read (the error probability of a read grows faster than its variance).
 """
+
 from __future__ import annotations
 
 import torch
@@ -21,13 +22,13 @@ __all__ = ["REORDER_STRATEGIES", "rename_rows", "reorder_rows", "tie_rows"]
 def rename_rows(layer: IntLayer) -> dict:
     """Store identical / sign-complement rows of ``layer`` once (in place); returns the
     logical and physical row counts. The layer's partial sums are unchanged."""
-    m = layer.w.reshape(layer.w.shape[0], -1).t().to(torch.int64)       # [in, out]
+    m = layer.w.reshape(layer.w.shape[0], -1).t().to(torch.int64)  # [in, out]
     canon = {}
     rmap = torch.empty(m.shape[0], dtype=torch.long)
     rsign = torch.empty(m.shape[0], dtype=torch.long)
     for j in range(m.shape[0]):
         row = m[j]
-        s = 1 if int(row[0]) > 0 else -1                                # canonical: first entry +1
+        s = 1 if int(row[0]) > 0 else -1  # canonical: first entry +1
         key = tuple((row * s).tolist())
         if key not in canon:
             canon[key] = len(canon)
@@ -51,14 +52,14 @@ def tie_rows(fc: nn.Linear, keep: int):
     if isinstance(keep, bool) or not isinstance(keep, int) or not 1 <= keep <= n:
         raise ValueError(f"keep must be an integer in 1..{n} (rows of the layer), got {keep!r}")
     sign = torch.where(w[0] >= 0, 1.0, -1.0)
-    vec = (w * sign).t().clone()                                       # canonical rows [in, out]
+    vec = (w * sign).t().clone()  # canonical rows [in, out]
     members = [[j] for j in range(n)]
     cent = [vec[j].clone() for j in range(n)]
     while len(members) > keep:
         c = torch.stack(cent)
         d = torch.cdist(c, c)
         size = torch.tensor([len(m) for m in members], dtype=d.dtype)
-        d = d * torch.sqrt(size[:, None] * size[None, :] / (size[:, None] + size[None, :]))   # Ward-like
+        d = d * torch.sqrt(size[:, None] * size[None, :] / (size[:, None] + size[None, :]))  # Ward-like
         d.fill_diagonal_(float("inf"))
         a, b = divmod(int(d.argmin()), d.shape[1])
         a, b = min(a, b), max(a, b)
@@ -73,7 +74,7 @@ def tie_rows(fc: nn.Linear, keep: int):
 
     def retie(model=None) -> None:
         with torch.no_grad():
-            canon = (fc.weight * sign).t()                             # [in, out]
+            canon = (fc.weight * sign).t()  # [in, out]
             sums = torch.zeros(k, canon.shape[1]).index_add_(0, group, canon)
             mean = sums / torch.bincount(group, minlength=k).unsqueeze(1)
             fc.weight.copy_((mean[group] * sign[:, None]).t())
@@ -97,7 +98,7 @@ def reorder_rows(layer: IntLayer, max_rows: int = 7, strategy: str = "balance") 
     if strategy not in REORDER_STRATEGIES:
         raise ValueError(f"reorder strategy must be one of {REORDER_STRATEGIES}, got {strategy!r}")
     layer.perm = None
-    m = (layer.matrix() > 0).double()                                   # [R, C]
+    m = (layer.matrix() > 0).double()  # [R, C]
     R = m.shape[0]
     left = torch.ones(R, dtype=torch.bool)
     order = []

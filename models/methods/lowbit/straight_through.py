@@ -6,6 +6,7 @@ Weights are ``+-1`` (the sign of a latent float weight; the gradient passes wher
 the range). Inputs are the images quantized to the same integer levels
 (:func:`quantize_input`), so that after batch-norm folding the whole network is integer.
 """
+
 from __future__ import annotations
 
 import torch
@@ -24,7 +25,7 @@ def quantize_input(images: torch.Tensor, bits: int = 2) -> torch.Tensor:
         x = x / 255.0
     if x.dim() == 3:
         x = x.unsqueeze(1)
-    return torch.round(x.clamp(0, 1) * (2 ** bits - 1))
+    return torch.round(x.clamp(0, 1) * (2**bits - 1))
 
 
 class _SignSTE(torch.autograd.Function):
@@ -57,13 +58,15 @@ class BinaryLeNet5(nn.Module):
         if act_bits < 1 or act_bits > 8:
             raise ValueError(f"act_bits must be in 1..8, got {act_bits}")
         c1, c2, f1, f2 = width
-        self.act_levels = 2 ** act_bits - 1
+        self.act_levels = 2**act_bits - 1
         self.convs = nn.ModuleList([nn.Conv2d(1, c1, 5, padding=2, bias=False), nn.Conv2d(c1, c2, 5, bias=False)])
-        self.fcs = nn.ModuleList([nn.Linear(c2 * 25, f1, bias=False), nn.Linear(f1, f2, bias=False),
-                                  nn.Linear(f2, 10, bias=False)])
-        self.bns = nn.ModuleList([nn.BatchNorm2d(c1), nn.BatchNorm2d(c2), nn.BatchNorm1d(f1), nn.BatchNorm1d(f2),
-                                  nn.BatchNorm1d(10)])
-        nn.init.constant_(self.bns[-1].weight, 2.0)     # confident logits from the start
+        self.fcs = nn.ModuleList(
+            [nn.Linear(c2 * 25, f1, bias=False), nn.Linear(f1, f2, bias=False), nn.Linear(f2, 10, bias=False)]
+        )
+        self.bns = nn.ModuleList(
+            [nn.BatchNorm2d(c1), nn.BatchNorm2d(c2), nn.BatchNorm1d(f1), nn.BatchNorm1d(f2), nn.BatchNorm1d(10)]
+        )
+        nn.init.constant_(self.bns[-1].weight, 2.0)  # confident logits from the start
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         L = self.act_levels
@@ -78,8 +81,18 @@ class BinaryLeNet5(nn.Module):
         return x
 
 
-def train_lowbit(model: BinaryLeNet5, images: torch.Tensor, labels: torch.Tensor, *, epochs: int = 6,
-                 batch_size: int = 128, lr: float = 5e-3, seed: int = 0, log=None, after_step=None) -> list[float]:
+def train_lowbit(
+    model: BinaryLeNet5,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    *,
+    epochs: int = 6,
+    batch_size: int = 128,
+    lr: float = 5e-3,
+    seed: int = 0,
+    log=None,
+    after_step=None,
+) -> list[float]:
     """Adam + OneCycle on integer inputs (``quantize_input`` images) through
     :func:`rramsim.models.training.train`; returns the epoch losses. After every step the
     latent weights are clamped to the straight-through estimator's live range [-1, 1], then
@@ -97,5 +110,13 @@ def train_lowbit(model: BinaryLeNet5, images: torch.Tensor, labels: torch.Tensor
     def report(epoch, _model, result) -> None:
         log(f"lowbit epoch {epoch}/{epochs}: loss {result.loss[-1]:.4f}")
 
-    return train(model, TensorBatches(images, labels, batch_size, seed=seed), epochs=epochs, lr=lr, seed=seed,
-                 progress=False, after_step=clamp, on_epoch_end=report if log else None).loss
+    return train(
+        model,
+        TensorBatches(images, labels, batch_size, seed=seed),
+        epochs=epochs,
+        lr=lr,
+        seed=seed,
+        progress=False,
+        after_step=clamp,
+        on_epoch_end=report if log else None,
+    ).loss
