@@ -34,6 +34,7 @@ demo: $(STAMP) data
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 test: $(STAMP) lint data aihwkit
 	$(BIN)/python -m pytest -q -m "not slow"
