@@ -191,14 +191,7 @@ def write_deck(
         lines.append(nmos_model("nacc", **NMOS).rstrip())
         lines.append(f"Vwg wg 0 {_pulse(vg, lv['gate'], width, tm)}")
         wl = number(device.w_over_l, "w_over_l")
-    wires = wire_lines(n, m, rw)
-    for i in range(n):
-        old = f"Rd{i} d{i} r{i}_0 {rw}"
-        wires[wires.index(old)] = f"Rd{i} {'ds' if i == si else 'du'} r{i}_0 {rw}"
-    for j in range(m):
-        old = f"Vcol{j} s{j} 0 dc 0"
-        wires[wires.index(old)] = f"Vcol{j} s{j} {'cs' if j == sj else 'cu'} dc 0"
-    lines += wires
+    lines += _driven_wires(n, m, rw, si, lambda j: "cs" if j == sj else "cu")
     lines += cell_lines(
         device, s, cell, state_param, state_node, wl if cell == "1T1R" else None, lambda j: "wg" if j == sj else "0"
     )
@@ -336,17 +329,23 @@ def row_write_deck(
         for j in range(m):
             lines.append(f"Vwg{j} wg{j} 0 {_src(row_pulse(vg, lv['gates'][j], width, tm, True))}")
         wl = number(device.w_over_l, "w_over_l")
-    wires = wire_lines(n, m, rw)
-    for i in range(n):
-        old = f"Rd{i} d{i} r{i}_0 {rw}"
-        wires[wires.index(old)] = f"Rd{i} {'ds' if i == si else 'du'} r{i}_0 {rw}"
-    for j in range(m):
-        old = f"Vcol{j} s{j} 0 dc 0"
-        wires[wires.index(old)] = f"Vcol{j} s{j} cd{j} dc 0"
-    lines += wires
+    lines += _driven_wires(n, m, rw, si, lambda j: f"cd{j}")
     lines += cell_lines(device, s, cell, state_param, state_node, wl if cell == "1T1R" else None, lambda j: f"wg{j}")
     saves = ["time"] + row_probe_vectors(si, m) + [_save_name(i, j, read_node) for i in range(n) for j in range(m)]
     for q in range(0, len(saves), 16):
         lines.append(".save " + " ".join(saves[q : q + 16]))
     lines.append(".end")
     return "\n".join(line for line in lines if line)
+
+
+def _driven_wires(n: int, m: int, rw: str, si: int, col_node) -> list[str]:
+    """The array's wires with the selected row ``si`` on driver ``ds``, the other rows on
+    ``du``, and column j's sense source returning to ``col_node(j)`` instead of ground."""
+    wires = wire_lines(n, m, rw)
+    for i in range(n):
+        old = f"Rd{i} d{i} r{i}_0 {rw}"
+        wires[wires.index(old)] = f"Rd{i} {'ds' if i == si else 'du'} r{i}_0 {rw}"
+    for j in range(m):
+        old = f"Vcol{j} s{j} 0 dc 0"
+        wires[wires.index(old)] = f"Vcol{j} s{j} {col_node(j)} dc 0"
+    return wires
