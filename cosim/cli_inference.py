@@ -209,6 +209,12 @@ def hardware_effects(config, table) -> list[str]:
             else ")"
         )
     )
+    if (getattr(table, "model", None) or {}).get("cell") == "1T1R":
+        off.append(
+            "the 1T1R access transistor on the array's lines (the tiles treat each cell as a two-terminal "
+            "device; `rramsim validate array --cell 1T1R` measures what that leaves out: 14-17% of a column "
+            "current at 8x8-64x64 with 1 ohm wires)"
+        )
     if c.drift_time > 0:
         on.append(
             f"drift ({c.drift_time:g} s after programming, "
