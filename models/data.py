@@ -315,6 +315,15 @@ def get_dataset(
     return TensorDataset(normalize(name, images), labels)
 
 
+def train_test_tensors(name: str, n_train: int, n_test: int, seed: int = 0, root: str | os.PathLike | None = None):
+    """Training and test tensors ``(x, y, x_test, y_test)`` of dataset ``name``: seeded subsets
+    of ``n_train`` / ``n_test`` examples (all of a split when it has no more), normalized."""
+    ensure_dataset(name, root)
+    x, y = get_dataset(name, "train", subset=n_train, seed=seed, root=root).tensors
+    xt, yt = get_dataset(name, "test", subset=n_test, seed=seed, root=root).tensors
+    return x, y, xt, yt
+
+
 def get_loader(
     name: str,
     split: str = "train",

@@ -25,6 +25,7 @@ from torch import nn
 
 from rramsim.devices import DeviceTable
 from rramsim.models.config import CrossbarConfig
+from rramsim.models.data import train_test_tensors
 from rramsim.models.energy import DIGITAL_MAC_ENERGY
 from rramsim.models.training import TensorBatches, evaluate, train
 
@@ -456,7 +457,7 @@ def reproduce_basisn(
     n_train, n_test, n_xbar = (3000, 500, 200) if small else (60000, 10000, 1000)
     epochs = epochs or (1 if small else 4)
     paper_scale = (not small) if paper_scale is None else paper_scale
-    x, y, xt, yt = _fashion_mnist(n_train, n_test, seed)
+    x, y, xt, yt = train_test_tensors("fashion-mnist", n_train, n_test, seed)
     torch.manual_seed(seed)
     conv = ConvNet(widths, pools=pools)
     t_conv = _train(conv, x, y, epochs=epochs, seed=seed, log=log, name="conventional")
@@ -538,16 +539,6 @@ def reproduce_basisn(
         "edp_ratio": {m: r[1] for m, r in ratios.items()},
     }
     return rep.finish()
-
-
-def _fashion_mnist(n_train: int, n_test: int, seed: int):
-    """Training and test tensors (x, y, x_test, y_test), subsets of ``n_train`` / ``n_test``."""
-    from rramsim.models.data import ensure_dataset, get_dataset
-
-    ensure_dataset("fashion-mnist")
-    x, y = get_dataset("fashion-mnist", "train", subset=n_train if n_train < 60000 else None, seed=seed).tensors
-    xt, yt = get_dataset("fashion-mnist", "test", subset=n_test if n_test < 10000 else None, seed=seed).tensors
-    return x, y, xt, yt
 
 
 def _digital_accuracies(

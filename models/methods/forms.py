@@ -37,6 +37,7 @@ from torch import nn
 from rramsim.devices import DeviceTable
 from rramsim.models.config import CrossbarConfig, ReadOnlyCrossbarConfig
 from rramsim.models.cost import CostModel
+from rramsim.models.data import train_test_tensors
 from rramsim.models.energy import ADC_ENERGY_8BIT, DAC_ENERGY_1BIT
 from rramsim.models.layers import AnalogConv2d, AnalogLinear
 from rramsim.models.mapping import WeightMapping
@@ -519,7 +520,7 @@ def reproduce_forms(
     n_train, n_test, n_xbar = (3000, 500, 200) if small else (60000, 10000, 2000)
     epochs = epochs or (1 if small else 4)
     admm_epochs, ft_epochs = (1, 1) if small else (3, 2)
-    x, y, xt, yt = _mnist(n_train, n_test, seed)
+    x, y, xt, yt = train_test_tensors("mnist", n_train, n_test, seed)
     test = TensorBatches(xt, yt, 1000, shuffle=False)
     on_xbar = TensorBatches(xt[:n_xbar], yt[:n_xbar], 250, shuffle=False)
     hw = CrossbarConfig(bit_serial=True, dac_bits=8, adc_bits=8, read_noise="per_forward")
@@ -577,16 +578,6 @@ def reproduce_forms(
     rep.notes += NOTES
     rep.results = results
     return rep.finish()
-
-
-def _mnist(n_train: int, n_test: int, seed: int):
-    """Training and test tensors (x, y, x_test, y_test), subsets of ``n_train`` / ``n_test``."""
-    from rramsim.models.data import ensure_dataset, get_dataset
-
-    ensure_dataset("mnist")
-    x, y = get_dataset("mnist", "train", subset=n_train if n_train < 60000 else None, seed=seed).tensors
-    xt, yt = get_dataset("mnist", "test", subset=n_test if n_test < 10000 else None, seed=seed).tensors
-    return x, y, xt, yt
 
 
 def _unconstrained_twin(
