@@ -75,6 +75,8 @@ CROSS_RANK = 1
 #: Largest probe error (of each vector's largest column current) of the per-programming model before a
 #: layer falls back to the per-vector solve (with a warning).
 MODEL_TOL = 1e-3
+#: Precision of the per-programming model's build solves (its T is refined to float64).
+BUILD_DTYPE = torch.float32
 
 
 def nodal_matrix(g: np.ndarray, r: float) -> tuple[sp.csc_matrix, np.ndarray, np.ndarray]:
@@ -121,66 +123,184 @@ def _check(g: np.ndarray, r: float) -> np.ndarray:
     return g
 
 
+def _chain_inverse(diag: torch.Tensor, gw: float) -> torch.Tensor:
+    """Inverses [C, R, R] of the symmetric tridiagonal chains with diagonals ``diag`` [C, R] and
+    off-diagonals ``-gw`` (the column wires with their cells to a grounded row), in closed form.
+
+    With the pivots of elimination from the top, ``l_0 = d_0``, ``l_a = d_a - gw^2 / l_{a-1}``,
+    and from the bottom ``u_a`` (likewise), the diagonal of the inverse is
+    ``1 / (l_a + u_a - d_a)``; above the diagonal each entry is the one below it times
+    ``gw / l_a`` (row a's equation with nothing injected), so ``K^-1_ab = K^-1_bb
+    prod_{a <= t < b} gw / l_t`` for ``a <= b``: products of factors in (0, 1] (the chain's
+    open top makes ``l_t >= gw``), formed as exponentials of differences of cumulative
+    log-sums, without overflow. O(R^2) per column against O(R^3) for a dense inverse."""
+    C, R = diag.shape
+    dn = diag.numpy()
+    lo, up = np.empty_like(dn), np.empty_like(dn)
+    lo[:, 0], up[:, R - 1] = dn[:, 0], dn[:, R - 1]
+    for a in range(1, R):  # (numpy: many tiny steps)
+        lo[:, a] = dn[:, a] - gw * gw / lo[:, a - 1]
+        up[:, R - 1 - a] = dn[:, R - 1 - a] - gw * gw / up[:, R - a]
+    lo, up = torch.from_numpy(lo), torch.from_numpy(up)
+    d = 1.0 / (lo + up - diag)
+    q = torch.zeros_like(diag)  # q_a = sum_{t < a} log(gw / l_t), non-increasing
+    q[:, 1:] = torch.cumsum(torch.log(gw / lo[:, :-1]), dim=1)
+    idx = torch.arange(R)
+    upper = idx[:, None] <= idx[None, :]
+    if float(q.min()) > -300:  # as products: K^-1_ab = (1 / p_a) (d_b p_b) above the diagonal, p = exp(q)
+        p = torch.exp(q)
+        X = (1.0 / p)[:, :, None] * (d * p)[:, None, :]
+        return torch.where(upper, X, X.transpose(1, 2))
+    far = torch.maximum(idx[:, None], idx[None, :])  # (strongly damped chains: exponentials of differences)
+    return d[:, far] * torch.exp(-(q[:, :, None] - q[:, None, :]).abs())
+
+
 class TileSolver:
     """Exact nodal solution of one tile with conductances ``g`` [R, C] and wire resistance ``r``.
 
     The factorization is a block elimination of the same nodal equations as
     :func:`nodal_matrix`: each column wire (a tridiagonal chain) is eliminated in closed
-    form, leaving a block-tridiagonal system on the row-wire nodes (one R x R block per
-    column, coupled by the row-wire segments) solved by block Gaussian elimination in
-    float64 torch. It is done once; every solve reuses it.
+    form (:func:`_chain_inverse`), leaving a block-tridiagonal system on the row-wire nodes
+    (one R x R block per column, coupled by the row-wire segments) solved by block Gaussian
+    elimination in float64 torch, from the last column towards the drivers: a row drive
+    (inputs enter at column 0 only) then needs a single sweep. It is done once; every solve
+    reuses it (:meth:`solve` also runs in float32 on the same factors, for builds whose
+    results need no more than float32).
+
+    ``sense_segments`` wire segments join the last row's column node to the sense node (1:
+    the tile of :func:`nodal_matrix`). Rows without any cell (``g = 0``, a tile's unused
+    rows at the bottom) carry no current in their cells, so their column wire is just
+    series segments: a tile whose last ``k`` rows are empty is exactly the tile of its
+    used rows with ``1 + k`` sense segments (:func:`programmed_model` builds it so).
     """
 
-    def __init__(self, g: np.ndarray, r: float) -> None:
+    def __init__(self, g: np.ndarray, r: float, sense_segments: int = 1) -> None:
         g = _check(g, r)
+        if not (isinstance(sense_segments, (int, np.integer)) and sense_segments >= 1):
+            raise ValueError(f"sense_segments must be an integer >= 1, got {sense_segments!r}")
         self.g, self.r = g, float(r)
         R, C = g.shape
         self.shape = (R, C)
         gw = self.gw = 1.0 / self.r
+        self._sense_segments = int(sense_segments)
+        self.gs = gw / self._sense_segments  # conductance of the column's wire to the sense node
         gc = self._gc = torch.from_numpy(np.ascontiguousarray(g.T))  # [C, R]: column j's cells
-        # Column chains K_j (tridiagonal): node 0 open at the top, node R-1 to the virtual ground.
-        idx = torch.arange(R)
-        K = torch.zeros((C, R, R), dtype=torch.float64)
-        K[:, idx, idx] = gc + gw * (2.0 if R > 1 else 1.0)
-        if R > 1:
-            K[:, 0, 0] -= gw
-            K[:, idx[:-1], idx[1:]] = -gw
-            K[:, idx[1:], idx[:-1]] = -gw
-        self.Kinv = torch.linalg.inv(K)  # [C, R, R]
+        # Column chains K_j (tridiagonal): node 0 open at the top, node R-1 to the sense node.
+        diag = gc + 2 * gw
+        diag[:, 0] -= gw
+        diag[:, -1] += self.gs - gw
+        self.Kinv = _chain_inverse(diag, gw)  # [C, R, R]
         # Row-wire diagonal: driver segment at j = 0, neighbours on both sides inside.
         wr = torch.full((C,), 2 * gw, dtype=torch.float64)
         wr[-1] = gw
         if C == 1:
             wr[0] = gw
+        idx = torch.arange(R)
         S = -(gc[:, :, None] * self.Kinv * gc[:, None, :])
         S[:, idx, idx] += gc + wr[:, None]
-        self.Minv = torch.empty_like(S)
-        M = S[0]
-        for j in range(C):
-            if j > 0:
-                M = S[j] - gw * gw * self.Minv[j - 1]
-            self.Minv[j] = torch.linalg.inv(M)
+        # Schur complements from the last column: N_j = S_j - gw^2 N_{j+1}^-1 (symmetric positive definite)
+        self.Ninv = torch.empty_like(S)
+        N = S[C - 1]
+        for j in range(C - 1, -1, -1):
+            if j < C - 1:
+                N = S[j] - gw * gw * self.Ninv[j + 1]
+            self.Ninv[j] = torch.cholesky_inverse(torch.linalg.cholesky(N))
+        self._cast: dict = {torch.float64: (self.Kinv, self.Ninv, gc)}
         self._T: np.ndarray | None = None
 
+    def _factors(self, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(Kinv, Ninv, g^T)`` in ``dtype`` (cast once)."""
+        if dtype not in self._cast:
+            self._cast[dtype] = tuple(t.to(dtype) for t in self._cast[torch.float64])
+        return self._cast[dtype]
+
     def solve(self, f_r: torch.Tensor, f_c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Node voltages for current injections ``f_r``, ``f_c`` [C, R, n] (float64) at the
-        row and column nodes of each column; returns ``(x_r, x_c)`` shaped the same."""
+        """Node voltages for current injections ``f_r``, ``f_c`` [C, R, n] (float64, or float32
+        for a float32 solve on the same factors) at the row and column nodes of each column;
+        returns ``(x_r, x_c)`` shaped the same."""
+        Kinv, Ninv, gc = self._factors(f_r.dtype)
         C = self.shape[1]
         gw = self.gw
-        gc = self._gc[:, :, None]
-        kf = self.Kinv @ f_c if bool(f_c.any()) else None  # (no column injection: a row drive)
+        gc = gc[:, :, None]
+        kf = Kinv @ f_c if bool(f_c.any()) else None  # (no column injection: a row drive)
         h = f_r if kf is None else f_r + gc * kf
-        y = torch.empty_like(h)
-        y[0] = h[0]
-        for j in range(1, C):
-            y[j] = h[j] + gw * (self.Minv[j - 1] @ y[j - 1])
-        x = torch.empty_like(h)
-        x[-1] = self.Minv[-1] @ y[-1]
+        y = torch.empty_like(h)  # right to left: y_j = h_j + gw N_{j+1}^-1 y_{j+1}
+        y[-1] = h[-1]
         for j in range(C - 2, -1, -1):
-            x[j] = self.Minv[j] @ (y[j] + gw * x[j + 1])
-        xc = self.Kinv @ (gc * x)
+            torch.addmm(h[j], Ninv[j + 1], y[j + 1], alpha=gw, out=y[j])
+        x = self._back(y)
+        xc = Kinv @ (gc * x)
         if kf is not None:
             xc += kf
+        return x, xc
+
+    def _back(self, y: torch.Tensor, row_drive: bool = False) -> torch.Tensor:
+        """Row-node voltages from the eliminated right-hand sides ``y`` (left to right:
+        ``x_0 = N_0^-1 y_0``, ``x_j = N_j^-1 (y_j + gw x_{j-1})``; for a row drive ``y_j = 0``
+        beyond column 0 and ``y`` is just ``y_0``)."""
+        _, Ninv, _ = self._factors(y.dtype)
+        C = self.shape[1]
+        x = torch.empty((C,) + tuple(y.shape[-2:]), dtype=y.dtype)
+        torch.mm(Ninv[0], y[0], out=x[0])
+        for j in range(1, C):
+            if row_drive:
+                torch.mm(Ninv[j], x[j - 1], out=x[j]).mul_(self.gw)
+            else:
+                torch.mm(Ninv[j], torch.add(y[j], x[j - 1], alpha=self.gw), out=x[j])
+        return x
+
+    def drive_solve(self, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Node voltages ``(x_r, x_c)`` [C, R, n] for row voltages ``v`` [R, n] (in ``v``'s
+        dtype): one sweep, as nothing enters beyond column 0."""
+        Kinv, _, gc = self._factors(v.dtype)
+        x = self._back((self.gw * v)[None], row_drive=True)
+        return x, Kinv @ (gc[:, :, None] * x)
+
+    def row_currents(self, x: torch.Tensor) -> torch.Tensor:
+        """Column currents [C, n] of row-node voltages ``x`` [C, R, n] when nothing is injected
+        at the column nodes (each column node is then ``Kinv g x``; only the last is read)."""
+        Kinv, _, gc = self._factors(x.dtype)
+        return self.gs * torch.einsum("ci,cin->cn", Kinv[:, -1, :] * gc, x)
+
+    def _residual(
+        self, xr: torch.Tensor, xc: torch.Tensor, f_r: torch.Tensor, f_c: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``f - A x`` of the nodal equations (the network of :func:`nodal_matrix`, with this
+        solver's sense segments) for node voltages ``x = (x_r, x_c)`` [C, R, n]: a stencil of
+        the wire segments and cells, exact in the inputs' dtype (float64 here)."""
+        gw, gs = self.gw, self.gs
+        gc = self._gc[:, :, None]
+        cell = gc * (xr - xc)  # current through each cell, row node to column node
+        rr = f_r - cell
+        rr[1:] -= gw * (xr[1:] - xr[:-1])  # row segment to the left (the driver's at column 0)
+        rr[0] -= gw * xr[0]
+        rr[:-1] -= gw * (xr[:-1] - xr[1:])  # to the right
+        rc = f_c + cell
+        rc[:, 1:] -= gw * (xc[:, 1:] - xc[:, :-1])  # column segment above
+        rc[:, :-1] -= gw * (xc[:, :-1] - xc[:, 1:])  # below
+        rc[:, -1] -= gs * xc[:, -1]  # to the sense node
+        return rr, rc
+
+    def column_currents(self, xc: torch.Tensor) -> torch.Tensor:
+        """Column currents [C, n] (into the sense nodes) of column-node voltages ``xc`` [C, R, n]."""
+        return self.gs * xc[:, -1, :]
+
+    def sense_solve(self, dtype: torch.dtype = torch.float64) -> tuple[torch.Tensor, torch.Tensor]:
+        """Node voltages [C(j), R, C(k)] for a unit current into each column's sense end (``k``),
+        all at once. Only column k's right-hand side enters at column k, so after the
+        right-to-left elimination ``y_j`` is zero for ``k < j`` (a triangle, half the work)."""
+        Kinv, Ninv, gc = self._factors(dtype)
+        R, C = self.shape
+        kf = Kinv[:, :, R - 1]  # [C, R]: column k's chain response to its own injection
+        h = gc * kf
+        y = torch.zeros((C, R, C), dtype=dtype)
+        y[C - 1, :, C - 1] = h[C - 1]
+        for j in range(C - 2, -1, -1):
+            y[j, :, j + 1 :] = self.gw * (Ninv[j + 1] @ y[j + 1, :, j + 1 :])
+            y[j, :, j] = h[j]
+        x = self._back(y)
+        xc = Kinv @ (gc[:, :, None] * x)
+        xc[torch.arange(C), :, torch.arange(C)] += kf
         return x, xc
 
     def _drive(self, v: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
@@ -192,8 +312,8 @@ class TileSolver:
     def transfer(self) -> np.ndarray:
         """``T`` [C, R]: column currents per volt on each row (computed once, cached)."""
         if self._T is None:
-            _, xc = self.solve(*self._drive(np.eye(self.shape[0])))
-            self._T = (self.gw * xc[:, -1, :]).numpy()
+            _, xc = self.drive_solve(torch.eye(self.shape[0], dtype=torch.float64))
+            self._T = self.column_currents(xc).numpy()
         return self._T
 
     def currents(self, v: np.ndarray) -> np.ndarray:
@@ -284,17 +404,14 @@ class TileSolver:
                 "a cell's I-V has no positive chord conductance over the inputs' range "
                 "(the fitted I-V is not a resistor there); use ir_drop='off' or 'approx'"
             )
-        chord = TileSolver(self.g * c, self.r)
-        xr, xc = chord.solve(*chord._drive(np.eye(R)))  # [C(j), R(i), R(m)]
-        T = chord.gw * xc[:, -1, :]  # [C, R]
+        chord = TileSolver(self.g * c, self.r, self._sense_segments)
+        xr, xc = chord.drive_solve(torch.eye(R, dtype=torch.float64))  # [C(j), R(i), R(m)]
+        T = chord.column_currents(xc)  # [C, R]
         act = torch.from_numpy(np.flatnonzero(active))
         na = int(act.numel())
         D = (xr - xc).permute(1, 0, 2)[act][:, :, act].reshape(na * C, na)  # driven cell (i, j) per v_m
-        f_r = torch.zeros((C, R, C), dtype=torch.float64)
-        f_c = torch.zeros_like(f_r)
-        f_c[torch.arange(C), R - 1, torch.arange(C)] = 1.0  # unit current into each sense node
-        ur, uc = chord.solve(f_r, f_c)  # reciprocity: U = gw (x_c - x_r)
-        U = (chord.gw * (uc - ur)).permute(2, 1, 0)[:, act].reshape(C, na * C)  # [C(k), driven (i, j)]
+        ur, uc = chord.sense_solve()  # reciprocity: U = gs (x_c - x_r)
+        U = (chord.gs * (uc - ur)).permute(2, 1, 0)[:, act].reshape(C, na * C)  # [C(k), driven (i, j)]
         gq = [torch.from_numpy((self.g * q)[active].reshape(na * C, 1)) for q in (a1 - c, a2, a3)]
         lin = {
             "T": T,
@@ -344,14 +461,17 @@ class TileSolver:
         """
         return programmed_model(self.g, self.r, coef, v_full, rank, probes)
 
-    def model_error(self, model: dict, coef: np.ndarray, v_full: float, vectors: int = 24, seed: int = 0) -> float:
+    def model_error(
+        self, model: dict, coef: np.ndarray, v_full: float, vectors: int = 24, seed: int = 0, rows: int | None = None
+    ) -> float:
         """Largest error of a :meth:`programmed_model` against the converged nodal solution
         (the fixed-point iteration on this solver) over probe vectors drawn like a layer's
         inputs, relative to the tile's full scale (its largest column current with every row
         at ``v_full``, what the column's ADC range is set from): dense uniform inputs in
         ``[0, v_full]`` and ``[-v_full, v_full]``, sparse ones (a fifth of the rows driven,
-        as after a ReLU) and all rows at full scale."""
-        R = self.shape[0]
+        as after a ReLU) and all rows at full scale. ``rows``: the tile's rows the probes are
+        drawn for when this solver holds its first rows only (the others empty)."""
+        R = self.shape[0] if rows is None else rows
         rng = np.random.default_rng(seed)
         k = max(vectors // 3, 1)
         probes = np.concatenate(
@@ -362,10 +482,55 @@ class TileSolver:
                 np.full((R, 1), v_full),
             ],
             axis=1,
-        )
-        ref, _ = self._fixed_point(probes, np.asarray(coef, dtype=np.float64), 1e-10, 300)
+        )[: self.shape[0]]
+        ref = self.converged_currents(probes, np.asarray(coef, dtype=np.float64))
         fast = apply_model(model, probes)
         return float(np.abs(fast - ref).max() / max(np.abs(ref[:, -1]).max(), 1e-300))
+
+    def converged_currents(
+        self, v: np.ndarray, coef: np.ndarray, tol: float = 1e-7, max_iter: int = 100, history: list | None = None
+    ) -> np.ndarray:
+        """Column currents [C, n] of cells ``i = g (a1 d + a2 d^2 + a3 d^3)`` converged on the
+        nodal equations in float64, at float32 cost: the fixed-point iteration of
+        :meth:`currents_nonlinear` written as a correction, ``x += A^-1 (f - e(x) - A x)``,
+        whose residual (:meth:`_residual`, the stencil of the network) is float64 and whose
+        solve ``A^-1`` runs in float32 on the same factors (mixed-precision iterative
+        refinement: its fixed point satisfies the float64 equations; the float32 solve only
+        slows the contraction a little). Stops when the error left, estimated from the last
+        step's change of the column currents and the contraction between the last two steps
+        (a geometric tail; at least two steps, and a contraction below 0.5), is below ``tol``
+        of the largest current: ~1e-2 per step for 128 rows at 1 ohm, so three steps; ``history`` receives each step's largest change relative to the largest current."""
+        f_r, f_c = self._drive(v)
+        x = self._back((self.gw * torch.from_numpy(np.asarray(v, dtype=np.float64)).float())[None], row_drive=True)
+        xr = x.double()
+        Kinv, _, gc = self._factors(torch.float32)
+        xc = (Kinv @ (gc[:, :, None] * x)).double()
+        g = self._gc[:, :, None]
+        coef = torch.as_tensor(coef).permute(1, 0, 2)  # [C, R, 3]
+        a1, a2, a3 = (coef[:, :, k : k + 1] for k in range(3))
+        cur = self.column_currents(xc)
+        last = -1.0  # no step yet
+        for _ in range(max_iter):
+            d = xr - xc
+            excess = g * ((a1 - 1.0) * d + a2 * d * d + a3 * d * d * d)
+            rr, rc = self._residual(xr, xc, f_r - excess, f_c + excess)
+            dr, dc = self.solve(rr.float(), rc.float())
+            xr += dr
+            xc += dc
+            new = self.column_currents(xc)
+            change = float((new - cur).abs().max() / max(float(new.abs().max()), 1e-300))
+            cur = new
+            if history is not None:
+                history.append(change)
+            rate = change / last if last > 0 else 1.0  # the contraction over the last two steps
+            if change == 0.0 or (rate < 0.5 and change * rate / (1 - rate) < tol):  # the error left: a geometric tail
+                return cur.numpy()
+            last = change
+        raise RuntimeError(
+            f"IR-drop solver with nonlinear cells did not converge in {max_iter} iterations "
+            "(the I-V is too nonlinear for the wire resistance); lower wire_resistance "
+            "or use nonlinear_iv=False"
+        )
 
     def _fixed_point(self, v: np.ndarray, coef: np.ndarray, tol: float, max_iter: int) -> tuple[np.ndarray, int]:
         f_r, f_c = self._drive(v)
@@ -381,7 +546,7 @@ class TileSolver:
             change = max(float((xr_new - xr).abs().max()), float((xc_new - xc).abs().max()))
             xr, xc = xr_new, xc_new
             if change < tol * scale:
-                return (self.gw * xc[:, -1, :]).numpy(), it
+                return self.column_currents(xc).numpy(), it
         raise RuntimeError(
             f"IR-drop solver with nonlinear cells did not converge in {max_iter} iterations "
             "(the I-V is too nonlinear for the wire resistance); lower wire_resistance "
@@ -409,7 +574,7 @@ class TileSolver:
             change = max(float((xr_new - xr).abs().max()), float((xc_new - xc).abs().max()))
             xr, xc = xr_new, xc_new
             if change < tol * scale:
-                return (self.gw * xc[:, -1, :]).numpy(), it
+                return self.column_currents(xc).numpy(), it
         raise RuntimeError(f"IR-drop solver with three-terminal cells did not converge in {max_iter} iterations")
 
 
@@ -424,7 +589,9 @@ def programmed_model(
     g: np.ndarray, r: float, coef: np.ndarray, v_full: float, rank: int | None = None, probes: int = 24
 ) -> dict:
     """:meth:`TileSolver.programmed_model` of a tile with conductances ``g`` and wire resistance
-    ``r`` (factorizes only the chord network)."""
+    ``r`` (factorizes only the chord network). Rows at the bottom without any cell (``g = 0``,
+    a tile's unused rows) are solved as what they are, series segments of the column wires
+    (``sense_segments`` of :class:`TileSolver`, exact), and get zero matrices."""
     g = _check(g, r)
     R, C = g.shape
     rank = CROSS_RANK if rank is None else rank
@@ -435,6 +602,21 @@ def programmed_model(
         raise ValueError(f"v_full must be a positive voltage, got {v_full!r}")
     if not (isinstance(rank, int) and 0 <= rank <= R):
         raise ValueError(f"rank must be an integer in [0, rows={R}], got {rank!r}")
+    used = max(int(np.flatnonzero(g.any(axis=1)).max(initial=-1)) + 1, rank, 1)
+    if used == R:
+        return _build_model(g, r, coef, v_full, rank, probes, 1, R)
+    model = _build_model(g[:used], r, coef[:used], v_full, rank, probes, 1 + R - used, R)
+    for key in ("W", "B", "Mv", "Mv2"):  # the empty rows' inputs reach no cell
+        model[key] = np.concatenate([model[key], np.zeros(model[key].shape[:-1] + (R - used,))], axis=-1)
+    return model
+
+
+def _build_model(
+    g: np.ndarray, r: float, coef: np.ndarray, v_full: float, rank: int, probes: int, sense_segments: int, rows: int
+) -> dict:
+    """:func:`programmed_model` of the tile's first ``g.shape[0]`` rows of ``rows`` (the others
+    empty, ``sense_segments`` segments from the last one to the sense nodes)."""
+    R, C = g.shape
     a1, a2, a3 = coef[..., 0], coef[..., 1], coef[..., 2]
     c = a1 + a3 * v_full**2 * 3 / 5  # least-squares chord over [-v_full, v_full]
     if np.any(c <= 0):
@@ -443,36 +625,56 @@ def programmed_model(
             "(the fitted I-V is not a resistor there); use ir_drop='off' or 'approx'"
         )
     slope = 0.5 * a3 * v_full**2  # slope of the cross part folded into W1 (half its mean)
-    chord = TileSolver(g * c, r)
-    xr, xc = chord.solve(*chord._drive(np.eye(R)))  # [C(j), R(i), R(m)]
-    T = (chord.gw * xc[:, -1, :]).numpy()  # [C, R]
-    D = (xr - xc).permute(1, 0, 2).numpy()  # [R(i), C(j), R(m)]
-    f_r = torch.zeros((C, R, C), dtype=torch.float64)
-    f_c = torch.zeros_like(f_r)
-    f_c[torch.arange(C), R - 1, torch.arange(C)] = 1.0  # unit current into each sense node
-    ur, uc = chord.solve(f_r, f_c)  # reciprocity: U = gw (x_c - x_r)
-    U = (chord.gw * (uc - ur)).permute(2, 1, 0).numpy()  # [C(k), R(i), C(j)]
-    ii, jj = np.arange(R), np.arange(C)
-    own = D[ii, :, ii].copy()  # [R, C]: D_iji
-    # the linear part: g (a1 - c) D + g s (D without its own share), one [R, C, R] temporary
-    lin = (g * (a1 - c + slope))[..., None] * D
-    lin[ii, :, ii] -= g * slope * own
+    chord = TileSolver(g * c, r, sense_segments)
+    # T (float64: the model's main part), D and U (BUILD_DTYPE, float32: ~4x the float64 matmul
+    # rate; they enter through the IR drop's correction) from two solves on the chord network
+    x = chord._back((chord.gw * torch.eye(R, dtype=torch.float64))[None], row_drive=True)  # [C(j), R(i), R(m)]
+    T = chord.row_currents(x).numpy()  # [C, R]
+    xr = x.to(BUILD_DTYPE)
+    del x
+    Kinv, _, gcb = chord._factors(BUILD_DTYPE)
+    D = xr.sub_(Kinv @ (gcb[:, :, None] * xr))  # [C(j), R(i), R(m)]: cell (i, j)'s voltage per volt on row m
+    ur, uc = chord.sense_solve(BUILD_DTYPE)  # reciprocity: U = gs (x_c - x_r)
+    U = uc.sub_(ur).mul_(chord.gs)  # [C(j), R(i), C(k)]: column k's current per unit across cell (i, j)
+    del ur
+    jj = np.arange(C)
+    own_t = torch.diagonal(D, dim1=1, dim2=2).to(torch.float64, copy=True)  # [C, R]: D_iji
+    own = own_t.numpy().T  # [R, C]
+    # the linear part: g (a1 - c) D + g s (D without its own share), one [C, R, R] temporary
+    gt = lambda x: torch.from_numpy(np.ascontiguousarray(x.T)).to(BUILD_DTYPE)[:, :, None]  # noqa: E731
+    lin = gt(g * (a1 - c + slope)) * D
+    torch.diagonal(lin, dim1=1, dim2=2).sub_(gt(g * slope * own)[:, :, 0])
     W = np.empty((3, C, R))
-    W[0] = T + U.reshape(C, R * C) @ lin.reshape(R * C, R)
+    W[0] = T + (U.reshape(C * R, C).T @ lin.reshape(C * R, R)).double().numpy()
     del lin
-    W[1] = np.einsum("kij,ij->ki", U, g * a2 * own**2)
-    W[2] = np.einsum("kij,ij->ki", U, g * a3 * own**3)
+    Ut = U.reshape(C * R, C).T.double()  # [C(k), (j, i)]
+    W[1:] = torch.einsum(
+        "kji,pji->pki", Ut.reshape(C, C, R), torch.from_numpy(np.stack([(g * a2 * own**2).T, (g * a3 * own**3).T]))
+    ).numpy()
     # each column's cross matrix [R(i), R(m)] (D without the own share): its rank leading input
     # forms B and factors A
-    cross = torch.from_numpy(D).permute(1, 0, 2).contiguous()  # [C, R, R]
-    cross[:, ii, ii] = 0.0
-    A, B = _leading_factors(cross, rank)
-    A, B = A.permute(2, 0, 1).numpy(), B.permute(1, 0, 2).numpy()  # [q, C, R(i)]: y = A z; [q, C, R(m)]
+    torch.diagonal(D, dim1=1, dim2=2).zero_()
+    if rows > R:
+        # the empty rows u = R..rows-1 below (as in the full tile): their row wire at 0 V, their
+        # column node at -r (rows - u) times the column current (a ramp down to the sense node), so
+        # their "cell voltages" are a rank-one block -r (rows - u) T[j, m]; it enters the fit as one
+        # row with the same Gram matrix (same input forms B), its factors dropped
+        ramp = math.sqrt(sum(s * s for s in range(1, rows - R + 1))) / chord.gw
+        D = torch.cat([D, (-ramp * torch.from_numpy(T)).to(D.dtype)[:, None, :]], dim=1)  # [C, R + 1, R]
+    A, B = _leading_factors(D, rank)
+    A = A[:, :R]
+    del D
+    A, B = (
+        A.double().permute(2, 0, 1).numpy(),
+        B.double().permute(1, 0, 2).numpy(),
+    )  # [q, C, R(i)]: y = A z; [q, C, R(m)]
+    Uown = U[jj, :, jj].double().numpy()  # [C(k), R(i)]: U_kik
+    Ug = torch.einsum("kji,ji->ki", Ut.reshape(C, C, R), torch.from_numpy(np.ascontiguousarray((g * a3).T))).numpy()
+    del U, Ut
     # weight of cell (i, k)'s remainder on column k: its own share U_kik, plus what the other cells of
     # row i leak into column k (U_kij, j != k: their remainders lower row i's voltage), taken as if their
     # remainders per unit g a3 were cell (i, k)'s
-    ga = g * a3
-    w = U[jj, :, jj] * g.T + (np.einsum("kij,ij->ki", U, ga) - U[jj, :, jj] * ga.T) / np.where(a3 > 0, a3, 1.0).T
+    w = Uown * g.T + (Ug - Uown * (g * a3).T) / np.where(a3 > 0, a3, 1.0).T
     a2t, a3t, ot = a2.T, a3.T, own.T  # [C, R]
     P1, P2, c1 = [], [], []
     for q in range(rank):  # y terms
@@ -499,24 +701,31 @@ def programmed_model(
         "rank": rank,
     }
     if probes:  # the same cells on the chord network (g c, I-V p / c): the same solution, faster
-        model["error"] = chord.model_error(model, coef / c[..., None], v_full, probes)
+        model["error"] = chord.model_error(model, coef / c[..., None], v_full, probes, rows=rows)
     return model
 
 
-def _leading_factors(M: torch.Tensor, k: int, iters: int = 4) -> tuple[torch.Tensor, torch.Tensor]:
+def _leading_factors(M: torch.Tensor, k: int, iters: int = 3) -> tuple[torch.Tensor, torch.Tensor]:
     """Best rank-``k`` factors ``A`` [b, m, k], ``B`` [b, k, n] of each matrix of ``M`` [b, m, n]
-    (``M ~ A B``, ``B`` with orthonormal rows) by subspace iteration from a fixed start
-    (deterministic, leaves torch's random state alone), then an exact SVD of the small
-    projected matrix."""
+    (``M ~ A B``, ``B`` with orthonormal rows): an exact SVD for small matrices, otherwise
+    subspace iteration on ``k + 4`` vectors from a fixed start (deterministic, leaves torch's
+    random state alone; the cross matrices' singular values fall fast, ~0.13 and ~0.04 of the
+    first for the next two at 128 rows), then an exact SVD of the small projected matrix. The
+    products are taken with the narrow factor on the left (row vectors times a batch of
+    matrices), several times faster than a batch of matrix-vector products."""
+    if min(M.shape[1:]) <= 32:
+        u, sv, vt = torch.linalg.svd(M, full_matrices=False)
+        return u[:, :, :k] * sv[:, None, :k], vt[:, :k, :]
     gen = torch.Generator().manual_seed(0)
-    q = min(k + 6, M.shape[-1])
-    X = torch.randn((M.shape[0], M.shape[-1], q), generator=gen, dtype=M.dtype)
-    Mt = M.transpose(1, 2)
+    q = min(k + 4, M.shape[-1])
+    Xt = torch.randn((M.shape[0], q, M.shape[-1]), generator=gen, dtype=torch.float64).to(M.dtype)  # [b, q, n]
+    Mt = M.transpose(1, 2).contiguous()
     for _ in range(iters):
-        X = torch.linalg.qr(Mt @ torch.linalg.qr(M @ X).Q).Q  # [b, n, q]
-    u, sv, vt = torch.linalg.svd(M @ X, full_matrices=False)  # M X = u s vt, M ~ u s (X vt^T)^T
+        Yt = torch.linalg.qr((Xt @ Mt).transpose(1, 2)).Q.transpose(1, 2)  # (M X)^T, orthonormalized: [b, q, m]
+        Xt = torch.linalg.qr((Yt @ M).transpose(1, 2)).Q.transpose(1, 2)  # (M^T Y)^T: [b, q, n]
+    u, sv, vt = torch.linalg.svd((Xt @ Mt).transpose(1, 2), full_matrices=False)  # M X = u s vt, M ~ u s (X vt^T)^T
     A = u[:, :, :k] * sv[:, None, :k]
-    B = (X @ vt.transpose(1, 2)[:, :, :k]).transpose(1, 2)
+    B = vt[:, :k, :] @ Xt
     return A, B
 
 

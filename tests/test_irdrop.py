@@ -215,10 +215,11 @@ def _engine_nets(kws, **extra):
 
 
 PER_PROGRAMMING = {"ir_drop": "exact", "ir_drop_solver": "per_programming"}
+PER_VECTOR = {"ir_drop": "exact", "ir_drop_solver": "per_vector"}
 
 
 def test_engine_per_programming_solver_follows_the_exact_one():
-    nets = _engine_nets((("off", {}), ("per_vector", {"ir_drop": "exact"}), ("per_programming", PER_PROGRAMMING)))
+    nets = _engine_nets((("off", {"ir_drop": "off"}), ("per_vector", PER_VECTOR), ("per_programming", PER_PROGRAMMING)))
     x = torch.rand(16, 40)
     with torch.no_grad():
         y = {k: m(x) for k, m in nets.items()}
@@ -243,7 +244,7 @@ def test_engine_falls_back_to_the_per_vector_solve_over_the_tolerance(monkeypatc
 
     monkeypatch.setattr(tile, "MODEL_TOL", 1e-7)  # every tile's measured error is above it
     with pytest.warns(RuntimeWarning, match="per-programming IR-drop model is .* off"):
-        nets = _engine_nets((("per_vector", {"ir_drop": "exact"}), ("per_programming", PER_PROGRAMMING)))
+        nets = _engine_nets((("per_vector", PER_VECTOR), ("per_programming", PER_PROGRAMMING)))
     engine = nets["per_programming"].engine
     assert engine.ir_drop_fallback and engine.ir_drop_error > 1e-7
     assert engine.compiled.solvers and engine.compiled.cross is None
