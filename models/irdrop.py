@@ -195,16 +195,15 @@ class TileSolver:
         wr[-1] = gw
         if C == 1:
             wr[0] = gw
-        idx = torch.arange(R)
-        S = -(gc[:, :, None] * self.Kinv * gc[:, None, :])
-        S[:, idx, idx] += gc + wr[:, None]
+        S = (gc[:, :, None] * self.Kinv).mul_(gc[:, None, :]).neg_()
+        torch.diagonal(S, dim1=1, dim2=2).add_(gc + wr[:, None])
         # Schur complements from the last column: N_j = S_j - gw^2 N_{j+1}^-1 (symmetric positive definite)
         self.Ninv = torch.empty_like(S)
         N = S[C - 1]
         for j in range(C - 1, -1, -1):
             if j < C - 1:
-                N = S[j] - gw * gw * self.Ninv[j + 1]
-            self.Ninv[j] = torch.cholesky_inverse(torch.linalg.cholesky(N))
+                N = S[j].add_(self.Ninv[j + 1], alpha=-gw * gw)
+            torch.cholesky_inverse(torch.linalg.cholesky(N), out=self.Ninv[j])
         self._cast: dict = {torch.float64: (self.Kinv, self.Ninv, gc)}
         self._T: np.ndarray | None = None
 
@@ -218,67 +217,82 @@ class TileSolver:
         """Node voltages for current injections ``f_r``, ``f_c`` [C, R, n] (float64, or float32
         for a float32 solve on the same factors) at the row and column nodes of each column;
         returns ``(x_r, x_c)`` shaped the same."""
+        xr, xc = self._solve_t(f_r.transpose(1, 2).contiguous(), f_c.transpose(1, 2).contiguous())
+        return xr.transpose(1, 2), xc.transpose(1, 2)
+
+    # The sweeps work in the layout [C, n, R]: each column's right-hand sides as rows, multiplied
+    # from the right by the symmetric factors (row blocks times a matrix, BLAS's faster orientation).
+    def _solve_t(self, f_r: torch.Tensor, f_c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`solve` in the layout [C, n, R]."""
         Kinv, Ninv, gc = self._factors(f_r.dtype)
         C = self.shape[1]
-        gw = self.gw
-        gc = gc[:, :, None]
-        kf = Kinv @ f_c if bool(f_c.any()) else None  # (no column injection: a row drive)
-        h = f_r if kf is None else f_r + gc * kf
+        gc = gc[:, None, :]
+        kf = f_c @ Kinv if bool(f_c.any()) else None  # (no column injection: a row drive)
+        h = f_r if kf is None else torch.addcmul(f_r, gc, kf)
         y = torch.empty_like(h)  # right to left: y_j = h_j + gw N_{j+1}^-1 y_{j+1}
         y[-1] = h[-1]
         for j in range(C - 2, -1, -1):
-            torch.addmm(h[j], Ninv[j + 1], y[j + 1], alpha=gw, out=y[j])
+            torch.addmm(h[j], y[j + 1], Ninv[j + 1], alpha=self.gw, out=y[j])
         x = self._back(y)
-        xc = Kinv @ (gc * x)
+        xc = (gc * x) @ Kinv
         if kf is not None:
             xc += kf
         return x, xc
 
     def _back(self, y: torch.Tensor, row_drive: bool = False) -> torch.Tensor:
-        """Row-node voltages from the eliminated right-hand sides ``y`` (left to right:
+        """Row-node voltages [C, n, R] from the eliminated right-hand sides ``y`` (left to right:
         ``x_0 = N_0^-1 y_0``, ``x_j = N_j^-1 (y_j + gw x_{j-1})``; for a row drive ``y_j = 0``
         beyond column 0 and ``y`` is just ``y_0``)."""
         _, Ninv, _ = self._factors(y.dtype)
         C = self.shape[1]
         x = torch.empty((C,) + tuple(y.shape[-2:]), dtype=y.dtype)
-        torch.mm(Ninv[0], y[0], out=x[0])
+        torch.mm(y[0], Ninv[0], out=x[0])
         for j in range(1, C):
             if row_drive:
-                torch.mm(Ninv[j], x[j - 1], out=x[j]).mul_(self.gw)
+                torch.mm(x[j - 1], Ninv[j], out=x[j]).mul_(self.gw)
             else:
-                torch.mm(Ninv[j], torch.add(y[j], x[j - 1], alpha=self.gw), out=x[j])
+                torch.mm(torch.add(y[j], x[j - 1], alpha=self.gw), Ninv[j], out=x[j])
         return x
+
+    def _drive_t(self, v: torch.Tensor) -> torch.Tensor:
+        """Row-node voltages [C, n, R] for row voltages ``v`` [n, R] (in ``v``'s dtype): one
+        sweep, as nothing enters beyond column 0 (the column nodes: :meth:`_columns`)."""
+        return self._back((self.gw * v)[None], row_drive=True)
+
+    def _columns(self, x: torch.Tensor) -> torch.Tensor:
+        """Column-node voltages [C, n, R] of row-node voltages ``x`` [C, n, R] when nothing is
+        injected at the column nodes (``K^-1 g x``)."""
+        Kinv, _, gc = self._factors(x.dtype)
+        return (gc[:, None, :] * x) @ Kinv
 
     def drive_solve(self, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Node voltages ``(x_r, x_c)`` [C, R, n] for row voltages ``v`` [R, n] (in ``v``'s
         dtype): one sweep, as nothing enters beyond column 0."""
-        Kinv, _, gc = self._factors(v.dtype)
-        x = self._back((self.gw * v)[None], row_drive=True)
-        return x, Kinv @ (gc[:, :, None] * x)
+        x = self._drive_t(v.T.contiguous())
+        return x.transpose(1, 2), self._columns(x).transpose(1, 2)
 
     def row_currents(self, x: torch.Tensor) -> torch.Tensor:
-        """Column currents [C, n] of row-node voltages ``x`` [C, R, n] when nothing is injected
-        at the column nodes (each column node is then ``Kinv g x``; only the last is read)."""
+        """Column currents [C, n] of row-node voltages ``x`` [C, n, R] when nothing is injected
+        at the column nodes (each column node is then ``K^-1 g x``; only the last is read)."""
         Kinv, _, gc = self._factors(x.dtype)
-        return self.gs * torch.einsum("ci,cin->cn", Kinv[:, -1, :] * gc, x)
+        return self.gs * torch.einsum("ci,cni->cn", Kinv[:, -1, :] * gc, x)
 
-    def _residual(
-        self, xr: torch.Tensor, xc: torch.Tensor, f_r: torch.Tensor, f_c: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+    def _residual(self, xr: torch.Tensor, xc: torch.Tensor, f_r: torch.Tensor, cell: torch.Tensor) -> tuple:
         """``f - A x`` of the nodal equations (the network of :func:`nodal_matrix`, with this
-        solver's sense segments) for node voltages ``x = (x_r, x_c)`` [C, R, n]: a stencil of
-        the wire segments and cells, exact in the inputs' dtype (float64 here)."""
-        gw, gs = self.gw, self.gs
-        gc = self._gc[:, :, None]
-        cell = gc * (xr - xc)  # current through each cell, row node to column node
+        solver's sense segments) for node voltages ``(x_r, x_c)`` [C, n, R], row-node
+        injections ``f_r`` and cell currents ``cell`` (row node to column node, whatever
+        their I-V): the stencil of the wire segments, exact in the inputs' dtype (float64)."""
+        gw = self.gw
         rr = f_r - cell
-        rr[1:] -= gw * (xr[1:] - xr[:-1])  # row segment to the left (the driver's at column 0)
-        rr[0] -= gw * xr[0]
-        rr[:-1] -= gw * (xr[:-1] - xr[1:])  # to the right
-        rc = f_c + cell
-        rc[:, 1:] -= gw * (xc[:, 1:] - xc[:, :-1])  # column segment above
-        rc[:, :-1] -= gw * (xc[:, :-1] - xc[:, 1:])  # below
-        rc[:, -1] -= gs * xc[:, -1]  # to the sense node
+        dx = xr[1:] - xr[:-1]  # row segments, column j-1 to j
+        rr[1:].sub_(dx, alpha=gw)
+        rr[:-1].add_(dx, alpha=gw)
+        rr[0].sub_(xr[0], alpha=gw)  # the driver's segment (its voltage is in f_r)
+        rc = cell.clone()
+        dx = xc[:, :, 1:] - xc[:, :, :-1]  # column segments, row i-1 to i
+        rc[:, :, 1:].sub_(dx, alpha=gw)
+        rc[:, :, :-1].add_(dx, alpha=gw)
+        rc[:, :, -1].sub_(xc[:, :, -1], alpha=self.gs)  # to the sense node
         return rr, rc
 
     def column_currents(self, xc: torch.Tensor) -> torch.Tensor:
@@ -286,21 +300,23 @@ class TileSolver:
         return self.gs * xc[:, -1, :]
 
     def sense_solve(self, dtype: torch.dtype = torch.float64) -> tuple[torch.Tensor, torch.Tensor]:
-        """Node voltages [C(j), R, C(k)] for a unit current into each column's sense end (``k``),
-        all at once. Only column k's right-hand side enters at column k, so after the
-        right-to-left elimination ``y_j`` is zero for ``k < j`` (a triangle, half the work)."""
+        """Node voltages ``(x_r, x_c)`` [C(j), C(k), R] for a unit current into each column's
+        sense end (``k``), all at once. Only column k's right-hand side enters at column k, so
+        after the right-to-left elimination ``y_j`` is zero for ``k < j`` (a triangle, half
+        the work)."""
         Kinv, Ninv, gc = self._factors(dtype)
         R, C = self.shape
-        kf = Kinv[:, :, R - 1]  # [C, R]: column k's chain response to its own injection
+        kf = Kinv[:, R - 1, :]  # [C, R]: column k's chain response to its own injection
         h = gc * kf
-        y = torch.zeros((C, R, C), dtype=dtype)
-        y[C - 1, :, C - 1] = h[C - 1]
+        y = torch.zeros((C, C, R), dtype=dtype)
+        y[C - 1, C - 1] = h[C - 1]
         for j in range(C - 2, -1, -1):
-            y[j, :, j + 1 :] = self.gw * (Ninv[j + 1] @ y[j + 1, :, j + 1 :])
-            y[j, :, j] = h[j]
+            torch.mm(y[j + 1, j + 1 :], Ninv[j + 1], out=y[j, j + 1 :]).mul_(self.gw)
+            y[j, j] = h[j]
         x = self._back(y)
-        xc = Kinv @ (gc[:, :, None] * x)
-        xc[torch.arange(C), :, torch.arange(C)] += kf
+        xc = self._columns(x)
+        k = torch.arange(C)
+        xc[k, k] += kf
         return x, xc
 
     def _drive(self, v: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
@@ -312,8 +328,7 @@ class TileSolver:
     def transfer(self) -> np.ndarray:
         """``T`` [C, R]: column currents per volt on each row (computed once, cached)."""
         if self._T is None:
-            _, xc = self.drive_solve(torch.eye(self.shape[0], dtype=torch.float64))
-            self._T = self.column_currents(xc).numpy()
+            self._T = self.row_currents(self._drive_t(torch.eye(self.shape[0], dtype=torch.float64))).numpy()
         return self._T
 
     def currents(self, v: np.ndarray) -> np.ndarray:
@@ -411,7 +426,7 @@ class TileSolver:
         na = int(act.numel())
         D = (xr - xc).permute(1, 0, 2)[act][:, :, act].reshape(na * C, na)  # driven cell (i, j) per v_m
         ur, uc = chord.sense_solve()  # reciprocity: U = gs (x_c - x_r)
-        U = (chord.gs * (uc - ur)).permute(2, 1, 0)[:, act].reshape(C, na * C)  # [C(k), driven (i, j)]
+        U = (chord.gs * (uc - ur)).permute(1, 2, 0)[:, act].reshape(C, na * C)  # [C(k), driven (i, j)]
         gq = [torch.from_numpy((self.g * q)[active].reshape(na * C, 1)) for q in (a1 - c, a2, a3)]
         lin = {
             "T": T,
@@ -498,31 +513,34 @@ class TileSolver:
         refinement: its fixed point satisfies the float64 equations; the float32 solve only
         slows the contraction a little). Stops when the error left, estimated from the last
         step's change of the column currents and the contraction between the last two steps
-        (a geometric tail; at least two steps, and a contraction below 0.5), is below ``tol``
-        of the largest current: ~1e-2 per step for 128 rows at 1 ohm, so three steps; ``history`` receives each step's largest change relative to the largest current."""
-        f_r, f_c = self._drive(v)
-        x = self._back((self.gw * torch.from_numpy(np.asarray(v, dtype=np.float64)).float())[None], row_drive=True)
-        xr = x.double()
-        Kinv, _, gc = self._factors(torch.float32)
-        xc = (Kinv @ (gc[:, :, None] * x)).double()
-        g = self._gc[:, :, None]
-        coef = torch.as_tensor(coef).permute(1, 0, 2)  # [C, R, 3]
-        a1, a2, a3 = (coef[:, :, k : k + 1] for k in range(3))
-        cur = self.column_currents(xc)
-        last = -1.0  # no step yet
-        for _ in range(max_iter):
+        (a geometric tail; from the third step on, as the first carries the chord's linear
+        correction and contracts faster than the rest, and with a contraction below 0.5), is
+        below ``tol`` of the largest current: ~1e-2 per step for 128 rows at 1 ohm, so three steps; ``history`` receives each step's largest change relative to the largest current."""
+        R, C = self.shape
+        vt = torch.from_numpy(np.ascontiguousarray(np.asarray(v, dtype=np.float64).T))  # [n, R]
+        f_r = torch.zeros((C,) + tuple(vt.shape), dtype=torch.float64)  # layout [C, n, R]
+        f_r[0] = self.gw * vt
+        x = self._drive_t(vt.float())
+        xr, xc = x.double(), self._columns(x).double()
+        cf = torch.as_tensor(coef).permute(1, 2, 0)[:, :, None, :]  # [C, 3, 1, R]
+        g = self._gc[:, None, :]
+        ga1, ga2, ga3 = g * (cf[:, 0] - 1.0), g * cf[:, 1], g * cf[:, 2]  # [C, 1, R]
+        cur = self.gs * xc[:, :, -1]
+        last = 0.0
+        for step in range(max_iter):
             d = xr - xc
-            excess = g * ((a1 - 1.0) * d + a2 * d * d + a3 * d * d * d)
-            rr, rc = self._residual(xr, xc, f_r - excess, f_c + excess)
-            dr, dc = self.solve(rr.float(), rc.float())
+            cell = torch.addcmul(ga2, ga3, d).mul_(d).add_(ga1).mul_(d)  # the excess over g d
+            cell.addcmul_(g, d)  # the cells' currents
+            rr, rc = self._residual(xr, xc, f_r, cell)
+            dr, dc = self._solve_t(rr.float(), rc.float())
             xr += dr
             xc += dc
-            new = self.column_currents(xc)
+            new = self.gs * xc[:, :, -1]
             change = float((new - cur).abs().max() / max(float(new.abs().max()), 1e-300))
             cur = new
             if history is not None:
                 history.append(change)
-            rate = change / last if last > 0 else 1.0  # the contraction over the last two steps
+            rate = change / last if step >= 2 else 1.0  # the contraction over the last two steps
             if change == 0.0 or (rate < 0.5 and change * rate / (1 - rate) < tol):  # the error left: a geometric tail
                 return cur.numpy()
             last = change
@@ -628,31 +646,34 @@ def _build_model(
     chord = TileSolver(g * c, r, sense_segments)
     # T (float64: the model's main part), D and U (BUILD_DTYPE, float32: ~4x the float64 matmul
     # rate; they enter through the IR drop's correction) from two solves on the chord network
-    x = chord._back((chord.gw * torch.eye(R, dtype=torch.float64))[None], row_drive=True)  # [C(j), R(i), R(m)]
+    x = chord._drive_t(torch.eye(R, dtype=torch.float64))  # [C(j), R(m), R(i)]: row nodes per volt on row m
     T = chord.row_currents(x).numpy()  # [C, R]
     xr = x.to(BUILD_DTYPE)
     del x
-    Kinv, _, gcb = chord._factors(BUILD_DTYPE)
-    D = xr.sub_(Kinv @ (gcb[:, :, None] * xr))  # [C(j), R(i), R(m)]: cell (i, j)'s voltage per volt on row m
+    D = xr.sub_(chord._columns(xr))  # [C(j), R(m), R(i)]: cell (i, j)'s voltage per volt on row m
     ur, uc = chord.sense_solve(BUILD_DTYPE)  # reciprocity: U = gs (x_c - x_r)
-    U = uc.sub_(ur).mul_(chord.gs)  # [C(j), R(i), C(k)]: column k's current per unit across cell (i, j)
+    U = uc.sub_(ur).mul_(chord.gs)  # [C(j), C(k), R(i)]: column k's current per unit across cell (i, j)
     del ur
     jj = np.arange(C)
     own_t = torch.diagonal(D, dim1=1, dim2=2).to(torch.float64, copy=True)  # [C, R]: D_iji
     own = own_t.numpy().T  # [R, C]
+
+    def per_cell(x: np.ndarray) -> torch.Tensor:  # [R, C] -> [C(j), R(i)] in BUILD_DTYPE
+        return torch.from_numpy(np.ascontiguousarray(x.T)).to(BUILD_DTYPE)
+
     # the linear part: g (a1 - c) D + g s (D without its own share), one [C, R, R] temporary
-    gt = lambda x: torch.from_numpy(np.ascontiguousarray(x.T)).to(BUILD_DTYPE)[:, :, None]  # noqa: E731
-    lin = gt(g * (a1 - c + slope)) * D
-    torch.diagonal(lin, dim1=1, dim2=2).sub_(gt(g * slope * own)[:, :, 0])
+    lin = per_cell(g * (a1 - c + slope))[:, None, :] * D
+    torch.diagonal(lin, dim1=1, dim2=2).sub_(per_cell(g * slope * own))
     W = np.empty((3, C, R))
-    W[0] = T + (U.reshape(C * R, C).T @ lin.reshape(C * R, R)).double().numpy()
+    W[0] = T + torch.bmm(U, lin.transpose(1, 2)).sum(0).double().numpy()  # sum_j U_j lin_j
     del lin
-    Ut = U.reshape(C * R, C).T.double()  # [C(k), (j, i)]
-    W[1:] = torch.einsum(
-        "kji,pji->pki", Ut.reshape(C, C, R), torch.from_numpy(np.stack([(g * a2 * own**2).T, (g * a3 * own**3).T]))
-    ).numpy()
-    # each column's cross matrix [R(i), R(m)] (D without the own share): its rank leading input
-    # forms B and factors A
+    # W2, W3 and the leak weights (below): sums over each row's cells j of U_kij times a per-cell factor
+    per = torch.stack([per_cell(g * a2 * own**2), per_cell(g * a3 * own**3), per_cell(g * a3)])
+    W[1], W[2], Ug = torch.einsum("jki,pji->pki", U, per).double().numpy()
+    Uown = U[jj, jj].double().numpy()  # [C(k), R(i)]: U_kik
+    del U
+    # each column's cross matrix [R(i), R(m)] (D without the own share, here transposed): its rank
+    # leading input forms B and factors A
     torch.diagonal(D, dim1=1, dim2=2).zero_()
     if rows > R:
         # the empty rows u = R..rows-1 below (as in the full tile): their row wire at 0 V, their
@@ -660,17 +681,14 @@ def _build_model(
         # their "cell voltages" are a rank-one block -r (rows - u) T[j, m]; it enters the fit as one
         # row with the same Gram matrix (same input forms B), its factors dropped
         ramp = math.sqrt(sum(s * s for s in range(1, rows - R + 1))) / chord.gw
-        D = torch.cat([D, (-ramp * torch.from_numpy(T)).to(D.dtype)[:, None, :]], dim=1)  # [C, R + 1, R]
-    A, B = _leading_factors(D, rank)
+        D = torch.cat([D, (-ramp * torch.from_numpy(T)).to(D.dtype)[:, :, None]], dim=2)  # [C, R(m), R + 1]
+    A, B = _leading_factors(D.transpose(1, 2), rank)
     A = A[:, :R]
     del D
     A, B = (
         A.double().permute(2, 0, 1).numpy(),
         B.double().permute(1, 0, 2).numpy(),
     )  # [q, C, R(i)]: y = A z; [q, C, R(m)]
-    Uown = U[jj, :, jj].double().numpy()  # [C(k), R(i)]: U_kik
-    Ug = torch.einsum("kji,ji->ki", Ut.reshape(C, C, R), torch.from_numpy(np.ascontiguousarray((g * a3).T))).numpy()
-    del U, Ut
     # weight of cell (i, k)'s remainder on column k: its own share U_kik, plus what the other cells of
     # row i leak into column k (U_kij, j != k: their remainders lower row i's voltage), taken as if their
     # remainders per unit g a3 were cell (i, k)'s
@@ -705,7 +723,7 @@ def _build_model(
     return model
 
 
-def _leading_factors(M: torch.Tensor, k: int, iters: int = 3) -> tuple[torch.Tensor, torch.Tensor]:
+def _leading_factors(M: torch.Tensor, k: int, iters: int = 2) -> tuple[torch.Tensor, torch.Tensor]:
     """Best rank-``k`` factors ``A`` [b, m, k], ``B`` [b, k, n] of each matrix of ``M`` [b, m, n]
     (``M ~ A B``, ``B`` with orthonormal rows): an exact SVD for small matrices, otherwise
     subspace iteration on ``k + 4`` vectors from a fixed start (deterministic, leaves torch's

@@ -710,10 +710,18 @@ class TileEngine:
         w = torch.zeros((3,) + shape, dtype=torch.float64)
         parts: dict = {}
         errors = {}
-        for t in range(arr.shape[0]):
-            used = min(c.tile_cols, cols_g - (t % geo["col_tiles"]) * c.tile_cols)
-            with _serial():  # many small solves: threads only stall on shared cores
-                model = programmed_model(arr[t, :, :used], c.wire_resistance, coef[t, :, :used], c.read_voltage)
+        cols = [min(c.tile_cols, cols_g - (t % geo["col_tiles"]) * c.tile_cols) for t in range(arr.shape[0])]
+
+        def build(t: int) -> dict:
+            return programmed_model(arr[t, :, : cols[t]], c.wire_resistance, coef[t, :, : cols[t]], c.read_voltage)
+
+        # tiles are independent: on :func:`_block_threads` threads (each torch op on one; every
+        # tile's model is the same for any count), the many small solves of each on one thread
+        workers = min(_block_threads(), len(cols))
+        with _serial():
+            models = list(_in_order(build, [(t,) for t in range(arr.shape[0])], workers))
+        for t, model in enumerate(models):
+            used = cols[t]
             errors[t] = model["error"]
             w[:, t, :, :used] = torch.from_numpy(model["W"]).transpose(1, 2)
             for key in ("B", "Mv", "Mv2"):

@@ -32,6 +32,48 @@ def test_block_solver_equals_sparse_lu(n, m):
     assert np.allclose(T, ref, rtol=1e-10, atol=1e-18)
 
 
+@pytest.mark.parametrize("gw,gc", [(1.0, 1e-4), (100.0, 1e-4), (1.0, 5.0)])
+def test_chain_inverse_in_closed_form(gw, gc):
+    from rramsim.models.irdrop import _chain_inverse
+
+    C, R = 3, 64
+    cells = torch.rand(C, R, dtype=torch.float64) * gc
+    diag = cells + 2 * gw
+    diag[:, 0] -= gw
+    diag[:, -1] += gw / 5 - gw  # five segments to the sense node
+    off = torch.ones(C, R - 1, dtype=torch.float64)
+    K = torch.diag_embed(diag) - gw * (torch.diag_embed(off, 1) + torch.diag_embed(off, -1))
+    ref = torch.linalg.inv(K)  # (gc = 5 S: a strongly damped chain, the exponentials' branch)
+    assert float((_chain_inverse(diag, gw) - ref).abs().max() / ref.abs().max()) < 1e-12
+
+
+def test_sense_injections_by_reciprocity():
+    # column k's current per unit current across cell (i, j), against a sparse LU of the nodal matrix
+    g, _ = _random(5, 4, seed=11)
+    solver = TileSolver(g, 2.0)
+    ur, uc = solver.sense_solve()
+    U = (solver.gs * (uc - ur)).numpy()  # [C(j), C(k), R(i)]
+    A, _, sense = nodal_matrix(g, 2.0)
+    lu = spla.splu(A)
+    R, C = g.shape
+    for i, j in [(0, 0), (2, 3), (4, 1)]:
+        b = np.zeros(A.shape[0])
+        b[i * C + j], b[R * C + i * C + j] = -1.0, 1.0  # out of the row node, into the column node
+        ref = lu.solve(b)[sense] / 2.0
+        assert np.allclose(U[j, :, i], ref, rtol=1e-10, atol=1e-16)
+
+
+def test_empty_bottom_rows_are_series_segments():
+    # a tile whose last rows have no cells is its used rows with the column wires' segments lumped
+    g, v = _random(12, 5, seed=4)
+    g[7:] = 0.0
+    full = TileSolver(g, 1.5).transfer()
+    lumped = TileSolver(g[:7], 1.5, sense_segments=6).transfer()
+    assert np.allclose(full[:, :7], lumped, rtol=1e-12, atol=1e-18) and not full[:, 7:].any()
+    with pytest.raises(ValueError, match="sense_segments"):
+        TileSolver(g, 1.5, sense_segments=0)
+
+
 @pytest.mark.parametrize("size,r", [(32, 1.0), (64, 2.5)])
 def test_exact_solver_matches_ngspice(size, r):
     g, v = _random(size, size, seed=size)
@@ -173,6 +215,42 @@ def test_per_programming_model_reports_an_honest_error():
     assert err < 0.01 * ohmic  # the cubic matters and is captured
 
 
+def test_per_programming_model_on_a_tile_with_empty_rows():
+    # built on the used rows with lumped segments; its error holds on the full (padded) network
+    g, coef = _cubic_cells(40, seed=8)
+    g[25:] = 0.0
+    coef[25:] = [1.0, 0.0, 0.0]
+    model = programmed_model(g, 1.0, coef, 0.2)
+    assert model["W"].shape == (3, 40, 40) and not model["W"][:, :, 25:].any() and not model["B"][:, :, 25:].any()
+    assert model["error"] == pytest.approx(TileSolver(g, 1.0).model_error(model, coef, 0.2), rel=1e-3)
+    assert 1e-6 < model["error"] < 1e-3
+
+
+def test_per_programming_build_in_float32_matches_float64(monkeypatch):
+    import rramsim.models.irdrop as irdrop
+
+    g, coef = _cubic_cells(48, seed=9)
+    fast = programmed_model(g, 1.0, coef, 0.2, probes=0)
+    monkeypatch.setattr(irdrop, "BUILD_DTYPE", torch.float64)
+    ref = programmed_model(g, 1.0, coef, 0.2, probes=0)
+    v = np.concatenate([_probes(48, seed=2), np.full((48, 1), 0.2)], axis=1)
+    full = np.abs(apply_model(ref, v)[:, -1]).max()
+    assert np.abs(apply_model(fast, v) - apply_model(ref, v)).max() < 1e-6 * full  # far below the model's error
+
+
+def test_converged_reference_is_the_float64_fixed_point():
+    g, coef = _cubic_cells(32, seed=6)
+    solver = TileSolver(g, 1.0)
+    v = _probes(32, seed=3)
+    ref, _ = solver.currents_nonlinear(v, coef, tol=1e-12, method="fixed-point")
+    steps: list = []
+    ours = solver.converged_currents(v, coef, history=steps)
+    assert 2 <= len(steps) <= 5 and steps[-1] < steps[0]  # float32 solves, float64 residual: it converges
+    assert np.abs(ours - ref).max() < 1e-7 * np.abs(ref).max()
+    tight = solver.converged_currents(v, coef, tol=1e-12)
+    assert np.abs(tight - ref).max() < 1e-11 * np.abs(ref).max()  # float64 accuracy, not float32's
+
+
 def test_per_programming_model_is_exact_for_linear_cells():
     g, _ = _cubic_cells(24, seed=5)
     solver = TileSolver(g, 2.0)
@@ -237,6 +315,19 @@ def test_engine_per_programming_solver_follows_the_exact_one():
 
     with pytest.raises(ValueError, match="ir_drop_solver"):
         CrossbarConfig(ir_drop_solver="newton")
+
+
+def test_engine_builds_tiles_on_threads_with_the_same_result(monkeypatch):
+    import rramsim.models.tile as tile
+
+    nets = {}
+    for n in (1, 2):
+        monkeypatch.setattr(tile, "_block_threads", lambda n=n: n)
+        nets[n] = _engine_nets((("pp", PER_PROGRAMMING),))["pp"].engine
+    a, b = nets[1], nets[2]
+    assert a.ir_drop_tile_errors == b.ir_drop_tile_errors
+    assert all(torch.equal(x, y) for x, y in zip(a.compiled.mats, b.compiled.mats))
+    assert all(torch.equal(a.compiled.cross[k], b.compiled.cross[k]) for k in ("mv", "mv2", "const"))
 
 
 def test_engine_falls_back_to_the_per_vector_solve_over_the_tolerance(monkeypatch):
