@@ -100,6 +100,64 @@ def lenet_ratio(out, batch: int = 64) -> None:
     )
 
 
+def build_speed(out, table, coef_l, threads: int = 2) -> None:
+    """Build time of the per-programming model (one thread, CPU time, best of 3) per tile shape,
+    with and without its probe check, and LeNet-5's programming time with it against Ohmic
+    cells without IR drop (one thread, and the tiles on two threads when a core is free)."""
+    from rramsim.models import CrossbarConfig, convert_to_analog, program_analog
+    from rramsim.models.irdrop import programmed_model
+    from rramsim.models.networks import LeNet5
+    import rramsim.models.tile as tile
+
+    out("Per-programming model build (chord factorization, two solves, cross-term fit, probe check), 1 thread:")
+    out(f"  {'tile':>16} {'build + probe check':>20} {'of which probe check':>21} {'reported bound':>15}")
+    for rows, cols, used in ((128, 128, 128), (128, 112, 128), (128, 32, 128), (128, 128, 16), (128, 12, 25)):
+        rng = np.random.default_rng(rows * cols + used)
+        lev = rng.integers(0, table.n_levels, (rows, cols))
+        g, coef = np.asarray(table.targets, dtype=np.float64)[lev], np.asarray(coef_l, dtype=np.float64)[lev]
+        g[used:], coef[used:] = 0.0, (1.0, 0.0, 0.0)  # a tile's unused rows
+        times = {}
+        for probes in (24, 0):
+            cpu = []
+            for _ in range(3):
+                c0 = time.process_time()
+                model = programmed_model(g, 1.0, coef, 0.2, probes=probes)
+                cpu.append(time.process_time() - c0)
+            times[probes] = min(cpu)
+            if probes:
+                err = model["error"]
+        name = f"{rows}x{cols}" + (f" ({used} rows)" if used < rows else "")
+        out(f"  {name:>16} {1e3 * times[24]:17.0f} ms {1e3 * (times[24] - times[0]):18.0f} ms {100 * err:14.3f}%")
+    torch.manual_seed(0)
+    net = LeNet5()
+    res = {}
+    free = tile._block_threads
+    for name, threads, cfg in (
+        ("Ohmic, no IR drop", 1, CrossbarConfig(ir_drop="off", nonlinear_iv=False)),
+        ("per_programming, 1 thread", 1, CrossbarConfig(ir_drop="exact", nonlinear_iv=True)),
+        ("per_programming, 2 threads", 2, CrossbarConfig(ir_drop="exact", nonlinear_iv=True)),
+    ):
+        cfg = cfg.replace(ir_drop_solver="per_programming")
+        tile._block_threads = lambda n=threads: n  # (two: whatever the load average)
+        torch.set_num_threads(max(threads, 1))
+        try:
+            model = convert_to_analog(net, table, cfg, seed=1)
+            runs = []
+            for _ in range(3):
+                w0, c0 = time.perf_counter(), time.process_time()
+                program_analog(model, seed=0)
+                runs.append((time.perf_counter() - w0, time.process_time() - c0))
+        finally:
+            tile._block_threads = free
+            torch.set_num_threads(1)
+        res[name] = min(runs)
+    base = res["Ohmic, no IR drop"][0]
+    out("LeNet-5 programming (14 tiles of 128 rows, best of 3):")
+    for name, (wall, cpu) in res.items():
+        out(f"  {name:<28} wall {wall:6.2f} s, cpu {cpu:6.2f} s = {wall / base:6.1f}x the Ohmic programming")
+    out("  (2 threads: the tiles of a layer built side by side, as when the load average leaves a core free)")
+
+
 def model_call(model: dict, v: np.ndarray):
     """The engine's work for one tile's per-programming model (float32 torch), as a callable:
     ``[v, v^2, v^3] @ W``, the columns' forms and matrices on ``v`` and ``v^2``, the cross term."""
@@ -148,7 +206,11 @@ def main() -> None:
     )
     ap.add_argument("--vectors", type=int, default=8, help="input vectors of the ngspice reads")
     ap.add_argument("--no-write", action="store_true", help="do not update bench/RESULTS.md")
+    ap.add_argument(
+        "--build-only", action="store_true", help="only the per-programming model's build times (no RESULTS.md)"
+    )
     args = ap.parse_args()
+    threads = torch.get_num_threads()
     torch.set_num_threads(1)
     from rramsim.cosim.validate_array import ArrayCheck, run_check
     from rramsim.devices import DeviceTable
@@ -172,6 +234,9 @@ def main() -> None:
         print(s, flush=True)
         lines.append(s)
 
+    if args.build_only:
+        build_speed(out, table, fit_iv(table, 0.2), max(threads, 2))
+        return
     out(
         f"Nonlinear cells (table I-V, cubic per cell), exact IR drop, 1 ohm/segment, 256 vectors, torch "
         f"{torch.__version__}, 1 thread:"
@@ -229,6 +294,8 @@ def main() -> None:
         "all rows at V) against the fixed point, largest |error| / the tile's full-scale column current; a layer "
         "falls back to the per-vector solve above 0.1%)"
     )
+    out("")
+    build_speed(out, table, coef_l, max(threads, 2))
     out("")
     lenet_ratio(out)
     out(

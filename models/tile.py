@@ -724,11 +724,13 @@ class TileEngine:
             used = cols[t]
             errors[t] = model["error"]
             w[:, t, :, :used] = torch.from_numpy(model["W"]).transpose(1, 2)
-            for key in ("B", "Mv", "Mv2"):
-                x = parts.setdefault(key, torch.zeros((model[key].shape[0],) + shape, dtype=torch.float64))
-                x[:, t, :, :used] = torch.from_numpy(model[key]).transpose(1, 2)
-            x = parts.setdefault("const", torch.zeros((model["const"].shape[0],) + shape, dtype=torch.float64))
-            x[:, t, 0, :used] = torch.from_numpy(model["const"])  # row 0 of the tile (summed later)
+            for key in ("B", "Mv", "Mv2", "const"):
+                if key not in parts:  # (allocated once per layer)
+                    parts[key] = torch.zeros((model[key].shape[0],) + shape, dtype=torch.float64)
+                if key == "const":
+                    parts[key][:, t, 0, :used] = torch.from_numpy(model[key])  # row 0 of the tile (summed later)
+                else:
+                    parts[key][:, t, :, :used] = torch.from_numpy(model[key]).transpose(1, 2)
             parts["rank"] = model["rank"]
         self.ir_drop_tile_errors = errors
         self.ir_drop_error = max(errors.values(), default=0.0)

@@ -21,7 +21,7 @@ def _ngspice(g, v, r, cell="1R"):
     return np.array([out[k][0] for k in column_vectors(g.shape[1])])
 
 
-@pytest.mark.parametrize("n,m", [(1, 1), (1, 5), (6, 1), (7, 9)])
+@pytest.mark.parametrize("n,m", [(1, 1), (1, 5), (6, 1), (7, 9), (101, 3)])
 def test_block_solver_equals_sparse_lu(n, m):
     g, v = _random(n, m, seed=n * 10 + m)
     T = TileSolver(g, 2.0).transfer()
