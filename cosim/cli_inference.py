@@ -51,6 +51,12 @@ def _crossbar_config(args: argparse.Namespace, **overrides: Any):
         changes["adc_bits"] = int(args.adc_bits)
     if getattr(args, "drift", None) is not None:
         changes["drift_time"] = float(args.drift)
+    if getattr(args, "ir_drop", None) is not None:
+        changes["ir_drop"] = args.ir_drop
+    if getattr(args, "wire_resistance", None) is not None:
+        changes["wire_resistance"] = float(args.wire_resistance)
+    if getattr(args, "cell_iv", None) is not None:
+        changes["nonlinear_iv"] = args.cell_iv == "table"
     changes.update(overrides)
     names = {f.name for f in dataclasses.fields(cfg)}
     for k in changes:
@@ -194,9 +200,11 @@ def hardware_effects(config, table) -> list[str]:
         off.append("read noise (the table has none: its device had no read-noise source)")
     else:
         (off if c.read_noise == "off" else on).append(f"read noise ({c.read_noise})")
-    (on if c.nonlinear_iv else off).append(
-        "I-V nonlinearity (table's I-V)" if c.nonlinear_iv else "I-V nonlinearity (cells linear, Ohm's law)"
-    )
+    no_iv = getattr(getattr(table, "iv_v", None), "size", 1) == 0
+    if c.nonlinear_iv and not no_iv:
+        on.append("I-V nonlinearity (the table's I-V, a cubic per level)")
+    else:
+        off.append("I-V nonlinearity (" + ("the table has no I-V data: " if no_iv else "") + "cells linear, Ohm's law)")
     (off if c.ir_drop == "off" else on).append(
         "IR drop"
         if c.ir_drop == "off"
@@ -211,9 +219,10 @@ def hardware_effects(config, table) -> list[str]:
     )
     if (getattr(table, "model", None) or {}).get("cell") == "1T1R":
         off.append(
-            "the 1T1R access transistor on the array's lines (the tiles treat each cell as a two-terminal "
-            "device; `rramsim validate array --cell 1T1R` measures what that leaves out: 14-17% of a column "
-            "current at 8x8-64x64 with 1 ohm wires)"
+            "the 1T1R access transistor's source rising with the column wire (the table's conductances and I-V "
+            "were measured on the 1T1R cell with its source at 0 V, so the transistor's series resistance is in "
+            "them; `rramsim validate array` puts what is left at 0.02-0.1% of a column current at 8x8-64x64 with "
+            "the table's I-V and exact IR drop)"
         )
     if c.drift_time > 0:
         on.append(
@@ -255,6 +264,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         config = _crossbar_config(args)  # validates --adc-bits and --drift for both simulators
         model, meta, dataset, loader, table = _test_setup(args)
         if args.simulator == "aihwkit":
+            if args.ir_drop not in (None, "off") or args.cell_iv == "table" or args.wire_resistance is not None:
+                raise ValueError(
+                    "--simulator aihwkit runs the tiles without rramsim's IR-drop and cell I-V models: "
+                    "drop --ir-drop/--wire-resistance/--cell-iv (or use --simulator rramsim)"
+                )
             return _evaluate_in_aihwkit(args, config, model, meta, dataset, loader, table)
         res = evaluate_trials(
             model, table, config, loader, trials=args.trials, drift=args.drift, seed=args.seed, progress=not args.quiet
@@ -313,7 +327,8 @@ def _evaluate_in_aihwkit(args, config, model, meta, dataset, loader, table) -> i
     print(
         f"aihwkit TorchInferenceRPUConfig: the table's programming, read noise and retention "
         f"(rramsim.models.aihwkit_noise), {_bits(dac_bits)} inputs, {_bits(adc_bits)} outputs, column weight scaling per 128-row tile (rramsim: per output), "
-        "128x128 tiles; weight/output noise, IR drop, clipping and drift compensation off"
+        "128x128 tiles; Ohmic cells, no IR drop (rramsim's defaults simulate both), weight/output noise, "
+        "clipping and drift compensation off"
     )
     return 0
 
@@ -403,6 +418,22 @@ def _add_common_eval(p: argparse.ArgumentParser) -> None:
         default=None,
         metavar="N",
         help="evaluate on a seeded random N-image subset of the test set",
+    )
+    p.add_argument(
+        "--ir-drop",
+        choices=("exact", "approx", "off"),
+        default=None,
+        help="wire IR drop in the tiles (default exact: the nodal solution, per-programming model)",
+    )
+    p.add_argument(
+        "--wire-resistance", type=float, default=None, metavar="OHM", help="ohm per wire segment (default 1)"
+    )
+    p.add_argument(
+        "--cell-iv",
+        choices=("table", "linear"),
+        default=None,
+        help="cells follow the table's I-V (default) or Ohm's law at their read conductance; "
+        "--ir-drop off --cell-iv linear is the fast idealization (6-23%% off ngspice at 8x8-64x64)",
     )
     p.add_argument("--batch-size", type=int, default=500)
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")

@@ -46,20 +46,22 @@ class CrossbarConfig:
         signals beyond it clip.
     Physics
         ``read_voltage`` (V) at full-scale input; ``wire_resistance`` (ohm per segment
-        between neighbouring cells, rows and columns); ``ir_drop``: ``"off"``, ``"exact"``
-        (sparse solve of the tile network), ``"approx"`` (first-order correction);
-        ``nonlinear_iv``: use the table's I-V curves instead of Ohm's law.
-        ``ir_drop_solver`` (exact IR drop with nonlinear cells): ``"per_vector"`` (default:
-        every input vector's cell voltages from the chord network, ~0.01% of the converged
-        nodal solution, slow for convolutions: 55-100x the forward without IR drop for LeNet-5)
-        or ``"per_programming"`` (a model fixed at programming: a polynomial of each input
-        plus a cross term of one input form per column for the drop the other rows cause,
-        2.3-3.1x the forward without IR drop for LeNet-5, ~1.5 s of CPU per 128x128 tile to
-        build). Its error against the exact solve is measured on probe vectors when it is
-        built and kept in ``TileEngine.ir_drop_error``
+        between neighbouring cells, rows and columns); ``ir_drop``: ``"exact"`` (default: the
+        nodal solution of the tile network), ``"approx"`` (first-order correction) or ``"off"``;
+        ``nonlinear_iv``: the table's I-V curves (default) instead of Ohm's law at each cell's
+        read conductance (a table without I-V data has Ohmic cells either way, with a warning).
+        ``ir_drop_solver`` (exact IR drop with nonlinear cells): ``"per_programming"``
+        (default: a model fixed at programming, a polynomial of each input plus a cross term of
+        one input form per column for the drop the other rows cause; LeNet-5's forward costs
+        2.3-3.1x the forward without IR drop) or ``"per_vector"`` (every input vector's cell
+        voltages from the chord network, ~0.01% of the converged nodal solution, slow for
+        convolutions: 55-100x). The per-programming model's error against the exact solve is
+        measured on probe vectors when it is built and kept in ``TileEngine.ir_drop_error``
         (of the tile's full-scale current; ~0.01-0.03% at 32x32 and 64x64, 0.02-0.09% at
         128 rows with 1 ohm/segment); a layer whose error exceeds 0.1% warns and uses the
-        per-vector solve.
+        per-vector solve. The defaults are the realistic case, checked against ngspice of
+        whole arrays (``rramsim validate array``); :meth:`CrossbarConfig.ohmic` gives the
+        fast idealization (Ohmic cells, no IR drop: 6-23% off ngspice at 8x8-64x64).
         ``stuck_on``/``stuck_off``: extra stuck-at-fault rates (probability per cell) on
         top of the cells the table says did not converge. ``ideal_programming``: every cell
         gets exactly its level's target conductance (no programming spread, no stuck cells,
@@ -95,9 +97,9 @@ class CrossbarConfig:
     adc_range: float = 0.5
     read_voltage: float = 0.2
     wire_resistance: float = 1.0
-    ir_drop: str = "off"
-    nonlinear_iv: bool = False
-    ir_drop_solver: str = "per_vector"
+    ir_drop: str = "exact"
+    nonlinear_iv: bool = True
+    ir_drop_solver: str = "per_programming"
     read_noise: str = "per_forward"
     stuck_on: float = 0.0
     stuck_off: float = 0.0
@@ -177,6 +179,16 @@ class CrossbarConfig:
         return mapping_class(self.mapping).columns_per_weight(self)
 
     # ------------------------------------------------------------------ helpers
+    @classmethod
+    def ohmic(cls, **fields: Any) -> "CrossbarConfig":
+        """The fast idealization: Ohmic cells at their read conductance and no IR drop
+        (``nonlinear_iv=False, ir_drop="off"``), other fields as given. A forward is then one
+        matmul per tile and programming needs no circuit solve; against ngspice of the same
+        array it is 6-23% off at 8x8-64x64 (1 ohm/segment), so use it where the wires and
+        the cells' I-V are not what is studied (the published methods' own assumptions, unit
+        tests of other effects)."""
+        return cls(**{"ir_drop": "off", "nonlinear_iv": False, **fields})
+
     def replace(self, **changes: Any) -> "CrossbarConfig":
         """A copy with some fields changed (validated)."""
         return dataclasses.replace(self, **changes)

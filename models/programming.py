@@ -27,6 +27,8 @@ I-V
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import torch
 from torch import nn
@@ -108,7 +110,18 @@ class DevicePhysics(nn.Module):
             self._buf("ret_ratio", torch.as_tensor(table.retention_ratio, dtype=f64))
             self._buf("ret_sigma", torch.as_tensor(table.retention_sigma, dtype=f64))
         self.has_retention = table.has_retention
-        coef = fit_iv(table, read_voltage) if nonlinear_iv else None
+        coef = None
+        if nonlinear_iv and table.iv_v.size == 0:
+            warnings.warn(
+                "the device table has no I-V data (imported without --iv?): its cells are taken as Ohmic at "
+                "their read conductance; give the table an I-V (rramsim table import --iv, or characterize the "
+                "device) to simulate the cells' nonlinearity, or set nonlinear_iv=False to silence this",
+                UserWarning,
+                stacklevel=3,
+            )
+            coef = np.tile([1.0] + [0.0] * (IV_DEGREE - 1), (table.n_levels, 1))
+        elif nonlinear_iv:
+            coef = fit_iv(table, read_voltage)
         self._buf("iv_coef", torch.as_tensor(coef if coef is not None else np.zeros((table.n_levels, IV_DEGREE))))
 
     def _buf(self, name: str, value: torch.Tensor) -> None:

@@ -56,7 +56,7 @@ def test_quantization_aware_weights_are_what_the_crossbar_holds():
 
     lin = torch.nn.Linear(9, 5, bias=False)
     analog = AnalogLinear.from_linear(
-        lin, table, CrossbarConfig(adc_bits=None, dac_bits=None, read_noise="off"), seed=0
+        lin, table, CrossbarConfig.ohmic(adc_bits=None, dac_bits=None, read_noise="off"), seed=0
     )
     levels = analog.mapping.encode(lin.weight.detach().double() / lin.weight.detach().abs().amax(1, keepdim=True))
     held = (levels[0, 0] - levels[0, 1]).double()  # level-index difference of the pair
@@ -99,7 +99,7 @@ def test_basisn_trains_on_fashion_mnist_and_runs_its_bases_on_crossbars(one_thre
     test = TensorBatches(xt, yt, 500, shuffle=False)
     acc = evaluate(net, test)
     assert acc > 0.3  # 10% is chance; a short run on 1500 images
-    ideal = CrossbarConfig(dac_bits=None, adc_bits=None, read_noise="off")
+    ideal = CrossbarConfig.ohmic(dac_bits=None, adc_bits=None, read_noise="off")
     analog = AnalogBases(net.bases, load_default_table(), ideal)
     conv = net.convs[1]
     h = torch.randn(4, 8, 14, 14)
@@ -118,7 +118,7 @@ def test_costs_reprogramming_baseline_versus_bases_written_once():
     table = load_default_table()
     torch.manual_seed(0)
     x = torch.randn(2, 1, 28, 28)
-    hw = CrossbarConfig(bit_serial=True, dac_bits=8, adc_bits=8)
+    hw = CrossbarConfig.ohmic(bit_serial=True, dac_bits=8, adc_bits=8)  # costs: the cells' physics does not enter
     conv, bnet = ConvNet((16, 16, 32, 32)), BasisNet((16, 16, 32, 32), n_bases=6)
     fits = baseline_cost(conv, table, 100, hw, x)
     need = fits["crossbars_needed"]
@@ -158,7 +158,7 @@ def test_early_pooling_makes_reprogramming_dominate_the_baseline():
     ratio far smaller (the regime of the paper's large networks)."""
     table = load_default_table()
     x = torch.randn(2, 1, 28, 28)
-    hw = CrossbarConfig(bit_serial=True, dac_bits=8, adc_bits=8, program_parallelism="cell")
+    hw = CrossbarConfig.ohmic(bit_serial=True, dac_bits=8, adc_bits=8, program_parallelism="cell")  # costs only
     ratio = {}
     for pools in ((1, 3), (0, 1, 2)):
         torch.manual_seed(0)

@@ -49,7 +49,9 @@ def test_adc_full_scale_is_the_sum_of_the_ideal_signal_magnitudes(table, rows):
 def test_a_layer_of_one_or_several_row_tiles_stays_near_float(table, rows):
     torch.manual_seed(1)
     lin = nn.Linear(rows, 10)
-    layer = convert_to_analog(lin, table, seed=0)
+    # Ohmic cells without IR drop: what is checked is the ADC's range (the realistic default's wires
+    # and I-V move the currents by more than this bound at 128 rows)
+    layer = convert_to_analog(lin, table, CrossbarConfig.ohmic(), seed=0)
     x = torch.rand(32, rows)
     with torch.no_grad():
         err = float((layer(x) - lin(x)).norm() / lin(x).norm())

@@ -11,7 +11,12 @@ from rramsim.models.mapping import BitSlicedMapping, DifferentialMapping, Offset
 def test_defaults_follow_design():
     c = CrossbarConfig()
     assert (c.tile_rows, c.tile_cols) == (128, 128)
-    assert c.mapping == "differential" and c.ir_drop == "off"
+    assert c.mapping == "differential"
+    # realistic by default: the table's I-V with exact IR drop (per-programming model), 1 ohm wires
+    assert (c.ir_drop, c.nonlinear_iv, c.ir_drop_solver, c.wire_resistance) == ("exact", True, "per_programming", 1.0)
+    o = CrossbarConfig.ohmic(adc_bits=4)
+    assert (o.ir_drop, o.nonlinear_iv, o.adc_bits) == ("off", False, 4)
+    assert CrossbarConfig.ohmic(ir_drop="approx").ir_drop == "approx"  # a field given wins
     assert c.cycle_time == pytest.approx(100e-9)
     assert c.adc_energy == pytest.approx(1.67e-12) and c.dac_energy == pytest.approx(0.42e-12)
     assert c.columns_per_weight == 2

@@ -1,6 +1,9 @@
 """Inference cost report."""
 
+import copy
 import math
+
+import numpy as np
 
 import pytest
 import torch
@@ -276,7 +279,15 @@ def test_evaluate_names_the_hardware_effects_on_and_off(table):
     on, off, _ = hardware_effects(CrossbarConfig(), table)
     assert "programming spread" in on and "stuck cells" in on and "read noise (per_forward)" in on
     assert "DAC 8 bits" in on and "ADC 8 bits" in on
-    assert "IR drop" in off and "I-V nonlinearity" in off and "drift" in off
+    # the default is the realistic case: the table's I-V and exact IR drop (per-programming model)
+    assert "IR drop (exact, 1 ohm" in on and "per-programming model" in on and "I-V nonlinearity (the table" in on
+    assert "drift" in off
+    on, off, _ = hardware_effects(CrossbarConfig.ohmic(), table)
+    assert "IR drop" in off and "I-V nonlinearity" in off
+    no_iv = copy.deepcopy(table)
+    no_iv.iv_v, no_iv.iv_current = np.zeros(0), np.zeros((table.n_levels, 0))
+    on, off, _ = hardware_effects(CrossbarConfig(), no_iv)
+    assert "the table has no I-V data" in off and "I-V nonlinearity" not in on
     cfg = CrossbarConfig(
         ideal_programming=True,
         read_noise="off",
@@ -289,7 +300,7 @@ def test_evaluate_names_the_hardware_effects_on_and_off(table):
     on, off, _ = hardware_effects(cfg, table)
     assert "programming spread" in off and "stuck cells" in off and "read noise (off)" in off
     assert "DAC quantization" in off and "ADC quantization" in off
-    assert "IR drop (exact" in on and "I-V nonlinearity (table" in on and "drift (10 s" in on
+    assert "IR drop (exact" in on and "I-V nonlinearity (the table" in on and "drift (10 s" in on
 
 
 def test_a_shared_layer_counts_every_call_and_compiled_models_are_measured_eagerly(table):

@@ -72,7 +72,7 @@ def test_convert_swaps_every_layer_and_is_programmed(table):
 def test_ideal_hardware_equals_quantized_float(tight_table):
     torch.manual_seed(1)
     lin = nn.Linear(300, 20)
-    cfg = CrossbarConfig(tile_rows=64, tile_cols=16, **IDEAL)
+    cfg = CrossbarConfig.ohmic(tile_rows=64, tile_cols=16, **IDEAL)
     a = AnalogLinear.from_linear(lin, tight_table, cfg)
     x = torch.randn(8, 300)
     with torch.no_grad():
@@ -84,7 +84,9 @@ def test_ideal_hardware_equals_quantized_float(tight_table):
 def test_mappings_agree_with_float(tight_table, mapping):
     torch.manual_seed(2)
     lin = nn.Linear(40, 6)
-    cfg = CrossbarConfig(mapping=mapping, cells_per_weight=2, bits_per_cell=3, tile_rows=16, tile_cols=12, **IDEAL)
+    cfg = CrossbarConfig.ohmic(
+        mapping=mapping, cells_per_weight=2, bits_per_cell=3, tile_rows=16, tile_cols=12, **IDEAL
+    )
     a = AnalogLinear.from_linear(lin, tight_table, cfg)
     x = torch.rand(5, 40)
     with torch.no_grad():
@@ -94,7 +96,7 @@ def test_mappings_agree_with_float(tight_table, mapping):
 def test_conv_equals_unfolded_linear(table):
     torch.manual_seed(3)
     conv = nn.Conv2d(3, 4, 3, padding=1, stride=2)
-    cfg = CrossbarConfig(tile_rows=10, tile_cols=8, **IDEAL)  # tiles split the 27 rows mid-channel
+    cfg = CrossbarConfig.ohmic(tile_rows=10, tile_cols=8, **IDEAL)  # tiles split the 27 rows mid-channel
     ac = AnalogConv2d.from_conv(conv, table, cfg, seed=4)
     lin = nn.Linear(27, 4)
     with torch.no_grad():
@@ -157,9 +159,11 @@ def test_adc_clips_and_quantizes(table):
 def test_bit_serial_equals_parallel_dac_with_ideal_adc(table):
     lin = nn.Linear(20, 5)
     x = torch.randn(6, 20)
+    # Ohmic cells: with the table's I-V a multi-bit DAC's amplitudes meet the curvature, bit-serial
+    # pulses (all at the read voltage) do not
     kw = dict(read_noise="off", adc_bits=None, dac_bits=5)
-    a = AnalogLinear.from_linear(lin, table, CrossbarConfig(**kw), seed=2)
-    b = AnalogLinear.from_linear(lin, table, CrossbarConfig(bit_serial=True, **kw), seed=2)
+    a = AnalogLinear.from_linear(lin, table, CrossbarConfig.ohmic(**kw), seed=2)
+    b = AnalogLinear.from_linear(lin, table, CrossbarConfig.ohmic(bit_serial=True, **kw), seed=2)
     with torch.no_grad():
         assert torch.allclose(a(x), b(x), rtol=1e-4, atol=1e-6)
 
@@ -198,9 +202,9 @@ def test_exact_ir_drop_with_nonlinear_cells(table):
     lin = nn.Linear(20, 4, bias=False)
     x = torch.rand(3, 20)
     kw = dict(wire_resistance=2.0, tile_rows=16, tile_cols=8, **IDEAL)
-    lin_cells = AnalogLinear.from_linear(lin, table, CrossbarConfig(ir_drop="exact", **kw), seed=1)
+    lin_cells = AnalogLinear.from_linear(lin, table, CrossbarConfig(ir_drop="exact", nonlinear_iv=False, **kw), seed=1)
     nl_cells = AnalogLinear.from_linear(lin, table, CrossbarConfig(ir_drop="exact", nonlinear_iv=True, **kw), seed=1)
-    nl_ideal = AnalogLinear.from_linear(lin, table, CrossbarConfig(nonlinear_iv=True, **kw), seed=1)
+    nl_ideal = AnalogLinear.from_linear(lin, table, CrossbarConfig(ir_drop="off", nonlinear_iv=True, **kw), seed=1)
     with torch.no_grad():
         a, b, c = lin_cells(x), nl_cells(x), nl_ideal(x)
     assert 0 < _rel(b, a) < 0.2 and 0 < _rel(b, c) < 0.2
@@ -397,9 +401,9 @@ def test_polynomial_iv_agrees_with_the_exact_nonlinear_solver(table):
     conv = nn.Conv2d(2, 3, 3)
     lin = nn.Linear(18, 3)
     kw = dict(nonlinear_iv=True, tile_rows=8, tile_cols=6, **IDEAL)
-    fast = CrossbarConfig(**kw)
-    exact = CrossbarConfig(ir_drop="exact", wire_resistance=1e-7, **kw)
-    ohm = CrossbarConfig(tile_rows=8, tile_cols=6, **IDEAL)
+    fast = CrossbarConfig(ir_drop="off", **kw)
+    exact = CrossbarConfig(ir_drop="exact", ir_drop_solver="per_vector", wire_resistance=1e-7, **kw)
+    ohm = CrossbarConfig.ohmic(tile_rows=8, tile_cols=6, **IDEAL)
     x = torch.rand(2, 2, 5, 5)
     v = torch.rand(7, 18)
     with torch.no_grad():
@@ -419,7 +423,7 @@ def test_polynomial_iv_agrees_with_the_exact_nonlinear_solver(table):
 from rramsim.devices import load_default_table  # noqa: E402
 
 # exact cells, 8-bit bit-sliced weights, ideal periphery: what is left is the mapping's own error
-IDEAL_BS = dict(mapping="bit_sliced", ideal_programming=True, **IDEAL)
+IDEAL_BS = dict(mapping="bit_sliced", ideal_programming=True, ir_drop="off", nonlinear_iv=False, **IDEAL)
 
 
 @pytest.fixture(scope="module")
@@ -524,7 +528,7 @@ def test_grouped_conv_unfolded_matches_per_group_linears(table):
     """A grouped convolution is its groups' patches through each group's own tiles."""
     torch.manual_seed(4)
     conv = nn.Conv2d(4, 6, 3, groups=2, padding=1)
-    cfg = CrossbarConfig(tile_rows=8, tile_cols=8, ideal_programming=True, **IDEAL)  # same cells both ways
+    cfg = CrossbarConfig.ohmic(tile_rows=8, tile_cols=8, ideal_programming=True, **IDEAL)  # same cells both ways
     ac = AnalogConv2d.from_conv(conv, table, cfg, seed=3)
     x = torch.rand(2, 4, 5, 5)
     with torch.no_grad():
@@ -546,9 +550,12 @@ def test_exact_solver_agrees_with_polynomial_path_for_grouped_conv(table):
     kw = dict(nonlinear_iv=True, tile_rows=8, tile_cols=6, **IDEAL)
     x = torch.rand(2, 4, 5, 5)
     with torch.no_grad():
-        fast = AnalogConv2d.from_conv(conv, table, CrossbarConfig(**kw), seed=2)(x)
+        fast = AnalogConv2d.from_conv(conv, table, CrossbarConfig(ir_drop="off", **kw), seed=2)(x)
         exact = AnalogConv2d.from_conv(
-            conv, table, CrossbarConfig(ir_drop="exact", wire_resistance=1e-7, **kw), seed=2
+            conv,
+            table,
+            CrossbarConfig(ir_drop="exact", ir_drop_solver="per_vector", wire_resistance=1e-7, **kw),
+            seed=2,
         )(x)
     assert _rel(fast, exact) < 1e-4
 
@@ -679,8 +686,8 @@ def test_per_programming_ir_drop_model_follows_the_per_vector_solve_in_a_grouped
         y = {
             k: AnalogConv2d.from_conv(conv, table, CrossbarConfig(**kw, **extra), seed=2)
             for k, extra in (
-                ("off", {}),
-                ("per_vector", {"ir_drop": "exact"}),
+                ("off", {"ir_drop": "off"}),
+                ("per_vector", {"ir_drop": "exact", "ir_drop_solver": "per_vector"}),
                 ("per_programming", {"ir_drop": "exact", "ir_drop_solver": "per_programming"}),
             )
         }

@@ -48,7 +48,7 @@ def _reference(engine, rows: torch.Tensor, bias: torch.Tensor, xm: torch.Tensor)
 def test_engine_adc_matches_the_reference_in_amperes(table, mapping):
     """Linear (3 row tiles) and convolution (2 row tiles), with bias: the forward pass with the
     ADC's gain folded into the tile matrices gives the reference's codes."""
-    cfg = CrossbarConfig(
+    cfg = CrossbarConfig.ohmic(
         read_noise="off",
         dac_bits=None,
         adc_bits=5,

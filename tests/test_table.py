@@ -146,7 +146,7 @@ def test_a_table_without_read_noise_says_so(tmp_path):
     assert "read noise: none" in t.summary()
     lines = hardware_effects(CrossbarConfig(), t)
     assert any(line.startswith("hardware off") and "the table has none" in line for line in lines), lines
-    # the default table's cell is 1T1R: its access transistor is named as left out of the tiles
+    # the default table's cell is 1T1R: what its access transistor does beyond the table's I-V is named as left out
     assert t.model["cell"] == "1T1R"
     assert any(line.startswith("hardware off") and "1T1R access transistor" in line for line in lines), lines
     t.model = {**t.model, "cell": "1R"}

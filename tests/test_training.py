@@ -346,7 +346,7 @@ def test_evaluate_trials_is_seeded_and_reports(mnist):
     model, _ = load_checkpoint(SHIPPED)
     loader = data.get_loader("mnist", "test", batch_size=500, subset=500)
     table = small_table(0.02)
-    cfg = CrossbarConfig()
+    cfg = CrossbarConfig.ohmic()  # the trials' seeding and reports (the physics is checked elsewhere)
     a = evaluate_trials(model, table, cfg, loader, trials=3, seed=5, progress=False)
     b = evaluate_trials(model, table, cfg, loader, trials=3, seed=5, progress=False)
     assert a.accuracies == b.accuracies and len(a.accuracies) == 3
@@ -370,10 +370,12 @@ def test_cli_evaluate_and_plot(mnist, tmp_path, capsys):
     assert rc == 0
     out = capsys.readouterr().out
     assert "accuracy" in out and "±" in out and "float 99." in out
+    # the realistic default, named in the summary
+    assert "I-V nonlinearity (the table" in out and "IR drop (exact, 1 ohm per wire segment, per-programming" in out
     png = tmp_path / "acc.png"
     rc = cli(
         f"plot accuracy --model {SHIPPED} --table {table} --trials 1 --subset 200 "
-        f"--drifts 0,1e4 --adc-bits 4,8 -q -o {png}"
+        f"--drifts 0,1e4 --adc-bits 4,8 --ir-drop off --cell-iv linear -q -o {png}"
     )
     assert rc == 0
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

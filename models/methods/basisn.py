@@ -467,7 +467,8 @@ def reproduce_basisn(
     on_xbar = TensorBatches(xt[:n_xbar], yt[:n_xbar], 500, shuffle=False)  # the images run on crossbars
     acc = _digital_accuracies(conv, bnet, table, x, y, TensorBatches(xt, yt, 500, shuffle=False), on_xbar, seed, log)
     # 9-row columns (the bases, the first conv) sum few cells: the ADC spans their whole worst case
-    hw = CrossbarConfig(bit_serial=True, dac_bits=8, adc_bits=8, adc_range=1.0)
+    # the published evaluation's crossbars: Ohmic cells, no wire resistance (rramsim's defaults add both)
+    hw = CrossbarConfig.ohmic(bit_serial=True, dac_bits=8, adc_bits=8, adc_range=1.0)
     default_adc = hw.replace(adc_range=CrossbarConfig().adc_range)
     acc.update(
         _crossbar_accuracies(

@@ -523,7 +523,8 @@ def reproduce_forms(
     x, y, xt, yt = train_test_tensors("mnist", n_train, n_test, seed)
     test = TensorBatches(xt, yt, 1000, shuffle=False)
     on_xbar = TensorBatches(xt[:n_xbar], yt[:n_xbar], 250, shuffle=False)
-    hw = CrossbarConfig(bit_serial=True, dac_bits=8, adc_bits=8, read_noise="per_forward")
+    # the published evaluation's crossbars: Ohmic cells, no wire resistance (rramsim's defaults add both)
+    hw = CrossbarConfig.ohmic(bit_serial=True, dac_bits=8, adc_bits=8, read_noise="per_forward")
     twin, results = _unconstrained_twin(x, y, xt, test, on_xbar, table, hw, epochs, seed, log)
     rows = []
     for k in ks:

@@ -70,8 +70,9 @@ class MacroConfig:
         ``cols`` tiles, one cell per weight around the middle of the two levels (the
         ``"offset"`` layout: ``+1`` -> LRS, ``-1`` -> HRS, the offset removed digitally as
         ``2 * count - n_driven``), the ADC, the read cycle and voltage; the rows are switched
-        on or off, so there is no DAC (no DAC energy)."""
-        return CrossbarConfig(
+        on or off, so there is no DAC (no DAC energy). The macro's reads are Ohmic sums
+        without wire resistance, and so is the config."""
+        return CrossbarConfig.ohmic(
             tile_rows=self.rows,
             tile_cols=self.cols,
             mapping="offset",
