@@ -712,12 +712,15 @@ class TileEngine:
         errors = {}
         cols = [min(c.tile_cols, cols_g - (t % geo["col_tiles"]) * c.tile_cols) for t in range(arr.shape[0])]
 
+        workers = min(_block_threads(), len(cols))
+
         def build(t: int) -> dict:
+            if workers > 1:  # a new thread's BLAS/LAPACK calls start with the default team (measured:
+                torch.set_num_threads(1)  # 10x slower small products on a shared machine); one here
             return programmed_model(arr[t, :, : cols[t]], c.wire_resistance, coef[t, :, : cols[t]], c.read_voltage)
 
         # tiles are independent: on :func:`_block_threads` threads (each torch op on one; every
         # tile's model is the same for any count), the many small solves of each on one thread
-        workers = min(_block_threads(), len(cols))
         with _serial():
             models = list(_in_order(build, [(t,) for t in range(arr.shape[0])], workers))
         for t, model in enumerate(models):
