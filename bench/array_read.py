@@ -54,8 +54,8 @@ def lenet_ratio(out, batch: int = 64) -> None:
     x = torch.rand(batch, 1, 28, 28)
     nets, build = {}, {}
     for name, kw in (
-        ("off", {}),
-        ("per_vector", {"ir_drop": "exact"}),
+        ("off", {"ir_drop": "off"}),
+        ("per_vector", {"ir_drop": "exact", "ir_drop_solver": "per_vector"}),
         ("per_programming", {"ir_drop": "exact", "ir_drop_solver": "per_programming"}),
     ):
         c0 = time.process_time()
@@ -79,7 +79,7 @@ def lenet_ratio(out, batch: int = 64) -> None:
                 seed=1,
             ).eval()(x)
             for k, kw in (
-                ("per_vector", {"ir_drop": "exact"}),
+                ("per_vector", {"ir_drop": "exact", "ir_drop_solver": "per_vector"}),
                 ("per_programming", {"ir_drop": "exact", "ir_drop_solver": "per_programming"}),
             )
         }

@@ -41,7 +41,7 @@ cross matrix), a cubic in ``z`` with coefficients polynomial in ``v``
 is built, on probe vectors (uniform, bipolar, sparse, all rows at full scale), relative
 to the tile's full-scale current: ~0.01-0.03% at 32x32 and 64x64, 0.02-0.09% for
 128-row tiles (1 ohm/segment, the default table's I-V); without the cross term
-(``rank=0``) it is 0.3-2%. Building it costs ~0.3-0.4 s of one core for a 128x128 tile
+(``rank=0``) it is 0.3-2%. Building it costs ~0.2-0.4 s of one core for a 128x128 tile
 (the chord network's factorization, a row-drive sweep in float64 for ``T``, ``D`` and ``U``
 in float32, and the probe check's reference by mixed-precision refinement); a tile's empty
 rows at the bottom cost nothing (series segments of the column wires, exact).
@@ -78,7 +78,7 @@ CROSS_RANK = 1
 #: Largest probe error (of each vector's largest column current) of the per-programming model before a
 #: layer falls back to the per-vector solve (with a warning).
 MODEL_TOL = 1e-3
-#: Precision of the per-programming model's build solves (its T is refined to float64).
+#: Precision of the per-programming model's ``D`` and ``U`` solves (its ``T`` is always float64).
 BUILD_DTYPE = torch.float32
 
 
