@@ -213,6 +213,8 @@ def test_per_programming_model_reports_an_honest_error():
     assert err < 0.2 * err0 and plain["error"] > 5 * bound  # the cross term matters and its error is seen
     ohmic = np.abs(solver.currents(v) - ref).max() / np.abs(full).max()
     assert err < 0.01 * ohmic  # the cubic matters and is captured
+    off = dict(model, W=model["W"] * np.array([1.002, 1.0, 1.0])[:, None, None])  # a model 0.2% off
+    assert 1.5e-3 < solver.model_error(off, coef, 0.2) < 2.5e-3  # is seen as such
 
 
 def test_per_programming_model_on_a_tile_with_empty_rows():
