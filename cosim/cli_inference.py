@@ -165,9 +165,10 @@ def _train(args, model, network: str, train_loader, test_loader, extra: dict):
     return train(model, train_loader, weight_noise=noise, test_loader=test_loader, on_epoch_end=save_epoch, **common)
 
 
-def hardware_effects(config, table) -> list[str]:
+def hardware_effects(config, table, ir_drop_error: float | None = None, ir_drop_fallback=()) -> list[str]:
     """Which hardware effects an evaluation with ``config`` on ``table`` simulates, and
-    which it leaves out (one line each)."""
+    which it leaves out (one line each). ``ir_drop_error``/``ir_drop_fallback``: what the
+    run's per-programming IR-drop models measured (:class:`~rramsim.models.training.TrialsResult`)."""
     c = config
     on, off = [], []
     if c.ideal_programming:
@@ -210,9 +211,7 @@ def hardware_effects(config, table) -> list[str]:
         if c.ir_drop == "off"
         else f"IR drop ({c.ir_drop}, {c.wire_resistance:g} ohm per wire segment"
         + (
-            ", per-programming model of the nonlinear cells: its error against the exact solve is measured at "
-            "programming, per layer in engine.ir_drop_error (~0.01-0.09% of full scale for 32-128-row tiles at "
-            "1 ohm); a layer over 0.1% uses the per-vector solve)"
+            _model_error_note(ir_drop_error, ir_drop_fallback)
             if c.ir_drop == "exact" and c.nonlinear_iv and c.ir_drop_solver == "per_programming"
             else ")"
         )
@@ -252,6 +251,22 @@ def hardware_effects(config, table) -> list[str]:
     ]
 
 
+def _model_error_note(error: float | None, fallback) -> str:
+    if error is None:
+        return (
+            ", per-programming model of the nonlinear cells: its error against the exact solve is measured at "
+            "programming, per layer in engine.ir_drop_error; a layer over 0.1% of full scale uses the per-vector "
+            "solve)"
+        )
+    note = (
+        f", per-programming model of the nonlinear cells: at most {100 * error:.2g}% of a tile's full-scale "
+        "current off the exact solve on its probe vectors"
+    )
+    if fallback:
+        note += f"; over 0.1%, so solved per vector: {', '.join(fallback)}"
+    return note + ")"
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
     """``rramsim evaluate``: accuracy mean ± std over K programmings, float, cost."""
     from rramsim.models import data
@@ -285,7 +300,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         f"accuracy  {100 * res.mean:.2f} ± {100 * res.std:.2f} %   "
         f"(float {100 * res.float_accuracy:.2f} %, drop {100 * res.drop:.2f} pp)"
     )
-    print("\n".join(hardware_effects(res.config if res.config is not None else config, table)))
+    effects = hardware_effects(
+        res.config if res.config is not None else config, table, res.ir_drop_error, res.ir_drop_fallback
+    )
+    print("\n".join(effects))
     print(f"\n{res.conversion}")
     print(f"\n{res.cost}")
     return 0

@@ -366,6 +366,11 @@ class TrialsResult:
     cost: Any = None  # the CostReport of the programmed model (per layer and total)
     config: Any = None
     conversion: Any = None  # the ConversionReport: what ran on crossbars, what stayed digital
+    #: largest error of the per-programming IR-drop models over the layers and programmings (of a
+    #: tile's full-scale current, measured at programming on probe vectors; None: no layer built one)
+    ir_drop_error: float | None = None
+    #: layers whose per-programming model was over its tolerance (they used the per-vector solve)
+    ir_drop_fallback: list = field(default_factory=list)
 
     @property
     def mean(self) -> float:
@@ -436,7 +441,7 @@ def evaluate_trials(
         raise ValueError(f"trials must be a positive integer, got {trials}")
     if drift is not None and not (drift >= 0 and math.isfinite(drift)):
         raise ValueError(f"drift time must be >= 0 seconds, got {drift}")
-    from .convert import conversion_report, convert_to_analog, program_analog
+    from .convert import analog_layers, conversion_report, convert_to_analog, program_analog
 
     if drift is not None:
         config = _config_with(config, drift_time=float(drift))
@@ -446,6 +451,7 @@ def evaluate_trials(
     accs: list[float] = []
     cost = None
     analog = None
+    ir_err, fallback = None, []
     bar = tqdm(range(int(trials)), desc="programmings", disable=not progress, file=sys.stderr)
     for k in bar:
         # trial k: programming seed seed+k; each layer's read-noise generator restarts from
@@ -457,6 +463,12 @@ def evaluate_trials(
             program_analog(analog, seed=int(seed) + k)
         acc = evaluate(analog, loader, progress=False)
         accs.append(acc)
+        for name, layer in analog_layers(analog):
+            err = getattr(layer.engine, "ir_drop_error", None)
+            if err is not None:
+                ir_err = max(err, ir_err if ir_err is not None else 0.0)
+                if layer.engine.ir_drop_fallback and name not in fallback:
+                    fallback.append(name)
         if cost is None:
             cost = _cost_report(analog, loader)
         bar.set_postfix(acc=f"{acc:.4f}")
@@ -469,6 +481,8 @@ def evaluate_trials(
         cost=cost,
         config=config,
         conversion=conversion_report(analog),
+        ir_drop_error=ir_err,
+        ir_drop_fallback=fallback,
     )
 
 
