@@ -533,7 +533,7 @@ class TileSolver:
         return float(np.abs(fast - ref).max() / max(np.abs(ref[:, -1]).max(), 1e-300))
 
     def converged_currents(
-        self, v: np.ndarray, coef: np.ndarray, tol: float = 1e-7, max_iter: int = 100, history: list | None = None
+        self, v: np.ndarray, coef: np.ndarray, tol: float = 1e-7, max_iter: int = 300, history: list | None = None
     ) -> np.ndarray:
         """Column currents [C, n] of cells ``i = g (a1 d + a2 d^2 + a3 d^3)`` converged on the
         nodal equations in float64, at float32 cost: the fixed-point iteration of
@@ -544,8 +544,9 @@ class TileSolver:
         slows the contraction a little). Stops when the error left, estimated from the last
         step's change of the column currents and the contraction between the last two steps
         (a geometric tail; from the third step on, as the first carries the chord's linear
-        correction and contracts faster than the rest, and with a contraction below 0.5), is
-        below ``tol`` of the largest current: ~1e-2 per step for 128 rows at 1 ohm, so three steps; ``history`` receives each step's largest change relative to the largest current."""
+        correction and contracts faster than the rest, and with a contraction below 0.9), is
+        below ``tol`` of the largest current: ~1e-2 per step for 128 rows at 1 ohm, so three
+        steps. ``history`` receives each step's largest change relative to the largest current."""
         R, C = self.shape
         vt = torch.from_numpy(np.ascontiguousarray(np.asarray(v, dtype=np.float64).T))  # [n, R]
         f_r = torch.zeros((C,) + tuple(vt.shape), dtype=torch.float64)  # layout [C, n, R]
@@ -571,7 +572,7 @@ class TileSolver:
             if history is not None:
                 history.append(change)
             rate = change / last if step >= 2 else 1.0  # the contraction over the last two steps
-            if change == 0.0 or (rate < 0.5 and change * rate / (1 - rate) < tol):  # the error left: a geometric tail
+            if change == 0.0 or (rate < 0.9 and change * rate / (1 - rate) < tol):  # the error left: a geometric tail
                 return cur.numpy()
             last = change
         raise RuntimeError(
