@@ -59,9 +59,12 @@ class CrossbarConfig:
         measured on probe vectors when it is built and kept in ``TileEngine.ir_drop_error``
         (of the tile's full-scale current; ~0.01-0.03% at 32x32 and 64x64, 0.02-0.09% at
         128 rows with 1 ohm/segment); a layer whose error exceeds 0.1% warns and uses the
-        per-vector solve. The defaults are the realistic case, checked against ngspice of
-        whole arrays (``rramsim validate array``); :meth:`CrossbarConfig.ohmic` gives the
-        fast idealization (Ohmic cells, no IR drop: 6-23% off ngspice at 8x8-64x64).
+        per-vector solve. Building it costs ~0.3-0.4 s of CPU per 128x128 tile (LeNet-5: ~2.5 s).
+        A layer that fills part of a tile uses the rows nearest the sense amplifiers and the
+        columns nearest the drivers (the wire beyond is open-ended). The defaults are the
+        realistic case, checked against ngspice of whole arrays (``rramsim validate array``);
+        :meth:`CrossbarConfig.ohmic` gives the fast idealization (Ohmic cells, no IR drop:
+        6-23% off ngspice at 8x8-64x64).
         ``stuck_on``/``stuck_off``: extra stuck-at-fault rates (probability per cell) on
         top of the cells the table says did not converge. ``ideal_programming``: every cell
         gets exactly its level's target conductance (no programming spread, no stuck cells,

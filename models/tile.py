@@ -631,7 +631,7 @@ class TileEngine:
         if ir == "off":
             g_eff = self._physical(g)
         elif ir == "approx":
-            g_eff = self._untile(approx_transfer(self._tiles(g), c.wire_resistance))[:, :rows]
+            g_eff = self._untile(self._approx_transfer(self._tiles(g)))[:, :rows]
         elif poly:
             g_eff = g  # (not used: the model's matrices below)
         else:
@@ -674,20 +674,42 @@ class TileEngine:
             self.after_compile(comp)
         return comp
 
+    def _extent(self, t: int) -> tuple[int, int]:
+        """Rows and columns of tile ``t`` (index of :meth:`_tiles`) that hold the layer.
+
+        Placement: a tile's used columns are the ones nearest its row drivers (the left end)
+        and its used rows the ones nearest its sense amplifiers (the bottom), so a layer that
+        fills part of a tile sees the wires of that part only: the unused wire beyond it is
+        open-ended and carries no current. The solvers therefore take the used block alone."""
+        c, geo = self.config, self.geometry()
+        tr = (t // geo["col_tiles"]) % geo["row_tiles"]
+        tc = t % geo["col_tiles"]
+        cols_g = geo["physical_columns"] // self.groups
+        return min(c.tile_rows, self.rows - tr * c.tile_rows), min(c.tile_cols, cols_g - tc * c.tile_cols)
+
+    def _approx_transfer(self, tiles: torch.Tensor) -> torch.Tensor:
+        """:func:`approx_transfer` of every tile over its used rows (:meth:`_extent`)."""
+        out = approx_transfer(tiles, self.config.wire_resistance)
+        geo = self.geometry()
+        last = self.rows - (geo["row_tiles"] - 1) * self.config.tile_rows
+        if last < self.config.tile_rows:  # the last row tile's rows sit next to the sense amplifiers
+            t = tiles.reshape(self.groups, geo["row_tiles"], geo["col_tiles"], *tiles.shape[1:])
+            o = out.reshape(t.shape).clone()
+            o[:, -1, :, :last] = approx_transfer(t[:, -1, :, :last], self.config.wire_resistance)
+            o[:, -1, :, last:] = 0.0
+            out = o.reshape(out.shape)
+        return out
+
     def _exact_transfer(self, tiles: torch.Tensor, solvers: dict) -> torch.Tensor:
         """Effective conductances [tiles, R, C] from the exact solver (one factorization per
-        tile; unused columns at the right end of a tile are left out of the solve)."""
-        c = self.config
-        geo = self.geometry()
-        cols_g = geo["physical_columns"] // self.groups
+        tile, of its used rows and columns, :meth:`_extent`)."""
         out = torch.zeros_like(tiles)
         arr = tiles.detach().cpu().numpy()
         for t in range(arr.shape[0]):
-            tc = t % geo["col_tiles"]
-            used = min(c.tile_cols, cols_g - tc * c.tile_cols)
-            solver = TileSolver(arr[t, :, :used], c.wire_resistance)
+            rows, used = self._extent(t)
+            solver = TileSolver(arr[t, :rows, :used], self.config.wire_resistance)
             solvers[t] = solver
-            out[t, :, :used] = torch.from_numpy(solver.transfer().T).to(out)
+            out[t, :rows, :used] = torch.from_numpy(solver.transfer().T).to(out)
         return out
 
     def _programmed_models(self, level: torch.Tensor, g: torch.Tensor):
@@ -704,36 +726,35 @@ class TileEngine:
             axis=-1,
         )  # [tiles, R, C, 3]
         arr = self._tiles(g).detach().cpu().to(torch.float64).numpy()
-        geo = self.geometry()
-        cols_g = geo["physical_columns"] // self.groups
         shape = tuple(coef.shape[:3])
         w = torch.zeros((3,) + shape, dtype=torch.float64)
         parts: dict = {}
         errors = {}
-        cols = [min(c.tile_cols, cols_g - (t % geo["col_tiles"]) * c.tile_cols) for t in range(arr.shape[0])]
+        extent = [self._extent(t) for t in range(arr.shape[0])]  # each tile's used rows and columns
 
-        workers = min(_block_threads(), len(cols))
+        workers = min(_block_threads(), len(extent))
 
         def build(t: int) -> dict:
             if workers > 1:  # a new thread's BLAS/LAPACK calls start with the default team (measured:
                 torch.set_num_threads(1)  # 10x slower small products on a shared machine); one here
-            return programmed_model(arr[t, :, : cols[t]], c.wire_resistance, coef[t, :, : cols[t]], c.read_voltage)
+            rows, cols = extent[t]
+            return programmed_model(arr[t, :rows, :cols], c.wire_resistance, coef[t, :rows, :cols], c.read_voltage)
 
         # tiles are independent: on :func:`_block_threads` threads (each torch op on one; every
         # tile's model is the same for any count), the many small solves of each on one thread
         with _serial():
             models = list(_in_order(build, [(t,) for t in range(arr.shape[0])], workers))
         for t, model in enumerate(models):
-            used = cols[t]
+            rows, used = extent[t]
             errors[t] = model["error"]
-            w[:, t, :, :used] = torch.from_numpy(model["W"]).transpose(1, 2)
+            w[:, t, :rows, :used] = torch.from_numpy(model["W"]).transpose(1, 2)
             for key in ("B", "Mv", "Mv2", "const"):
                 if key not in parts:  # (allocated once per layer)
                     parts[key] = torch.zeros((model[key].shape[0],) + shape, dtype=torch.float64)
                 if key == "const":
                     parts[key][:, t, 0, :used] = torch.from_numpy(model[key])  # row 0 of the tile (summed later)
                 else:
-                    parts[key][:, t, :, :used] = torch.from_numpy(model[key]).transpose(1, 2)
+                    parts[key][:, t, :rows, :used] = torch.from_numpy(model[key]).transpose(1, 2)
             parts["rank"] = model["rank"]
         self.ir_drop_tile_errors = errors
         self.ir_drop_error = max(errors.values(), default=0.0)
@@ -1064,9 +1085,9 @@ class TileEngine:
         for t, solver in comp.solvers.items():
             g, rest = divmod(t, n_tr * n_tc)
             tr, tc = divmod(rest, n_tc)
-            used = solver.shape[1]
+            rows, used = solver.shape  # the tile's used block (:meth:`_extent`)
             with _serial():
-                cur, _ = solver.currents_nonlinear(v[:, g, tr * R : (tr + 1) * R].T.numpy(), coef[t, :, :used])
+                cur, _ = solver.currents_nonlinear(v[:, g, tr * R : tr * R + rows].T.numpy(), coef[t, :rows, :used])
             phys[tr, :, g, tc * C : tc * C + used] = torch.from_numpy(cur.T)
         phys = phys[..., : out_g * S * P].reshape(n_tr, n, G, out_g, S, P)
         sig = (phys * torch.as_tensor(m.signs, dtype=torch.float64)).sum(-1)

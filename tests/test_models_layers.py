@@ -697,3 +697,32 @@ def test_per_programming_ir_drop_model_follows_the_per_vector_solve_in_a_grouped
     assert 0 < engine.ir_drop_error < 1e-3
     err = _rel(out["per_programming"], out["per_vector"])
     assert err < 0.05 * _rel(out["off"], out["per_vector"]) and err < 1e-3
+
+
+@pytest.mark.parametrize(
+    "physics",
+    [
+        dict(ir_drop="exact"),  # per-programming model of the nonlinear cells
+        dict(ir_drop="exact", ir_drop_solver="per_vector"),
+        dict(ir_drop="exact", nonlinear_iv=False),
+        dict(ir_drop="approx"),
+    ],
+)
+def test_a_layer_filling_part_of_a_tile_sits_next_to_its_drivers_and_sense_amplifiers(table, physics):
+    """A layer of 20 inputs and 5 outputs on 32x16 tiles uses the rows nearest the sense
+    amplifiers and the columns nearest the drivers: the wire beyond is open-ended, so it gives
+    what a tile of exactly its size gives (with the unused rows between its cells and the
+    sense amplifiers, their wire would add series resistance to every column)."""
+    torch.manual_seed(11)
+    kw = dict(wire_resistance=3.0, read_noise="off", dac_bits=None, adc_bits=None, tile_cols=16, **physics)
+    lin = nn.Linear(20, 5)
+    x = torch.rand(4, 20)
+    with torch.no_grad():
+        part = AnalogLinear.from_linear(lin, table, CrossbarConfig(tile_rows=32, **kw), seed=3)(x)
+        fitted = AnalogLinear.from_linear(lin, table, CrossbarConfig(tile_rows=20, **kw), seed=3)(x)
+        no_wires = AnalogLinear.from_linear(
+            lin, table, CrossbarConfig(tile_rows=32, **{**kw, "ir_drop": "off"}), seed=3
+        )
+        ideal = no_wires(x)
+    assert _rel(part, fitted) < 1e-5, physics
+    assert _rel(part, ideal) > 1e-3  # the wires are on
