@@ -151,9 +151,15 @@ def _train(args, model, network: str, train_loader, test_loader, extra: dict):
     if not args.hw_aware:
         return train(model, train_loader, test_loader=test_loader, on_epoch_end=save_epoch, **common)
     if args.noise is None:
+        table, config = load_table(args.table)[0], _crossbar_config(args)
         print("hardware-aware training through the converted crossbar layers", file=sys.stderr)
+        for line in hardware_effects(config, table)[:2]:
+            print(f"  {line}", file=sys.stderr)
+        if config.ir_drop == "exact":
+            print("  (training forwards use the approximate IR drop, evaluation the exact one)", file=sys.stderr)
         extra["hw_aware"] = "analog layers"
-        analog = convert_to_analog(model, load_table(args.table)[0], _crossbar_config(args))
+        extra["crossbar_config"] = config.to_dict()
+        analog = convert_to_analog(model, table, config)
         hist = train(analog, train_loader, on_epoch_end=lambda e, m, h: save_epoch(e, m, h, analog=True), **common)
         copy_trained_weights(analog, model)
         return hist
@@ -415,6 +421,26 @@ def cmd_plot_accuracy(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------- parser
 
 
+def _add_physics(p: argparse.ArgumentParser) -> None:
+    """The crossbar physics flags (the wires and the cells' I-V) of the commands that build crossbars."""
+    p.add_argument(
+        "--ir-drop",
+        choices=("exact", "approx", "off"),
+        default=None,
+        help="wire IR drop in the tiles (default exact: the nodal solution, per-programming model)",
+    )
+    p.add_argument(
+        "--wire-resistance", type=float, default=None, metavar="OHM", help="ohm per wire segment (default 1)"
+    )
+    p.add_argument(
+        "--cell-iv",
+        choices=("table", "linear"),
+        default=None,
+        help="cells follow the table's I-V (default) or Ohm's law at their read conductance; "
+        "--ir-drop off --cell-iv linear is the fast idealization (6-23%% off ngspice at 8x8-64x64)",
+    )
+
+
 def _add_common_eval(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--model",
@@ -437,22 +463,7 @@ def _add_common_eval(p: argparse.ArgumentParser) -> None:
         metavar="N",
         help="evaluate on a seeded random N-image subset of the test set",
     )
-    p.add_argument(
-        "--ir-drop",
-        choices=("exact", "approx", "off"),
-        default=None,
-        help="wire IR drop in the tiles (default exact: the nodal solution, per-programming model)",
-    )
-    p.add_argument(
-        "--wire-resistance", type=float, default=None, metavar="OHM", help="ohm per wire segment (default 1)"
-    )
-    p.add_argument(
-        "--cell-iv",
-        choices=("table", "linear"),
-        default=None,
-        help="cells follow the table's I-V (default) or Ohm's law at their read conductance; "
-        "--ir-drop off --cell-iv linear is the fast idealization (6-23%% off ngspice at 8x8-64x64)",
-    )
+    _add_physics(p)
     p.add_argument("--batch-size", type=int, default=500)
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--no-fetch", dest="fetch", action="store_false", help="do not fetch a missing dataset")
@@ -523,6 +534,7 @@ def add_commands(subparsers) -> None:
         "layers (default: train through the converted layers)",
     )
     p_train.add_argument("--adc-bits", type=int, default=None, help="with --hw-aware: ADC bits of the crossbar config")
+    _add_physics(p_train)  # with --hw-aware --table: the crossbars trained through
     p_train.add_argument("--init", metavar="CKPT", default=None, help="start from this checkpoint (fine-tuning)")
     p_train.add_argument(
         "--subset", type=int, default=None, metavar="N", help="train on a seeded random N-image subset"
