@@ -8,8 +8,8 @@ it nothing is written).
 
 1. Networks side by side (LeNet-5, the small ResNet with batch norm and residual adds, the
    ViT and the row-by-row LSTM of :mod:`rramsim.models.networks`), batch 256: plain torch,
-   analog with the default config (programming spread, per-forward read noise, 8-bit
-   DAC/ADC, 128x128 tiles, no IR drop) and the same analog model under ``torch.compile``
+   analog on Ohmic crossbars, ``CrossbarConfig.ohmic()`` (programming spread, per-forward read noise, 8-bit
+   DAC/ADC, 128x128 tiles, linear cells, no IR drop: the engine's own overhead) and the same analog model under ``torch.compile``
    (its first call, which compiles, timed apart). Each model is timed interleaved with
    the others (median of the repeats). The compiled model is checked to draw fresh read
    noise on every call and not to program again. Targets: analog <= 1.5x plain (LeNet-5),
@@ -134,7 +134,7 @@ def bench_networks(names: list[str], table, reps: int, budget: float, compile_: 
     clock = CLOCK
     what = "CPU time of this process" if clock is time.process_time else "wall-clock time"
     out(
-        f"Networks, batch {BATCH}, default config (128x128 tiles, differential pairs, programming spread, "
+        f"Networks, batch {BATCH}, Ohmic config (128x128 tiles, differential pairs, programming spread, "
         f"read noise per_forward, 8-bit DAC/ADC, no IR drop); {what}, median of up to {reps} interleaved repeats"
     )
     head = (
@@ -149,7 +149,7 @@ def bench_networks(names: list[str], table, reps: int, budget: float, compile_: 
         x = torch.rand(BATCH, 1, 28, 28, device=device)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            analog = convert_to_analog(plain, table, CrossbarConfig(), seed=1).eval()
+            analog = convert_to_analog(plain, table, CrossbarConfig.ohmic(), seed=1).eval()
         fns = {"plain": plain, "analog": analog}
         t_compile, checks = float("nan"), None
         if compile_:
@@ -208,7 +208,7 @@ def bench_breakdown(names: list[str], table, reps: int, budget: float, out) -> N
     from rramsim.models.networks import build_network
 
     variants = {
-        "default": {},
+        "ohmic": {},
         "read noise off": {"read_noise": "off"},
         "ideal DAC": {"dac_bits": None},
         "ideal ADC": {"adc_bits": None},
@@ -232,7 +232,7 @@ def bench_breakdown(names: list[str], table, reps: int, budget: float, out) -> N
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             for v, kw in variants.items():
-                fns[v] = convert_to_analog(plain, table, CrossbarConfig(**kw), seed=1).eval()
+                fns[v] = convert_to_analog(plain, table, CrossbarConfig.ohmic(**kw), seed=1).eval()
         slow = None
         if any(isinstance(m, nn.MultiheadAttention) for m in plain.modules()):
 
@@ -335,9 +335,9 @@ def main() -> None:
         models = {"plain torch": plain}
         for mode in ("per_forward", "per_read"):
             label = f"analog, read noise {mode}" + (" (default)" if mode == "per_forward" else "")
-            models[label] = convert_to_analog(plain, table, CrossbarConfig(read_noise=mode), seed=1).eval()
+            models[label] = convert_to_analog(plain, table, CrossbarConfig.ohmic(read_noise=mode), seed=1).eval()
         models["analog, nonlinear I-V (per_forward)"] = convert_to_analog(
-            plain, table, CrossbarConfig(read_noise="per_forward", nonlinear_iv=True), seed=1
+            plain, table, CrossbarConfig(read_noise="per_forward", nonlinear_iv=True, ir_drop="off"), seed=1
         ).eval()
         with torch.no_grad():
             t = interleaved({k: (lambda m=m: m(x)) for k, m in models.items()}, reps, budget)
@@ -406,12 +406,15 @@ def main() -> None:
     )
 
     ir_models = {
-        "ir_drop off": convert_to_analog(plain, table, CrossbarConfig(read_noise="per_forward"), seed=1),
+        "ir_drop off": convert_to_analog(plain, table, CrossbarConfig.ohmic(read_noise="per_forward"), seed=1),
         "ir_drop exact": None,
     }
     t0 = CLOCK()
     ir_models["ir_drop exact"] = convert_to_analog(
-        plain, table, CrossbarConfig(read_noise="per_forward", ir_drop="exact", wire_resistance=r), seed=1
+        plain,
+        table,
+        CrossbarConfig(read_noise="per_forward", ir_drop="exact", nonlinear_iv=False, wire_resistance=r),
+        seed=1,
     )
     t_prog = CLOCK() - t0
     n_tiles = sum(m.geometry()["tiles"] for m in ir_models["ir_drop exact"].modules() if hasattr(m, "geometry"))
@@ -454,8 +457,8 @@ def main() -> None:
     nl = {}
     prog = {}
     for name, kw in (
-        ("off", {}),
-        ("exact, per_vector", {"ir_drop": "exact"}),
+        ("off", {"ir_drop": "off"}),
+        ("exact, per_vector", {"ir_drop": "exact", "ir_drop_solver": "per_vector"}),
         ("exact, per_programming", {"ir_drop": "exact", "ir_drop_solver": "per_programming"}),
     ):
         t0 = CLOCK()
