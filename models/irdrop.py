@@ -78,6 +78,10 @@ CROSS_RANK = 1
 #: Largest probe error (of each vector's largest column current) of the per-programming model before a
 #: layer falls back to the per-vector solve (with a warning).
 MODEL_TOL = 1e-3
+#: Input forms per column of a tile whose model is over ``MODEL_TOL`` with ``CROSS_RANK``: it is built
+#: again with these before its layer falls back (128-row tiles of the default table: ~0.09-0.1% of full
+#: scale with one form on all rows at +-full scale, ~0.06% with two).
+ESCALATED_RANK = 2
 #: Precision of the per-programming model's ``D`` and ``U`` solves (its ``T`` is always float64).
 BUILD_DTYPE = torch.float32
 
@@ -514,7 +518,7 @@ class TileSolver:
         inputs, relative to the tile's full scale (its largest column current with every row
         at ``v_full``, what the column's ADC range is set from): dense uniform inputs in
         ``[0, v_full]`` and ``[-v_full, v_full]``, sparse ones (a fifth of the rows driven,
-        as after a ReLU) and all rows at full scale. ``rows``: the tile's rows the probes are
+        as after a ReLU) and all rows at plus and at minus full scale. ``rows``: the tile's rows the probes are
         drawn for when this solver holds its first rows only (the others empty)."""
         R = self.shape[0] if rows is None else rows
         rng = np.random.default_rng(seed)
@@ -525,12 +529,13 @@ class TileSolver:
                 rng.uniform(-v_full, v_full, (R, k)),
                 rng.uniform(0, v_full, (R, k)) * (rng.random((R, k)) < 0.2),
                 np.full((R, 1), v_full),
+                np.full((R, 1), -v_full),  # (an I-V with an even part is worst at one polarity)
             ],
             axis=1,
         )[: self.shape[0]]
         ref = self.converged_currents(probes, np.asarray(coef, dtype=np.float64))
         fast = apply_model(model, probes)
-        return float(np.abs(fast - ref).max() / max(np.abs(ref[:, -1]).max(), 1e-300))
+        return float(np.abs(fast - ref).max() / max(np.abs(ref[:, -2]).max(), 1e-300))
 
     def converged_currents(
         self, v: np.ndarray, coef: np.ndarray, tol: float = 1e-7, max_iter: int = 300, history: list | None = None
@@ -685,7 +690,6 @@ def _build_model(
     ur, uc = chord.sense_solve(BUILD_DTYPE)  # reciprocity: U = gs (x_c - x_r)
     U = uc.sub_(ur).mul_(chord.gs)  # [C(j), C(k), R(i)]: column k's current per unit across cell (i, j)
     del ur
-    jj = np.arange(C)
     own_t = torch.diagonal(D, dim1=1, dim2=2).to(torch.float64, copy=True)  # [C, R]: D_iji
     own = own_t.numpy().T  # [R, C]
 
@@ -699,9 +703,8 @@ def _build_model(
     W[0] = T + torch.bmm(U, lin.transpose(1, 2)).sum(0).double().numpy()  # sum_j U_j lin_j
     del lin
     # W2, W3 and the leak weights (below): sums over each row's cells j of U_kij times a per-cell factor
-    per = torch.stack([per_cell(g * a2 * own**2), per_cell(g * a3 * own**3), per_cell(g * a3)])
-    W[1], W[2], Ug = torch.einsum("jki,pji->pki", U, per).double().numpy()
-    Uown = U[jj, jj].double().numpy()  # [C(k), R(i)]: U_kik
+    per = torch.stack([per_cell(g * a2 * own**2), per_cell(g * a3 * own**3), per_cell(g * a2), per_cell(g * a3)])
+    W[1], W[2], w2, w3 = torch.einsum("jki,pji->pki", U, per).double().numpy()
     del U
     # each column's cross matrix [R(i), R(m)] (D without the own share, here transposed): its rank
     # leading input forms B and factors A
@@ -720,23 +723,25 @@ def _build_model(
         A.double().permute(2, 0, 1).numpy(),
         B.double().permute(1, 0, 2).numpy(),
     )  # [q, C, R(i)]: y = A z; [q, C, R(m)]
-    # weight of cell (i, k)'s remainder on column k: its own share U_kik, plus what the other cells of
-    # row i leak into column k (U_kij, j != k: their remainders lower row i's voltage), taken as if their
-    # remainders per unit g a3 were cell (i, k)'s
-    w = Uown * g.T + (Ug - Uown * (g * a3).T) / np.where(a3 > 0, a3, 1.0).T
-    a2t, a3t, ot = a2.T, a3.T, own.T  # [C, R]
+    # weights of the remainders of row i's cells on column k: the quadratic and the cubic parts of
+    # each cell j reach column k through U_kij (its own column, j = k, and the others: their remainders
+    # lower row i's voltage), summed as w2 = sum_j U_kij g_ij a2_ij and w3 = sum_j U_kij g_ij a3_ij, with
+    # every cell of the row taken at cell (i, k)'s own share and cross part (the quadratic and the cubic
+    # weights apart: a cell's a2 / a3 differs from level to level)
+    ot = own.T  # [C, R]
+    half_v2 = 0.5 * v_full**2  # slope / a3
     P1, P2, c1 = [], [], []
     for q in range(rank):  # y terms
-        c1.append((w * -slope.T * A[q]).sum(1))
-        P1.append(w * 2 * a2t * ot * A[q])
-        P2.append(w * 3 * a3t * ot**2 * A[q])
+        c1.append((w3 * -half_v2 * A[q]).sum(1))
+        P1.append(w2 * 2 * ot * A[q])
+        P2.append(w3 * 3 * ot**2 * A[q])
     Q, c2, c3 = [], [], []
     for qs in _multisets(rank, 2):  # y^2 terms
         m, aa = _multiplicity(qs), A[qs[0]] * A[qs[1]]
-        c2.append(m * (w * a2t * aa).sum(1))
-        Q.append(m * w * 3 * a3t * ot * aa)
+        c2.append(m * (w2 * aa).sum(1))
+        Q.append(m * w3 * 3 * ot * aa)
     for qs in _multisets(rank, 3):  # y^3 terms
-        c3.append(_multiplicity(qs) * (w * a3t * A[qs[0]] * A[qs[1]] * A[qs[2]]).sum(1))
+        c3.append(_multiplicity(qs) * (w3 * A[qs[0]] * A[qs[1]] * A[qs[2]]).sum(1))
 
     def stack(x: list, *shape: int) -> np.ndarray:
         return np.stack(x) if x else np.zeros((0, *shape))
@@ -776,6 +781,35 @@ def _leading_factors(M: torch.Tensor, k: int, iters: int = 2) -> tuple[torch.Ten
     A = u[:, :, :k] * sv[:, None, :k]
     B = vt[:, :k, :] @ Xt
     return A, B
+
+
+def raise_rank(model: dict, rank: int) -> dict:
+    """The same model (:func:`programmed_model`) written with ``rank`` input forms, the added
+    ones zero: for putting tiles of one layer built with different ranks in one layout."""
+    old = model["rank"]
+    if rank < old:
+        raise ValueError(f"raise_rank: rank {rank} is below the model's {old}")
+    if rank == old:
+        return model
+    C, R = model["W"].shape[1:]
+
+    def spread(x: np.ndarray, old_keys: list, new_keys: list, *shape: int) -> np.ndarray:
+        out = np.zeros((len(new_keys), *shape))
+        for i, key in enumerate(old_keys):
+            out[new_keys.index(key)] = x[i]
+        return out
+
+    singles_o, singles_n = [(q,) for q in range(old)], [(q,) for q in range(rank)]
+    pairs_o, pairs_n = _multisets(old, 2), _multisets(rank, 2)
+    triples_o, triples_n = _multisets(old, 3), _multisets(rank, 3)
+    return {
+        **model,
+        "B": spread(model["B"], singles_o, singles_n, C, R),
+        "Mv": spread(model["Mv"], singles_o + pairs_o, singles_n + pairs_n, C, R),
+        "Mv2": spread(model["Mv2"], singles_o, singles_n, C, R),
+        "const": spread(model["const"], singles_o + pairs_o + triples_o, singles_n + pairs_n + triples_n, C),
+        "rank": rank,
+    }
 
 
 def _multisets(rank: int, n: int) -> list[tuple[int, ...]]:

@@ -53,7 +53,15 @@ import torch.nn.functional as F
 
 from rramsim.devices import DeviceTable
 from rramsim.models.config import CrossbarConfig
-from rramsim.models.irdrop import MODEL_TOL, TileSolver, approx_transfer, cross_term, programmed_model
+from rramsim.models.irdrop import (
+    ESCALATED_RANK,
+    MODEL_TOL,
+    TileSolver,
+    approx_transfer,
+    cross_term,
+    programmed_model,
+    raise_rank,
+)
 from rramsim.models.mapping import WeightMapping, make_mapping
 from rramsim.models.periphery import adc_levels, dac_codes, input_scale
 from rramsim.models.programming import CostTally, DevicePhysics
@@ -734,16 +742,26 @@ class TileEngine:
 
         workers = min(_block_threads(), len(extent))
 
-        def build(t: int) -> dict:
+        def build(t: int, rank: int | None = None) -> dict:
             if workers > 1:  # a new thread's BLAS/LAPACK calls start with the default team (measured:
                 torch.set_num_threads(1)  # 10x slower small products on a shared machine); one here
             rows, cols = extent[t]
-            return programmed_model(arr[t, :rows, :cols], c.wire_resistance, coef[t, :rows, :cols], c.read_voltage)
+            return programmed_model(
+                arr[t, :rows, :cols], c.wire_resistance, coef[t, :rows, :cols], c.read_voltage, rank=rank
+            )
 
         # tiles are independent: on :func:`_block_threads` threads (each torch op on one; every
         # tile's model is the same for any count), the many small solves of each on one thread
         with _serial():
             models = list(_in_order(build, [(t,) for t in range(arr.shape[0])], workers))
+            # a tile over the tolerance is built again with one more input form per column (the cross
+            # term's rank) before the layer gives up on the model; the layer's tiles then share that rank
+            over = [t for t, m in enumerate(models) if m["error"] > MODEL_TOL and m["rank"] < ESCALATED_RANK]
+            if over:
+                again = _in_order(build, [(t, ESCALATED_RANK) for t in over], min(workers, len(over)))
+                for t, m in zip(over, again):
+                    models[t] = m
+                models = [raise_rank(m, ESCALATED_RANK) for m in models]
         for t, model in enumerate(models):
             rows, used = extent[t]
             errors[t] = model["error"]

@@ -344,3 +344,42 @@ def test_engine_falls_back_to_the_per_vector_solve_over_the_tolerance(monkeypatc
     x = torch.rand(8, 40)
     with torch.no_grad():
         assert torch.equal(nets["per_programming"](x), nets["per_vector"](x))
+
+
+def test_a_higher_rank_writes_the_same_model():
+    rng = np.random.default_rng(3)
+    g = rng.uniform(10e-6, 80e-6, (24, 12))
+    coef = np.zeros((24, 12, 3))
+    coef[..., 0], coef[..., 1], coef[..., 2] = 0.93, -0.01, 1.8
+    model = programmed_model(g, 4.0, coef, 0.2, probes=0)
+    v = rng.uniform(-0.2, 0.2, (24, 5))
+    from rramsim.models import irdrop
+
+    wide = irdrop.raise_rank(model, 3)
+    assert wide["rank"] == 3 and wide["Mv"].shape[0] == 3 + 6 and wide["const"].shape[0] == 3 + 6 + 10
+    np.testing.assert_allclose(apply_model(wide, v), apply_model(model, v), rtol=0, atol=1e-18)
+    with pytest.raises(ValueError, match="below"):
+        irdrop.raise_rank(wide, 1)
+
+
+def test_a_layer_over_the_tolerance_with_one_input_form_gets_two_before_falling_back():
+    """24 ohm wires on 48x24 tiles: one input form per column leaves 0.12% of full scale on the
+    probes, two 0.047%; the layer keeps the per-programming model at rank 2 (no fallback) and
+    follows the per-vector solve."""
+    from rramsim.devices import load_default_table
+    from rramsim.models import CrossbarConfig, irdrop
+    from rramsim.models.layers import AnalogLinear
+
+    table = load_default_table()
+    torch.manual_seed(2)
+    lin = torch.nn.Linear(48, 12)
+    kw = dict(tile_rows=48, tile_cols=24, wire_resistance=24.0, read_noise="off", dac_bits=None, adc_bits=None)
+    x = torch.rand(6, 48)
+    with torch.no_grad():
+        model = AnalogLinear.from_linear(lin, table, CrossbarConfig(**kw), seed=4)
+        per_vector = AnalogLinear.from_linear(lin, table, CrossbarConfig(ir_drop_solver="per_vector", **kw), seed=4)
+        y, ref = model(x), per_vector(x)
+    engine = model.engine
+    assert engine.compiled.cross["rank"] == irdrop.ESCALATED_RANK and not engine.ir_drop_fallback
+    assert engine.ir_drop_error < irdrop.MODEL_TOL
+    assert float((y - ref).abs().max() / ref.abs().max()) < 2e-3
