@@ -95,6 +95,13 @@ def cmd_train(args: argparse.Namespace) -> int:
     try:
         set_threads(args.threads)
         network = canonical_name(args.network)
+        physics = [f for f in ("ir_drop", "wire_resistance", "cell_iv") if getattr(args, f, None) is not None]
+        if physics and (not args.hw_aware or args.noise is not None):
+            flags = ", ".join("--" + f.replace("_", "-") for f in physics)
+            raise ValueError(
+                f"{flags} set the crossbars of --hw-aware training through the crossbar layers; "
+                "without --hw-aware, or with --noise, no crossbar is simulated: drop them"
+            )
         if args.epochs <= 0:
             raise ValueError(f"--epochs must be positive, got {args.epochs}")
         if args.fetch:
@@ -206,7 +213,12 @@ def hardware_effects(config, table, ir_drop_error: float | None = None, ir_drop_
     if c.read_noise != "off" and not (table.read_sigma > 0).any():
         off.append("read noise (the table has none: its device had no read-noise source)")
     else:
-        (off if c.read_noise == "off" else on).append(f"read noise ({c.read_noise})")
+        per_vector = c.ir_drop == "exact" and c.nonlinear_iv and c.ir_drop_solver == "per_vector"
+        if c.read_noise == "per_forward" and (per_vector or ir_drop_fallback):
+            where = "every layer" if per_vector else ", ".join(ir_drop_fallback)
+            on.append(f"read noise (per_forward; per read in the layers solved per vector: {where})")
+        else:
+            (off if c.read_noise == "off" else on).append(f"read noise ({c.read_noise})")
     no_iv = getattr(getattr(table, "iv_v", None), "size", 1) == 0
     if c.nonlinear_iv and not no_iv:
         on.append("I-V nonlinearity (the table's I-V, a cubic per level)")
@@ -260,12 +272,12 @@ def hardware_effects(config, table, ir_drop_error: float | None = None, ir_drop_
 def _model_error_note(error: float | None, fallback) -> str:
     if error is None:
         return (
-            ", per-programming model of the nonlinear cells: its error against the exact solve is measured at "
+            ", per-programming model of the cells: its error against the exact solve is measured at "
             "programming, per layer in engine.ir_drop_error; a layer over 0.1% of full scale uses the per-vector "
             "solve)"
         )
     note = (
-        f", per-programming model of the nonlinear cells: at most {100 * error:.2g}% of a tile's full-scale "
+        f", per-programming model of the cells: at most {100 * error:.2g}% of a tile's full-scale "
         "current off the exact solve on its probe vectors"
     )
     if fallback:
@@ -285,7 +297,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         config = _crossbar_config(args)  # validates --adc-bits and --drift for both simulators
         model, meta, dataset, loader, table = _test_setup(args)
         if args.simulator == "aihwkit":
-            if args.ir_drop not in (None, "off") or args.cell_iv == "table" or args.wire_resistance is not None:
+            if (
+                args.ir_drop in ("exact", "approx")
+                or args.cell_iv == "table"
+                or (args.wire_resistance is not None and args.ir_drop != "off")
+            ):
                 raise ValueError(
                     "--simulator aihwkit runs the tiles without rramsim's IR-drop and cell I-V models: "
                     "drop --ir-drop/--wire-resistance/--cell-iv (or use --simulator rramsim)"
@@ -357,6 +373,13 @@ def _evaluate_in_aihwkit(args, config, model, meta, dataset, loader, table) -> i
     return 0
 
 
+def _physics(c) -> str:
+    """The cells' I-V and the wires of a config, in a few words."""
+    cells = "the table's I-V" if c.nonlinear_iv else "Ohmic cells"
+    wires = "no IR drop" if c.ir_drop == "off" else f"{c.ir_drop} IR drop at {c.wire_resistance:g} ohm/segment"
+    return f"{cells}, {wires}"
+
+
 def _bits(bits) -> str:
     return "ideal" if bits is None else f"{bits}-bit"
 
@@ -405,11 +428,12 @@ def cmd_plot_accuracy(args: argparse.Namespace) -> int:
             args.adc_bits_list,
             adc_res,
             float_acc,
-            f"{meta['network']} / {dataset}, {args.trials} programmings per point",
+            f"{meta['network']} / {dataset}, {args.trials} programmings per point, {_physics(cfg)}",
             args.output,
         )
     except (CheckpointError, data.DatasetError, ValueError, FileNotFoundError) as exc:
         return fail(args, str(exc))
+    print(f"crossbars: {_physics(cfg)}")
     for t_, r in zip(args.drifts, drift_res):
         print(f"drift {t_:>10g} s: {100 * r.mean:.2f} ± {100 * r.std:.2f} %")
     for b, r in zip(args.adc_bits_list, adc_res):

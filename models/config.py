@@ -58,8 +58,10 @@ class CrossbarConfig:
         convolutions: 55-100x). The per-programming model's error against the exact solve is
         measured on probe vectors when it is built and kept in ``TileEngine.ir_drop_error``
         (of the tile's full-scale current; ~0.01-0.03% at 32x32 and 64x64, 0.02-0.09% at
-        128 rows with 1 ohm/segment); a layer whose error exceeds 0.1% warns and uses the
-        per-vector solve. Building it costs ~0.3-0.4 s of CPU per 128x128 tile (LeNet-5: ~2.5 s).
+        128 rows with 1 ohm/segment); a tile over 0.1% is built again with two input forms
+        per column, and a layer still over it warns and uses the per-vector solve. The
+        per-vector solve draws ``read_noise="per_forward"`` per read (per input vector),
+        which ``rramsim evaluate`` names. Building it costs ~0.3-0.4 s of CPU per 128x128 tile (LeNet-5: ~2.5 s).
         A layer that fills part of a tile uses the rows nearest the sense amplifiers and the
         columns nearest the drivers (the wire beyond is open-ended). The defaults are the
         realistic case, checked against ngspice of whole arrays (``rramsim validate array``);
@@ -190,6 +192,12 @@ class CrossbarConfig:
         array it is 6-23% off at 8x8-64x64 (1 ohm/segment), so use it where the wires and
         the cells' I-V are not what is studied (the published methods' own assumptions, unit
         tests of other effects)."""
+        clash = sorted(set(fields) & {"ir_drop", "nonlinear_iv", "ir_drop_solver", "wire_resistance"})
+        if clash:
+            raise ValueError(
+                f"CrossbarConfig.ohmic() has no IR drop and Ohmic cells, so {clash} would not apply; "
+                "use CrossbarConfig(...) to choose the wires and the cells' I-V"
+            )
         return cls(**{"ir_drop": "off", "nonlinear_iv": False, **fields})
 
     def replace(self, **changes: Any) -> "CrossbarConfig":

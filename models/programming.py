@@ -64,7 +64,7 @@ def fit_iv(table: DeviceTable, read_voltage: float) -> np.ndarray:
     if reach < 0.999 * read_voltage:
         raise ValueError(
             f"CrossbarConfig.read_voltage={read_voltage} V is beyond the table's I-V data "
-            f"(+-{reach:.3g} V); lower read_voltage or set nonlinear_iv=False"
+            f"(+-{reach:.3g} V); lower read_voltage or set nonlinear_iv=False (rramsim evaluate, train: --cell-iv linear)"
         )
     sel = np.abs(v) <= 1.05 * read_voltage
     if sel.sum() < IV_DEGREE + 1:

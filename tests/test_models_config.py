@@ -16,7 +16,9 @@ def test_defaults_follow_design():
     assert (c.ir_drop, c.nonlinear_iv, c.ir_drop_solver, c.wire_resistance) == ("exact", True, "per_programming", 1.0)
     o = CrossbarConfig.ohmic(adc_bits=4)
     assert (o.ir_drop, o.nonlinear_iv, o.adc_bits) == ("off", False, 4)
-    assert CrossbarConfig.ohmic(ir_drop="approx").ir_drop == "approx"  # a field given wins
+    for clash in (dict(ir_drop="approx"), dict(nonlinear_iv=True), dict(wire_resistance=5.0)):
+        with pytest.raises(ValueError, match="ohmic"):
+            CrossbarConfig.ohmic(**clash)
     assert c.cycle_time == pytest.approx(100e-9)
     assert c.adc_energy == pytest.approx(1.67e-12) and c.dac_energy == pytest.approx(0.42e-12)
     assert c.columns_per_weight == 2

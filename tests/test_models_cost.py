@@ -284,6 +284,11 @@ def test_evaluate_names_the_hardware_effects_on_and_off(table):
     assert "drift" in off
     on, off, _ = hardware_effects(CrossbarConfig.ohmic(), table)
     assert "IR drop" in off and "I-V nonlinearity" in off
+    # the per-vector solve draws per-forward read noise per read: named, for every layer or the ones that fell back
+    on, _, _ = hardware_effects(CrossbarConfig(ir_drop_solver="per_vector"), table)
+    assert "read noise (per_forward; per read in the layers solved per vector: every layer)" in on
+    on, _, _ = hardware_effects(CrossbarConfig(), table, 2e-3, ["fc1"])
+    assert "solved per vector: fc1" in on and "over 0.1%, so solved per vector: fc1" in on
     no_iv = copy.deepcopy(table)
     no_iv.iv_v, no_iv.iv_current = np.zeros(0), np.zeros((table.n_levels, 0))
     on, off, _ = hardware_effects(CrossbarConfig(), no_iv)

@@ -372,7 +372,7 @@ def test_cli_evaluate_and_plot(mnist, tmp_path, capsys):
     assert "accuracy" in out and "±" in out and "float 99." in out
     # the realistic default, named in the summary
     assert "I-V nonlinearity (the table" in out and "IR drop (exact, 1 ohm per wire segment, per-programming" in out
-    err = float(out.split("per-programming model of the nonlinear cells: at most ")[1].split("%")[0])
+    err = float(out.split("per-programming model of the cells: at most ")[1].split("%")[0])
     assert 0 <= err < 0.1  # what this run's layers measured against the exact solve, under the 0.1% tolerance
     png = tmp_path / "acc.png"
     rc = cli(
@@ -445,3 +445,13 @@ def test_hardware_aware_fine_tuning_recovers_accuracy(mnist, tmp_path):
     base = evaluate_trials(load_checkpoint(SHIPPED)[0], tab, cfg, loader, trials=3, progress=False)
     hw = evaluate_trials(load_checkpoint(out)[0], tab, cfg, loader, trials=3, progress=False)
     assert hw.mean > base.mean + 0.01, (base.summary(), hw.summary())
+
+
+def test_train_refuses_crossbar_physics_it_would_not_simulate(tmp_path, capsys):
+    out = tmp_path / "x.pt"
+    assert cli(f"train --network lenet5 --epochs 1 --ir-drop off -q --no-fetch -o {out}") == 1
+    assert "--ir-drop set the crossbars of --hw-aware training" in capsys.readouterr().err
+    assert (
+        cli(f"train --network lenet5 --epochs 1 --hw-aware --noise 0.02 --cell-iv linear -q --no-fetch -o {out}") == 1
+    )
+    assert "--cell-iv" in capsys.readouterr().err and not out.exists()
