@@ -518,7 +518,8 @@ class TileSolver:
         inputs, relative to the tile's full scale (its largest column current with every row
         at ``v_full``, what the column's ADC range is set from): dense uniform inputs in
         ``[0, v_full]`` and ``[-v_full, v_full]``, sparse ones (a fifth of the rows driven,
-        as after a ReLU) and all rows at plus and at minus full scale. ``rows``: the tile's rows the probes are
+        as after a ReLU), all rows at plus and at minus full scale, and full scale in two
+        blocks of opposite sign. ``rows``: the tile's rows the probes are
         drawn for when this solver holds its first rows only (the others empty)."""
         R = self.shape[0] if rows is None else rows
         rng = np.random.default_rng(seed)
@@ -530,12 +531,16 @@ class TileSolver:
                 rng.uniform(0, v_full, (R, k)) * (rng.random((R, k)) < 0.2),
                 np.full((R, 1), v_full),
                 np.full((R, 1), -v_full),  # (an I-V with an even part is worst at one polarity)
+                # full scale in two blocks of opposite sign (channel-wise signs of a convolution's rows,
+                # the planes of signed bit-serial inputs): the drop along the wires is not one shape
+                np.where(np.arange(R)[:, None] < R // 2, v_full, -v_full),
+                np.where(np.arange(R)[:, None] < R // 2, -v_full, v_full),
             ],
             axis=1,
         )[: self.shape[0]]
         ref = self.converged_currents(probes, np.asarray(coef, dtype=np.float64))
         fast = apply_model(model, probes)
-        return float(np.abs(fast - ref).max() / max(np.abs(ref[:, -2]).max(), 1e-300))
+        return float(np.abs(fast - ref).max() / max(np.abs(ref[:, -4]).max(), 1e-300))
 
     def converged_currents(
         self, v: np.ndarray, coef: np.ndarray, tol: float = 1e-7, max_iter: int = 300, history: list | None = None

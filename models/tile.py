@@ -756,7 +756,11 @@ class TileEngine:
             models = list(_in_order(build, [(t,) for t in range(arr.shape[0])], workers))
             # a tile over the tolerance is built again with one more input form per column (the cross
             # term's rank) before the layer gives up on the model; the layer's tiles then share that rank
-            over = [t for t, m in enumerate(models) if m["error"] > MODEL_TOL and m["rank"] < ESCALATED_RANK]
+            over = [
+                t
+                for t, m in enumerate(models)
+                if m["error"] > MODEL_TOL and m["rank"] < min(ESCALATED_RANK, extent[t][0])
+            ]
             if over:
                 again = _in_order(build, [(t, ESCALATED_RANK) for t in over], min(workers, len(over)))
                 for t, m in zip(over, again):

@@ -383,3 +383,21 @@ def test_a_layer_over_the_tolerance_with_one_input_form_gets_two_before_falling_
     assert engine.compiled.cross["rank"] == irdrop.ESCALATED_RANK and not engine.ir_drop_fallback
     assert engine.ir_drop_error < irdrop.MODEL_TOL
     assert float((y - ref).abs().max() / ref.abs().max()) < 2e-3
+
+
+def test_a_tile_of_one_row_is_not_rebuilt_with_more_forms_than_rows(monkeypatch):
+    """With a tolerance nothing meets, every tile is rebuilt at two input forms except a one-row
+    tile (one form is all it has), and the layer falls back to the per-vector solve, loudly."""
+    import rramsim.models.tile as tile
+    from rramsim.devices import load_default_table
+    from rramsim.models import CrossbarConfig
+    from rramsim.models.layers import AnalogLinear
+
+    monkeypatch.setattr(tile, "MODEL_TOL", 1e-12)
+    torch.manual_seed(0)
+    cfg = CrossbarConfig(tile_rows=48, tile_cols=8, read_noise="off", wire_resistance=5.0)  # 49 rows: 48 + 1
+    with pytest.warns(RuntimeWarning, match="per-vector solve"):
+        layer = AnalogLinear.from_linear(torch.nn.Linear(49, 4), load_default_table(), cfg, seed=0)
+    assert layer.engine.ir_drop_fallback and layer.engine.compiled.cross is None
+    with torch.no_grad():
+        assert torch.isfinite(layer(torch.rand(3, 49))).all()
