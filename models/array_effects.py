@@ -43,7 +43,7 @@ def later_writes(
     i: torch.Tensor, j: torch.Tensor, rows: int, cols: int, order: str = "row-major"
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The events after a cell's own write, for cells at ``(i, j)`` of a ``rows x cols``
-    tile: written ``row-major``, cell by cell, later writes on the same row or column
+    block (numbers or tensors like ``i``): written ``row-major``, cell by cell, later writes on the same row or column
     (half-select events) and elsewhere; written ``row-parallel``, later rows (half-select
     events) and one other event, the rest of the cell's own row after it was inhibited."""
     if order == "row-parallel":
@@ -55,15 +55,29 @@ def later_writes(
     return half, later - half
 
 
-def tile_positions(engine, o0: int, o1: int, s: int, p: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Tile row and column [n_o, rows] of the cells of outputs ``o0 .. o1`` (one group),
-    slice ``s`` and plane ``p`` of a :class:`~rramsim.models.tile.TileEngine`."""
+def tile_positions(
+    engine, o0: int, o1: int, s: int, p: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Row and column [n_o, rows] of the cells of outputs ``o0 .. o1`` (one group), slice
+    ``s`` and plane ``p`` of a :class:`~rramsim.models.tile.TileEngine` inside the used block
+    of their tile, and that block's rows and columns: a layer that fills part of a tile holds
+    the rows nearest its sense amplifiers and the columns nearest its drivers, and only that
+    block is written."""
     c, m = engine.config, engine.mapping
     og = engine.out_per_group
     g = o0 // og
-    col = (((torch.arange(o0, o1) - g * og) * m.n_slices + s) * m.planes + p) % c.tile_cols
-    row = torch.arange(engine.rows) % c.tile_rows
-    return row[None, :].expand(o1 - o0, -1), col[:, None].expand(-1, engine.rows)
+    cols_g = engine.geometry()["physical_columns"] // engine.groups
+    col = ((torch.arange(o0, o1) - g * og) * m.n_slices + s) * m.planes + p
+    row = torch.arange(engine.rows)
+    rows_used = (engine.rows - row // c.tile_rows * c.tile_rows).clamp(max=c.tile_rows)
+    cols_used = (cols_g - col // c.tile_cols * c.tile_cols).clamp(max=c.tile_cols)
+    shape = (o1 - o0, engine.rows)
+    return (
+        (row % c.tile_rows)[None, :].expand(shape),
+        (col % c.tile_cols)[:, None].expand(shape),
+        rows_used[None, :].expand(shape),
+        cols_used[:, None].expand(shape),
+    )
 
 
 def disturb_cells(engine, res: dict, lv: torch.Tensor, seed: int, o0: int, s: int, p: int, pos: int) -> None:
@@ -73,16 +87,13 @@ def disturb_cells(engine, res: dict, lv: torch.Tensor, seed: int, o0: int, s: in
     from rramsim.models.tile import _uniforms
 
     group = engine.table.array
-    c = engine.config
     g = res["g"]
     dev = g.device
     lv = lv.to(dev).long()
-    ti, tj = (t.to(dev) for t in tile_positions(engine, o0, o0 + lv.shape[0], s, p))
+    ti, tj, rows, cols = (t.to(dev) for t in tile_positions(engine, o0, o0 + lv.shape[0], s, p))
     st = group.stats
     t64 = lambda name: torch.as_tensor(st[name], dtype=torch.float64, device=dev)[lv]  # noqa: E731
-    nh, no = (
-        t.to(torch.float64) for t in later_writes(ti, tj, c.tile_rows, c.tile_cols, str(group.attrs["write_order"]))
-    )
+    nh, no = (t.to(torch.float64) for t in later_writes(ti, tj, rows, cols, str(group.attrs["write_order"])))
     mean = nh * t64("disturb_half_mean") + no * t64("disturb_other_mean")
     std = (nh * t64("disturb_half_std") ** 2 + no * t64("disturb_other_std") ** 2).sqrt()
     u = _uniforms(seed, STREAM_DISTURB, pos, lv.numel()).to(torch.float64).add_(2.0**-25)

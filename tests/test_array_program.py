@@ -336,3 +336,24 @@ def test_column_energy_splits_the_drivers_energy_by_column():
     v_row = np.array([v_ds - r * i_sel.sum(), v_ds - r * i_sel.sum() - r * i_sel[1]])
     e = ap.column_energy(t, v_ds, 0.5 * ones, v_row, (i_sel + i_uns)[:, None] * ones, np.zeros((2, 11)), r)
     assert e == pytest.approx((1.0 * i_sel + 0.5 * i_uns) * 1e-8, rel=1e-9)
+
+
+def test_a_part_filled_tile_is_written_as_its_used_block():
+    """A 9-input layer on 128x128 tiles: its cells sit in a 9-row block (next to the sense
+    amplifiers) of as many columns as it uses, and the later writes that disturb a cell are
+    counted in that block only (8 - i later rows written row-parallel, not 127 - i)."""
+    import torch
+
+    from rramsim.models import CrossbarConfig
+    from rramsim.models.array_effects import later_writes, tile_positions
+    from rramsim.models.layers import AnalogLinear
+
+    layer = AnalogLinear(9, 3, DeviceTable.load(DEFAULT), CrossbarConfig.ohmic(tile_cols=4), seed=0)  # 6 columns
+    i, j, rows, cols = tile_positions(layer.engine, 0, 3, 0, 0)  # differential pair, G+ plane
+    assert rows.unique().tolist() == [9] and i[0].tolist() == list(range(9))
+    assert j[:, 0].tolist() == [0, 2, 0] and cols[:, 0].tolist() == [4, 4, 2]  # the third output: a 2-column tile
+    half, _ = later_writes(i, j, rows, cols, "row-parallel")
+    assert half[0].tolist() == list(range(8, -1, -1))
+    half, other = later_writes(i, j, rows, cols, "row-major")
+    assert int(half[2, 0]) == (2 - 1 - 0) + (9 - 1 - 0) and int(half[2, 0] + other[2, 0]) == 9 * 2 - 1
+    assert torch.equal(half + other, rows * cols - 1 - (i * cols + j))
