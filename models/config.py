@@ -52,16 +52,18 @@ class CrossbarConfig:
         read conductance (a table without I-V data has Ohmic cells either way, with a warning).
         ``ir_drop_solver`` (exact IR drop with nonlinear cells): ``"per_programming"``
         (default: a model fixed at programming, a polynomial of each input plus a cross term of
-        one input form per column for the drop the other rows cause; LeNet-5's forward costs
-        2.3-3.1x the forward without IR drop) or ``"per_vector"`` (every input vector's cell
-        voltages from the chord network, ~0.01% of the converged nodal solution, slow for
-        convolutions: 55-100x). The per-programming model's error against the exact solve is
-        measured on probe vectors when it is built and kept in ``TileEngine.ir_drop_error``
-        (of the tile's full-scale current; ~0.01-0.03% at 32x32 and 64x64, 0.02-0.09% at
-        128 rows with 1 ohm/segment); a tile over 0.1% is built again with two input forms
+        one input form per column for the drop the other rows cause, two where one is over
+        0.1%; LeNet-5's forward costs ~4x the forward without IR drop) or ``"per_vector"``
+        (every input vector's cell voltages from the chord network, ~0.01% of the converged
+        nodal solution, slow for convolutions: 55-100x). The per-programming model's error
+        against the exact solve is measured on probe vectors when it is built (uniform, sparse,
+        all rows at plus and minus full scale, full scale in two blocks of opposite sign) and
+        kept in ``TileEngine.ir_drop_error`` (of the tile's full-scale current; ~0.01-0.05% at
+        32x32 and 64x64, up to ~0.1% at 128 rows with 1 ohm/segment); a tile over 0.1% is built again with two input forms
         per column, and a layer still over it warns and uses the per-vector solve. The
         per-vector solve draws ``read_noise="per_forward"`` per read (per input vector),
-        which ``rramsim evaluate`` names. Building it costs ~0.3-0.4 s of CPU per 128x128 tile (LeNet-5: ~2.5 s).
+        which ``rramsim evaluate`` names. Building it costs ~0.4-0.5 s of CPU per 128x128
+        tile, again for a rebuild (LeNet-5: ~4.6 s).
         A layer that fills part of a tile uses the rows nearest the sense amplifiers and the
         columns nearest the drivers (the wire beyond is open-ended). The defaults are the
         realistic case, checked against ngspice of whole arrays (``rramsim validate array``);
