@@ -540,7 +540,7 @@ def test_depthwise_cnn_fine_tuned_through_the_realistic_crossbars_gets_its_accur
     """On the realistic default (the table's I-V, exact IR drop at 1 ohm per segment) the
     float-trained depthwise CNN loses half its accuracy; one epoch of fine-tuning through those
     crossbars (dscnn_fashion_realistic.pt) gets it back (2,000 test images, 3 programmings:
-    38.7% -> 90.1%, float 90.7%; examples/reports/networks.md)."""
+    40.5% -> 90.2%, float 90.7%; examples/reports/networks.md)."""
     from rramsim.models import convert_to_analog, data
     from rramsim.models.training import evaluate, load_checkpoint
 
