@@ -219,7 +219,7 @@ def hardware_effects(config, table, ir_drop_error: float | None = None, ir_drop_
             on.append(f"read noise (per_forward; per read in the layers solved per vector: {where})")
         else:
             (off if c.read_noise == "off" else on).append(f"read noise ({c.read_noise})")
-    no_iv = getattr(getattr(table, "iv_v", None), "size", 1) == 0
+    no_iv = not table.has_iv
     if c.nonlinear_iv and not no_iv:
         on.append("I-V nonlinearity (the table's I-V, a cubic per level)")
     else:

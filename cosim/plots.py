@@ -34,7 +34,7 @@ def _save(fig, path: str | Path) -> Path:
 def plot_iv(table: DeviceTable, path: str | Path) -> Path:
     """Quasi-static SET/RESET loop (if recorded) and the read I-V of every level."""
     has_sweep = table.sweep_v is not None
-    if table.iv_v.size == 0 and not has_sweep:
+    if not table.has_iv and not has_sweep:
         raise ValueError("this table has no I-V data (a measured table imported without --iv)")
     fig, axes = _figure(2 if has_sweep else 1)
     if has_sweep:

@@ -73,7 +73,7 @@ def export_csv(table: DeviceTable, source: str | Path, folder: str | Path) -> li
                 table.retention_sigma.reshape(-1),
             ],
         )
-    if table.iv_v.size:
+    if table.has_iv:
         M = table.iv_v.size
         files["iv.csv"] = (
             ["target", "v", "i"],

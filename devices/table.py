@@ -265,6 +265,11 @@ class DeviceTable:
     def has_retention(self) -> bool:
         return self.retention_t is not None
 
+    @property
+    def has_iv(self) -> bool:
+        """Whether the table holds I-V data (a measured table imported without it has none)."""
+        return self.iv_v.size > 0
+
     def read_sigma_at(self, g: np.ndarray) -> np.ndarray:
         """Read-noise standard deviation at conductance(s) ``g`` (linear interpolation)."""
         return np.interp(g, self.read_g, self.read_sigma)

@@ -111,7 +111,7 @@ class DevicePhysics(nn.Module):
             self._buf("ret_sigma", torch.as_tensor(table.retention_sigma, dtype=f64))
         self.has_retention = table.has_retention
         coef = None
-        if nonlinear_iv and table.iv_v.size == 0:
+        if nonlinear_iv and not table.has_iv:
             warnings.warn(
                 "the device table has no I-V data (imported without --iv?): its cells are taken as Ohmic at "
                 "their read conductance; give the table an I-V (rramsim table import --iv, or characterize the "
