@@ -38,9 +38,11 @@ and the rest (the excess's change with the other rows' drop) is kept per column 
 the column's leading input form ``z = B_j v`` (the best rank-1 approximation of its
 cross matrix), a cubic in ``z`` with coefficients polynomial in ``v``
 (:func:`cross_term`). Its error against the converged nodal solution is measured when it
-is built, on probe vectors (uniform, bipolar, sparse, all rows at full scale), relative
-to the tile's full-scale current: ~0.01-0.03% at 32x32 and 64x64, 0.02-0.09% for
-128-row tiles (1 ohm/segment, the default table's I-V); without the cross term
+is built, on probe vectors (uniform, bipolar, sparse, all rows at plus and at minus full
+scale, full scale in two blocks of opposite sign), relative to the tile's full-scale
+current: ~0.01-0.05% at 32x32 and 64x64; at 128 rows one input form leaves 0.13-0.25%
+and two ~0.05% (1 ohm/segment, the default table's I-V), so a tile over ``MODEL_TOL`` is
+built again with ``ESCALATED_RANK`` forms (by the layer's engine); without the cross term
 (``rank=0``) it is 0.3-2%. Building it costs ~0.2-0.4 s of one core for a 128x128 tile
 (the chord network's factorization, a row-drive sweep in float64 for ``T``, ``D`` and ``U``
 in float32, and the probe check's reference by mixed-precision refinement); a tile's empty
@@ -79,8 +81,8 @@ CROSS_RANK = 1
 #: layer falls back to the per-vector solve (with a warning).
 MODEL_TOL = 1e-3
 #: Input forms per column of a tile whose model is over ``MODEL_TOL`` with ``CROSS_RANK``: it is built
-#: again with these before its layer falls back (128-row tiles of the default table: ~0.09-0.1% of full
-#: scale with one form on all rows at +-full scale, ~0.06% with two).
+#: again with these before its layer falls back (128-row tiles of the default table: 0.13-0.25% of full
+#: scale with one form, on full scale in two blocks of opposite sign; ~0.05% with two).
 ESCALATED_RANK = 2
 #: Precision of the per-programming model's ``D`` and ``U`` solves (its ``T`` is always float64).
 BUILD_DTYPE = torch.float32
