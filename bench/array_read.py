@@ -169,7 +169,6 @@ def model_call(model: dict, v: np.ndarray):
     mats = torch.cat([torch.from_numpy(np.ascontiguousarray(m.T)).float() for m in model["W"]])
     zmat = torch.from_numpy(np.concatenate([model["B"], model["Mv"]]).transpose(2, 0, 1).reshape(R, -1)).float()
     m2 = torch.from_numpy(model["Mv2"].transpose(2, 0, 1).reshape(R, -1)).float()
-    const = torch.from_numpy(model["const"]).float()[:, None, :]
 
     def call() -> torch.Tensor:
         sq = vt * vt
@@ -177,7 +176,7 @@ def model_call(model: dict, v: np.ndarray):
         if rank:
             a = (vt @ zmat).reshape(n, -1, mats.shape[1]).transpose(0, 1)
             b = (sq @ m2).reshape(n, rank, mats.shape[1]).transpose(0, 1)
-            y = y + cross_term(a[:rank], a[rank:], b, const, rank)
+            y = y + cross_term(a[:rank], a[rank:], b, rank)
         return y
 
     return call

@@ -527,7 +527,7 @@ class TileEngine:
                 comp.adc_gain,
                 comp.out_scale,
                 *(comp.iv_tiles or []),
-                *(() if comp.cross is None else (comp.cross["mv"], comp.cross["mv2"], comp.cross["const"])),
+                *(() if comp.cross is None else (comp.cross["mv"], comp.cross["mv2"])),
             ]:
                 add(t)
         return total
@@ -770,13 +770,10 @@ class TileEngine:
             rows, used = extent[t]
             errors[t] = model["error"]
             w[:, t, :rows, :used] = torch.from_numpy(model["W"]).transpose(1, 2)
-            for key in ("B", "Mv", "Mv2", "const"):
+            for key in ("B", "Mv", "Mv2"):
                 if key not in parts:  # (allocated once per layer)
                     parts[key] = torch.zeros((model[key].shape[0],) + shape, dtype=torch.float64)
-                if key == "const":
-                    parts[key][:, t, 0, :used] = torch.from_numpy(model[key])  # row 0 of the tile (summed later)
-                else:
-                    parts[key][:, t, :rows, :used] = torch.from_numpy(model[key]).transpose(1, 2)
+                parts[key][:, t, :rows, :used] = torch.from_numpy(model[key]).transpose(1, 2)
             parts["rank"] = model["rank"]
         self.ir_drop_tile_errors = errors
         self.ir_drop_error = max(errors.values(), default=0.0)
@@ -794,9 +791,9 @@ class TileEngine:
 
     def _cross_layout(self, parts: dict, rows: int, n_tr: int, R: int, dtype: torch.dtype, device) -> dict:
         """The cross term's parts in the forward's layout, on the physical columns ``cp`` of a
-        group (like the signal matrices, term major): ``mv`` [n_tr*G, R, (rank+nv)*cp] (each
-        column's input forms, then its matrices on ``v``), ``mv2`` [n_tr*G, R, rank*cp] and
-        ``const`` [n_tr, nc, G, cp], the cells' signs (G+ - G-) folded into all but the forms."""
+        group (like the signal matrices, term major): ``mv`` [n_tr*G, R, (rank+2)*cp] (each
+        column's input forms, then its matrices on ``v``) and ``mv2`` [n_tr*G, R, rank*cp], the
+        cells' signs (G+ - G-) folded into all but the forms."""
         G, K = self.groups, parts["rank"]
         sign = torch.as_tensor(self.mapping.signs, dtype=torch.float64).repeat(
             self.out_per_group * self.mapping.n_slices
@@ -813,13 +810,10 @@ class TileEngine:
                 phys.reshape(nt, G, n_tr, R, cp).permute(2, 1, 3, 0, 4).reshape(n_tr * G, R, nt * cp).to(device, dtype)
             )
 
-        const = torch.stack([self._untile(t) for t in parts["const"]])  # [nc, G, n_tr*Rt, cp]
-        const = const.reshape(const.shape[0], G, n_tr, -1, const.shape[-1]).sum(3) * sign
         sign_of = torch.cat([torch.ones(K, sign.shape[0], dtype=torch.float64), sign.expand(parts["Mv"].shape[0], -1)])
         return {
             "mv": layout(torch.cat([parts["B"], parts["Mv"]]), sign_of),
             "mv2": layout(parts["Mv2"], sign),
-            "const": const.permute(2, 0, 1, 3).contiguous().to(device, dtype),
             "rank": K,
         }
 
@@ -831,14 +825,15 @@ class TileEngine:
         zv = currents(volts, [cross["mv"]])
         x2 = currents(volts * volts, [cross["mv2"]])
         out = []
-        for t, (cur, a, b) in enumerate(zip(tiles, zv, x2)):
+        for cur, a, b in zip(tiles, zv, x2):
             n, extra = a.shape[0], tuple(a.shape[2:])
-            k = cross["const"][t]  # [nc, G, cp]
-            cp = k.shape[-1]
-            a = a.reshape(n, G, -1, cp, *extra).movedim(2, 0)  # [K+nv, n, G, cp, ...]
-            b = b.reshape(n, G, K, cp, *extra).movedim(2, 0)
-            r = cross_term(a[:K], a[K:], b, k.reshape(k.shape[0], 1, G, cp, *[1] * len(extra)), K)
-            out.append(cur.add_(r.reshape(n, G, -1, P, *extra).sum(3).reshape(cur.shape)))
+            a = a.reshape(n, G, K + 2, -1, *extra).movedim(2, 0)  # [K+2, n, G, cp, ...]
+            b = b.reshape(n, G, K, -1, *extra).movedim(2, 0)
+            r = cross_term(a[:K], a[K:], b, K).unflatten(2, (-1, P))  # [n, G, out, P, ...]
+            cur = cur.view(n, G, -1, *extra)
+            for p in range(P):  # each weight's cells (no temporary)
+                cur.add_(r.select(3, p))
+            out.append(cur.view(n, -1, *extra))
         return out
 
     # ------------------------------------------------------------------ forward
@@ -870,7 +865,6 @@ class TileEngine:
             gp = gain.reshape(n_tr, G, 1, 1, -1).repeat_interleave(self.mapping.planes, dim=4)  # [n_tr, G, 1, 1, cp]
             x["mv"].view(n_tr, G, x["mv"].shape[1], -1, gp.shape[-1])[:, :, :, K:].mul_(gp)
             x["mv2"].view(n_tr, G, x["mv2"].shape[1], K, gp.shape[-1]).mul_(gp)
-            x["const"].mul_(gp.reshape(n_tr, 1, G, -1))
         comp.out_scale = (comp.col_scale.expand(n_tr, -1) if gain is None else comp.col_scale / gain).contiguous()
         comp.adc_gain = gain
         return comp
