@@ -503,11 +503,13 @@ class TileSolver:
         enter only through the IR drop's nonlinear correction, ~1e-8 of full scale off the
         float64 build), and the probe check (:meth:`converged_currents`, float64-exact).
 
-        Returns ``{"W": [3, C, R], "B": [rank, C, R], "Mv": [2, C, R], "Mv2": [rank, C, R],
-        "rank": rank, "error": e}``: the matrices of the inputs, the input forms, the cross
-        term's matrices on ``v`` and ``v^2`` (see :func:`cross_term`), and its error on
+        Returns ``{"W": [3, C, R], "B": [rank, C, R], "Mv2": [rank, C, R], "poly": [2, rank,
+        C], "rank": rank, "error": e, "errors": [e_0, ..., e_rank]}``: the matrices of the
+        inputs, the input forms, the cross term's matrices on ``v^2`` and its coefficients (see
+        :func:`cross_term`), and its error on
         ``probes`` probe vectors against the converged nodal solution (:meth:`model_error`,
-        relative to the tile's full scale; left out with ``probes=0``).
+        relative to the tile's full scale; left out with ``probes=0``), also for the model
+        cut to each fewer number of forms (``errors``, :func:`truncate`).
         """
         return programmed_model(self.g, self.r, coef, v_full, rank, probes)
 
@@ -522,6 +524,12 @@ class TileSolver:
         as after a ReLU), all rows at plus and at minus full scale, and full scale in two
         blocks of opposite sign. ``rows``: the tile's rows the probes are
         drawn for when this solver holds its first rows only (the others empty)."""
+        return self.model_errors([model], coef, v_full, vectors, seed, rows)[0]
+
+    def model_errors(
+        self, models: list, coef: np.ndarray, v_full: float, vectors: int = 24, seed: int = 0, rows: int | None = None
+    ) -> list[float]:
+        """:meth:`model_error` of each of several models of this tile, against one reference solve."""
         R = self.shape[0] if rows is None else rows
         rng = np.random.default_rng(seed)
         k = max(vectors // 3, 1)
@@ -540,8 +548,9 @@ class TileSolver:
             axis=1,
         )[: self.shape[0]]
         ref = self.converged_currents(probes, np.asarray(coef, dtype=np.float64))
-        fast = apply_model(model, probes)
-        return float(np.abs(fast - ref).max() / max(np.abs(ref[:, -4]).max(), 1e-300))
+        scale = max(np.abs(ref[:, -4]).max(), 1e-300)
+        errors = [float(np.abs(apply_model(m, probes) - ref).max() / scale) for m in models]
+        return errors
 
     def converged_currents(
         self, v: np.ndarray, coef: np.ndarray, tol: float = 1e-7, max_iter: int = 300, history: list | None = None
@@ -666,7 +675,7 @@ def programmed_model(
     if used == R:
         return _build_model(g, r, coef, v_full, rank, probes, 1, R)
     model = _build_model(g[:used], r, coef[:used], v_full, rank, probes, 1 + R - used, R)
-    for key in ("W", "B", "Mv", "Mv2"):  # the empty rows' inputs reach no cell
+    for key in ("W", "B", "Mv2"):  # the empty rows' inputs reach no cell
         model[key] = np.concatenate([model[key], np.zeros(model[key].shape[:-1] + (R - used,))], axis=-1)
     return model
 
@@ -736,28 +745,37 @@ def _build_model(
     # weights apart: a cell's a2 / a3 differs from level to level)
     ot = own.T  # [C, R]
     half_v2 = 0.5 * v_full**2  # slope / a3
-    # the remainder in y = sum_q A_q z_q, to first order in every form (the slope fold's correction c1
-    # and the cubic's 3 o^2 v^2 y through P2), to second and third order in the leading form only (the
-    # even part's 2 o v y through P1, 3 o v y^2 through Q, the constants c2 and c3): the next forms'
-    # singular values are ~0.13 and less of the first at 128 rows, so their higher orders and the even
-    # part's slope are ~100x below the first-order cubic term (measured: dropping them moves the probe
-    # error by under 0.005% of full scale), and each further form costs one functional of v and one of
-    # v^2, not 3 + q. The constants fold into the functionals, as z_q = B_q v: c1_q z_q into W1,
-    # c2 z_0^2 into z_0's slope (c2 B_0), c3 z_0^3 into its curvature (c3 B_0).
-    for q in range(rank):
-        W[0] += (w3 * -half_v2 * A[q]).sum(1)[:, None] * B[q]
-    lead = [(A[0], B[0])] if rank else []
-    Mv = [w2 * 2 * ot * a + (w2 * a * a).sum(1)[:, None] * b for a, b in lead]  # z_0's slope on v
-    Mv += [w3 * 3 * ot * a * a + (w3 * a * a * a).sum(1)[:, None] * b for a, b in lead]  # its curvature
+    # the remainder in y = sum_q A_q z_q: to first order in every form, the cubic's 3 o^2 v^2 y (Mv2,
+    # one functional of v^2 per form) and the slope fold's correction c1 y (into W1, as z_q = B_q v);
+    # to second and third order in the leading form only, z_0^2 (2 w2 o A_0 v + c2 z_0) + z_0^3 (3 w3 o
+    # A_0^2 v + c3 z_0), their functionals of v projected onto the forms (B's rows are orthonormal),
+    # so the rest is a cubic in z with per-column coefficients (poly): the next forms' singular values
+    # are ~0.13 of the first at 128 rows, so their higher orders and the even part's slope on them are
+    # ~100x below the first-order term, and the projected functionals lie mostly in the forms' span
+    # (measured on LeNet-5's tiles: the probe error moves by under 0.02% of full scale, either way).
+    # A form costs two functionals (z_q, and Mv2_q on v^2), not 4 + the pairs of forms.
+    fold = np.stack([(w3 * -half_v2 * a).sum(1) for a in A]) if rank else np.zeros((0, C))
+    W[0] += np.einsum("qc,qcr->cr", fold, B)
+    poly = np.zeros((2, rank, C))  # z_0 z_q and z_0^2 z_q
+    if rank:
+        a0 = A[0]
+        poly[0] = np.einsum("cr,qcr->qc", w2 * 2 * ot * a0, B)
+        poly[1] = np.einsum("cr,qcr->qc", w3 * 3 * ot * a0 * a0, B)
+        poly[0, 0] += (w2 * a0 * a0).sum(1)
+        poly[1, 0] += (w3 * a0 * a0 * a0).sum(1)
     model = {
         "W": W,
         "B": B,
-        "Mv": np.stack(Mv) if rank else np.zeros((0, C, R)),
         "Mv2": np.stack([w3 * 3 * ot**2 * A[q] for q in range(rank)]) if rank else np.zeros((0, C, R)),
+        "poly": poly,
+        "fold": fold,
         "rank": rank,
     }
     if probes:  # the same cells on the chord network (g c, I-V p / c): the same solution, faster
-        model["error"] = chord.model_error(model, coef / c[..., None], v_full, probes, rows=rows)
+        # and the model cut to fewer forms (truncate), against the same reference
+        cuts = [truncate(model, k) for k in range(rank + 1)]
+        model["errors"] = chord.model_errors(cuts, coef / c[..., None], v_full, probes, rows=rows)
+        model["error"] = model["errors"][rank]
     return model
 
 
@@ -794,33 +812,61 @@ def raise_rank(model: dict, rank: int) -> dict:
     if rank == old:
         return model
     C, R = model["W"].shape[1:]
-    zeros = np.zeros((rank - old, C, R))
+    n = rank - old
     return {
         **model,
-        "B": np.concatenate([model["B"], zeros]),
-        "Mv": model["Mv"] if old else np.zeros((2, C, R)),  # (no leading form yet: its slope and curvature zero)
-        "Mv2": np.concatenate([model["Mv2"], zeros]),
+        "B": np.concatenate([model["B"], np.zeros((n, C, R))]),
+        "Mv2": np.concatenate([model["Mv2"], np.zeros((n, C, R))]),
+        "poly": np.concatenate([model["poly"], np.zeros((2, n, C))], axis=1),
+        "fold": np.concatenate([model["fold"], np.zeros((n, C))]),
         "rank": rank,
     }
 
 
-def cross_term(z, zv, x2, rank: int):
-    """The cross term of :meth:`TileSolver.programmed_model` (numpy or torch; torch tensors
-    ``zv`` and ``x2`` are overwritten): ``z_0 (zv_0 + x2_0 + z_0 zv_1) + sum_{q>0} z_q x2_q``.
+def truncate(model: dict, rank: int) -> dict:
+    """The model (:func:`programmed_model`) cut to its first ``rank`` input forms, with the
+    error measured for that cut when the build measured it (``errors``): what a tile built with
+    more forms than its layer needs runs as."""
+    old = model["rank"]
+    if not 0 <= rank <= old:
+        raise ValueError(f"truncate: rank must be in [0, {old}], got {rank!r}")
+    if rank == old:
+        return model
+    W = model["W"].copy()
+    W[0] -= np.einsum("qc,qcr->cr", model["fold"][rank:], model["B"][rank:])
+    cut = {
+        **model,
+        "W": W,
+        "B": model["B"][:rank],
+        "Mv2": model["Mv2"][:rank],
+        "poly": model["poly"][:, :rank],
+        "fold": model["fold"][:rank],
+        "rank": rank,
+    }
+    if "errors" in model:
+        cut["errors"] = model["errors"][: rank + 1]
+        cut["error"] = model["errors"][rank]
+    return cut
 
-    ``z`` [rank, ...]: the columns' input forms ``B`` applied to the inputs; ``zv`` [2, ...]:
-    the columns' ``Mv`` applied to the inputs (the leading form's slope and curvature);
-    ``x2`` [rank, ...]: ``Mv2`` applied to the squared inputs. Returns the currents, of
-    ``zv[0]``'s shape."""
-    if isinstance(z, torch.Tensor):  # in place: three passes, and one per further form
-        out = zv[0].add_(x2[0]).addcmul_(z[0], zv[1]).mul_(z[0])
+
+def cross_term(z, x2, poly, rank: int):
+    """The cross term of :meth:`TileSolver.programmed_model` (numpy or torch; a torch ``x2``
+    is overwritten): ``sum_q z_q (x2_q + z_0 (s_q + t_q z_0))``.
+
+    ``z`` [rank, ...]: the columns' input forms ``B`` applied to the inputs; ``x2`` [rank,
+    ...]: ``Mv2`` applied to the squared inputs; ``poly`` [2, rank, ...]: the coefficients
+    ``s`` of ``z_0 z_q`` and ``t`` of ``z_0^2 z_q`` (broadcast against ``z[0]``). Returns the
+    currents, of ``x2[0]``'s shape."""
+    z0, s, t = z[0], poly[0], poly[1]
+    if isinstance(z0, torch.Tensor):  # in place: 4 passes, and 3 per further form
+        inner = torch.addcmul(s[0], z0, t[0]).mul_(z0)
+        for q in range(1, rank):
+            inner.addcmul_(z[q], torch.addcmul(s[q], z0, t[q]))
+        out = inner.add_(x2[0]).mul_(z0)
         for q in range(1, rank):
             out.addcmul_(z[q], x2[q])
         return out
-    out = z[0] * (zv[0] + x2[0] + z[0] * zv[1])
-    for q in range(1, rank):
-        out = out + z[q] * x2[q]
-    return out
+    return sum(z[q] * (x2[q] + z0 * (s[q] + t[q] * z0)) for q in range(rank))
 
 
 def apply_model(model: dict, v: np.ndarray) -> np.ndarray:
@@ -830,9 +876,8 @@ def apply_model(model: dict, v: np.ndarray) -> np.ndarray:
     out = W[0] @ v + W[1] @ v**2 + W[2] @ v**3
     if model["rank"]:
         z = np.einsum("tcr,rn->tnc", model["B"], v)
-        zv = np.einsum("tcr,rn->tnc", model["Mv"], v)
         x2 = np.einsum("tcr,rn->tnc", model["Mv2"], v * v)
-        out += cross_term(z, zv, x2, model["rank"]).T
+        out += cross_term(z, x2, model["poly"][:, :, None, :], model["rank"]).T
     return out
 
 

@@ -54,6 +54,7 @@ import torch.nn.functional as F
 from rramsim.devices import DeviceTable
 from rramsim.models.config import CrossbarConfig
 from rramsim.models.irdrop import (
+    CROSS_RANK,
     ESCALATED_RANK,
     MODEL_TOL,
     TileSolver,
@@ -61,6 +62,7 @@ from rramsim.models.irdrop import (
     cross_term,
     programmed_model,
     raise_rank,
+    truncate,
 )
 from rramsim.models.mapping import WeightMapping, make_mapping
 from rramsim.models.periphery import adc_levels, dac_codes, input_scale
@@ -527,7 +529,7 @@ class TileEngine:
                 comp.adc_gain,
                 comp.out_scale,
                 *(comp.iv_tiles or []),
-                *(() if comp.cross is None else (comp.cross["mv"], comp.cross["mv2"])),
+                *(() if comp.cross is None else (comp.cross["b"], comp.cross["mv2"], comp.cross["poly"])),
             ]:
                 add(t)
         return total
@@ -742,38 +744,40 @@ class TileEngine:
 
         workers = min(_block_threads(), len(extent))
 
-        def build(t: int, rank: int | None = None) -> dict:
+        def build(t: int) -> dict:
             if workers > 1:  # a new thread's BLAS/LAPACK calls start with the default team (measured:
                 torch.set_num_threads(1)  # 10x slower small products on a shared machine); one here
             rows, cols = extent[t]
             return programmed_model(
-                arr[t, :rows, :cols], c.wire_resistance, coef[t, :rows, :cols], c.read_voltage, rank=rank
+                arr[t, :rows, :cols],
+                c.wire_resistance,
+                coef[t, :rows, :cols],
+                c.read_voltage,
+                rank=min(ESCALATED_RANK, rows),
             )
 
         # tiles are independent: on :func:`_block_threads` threads (each torch op on one; every
         # tile's model is the same for any count), the many small solves of each on one thread
         with _serial():
             models = list(_in_order(build, [(t,) for t in range(arr.shape[0])], workers))
-            # a tile over the tolerance is built again with one more input form per column (the cross
-            # term's rank) before the layer gives up on the model; the layer's tiles then share that rank
-            over = [
-                t
-                for t, m in enumerate(models)
-                if m["error"] > MODEL_TOL and m["rank"] < min(ESCALATED_RANK, extent[t][0])
-            ]
-            if over:
-                again = _in_order(build, [(t, ESCALATED_RANK) for t in over], min(workers, len(over)))
-                for t, m in zip(over, again):
-                    models[t] = m
-                models = [raise_rank(m, ESCALATED_RANK) for m in models]
+        # each tile is built with ESCALATED_RANK input forms per column and its error measured cut to
+        # each fewer number (one reference solve); the layer runs its tiles with the fewest forms, from
+        # CROSS_RANK, that keep every tile within the tolerance (a one-row tile has one form at most)
+        for rank in range(CROSS_RANK, ESCALATED_RANK + 1):
+            if all(m["errors"][min(rank, m["rank"])] <= MODEL_TOL for m in models):
+                break
+        models = [raise_rank(truncate(m, min(rank, m["rank"])), rank) for m in models]
         for t, model in enumerate(models):
             rows, used = extent[t]
             errors[t] = model["error"]
             w[:, t, :rows, :used] = torch.from_numpy(model["W"]).transpose(1, 2)
-            for key in ("B", "Mv", "Mv2"):
+            for key in ("B", "Mv2"):
                 if key not in parts:  # (allocated once per layer)
                     parts[key] = torch.zeros((model[key].shape[0],) + shape, dtype=torch.float64)
                 parts[key][:, t, :rows, :used] = torch.from_numpy(model[key]).transpose(1, 2)
+            poly = torch.from_numpy(model["poly"]).flatten(0, 1)  # [2 rank, C]
+            parts.setdefault("poly", torch.zeros((poly.shape[0],) + shape, dtype=torch.float64))
+            parts["poly"][:, t, 0, :used] = poly  # row 0 of the tile (summed over the rows later)
             parts["rank"] = model["rank"]
         self.ir_drop_tile_errors = errors
         self.ir_drop_error = max(errors.values(), default=0.0)
@@ -791,45 +795,47 @@ class TileEngine:
 
     def _cross_layout(self, parts: dict, rows: int, n_tr: int, R: int, dtype: torch.dtype, device) -> dict:
         """The cross term's parts in the forward's layout, on the physical columns ``cp`` of a
-        group (like the signal matrices, term major): ``mv`` [n_tr*G, R, (rank+2)*cp] (each
-        column's input forms, then its matrices on ``v``) and ``mv2`` [n_tr*G, R, rank*cp], the
-        cells' signs (G+ - G-) folded into all but the forms."""
+        group (like the signal matrices, term major): ``b`` [n_tr*G, R, rank*cp] (each
+        column's input forms), ``mv2`` [n_tr*G, R, rank*cp] (its matrices on ``v^2``) and
+        ``poly`` [n_tr, 2, rank, G, cp] (its coefficients), the cells' signs (G+ - G-) folded
+        into all but the forms."""
         G, K = self.groups, parts["rank"]
         sign = torch.as_tensor(self.mapping.signs, dtype=torch.float64).repeat(
             self.out_per_group * self.mapping.n_slices
         )
 
-        def layout(
-            x: torch.Tensor, signs: torch.Tensor
-        ) -> torch.Tensor:  # [terms, tiles, Rt, Ct] -> [n_tr*G, R, terms*cp]
-            phys = torch.stack([self._untile(t)[:, :rows] for t in x])  # [terms, G, rows, cp]
-            phys *= signs.reshape(-1, 1, 1, signs.shape[-1])
+        def layout(x: torch.Tensor, signs: float | torch.Tensor = 1.0) -> torch.Tensor:
+            # [terms, tiles, Rt, Ct] -> [n_tr*G, R, terms*cp]
+            phys = torch.stack([self._untile(t)[:, :rows] for t in x]) * signs  # [terms, G, rows, cp]
             phys = F.pad(phys, (0, 0, 0, n_tr * R - rows))
             nt, cp = phys.shape[0], phys.shape[-1]
             return (
                 phys.reshape(nt, G, n_tr, R, cp).permute(2, 1, 3, 0, 4).reshape(n_tr * G, R, nt * cp).to(device, dtype)
             )
 
-        sign_of = torch.cat([torch.ones(K, sign.shape[0], dtype=torch.float64), sign.expand(parts["Mv"].shape[0], -1)])
+        poly = torch.stack([self._untile(t) for t in parts["poly"]])  # [2K, G, n_tr*Rt, cp]
+        poly = poly.reshape(poly.shape[0], G, n_tr, -1, poly.shape[-1]).sum(3) * sign  # [2K, G, n_tr, cp]
         return {
-            "mv": layout(torch.cat([parts["B"], parts["Mv"]]), sign_of),
+            "b": layout(parts["B"]),
             "mv2": layout(parts["Mv2"], sign),
+            "poly": poly.reshape(2, K, G, n_tr, -1).permute(3, 0, 1, 2, 4).contiguous().to(device, dtype),
             "rank": K,
         }
 
     def _add_cross(self, tiles: list, volts: torch.Tensor, currents: CurrentsFn, cross: dict) -> list:
         """Tile currents plus the cross term of the per-programming IR-drop model: two more
-        products of the inputs (the columns' forms and matrices on ``v``, and on ``v^2``),
+        products of the inputs (the columns' forms on ``v`` and matrices on ``v^2``),
         :func:`cross_term` per physical column, and the sum of each weight's cells."""
         G, P, K = self.groups, self.mapping.planes, cross["rank"]
-        zv = currents(volts, [cross["mv"]])
-        x2 = currents(volts * volts, [cross["mv2"]])
+        zs = currents(volts, [cross["b"]])
+        x2s = currents(volts * volts, [cross["mv2"]])
         out = []
-        for cur, a, b in zip(tiles, zv, x2):
-            n, extra = a.shape[0], tuple(a.shape[2:])
-            a = a.reshape(n, G, K + 2, -1, *extra).movedim(2, 0)  # [K+2, n, G, cp, ...]
-            b = b.reshape(n, G, K, -1, *extra).movedim(2, 0)
-            r = cross_term(a[:K], a[K:], b, K).unflatten(2, (-1, P))  # [n, G, out, P, ...]
+        for t, (cur, z, x2) in enumerate(zip(tiles, zs, x2s)):
+            n, extra = z.shape[0], tuple(z.shape[2:])
+            z = z.reshape(n, G, K, -1, *extra).movedim(2, 0)  # [K, n, G, cp, ...]
+            x2 = x2.reshape(n, G, K, -1, *extra).movedim(2, 0)
+            poly = cross["poly"][t].reshape(2, K, G, -1, *[1] * len(extra))
+            r = cross_term(z, x2, poly, K).unflatten(2, (-1, P))  # [n, G, out, P, ...]
             cur = cur.view(n, G, -1, *extra)
             for p in range(P):  # each weight's cells (no temporary)
                 cur.add_(r.select(3, p))
@@ -863,8 +869,8 @@ class TileEngine:
             x = comp.cross
             G, K = self.groups, x["rank"]
             gp = gain.reshape(n_tr, G, 1, 1, -1).repeat_interleave(self.mapping.planes, dim=4)  # [n_tr, G, 1, 1, cp]
-            x["mv"].view(n_tr, G, x["mv"].shape[1], -1, gp.shape[-1])[:, :, :, K:].mul_(gp)
             x["mv2"].view(n_tr, G, x["mv2"].shape[1], K, gp.shape[-1]).mul_(gp)
+            x["poly"].mul_(gp.reshape(n_tr, 1, 1, G, -1))
         comp.out_scale = (comp.col_scale.expand(n_tr, -1) if gain is None else comp.col_scale / gain).contiguous()
         comp.adc_gain = gain
         return comp

@@ -6,7 +6,14 @@ import scipy.sparse.linalg as spla
 import torch
 
 from rramsim.circuits.crossbar import column_vectors, crossbar_deck
-from rramsim.models.irdrop import TileSolver, apply_model, approx_transfer, nodal_matrix, programmed_model
+from rramsim.models.irdrop import (
+    TileSolver,
+    apply_model,
+    approx_transfer,
+    nodal_matrix,
+    programmed_model,
+    truncate,
+)
 
 
 def _random(n, m, seed):
@@ -262,7 +269,7 @@ def test_per_programming_model_is_exact_for_linear_cells():
     v = np.random.default_rng(1).uniform(-0.2, 0.2, (24, 6))
     assert np.allclose(apply_model(model, v), solver.currents(v), rtol=1e-9, atol=1e-18)
     assert np.allclose(model["W"][0], solver.transfer(), rtol=1e-9, atol=1e-18)
-    assert not model["W"][1:].any() and not model["Mv"].any() and not model["Mv2"].any()
+    assert not model["W"][1:].any() and not model["Mv2"].any() and not model["poly"].any()
     assert model["error"] < 1e-9
     with pytest.raises(ValueError, match="coef"):
         solver.programmed_model(lin[:, :3], 0.2)
@@ -329,7 +336,7 @@ def test_engine_builds_tiles_on_threads_with_the_same_result(monkeypatch):
     a, b = nets[1], nets[2]
     assert a.ir_drop_tile_errors == b.ir_drop_tile_errors
     assert all(torch.equal(x, y) for x, y in zip(a.compiled.mats, b.compiled.mats))
-    assert all(torch.equal(a.compiled.cross[k], b.compiled.cross[k]) for k in ("mv", "mv2"))
+    assert all(torch.equal(a.compiled.cross[k], b.compiled.cross[k]) for k in ("b", "mv2", "poly"))
 
 
 def test_engine_falls_back_to_the_per_vector_solve_over_the_tolerance(monkeypatch):
@@ -356,10 +363,28 @@ def test_a_higher_rank_writes_the_same_model():
     from rramsim.models import irdrop
 
     wide = irdrop.raise_rank(model, 3)
-    assert wide["rank"] == 3 and wide["Mv"].shape[0] == 2 and wide["Mv2"].shape[0] == 3
+    assert wide["rank"] == 3 and wide["Mv2"].shape[0] == 3 and wide["poly"].shape[:2] == (2, 3)
     np.testing.assert_allclose(apply_model(wide, v), apply_model(model, v), rtol=0, atol=1e-18)
     with pytest.raises(ValueError, match="below"):
         irdrop.raise_rank(wide, 1)
+
+
+def test_a_model_cut_to_fewer_forms_is_the_model_built_with_them():
+    """One build with two input forms gives the one-form model too (the forms are the leading
+    singular vectors either way), with its error measured against the same reference."""
+    g, coef = _cubic_cells(24, seed=7)
+    v = np.random.default_rng(2).uniform(-0.2, 0.2, (24, 5))
+    two = programmed_model(g, 3.0, coef, 0.2, rank=2)
+    one = programmed_model(g, 3.0, coef, 0.2, rank=1)
+    cut = truncate(two, 1)
+    assert cut["rank"] == 1 and cut["error"] == two["errors"][1]
+    np.testing.assert_allclose(cut["error"], one["error"], rtol=1e-6)
+    scale = np.abs(apply_model(one, v)).max()
+    np.testing.assert_allclose(apply_model(cut, v), apply_model(one, v), rtol=0, atol=1e-9 * scale)
+    assert truncate(two, 0)["errors"] == two["errors"][:1] and truncate(two, 2) is two
+    assert two["errors"][0] > two["errors"][1] > two["errors"][2]
+    with pytest.raises(ValueError, match="truncate"):
+        truncate(one, 2)
 
 
 def test_a_layer_over_the_tolerance_with_one_input_form_gets_two_before_falling_back():
@@ -386,7 +411,7 @@ def test_a_layer_over_the_tolerance_with_one_input_form_gets_two_before_falling_
 
 
 def test_a_tile_of_one_row_is_not_rebuilt_with_more_forms_than_rows(monkeypatch):
-    """With a tolerance nothing meets, every tile is rebuilt at two input forms except a one-row
+    """With a tolerance nothing meets, every tile is built with two input forms except a one-row
     tile (one form is all it has), and the layer falls back to the per-vector solve, loudly."""
     import rramsim.models.tile as tile
     from rramsim.devices import load_default_table
