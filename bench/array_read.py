@@ -160,24 +160,24 @@ def build_speed(out, table, coef_l, threads: int = 2) -> None:
 
 def model_call(model: dict, v: np.ndarray):
     """The engine's work for one tile's per-programming model (float32 torch), as a callable:
-    ``[v, v^2, v^3] @ W``, the columns' forms on ``v`` and matrices on ``v^2``, the cross term."""
+    ``[v, v^2, v^3] @ W``, the columns' forms and functionals on ``v`` and ``v^2``, the cross term."""
     from rramsim.models.irdrop import cross_term
 
     R, n = v.shape
-    rank = model["rank"]
+    rank, nv = model["rank"], len(model["Mv"])
     vt = torch.from_numpy(v.T).float().contiguous()
     mats = torch.cat([torch.from_numpy(np.ascontiguousarray(m.T)).float() for m in model["W"]])
-    bmat = torch.from_numpy(model["B"].transpose(2, 0, 1).reshape(R, -1)).float()
+    zmat = torch.from_numpy(np.concatenate([model["B"], model["Mv"]]).transpose(2, 0, 1).reshape(R, -1)).float()
     m2 = torch.from_numpy(model["Mv2"].transpose(2, 0, 1).reshape(R, -1)).float()
-    poly = torch.from_numpy(model["poly"]).float()[:, :, None, :]
+    quad, cubic = (torch.from_numpy(model[k]).float()[..., None, :] for k in ("quad", "cubic"))
 
     def call() -> torch.Tensor:
         sq = vt * vt
         y = torch.cat([vt, sq, sq * vt], 1) @ mats
         if rank:
-            z = (vt @ bmat).reshape(n, rank, -1).transpose(0, 1)
+            zv = (vt @ zmat).reshape(n, rank + nv, -1).transpose(0, 1)
             x2 = (sq @ m2).reshape(n, rank, -1).transpose(0, 1)
-            y = y + cross_term(z, x2, poly, rank)
+            y = y + cross_term(zv[:rank], zv[rank:], x2, quad, cubic, rank)
         return y
 
     return call

@@ -503,13 +503,14 @@ class TileSolver:
         enter only through the IR drop's nonlinear correction, ~1e-8 of full scale off the
         float64 build), and the probe check (:meth:`converged_currents`, float64-exact).
 
-        Returns ``{"W": [3, C, R], "B": [rank, C, R], "Mv2": [rank, C, R], "poly": [2, rank,
-        C], "rank": rank, "error": e, "errors": [e_0, ..., e_rank]}``: the matrices of the
-        inputs, the input forms, the cross term's matrices on ``v^2`` and its coefficients (see
+        Returns ``{"W": [3, C, R], "B": [rank, C, R], "Mv": [2, C, R], "Mv2": [rank, C, R],
+        "quad": [rank, rank, C], "cubic": [rank, rank, rank, C], "rank": rank, "error": e,
+        "errors": {(rank, projected): e}}``: the matrices of the inputs, the input forms, the
+        cross term's matrices on ``v`` and ``v^2`` and its polynomial's coefficients (see
         :func:`cross_term`), and its error on
         ``probes`` probe vectors against the converged nodal solution (:meth:`model_error`,
-        relative to the tile's full scale; left out with ``probes=0``), also for the model
-        cut to each fewer number of forms (``errors``, :func:`truncate`).
+        relative to the tile's full scale; left out with ``probes=0``), also for the cheaper
+        models cut from it (``errors``, :func:`truncate`).
         """
         return programmed_model(self.g, self.r, coef, v_full, rank, probes)
 
@@ -675,7 +676,7 @@ def programmed_model(
     if used == R:
         return _build_model(g, r, coef, v_full, rank, probes, 1, R)
     model = _build_model(g[:used], r, coef[:used], v_full, rank, probes, 1 + R - used, R)
-    for key in ("W", "B", "Mv2"):  # the empty rows' inputs reach no cell
+    for key in ("W", "B", "Mv", "Mv2"):  # the empty rows' inputs reach no cell
         model[key] = np.concatenate([model[key], np.zeros(model[key].shape[:-1] + (R - used,))], axis=-1)
     return model
 
@@ -745,37 +746,48 @@ def _build_model(
     # weights apart: a cell's a2 / a3 differs from level to level)
     ot = own.T  # [C, R]
     half_v2 = 0.5 * v_full**2  # slope / a3
-    # the remainder in y = sum_q A_q z_q: to first order in every form, the cubic's 3 o^2 v^2 y (Mv2,
-    # one functional of v^2 per form) and the slope fold's correction c1 y (into W1, as z_q = B_q v);
-    # to second and third order in the leading form only, z_0^2 (2 w2 o A_0 v + c2 z_0) + z_0^3 (3 w3 o
-    # A_0^2 v + c3 z_0), their functionals of v projected onto the forms (B's rows are orthonormal),
-    # so the rest is a cubic in z with per-column coefficients (poly): the next forms' singular values
-    # are ~0.13 of the first at 128 rows, so their higher orders and the even part's slope on them are
-    # ~100x below the first-order term, and the projected functionals lie mostly in the forms' span
-    # (measured on LeNet-5's tiles: the probe error moves by under 0.02% of full scale, either way).
-    # A form costs two functionals (z_q, and Mv2_q on v^2), not 4 + the pairs of forms.
+    # the remainder in y = sum_q A_q z_q (z_q = B_q v): to first order, the cubic's 3 o^2 v^2 y (Mv2, one
+    # functional of v^2 per form) and the slope fold's correction c1 y (into W1); the even part's
+    # 2 o v y and the cubic's 3 o v y^2 have functionals of v times z, and w2 y^2 and w3 y^3 are
+    # polynomials in z. The leading form's two (z_0 times 2 w2 o A_0 v, z_0^2 times 3 w3 o A_0^2 v)
+    # are kept as functionals (Mv); every other one is projected onto the forms (B's rows are
+    # orthonormal), so the rest is a polynomial of degree 2 and 3 in z with per-column coefficients
+    # (quad, cubic). truncate(projected=True) puts Mv into the polynomial too: two functionals per form.
     fold = np.stack([(w3 * -half_v2 * a).sum(1) for a in A]) if rank else np.zeros((0, C))
     W[0] += np.einsum("qc,qcr->cr", fold, B)
-    poly = np.zeros((2, rank, C))  # z_0 z_q and z_0^2 z_q
-    if rank:
-        a0 = A[0]
-        poly[0] = np.einsum("cr,qcr->qc", w2 * 2 * ot * a0, B)
-        poly[1] = np.einsum("cr,qcr->qc", w3 * 3 * ot * a0 * a0, B)
-        poly[0, 0] += (w2 * a0 * a0).sum(1)
-        poly[1, 0] += (w3 * a0 * a0 * a0).sum(1)
+    quad, cubic = np.zeros((rank, rank, C)), np.zeros((rank, rank, rank, C))  # [q <= p (<= s)]: z_q z_p (z_s)
+
+    def onto_forms(f: np.ndarray) -> np.ndarray:  # a functional of v [C, R] as its coefficients on z [rank, C]
+        return np.einsum("cr,qcr->qc", f, B)
+
+    for q in range(rank):
+        if q:
+            for p, k in enumerate(onto_forms(w2 * 2 * ot * A[q])):
+                quad[min(q, p), max(q, p)] += k
+        for p in range(rank):
+            quad[min(q, p), max(q, p)] += (w2 * A[q] * A[p]).sum(1)
+            onto = onto_forms(w3 * 3 * ot * A[q] * A[p]) if (q, p) != (0, 0) else np.zeros((rank, C))
+            for t in range(rank):
+                cubic[tuple(sorted((q, p, t)))] += onto[t] + (w3 * A[q] * A[p] * A[t]).sum(1)
     model = {
         "W": W,
         "B": B,
+        "Mv": np.stack([w2 * 2 * ot * A[0], w3 * 3 * ot * A[0] ** 2]) if rank else np.zeros((0, C, R)),
         "Mv2": np.stack([w3 * 3 * ot**2 * A[q] for q in range(rank)]) if rank else np.zeros((0, C, R)),
-        "poly": poly,
+        "quad": quad,
+        "cubic": cubic,
         "fold": fold,
         "rank": rank,
     }
     if probes:  # the same cells on the chord network (g c, I-V p / c): the same solution, faster
-        # and the model cut to fewer forms (truncate), against the same reference
-        cuts = [truncate(model, k) for k in range(rank + 1)]
-        model["errors"] = chord.model_errors(cuts, coef / c[..., None], v_full, probes, rows=rows)
-        model["error"] = model["errors"][rank]
+        # and the model cut to fewer forms, with and without the leading form's functionals
+        # (:func:`truncate`), against the same reference
+        variants = [(k, projected) for k in range(rank + 1) for projected in (False, True)]
+        errors = chord.model_errors(
+            [truncate(model, k, projected) for k, projected in variants], coef / c[..., None], v_full, probes, rows=rows
+        )
+        model["errors"] = dict(zip(variants, errors))
+        model["error"] = model["errors"][(rank, False)]
     return model
 
 
@@ -813,60 +825,83 @@ def raise_rank(model: dict, rank: int) -> dict:
         return model
     C, R = model["W"].shape[1:]
     n = rank - old
+    quad, cubic = np.zeros((rank, rank, C)), np.zeros((rank, rank, rank, C))
+    quad[:old, :old], cubic[:old, :old, :old] = model["quad"], model["cubic"]
     return {
         **model,
         "B": np.concatenate([model["B"], np.zeros((n, C, R))]),
         "Mv2": np.concatenate([model["Mv2"], np.zeros((n, C, R))]),
-        "poly": np.concatenate([model["poly"], np.zeros((2, n, C))], axis=1),
+        "quad": quad,
+        "cubic": cubic,
         "fold": np.concatenate([model["fold"], np.zeros((n, C))]),
         "rank": rank,
     }
 
 
-def truncate(model: dict, rank: int) -> dict:
-    """The model (:func:`programmed_model`) cut to its first ``rank`` input forms, with the
-    error measured for that cut when the build measured it (``errors``): what a tile built with
-    more forms than its layer needs runs as."""
+def truncate(model: dict, rank: int, projected: bool = False) -> dict:
+    """The model (:func:`programmed_model`) cut to its first ``rank`` input forms, and with
+    ``projected`` the leading form's functionals (``Mv``) projected onto the forms (two
+    functionals per form, none more): the cheaper models one build gives, each with the error
+    the build measured for it (``errors``, keyed ``(rank, projected)``)."""
     old = model["rank"]
     if not 0 <= rank <= old:
         raise ValueError(f"truncate: rank must be in [0, {old}], got {rank!r}")
-    if rank == old:
-        return model
     W = model["W"].copy()
     W[0] -= np.einsum("qc,qcr->cr", model["fold"][rank:], model["B"][rank:])
+    B, mv = model["B"][:rank], model["Mv"] if rank else model["Mv"][:0]
+    quad, cubic = model["quad"][:rank, :rank].copy(), model["cubic"][:rank, :rank, :rank].copy()
+    if projected and len(mv):  # z_0 (Mv_0 v) + z_0^2 (Mv_1 v) with Mv_i v = sum_p <Mv_i, B_p> z_p
+        quad[0] += np.einsum("cr,pcr->pc", mv[0], B)
+        cubic[0, 0] += np.einsum("cr,pcr->pc", mv[1], B)
+        mv = mv[:0]
     cut = {
         **model,
         "W": W,
-        "B": model["B"][:rank],
+        "B": B,
+        "Mv": mv,
         "Mv2": model["Mv2"][:rank],
-        "poly": model["poly"][:, :rank],
+        "quad": quad,
+        "cubic": cubic,
         "fold": model["fold"][:rank],
         "rank": rank,
     }
     if "errors" in model:
-        cut["errors"] = model["errors"][: rank + 1]
-        cut["error"] = model["errors"][rank]
+        cut["errors"] = {k: e for k, e in model["errors"].items() if k[0] <= rank}
+        cut["error"] = model["errors"][(rank, projected or not len(model["Mv"]))]
     return cut
 
 
-def cross_term(z, x2, poly, rank: int):
-    """The cross term of :meth:`TileSolver.programmed_model` (numpy or torch; a torch ``x2``
-    is overwritten): ``sum_q z_q (x2_q + z_0 (s_q + t_q z_0))``.
+def cross_term(z, zv, x2, quad, cubic, rank: int):
+    """The cross term of :meth:`TileSolver.programmed_model` (numpy or torch; torch ``zv``
+    and ``x2`` are overwritten):
+    ``sum_q z_q (x2_q + [q = 0] zv_0 + sum_{p >= q} z_p (quad_qp + [q = p = 0] zv_1
+    + sum_{s >= p} cubic_qps z_s))``.
 
-    ``z`` [rank, ...]: the columns' input forms ``B`` applied to the inputs; ``x2`` [rank,
-    ...]: ``Mv2`` applied to the squared inputs; ``poly`` [2, rank, ...]: the coefficients
-    ``s`` of ``z_0 z_q`` and ``t`` of ``z_0^2 z_q`` (broadcast against ``z[0]``). Returns the
-    currents, of ``x2[0]``'s shape."""
-    z0, s, t = z[0], poly[0], poly[1]
-    if isinstance(z0, torch.Tensor):  # in place: 4 passes, and 3 per further form
-        inner = torch.addcmul(s[0], z0, t[0]).mul_(z0)
-        for q in range(1, rank):
-            inner.addcmul_(z[q], torch.addcmul(s[q], z0, t[q]))
-        out = inner.add_(x2[0]).mul_(z0)
-        for q in range(1, rank):
-            out.addcmul_(z[q], x2[q])
-        return out
-    return sum(z[q] * (x2[q] + z0 * (s[q] + t[q] * z0)) for q in range(rank))
+    ``z`` [rank, ...]: the columns' input forms ``B`` applied to the inputs; ``zv`` [2 or 0,
+    ...]: their ``Mv`` applied to the inputs (none when projected); ``x2`` [rank, ...]:
+    ``Mv2`` applied to the squared inputs; ``quad`` [rank, rank, ...] and ``cubic`` [rank,
+    rank, rank, ...]: the polynomial's coefficients (index order q <= p <= s, broadcast
+    against ``z[0]``). Returns the currents, of ``z[0]``'s shape."""
+    inplace = isinstance(z[0], torch.Tensor)
+
+    def fma(acc, a, b):  # acc + a b, in place for torch
+        return acc.addcmul_(a, b) if inplace else acc + a * b
+
+    out = None
+    for q in range(rank):
+        inner = None
+        for p in range(q, rank):
+            h = torch.addcmul(quad[q, p], z[p], cubic[q, p, p]) if inplace else quad[q, p] + z[p] * cubic[q, p, p]
+            for t in range(p + 1, rank):
+                h = fma(h, z[t], cubic[q, p, t])
+            if q == p == 0 and len(zv):
+                h = h.add_(zv[1]) if inplace else h + zv[1]
+            inner = (h.mul_(z[p]) if inplace else h * z[p]) if inner is None else fma(inner, z[p], h)
+        inner = inner.add_(x2[q]) if inplace else inner + x2[q]
+        if q == 0 and len(zv):
+            inner = inner.add_(zv[0]) if inplace else inner + zv[0]
+        out = (inner.mul_(z[q]) if inplace else inner * z[q]) if out is None else fma(out, z[q], inner)
+    return out
 
 
 def apply_model(model: dict, v: np.ndarray) -> np.ndarray:
@@ -876,8 +911,10 @@ def apply_model(model: dict, v: np.ndarray) -> np.ndarray:
     out = W[0] @ v + W[1] @ v**2 + W[2] @ v**3
     if model["rank"]:
         z = np.einsum("tcr,rn->tnc", model["B"], v)
+        zv = np.einsum("tcr,rn->tnc", model["Mv"], v)
         x2 = np.einsum("tcr,rn->tnc", model["Mv2"], v * v)
-        out += cross_term(z, x2, model["poly"][:, :, None, :], model["rank"]).T
+        quad, cubic = model["quad"][..., None, :], model["cubic"][..., None, :]
+        out += cross_term(z, zv, x2, quad, cubic, model["rank"]).T
     return out
 
 

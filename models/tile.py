@@ -529,7 +529,7 @@ class TileEngine:
                 comp.adc_gain,
                 comp.out_scale,
                 *(comp.iv_tiles or []),
-                *(() if comp.cross is None else (comp.cross["b"], comp.cross["mv2"], comp.cross["poly"])),
+                *(() if comp.cross is None else (comp.cross["zv"], comp.cross["mv2"], comp.cross["poly"])),
             ]:
                 add(t)
         return total
@@ -760,25 +760,31 @@ class TileEngine:
         # tile's model is the same for any count), the many small solves of each on one thread
         with _serial():
             models = list(_in_order(build, [(t,) for t in range(arr.shape[0])], workers))
-        # each tile is built with ESCALATED_RANK input forms per column and its error measured cut to
-        # each fewer number (one reference solve); the layer runs its tiles with the fewest forms, from
-        # CROSS_RANK, that keep every tile within the tolerance (a one-row tile has one form at most)
-        for rank in range(CROSS_RANK, ESCALATED_RANK + 1):
-            if all(m["errors"][min(rank, m["rank"])] <= MODEL_TOL for m in models):
+        # each tile is built with ESCALATED_RANK input forms per column and its error measured for every
+        # cheaper model cut from it (one reference solve, :func:`truncate`); the layer runs its tiles with
+        # the cheapest that keeps every tile within the tolerance (fewest input functionals per column,
+        # then fewest forms; a one-row tile has one form at most)
+        choices = sorted(
+            ((k, projected) for k in range(CROSS_RANK, ESCALATED_RANK + 1) for projected in (True, False)),
+            key=lambda kp: (2 * kp[0] + 2 * (not kp[1]), kp[0]),
+        )
+        for rank, projected in choices:
+            if all(m["errors"][(min(rank, m["rank"]), projected)] <= MODEL_TOL for m in models):
                 break
-        models = [raise_rank(truncate(m, min(rank, m["rank"])), rank) for m in models]
+        models = [raise_rank(truncate(m, min(rank, m["rank"]), projected), rank) for m in models]
         for t, model in enumerate(models):
             rows, used = extent[t]
             errors[t] = model["error"]
             w[:, t, :rows, :used] = torch.from_numpy(model["W"]).transpose(1, 2)
-            for key in ("B", "Mv2"):
+            forms = np.concatenate([model["B"], model["Mv"]])  # the functionals of v
+            for key, x in (("forms", forms), ("Mv2", model["Mv2"])):
                 if key not in parts:  # (allocated once per layer)
-                    parts[key] = torch.zeros((model[key].shape[0],) + shape, dtype=torch.float64)
-                parts[key][:, t, :rows, :used] = torch.from_numpy(model[key]).transpose(1, 2)
-            poly = torch.from_numpy(model["poly"]).flatten(0, 1)  # [2 rank, C]
+                    parts[key] = torch.zeros((x.shape[0],) + shape, dtype=torch.float64)
+                parts[key][:, t, :rows, :used] = torch.from_numpy(x).transpose(1, 2)
+            poly = np.concatenate([model["quad"].reshape(rank**2, -1), model["cubic"].reshape(rank**3, -1)])
             parts.setdefault("poly", torch.zeros((poly.shape[0],) + shape, dtype=torch.float64))
-            parts["poly"][:, t, 0, :used] = poly  # row 0 of the tile (summed over the rows later)
-            parts["rank"] = model["rank"]
+            parts["poly"][:, t, 0, :used] = torch.from_numpy(poly)  # row 0 of the tile (summed over the rows later)
+        parts["rank"], parts["nv"] = rank, len(models[0]["Mv"])
         self.ir_drop_tile_errors = errors
         self.ir_drop_error = max(errors.values(), default=0.0)
         self.ir_drop_fallback = self.ir_drop_error > MODEL_TOL
@@ -795,47 +801,50 @@ class TileEngine:
 
     def _cross_layout(self, parts: dict, rows: int, n_tr: int, R: int, dtype: torch.dtype, device) -> dict:
         """The cross term's parts in the forward's layout, on the physical columns ``cp`` of a
-        group (like the signal matrices, term major): ``b`` [n_tr*G, R, rank*cp] (each
-        column's input forms), ``mv2`` [n_tr*G, R, rank*cp] (its matrices on ``v^2``) and
-        ``poly`` [n_tr, 2, rank, G, cp] (its coefficients), the cells' signs (G+ - G-) folded
-        into all but the forms."""
-        G, K = self.groups, parts["rank"]
+        group (like the signal matrices, term major): ``zv`` [n_tr*G, R, (rank+nv)*cp] (each
+        column's input forms, then its ``nv`` functionals of ``v``), ``mv2`` [n_tr*G, R,
+        rank*cp] (its functionals of ``v^2``) and ``poly`` [n_tr, rank^2 + rank^3, G, cp] (its
+        polynomial's coefficients), the cells' signs (G+ - G-) folded into all but the forms."""
+        G, K, nv = self.groups, parts["rank"], parts["nv"]
         sign = torch.as_tensor(self.mapping.signs, dtype=torch.float64).repeat(
             self.out_per_group * self.mapping.n_slices
         )
 
-        def layout(x: torch.Tensor, signs: float | torch.Tensor = 1.0) -> torch.Tensor:
+        def layout(x: torch.Tensor, signs: torch.Tensor) -> torch.Tensor:
             # [terms, tiles, Rt, Ct] -> [n_tr*G, R, terms*cp]
-            phys = torch.stack([self._untile(t)[:, :rows] for t in x]) * signs  # [terms, G, rows, cp]
+            phys = torch.stack([self._untile(t)[:, :rows] for t in x]) * signs[:, None, None]  # [terms, G, rows, cp]
             phys = F.pad(phys, (0, 0, 0, n_tr * R - rows))
             nt, cp = phys.shape[0], phys.shape[-1]
             return (
                 phys.reshape(nt, G, n_tr, R, cp).permute(2, 1, 3, 0, 4).reshape(n_tr * G, R, nt * cp).to(device, dtype)
             )
 
-        poly = torch.stack([self._untile(t) for t in parts["poly"]])  # [2K, G, n_tr*Rt, cp]
-        poly = poly.reshape(poly.shape[0], G, n_tr, -1, poly.shape[-1]).sum(3) * sign  # [2K, G, n_tr, cp]
+        poly = torch.stack([self._untile(t) for t in parts["poly"]])  # [K^2 + K^3, G, n_tr*Rt, cp]
+        poly = poly.reshape(poly.shape[0], G, n_tr, -1, poly.shape[-1]).sum(3) * sign  # [K^2 + K^3, G, n_tr, cp]
+        ones = torch.ones(K, sign.shape[0], dtype=torch.float64)
         return {
-            "b": layout(parts["B"]),
-            "mv2": layout(parts["Mv2"], sign),
-            "poly": poly.reshape(2, K, G, n_tr, -1).permute(3, 0, 1, 2, 4).contiguous().to(device, dtype),
+            "zv": layout(parts["forms"], torch.cat([ones, sign.expand(nv, -1)])),
+            "mv2": layout(parts["Mv2"], sign.expand(K, -1)),
+            "poly": poly.permute(2, 0, 1, 3).contiguous().to(device, dtype),
             "rank": K,
+            "nv": nv,
         }
 
     def _add_cross(self, tiles: list, volts: torch.Tensor, currents: CurrentsFn, cross: dict) -> list:
         """Tile currents plus the cross term of the per-programming IR-drop model: two more
-        products of the inputs (the columns' forms on ``v`` and matrices on ``v^2``),
+        products of the inputs (the columns' forms and functionals on ``v``, and on ``v^2``),
         :func:`cross_term` per physical column, and the sum of each weight's cells."""
         G, P, K = self.groups, self.mapping.planes, cross["rank"]
-        zs = currents(volts, [cross["b"]])
+        zvs = currents(volts, [cross["zv"]])
         x2s = currents(volts * volts, [cross["mv2"]])
         out = []
-        for t, (cur, z, x2) in enumerate(zip(tiles, zs, x2s)):
-            n, extra = z.shape[0], tuple(z.shape[2:])
-            z = z.reshape(n, G, K, -1, *extra).movedim(2, 0)  # [K, n, G, cp, ...]
+        for t, (cur, zv, x2) in enumerate(zip(tiles, zvs, x2s)):
+            n, extra = zv.shape[0], tuple(zv.shape[2:])
+            zv = zv.reshape(n, G, K + cross["nv"], -1, *extra).movedim(2, 0)  # [K+nv, n, G, cp, ...]
             x2 = x2.reshape(n, G, K, -1, *extra).movedim(2, 0)
-            poly = cross["poly"][t].reshape(2, K, G, -1, *[1] * len(extra))
-            r = cross_term(z, x2, poly, K).unflatten(2, (-1, P))  # [n, G, out, P, ...]
+            poly = cross["poly"][t].reshape(-1, G, zv.shape[-1 - len(extra)], *[1] * len(extra))
+            quad, cubic = poly[: K * K].unflatten(0, (K, K)), poly[K * K :].unflatten(0, (K, K, K))
+            r = cross_term(zv[:K], zv[K:], x2, quad, cubic, K).unflatten(2, (-1, P))  # [n, G, out, P, ...]
             cur = cur.view(n, G, -1, *extra)
             for p in range(P):  # each weight's cells (no temporary)
                 cur.add_(r.select(3, p))
@@ -869,8 +878,9 @@ class TileEngine:
             x = comp.cross
             G, K = self.groups, x["rank"]
             gp = gain.reshape(n_tr, G, 1, 1, -1).repeat_interleave(self.mapping.planes, dim=4)  # [n_tr, G, 1, 1, cp]
+            x["zv"].view(n_tr, G, x["zv"].shape[1], -1, gp.shape[-1])[:, :, :, K:].mul_(gp)
             x["mv2"].view(n_tr, G, x["mv2"].shape[1], K, gp.shape[-1]).mul_(gp)
-            x["poly"].mul_(gp.reshape(n_tr, 1, 1, G, -1))
+            x["poly"].mul_(gp.reshape(n_tr, 1, G, -1))
         comp.out_scale = (comp.col_scale.expand(n_tr, -1) if gain is None else comp.col_scale / gain).contiguous()
         comp.adc_gain = gain
         return comp

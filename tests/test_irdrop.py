@@ -269,7 +269,7 @@ def test_per_programming_model_is_exact_for_linear_cells():
     v = np.random.default_rng(1).uniform(-0.2, 0.2, (24, 6))
     assert np.allclose(apply_model(model, v), solver.currents(v), rtol=1e-9, atol=1e-18)
     assert np.allclose(model["W"][0], solver.transfer(), rtol=1e-9, atol=1e-18)
-    assert not model["W"][1:].any() and not model["Mv2"].any() and not model["poly"].any()
+    assert not model["W"][1:].any() and not model["Mv2"].any() and not model["cubic"].any()
     assert model["error"] < 1e-9
     with pytest.raises(ValueError, match="coef"):
         solver.programmed_model(lin[:, :3], 0.2)
@@ -336,7 +336,7 @@ def test_engine_builds_tiles_on_threads_with_the_same_result(monkeypatch):
     a, b = nets[1], nets[2]
     assert a.ir_drop_tile_errors == b.ir_drop_tile_errors
     assert all(torch.equal(x, y) for x, y in zip(a.compiled.mats, b.compiled.mats))
-    assert all(torch.equal(a.compiled.cross[k], b.compiled.cross[k]) for k in ("b", "mv2", "poly"))
+    assert all(torch.equal(a.compiled.cross[k], b.compiled.cross[k]) for k in ("zv", "mv2", "poly"))
 
 
 def test_engine_falls_back_to_the_per_vector_solve_over_the_tolerance(monkeypatch):
@@ -363,7 +363,7 @@ def test_a_higher_rank_writes_the_same_model():
     from rramsim.models import irdrop
 
     wide = irdrop.raise_rank(model, 3)
-    assert wide["rank"] == 3 and wide["Mv2"].shape[0] == 3 and wide["poly"].shape[:2] == (2, 3)
+    assert wide["rank"] == 3 and wide["Mv2"].shape[0] == 3 and wide["cubic"].shape[:3] == (3, 3, 3)
     np.testing.assert_allclose(apply_model(wide, v), apply_model(model, v), rtol=0, atol=1e-18)
     with pytest.raises(ValueError, match="below"):
         irdrop.raise_rank(wide, 1)
@@ -371,18 +371,23 @@ def test_a_higher_rank_writes_the_same_model():
 
 def test_a_model_cut_to_fewer_forms_is_the_model_built_with_them():
     """One build with two input forms gives the one-form model too (the forms are the leading
-    singular vectors either way), with its error measured against the same reference."""
+    singular vectors either way) and the models with the leading form's functionals projected
+    onto the forms, each with its error measured against the same reference."""
     g, coef = _cubic_cells(24, seed=7)
     v = np.random.default_rng(2).uniform(-0.2, 0.2, (24, 5))
     two = programmed_model(g, 3.0, coef, 0.2, rank=2)
     one = programmed_model(g, 3.0, coef, 0.2, rank=1)
     cut = truncate(two, 1)
-    assert cut["rank"] == 1 and cut["error"] == two["errors"][1]
+    assert cut["rank"] == 1 and cut["error"] == two["errors"][(1, False)]
     np.testing.assert_allclose(cut["error"], one["error"], rtol=1e-6)
     scale = np.abs(apply_model(one, v)).max()
     np.testing.assert_allclose(apply_model(cut, v), apply_model(one, v), rtol=0, atol=1e-9 * scale)
-    assert truncate(two, 0)["errors"] == two["errors"][:1] and truncate(two, 2) is two
-    assert two["errors"][0] > two["errors"][1] > two["errors"][2]
+    np.testing.assert_allclose(apply_model(truncate(two, 2), v), apply_model(two, v), rtol=0, atol=1e-12 * scale)
+    assert set(two["errors"]) == {(k, p) for k in range(3) for p in (False, True)}
+    assert two["errors"][(0, False)] > two["errors"][(1, False)] > two["errors"][(2, False)]
+    flat = truncate(two, 2, projected=True)  # no functionals of v beyond the forms
+    assert flat["Mv"].shape[0] == 0 and flat["error"] == two["errors"][(2, True)]
+    assert two["errors"][(2, True)] < two["errors"][(1, True)]
     with pytest.raises(ValueError, match="truncate"):
         truncate(one, 2)
 
