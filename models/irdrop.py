@@ -35,18 +35,24 @@ matmuls per vector like cells without IR drop. Each cell's voltage is its own ro
 ``D_iji v_i`` plus the drop the other rows' currents cause on the shared wires; everything
 linear folds exactly into ``W1``, the nonlinear excess at the own share into ``W2, W3``,
 and the rest (the excess's change with the other rows' drop) is kept per column through
-the column's leading input form ``z = B_j v`` (the best rank-1 approximation of its
-cross matrix), a cubic in ``z`` with coefficients polynomial in ``v``
-(:func:`cross_term`). Its error against the converged nodal solution is measured when it
-is built, on probe vectors (uniform, bipolar, sparse, all rows at plus and at minus full
-scale, full scale in two blocks of opposite sign), relative to the tile's full-scale
-current: ~0.01-0.05% at 32x32 and 64x64; at 128 rows one input form leaves 0.13-0.25%
-and two ~0.05% (1 ohm/segment, the default table's I-V), so a tile over ``MODEL_TOL`` is
-built again with ``ESCALATED_RANK`` forms (by the layer's engine); without the cross term
-(``rank=0``) it is 0.3-2%. Building it costs ~0.2-0.4 s of one core for a 128x128 tile
-(the chord network's factorization, a row-drive sweep in float64 for ``T``, ``D`` and ``U``
-in float32, and the probe check's reference by mixed-precision refinement); a tile's empty
-rows at the bottom cost nothing (series segments of the column wires, exact).
+the column's leading input forms ``z_q = B_q v`` (the best low-rank approximation of its
+cross matrix): to first order in each form through one functional of ``v^2`` per form,
+to higher orders as a polynomial in ``z`` (its functionals of ``v`` projected onto the
+forms; the leading form's two may be kept as functionals), see :func:`cross_term`. So a
+column costs two products per form and vector, four with the leading form's functionals
+kept. Its error against the converged nodal solution is measured when it is built, on probe
+vectors (uniform, bipolar, sparse, all rows at plus and at minus full scale, full scale in
+two blocks of opposite sign), relative to the tile's full-scale current, for the model and
+every cheaper one cut from it (:func:`truncate`: fewer forms, the leading form's
+functionals projected), against one reference; a layer runs the cheapest within
+``MODEL_TOL`` for all its tiles. 1 ohm/segment, the default table's I-V: ~0.01-0.05% at
+32x32 and 64x64; at 128 rows one form leaves 0.11-0.15% and two 0.02-0.07%; without the
+cross term (``rank=0``) 0.3-2%. At 2.5 ohm/segment two forms leave 0.06-0.14%, with the
+leading form's functionals mostly the better. Building it costs ~0.2-0.4 s of one core for
+a 128x128 tile (the chord network's factorization, a row-drive sweep in float64 for ``T``,
+``D`` and ``U`` in float32, and the probe check's reference by mixed-precision
+refinement); a tile's empty rows at the bottom cost nothing (series segments of the column
+wires, exact).
 
 :func:`series_cell_current` and :meth:`TileSolver.currents_cells` handle a cell whose
 current depends on both of its nodes, e.g. the RRAM in series with a 1T1R access
@@ -74,14 +80,15 @@ import torch
 #: may show on its probe vectors; beyond it the fixed-point iteration is used instead.
 LINEARIZATION_TOL = 5e-4
 PROBE_VECTORS = 8
-#: Input forms per column of the per-programming model's cross term (:meth:`TileSolver.programmed_model`).
+#: Fewest input forms per column of the per-programming model's cross term a layer runs with
+#: (:meth:`TileSolver.programmed_model`).
 CROSS_RANK = 1
 #: Largest probe error (of each vector's largest column current) of the per-programming model before a
 #: layer falls back to the per-vector solve (with a warning).
 MODEL_TOL = 1e-3
-#: Input forms per column of a tile whose model is over ``MODEL_TOL`` with ``CROSS_RANK``: it is built
-#: again with these before its layer falls back (128-row tiles of the default table: 0.13-0.25% of full
-#: scale with one form, on full scale in two blocks of opposite sign; ~0.05% with two).
+#: Input forms per column a layer's tiles are built with; the layer runs the cheapest model cut from them
+#: within ``MODEL_TOL`` (128-row tiles of the default table at 1 ohm/segment: 0.11-0.15% of full scale with
+#: one form, on full scale in two blocks of opposite sign; 0.02-0.07% with two).
 ESCALATED_RANK = 2
 #: Precision of the per-programming model's ``D`` and ``U`` solves (its ``T`` is always float64).
 BUILD_DTYPE = torch.float32
@@ -492,10 +499,13 @@ class TileSolver:
         each column on that column's own current (``U_jij``): ``y`` of column j is taken
         from the best rank-``rank`` approximation of its cross matrix (SVD), so it needs
         only ``rank`` numbers ``z = B_j v`` per column and vector, and the remainder
-        expands into the polynomial of :func:`cross_term`. Left out: the remainder's share
-        that reaches other columns, the rest of ``y`` beyond ``rank``, and the extra drop
-        of the excess currents themselves (as in the per-vector solve). ``rank=0`` is a
-        per-input polynomial without cross term.
+        expands into :func:`cross_term`: first order in each form through a functional of
+        ``v^2``, the leading form's slope and curvature through two functionals of ``v``
+        (``Mv``), the rest as a polynomial in ``z`` (functionals of ``v`` projected onto the
+        forms). Left out: the rest of ``y`` beyond ``rank``, the functionals' parts outside
+        the forms' span, and the extra drop of the excess currents themselves (as in the
+        per-vector solve); all within the measured error. ``rank=0`` is a per-input
+        polynomial without cross term.
 
         Cost: one factorization of the chord network, a single sweep for the row drive
         (nothing enters beyond column 0; ``T`` in float64), a half sweep plus one for ``U``
