@@ -279,7 +279,9 @@ def main() -> None:
         full, _ = solver.currents_nonlinear(np.full((n, 1), 0.2), coef, tol=1e-11, method="fixed-point")
         c0 = time.process_time()
         built = programmed_model(solver.g, 1.0, coef, 0.2, rank=2)
-        out(f"  {f'{n}x{n}':>8} built with two forms, all cuts' probe checks included: {time.process_time() - c0:.2f} s")
+        out(
+            f"  {f'{n}x{n}':>8} built with two forms, all cuts' probe checks included: {time.process_time() - c0:.2f} s"
+        )
         for rank, projected in ((0, True), (1, True), (1, False), (2, True), (2, False)):
             model = truncate(built, rank, projected)
             t_call, c_call = median_time(model_call(model, v), 7)

@@ -152,6 +152,13 @@ def analog_layers(model: nn.Module) -> list[tuple[str, AnalogLayerMixin]]:
     return [(name, m) for name, m in model.named_modules() if isinstance(m, AnalogLayerMixin)]
 
 
+def _name_engine(name: str, layer: AnalogLayerMixin) -> None:
+    """Let the layer's messages (a fallback warning, a bad weight) name it by its path in the model."""
+    engine = getattr(layer, "engine", None)
+    if engine is not None and name:
+        engine.name = f"{name} ({type(layer).__name__})"
+
+
 def layer_seeds(seed: int, n: int) -> list[int]:
     """Independent per-layer seeds derived from one model seed (numpy SeedSequence)."""
     children = np.random.SeedSequence(int(seed)).spawn(n)
@@ -330,6 +337,7 @@ def _convert(
             layer.set_hardware(table, config)
         layers = analog_layers(root)
         for (name, layer), s in zip(layers, layer_seeds(seed, len(layers))):
+            _name_engine(name, layer)
             try:
                 layer.program(seed=s)
             except Exception as err:
@@ -374,7 +382,8 @@ def program_analog(model: nn.Module, seed: int = 0) -> dict:
     layers = analog_layers(model)
     if not layers:
         raise ValueError("the model has no analog layers; convert it with convert_to_analog first")
-    for (_, layer), s in zip(layers, layer_seeds(seed, len(layers))):
+    for (name, layer), s in zip(layers, layer_seeds(seed, len(layers))):
+        _name_engine(name, layer)
         layer.program(seed=s)
     return programming_summary(model)
 

@@ -699,16 +699,16 @@ class TileEngine:
 
     def _approx_transfer(self, tiles: torch.Tensor) -> torch.Tensor:
         """:func:`approx_transfer` of every tile over its used rows (:meth:`_extent`)."""
-        out = approx_transfer(tiles, self.config.wire_resistance)
-        geo = self.geometry()
+        r, geo = self.config.wire_resistance, self.geometry()
         last = self.rows - (geo["row_tiles"] - 1) * self.config.tile_rows
-        if last < self.config.tile_rows:  # the last row tile's rows sit next to the sense amplifiers
-            t = tiles.reshape(self.groups, geo["row_tiles"], geo["col_tiles"], *tiles.shape[1:])
-            o = out.reshape(t.shape).clone()
-            o[:, -1, :, :last] = approx_transfer(t[:, -1, :, :last], self.config.wire_resistance)
-            o[:, -1, :, last:] = 0.0
-            out = o.reshape(out.shape)
-        return out
+        if last == self.config.tile_rows:
+            return approx_transfer(tiles, r)
+        # the last row tile's rows sit next to the sense amplifiers: only they are solved
+        t = tiles.reshape(self.groups, geo["row_tiles"], geo["col_tiles"], *tiles.shape[1:])
+        out = torch.zeros_like(t)
+        out[:, :-1] = approx_transfer(t[:, :-1], r)
+        out[:, -1, :, :last] = approx_transfer(t[:, -1, :, :last], r)
+        return out.reshape(tiles.shape)
 
     def _exact_transfer(self, tiles: torch.Tensor, solvers: dict) -> torch.Tensor:
         """Effective conductances [tiles, R, C] from the exact solver (one factorization per

@@ -431,3 +431,16 @@ def test_a_tile_of_one_row_is_not_rebuilt_with_more_forms_than_rows(monkeypatch)
     assert layer.engine.ir_drop_fallback and layer.engine.compiled.cross is None
     with torch.no_grad():
         assert torch.isfinite(layer(torch.rand(3, 49))).all()
+
+
+def test_a_converted_layer_that_falls_back_is_named_by_its_path(monkeypatch):
+    import rramsim.models.tile as tile
+    from rramsim.devices import load_default_table
+    from rramsim.models import CrossbarConfig, convert_to_analog
+
+    monkeypatch.setattr(tile, "MODEL_TOL", 1e-12)
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(12, 8), torch.nn.ReLU(), torch.nn.Linear(8, 4))
+    cfg = CrossbarConfig(tile_rows=16, tile_cols=16, read_noise="off", wire_resistance=5.0)
+    with pytest.warns(RuntimeWarning, match=r"^2 \(AnalogLinear\): the per-programming IR-drop model"):
+        convert_to_analog(net, load_default_table(), cfg, seed=0)
