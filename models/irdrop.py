@@ -881,6 +881,22 @@ def truncate(model: dict, rank: int, projected: bool = False) -> dict:
     return cut
 
 
+def cheapest_cut(models: list[dict], tol: float = MODEL_TOL) -> tuple[int, bool]:
+    """``(rank, projected)`` of the cheapest model cut (:func:`truncate`) that keeps every one
+    of ``models`` (a layer's tiles, built with ``ESCALATED_RANK`` forms and their ``errors``)
+    within ``tol``: fewest input functionals per column (two per form, two more with the
+    leading form's kept), then fewest forms, from ``CROSS_RANK``; a model with fewer forms (a
+    one-row tile) is cut to its own. The most accurate one when none is."""
+    choices = sorted(
+        ((k, projected) for k in range(CROSS_RANK, ESCALATED_RANK + 1) for projected in (True, False)),
+        key=lambda kp: (2 * kp[0] + 2 * (not kp[1]), kp[0]),
+    )
+    for rank, projected in choices:
+        if all(m["errors"][(min(rank, m["rank"]), projected)] <= tol for m in models):
+            return rank, projected
+    return ESCALATED_RANK, False
+
+
 def cross_term(z, zv, x2, quad, cubic, rank: int):
     """The cross term of :meth:`TileSolver.programmed_model` (numpy or torch; torch ``zv``
     and ``x2`` are overwritten):

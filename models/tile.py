@@ -54,11 +54,11 @@ import torch.nn.functional as F
 from rramsim.devices import DeviceTable
 from rramsim.models.config import CrossbarConfig
 from rramsim.models.irdrop import (
-    CROSS_RANK,
     ESCALATED_RANK,
     MODEL_TOL,
     TileSolver,
     approx_transfer,
+    cheapest_cut,
     cross_term,
     programmed_model,
     raise_rank,
@@ -761,16 +761,8 @@ class TileEngine:
         with _serial():
             models = list(_in_order(build, [(t,) for t in range(arr.shape[0])], workers))
         # each tile is built with ESCALATED_RANK input forms per column and its error measured for every
-        # cheaper model cut from it (one reference solve, :func:`truncate`); the layer runs its tiles with
-        # the cheapest that keeps every tile within the tolerance (fewest input functionals per column,
-        # then fewest forms; a one-row tile has one form at most)
-        choices = sorted(
-            ((k, projected) for k in range(CROSS_RANK, ESCALATED_RANK + 1) for projected in (True, False)),
-            key=lambda kp: (2 * kp[0] + 2 * (not kp[1]), kp[0]),
-        )
-        for rank, projected in choices:
-            if all(m["errors"][(min(rank, m["rank"]), projected)] <= MODEL_TOL for m in models):
-                break
+        # cheaper model cut from it (one reference solve); the layer runs the cheapest within the tolerance
+        rank, projected = cheapest_cut(models, MODEL_TOL)
         models = [raise_rank(truncate(m, min(rank, m["rank"]), projected), rank) for m in models]
         for t, model in enumerate(models):
             rows, used = extent[t]
