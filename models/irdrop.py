@@ -891,15 +891,13 @@ def cheapest_cut(models: list[dict], tol: float = MODEL_TOL) -> tuple[int, bool]
         ((k, projected) for k in range(CROSS_RANK, ESCALATED_RANK + 1) for projected in (True, False)),
         key=lambda kp: (2 * kp[0] + 2 * (not kp[1]), kp[0]),
     )
-    for rank, projected in choices:
-        if all(m["errors"][(min(rank, m["rank"]), projected)] <= tol for m in models):
-            return rank, projected
-    return ESCALATED_RANK, False
+    worst = {(k, p): max(m["errors"][(min(k, m["rank"]), p)] for m in models) for k, p in choices}
+    return next((kp for kp in choices if worst[kp] <= tol), min(choices, key=worst.get))
 
 
 def cross_term(z, zv, x2, quad, cubic, rank: int):
-    """The cross term of :meth:`TileSolver.programmed_model` (numpy or torch; torch ``zv``
-    and ``x2`` are overwritten):
+    """The cross term of :meth:`TileSolver.programmed_model` (numpy or torch, in place on its
+    own temporaries):
     ``sum_q z_q (x2_q + [q = 0] zv_0 + sum_{p >= q} z_p (quad_qp + [q = p = 0] zv_1
     + sum_{s >= p} cubic_qps z_s))``.
 

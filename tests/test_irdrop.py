@@ -444,3 +444,22 @@ def test_a_converted_layer_that_falls_back_is_named_by_its_path(monkeypatch):
     cfg = CrossbarConfig(tile_rows=16, tile_cols=16, read_noise="off", wire_resistance=5.0)
     with pytest.warns(RuntimeWarning, match=r"^2 \(AnalogLinear\): the per-programming IR-drop model"):
         convert_to_analog(net, load_default_table(), cfg, seed=0)
+
+
+def test_the_layer_runs_the_cheapest_cut_within_the_tolerance():
+    from rramsim.models.irdrop import cheapest_cut
+
+    def tile(errors, rank=2):
+        return {"rank": rank, "errors": {(k, p): e for (k, p), e in errors.items()}}
+
+    fine = tile({(1, True): 5e-4, (1, False): 4e-4, (2, True): 2e-4, (2, False): 1e-4})
+    assert cheapest_cut([fine], 1e-3) == (1, True)  # two functionals per column
+    kept = tile({(1, True): 2e-3, (1, False): 9e-4, (2, True): 8e-4, (2, False): 1e-4})
+    assert cheapest_cut([kept], 1e-3) == (1, False)  # four, one form before two
+    assert cheapest_cut([fine, kept], 1e-3) == (1, False)  # every tile within
+    two = tile({(1, True): 2e-3, (1, False): 2e-3, (2, True): 1.5e-3, (2, False): 5e-4})
+    assert cheapest_cut([fine, two], 1e-3) == (2, False)
+    row = tile({(1, True): 1e-4, (1, False): 1e-4}, rank=1)  # a one-row tile: cut to its own form
+    assert cheapest_cut([row, two], 1e-3) == (2, False)
+    none = tile({(1, True): 3e-3, (1, False): 4e-3, (2, True): 2e-3, (2, False): 2.5e-3})
+    assert cheapest_cut([none], 1e-3) == (2, True)  # over everywhere: the most accurate
