@@ -463,3 +463,42 @@ def test_the_layer_runs_the_cheapest_cut_within_the_tolerance():
     assert cheapest_cut([row, two], 1e-3) == (2, False)
     none = tile({(1, True): 3e-3, (1, False): 4e-3, (2, True): 2e-3, (2, False): 2.5e-3})
     assert cheapest_cut([none], 1e-3) == (2, True)  # over everywhere: the most accurate
+
+
+@pytest.mark.parametrize("mapping", ["bit_sliced", "offset"])
+@pytest.mark.parametrize("cut", [(1, True), (1, False), (2, True), (2, False)])
+def test_every_cut_runs_a_grouped_convolution_like_the_exact_solve(monkeypatch, cut, mapping):
+    """Each cut of the per-programming model in the engine's layout (groups, several row and
+    column tiles, two slices of differential pairs or one offset cell, an ADC) follows the
+    per-vector solve."""
+    import rramsim.models.tile as tile
+    from rramsim.devices import load_default_table
+    from rramsim.models import CrossbarConfig
+    from rramsim.models.layers import AnalogConv2d
+
+    monkeypatch.setattr(tile, "cheapest_cut", lambda models, tol: cut)
+    torch.manual_seed(1)
+    conv = torch.nn.Conv2d(6, 8, 3, groups=2, padding=1)
+    kw = dict(
+        tile_rows=16,
+        tile_cols=8,
+        mapping=mapping,
+        cells_per_weight=2,
+        read_noise="off",
+        ideal_programming=True,
+        dac_bits=None,
+        adc_bits=12,
+        wire_resistance=3.0,
+    )
+    table = load_default_table()
+    x = torch.rand(3, 6, 5, 5)
+    with torch.no_grad():
+        model = AnalogConv2d.from_conv(conv, table, CrossbarConfig(**kw), seed=2)
+        ref = AnalogConv2d.from_conv(conv, table, CrossbarConfig(ir_drop_solver="per_vector", **kw), seed=2)
+        off = AnalogConv2d.from_conv(conv, table, CrossbarConfig(ir_drop="off", **kw), seed=2)
+        y, y_ref, y_off = model(x), ref(x), off(x)
+    cross = model.engine.compiled.cross
+    assert cross["rank"] == cut[0] and cross["nv"] == (0 if cut[1] else 2)
+    scale = float(y_ref.abs().max())
+    err = float((y - y_ref).abs().max()) / scale
+    assert err < 3e-3 and err < 0.1 * float((y_off - y_ref).abs().max()) / scale
