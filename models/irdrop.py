@@ -875,8 +875,8 @@ def truncate(model: dict, rank: int, projected: bool = False) -> dict:
         "fold": model["fold"][:rank],
         "rank": rank,
     }
-    if "errors" in model:
-        cut["errors"] = {k: e for k, e in model["errors"].items() if k[0] <= rank}
+    if "errors" in model:  # (the cuts still reachable from this one)
+        cut["errors"] = {k: e for k, e in model["errors"].items() if k[0] <= rank and (k[1] or not projected)}
         cut["error"] = model["errors"][(rank, projected or not len(model["Mv"]))]
     return cut
 
@@ -905,7 +905,10 @@ def cross_term(z, zv, x2, quad, cubic, rank: int):
     ...]: their ``Mv`` applied to the inputs (none when projected); ``x2`` [rank, ...]:
     ``Mv2`` applied to the squared inputs; ``quad`` [rank, rank, ...] and ``cubic`` [rank,
     rank, rank, ...]: the polynomial's coefficients (index order q <= p <= s, broadcast
-    against ``z[0]``). Returns the currents, of ``z[0]``'s shape."""
+    against ``z[0]``). Returns the currents, of ``z[0]``'s shape (``rank`` >= 1: without a
+    form there is no cross term)."""
+    if rank < 1:
+        raise ValueError(f"cross_term: rank must be >= 1, got {rank!r}")
     inplace = isinstance(z[0], torch.Tensor)
 
     def fma(acc, a, b):  # acc + a b, in place for torch

@@ -657,7 +657,7 @@ class TileEngine:
             mats = [
                 combine(self._untile(w[k].to(g_eff))[:, :rows], m.offset if k == 0 else 0.0).to(dtype) for k in range(3)
             ]
-            cross = self._cross_layout(cross, rows, n_tr, R, dtype, g.device)
+            cross = None if cross is None else self._cross_layout(cross, rows, n_tr, R, dtype, g.device)
         elif c.nonlinear_iv:
             iv = self.physics.iv(level)  # [S, P, out, rows, 3]
             mats = [
@@ -768,6 +768,8 @@ class TileEngine:
             rows, used = extent[t]
             errors[t] = model["error"]
             w[:, t, :rows, :used] = torch.from_numpy(model["W"]).transpose(1, 2)
+            if not rank:  # (no cross term: each input's polynomial alone)
+                continue
             forms = np.concatenate([model["B"], model["Mv"]])  # the functionals of v
             for key, x in (("forms", forms), ("Mv2", model["Mv2"])):
                 if key not in parts:  # (allocated once per layer)
@@ -776,7 +778,7 @@ class TileEngine:
             poly = np.concatenate([model["quad"].reshape(rank**2, -1), model["cubic"].reshape(rank**3, -1)])
             parts.setdefault("poly", torch.zeros((poly.shape[0],) + shape, dtype=torch.float64))
             parts["poly"][:, t, 0, :used] = torch.from_numpy(poly)  # row 0 of the tile (summed over the rows later)
-        parts["rank"], parts["nv"] = rank, len(models[0]["Mv"])
+        parts = {**parts, "rank": rank, "nv": len(models[0]["Mv"])} if rank else None
         self.ir_drop_tile_errors = errors
         self.ir_drop_error = max(errors.values(), default=0.0)
         self.ir_drop_fallback = self.ir_drop_error > MODEL_TOL

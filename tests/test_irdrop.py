@@ -387,6 +387,7 @@ def test_a_model_cut_to_fewer_forms_is_the_model_built_with_them():
     assert two["errors"][(0, False)] > two["errors"][(1, False)] > two["errors"][(2, False)]
     flat = truncate(two, 2, projected=True)  # no functionals of v beyond the forms
     assert flat["Mv"].shape[0] == 0 and flat["error"] == two["errors"][(2, True)]
+    assert set(flat["errors"]) == {(k, True) for k in range(3)}  # the cuts still reachable from it
     assert two["errors"][(2, True)] < two["errors"][(1, True)]
     with pytest.raises(ValueError, match="truncate"):
         truncate(one, 2)
@@ -511,3 +512,28 @@ def test_every_cut_runs_a_grouped_convolution_like_the_exact_solve(monkeypatch, 
     scale = float(y_ref.abs().max())
     err = float((y - y_ref).abs().max()) / scale
     assert err < 3e-3 and err < 0.1 * float((y_off - y_ref).abs().max()) / scale
+
+
+def test_a_layer_may_run_without_a_cross_term_when_the_tolerance_allows(monkeypatch):
+    """With CROSS_RANK = 0 and nearly ideal wires, the cheapest cut within the tolerance is the
+    inputs' polynomial alone: the layer runs it (no cross term) and follows the exact solve."""
+    from rramsim.devices import load_default_table
+    from rramsim.models import CrossbarConfig, irdrop
+    from rramsim.models.layers import AnalogLinear
+
+    monkeypatch.setattr(irdrop, "CROSS_RANK", 0)
+    torch.manual_seed(3)
+    lin = torch.nn.Linear(8, 4)
+    kw = dict(read_noise="off", dac_bits=None, adc_bits=None, ideal_programming=True, wire_resistance=0.01)
+    x = torch.rand(5, 8)
+    with torch.no_grad():
+        model = AnalogLinear.from_linear(lin, load_default_table(), CrossbarConfig(**kw), seed=0)
+        ref = AnalogLinear.from_linear(
+            lin, load_default_table(), CrossbarConfig(ir_drop_solver="per_vector", **kw), seed=0
+        )
+        y, y_ref = model(x), ref(x)
+    engine = model.engine
+    assert engine.compiled.cross is None and not engine.compiled.solvers and engine.ir_drop_error < 1e-4
+    assert float((y - y_ref).abs().max() / y_ref.abs().max()) < 1e-4
+    with pytest.raises(ValueError, match="rank"):
+        irdrop.cross_term(np.zeros((0, 1)), np.zeros((0, 1)), np.zeros((0, 1)), None, None, 0)
