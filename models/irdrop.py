@@ -46,10 +46,11 @@ two blocks of opposite sign), relative to the tile's full-scale current, for the
 every cheaper one cut from it (:func:`truncate`: fewer forms, the leading form's
 functionals projected), against one reference; a layer runs the cheapest within
 ``MODEL_TOL`` for all its tiles. 1 ohm/segment, the default table's I-V: ~0.01-0.05% at
-32x32 and 64x64; at 128 rows one form leaves 0.11-0.15% and two 0.02-0.07%; without the
-cross term (``rank=0``) 0.3-2%. At 2.5 ohm/segment two forms leave 0.06-0.14%, with the
-leading form's functionals mostly the better. Building it costs ~0.2-0.4 s of one core for
-a 128x128 tile (the chord network's factorization, a row-drive sweep in float64 for ``T``,
+32x32 and 64x64; at 128 rows one form leaves 0.11-0.25% and two 0.02-0.08%; without the
+cross term (``rank=0``) 0.3-2%. At 2.5 ohm/segment two forms leave 0.06-0.16% (which cut is
+the better depends on the tile; narrow tiles at high resistance mostly need the leading
+form's functionals kept). Building it with two forms and the probe checks of all its cuts
+costs ~0.3-0.5 s of one core for a 128x128 tile (the chord network's factorization, a row-drive sweep in float64 for ``T``,
 ``D`` and ``U`` in float32, and the probe check's reference by mixed-precision
 refinement); a tile's empty rows at the bottom cost nothing (series segments of the column
 wires, exact).
@@ -87,8 +88,8 @@ CROSS_RANK = 1
 #: layer falls back to the per-vector solve (with a warning).
 MODEL_TOL = 1e-3
 #: Input forms per column a layer's tiles are built with; the layer runs the cheapest model cut from them
-#: within ``MODEL_TOL`` (128-row tiles of the default table at 1 ohm/segment: 0.11-0.15% of full scale with
-#: one form, on full scale in two blocks of opposite sign; 0.02-0.07% with two).
+#: within ``MODEL_TOL`` (128-row tiles of the default table at 1 ohm/segment: 0.11-0.25% of full scale with
+#: one form, on full scale in two blocks of opposite sign; 0.02-0.08% with two).
 ESCALATED_RANK = 2
 #: Precision of the per-programming model's ``D`` and ``U`` solves (its ``T`` is always float64).
 BUILD_DTYPE = torch.float32
