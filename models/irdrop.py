@@ -46,10 +46,10 @@ two blocks of opposite sign), relative to the tile's full-scale current, for the
 every cheaper one cut from it (:func:`truncate`: fewer forms, the leading form's
 functionals projected), against one reference; a layer runs the cheapest within
 ``MODEL_TOL`` for all its tiles. 1 ohm/segment, the default table's I-V: ~0.01-0.05% at
-32x32 and 64x64; at 128 rows one form leaves 0.11-0.25% and two 0.02-0.08%; without the
-cross term (``rank=0``) 0.3-2%. At 2.5 ohm/segment two forms leave 0.06-0.16% (which cut is
-the better depends on the tile; narrow tiles at high resistance mostly need the leading
-form's functionals kept). Building it with two forms and the probe checks of all its cuts
+32x32 and 64x64; at 128 rows one form leaves 0.11-0.25% and two 0.02-0.06%; without the
+cross term (``rank=0``) 0.3-2%. At 2.5 ohm/segment two forms leave 0.065-0.09% with the
+leading form's functionals kept and 0.12-0.14% projected on LeNet-5's 128-row tiles (which
+cut is the better depends on the tile). Building it with two forms and the probe checks of all its cuts
 costs ~0.3-0.5 s of one core for a 128x128 tile (the chord network's factorization, a row-drive sweep in float64 for ``T``,
 ``D`` and ``U`` in float32, and the probe check's reference by mixed-precision
 refinement); a tile's empty rows at the bottom cost nothing (series segments of the column
@@ -89,7 +89,7 @@ CROSS_RANK = 1
 MODEL_TOL = 1e-3
 #: Input forms per column a layer's tiles are built with; the layer runs the cheapest model cut from them
 #: within ``MODEL_TOL`` (128-row tiles of the default table at 1 ohm/segment: 0.11-0.25% of full scale with
-#: one form, on full scale in two blocks of opposite sign; 0.02-0.08% with two).
+#: one form, on full scale in two blocks of opposite sign or all rows at full scale; 0.02-0.06% with two).
 ESCALATED_RANK = 2
 #: Precision of the per-programming model's ``D`` and ``U`` solves (its ``T`` is always float64).
 BUILD_DTYPE = torch.float32
@@ -506,11 +506,11 @@ class TileSolver:
         forms). Left out: the rest of ``y`` beyond ``rank``, the functionals' parts outside
         the forms' span, the extra drop of the excess currents themselves (as in the
         per-vector solve), and the difference between the cross parts of a row's other cells
-        (whose remainders reach column k through ``U_kij``, j != k) and column k's own, at
-        which they are taken; all within the measured error. The last is the largest at 128
-        rows: ~0.07% of full scale at 1 ohm/segment and ~0.18% at 2.5 on all rows at full
-        scale (taking them at the row's mean cross part instead would leave 0.005% and 0.02%).
-        ``rank=0`` is a per-input polynomial without cross term.
+        (whose remainders reach column k through ``U_kij``, j != k) and what stands for them
+        (their row's mean cross part, weighted with column k's own into the cross matrix the
+        forms are fitted to); all within the measured error. Taking them at column k's own
+        cross part instead cost ~0.07% of full scale at 128 rows and 1 ohm/segment, ~0.18% at
+        2.5, on all rows at full scale. ``rank=0`` is a per-input polynomial without cross term.
 
         Cost: one factorization of the chord network, a single sweep for the row drive
         (nothing enters beyond column 0; ``T`` in float64), a half sweep plus one for ``U``
