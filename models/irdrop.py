@@ -691,8 +691,9 @@ def programmed_model(
     if used == R:
         return _build_model(g, r, coef, v_full, rank, probes, 1, R)
     model = _build_model(g[:used], r, coef[:used], v_full, rank, probes, 1 + R - used, R)
-    for key in ("W", "B", "Mv", "Mv2"):  # the empty rows' inputs reach no cell
-        model[key] = np.concatenate([model[key], np.zeros(model[key].shape[:-1] + (R - used,))], axis=-1)
+    for m in [model, *model.get("fits", [])]:
+        for key in ("W", "B", "Mv", "Mv2"):  # the empty rows' inputs reach no cell
+            m[key] = np.concatenate([m[key], np.zeros(m[key].shape[:-1] + (R - used,))], axis=-1)
     return model
 
 
@@ -742,36 +743,74 @@ def _build_model(
     own3 = (torch.diagonal(U, dim1=0, dim2=1).T * per[4]).double().numpy()  # [C(k), R(i)]: cell (i, k)'s part
     del U
     # each column's cross matrix [R(i), R(m)] (D without the own share, here transposed): its rank
-    # leading input forms B and factors A
+    # leading input forms B and factors A, fitted twice (below); then the remainder's expansion
     torch.diagonal(D, dim1=1, dim2=2).zero_()
     # the remainders of row i's other cells reach column k too (U_kij, j != k, all of one sign), and
-    # their cross parts are their own columns' drops, not column k's: the row's mean drop stands for
-    # them, weighted by their share of the first-order cubic term (lam = own / whole row, >= 1 as the
-    # others enter with the opposite sign), so each column's forms fit lam y_k + (1 - lam) mean_j y_j
-    # (128 rows: 0.075% -> 0.024% of full scale at 1 ohm with two forms, 0.20% -> 0.10% at 2.5)
+    # their cross parts are their own columns' drops, not column k's. Two fits: the forms of column
+    # k's own drop (those cells taken at it), and of its drop blended with the row's mean, weighted
+    # by the other cells' share of the first-order cubic term (lam = own / whole row, >= 1 as the
+    # others enter with the opposite sign): lam y_k + (1 - lam) mean_j y_j. Each cut runs the fit
+    # with the smaller probe error (128 rows, two forms: 0.075% -> 0.024% of full scale at 1 ohm
+    # with the blend, 0.20% -> 0.10% at 2.5; some narrow tiles at high resistance do better without)
     lam = np.divide(own3, row3, out=np.ones_like(own3), where=row3 != 0).clip(0.0, 4.0)
     lam_t = torch.from_numpy(lam.astype(np.float32)).to(D.dtype)[:, None, :]  # [C(k), 1, R(i)]
-    D.mul_(lam_t).addcmul_(1 - lam_t, D.mean(0, keepdim=True))
-    if rows > R:
+    blended = (D * lam_t).addcmul_(1 - lam_t, D.mean(0, keepdim=True))
+    fits = [
+        _fit_cross(x, W, w2, w3, own.T, v_full, rank, -T / chord.gw if rows > R else None, rows - R)
+        for x in (D, blended)
+    ]
+    del D, blended
+    if not probes:
+        return fits[1]
+    # the same cells on the chord network (g c, I-V p / c): the same solution, faster; every cut of
+    # both fits (:func:`truncate`) against one reference
+    cuts = [(k, projected) for k in range(rank + 1) for projected in (False, True)]
+    errors = chord.model_errors(
+        [truncate(m, k, p) for m in fits for k, p in cuts], coef / c[..., None], v_full, probes, rows=rows
+    )
+    for n, m in enumerate(fits):
+        m["errors"] = dict(zip(cuts, errors[n * len(cuts) : (n + 1) * len(cuts)]))
+        m["error"] = m["errors"][(rank, False)]
+    best = min(fits, key=lambda m: m["error"])
+    return {
+        **best,
+        "fits": fits,
+        "errors": {kp: min(m["errors"][kp] for m in fits) for kp in cuts},
+    }
+
+
+def _fit_cross(
+    D: torch.Tensor,
+    W: np.ndarray,
+    w2: np.ndarray,
+    w3: np.ndarray,
+    ot: np.ndarray,
+    v_full: float,
+    rank: int,
+    ramp_t: np.ndarray | None,
+    empty: int,
+) -> dict:
+    """The model of :func:`_build_model` from the cross matrices ``D`` [C(j), R(m), R(i)] its
+    forms are fitted to (``W`` is copied; ``ramp_t``: the empty rows' ramp per unit, ``-T / gw``,
+    when ``empty`` rows sit below)."""
+    C, R = D.shape[0], D.shape[2]
+    if ramp_t is not None:
         # the empty rows u = R..rows-1 below (as in the full tile): their row wire at 0 V, their
         # column node at -r (rows - u) times the column current (a ramp down to the sense node), so
         # their "cell voltages" are a rank-one block -r (rows - u) T[j, m]; it enters the fit as one
         # row with the same Gram matrix (same input forms B), its factors dropped
-        ramp = math.sqrt(sum(s * s for s in range(1, rows - R + 1))) / chord.gw
-        D = torch.cat([D, (-ramp * torch.from_numpy(T)).to(D.dtype)[:, :, None]], dim=2)  # [C, R(m), R + 1]
+        ramp = math.sqrt(sum(s * s for s in range(1, empty + 1)))
+        D = torch.cat([D, (ramp * torch.from_numpy(ramp_t)).to(D.dtype)[:, :, None]], dim=2)  # [C, R(m), R + 1]
     A, B = _leading_factors(D.transpose(1, 2), rank)
-    A = A[:, :R]
-    del D
     A, B = (
-        A.double().permute(2, 0, 1).numpy(),
+        A[:, :R].double().permute(2, 0, 1).numpy(),
         B.double().permute(1, 0, 2).numpy(),
     )  # [q, C, R(i)]: y = A z; [q, C, R(m)]
     # weights of the remainders of row i's cells on column k: the quadratic and the cubic parts of
     # each cell j reach column k through U_kij (its own column, j = k, and the others: their remainders
     # lower row i's voltage), summed as w2 = sum_j U_kij g_ij a2_ij and w3 = sum_j U_kij g_ij a3_ij, with
-    # every cell of the row taken at cell (i, k)'s own share and cross part (the quadratic and the cubic
-    # weights apart: a cell's a2 / a3 differs from level to level)
-    ot = own.T  # [C, R]
+    # every cell of the row taken at cell (i, k)'s own share and the fitted cross part (the quadratic and
+    # the cubic weights apart: a cell's a2 / a3 differs from level to level)
     half_v2 = 0.5 * v_full**2  # slope / a3
     # the remainder in y = sum_q A_q z_q (z_q = B_q v): to first order, the cubic's 3 o^2 v^2 y (Mv2, one
     # functional of v^2 per form) and the slope fold's correction c1 y (into W1); the even part's
@@ -780,6 +819,7 @@ def _build_model(
     # are kept as functionals (Mv); every other one is projected onto the forms (B's rows are
     # orthonormal), so the rest is a polynomial of degree 2 and 3 in z with per-column coefficients
     # (quad, cubic). truncate(projected=True) puts Mv into the polynomial too: two functionals per form.
+    W = W.copy()
     fold = np.stack([(w3 * -half_v2 * a).sum(1) for a in A]) if rank else np.zeros((0, C))
     W[0] += np.einsum("qc,qcr->cr", fold, B)
     quad, cubic = np.zeros((rank, rank, C)), np.zeros((rank, rank, rank, C))  # [q <= p (<= s)]: z_q z_p (z_s)
@@ -796,7 +836,7 @@ def _build_model(
             onto = onto_forms(w3 * 3 * ot * A[q] * A[p]) if (q, p) != (0, 0) else np.zeros((rank, C))
             for t in range(rank):
                 cubic[tuple(sorted((q, p, t)))] += onto[t] + (w3 * A[q] * A[p] * A[t]).sum(1)
-    model = {
+    return {
         "W": W,
         "B": B,
         "Mv": np.stack([w2 * 2 * ot * A[0], w3 * 3 * ot * A[0] ** 2]) if rank else np.zeros((0, C, R)),
@@ -806,16 +846,6 @@ def _build_model(
         "fold": fold,
         "rank": rank,
     }
-    if probes:  # the same cells on the chord network (g c, I-V p / c): the same solution, faster
-        # and the model cut to fewer forms, with and without the leading form's functionals
-        # (:func:`truncate`), against the same reference
-        variants = [(k, projected) for k in range(rank + 1) for projected in (False, True)]
-        errors = chord.model_errors(
-            [truncate(model, k, projected) for k, projected in variants], coef / c[..., None], v_full, probes, rows=rows
-        )
-        model["errors"] = dict(zip(variants, errors))
-        model["error"] = model["errors"][(rank, False)]
-    return model
 
 
 def _leading_factors(M: torch.Tensor, k: int, iters: int = 2) -> tuple[torch.Tensor, torch.Tensor]:
@@ -873,6 +903,9 @@ def truncate(model: dict, rank: int, projected: bool = False) -> dict:
     old = model["rank"]
     if not 0 <= rank <= old:
         raise ValueError(f"truncate: rank must be in [0, {old}], got {rank!r}")
+    if "fits" in model:  # the fit this cut measured the better
+        key = (rank, projected or not len(model["Mv"]))
+        return truncate(min(model["fits"], key=lambda m: m["errors"][key]), rank, projected)
     W = model["W"].copy()
     W[0] -= np.einsum("qc,qcr->cr", model["fold"][rank:], model["B"][rank:])
     B, mv = model["B"][:rank], model["Mv"] if rank else model["Mv"][:0]

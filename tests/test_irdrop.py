@@ -391,6 +391,10 @@ def test_a_model_cut_to_fewer_forms_is_the_model_built_with_them():
     assert two["errors"][(2, True)] < two["errors"][(1, True)]
     with pytest.raises(ValueError, match="truncate"):
         truncate(one, 2)
+    # two fits of the forms (column k's own drop; blended with its row's mean): each cut runs the better
+    assert len(two["fits"]) == 2
+    for kp, e in two["errors"].items():
+        assert e == min(f["errors"][kp] for f in two["fits"]) == truncate(two, *kp)["error"]
 
 
 def test_a_layer_over_the_tolerance_with_one_input_form_gets_two_before_falling_back():
