@@ -506,11 +506,12 @@ class TileSolver:
         forms). Left out: the rest of ``y`` beyond ``rank``, the functionals' parts outside
         the forms' span, the extra drop of the excess currents themselves (as in the
         per-vector solve), and the difference between the cross parts of a row's other cells
-        (whose remainders reach column k through ``U_kij``, j != k) and what stands for them
-        (their row's mean cross part, weighted with column k's own into the cross matrix the
-        forms are fitted to); all within the measured error. Taking them at column k's own
-        cross part instead cost ~0.07% of full scale at 128 rows and 1 ohm/segment, ~0.18% at
-        2.5, on all rows at full scale. ``rank=0`` is a per-input polynomial without cross term.
+        (whose remainders reach column k through ``U_kij``, j != k) and what stands for them;
+        all within the measured error. The forms are fitted twice, to column k's own cross
+        matrix (the other cells taken at it: ~0.07% of full scale at 128 rows and 1
+        ohm/segment, ~0.18% at 2.5, on all rows at full scale) and to the row's cross matrices
+        weighted as they enter column k to first order, and each cut runs the fit with the
+        smaller probe error. ``rank=0`` is a per-input polynomial without cross term.
 
         Cost: one factorization of the chord network, a single sweep for the row drive
         (nothing enters beyond column 0; ``T`` in float64), a half sweep plus one for ``U``
@@ -740,21 +741,19 @@ def _build_model(
         + [per_cell(g * a3 * own**2)]
     )
     W[1], W[2], w2, w3, row3 = torch.einsum("jki,pji->pki", U, per).double().numpy()
-    own3 = (torch.diagonal(U, dim1=0, dim2=1).T * per[4]).double().numpy()  # [C(k), R(i)]: cell (i, k)'s part
-    del U
     # each column's cross matrix [R(i), R(m)] (D without the own share, here transposed): its rank
     # leading input forms B and factors A, fitted twice (below); then the remainder's expansion
     torch.diagonal(D, dim1=1, dim2=2).zero_()
     # the remainders of row i's other cells reach column k too (U_kij, j != k, all of one sign), and
     # their cross parts are their own columns' drops, not column k's. Two fits: the forms of column
-    # k's own drop (those cells taken at it), and of its drop blended with the row's mean, weighted
-    # by the other cells' share of the first-order cubic term (lam = own / whole row, >= 1 as the
-    # others enter with the opposite sign): lam y_k + (1 - lam) mean_j y_j. Each cut runs the fit
-    # with the smaller probe error (128 rows, two forms: 0.075% -> 0.024% of full scale at 1 ohm
-    # with the blend, 0.20% -> 0.10% at 2.5; some narrow tiles at high resistance do better without)
-    lam = np.divide(own3, row3, out=np.ones_like(own3), where=row3 != 0).clip(0.0, 4.0)
-    lam_t = torch.from_numpy(lam.astype(np.float32)).to(D.dtype)[:, None, :]  # [C(k), 1, R(i)]
-    blended = (D * lam_t).addcmul_(1 - lam_t, D.mean(0, keepdim=True))
+    # k's own drop (those cells taken at it), and of the row's drops weighted as they enter column k
+    # to first order (the cubic's 3 g a3 o^2 v^2 y through U_kij): sum_j U_kij g a3 o^2 y_ij / the
+    # same sum of weights. Each cut runs the fit with the smaller probe error.
+    weights = U.mul_(per[4][:, None, :])  # [C(j), C(k), R(i)] (U is not needed after this)
+    blended = torch.einsum("jki,jmi->kmi", weights, D)
+    row_w = torch.from_numpy(row3).to(D.dtype)[:, None, :]  # [C(k), 1, R(i)]: the sum of the weights
+    blended = torch.where(row_w != 0, blended / torch.where(row_w != 0, row_w, 1), D)
+    del U, weights
     fits = [
         _fit_cross(x, W, w2, w3, own.T, v_full, rank, -T / chord.gw if rows > R else None, rows - R)
         for x in (D, blended)
