@@ -46,11 +46,12 @@ two blocks of opposite sign), relative to the tile's full-scale current, for the
 every cheaper one cut from it (:func:`truncate`: fewer forms, the leading form's
 functionals projected), against one reference; a layer runs the cheapest within
 ``MODEL_TOL`` for all its tiles. 1 ohm/segment, the default table's I-V: ~0.01-0.05% at
-32x32 and 64x64; at 128 rows one form leaves 0.11-0.25% and two 0.02-0.06%; without the
-cross term (``rank=0``) 0.3-2%. At 2.5 ohm/segment two forms leave 0.065-0.09% with the
-leading form's functionals kept and 0.12-0.14% projected on LeNet-5's 128-row tiles (which
-cut is the better depends on the tile). Building it with two forms and the probe checks of all its cuts
-costs ~0.3-0.5 s of one core for a 128x128 tile (the chord network's factorization, a row-drive sweep in float64 for ``T``,
+32x32 and 64x64; at 128 rows one form leaves 0.11-0.25% and two 0.02-0.08%; without the
+cross term (``rank=0``) 0.3-2%. At 2.5 ohm/segment two forms leave 0.06-0.08% with the
+leading form's functionals kept and 0.11-0.15% projected on LeNet-5's 128-row tiles (which
+cut is the better depends on the tile). Building it with two forms, fitted twice, and the
+probe checks of all its cuts costs ~0.4-0.6 s of one core for a 128x128 tile (the chord
+network's factorization, a row-drive sweep in float64 for ``T``,
 ``D`` and ``U`` in float32, and the probe check's reference by mixed-precision
 refinement); a tile's empty rows at the bottom cost nothing (series segments of the column
 wires, exact).
@@ -89,7 +90,7 @@ CROSS_RANK = 1
 MODEL_TOL = 1e-3
 #: Input forms per column a layer's tiles are built with; the layer runs the cheapest model cut from them
 #: within ``MODEL_TOL`` (128-row tiles of the default table at 1 ohm/segment: 0.11-0.25% of full scale with
-#: one form, on full scale in two blocks of opposite sign or all rows at full scale; 0.02-0.06% with two).
+#: one form, on full scale in two blocks of opposite sign or all rows at full scale; 0.02-0.08% with two).
 ESCALATED_RANK = 2
 #: Precision of the per-programming model's ``D`` and ``U`` solves (its ``T`` is always float64).
 BUILD_DTYPE = torch.float32
