@@ -755,10 +755,14 @@ def _build_model(
     row_w = torch.from_numpy(row3).to(D.dtype)[:, None, :]  # [C(k), 1, R(i)]: the sum of the weights
     blended = torch.where(row_w != 0, blended / torch.where(row_w != 0, row_w, 1), D)
     del U, weights
-    fits = [
-        _fit_cross(x, W, w2, w3, own.T, v_full, rank, -T / chord.gw if rows > R else None, rows - R)
-        for x in (D, blended)
-    ]
+    ramp = None
+    if rows > R:
+        # the empty rows u = R..rows-1 below (as in the full tile): their row wire at 0 V, their
+        # column node at -r (rows - u) times the column current (a ramp down to the sense node), so
+        # their "cell voltages" are a rank-one block -r (rows - u) T[j, m]; it enters each fit as one
+        # row with the same Gram matrix (same input forms B), its factors dropped
+        ramp = -math.sqrt(sum(s * s for s in range(1, rows - R + 1))) / chord.gw * torch.from_numpy(T)
+    fits = [_fit_cross(x, W, w2, w3, own.T, v_full, rank, ramp) for x in (D, blended)]
     del D, blended
     if not probes:
         return fits[1]
@@ -787,20 +791,14 @@ def _fit_cross(
     ot: np.ndarray,
     v_full: float,
     rank: int,
-    ramp_t: np.ndarray | None,
-    empty: int,
+    ramp: torch.Tensor | None,
 ) -> dict:
     """The model of :func:`_build_model` from the cross matrices ``D`` [C(j), R(m), R(i)] its
-    forms are fitted to (``W`` is copied; ``ramp_t``: the empty rows' ramp per unit, ``-T / gw``,
-    when ``empty`` rows sit below)."""
+    forms are fitted to (``W`` is copied; ``ramp`` [C, R(m)]: the empty rows below, one more
+    fitted row)."""
     C, R = D.shape[0], D.shape[2]
-    if ramp_t is not None:
-        # the empty rows u = R..rows-1 below (as in the full tile): their row wire at 0 V, their
-        # column node at -r (rows - u) times the column current (a ramp down to the sense node), so
-        # their "cell voltages" are a rank-one block -r (rows - u) T[j, m]; it enters the fit as one
-        # row with the same Gram matrix (same input forms B), its factors dropped
-        ramp = math.sqrt(sum(s * s for s in range(1, empty + 1)))
-        D = torch.cat([D, (ramp * torch.from_numpy(ramp_t)).to(D.dtype)[:, :, None]], dim=2)  # [C, R(m), R + 1]
+    if ramp is not None:
+        D = torch.cat([D, ramp.to(D.dtype)[:, :, None]], dim=2)  # [C, R(m), R + 1]
     A, B = _leading_factors(D.transpose(1, 2), rank)
     A, B = (
         A[:, :R].double().permute(2, 0, 1).numpy(),
